@@ -1,0 +1,1 @@
+"""The tunnel client (frpc): control session, proxies, work connections."""

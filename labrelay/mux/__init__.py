@@ -1,0 +1,1 @@
+"""yamux stream multiplexing (frp's tcp_mux) on Twisted."""

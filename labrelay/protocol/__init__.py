@@ -1,0 +1,1 @@
+"""Sans-IO pieces of frp's wire protocol: framing, messages, auth, crypto, compression."""

@@ -1,0 +1,1 @@
+"""The relay server (frps): control sessions, work-connection pools, proxies."""

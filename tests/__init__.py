@@ -1,0 +1,1 @@
+"""labrelay test suite (run with python -m twisted.trial tests)."""
