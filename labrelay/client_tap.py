@@ -1,0 +1,62 @@
+"""
+``twistd labrelay-client``: command-line options and service construction.
+
+The INI file is loaded and validated in ``postOptions``, before twistd
+daemonizes, so a bad config is one clear line and a non-zero exit.
+"""
+
+from twisted.logger import Logger
+from twisted.python import usage
+
+from .config import ConfigError, load_client_config
+from .tls import TLSConfigError, client_tls_options
+
+_log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[-c frpc.ini]"
+    longdesc = ("Run the labrelay tunnel client, configured by an frp-style "
+                "frpc.ini file.")
+    optParameters = [
+        ["config", "c", "frpc.ini", "path of the frpc.ini configuration file"],
+    ]
+
+    def postOptions(self):
+        try:
+            self.client_config = load_client_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e))
+        config = self.client_config
+        self.tls_options = None
+        if config.tls_enable:
+            try:
+                self.tls_options = client_tls_options(
+                    config.tls_server_name or config.server_addr,
+                    config.tls_trusted_ca_file, config.tls_cert_file,
+                    config.tls_key_file)
+            except TLSConfigError as e:
+                raise usage.UsageError(f"{config.source}: [common] {e}")
+
+
+def build_endpoint(reactor, config, tls_options):
+    """The endpoint every connection to the server is made through."""
+    from .endpoints import client_endpoint
+    return client_endpoint(
+        reactor, server_addr=config.server_addr,
+        server_port=config.server_port,
+        dial_timeout=config.dial_server_timeout,
+        local_ip=config.connect_server_local_ip,
+        tls_enable=config.tls_enable, tls_options=tls_options,
+        send_tls_first_byte=not config.disable_custom_tls_first_byte)
+
+
+def makeService(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    from .client.service import RelayClient
+    config = options.client_config
+    for warning in config.warnings:
+        _log.warn("{warning}", warning=warning)
+    endpoint = build_endpoint(reactor, config, options.tls_options)
+    return RelayClient(config, reactor, endpoint)

@@ -1,0 +1,166 @@
+"""
+One frp connection accepted by the server: a TCP connection, or a yamux
+stream when tcp_mux is on.
+
+The first message decides what it is: ``Login`` makes it the control
+connection of a new :class:`~labrelay.server.control.ControlSession`,
+``NewWorkConn`` makes it a work connection waiting in its client's pool.
+This protocol only frames, encrypts and decrypts; the decisions live in
+the control session, the pool and the proxies.
+"""
+
+from twisted.logger import Logger
+
+from ..errors import ProtocolError
+from ..peers import describe
+from ..protocol.crypto import StreamDecryptor, StreamEncryptor
+from ..protocol.framing import MessageParser, encode_message
+from ..protocol import messages
+from ..relay import RelayedProtocol, set_no_delay
+
+#: Seconds a new connection has to send its first message (frp: 10 s).
+FIRST_MESSAGE_TIMEOUT = 10
+
+#: Bytes a pooled work connection may send before it is started.  frpc
+#: sends nothing then; anything more is a misbehaving peer.
+MAX_EARLY_WORK_BYTES = 256 * 1024
+
+
+class ServerConnection(RelayedProtocol):
+    _log = Logger()
+
+    def __init__(self, server):
+        self.server = server
+        self.peer = "?"
+        self.control = None     # ControlSession, when this is a control
+        self.work_owner = None  # ControlSession, when this is a work connection
+        self._parser = MessageParser()
+        self._encryptor = None
+        self._decryptor = None
+        self._first_timer = None
+        self._early = []
+        self._early_size = 0
+        self._gone = False
+
+    # Twisted protocol.
+
+    def connectionMade(self):
+        set_no_delay(self.transport)
+        self.peer = describe(self.transport)
+        self._first_timer = self.server.clock.callLater(
+            FIRST_MESSAGE_TIMEOUT, self._first_message_timeout)
+
+    def _first_message_timeout(self):
+        self._first_timer = None
+        self._log.warn("{peer}: no frp message within {seconds}s; closing",
+                       peer=self.peer, seconds=FIRST_MESSAGE_TIMEOUT)
+        self.transport.abortConnection()
+
+    def data_before_splice(self, data):
+        if self.work_owner is not None:
+            self._keep_early(data)
+            return
+        if self._decryptor is not None:
+            data = self._decryptor.decrypt(data)
+        self._parser.feed(data)
+        try:
+            while self.work_owner is None and not self._gone:
+                message = self._parser.next_message()
+                if message is None:
+                    break
+                self._dispatch(message)
+        except ProtocolError as e:
+            self.protocol_error(str(e))
+
+    def eof_before_splice(self):
+        self.transport.loseConnection()
+
+    def connection_ended(self, reason):
+        self._gone = True
+        if self._first_timer is not None:
+            self._first_timer.cancel()
+            self._first_timer = None
+        if self.control is not None:
+            self.control.connection_lost(reason)
+        elif self.work_owner is not None and self.splice is None:
+            self.work_owner.pool.discard(self)
+
+    # Sending.
+
+    def send(self, message) -> None:
+        data = encode_message(message)
+        if self._encryptor is not None:
+            data = self._encryptor.encrypt(data)
+        self.transport.write(data)
+
+    def start_encryption(self, key: bytes) -> None:
+        """From now on both directions are AES-CFB (after LoginResp)."""
+        self._encryptor = StreamEncryptor(key)
+        self._decryptor = StreamDecryptor(key)
+        rest = self._parser.take_rest()
+        self._parser.feed(self._decryptor.decrypt(rest))
+
+    def protocol_error(self, text: str) -> None:
+        role = ("control" if self.control else
+                "work connection" if self.work_owner else "connection")
+        self._log.warn("{peer}: closing {role}: {error}",
+                       peer=self.peer, role=role, error=text)
+        self.transport.abortConnection()
+
+    # Dispatch.
+
+    def _dispatch(self, message) -> None:
+        if self.control is not None:
+            self.control.handle(message)
+            return
+        if self._first_timer is not None:
+            self._first_timer.cancel()
+            self._first_timer = None
+        if isinstance(message, messages.Login):
+            self.server.handle_login(self, message)
+        elif isinstance(message, messages.NewWorkConn):
+            self.server.handle_new_work_conn(self, message)
+        elif isinstance(message, messages.NewVisitorConn):
+            self.send(messages.NewVisitorConnResp(
+                proxy_name=message.proxy_name,
+                error="visitor connections (stcp/sudp/xtcp) are not "
+                      "supported by labrelay yet"))
+            self._log.warn("{peer}: refused a visitor connection for {name}:"
+                           " not supported yet", peer=self.peer,
+                           name=message.proxy_name)
+            self.transport.loseConnection()
+            self._gone = True
+        else:
+            raise ProtocolError(
+                f"first message is {message.name}, expected Login or "
+                f"NewWorkConn")
+
+    # Work connection life.
+
+    def become_work_connection(self, owner) -> None:
+        self.work_owner = owner
+        rest = self._parser.take_rest()
+        if rest:
+            self._keep_early(rest)
+
+    def _keep_early(self, data: bytes) -> None:
+        self._early.append(data)
+        self._early_size += len(data)
+        if self._early_size > MAX_EARLY_WORK_BYTES:
+            self.protocol_error("idle work connection sent data before "
+                                "StartWorkConn")
+
+    def take_early_data(self) -> bytes:
+        data = b"".join(self._early)
+        self._early = []
+        return data
+
+    def discard(self, why: str) -> None:
+        """Close this idle work connection (the pool does not want it)."""
+        self._log.debug("{peer}: closing work connection: {why}",
+                        peer=self.peer, why=why)
+        self.transport.loseConnection()
+
+    @property
+    def alive(self) -> bool:
+        return not self._gone

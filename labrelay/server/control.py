@@ -1,0 +1,173 @@
+"""
+The server side of one client: its control connection after Login.
+
+A :class:`ControlSession` owns the client's proxies and its pool of work
+connections.  It answers NewProxy, CloseProxy and Ping, asks for work
+connections, enforces the heartbeat timeout, and when its connection goes
+away (or a reconnect with the same run_id replaces it) it closes every
+proxy at once, so the client's ports are free again.
+"""
+
+from twisted.logger import Logger
+
+from .. import FRP_VERSION
+from ..errors import ProxyError
+from ..protocol import messages
+from ..protocol.auth import check_privilege_key
+from ..protocol.crypto import derive_key
+from .workpool import WorkConnPool
+
+
+class ControlSession:
+    _log = Logger()
+
+    def __init__(self, server, connection, login, run_id: str):
+        self.server = server
+        self.connection = connection
+        self.login = login
+        self.run_id = run_id
+        self.peer = connection.peer
+        self.proxies = {}   # name -> proxy
+        self.closed = False
+        config = server.config
+        self.pool = WorkConnPool(
+            server.clock, self.request_work_conn,
+            capacity=max(login.pool_count, 0) + 10,
+            timeout=config.user_conn_timeout)
+        self._heartbeat_timer = None
+        self.started_at = server.clock.seconds()
+
+    @property
+    def user(self) -> str:
+        return self.login.user
+
+    @property
+    def version(self) -> str:
+        return self.login.version
+
+    def start(self) -> None:
+        config = self.server.config
+        self.connection.control = self
+        self.connection.send(messages.LoginResp(version=FRP_VERSION,
+                                                run_id=self.run_id))
+        self.connection.start_encryption(derive_key(config.token))
+        for _ in range(min(max(self.login.pool_count, 0),
+                           config.max_pool_count)):
+            self.request_work_conn()
+        if config.heartbeat_timeout > 0:
+            self._heartbeat_timer = self.server.clock.callLater(
+                config.heartbeat_timeout, self._heartbeat_expired)
+        self._log.info(
+            "{peer}: client logged in: run_id={run_id} version={version} "
+            "user={user!r} pool_count={pool_count}",
+            peer=self.peer, run_id=self.run_id, version=self.version,
+            user=self.user, pool_count=self.login.pool_count)
+
+    def request_work_conn(self) -> None:
+        if not self.closed:
+            self.connection.send(messages.ReqWorkConn())
+
+    # Messages from the client.
+
+    def handle(self, message) -> None:
+        if isinstance(message, messages.NewProxy):
+            self._new_proxy(message)
+        elif isinstance(message, messages.CloseProxy):
+            self._close_proxy(message.proxy_name)
+        elif isinstance(message, messages.Ping):
+            self._ping(message)
+        elif isinstance(message, messages.NatHoleVisitor):
+            self.connection.send(messages.NatHoleResp(
+                transaction_id=message.transaction_id,
+                error="xtcp is not supported by labrelay yet"))
+        else:
+            self._log.warn("{peer}: ignoring unexpected {name} on the control "
+                           "connection", peer=self.peer, name=message.name)
+
+    def _new_proxy(self, message) -> None:
+        name = message.proxy_name
+        try:
+            if not name:
+                raise ProxyError("proxy name is empty")
+            if name in self.server.registry.proxies:
+                raise ProxyError(f"proxy [{name}] already exists")
+            proxy = self.server.create_proxy(self, message)
+            remote_addr = proxy.start()
+        except ProxyError as e:
+            self._log.warn("{peer}: proxy [{name}] refused: {error}",
+                           peer=self.peer, name=name, error=e)
+            error = str(e)
+            if not self.server.config.detailed_errors_to_client:
+                error = f"new proxy [{name}] error"
+            self.connection.send(messages.NewProxyResp(proxy_name=name,
+                                                       error=error))
+            return
+        self.proxies[name] = proxy
+        self.server.registry.add_proxy(name, proxy)
+        self._log.info("{peer}: proxy [{name}] ({type}) started at "
+                       "{remote_addr}", peer=self.peer, name=name,
+                       type=proxy.type, remote_addr=remote_addr)
+        self.connection.send(messages.NewProxyResp(proxy_name=name,
+                                                   remote_addr=remote_addr))
+
+    def _close_proxy(self, name: str) -> None:
+        proxy = self.proxies.pop(name, None)
+        if proxy is None:
+            return
+        self.server.registry.remove_proxy(name, proxy)
+        proxy.close()
+        self._log.info("{peer}: proxy [{name}] closed", peer=self.peer,
+                       name=name)
+
+    def _ping(self, message) -> None:
+        config = self.server.config
+        if config.authenticate_heartbeats and not check_privilege_key(
+                config.token, message.timestamp, message.privilege_key):
+            self._log.warn("{peer}: Ping with a wrong privilege key; closing",
+                           peer=self.peer)
+            self.connection.send(messages.Pong(
+                error="invalid ping: token mismatch"))
+            self.close("authentication of a heartbeat failed")
+            return
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.reset(config.heartbeat_timeout)
+        self.connection.send(messages.Pong())
+
+    def _heartbeat_expired(self) -> None:
+        self._heartbeat_timer = None
+        self._log.warn("{peer}: no heartbeat for {seconds}s; closing the "
+                       "control connection", peer=self.peer,
+                       seconds=self.server.config.heartbeat_timeout)
+        self.close("heartbeat timeout")
+
+    # Work connections.
+
+    def accept_work_conn(self, connection) -> None:
+        connection.become_work_connection(self)
+        self.pool.put(connection)
+
+    # Ending.
+
+    def close(self, why: str) -> None:
+        """Close the control connection and everything the client owns."""
+        if not self.closed:
+            self._teardown(why)
+        self.connection.transport.loseConnection()
+
+    def connection_lost(self, reason) -> None:
+        if not self.closed:
+            self._teardown("control connection closed")
+
+    def _teardown(self, why: str) -> None:
+        self.closed = True
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
+        for name, proxy in list(self.proxies.items()):
+            self.server.registry.remove_proxy(name, proxy)
+            proxy.close()
+        self.proxies.clear()
+        self.pool.close()
+        self.server.registry.remove_control(self)
+        self._log.info("{peer}: client {run_id} gone: {why}", peer=self.peer,
+                       run_id=self.run_id, why=why)

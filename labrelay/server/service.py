@@ -1,0 +1,146 @@
+"""
+The relay server as a Twisted service: the bind-port listener and the
+decisions that span clients (login, run_id replacement, work-connection
+routing, which proxy type serves a NewProxy).
+
+Each accepted connection is first sniffed for TLS (``labrelay.sniff``), then
+becomes a yamux session whose streams are frp connections (``tcp_mux =
+true``) or is itself one frp connection.
+"""
+
+import secrets
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from .. import FRP_VERSION
+from ..endpoints import server_endpoint_description
+from ..errors import ProxyError
+from ..protocol import messages
+from ..protocol.auth import check_privilege_key
+from ..sniff import SniffingFactory
+from .connection import ServerConnection
+from .control import ControlSession
+from .registry import Registry
+from .tcp_proxy import TcpProxy
+
+
+def new_run_id() -> str:
+    """16 lowercase hex characters, as frp."""
+    return secrets.token_hex(8)
+
+
+class _FrpConnectionFactory(Factory):
+    """Builds what runs on each accepted (and TLS-unwrapped) connection."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def buildProtocol(self, addr):
+        server = self.server
+        if server.config.tcp_mux:
+            from ..mux.session import YamuxSession
+            return YamuxSession(
+                is_client=False, clock=server.clock,
+                accept_stream=lambda stream: ServerConnection(server),
+                keepalive_interval=server.config.tcp_mux_keepalive_interval)
+        return ServerConnection(server)
+
+
+class RelayServer(service.MultiService):
+    """
+    :param config: a :class:`labrelay.config.ServerConfig`.
+    :param tls_options: server TLS options (``labrelay.tls``).
+    :param listen: an endpoint description overriding bind_addr/bind_port
+        (tests listen on port 0).
+    """
+
+    _log = Logger()
+
+    def __init__(self, config, reactor, tls_options, listen=None):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.clock = reactor
+        self.registry = Registry(reactor)
+        self.vhost = None
+        factory = SniffingFactory(
+            _FrpConnectionFactory(self), tls_options,
+            tls_only=config.tls_only, clock=reactor)
+        description = listen or server_endpoint_description(
+            config.bind_addr, config.bind_port)
+        self._listener = StreamServerEndpointService(
+            serverFromString(reactor, description), factory)
+        # Fail start-up (and twistd) when the port cannot be bound, instead
+        # of logging and running without a listener.
+        self._listener._raiseSynchronously = True
+        self._listener.setServiceParent(self)
+
+    def when_listening(self):
+        """A Deferred firing with the bind port's IListeningPort."""
+        return self._listener._waitingForPort
+
+    def stopService(self):
+        for control in list(self.registry.controls.values()):
+            control.close("server shutting down")
+        return super().stopService()
+
+    # Called by ServerConnection for first messages.
+
+    def handle_login(self, connection, login) -> None:
+        config = self.config
+        if not check_privilege_key(config.token, login.timestamp,
+                                   login.privilege_key):
+            self._log.warn("{peer}: login refused: wrong token "
+                           "(version={version})", peer=connection.peer,
+                           version=login.version)
+            error = ("token in login doesn't match token from configuration"
+                     if config.detailed_errors_to_client
+                     else "register control error")
+            connection.send(messages.LoginResp(version=FRP_VERSION,
+                                               error=error))
+            connection.transport.loseConnection()
+            return
+        run_id = login.run_id or new_run_id()
+        old = self.registry.controls.get(run_id)
+        if old is not None:
+            old.close("replaced by a new login with the same run_id")
+        control = ControlSession(self, connection, login, run_id)
+        self.registry.add_control(control)
+        control.start()
+
+    def handle_new_work_conn(self, connection, message) -> None:
+        config = self.config
+        control = self.registry.controls.get(message.run_id)
+        if control is None or control.closed:
+            self._log.warn("{peer}: work connection for unknown run_id "
+                           "{run_id!r}; closing", peer=connection.peer,
+                           run_id=message.run_id)
+            connection.send(messages.StartWorkConn(
+                error=f"no client with run_id [{message.run_id}]"))
+            connection.transport.loseConnection()
+            return
+        if config.authenticate_new_work_conns and not check_privilege_key(
+                config.token, message.timestamp, message.privilege_key):
+            self._log.warn("{peer}: work connection with a wrong privilege "
+                           "key; closing", peer=connection.peer)
+            connection.send(messages.StartWorkConn(
+                error="invalid NewWorkConn"))
+            connection.transport.loseConnection()
+            return
+        control.accept_work_conn(connection)
+
+    def create_proxy(self, control, message):
+        kind = message.proxy_type or "tcp"
+        if kind == "tcp":
+            return TcpProxy(self, control, message)
+        if kind == "http":
+            if self.vhost is None:
+                raise ProxyError("type [http] needs vhost_http_port set on "
+                                 "the server")
+            return self.vhost.create_proxy(control, message)
+        raise ProxyError(f"proxy type [{kind}] is not supported by labrelay "
+                         f"yet")

@@ -1,0 +1,46 @@
+"""
+``twistd labrelay-server``: command-line options and service construction.
+
+The INI file is loaded and validated in ``postOptions``, before twistd
+daemonizes, so a bad config is one clear line and a non-zero exit.
+"""
+
+from twisted.logger import Logger
+from twisted.python import usage
+
+from .config import ConfigError, load_server_config
+from .tls import TLSConfigError, server_tls_options
+
+_log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[-c frps.ini]"
+    longdesc = ("Run the labrelay relay server, configured by an frp-style "
+                "frps.ini file.")
+    optParameters = [
+        ["config", "c", "frps.ini", "path of the frps.ini configuration file"],
+    ]
+
+    def postOptions(self):
+        try:
+            self.server_config = load_server_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e))
+        config = self.server_config
+        try:
+            self.tls_options = server_tls_options(
+                config.tls_cert_file, config.tls_key_file,
+                config.tls_trusted_ca_file)
+        except TLSConfigError as e:
+            raise usage.UsageError(f"{config.source}: [common] {e}")
+
+
+def makeService(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    from .server.service import RelayServer
+    config = options.server_config
+    for warning in config.warnings:
+        _log.warn("{warning}", warning=warning)
+    return RelayServer(config, reactor, options.tls_options)
