@@ -6,16 +6,24 @@ attempts: the link is a yamux session carrying the control stream (``tcp_mux
 = true``) or the control TCP connection itself.  After each login every
 proxy is registered again, and work connections are opened on demand, as
 new yamux streams or new connections through the same endpoint.
+
+The login is not run as ClientService's ``prepareConnection``: a connection
+that prepareConnection rejects is left open by ClientService, and its later
+loss hits a state with no transition (``NoTransition`` in Waiting).  So the
+link counts as connected once TCP (and TLS) is up, a refused login closes
+it, and the retry policy grows the delay with consecutive login failures.
 """
 
 import attr
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
+from ..tracking import ConnectionSet
 from ..protocol import messages
 from .control import ClientControl
 from .workconn import ClientWorkConnection
@@ -55,21 +63,46 @@ class RelayClient(service.MultiService):
         self._session = None
         self.proxies = {p.name: ProxyState(p) for p in config.proxies}
         self.logins = 0
+        self._status_waiters = []  # (name, statuses, Deferred)
+        self.login_errors = []
+        self.fatal_error = None
+        #: fires with the control after the first successful login, or
+        #: fails with the first login's error
+        self.first_login = Deferred()
+        self._login_failures = 0
+        self.connections = ConnectionSet()  # work and local connections
         if config.tcp_mux:
             factory = Factory.forProtocol(self._new_session)
         else:
-            factory = Factory.forProtocol(lambda: ClientControl(self))
+            factory = Factory.forProtocol(self._new_control)
+        backoff = backoffPolicy(initialDelay=1.0, maxDelay=20.0)
         self._link = ClientService(
             endpoint, factory,
-            retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=20.0),
-            clock=reactor, prepareConnection=self._prepare)
+            retryPolicy=lambda attempts: backoff(
+                max(attempts, self._login_failures)),
+            clock=reactor)
         self._link.setServiceParent(self)
 
     def _new_session(self):
         from ..mux.session import YamuxSession
-        return YamuxSession(
+        client = self
+
+        class ControlSession(YamuxSession):
+            def connectionMade(self):
+                super().connectionMade()
+                control = ClientControl(client)
+                client._session = self
+                client._start_login(control)
+                self.open_stream(control)
+
+        return ControlSession(
             is_client=True, clock=self.clock,
             keepalive_interval=self.config.tcp_mux_keepalive_interval)
+
+    def _new_control(self):
+        control = ClientControl(self)
+        self._start_login(control)
+        return control
 
     def startService(self):
         super().startService()
@@ -81,10 +114,15 @@ class RelayClient(service.MultiService):
             if state.retry_call is not None and state.retry_call.active():
                 state.retry_call.cancel()
             state.retry_call = None
-        return super().stopService()
+        d = super().stopService()
+        d.addCallback(lambda _: self.connections.close_all())
+        return d
 
     def _first_login_failed(self, failure):
         error = failure.value
+        if not self.first_login.called:
+            self.first_login.errback(error)
+            self.first_login.addErrback(lambda f: None)
         if self.config.login_fail_exit:
             self._log.error(
                 "login to server failed: {error}; exiting because "
@@ -98,28 +136,28 @@ class RelayClient(service.MultiService):
             self._log.warn("login to server failed: {error}; retrying",
                            error=error)
 
-    def whenLoggedIn(self):
-        """A Deferred that fires once connected and logged in."""
-        return self._link.whenConnected()
-
     # Link and login.
 
-    def _prepare(self, link):
-        if self.config.tcp_mux:
-            self._session = link
-            control = ClientControl(self)
-            link.open_stream(control)
-        else:
-            control = link
+    def _start_login(self, control):
         self.control = control
-        d = control.logged_in
-        d.addCallback(self._logged_in)
-        return d
+        control.logged_in.addCallbacks(self._logged_in, self._login_failed)
+
+    def _login_failed(self, failure):
+        self._login_failures += 1
+        if self.logins == 0:
+            self._first_login_failed(failure)
+        else:
+            self._log.warn("login to server failed: {error}; retrying",
+                           error=failure.value)
+        self.login_errors.append(failure.value)
 
     def _logged_in(self, control):
         first = not self.run_id
         self.run_id = control.run_id
         self.logins += 1
+        self._login_failures = 0
+        if not self.first_login.called:
+            self.first_login.callback(control)
         self._log.info("login to server success, run_id {run_id}",
                        run_id=self.run_id)
         if first and not self.proxies:
@@ -136,14 +174,34 @@ class RelayClient(service.MultiService):
                     state.retry_call.cancel()
                 state.retry_call = None
                 if state.status != "start error":
-                    state.status = "wait start"
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+                    self._set_status(state, "wait start")
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
             if control.logged_in.called and self.running:
                 self._log.warn("connection to server lost; reconnecting")
 
     # Proxies.
+
+    def when_proxy_status(self, name, *statuses):
+        """A Deferred firing with the ProxyState once proxy *name* is in one
+        of *statuses* (now or later)."""
+        state = self.proxies[name]
+        if state.status in statuses:
+            return succeed(state)
+        d = Deferred()
+        self._status_waiters.append((name, statuses, d))
+        return d
+
+    def _set_status(self, state, status) -> None:
+        state.status = status
+        waiting, self._status_waiters = self._status_waiters, []
+        for entry in waiting:
+            name, statuses, d = entry
+            if name == state.config.name and status in statuses:
+                d.callback(state)
+            else:
+                self._status_waiters.append(entry)
 
     def proxy_config(self, name):
         state = self.proxies.get(name)
@@ -155,7 +213,7 @@ class RelayClient(service.MultiService):
         if control is None:
             return
         p = state.config
-        state.status = "wait start"
+        self._set_status(state, "wait start")
         control.send(messages.NewProxy(
             proxy_name=p.name, proxy_type=p.type,
             use_encryption=p.use_encryption, use_compression=p.use_compression,
@@ -172,18 +230,18 @@ class RelayClient(service.MultiService):
         if state is None:
             return
         if message.error:
-            state.status = "start error"
             state.error = message.error
             state.remote_addr = ""
+            self._set_status(state, "start error")
             self._log.warn("[{name}] start error: {error}; retrying in "
                            "{seconds}s", name=message.proxy_name,
                            error=message.error, seconds=PROXY_RETRY_SECONDS)
             state.retry_call = self.clock.callLater(
                 PROXY_RETRY_SECONDS, self._register, state)
             return
-        state.status = "running"
         state.error = ""
         state.remote_addr = message.remote_addr
+        self._set_status(state, "running")
         self._log.info("[{name}] start proxy success, remote address "
                        "{remote_addr}", name=message.proxy_name,
                        remote_addr=message.remote_addr)
@@ -192,6 +250,8 @@ class RelayClient(service.MultiService):
 
     def open_work_connection(self) -> None:
         protocol = ClientWorkConnection(self)
+        if not self.running:
+            return
         if self._session is not None:
             try:
                 self._session.open_stream(protocol)

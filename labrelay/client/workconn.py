@@ -28,9 +28,16 @@ LOCAL_DIAL_TIMEOUT = 10
 class LocalConnection(RelayedProtocol):
     """The connection to the proxied service (local_ip:local_port)."""
 
+    def __init__(self, connections):
+        self._connections = connections
+
     def connectionMade(self):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
+        self._connections.add(self)
+
+    def connection_ended(self, reason):
+        self._connections.remove(self)
 
 
 class ClientWorkConnection(RelayedProtocol):
@@ -47,6 +54,7 @@ class ClientWorkConnection(RelayedProtocol):
     def connectionMade(self):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
+        self.client.connections.add(self)
         config = self.client.config
         message = messages.NewWorkConn(run_id=self.client.run_id)
         if config.authenticate_new_work_conns:
@@ -55,6 +63,9 @@ class ClientWorkConnection(RelayedProtocol):
                 run_id=self.client.run_id,
                 privilege_key=privilege_key(config.token, now), timestamp=now)
         self.transport.write(encode_message(message))
+
+    def connection_ended(self, reason):
+        self.client.connections.remove(self)
 
     def data_before_splice(self, data):
         if self._started:
@@ -94,7 +105,7 @@ class ClientWorkConnection(RelayedProtocol):
         endpoint = HostnameEndpoint(self.client.reactor, proxy.local_ip,
                                     proxy.local_port,
                                     timeout=LOCAL_DIAL_TIMEOUT)
-        local = LocalConnection()
+        local = LocalConnection(self.client.connections)
         d = endpoint.connect(Factory.forProtocol(lambda: local))
 
         def connected(_):

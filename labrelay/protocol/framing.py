@@ -9,6 +9,7 @@ user data): the caller takes them back with :meth:`MessageParser.take_rest`.
 """
 
 import json
+import re
 import struct
 
 from ..errors import ProtocolError
@@ -99,12 +100,24 @@ class MessageParser:
         return len(self._buffer)
 
 
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def decode_body(type_byte: bytes, body: bytes) -> Message:
     """Decode the JSON body of a frame whose type byte is known."""
     try:
-        value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
+        if _SURROGATE_ESCAPE.search(body):
+            # pairs decode to one character; a lone half cannot be UTF-8
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError) as e:
         raise ProtocolError(f"message body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError("message body nests too deeply") from None
     if not isinstance(value, dict):
         raise ProtocolError(
             f"message body is JSON {type(value).__name__}, not an object"

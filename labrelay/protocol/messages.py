@@ -15,15 +15,15 @@ import json
 from ..errors import ProtocolError
 
 # Value kinds.  Each maps to a zero value and a validator.
-STR, INT, BOOL, MAP, LIST, OBJECT, ANY = (
-    "str", "int", "bool", "map", "list", "object", "any",
+STR, INT, UINT16, BOOL, MAP, LIST, OBJECT, ANY = (
+    "str", "int", "uint16", "bool", "map", "list", "object", "any",
 )
 
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
 def _zero(kind):
-    return {STR: "", INT: 0, BOOL: False, MAP: None, LIST: None,
+    return {STR: "", INT: 0, UINT16: 0, BOOL: False, MAP: None, LIST: None,
             OBJECT: None, ANY: None}[kind]
 
 
@@ -36,6 +36,9 @@ def _check(kind, key, value):
     elif kind == INT:
         ok = (isinstance(value, int) and not isinstance(value, bool)
               and _INT64[0] <= value <= _INT64[1])
+    elif kind == UINT16:
+        ok = (isinstance(value, int) and not isinstance(value, bool)
+              and 0 <= value <= 65535)
     elif kind == BOOL:
         ok = isinstance(value, bool)
     elif kind == MAP:
@@ -154,7 +157,8 @@ NewWorkConn = _message(
 ReqWorkConn = _message("ReqWorkConn", b"r")
 StartWorkConn = _message(
     "StartWorkConn", b"s", ("proxy_name", STR), ("src_addr", STR),
-    ("dst_addr", STR), ("src_port", INT), ("dst_port", INT), ("error", STR))
+    ("dst_addr", STR), ("src_port", UINT16), ("dst_port", UINT16),
+    ("error", STR))
 NewVisitorConn = _message(
     "NewVisitorConn", b"v", ("run_id", STR), ("proxy_name", STR),
     ("sign_key", STR), ("timestamp", INT), ("use_encryption", BOOL),
@@ -192,10 +196,11 @@ MESSAGE_TYPES = {cls.TYPE_BYTE: cls for cls in (
 def message_from_json(type_byte: bytes, value: dict) -> Message:
     """Build the message for *type_byte* from a decoded JSON object."""
     cls = MESSAGE_TYPES[type_byte]
-    by_folded_key = {key.lower(): (key, kind) for key, kind in cls.FIELDS}
+    # Go matches keys with Unicode case folding (ſ matches s)
+    by_folded_key = {key.casefold(): (key, kind) for key, kind in cls.FIELDS}
     values = {}
     for raw_key, raw_value in value.items():
-        found = by_folded_key.get(raw_key.lower())
+        found = by_folded_key.get(raw_key.casefold())
         if found is None:
             continue  # Go ignores unknown keys; so do we
         key, kind = found

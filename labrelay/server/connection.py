@@ -47,6 +47,7 @@ class ServerConnection(RelayedProtocol):
     def connectionMade(self):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
+        self.server.connections.add(self)
         self._first_timer = self.server.clock.callLater(
             FIRST_MESSAGE_TIMEOUT, self._first_message_timeout)
 
@@ -77,6 +78,7 @@ class ServerConnection(RelayedProtocol):
 
     def connection_ended(self, reason):
         self._gone = True
+        self.server.connections.remove(self)
         if self._first_timer is not None:
             self._first_timer.cancel()
             self._first_timer = None

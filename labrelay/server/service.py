@@ -12,6 +12,7 @@ import secrets
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -22,6 +23,7 @@ from ..errors import ProxyError
 from ..protocol import messages
 from ..protocol.auth import check_privilege_key
 from ..sniff import SniffingFactory
+from ..tracking import ConnectionSet
 from .connection import ServerConnection
 from .control import ControlSession
 from .registry import Registry
@@ -43,10 +45,14 @@ class _FrpConnectionFactory(Factory):
         server = self.server
         if server.config.tcp_mux:
             from ..mux.session import YamuxSession
-            return YamuxSession(
+            session = YamuxSession(
                 is_client=False, clock=server.clock,
                 accept_stream=lambda stream: ServerConnection(server),
                 keepalive_interval=server.config.tcp_mux_keepalive_interval)
+            server.sessions.add(session)
+            session.when_closed().addBoth(
+                lambda _: server.sessions.discard(session))
+            return session
         return ServerConnection(server)
 
 
@@ -67,6 +73,8 @@ class RelayServer(service.MultiService):
         self.clock = reactor
         self.registry = Registry(reactor)
         self.vhost = None
+        self.connections = ConnectionSet()  # frp and user connections
+        self.sessions = set()               # yamux sessions (tcp_mux)
         factory = SniffingFactory(
             _FrpConnectionFactory(self), tls_options,
             tls_only=config.tls_only, clock=reactor)
@@ -86,7 +94,17 @@ class RelayServer(service.MultiService):
     def stopService(self):
         for control in list(self.registry.controls.values()):
             control.close("server shutting down")
-        return super().stopService()
+        d = super().stopService()
+
+        def close_connections(_):
+            closing = [session.when_closed() for session in self.sessions]
+            for session in list(self.sessions):
+                session.close()
+            closing.append(self.connections.close_all())
+            return DeferredList(closing)
+
+        d.addCallback(close_connections)
+        return d
 
     # Called by ServerConnection for first messages.
 

@@ -39,6 +39,7 @@ class UserConnection(RelayedProtocol):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
         self.proxy.connections.add(self)
+        self.proxy.server.connections.add(self)
         self.proxy.start_user_connection(self)
 
     def wait_for(self, deferred) -> None:
@@ -53,6 +54,7 @@ class UserConnection(RelayedProtocol):
     def connection_ended(self, reason):
         self._ended = True
         self.proxy.connections.discard(self)
+        self.proxy.server.connections.remove(self)
         if self._waiting is not None:
             self._waiting.cancel()
 

@@ -1,0 +1,467 @@
+# -*- test-case-name: tests.test_yamux_session -*-
+"""
+One yamux stream, seen by its protocol as an ordinary TCP-like transport.
+
+:class:`YamuxStream` owns everything per stream: the two flow-control windows,
+the send buffer (bytes the window or a paused session transport holds back),
+the receive buffer (bytes held while the protocol side is paused, or before an
+accept completes), the FIN/RST close state and the registered producer.  It
+sends frames through its :class:`~labrelay.mux.session.YamuxSession`.
+
+Flow control, in short:
+
+* Sending: a Data frame never exceeds ``send_window``; the rest waits in the
+  send buffer.  While that buffer is non-empty (window exhausted, or the
+  session's TCP transport paused us) a streaming producer is paused; it is
+  resumed once the buffer drains.  A FIN waits behind buffered data.
+* Receiving: credit goes back to the peer (a WindowUpdate) only for bytes
+  *delivered* to the protocol, with yamux's rule of granting once at least
+  half the maximum window is owed.  A paused stream therefore buffers at most
+  one window and then holds the peer back, without touching other streams.
+
+Close, in short: ``loseConnection`` sends FIN after the buffered data, drops
+any further input, and ends with ``connectionLost(ConnectionDone)`` once the
+peer's FIN came (or after the close timeout, with a RST).  A FIN from the
+peer gives an ``IHalfCloseableProtocol`` ``readConnectionLost()``; any other
+protocol gets ``connectionLost(ConnectionDone)`` at once and our FIN follows
+the data still buffered.  ``abortConnection``, a protocol callback raising,
+and the close timeout send RST so that the peer never waits forever.
+``connectionLost`` is called exactly once and synchronously.
+"""
+
+from collections import deque
+
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    ITCPTransport,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .frames import FLAG_FIN, INITIAL_WINDOW, TYPE_DATA, TYPE_WINDOW_UPDATE
+
+#: Largest Data payload we put in one frame: large enough that the 12-byte
+#: header is noise, small enough that streams sharing a session interleave.
+MAX_DATA_FRAME = 64 * 1024
+
+
+@implementer(ITCPTransport, IConsumer, IPushProducer)
+class YamuxStream:
+    """
+    The transport of one stream's protocol (see the module docstring).
+
+    :ivar stream_id: the yamux stream id (odd: opened by the client side).
+    :ivar send_window: bytes we may still send before the peer grants more.
+    :ivar recv_window: bytes the peer may still send before we grant more.
+    """
+
+    _log = Logger()
+
+    def __init__(self, session, stream_id: int, max_window: int):
+        self.stream_id = stream_id
+        self.protocol = None
+        self.connected = True
+        self.disconnecting = False
+        self.send_window = INITIAL_WINDOW
+        self.recv_window = INITIAL_WINDOW
+        self._session = session
+        self._max_window = max_window
+        self._out = deque()
+        self._out_offset = 0  # bytes of _out[0] already sent
+        self._out_size = 0
+        self._in = deque()
+        self._in_size = 0
+        self._reading_paused = False
+        self._delivering = False
+        self._pending_accept = False  # an accept Deferred has not fired yet
+        self._write_closed = False  # no more writes: FIN requested
+        self._discard_input = False  # loseConnection: input is dropped
+        self._fin_sent = False
+        self._remote_fin = False
+        self._remote_fin_delivered = False
+        self._finished = False  # gone from the session
+        self._protocol_gone = False  # connectionLost was delivered
+        self._producer = None
+        self._streaming = False
+        self._producer_paused = False
+        self._pull_call = None
+        self._close_timer = None
+
+    def __repr__(self) -> str:
+        return f"<YamuxStream {self.stream_id}>"
+
+    @property
+    def send_buffered(self) -> int:
+        """Bytes written by the protocol and not yet sent (window or pause)."""
+        return self._out_size
+
+    @property
+    def receive_buffered(self) -> int:
+        """Bytes received and not yet delivered to the protocol."""
+        return self._in_size
+
+    # ITransport / ITCPTransport
+
+    def write(self, data) -> None:
+        """Queue ``data`` and send as much as the window allows."""
+        if self._write_closed or self._finished or not data:
+            return
+        data = bytes(data)
+        self._out.append(data)
+        self._out_size += len(data)
+        self._flush()
+
+    def writeSequence(self, iovec) -> None:
+        self.write(b"".join(iovec))
+
+    def loseConnection(self) -> None:
+        """Send FIN after buffered data; ``connectionLost`` after the peer's FIN."""
+        if self._finished or self._discard_input:
+            return
+        self.disconnecting = True
+        self._discard_input = True
+        self._in.clear()
+        self._in_size = 0
+        if not self._remote_fin:
+            # Keep crediting the peer so that it can reach its own FIN.
+            self._grant()
+        self._request_fin(start_close_timer=True)
+        self._maybe_done()
+
+    def loseWriteConnection(self) -> None:
+        """Half-close: send FIN after buffered data and keep reading."""
+        if self._finished or self._write_closed:
+            return
+        self._request_fin(start_close_timer=False)
+
+    def abortConnection(self) -> None:
+        """Reset the stream now: RST to the peer, ``connectionLost(ConnectionAborted)``."""
+        if self._finished:
+            return
+        self._reset(Failure(ConnectionAborted()))
+
+    def getPeer(self):
+        return self._session.transport.getPeer()
+
+    def getHost(self):
+        return self._session.transport.getHost()
+
+    def setTcpNoDelay(self, enabled) -> None:
+        """Harmless: a stream has no socket of its own."""
+
+    def getTcpNoDelay(self) -> bool:
+        return True
+
+    def setTcpKeepAlive(self, enabled) -> None:
+        """Harmless: the session's own keepalive pings cover every stream."""
+
+    def getTcpKeepAlive(self) -> bool:
+        return False
+
+    # IConsumer
+
+    def registerProducer(self, producer, streaming) -> None:
+        """Twisted semantics; a stream already closed stops the producer at once."""
+        if self._producer is not None:
+            raise RuntimeError(
+                f"cannot register producer {producer!r}: "
+                f"{self._producer!r} is already registered on {self!r}"
+            )
+        if self._protocol_gone:
+            producer.stopProducing()
+            return
+        self._producer = producer
+        self._streaming = bool(streaming)
+        self._producer_paused = False
+        if self._streaming:
+            if self._out or not self._session._writable:
+                self._pause_producer()
+        else:
+            producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+        self._producer_paused = False
+        self._cancel_pull()
+
+    # IPushProducer: the protocol side controls delivery to itself
+
+    def pauseProducing(self) -> None:
+        """Stop delivering data; buffer up to the window and grant no credit."""
+        self._reading_paused = True
+
+    def resumeProducing(self) -> None:
+        """Deliver what was buffered, then grant credit again."""
+        self._reading_paused = False
+        self._deliver()
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+    # Called by the session
+
+    def _attach(self, protocol) -> None:
+        """Connect ``protocol`` to this stream and hand it anything buffered."""
+        self.protocol = protocol
+        if self._call(protocol.makeConnection, self):
+            self._deliver()
+
+    def _on_window_update(self, delta: int) -> None:
+        self.send_window += delta
+        self._flush()
+
+    def _on_data(self, payload: bytes) -> None:
+        """Account for and deliver (or buffer) one Data payload; the session checked the window."""
+        if self._finished:
+            return
+        self.recv_window -= len(payload)
+        if self._discard_input:
+            self._grant()
+            return
+        if (
+            self.protocol is None
+            or self._reading_paused
+            or self._delivering
+            or self._in
+            or self._remote_fin
+        ):
+            self._in.append(payload)
+            self._in_size += len(payload)
+            return
+        if self._call(self.protocol.dataReceived, payload):
+            self._grant()
+
+    def _on_remote_fin(self) -> None:
+        if self._finished or self._remote_fin:
+            return
+        self._remote_fin = True
+        self._deliver()
+
+    def _on_reset(self) -> None:
+        if not self._finished:
+            self._finish(Failure(ConnectionLost(f"yamux stream {self.stream_id} reset by the peer")))
+
+    def _on_session_end(self, reason: Failure) -> None:
+        self._finish(reason)
+
+    def _flush(self) -> None:
+        """Send buffered data within the window, then a pending FIN."""
+        if self._finished:
+            return
+        session = self._session
+        while self._out and self.send_window > 0:
+            if not session._writable:
+                session._wait_writable(self)
+                break
+            n = min(self.send_window, self._out_size, MAX_DATA_FRAME)
+            payload = self._take(n)
+            self.send_window -= n
+            session._write_frame(TYPE_DATA, 0, self.stream_id, n, payload)
+        if self._finished:
+            return
+        if self._out:
+            self._pause_producer()
+        elif self._write_closed:
+            if not self._fin_sent:
+                self._send_fin()
+        else:
+            self._maybe_resume_producer()
+
+    def _pause_producer(self) -> None:
+        if self._producer is not None and self._streaming and not self._producer_paused:
+            self._producer_paused = True
+            self._producer.pauseProducing()
+
+    def _maybe_resume_producer(self) -> None:
+        if self._producer is None or self._out or not self._session._writable:
+            return
+        if self._streaming:
+            if self._producer_paused:
+                self._producer_paused = False
+                self._producer.resumeProducing()
+        elif self._pull_call is None:
+            # Never call a pull producer back from inside its own write().
+            self._pull_call = self._session._clock.callLater(0, self._pull)
+
+    def _pull(self) -> None:
+        self._pull_call = None
+        if self._producer is not None and not self._streaming and not self._out:
+            self._producer.resumeProducing()
+
+    def _cancel_pull(self) -> None:
+        if self._pull_call is not None:
+            self._pull_call.cancel()
+            self._pull_call = None
+
+    # Internals
+
+    def _take(self, n: int) -> bytes:
+        """Remove and return the first ``n`` bytes of the send buffer."""
+        self._out_size -= n
+        parts = []
+        while n:
+            head = self._out[0]
+            start = self._out_offset
+            available = len(head) - start
+            if available <= n:
+                parts.append(head if start == 0 else memoryview(head)[start:])
+                self._out.popleft()
+                self._out_offset = 0
+                n -= available
+            else:
+                parts.append(memoryview(head)[start : start + n])
+                self._out_offset = start + n
+                n = 0
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)
+
+    def _grant(self, flags: int = 0) -> None:
+        """
+        Send credit for consumed bytes: yamux only sends an update once at
+        least half the maximum window is owed, or when a flag must go out.
+        """
+        if self._finished:
+            return
+        delta = self._max_window - self._in_size - self.recv_window
+        if not flags and (delta < self._max_window // 2 or self._remote_fin):
+            return
+        delta = max(delta, 0)
+        self.recv_window += delta
+        self._session._write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
+
+    def _deliver(self) -> None:
+        """Hand buffered data, then a pending FIN, to the protocol while it reads."""
+        if self._delivering or self.protocol is None:
+            return
+        self._delivering = True
+        try:
+            while self._in and not self._reading_paused and not self._finished:
+                chunk = self._in.popleft()
+                self._in_size -= len(chunk)
+                if not self._call(self.protocol.dataReceived, chunk):
+                    return
+        finally:
+            self._delivering = False
+        if self._finished or self._reading_paused or self._in:
+            return
+        self._grant()
+        if self._remote_fin and not self._remote_fin_delivered:
+            self._deliver_fin()
+
+    def _deliver_fin(self) -> None:
+        self._remote_fin_delivered = True
+        if self._discard_input or self._protocol_gone:
+            self._maybe_done()
+            return
+        half_closeable = IHalfCloseableProtocol(self.protocol, None)
+        if half_closeable is not None:
+            if self._call(half_closeable.readConnectionLost):
+                self._maybe_done()
+            return
+        # Not half-closeable: the stream ends for the protocol now; our FIN
+        # still follows whatever it had written.
+        self._lose_protocol(Failure(ConnectionDone("yamux stream closed by the peer")))
+        self.disconnecting = True
+        self._discard_input = True
+        self._request_fin(start_close_timer=True)
+
+    def _request_fin(self, start_close_timer: bool) -> None:
+        if self._finished:
+            # A protocol callback may have ended the whole session (and so
+            # this stream) while we were delivering the peer's FIN.
+            return
+        self._write_closed = True
+        timeout = self._session._stream_close_timeout
+        if start_close_timer and self._close_timer is None and timeout > 0:
+            self._close_timer = self._session._clock.callLater(timeout, self._close_timed_out)
+        self._flush()
+
+    def _send_fin(self) -> None:
+        self._fin_sent = True
+        self._session._write_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
+        if not self._discard_input and not self._protocol_gone:
+            half_closeable = IHalfCloseableProtocol(self.protocol, None)
+            if half_closeable is not None and not self._call(
+                half_closeable.writeConnectionLost
+            ):
+                return
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        """Both FINs exchanged (and the peer's seen or moot): the stream is over."""
+        if self._finished or not (self._fin_sent and self._remote_fin):
+            return
+        if self._remote_fin_delivered or self._discard_input or self._protocol_gone:
+            self._finish(Failure(ConnectionDone("yamux stream closed")))
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        self._log.warn(
+            "yamux stream {stream_id} not closed by the peer within {timeout}s; resetting it",
+            stream_id=self.stream_id,
+            timeout=self._session._stream_close_timeout,
+        )
+        self._reset(Failure(ConnectionDone("yamux stream close timeout")))
+
+    def _reset(self, reason: Failure) -> None:
+        """Send RST and end the stream with ``reason``."""
+        self._session._send_rst(self.stream_id)
+        self._finish(reason)
+
+    def _call(self, method, *args) -> bool:
+        """Run a protocol callback; if it raises, reset the stream and return False."""
+        try:
+            method(*args)
+        except Exception:
+            reason = Failure()
+            self._log.failure(
+                "protocol of yamux stream {stream_id} raised; resetting the stream",
+                reason,
+                stream_id=self.stream_id,
+            )
+            if not self._finished:
+                self._reset(reason)
+            return False
+        return not self._finished
+
+    def _finish(self, reason: Failure) -> None:
+        """Leave the session and tell the protocol, once."""
+        if self._finished:
+            return
+        self._finished = True
+        self.disconnecting = True
+        self.connected = False
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        self._out.clear()
+        self._out_size = 0
+        self._in.clear()
+        self._in_size = 0
+        self._session._stream_finished(self)
+        self._lose_protocol(reason)
+
+    def _lose_protocol(self, reason: Failure) -> None:
+        if self._protocol_gone:
+            return
+        self._protocol_gone = True
+        self._write_closed = True
+        producer, self._producer = self._producer, None
+        self._cancel_pull()
+        if producer is not None:
+            try:
+                producer.stopProducing()
+            except Exception:
+                self._log.failure("producer of yamux stream {stream_id} raised", stream_id=self.stream_id)
+        if self.protocol is not None:
+            try:
+                self.protocol.connectionLost(reason)
+            except Exception:
+                self._log.failure(
+                    "connectionLost of yamux stream {stream_id} raised", stream_id=self.stream_id
+                )
