@@ -18,7 +18,8 @@ from ..protocol.framing import MessageParser, encode_message
 from ..protocol import messages
 from ..relay import RelayedProtocol, set_no_delay
 
-#: Seconds a new connection has to send its first message (frp: 10 s).
+#: Seconds a new connection (or yamux session) has to send its first message
+#: (frp: 10 s); this bound also covers a TLS handshake.
 FIRST_MESSAGE_TIMEOUT = 10
 
 #: Bytes a pooled work connection may send before it is started.  frpc
@@ -49,12 +50,13 @@ class ServerConnection(RelayedProtocol):
         self.peer = describe(self.transport)
         self.server.connections.add(self)
         self._first_timer = self.server.clock.callLater(
-            FIRST_MESSAGE_TIMEOUT, self._first_message_timeout)
+            self.server.first_message_timeout, self._first_message_timeout)
 
     def _first_message_timeout(self):
         self._first_timer = None
         self._log.warn("{peer}: no frp message within {seconds}s; closing",
-                       peer=self.peer, seconds=FIRST_MESSAGE_TIMEOUT)
+                       peer=self.peer,
+                       seconds=self.server.first_message_timeout)
         self.transport.abortConnection()
 
     def data_before_splice(self, data):

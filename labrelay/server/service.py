@@ -24,7 +24,8 @@ from ..protocol import messages
 from ..protocol.auth import check_privilege_key
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
-from .connection import ServerConnection
+from ..peers import describe
+from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .control import ControlSession
 from .registry import Registry
 from .tcp_proxy import TcpProxy
@@ -50,10 +51,27 @@ class _FrpConnectionFactory(Factory):
                 accept_stream=lambda stream: ServerConnection(server),
                 keepalive_interval=server.config.tcp_mux_keepalive_interval)
             server.sessions.add(session)
-            session.when_closed().addBoth(
-                lambda _: server.sessions.discard(session))
+            # A session that never opens a stream holds a socket for nothing.
+            idle = server.clock.callLater(server.first_message_timeout,
+                                          self._idle_session, session)
+
+            def closed(_):
+                server.sessions.discard(session)
+                if idle.active():
+                    idle.cancel()
+
+            session.when_closed().addBoth(closed)
             return session
         return ServerConnection(server)
+
+
+    def _idle_session(self, session):
+        if session.streams_open == 0:
+            self.server._log.warn(
+                "{peer}: yamux session opened no stream within {seconds}s; "
+                "closing", peer=describe(session.transport),
+                seconds=self.server.first_message_timeout)
+            session.close()
 
 
 class RelayServer(service.MultiService):
@@ -73,11 +91,13 @@ class RelayServer(service.MultiService):
         self.clock = reactor
         self.registry = Registry(reactor)
         self.vhost = None
+        self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self.connections = ConnectionSet()  # frp and user connections
         self.sessions = set()               # yamux sessions (tcp_mux)
-        factory = SniffingFactory(
+        self._sniffer = factory = SniffingFactory(
             _FrpConnectionFactory(self), tls_options,
-            tls_only=config.tls_only, clock=reactor)
+            tls_only=config.tls_only, clock=reactor,
+            first_byte_timeout=FIRST_MESSAGE_TIMEOUT)
         description = listen or server_endpoint_description(
             config.bind_addr, config.bind_port)
         self._listener = StreamServerEndpointService(
@@ -86,6 +106,12 @@ class RelayServer(service.MultiService):
         # of logging and running without a listener.
         self._listener._raiseSynchronously = True
         self._listener.setServiceParent(self)
+
+    def set_handshake_timeouts(self, seconds: float) -> None:
+        """Bound on the first byte, the first message and stream-less
+        sessions (tests shorten it)."""
+        self.first_message_timeout = seconds
+        self._sniffer.first_byte_timeout = seconds
 
     def when_listening(self):
         """A Deferred firing with the bind port's IListeningPort."""
