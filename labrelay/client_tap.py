@@ -8,6 +8,7 @@ daemonizes, so a bad config is one clear line and a non-zero exit.
 from twisted.logger import Logger
 from twisted.python import usage
 
+from .logs import command_line_chose_logging, make_log_observer
 from .config import ConfigError, load_client_config
 from .tls import TLSConfigError, client_tls_options
 
@@ -59,4 +60,7 @@ def makeService(options, reactor=None):
     for warning in config.warnings:
         _log.warn("{warning}", warning=warning)
     endpoint = build_endpoint(reactor, config, options.tls_options)
-    return RelayClient(config, reactor, endpoint)
+    service = RelayClient(config, reactor, endpoint)
+    if not command_line_chose_logging(options):
+        service.log_observer = make_log_observer(config)
+    return service

@@ -51,6 +51,7 @@ SERVER_KEYS = {
     "tcp_mux_keepalive_interval": "int", "tcp_keepalive": "int",
     "detailed_errors_to_client": "bool", "log_file": "str",
     "log_level": "str", "log_way": "str", "disable_log_color": "bool",
+    "log_max_days": "int",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -61,7 +62,7 @@ SERVER_NOT_YET = {
     "dashboard_addr": "str", "dashboard_port": "int", "dashboard_user": "str",
     "dashboard_pwd": "str", "dashboard_tls_mode": "bool",
     "dashboard_tls_cert_file": "str", "dashboard_tls_key_file": "str",
-    "enable_prometheus": "bool", "assets_dir": "str", "log_max_days": "int",
+    "enable_prometheus": "bool", "assets_dir": "str",
     "oidc_issuer": "str", "oidc_audience": "str",
     "oidc_skip_expiry_check": "bool", "oidc_skip_issuer_check": "bool",
     "udp_packet_size": "int", "pprof_enable": "bool",
@@ -83,7 +84,7 @@ CLIENT_KEYS = {
     "tls_trusted_ca_file": "str", "tls_server_name": "str",
     "disable_custom_tls_first_byte": "bool", "start": "list",
     "includes": "list", "log_file": "str", "log_level": "str",
-    "log_way": "str", "disable_log_color": "bool",
+    "log_way": "str", "disable_log_color": "bool", "log_max_days": "int",
 }
 #: frpc.ini [common] keys of frp that labrelay does not implement yet.
 CLIENT_NOT_YET = {
@@ -95,7 +96,6 @@ CLIENT_NOT_YET = {
     "quic_max_incoming_streams": "int", "udp_packet_size": "int",
     "admin_addr": "str", "admin_port": "int", "admin_user": "str",
     "admin_pwd": "str", "assets_dir": "str", "pprof_enable": "bool",
-    "log_max_days": "int",
 }
 CLIENT_NOT_YET_PREFIXES = ("oidc_additional_",)
 
@@ -186,6 +186,7 @@ class ServerConfig:
     log_level: str = "info"
     log_way: str = "console"
     disable_log_color: bool = False
+    log_max_days: int = 3
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -246,6 +247,7 @@ class ClientConfig:
     log_level: str = "info"
     log_way: str = "console"
     disable_log_color: bool = False
+    log_max_days: int = 3
     proxies: tuple[ProxyConfig, ...] = ()
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ daemonizes, so a bad config is one clear line and a non-zero exit.
 from twisted.logger import Logger
 from twisted.python import usage
 
+from .logs import command_line_chose_logging, make_log_observer
 from .config import ConfigError, load_server_config
 from .tls import TLSConfigError, server_tls_options
 
@@ -43,4 +44,7 @@ def makeService(options, reactor=None):
     config = options.server_config
     for warning in config.warnings:
         _log.warn("{warning}", warning=warning)
-    return RelayServer(config, reactor, options.tls_options)
+    service = RelayServer(config, reactor, options.tls_options)
+    if not command_line_chose_logging(options):
+        service.log_observer = make_log_observer(config)
+    return service

@@ -52,6 +52,7 @@ class ClientControl(Protocol):
         self._ping_call = None
         self._last_pong = None
         self._gone = False
+        self.login_ok = False
         self.run_id = ""
         self.peer = "?"
 
@@ -161,6 +162,7 @@ class ClientControl(Protocol):
         rest = self._parser.take_rest()
         self._parser.feed(self._decryptor.decrypt(rest))
         self._last_pong = self.clock.seconds()
+        self.login_ok = True
         self.logged_in.callback(self)
         self._start_heartbeats()
 

@@ -21,6 +21,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from ..logs import install_log_observer
+
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
 from ..tracking import ConnectionSet
@@ -44,6 +46,9 @@ class ProxyState:
 
 
 class RelayClient(service.MultiService):
+    #: set by the tap: twistd's log observer built from the config
+    log_observer = None
+
     """
     :param config: a :class:`labrelay.config.ClientConfig`.
     :param endpoint: the client endpoint to the server (TLS included).
@@ -108,6 +113,10 @@ class RelayClient(service.MultiService):
         super().startService()
         first = self._link.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_login_failed)
+
+    def setServiceParent(self, parent):
+        install_log_observer(parent, self.log_observer)
+        return super().setServiceParent(parent)
 
     def stopService(self):
         for state in self.proxies.values():
@@ -178,7 +187,7 @@ class RelayClient(service.MultiService):
             session, self._session = self._session, None
             if session is not None:
                 session.close()
-            if control.logged_in.called and self.running:
+            if control.login_ok and self.running:
                 self._log.warn("connection to server lost; reconnecting")
 
     # Proxies.

@@ -14,8 +14,11 @@ from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import DeferredList
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+
+from ..logs import install_log_observer
 
 from .. import FRP_VERSION
 from ..endpoints import server_endpoint_description
@@ -75,6 +78,9 @@ class _FrpConnectionFactory(Factory):
 
 
 class RelayServer(service.MultiService):
+    #: set by the tap: twistd's log observer built from the config
+    log_observer = None
+
     """
     :param config: a :class:`labrelay.config.ServerConfig`.
     :param tls_options: server TLS options (``labrelay.tls``).
@@ -107,6 +113,15 @@ class RelayServer(service.MultiService):
         self._listener._raiseSynchronously = True
         self._listener.setServiceParent(self)
 
+    def privilegedStartService(self):
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            # One clear line and a non-zero exit instead of a traceback.
+            raise SystemExit(
+                f"labrelay-server: cannot listen on {e.interface or '*'}:"
+                f"{e.port}: {e.socketError}") from None
+
     def set_handshake_timeouts(self, seconds: float) -> None:
         """Bound on the first byte, the first message and stream-less
         sessions (tests shorten it)."""
@@ -116,6 +131,10 @@ class RelayServer(service.MultiService):
     def when_listening(self):
         """A Deferred firing with the bind port's IListeningPort."""
         return self._listener._waitingForPort
+
+    def setServiceParent(self, parent):
+        install_log_observer(parent, self.log_observer)
+        return super().setServiceParent(parent)
 
     def stopService(self):
         for control in list(self.registry.controls.values()):
