@@ -11,6 +11,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from zope.interface import implementer
 
 from labrelay.client.service import RelayClient
@@ -183,3 +184,54 @@ def tcp_proxy(name, local_port, remote_port=0, **extra):
              f"local_port = {local_port}", f"remote_port = {remote_port}"]
     lines += [f"{k} = {v}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+class LogCapture:
+    """
+    The formatted text of every log event emitted while a test runs, from
+    the moment this is created until the test's cleanup.
+    """
+
+    def __init__(self, testcase):
+        self.events = []  # (LogLevel or None, text, has_failure)
+        self._waiting = []  # (substrings, Deferred)
+        globalLogPublisher.addObserver(self._observe)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self._observe)
+
+    def _observe(self, event):
+        text = formatEvent(event)
+        self.events.append((event.get("log_level"), text,
+                            "log_failure" in event))
+        still = []
+        for substrings, d in self._waiting:
+            if d.called:
+                continue  # timed out (cancelled) meanwhile
+            if all(s in text for s in substrings):
+                d.callback(text)
+            else:
+                still.append((substrings, d))
+        self._waiting = still
+
+    def mark(self) -> int:
+        """A position; :meth:`lines` can start from it."""
+        return len(self.events)
+
+    def lines(self, *substrings, since=0, min_level=LogLevel.info):
+        """Lines at *min_level* or above containing every one of *substrings*."""
+        return [text for level, text, _ in self.events[since:]
+                if level is not None and level >= min_level
+                and all(s in text for s in substrings)]
+
+    def failures(self, since=0):
+        """Lines that carried a traceback (log_failure)."""
+        return [text for _, text, failure in self.events[since:] if failure]
+
+    def when_logged(self, *substrings, since=0):
+        """A Deferred firing with the first line (from *since*) containing
+        every one of *substrings*."""
+        for _, text, _ in self.events[since:]:
+            if all(s in text for s in substrings):
+                return defer.succeed(text)
+        d = defer.Deferred()
+        self._waiting.append((substrings, d))
+        return d

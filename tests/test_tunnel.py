@@ -180,3 +180,30 @@ class PlainNoMuxTests(TunnelMixin, TestCase):
 
 class PlainMuxTests(TunnelMixin, TestCase):
     mux = True
+
+
+class TcpMuxMismatchTests(TestCase):
+    """A tcp_mux mismatch is a clear login error, not a hang."""
+
+    timeout = 30
+
+    async def mismatch(self, server_mux, client_mux):
+        relay = await Relay(self, mux=server_mux).start()
+        client = Client(self, relay.port, "", mux=client_mux)
+        first = client.client.first_login
+        await client.start()
+        with self.assertRaises(LoginRefused) as caught:
+            await within(first)
+        return str(caught.exception)
+
+    @async_test
+    async def test_plain_client_on_mux_server(self):
+        """A tcp_mux = false client is told the server has tcp_mux = true."""
+        error = await self.mismatch(server_mux=True, client_mux=False)
+        self.assertIn("server has tcp_mux = true", error)
+
+    @async_test
+    async def test_mux_client_on_plain_server(self):
+        """A tcp_mux = true client is told the server has tcp_mux = false."""
+        error = await self.mismatch(server_mux=False, client_mux=True)
+        self.assertIn("server has tcp_mux = false", error)

@@ -106,7 +106,10 @@ def decode_header(data) -> Header:
     """
     version, frame_type, flags, stream_id, length = _HEADER.unpack_from(data)
     if version != VERSION:
-        raise FrameError(f"unsupported yamux version {version}")
+        raise FrameError(
+            f"unsupported yamux version {version}: the peer is not speaking "
+            f"yamux (is tcp_mux the same on both sides?)"
+        )
     if frame_type not in TYPE_NAMES:
         raise FrameError(f"unknown yamux frame type {frame_type}")
     return Header(frame_type, flags, stream_id, length)

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..errors import LabrelayError
+from ..peers import describe
 from .frames import (
     FLAG_ACK,
     FLAG_FIN,
@@ -385,11 +386,12 @@ class YamuxSession(Protocol):
         self._shutdown(SessionError(f"peer sent GoAway({code}, {name})"))
 
     def _protocol_error(self, message: str) -> None:
-        peer = self.transport.getPeer() if self.transport is not None else None
+        # "message" is a reserved key of Twisted's legacy log bridge, which
+        # replaces it with () in the shared event: log the text as "error".
         self._log.error(
-            "yamux protocol error from {peer}: {message}; sending GoAway and closing",
-            peer=peer,
-            message=message,
+            "yamux protocol error from {peer}: {error}; sending GoAway and closing",
+            peer=describe(self.transport) if self.transport is not None else "?",
+            error=message,
         )
         self._write_frame(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR)
         self._shutdown(SessionError(f"yamux protocol error: {message}"))

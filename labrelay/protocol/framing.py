@@ -63,6 +63,12 @@ class MessageParser:
                     "peer speaks frp wire protocol v2; labrelay speaks v1 "
                     "(set transport.wireProtocol = \"v1\" on the frpc)"
                 )
+            if type_byte == b"\x00":
+                # yamux's version byte: the peer multiplexes and we do not
+                raise ProtocolError(
+                    "unknown message type byte b'\\x00', the first byte of "
+                    "a yamux frame (is tcp_mux the same on both sides?)"
+                )
             raise ProtocolError(f"unknown message type byte {type_byte!r}")
         if len(buffer) < HEADER_LENGTH:
             return None

@@ -17,6 +17,7 @@ from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
 from ..protocol import messages
 from ..relay import RelayedProtocol, set_no_delay
+from .mismatch import SERVER_MUX_OFF, opened_yamux_stream, yamux_refusal
 
 #: Seconds a new connection (or yamux session) has to send its first message
 #: (frp: 10 s); this bound also covers a TLS handshake.
@@ -65,6 +66,9 @@ class ServerConnection(RelayedProtocol):
             return
         if self._decryptor is not None:
             data = self._decryptor.decrypt(data)
+        elif self._first_timer is not None and not self._parser.buffered:
+            if self._refuse_yamux(data):
+                return
         self._parser.feed(data)
         try:
             while self.work_owner is None and not self._gone:
@@ -74,6 +78,19 @@ class ServerConnection(RelayedProtocol):
                 self._dispatch(message)
         except ProtocolError as e:
             self.protocol_error(str(e))
+
+    def _refuse_yamux(self, data: bytes) -> bool:
+        """A yamux client on a server without tcp_mux: say so and close."""
+        if self.server.config.tcp_mux:
+            return False
+        stream_id = opened_yamux_stream(data)
+        if stream_id is None:
+            return False
+        self._log.warn("{peer}: {error}", peer=self.peer, error=SERVER_MUX_OFF)
+        self.transport.write(yamux_refusal(stream_id, SERVER_MUX_OFF))
+        self.transport.loseConnection()
+        self._gone = True
+        return True
 
     def eof_before_splice(self):
         self.transport.loseConnection()

@@ -27,7 +27,9 @@ from ..protocol import messages
 from ..protocol.auth import check_privilege_key
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
+from ..mux.session import YamuxSession
 from ..peers import describe
+from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .control import ControlSession
 from .registry import Registry
@@ -39,6 +41,28 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
+class ServerSession(YamuxSession):
+    """The server's yamux session; refuses plain frp clients clearly."""
+
+    _log = Logger()
+    _first = True
+
+    def __init__(self, server, **kwargs):
+        super().__init__(**kwargs)
+        self._server = server
+
+    def dataReceived(self, data):
+        if self._first and data:
+            self._first = False
+            if looks_like_plain_frp(data):
+                self._log.warn("{peer}: {error}", peer=describe(self.transport),
+                               error=SERVER_MUX_ON)
+                self.transport.write(plain_refusal(SERVER_MUX_ON))
+                self.transport.loseConnection()
+                return
+        super().dataReceived(data)
+
+
 class _FrpConnectionFactory(Factory):
     """Builds what runs on each accepted (and TLS-unwrapped) connection."""
 
@@ -48,9 +72,8 @@ class _FrpConnectionFactory(Factory):
     def buildProtocol(self, addr):
         server = self.server
         if server.config.tcp_mux:
-            from ..mux.session import YamuxSession
-            session = YamuxSession(
-                is_client=False, clock=server.clock,
+            session = ServerSession(
+                server, is_client=False, clock=server.clock,
                 accept_stream=lambda stream: ServerConnection(server),
                 keepalive_interval=server.config.tcp_mux_keepalive_interval)
             server.sessions.add(session)
