@@ -169,6 +169,30 @@ class TunnelMixin:
         del port
 
 
+class KeepAliveTests(TestCase):
+    """tcp_keepalive and dial_server_keepalive reach the sockets."""
+
+    timeout = 30
+
+    @async_test
+    async def test_keepalive_idle_times(self):
+        """Both ends of the client's link get the configured keep-alive idle."""
+        import socket
+        from labrelay.peers import raw_socket
+        relay = await Relay(self, "tcp_keepalive = 123\n").start()
+        client = await Client(self, relay.port, "",
+                              extra="dial_server_keepalive = 45\n").start()
+        await within(client.client.first_login)
+        [session] = relay.server.sessions
+        server_side = raw_socket(session.transport)
+        client_side = raw_socket(client.client.control.transport)
+        idle = (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+        self.assertEqual(server_side.getsockopt(*idle), 123)
+        self.assertEqual(client_side.getsockopt(*idle), 45)
+        self.assertEqual(
+            client_side.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
+
+
 def _tick():
     from twisted.internet.task import deferLater
     return deferLater(reactor, 0.01, lambda: None)

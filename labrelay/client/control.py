@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from .. import FRP_VERSION
 from ..errors import LoginRefused, ProtocolError
-from ..peers import describe
+from ..peers import describe, set_keepalive
 from ..protocol import messages
 from ..protocol.auth import privilege_key
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
@@ -62,6 +62,7 @@ class ClientControl(Protocol):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
         config = self.client.config
+        set_keepalive(self.transport, config.dial_server_keepalive)
         now = int(self._wall_clock())
         os_name, arch = go_os_arch()
         self._send(messages.Login(

@@ -17,7 +17,8 @@ it, and the retry policy grows the delay with consecutive login failures.
 import attr
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -76,6 +77,7 @@ class RelayClient(service.MultiService):
         self.first_login = Deferred()
         self._login_failures = 0
         self.connections = ConnectionSet()  # work and local connections
+        self._dialing = set()  # work connections being dialled (no mux)
         if config.tcp_mux:
             factory = Factory.forProtocol(self._new_session)
         else:
@@ -123,6 +125,8 @@ class RelayClient(service.MultiService):
             if state.retry_call is not None and state.retry_call.active():
                 state.retry_call.cancel()
             state.retry_call = None
+        for dialling in list(self._dialing):
+            dialling.cancel()
         d = super().stopService()
         d.addCallback(lambda _: self.connections.close_all())
         return d
@@ -268,9 +272,20 @@ class RelayClient(service.MultiService):
                 self._log.warn("cannot open a work stream: {error}", error=e)
             return
         d = self._endpoint.connect(Factory.forProtocol(lambda: protocol))
-        d.addErrback(lambda f: self._log.warn(
-            "cannot open a work connection: {error}",
-            error=f.getErrorMessage()))
+        # A dial still in progress when the service stops is cancelled there.
+        self._dialing.add(d)
+
+        def dialled(result):
+            self._dialing.discard(d)
+            return result
+
+        def failed(failure):
+            if not failure.check(CancelledError, ConnectingCancelledError):
+                self._log.warn("cannot open a work connection: {error}",
+                               error=failure.getErrorMessage())
+
+        d.addBoth(dialled)
+        d.addErrback(failed)
 
 
 __all__ = ["RelayClient", "ProxyState", "LoginRefused"]

@@ -14,7 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..errors import ProtocolError
-from ..peers import describe
+from ..peers import describe, set_keepalive
 from ..protocol import messages
 from ..protocol.auth import privilege_key
 from ..protocol.codec import PayloadCodec
@@ -56,6 +56,8 @@ class ClientWorkConnection(RelayedProtocol):
         self.peer = describe(self.transport)
         self.client.connections.add(self)
         config = self.client.config
+        if not config.tcp_mux:
+            set_keepalive(self.transport, config.dial_server_keepalive)
         message = messages.NewWorkConn(run_id=self.client.run_id)
         if config.authenticate_new_work_conns:
             now = int(self._wall_clock())

@@ -12,7 +12,7 @@ the control session, the pool and the proxies.
 from twisted.logger import Logger
 
 from ..errors import ProtocolError
-from ..peers import describe
+from ..peers import describe, set_keepalive
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
 from ..protocol import messages
@@ -50,6 +50,8 @@ class ServerConnection(RelayedProtocol):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
         self.server.connections.add(self)
+        if not self.server.config.tcp_mux:
+            set_keepalive(self.transport, self.server.config.tcp_keepalive)
         self._first_timer = self.server.clock.callLater(
             self.server.first_message_timeout, self._first_message_timeout)
 

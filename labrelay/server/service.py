@@ -28,7 +28,8 @@ from ..protocol.auth import check_privilege_key
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
 from ..mux.session import YamuxSession
-from ..peers import describe
+from ..peers import describe, set_keepalive
+from ..relay import set_no_delay
 from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .control import ControlSession
@@ -50,6 +51,11 @@ class ServerSession(YamuxSession):
     def __init__(self, server, **kwargs):
         super().__init__(**kwargs)
         self._server = server
+
+    def connectionMade(self):
+        super().connectionMade()
+        set_no_delay(self.transport)
+        set_keepalive(self.transport, self._server.config.tcp_keepalive)
 
     def dataReceived(self, data):
         if self._first and data:
