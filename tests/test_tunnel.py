@@ -169,6 +169,71 @@ class TunnelMixin:
         del port
 
 
+class HeartbeatTests(TestCase):
+    """Heartbeats find dead links on both sides (tcp_mux off, as frp)."""
+
+    timeout = 30
+
+    @async_test
+    async def test_client_reconnects_when_pongs_stop(self):
+        """A server that stops answering Pings is left and logged in again."""
+        from labrelay.server.control import ControlSession
+        relay = await Relay(self, mux=False).start()
+        client = await Client(
+            self, relay.port, "", mux=False,
+            extra="heartbeat_interval = 1\nheartbeat_timeout = 2\n").start()
+        await within(client.client.first_login)
+        self.patch(ControlSession, "_ping", lambda self, message: None)
+        for _ in range(600):
+            if client.client.logins >= 2:
+                break
+            await within(_tick(), 1)
+        self.assertGreaterEqual(client.client.logins, 2)
+
+    @async_test
+    async def test_server_drops_silent_client(self):
+        """A client that sends no Ping is closed after heartbeat_timeout."""
+        relay = await Relay(self, "heartbeat_timeout = 1\n", mux=False).start()
+        client = await Client(self, relay.port, "", mux=False,
+                              extra="heartbeat_interval = 0\n").start()
+        await within(client.client.first_login)
+        run_id = client.client.run_id
+        control = relay.server.registry.controls[run_id]
+        for _ in range(600):
+            if control.closed:
+                break
+            await within(_tick(), 1)
+        self.assertTrue(control.closed)
+
+
+class RunIdTests(TestCase):
+    """A Login with a known run_id replaces the old control (frp's reconnect)."""
+
+    timeout = 30
+
+    @async_test
+    async def test_same_run_id_replaces_old_control(self):
+        """The old control and its proxies go; the new login takes the names."""
+        relay = await Relay(self).start()
+        backend = echo_server(self)
+        first = await Client(self, relay.port, tcp_proxy("svc", backend)).start()
+        await first.running("svc")
+        run_id = first.client.run_id
+        old = relay.server.registry.controls[run_id]
+        # keep the replaced client from coming straight back (20 s backoff)
+        first.client._login_failures = 100
+        second = Client(self, relay.port, tcp_proxy("svc", backend))
+        second.client.run_id = run_id  # as a reconnecting client sends it
+        await second.start()
+        port = await second.running("svc")
+        self.assertTrue(old.closed)
+        self.assertIsNot(relay.server.registry.controls[run_id], old)
+        user = await connect_user(self, port)
+        user.transport.write(b"new owner")
+        self.assertEqual(await within(user.wait_for(9)), b"new owner")
+        await within(first.client.stopService())
+
+
 class KeepAliveTests(TestCase):
     """tcp_keepalive and dial_server_keepalive reach the sockets."""
 
