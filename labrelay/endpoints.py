@@ -30,7 +30,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     quoteStringArgument,
-    wrapClientTLS,
 )
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
@@ -42,10 +41,10 @@ from twisted.internet.interfaces import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from labrelay.tls import TLS_HEAD_BYTE
+from labrelay.tls import TLS_HEAD_BYTE, TLSFactory, TLSTransport
 
 
-class _HeadByteTLSProtocol(TLSMemoryBIOFactory.protocol):  # type: ignore[misc,valid-type]
+class _HeadByteTLSProtocol(TLSTransport):
     """A client TLS transport that writes frp's head byte before its ClientHello."""
 
     def makeConnection(self, transport: object) -> None:
@@ -53,17 +52,18 @@ class _HeadByteTLSProtocol(TLSMemoryBIOFactory.protocol):  # type: ignore[misc,v
         super().makeConnection(transport)
 
 
-class _HeadByteTLSFactory(TLSMemoryBIOFactory):
+class _HeadByteTLSFactory(TLSFactory):
     """L{TLSMemoryBIOFactory} whose connections start with L{TLS_HEAD_BYTE}."""
 
     protocol = _HeadByteTLSProtocol
 
 
 @implementer(IStreamClientEndpoint)
-class _HeadByteTLSEndpoint:
+class _TLSEndpoint:
     """
-    Like C{wrapClientTLS(options, endpoint)}, but each connection sends
-    L{TLS_HEAD_BYTE} on the raw stream before the TLS handshake.
+    Like C{wrapClientTLS(options, endpoint)}, with labrelay's TLS transport
+    (see L{labrelay.tls.TLSTransport}); with C{head_byte}, each connection
+    sends L{TLS_HEAD_BYTE} on the raw stream before the TLS handshake.
     """
 
     def __init__(
@@ -71,13 +71,15 @@ class _HeadByteTLSEndpoint:
         wrapped: IStreamClientEndpoint,
         tls_options: IOpenSSLClientConnectionCreator,
         clock: IReactorTime,
+        head_byte: bool = True,
     ) -> None:
         self._wrapped = wrapped
         self._tls_options = tls_options
         self._clock = clock
+        self._factory_class = _HeadByteTLSFactory if head_byte else TLSFactory
 
     def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
-        tls_factory = _HeadByteTLSFactory(
+        tls_factory = self._factory_class(
             self._tls_options, True, protocolFactory, clock=self._clock
         )
         return self._wrapped.connect(tls_factory).addCallback(
@@ -123,9 +125,8 @@ def client_endpoint(
         return tcp
     if tls_options is None:
         raise ValueError("tls_enable needs tls_options (labrelay.tls.client_tls_options)")
-    if send_tls_first_byte:
-        return _HeadByteTLSEndpoint(tcp, tls_options, clock=reactor)  # type: ignore[arg-type]
-    return wrapClientTLS(tls_options, tcp, clock=reactor)  # type: ignore[arg-type]
+    return _TLSEndpoint(tcp, tls_options, clock=reactor,  # type: ignore[arg-type]
+                        head_byte=send_tls_first_byte)
 
 
 def server_endpoint_description(addr: str, port: int) -> str:

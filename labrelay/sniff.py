@@ -41,10 +41,12 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from labrelay.tls import TLS_HANDSHAKE_BYTE, TLS_HEAD_BYTE, describe_tls_error
+from labrelay.tls import (TLS_HANDSHAKE_BYTE, TLS_HEAD_BYTE, TLSFactory,
+                          describe_tls_error)
 
 
 def peer_text(transport: Any) -> str:
@@ -240,7 +242,7 @@ class SniffingFactory(ServerFactory):
         self.first_byte_timeout = first_byte_timeout
         self.tls_factory: Optional[TLSMemoryBIOFactory] = None
         if tls_options is not None:
-            self.tls_factory = TLSMemoryBIOFactory(
+            self.tls_factory = TLSFactory(
                 tls_options, False, plain_factory, clock=clock
             )
 

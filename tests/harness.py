@@ -235,3 +235,58 @@ class LogCapture:
         d = defer.Deferred()
         self._waiting.append((substrings, d))
         return d
+
+
+
+class RecordingEcho(Echo):
+    """An echo backend connection that also keeps what it receives."""
+
+    def __init__(self):
+        self.received = bytearray()
+        self.ended = defer.Deferred()  # fires with every byte received
+        self._waiting = []  # (size, Deferred)
+
+    def dataReceived(self, data):
+        self.received += data
+        still = []
+        for size, d in self._waiting:
+            if len(self.received) >= size:
+                d.callback(bytes(self.received))
+            else:
+                still.append((size, d))
+        self._waiting = still
+        super().dataReceived(data)
+
+    def wait_for(self, size):
+        """A Deferred firing once *size* bytes have arrived."""
+        if len(self.received) >= size:
+            return defer.succeed(bytes(self.received))
+        d = defer.Deferred()
+        self._waiting.append((size, d))
+        return d
+
+    def _end(self):
+        if not self.ended.called:
+            self.ended.callback(bytes(self.received))
+
+    def readConnectionLost(self):
+        self._end()
+        super().readConnectionLost()
+
+    def connectionLost(self, reason):
+        self._end()
+
+
+def recording_echo_server(testcase):
+    """
+    Start a :class:`RecordingEcho` backend; return ``(port, queue)`` where
+    ``queue.get()`` gives each accepted connection, in order.
+    """
+    queue = defer.DeferredQueue()
+
+    def accepted():
+        connection = RecordingEcho()
+        queue.put(connection)
+        return connection
+
+    return listen(testcase, Factory.forProtocol(accepted)), queue

@@ -9,6 +9,7 @@ how to open work connections is asked of its :class:`RelayClient`.
 import platform
 import time
 
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -21,6 +22,7 @@ from ..protocol.auth import privilege_key
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
 from ..protocol.framing import MessageParser, encode_message
 from ..relay import set_no_delay
+from ..tls import TLSVerificationError, describe_tls_error
 
 #: Seconds to wait for LoginResp (frp: 10 s).
 LOGIN_RESPONSE_TIMEOUT = 10
@@ -35,6 +37,22 @@ def go_os_arch():
     """Go's GOOS and GOARCH names for this machine, as frpc reports them."""
     machine = platform.machine().lower()
     return platform.system().lower(), _GO_ARCH.get(machine, machine)
+
+
+def _tls_failure(reason):
+    """
+    One line saying why TLS failed, when that is why the link was lost
+    (under tcp_mux the stream's loss has the session's as its cause), or
+    None.
+    """
+    error = reason.value
+    for _ in range(4):  # a short chain; never loop on a cyclic one
+        if error is None:
+            break
+        if isinstance(error, (SSL.Error, TLSVerificationError)):
+            return describe_tls_error(error)
+        error = error.__cause__
+    return None
 
 
 class ClientControl(Protocol):
@@ -97,9 +115,14 @@ class ClientControl(Protocol):
             if call is not None and call.active():
                 call.cancel()
         self._login_timer = self._ping_call = None
-        self._fail_login(LoginRefused(
-            "the server closed the connection before answering the Login "
-            "(is tcp_mux the same on both sides?)"))
+        tls_error = _tls_failure(reason)
+        if tls_error is not None:
+            self._fail_login(LoginRefused(f"TLS with the server failed: "
+                                          f"{tls_error}"))
+        else:
+            self._fail_login(LoginRefused(
+                "the server closed the connection before answering the Login "
+                "(is tcp_mux the same on both sides?)"))
         self.client.control_lost(self, reason)
 
     # Sending.

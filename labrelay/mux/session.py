@@ -478,7 +478,9 @@ class YamuxSession(Protocol):
                 transport.abortConnection()
             else:
                 transport.loseConnection()
-        lost = Failure(ConnectionLost(f"yamux session ended: {reason}"))
+        ended = ConnectionLost(f"yamux session ended: {reason}")
+        ended.__cause__ = reason  # for whoever needs the real reason (TLS)
+        lost = Failure(ended)
         for stream in list(self._streams.values()):
             stream._on_session_end(lost)
         self._streams.clear()

@@ -35,6 +35,7 @@ from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .control import ControlSession
 from .registry import Registry
 from .tcp_proxy import TcpProxy
+from .vhost import Vhost
 
 
 def new_run_id() -> str:
@@ -106,6 +107,22 @@ class _FrpConnectionFactory(Factory):
             session.close()
 
 
+class _VhostListener(StreamServerEndpointService):
+    """The vhost port's listener; tells the vhost which port it bound, so
+    NewProxyResp names it (tests bind port 0)."""
+
+    vhost = None
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+
+        def listening(port):
+            self.vhost.port = port.getHost().port
+            return port
+
+        self._waitingForPort.addCallback(listening)
+
+
 class RelayServer(service.MultiService):
     #: set by the tap: twistd's log observer built from the config
     log_observer = None
@@ -115,11 +132,14 @@ class RelayServer(service.MultiService):
     :param tls_options: server TLS options (``labrelay.tls``).
     :param listen: an endpoint description overriding bind_addr/bind_port
         (tests listen on port 0).
+    :param vhost_listen: likewise for proxy_bind_addr/vhost_http_port; the
+        HTTP vhost runs when vhost_http_port > 0 or this is given.
     """
 
     _log = Logger()
 
-    def __init__(self, config, reactor, tls_options, listen=None):
+    def __init__(self, config, reactor, tls_options, listen=None,
+                 vhost_listen=None):
         super().__init__()
         self.config = config
         self.reactor = reactor
@@ -141,6 +161,23 @@ class RelayServer(service.MultiService):
         # of logging and running without a listener.
         self._listener._raiseSynchronously = True
         self._listener.setServiceParent(self)
+        self._vhost_listener = None
+        if config.vhost_http_port > 0 or vhost_listen:
+            self._start_vhost(vhost_listen)
+
+    def _start_vhost(self, description) -> None:
+        """The HTTP vhost and its listener, a start-up listener like the
+        bind port (a bind failure fails start-up)."""
+        config = self.config
+        self.vhost = Vhost(self)
+        description = description or server_endpoint_description(
+            config.proxy_bind_addr, config.vhost_http_port)
+        listener = _VhostListener(
+            serverFromString(self.reactor, description), self.vhost.factory)
+        listener.vhost = self.vhost
+        listener._raiseSynchronously = True
+        listener.setServiceParent(self)
+        self._vhost_listener = listener
 
     def privilegedStartService(self):
         try:
@@ -160,6 +197,10 @@ class RelayServer(service.MultiService):
     def when_listening(self):
         """A Deferred firing with the bind port's IListeningPort."""
         return self._listener._waitingForPort
+
+    def when_vhost_listening(self):
+        """A Deferred firing with the vhost port's IListeningPort."""
+        return self._vhost_listener._waitingForPort
 
     def setServiceParent(self, parent):
         install_log_observer(parent, self.log_observer)

@@ -9,16 +9,19 @@ buffered) before there is somewhere to put it.
 
 import random
 
-from twisted.internet.defer import CancelledError
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ..errors import NoWorkConnection, ProxyError
+from ..errors import ProxyError
 from ..peers import describe, host_port
-from ..protocol import messages
-from ..protocol.codec import PayloadCodec
-from ..relay import RelayedProtocol, Splice, set_no_delay
+from ..relay import RelayedProtocol, set_no_delay
+# ProxyBase and join_user_to_work live in proxy_base (shared with http);
+# they are re-exported here for existing imports.
+from .proxy_base import ProxyBase, join_user_to_work
+
+__all__ = ["PORT_CANDIDATES", "ProxyBase", "TcpProxy", "UserConnection",
+           "join_user_to_work"]
 
 #: How many free ports are tried for ``remote_port = 0`` (frp: 5).
 PORT_CANDIDATES = 5
@@ -69,109 +72,6 @@ class _UserFactory(Factory):
 
     def buildProtocol(self, addr):
         return UserConnection(self.proxy)
-
-
-def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
-    """
-    Send StartWorkConn on *work* and splice it to *user* (a RelayedProtocol).
-    Shared by every proxy type.
-    """
-    src_addr, src_port = host_port(user.transport.getPeer())
-    dst_addr, dst_port = dst
-    work.send(messages.StartWorkConn(
-        proxy_name=proxy.name, src_addr=src_addr, src_port=src_port,
-        dst_addr=dst_addr, dst_port=dst_port))
-    codec = None
-    if proxy.use_encryption or proxy.use_compression:
-        codec = PayloadCodec(proxy.server.config.token, proxy.use_encryption,
-                             proxy.use_compression)
-    splice = Splice(user, work, b_codec=codec, on_close=proxy.splice_closed,
-                    description=f"proxy [{proxy.name}] {user.peer}")
-    proxy.splice_opened(splice)
-    splice.start(a_pending=user.take_early_data(),
-                 b_pending=work.take_early_data())
-    return splice
-
-
-class ProxyBase:
-    """What every proxy type shares: its owner, its counters, its work conns."""
-
-    _log = Logger()
-    type = ""
-
-    def __init__(self, server, control, message):
-        self.server = server
-        self.control = control
-        self.message = message
-        self.name = message.proxy_name
-        self.use_encryption = message.use_encryption
-        self.use_compression = message.use_compression
-        self.connections = set()
-        self.bytes_in = 0    # from users
-        self.bytes_out = 0   # to users
-        self.total_connections = 0
-        self.active_splices = 0
-
-    def get_work_connection(self, user, on_ready) -> None:
-        """
-        Find a live work connection for *user* and call ``on_ready(work)``;
-        a connection that died while pooled is skipped (up to pool_count + 1
-        tries, as frp); no connection in time closes *user*.
-        """
-        attempts = [max(self.control.login.pool_count, 0) + 1]
-
-        def try_once():
-            try:
-                d = self.control.pool.get()
-            except NoWorkConnection as e:
-                failed(e)
-                return
-            user.wait_for(d)
-            d.addCallbacks(got, errored)
-
-        def got(work):
-            if user.ended:
-                if work.alive:
-                    self.control.pool.put(work)
-                return
-            if not work.alive:
-                attempts[0] -= 1
-                if attempts[0] > 0:
-                    try_once()
-                else:
-                    failed(NoWorkConnection("every work connection was dead"))
-                return
-            on_ready(work)
-
-        def errored(failure):
-            if failure.check(CancelledError):
-                return None  # the user went away while waiting
-            if failure.check(NoWorkConnection):
-                failed(failure.value)
-                return None
-            return failure
-
-        def failed(error):
-            if user.ended:
-                return
-            self._log.warn("proxy [{name}] {peer}: {error}; closing the user "
-                           "connection", name=self.name, peer=user.peer,
-                           error=error)
-            self.user_refused(user, error)
-
-        try_once()
-
-    def user_refused(self, user, error) -> None:
-        user.transport.abortConnection()
-
-    def splice_opened(self, splice) -> None:
-        self.total_connections += 1
-        self.active_splices += 1
-
-    def splice_closed(self, splice) -> None:
-        self.active_splices -= 1
-        self.bytes_in += splice.bytes_a_to_b
-        self.bytes_out += splice.bytes_b_to_a
 
 
 class TcpProxy(ProxyBase):
@@ -234,8 +134,9 @@ class TcpProxy(ProxyBase):
         raise ProxyError("no available port")
 
     def start_user_connection(self, user) -> None:
-        host = self._port.getHost() if self._port else None
-        dst = (getattr(host, "host", ""), getattr(host, "port", 0))
+        # As frp: the address the user connected to (the accepted socket's
+        # own address), not the listener's, which may be 0.0.0.0.
+        dst = host_port(user.transport.getHost())
         self.get_work_connection(
             user, lambda work: join_user_to_work(self, user, work, dst=dst))
 

@@ -1,0 +1,175 @@
+# -*- test-case-name: tests.test_tunnel,tests.test_vhost -*-
+"""
+What every proxy type on the server shares: :class:`ProxyBase` (its owner,
+its counters, finding a live work connection for a user),
+:func:`join_user_to_work` (StartWorkConn, then a raw splice) and
+:class:`ReadGate` (pausing one transport's reads for several independent
+reasons, as the HTTP vhost needs).
+"""
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..errors import NoWorkConnection
+from ..peers import host_port
+from ..protocol import messages
+from ..protocol.codec import PayloadCodec
+from ..relay import Splice
+
+
+def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
+    """
+    Send StartWorkConn on *work* and splice it to *user* (a RelayedProtocol).
+    Shared by every proxy type.
+    """
+    src_addr, src_port = host_port(user.transport.getPeer())
+    dst_addr, dst_port = dst
+    work.send(messages.StartWorkConn(
+        proxy_name=proxy.name, src_addr=src_addr, src_port=src_port,
+        dst_addr=dst_addr, dst_port=dst_port))
+    codec = None
+    if proxy.use_encryption or proxy.use_compression:
+        codec = PayloadCodec(proxy.server.config.token, proxy.use_encryption,
+                             proxy.use_compression)
+    splice = Splice(user, work, b_codec=codec, on_close=proxy.splice_closed,
+                    description=f"proxy [{proxy.name}] {user.peer}")
+    proxy.splice_opened(splice)
+    splice.start(a_pending=user.take_early_data(),
+                 b_pending=work.take_early_data())
+    return splice
+
+
+class ProxyBase:
+    """What every proxy type shares: its owner, its counters, its work conns."""
+
+    _log = Logger()
+    type = ""
+
+    def __init__(self, server, control, message):
+        self.server = server
+        self.control = control
+        self.message = message
+        self.name = message.proxy_name
+        self.use_encryption = message.use_encryption
+        self.use_compression = message.use_compression
+        self.connections = set()
+        self.bytes_in = 0    # from users
+        self.bytes_out = 0   # to users
+        self.total_connections = 0
+        self.active_splices = 0
+
+    def get_work_connection(self, user, on_ready) -> None:
+        """
+        Find a live work connection for *user* and call ``on_ready(work)``;
+        a connection that died while pooled is skipped (up to pool_count + 1
+        tries, as frp); no connection in time closes *user*.
+        """
+        attempts = [max(self.control.login.pool_count, 0) + 1]
+
+        def try_once():
+            try:
+                d = self.control.pool.get()
+            except NoWorkConnection as e:
+                failed(e)
+                return
+            user.wait_for(d)
+            d.addCallbacks(got, errored)
+
+        def got(work):
+            if user.ended:
+                if work.alive:
+                    self.control.pool.put(work)
+                return
+            if not work.alive:
+                attempts[0] -= 1
+                if attempts[0] > 0:
+                    try_once()
+                else:
+                    failed(NoWorkConnection("every work connection was dead"))
+                return
+            on_ready(work)
+
+        def errored(failure):
+            if failure.check(CancelledError):
+                return None  # the user went away while waiting
+            if failure.check(NoWorkConnection):
+                failed(failure.value)
+                return None
+            return failure
+
+        def failed(error):
+            if user.ended:
+                return
+            self._log.warn("proxy [{name}] {peer}: {error}; closing the user "
+                           "connection", name=self.name, peer=user.peer,
+                           error=error)
+            self.user_refused(user, error)
+
+        try_once()
+
+    def user_refused(self, user, error) -> None:
+        user.transport.abortConnection()
+
+    def splice_opened(self, splice) -> None:
+        self.total_connections += 1
+        self.active_splices += 1
+
+    def splice_closed(self, splice) -> None:
+        self.active_splices -= 1
+        self.bytes_in += splice.bytes_a_to_b
+        self.bytes_out += splice.bytes_b_to_a
+
+
+class ReadGate:
+    """
+    Pauses *transport*'s reads while at least one reason holds.
+
+    A transport has one pause switch, but an HTTP connection has several
+    reasons to stop reading (no work connection yet, the peer's write buffer
+    is full, a pipelined request waits for the current response).  Each
+    reason is paused and resumed on its own; reads resume when none is left.
+    """
+
+    def __init__(self, transport):
+        self._transport = transport
+        self._reasons = set()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._reasons)
+
+    def pause(self, reason: str) -> None:
+        if not self._reasons:
+            self._transport.pauseProducing()
+        self._reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self._reasons:
+            self._reasons.discard(reason)
+            if not self._reasons:
+                self._transport.resumeProducing()
+
+    def producer(self, reason: str = "backpressure") -> "GateProducer":
+        """A streaming producer (for another transport's registerProducer)
+        that pauses this gate for *reason*."""
+        return GateProducer(self, reason)
+
+
+@implementer(IPushProducer)
+class GateProducer:
+    """The push-producer face of one :class:`ReadGate` reason."""
+
+    def __init__(self, gate, reason):
+        self._gate = gate
+        self._reason = reason
+
+    def pauseProducing(self):
+        self._gate.pause(self._reason)
+
+    def resumeProducing(self):
+        self._gate.resume(self._reason)
+
+    def stopProducing(self):
+        """The consumer is gone; its owner's connectionLost does the rest."""

@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.test_jupyter -*-
+"""
+A real Jupyter server behind a labrelay ``type = http`` proxy: the REST
+API, a kernel started through the vhost, and code run over the kernel's
+WebSocket channels through the vhost.
+
+Needs the ``test`` extra (jupyter_server, ipykernel, websocket-client).
+"""
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import time
+import uuid
+
+from twisted.internet import defer, error, reactor
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from .harness import async_test, within
+from .test_vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy, http_user,
+                         start_client)
+
+HOST = f"jupyter.{SUBDOMAIN_HOST}"
+NEEDED = ("jupyter_server", "ipykernel", "websocket")
+
+#: Bounds (seconds).
+JUPYTER_START = 60
+KERNEL_RESULT = 60
+JUPYTER_STOP = 20
+
+
+class JupyterProcess(ProcessProtocol):
+    """``python -m jupyter_server`` as a child; fires :attr:`running` with
+    the port from its "is running at" line."""
+
+    def __init__(self):
+        self.running = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.output = []
+
+    def outReceived(self, data):
+        self._scan(data)
+
+    def errReceived(self, data):
+        self._scan(data)
+
+    def _scan(self, data):
+        text = data.decode("utf-8", "replace")
+        self.output.append(text)
+        if self.running.called:
+            return
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", "".join(self.output))
+        if match:
+            self.running.callback(int(match.group(1)))
+
+    def processEnded(self, reason):
+        if not self.running.called:
+            self.running.errback(AssertionError(
+                "jupyter_server exited before serving:\n"
+                + "".join(self.output)[-3000:]))
+        self.ended.callback(None)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def execute_over_websocket(port: int, kernel_id: str, token: str,
+                           code: str) -> dict:
+    """
+    (In a thread.) Open the kernel's channels WebSocket through the vhost at
+    127.0.0.1:*port* with Host ``HOST``, send an execute_request for *code*
+    (Jupyter messaging v5.3) and return the execute_result's content.
+    """
+    import websocket
+    url = (f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels"
+           f"?token={token}")
+    ws = websocket.create_connection(url, timeout=KERNEL_RESULT, host=HOST,
+                                     origin=f"http://{HOST}")
+    try:
+        session = uuid.uuid4().hex
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "labrelay-test",
+                       "session": session, "msg_type": "execute_request",
+                       "version": "5.3",
+                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                             time.gmtime())},
+            "parent_header": {}, "metadata": {}, "buffers": [],
+            "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": True,
+                        "user_expressions": {}, "allow_stdin": False,
+                        "stop_on_error": True}}))
+        deadline = time.monotonic() + KERNEL_RESULT
+        while time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message.get("msg_type") or message["header"]["msg_type"]
+            if kind == "execute_result":
+                return message["content"]
+            if kind == "error":
+                raise AssertionError(f"the kernel failed: {message['content']}")
+        raise AssertionError(f"no execute_result within {KERNEL_RESULT}s")
+    finally:
+        ws.close()
+
+
+class JupyterThroughVhostTests(TestCase):
+    timeout = 240
+
+    def setUp(self):
+        missing = [name for name in NEEDED
+                   if importlib.util.find_spec(name) is None]
+        if missing:
+            self.fail(f"{', '.join(missing)} not installed: this test needs "
+                      f"the test extra, e.g. pip install -e '.[test]' "
+                      f"(jupyter_server, ipykernel, websocket-client)")
+
+    async def start_jupyter(self, token: str) -> int:
+        root = self.mktemp()
+        os.makedirs(root)
+        env = dict(os.environ)
+        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
+                     "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+            env[name] = os.path.abspath(os.path.join(root, "." + name.lower()))
+        env["PYTHONUNBUFFERED"] = "1"
+        process = JupyterProcess()
+        args = [sys.executable, "-m", "jupyter_server",
+                f"--ServerApp.port={free_port()}", "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={token}",
+                "--ServerApp.open_browser=False",
+                f"--ServerApp.root_dir={os.path.abspath(root)}",
+                # requests arrive with Host jupyter.web.example.test
+                "--ServerApp.allow_remote_access=True",
+                "--ServerApp.port_retries=0", "--allow-root"]
+        transport = reactor.spawnProcess(process, sys.executable, args,
+                                         env=env)
+        self.addCleanup(self.stop_jupyter, process, transport)
+        return await within(process.running, JUPYTER_START)
+
+    async def stop_jupyter(self, process, transport):
+        """SIGTERM (Jupyter shuts its kernels down), then SIGKILL."""
+        if process.ended.called:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                transport.signalProcess(sig)
+            except error.ProcessExitedAlready:
+                return
+            try:
+                await within(process.ended, JUPYTER_STOP)
+                return
+            except defer.TimeoutError:
+                continue
+
+    @async_test
+    async def test_kernel_through_vhost(self):
+        """Jupyter's API and a kernel's WebSocket work through the vhost:
+        1+1 evaluates to 2."""
+        token = secrets.token_hex(16)
+        jupyter_port = await self.start_jupyter(token)
+        relay = await VhostRelay(self).start()
+        await start_client(self, relay, http_proxy(
+            "jupyter", jupyter_port, subdomain="jupyter"), ["jupyter"])
+        auth = [("Authorization", f"token {token}")]
+        user = await http_user(self, relay.http_port)
+
+        reply = await user.request(HOST, "/api/status", headers=auth)
+        self.assertEqual(reply.status, 200, reply.body)
+        self.assertIn("started", reply.json())
+
+        reply = await user.request(
+            HOST, "/api/kernels", method="POST",
+            headers=auth + [("Content-Type", "application/json")],
+            body=json.dumps({"name": "python3"}).encode())
+        self.assertEqual(reply.status, 201, reply.body)
+        kernel_id = reply.json()["id"]
+
+        content = await within(deferToThread(
+            execute_over_websocket, relay.http_port, kernel_id, token, "1+1"),
+            KERNEL_RESULT + 10)
+        self.assertEqual(content["data"]["text/plain"], "2")
+
+        reply = await user.request(HOST, f"/api/kernels/{kernel_id}",
+                                   method="DELETE", headers=auth)
+        self.assertEqual(reply.status, 204, reply.body)
+        reply = await user.request(HOST, "/api/kernels", headers=auth)
+        self.assertEqual(reply.json(), [])
