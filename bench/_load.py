@@ -1,6 +1,9 @@
 """
-Helpers of ``bench/tunnel_bench.py``: the backend server, the measuring
-client and process bookkeeping (free ports, CPU time, clean-up).
+Helpers of ``bench/tunnel_bench.py`` and ``bench/vhost_bench.py``: the
+backend servers, the measuring client and process bookkeeping (free ports,
+CPU time, clean-up).  The HTTP backend of ``vhost_bench.py``
+(``python3 bench/_load.py http-backend``) is described at
+:func:`run_http_backend`.
 
 The backend runs in its own process (``python3 bench/_load.py backend``) so
 that the measuring client never shares a CPU loop with it.  It prints
@@ -411,11 +414,153 @@ def stop_processes(procs, grace=3.0):
                 pass
 
 
+# -- HTTP backend (bench/vhost_bench.py) -----------------------------------------
+
+#: Body sizes of the HTTP backend's two resources.
+HTTP_SMALL = 100
+HTTP_BIG = 1 << 20
+
+
+def _http_response(body, close=False):
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n%s\r\n" % (
+                len(body), b"Connection: close\r\n" if close else b"")
+            + body)
+
+
+def run_http_backend(lifetime):
+    """
+    ``python3 bench/_load.py http-backend``: a small asyncio HTTP/1.1
+    keep-alive server on 127.0.0.1 (port printed as ``PORT <n>``).
+    ``GET /small`` answers :data:`HTTP_SMALL` bytes, ``GET /big``
+    :data:`HTTP_BIG` bytes, both with Content-Length; ``GET /stats`` answers
+    ``<connections accepted> <requests answered>`` (this request included).
+    Pipelined requests and Content-Length request bodies are handled;
+    ``Connection: close`` (or HTTP/1.0 without keep-alive) closes after the
+    response.  Exits when stdin closes or after *lifetime* seconds.
+    """
+    import asyncio
+
+    small, big = os.urandom(HTTP_SMALL), os.urandom(HTTP_BIG)
+    canned = {}
+    for close in (False, True):
+        canned[b"/small", close] = _http_response(small, close)
+        canned[b"/big", close] = _http_response(big, close)
+    stats = [0, 0]          # connections, requests
+
+    class Conn(asyncio.Protocol):
+        def connection_made(self, transport):
+            stats[0] += 1
+            self.t = transport
+            self.buf = b""
+            self.skip = 0   # request body bytes still to discard
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def data_received(self, data):
+            buf = self.buf + data if self.buf else data
+            while buf:
+                if self.skip:
+                    n = min(self.skip, len(buf))
+                    self.skip -= n
+                    buf = buf[n:]
+                    continue
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > 65536:
+                        self.t.close()
+                        return
+                    break
+                head, buf = buf[:end], buf[end + 4:]
+                lines = head.split(b"\r\n")
+                parts = lines[0].split()
+                if len(parts) != 3:
+                    self.t.write(b"HTTP/1.1 400 Bad Request\r\n"
+                                 b"Content-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")
+                    self.t.close()
+                    return
+                method, target, version = parts
+                close = version == b"HTTP/1.0"
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        self.skip = int(value)
+                    elif name == b"connection":
+                        v = value.strip().lower()
+                        close = v == b"close" or (close and v != b"keep-alive")
+                stats[1] += 1
+                path = target.split(b"?", 1)[0]
+                if path == b"/stats":
+                    body = b"%d %d" % (stats[0], stats[1])
+                    resp = _http_response(body, close)
+                else:
+                    resp = canned.get((path, close))
+                    if resp is None:
+                        resp = (b"HTTP/1.1 404 Not Found\r\n"
+                                b"Content-Length: 0\r\n%s\r\n" % (
+                                    b"Connection: close\r\n" if close
+                                    else b""))
+                    elif method == b"HEAD":
+                        resp = resp[:resp.index(b"\r\n\r\n") + 4]
+                self.t.write(resp)
+                if close:
+                    self.t.close()
+                    return
+            self.buf = buf
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def finish():
+            if not done.done():
+                done.set_result(None)
+
+        def watch_stdin():
+            try:
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass
+            loop.call_soon_threadsafe(finish)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        server = await loop.create_server(Conn, "127.0.0.1", 0, backlog=1024,
+                                          reuse_address=True)
+        port = server.sockets[0].getsockname()[1]
+        print(f"PORT {port}", flush=True)
+        try:
+            await asyncio.wait_for(done, lifetime)
+        except asyncio.TimeoutError:
+            pass
+        server.close()
+
+    asyncio.run(main())
+
+
+def http_get(port, path, host, timeout=10.0):
+    """One GET on a fresh connection: (status, body)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Host": host})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("role", choices=["backend"])
+    ap.add_argument("role", choices=["backend", "http-backend"])
     ap.add_argument("--lifetime", type=float, default=900.0)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-    run_backend(args.lifetime)
+    if args.role == "http-backend":
+        run_http_backend(args.lifetime)
+    else:
+        run_backend(args.lifetime)
     os._exit(0)
