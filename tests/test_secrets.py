@@ -1,0 +1,60 @@
+# -*- test-case-name: tests.test_secrets -*-
+"""Tokens and private keys never reach the logs or error messages."""
+
+import os
+
+from twisted.trial.unittest import TestCase
+
+from labrelay.errors import LoginRefused
+from labrelay.testcerts import server_certificate, self_signed_certificate
+from labrelay.tls import TLSConfigError, server_tls_options
+
+from .harness import (Client, LogCapture, Relay, async_test, connect_user,
+                      echo_server, tcp_proxy, within)
+
+SECRET_TOKEN = "s3cret-token-that-must-not-leak"
+
+
+class SecretsTests(TestCase):
+    timeout = 30
+
+    def assert_not_logged(self, log, *secrets):
+        for _, text, _ in log.events:
+            for secret in secrets:
+                self.assertNotIn(secret, text)
+
+    @async_test
+    async def test_token_not_logged(self):
+        """A working tunnel and a refused login log neither token."""
+        log = LogCapture(self)
+        relay = await Relay(self, f"token = {SECRET_TOKEN}\n").start()
+        backend = echo_server(self)
+        client = await Client(self, relay.port, tcp_proxy("p", backend),
+                              token=SECRET_TOKEN).start()
+        port = await client.running("p")
+        user = await connect_user(self, port)
+        user.transport.write(b"x" * 1000)
+        await within(user.wait_for(1000))
+        wrong = Client(self, relay.port, "", token="wrong-" + SECRET_TOKEN)
+        first = wrong.client.first_login
+        await wrong.start()
+        with self.assertRaises(LoginRefused):
+            await within(first)
+        self.assert_not_logged(log, SECRET_TOKEN)
+
+    def test_private_key_not_in_errors(self):
+        """A key that does not match its certificate is named, not shown."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cert_path, _ = server_certificate(("relay.test",)).write_to(
+            directory, "server")
+        _, other_key = self_signed_certificate().write_to(directory, "other")
+        with open(other_key, "rb") as f:
+            key_text = f.read().decode()
+        with self.assertRaises(TLSConfigError) as caught:
+            server_tls_options(cert_path, other_key)
+        message = str(caught.exception)
+        self.assertIn(other_key, message)
+        self.assertNotIn("PRIVATE KEY", message)
+        body = "".join(key_text.splitlines()[1:-1])
+        self.assertNotIn(body[:24], message)
