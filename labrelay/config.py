@@ -85,6 +85,8 @@ CLIENT_KEYS = {
     "disable_custom_tls_first_byte": "bool", "start": "list",
     "includes": "list", "log_file": "str", "log_level": "str",
     "log_way": "str", "disable_log_color": "bool", "log_max_days": "int",
+    "admin_addr": "str", "admin_port": "port", "admin_user": "str",
+    "admin_pwd": "str",
 }
 #: frpc.ini [common] keys of frp that labrelay does not implement yet.
 CLIENT_NOT_YET = {
@@ -94,8 +96,7 @@ CLIENT_NOT_YET = {
     "dns_server": "str", "nat_hole_stun_server": "str",
     "quic_keepalive_period": "int", "quic_max_idle_timeout": "int",
     "quic_max_incoming_streams": "int", "udp_packet_size": "int",
-    "admin_addr": "str", "admin_port": "int", "admin_user": "str",
-    "admin_pwd": "str", "assets_dir": "str", "pprof_enable": "bool",
+    "assets_dir": "str", "pprof_enable": "bool",
 }
 CLIENT_NOT_YET_PREFIXES = ("oidc_additional_",)
 
@@ -248,6 +249,10 @@ class ClientConfig:
     log_way: str = "console"
     disable_log_color: bool = False
     log_max_days: int = 3
+    admin_addr: str = "127.0.0.1"
+    admin_port: int = 0  # 0: no admin API
+    admin_user: str = ""
+    admin_pwd: str = ""
     proxies: tuple[ProxyConfig, ...] = ()
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from .errors import ProtocolError
+from .writethrough import write_now
 
 
 def supports_half_close(transport) -> bool:
@@ -187,7 +188,7 @@ class Splice:
             self.abort()
             return
         if data:
-            dst.protocol.transport.write(data)
+            write_now(dst.protocol.transport, data)
 
     def end_of_input(self, source) -> None:
         """*source* will send no more: shut the other side's write half."""

@@ -53,6 +53,11 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
+def fd_count(pid: int) -> int:
+    """How many file descriptors process *pid* has open (/proc/PID/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def child_env(**extra) -> dict:
     """The environment of a spawned process: ours, with the repo root first
     on PYTHONPATH and unbuffered output."""

@@ -514,10 +514,10 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
 
     def test_not_yet_keys(self):
         """Each recognised-but-unimplemented key warns exactly once."""
-        c = client("[common]\nadmin_port = 7400\nadmin_port = 7401\n"
+        c = client("[common]\ndns_server = 1.1.1.1\ndns_server = 8.8.8.8\n"
                    "oidc_additional_x = y\nhttp_proxy = socks5://h:1\n")
         self.assertEqual(c.warnings, (
-            "frpc.ini [common] admin_port: not supported by labrelay yet; "
+            "frpc.ini [common] dns_server: not supported by labrelay yet; "
             "ignored",
             "frpc.ini [common] oidc_additional_x: not supported by labrelay "
             "yet; ignored",
@@ -606,8 +606,8 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual((web.type, web.subdomain, web.locations, web.headers),
                          ("http", "web", ("/", "/api"),
                           (("X-From-Where", "frp"),)))
-        self.assertEqual(c.warnings, ("frpc.ini [common] admin_port: not "
-                                      "supported by labrelay yet; ignored",))
+        self.assertEqual((c.admin_addr, c.admin_port), ("127.0.0.1", 7400))
+        self.assertEqual(c.warnings, ())
 
     def test_seed_configs(self):
         """The frpc.ini files of the captured vectors parse as written."""
