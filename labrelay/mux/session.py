@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from ..errors import LabrelayError
 from ..peers import describe
+from ..writethrough import write_now
 from .frames import (
     FLAG_ACK,
     FLAG_FIN,
@@ -432,10 +433,8 @@ class YamuxSession(Protocol):
         if self._closed or self.transport is None:
             return
         header = encode_header(frame_type, flags, stream_id, length)
-        if payload:
-            self.transport.writeSequence([header, payload])
-        else:
-            self.transport.write(header)
+        # one buffer, sent at once when the socket is idle (writethrough)
+        write_now(self.transport, header + payload if payload else header)
 
     def _send_rst(self, stream_id: int) -> None:
         self._write_frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
