@@ -9,7 +9,9 @@ bytes that came right behind StartWorkConn are kept and relayed first.
 
 import time
 
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint,
+                                       TCP6ClientEndpoint)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -23,6 +25,28 @@ from ..relay import RelayedProtocol, Splice, set_no_delay
 
 #: Seconds to connect to a local service.
 LOCAL_DIAL_TIMEOUT = 10
+
+
+def local_endpoint(reactor, host: str, port: int):
+    """
+    The endpoint to a proxy's local service: an IP address is dialled
+    directly; only a name goes through HostnameEndpoint's resolver (which
+    costs a thread hop per dial).
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port,
+                                  timeout=LOCAL_DIAL_TIMEOUT)
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port,
+                                  timeout=LOCAL_DIAL_TIMEOUT)
+    return HostnameEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
+
+
+def quiet_factory(build):
+    """A factory for one connection that does not log its start and stop."""
+    factory = Factory.forProtocol(build)
+    factory.noisy = False
+    return factory
 
 
 class LocalConnection(RelayedProtocol):
@@ -104,11 +128,10 @@ class ClientWorkConnection(RelayedProtocol):
             self.transport.loseConnection()
             return
         self.transport.pauseProducing()
-        endpoint = HostnameEndpoint(self.client.reactor, proxy.local_ip,
-                                    proxy.local_port,
-                                    timeout=LOCAL_DIAL_TIMEOUT)
+        endpoint = local_endpoint(self.client.reactor, proxy.local_ip,
+                                  proxy.local_port)
         local = LocalConnection(self.client.connections)
-        d = endpoint.connect(Factory.forProtocol(lambda: local))
+        d = endpoint.connect(quiet_factory(lambda: local))
 
         def connected(_):
             codec = None

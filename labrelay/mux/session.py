@@ -233,6 +233,8 @@ class YamuxSession(Protocol):
 
     # IPushProducer: our transport's buffer
 
+    _resume_turn = 0
+
     def pauseProducing(self) -> None:
         self._paused = True
         for stream in list(self._streams.values()):
@@ -248,7 +250,14 @@ class YamuxSession(Protocol):
                     self._waiting[later] = None
                 return
             stream._flush()
-        for stream in list(self._streams.values()):
+        # Start each round at another stream: when the session's transport
+        # fills up again part-way, the same low stream ids must not always
+        # win and the others starve.
+        streams = list(self._streams.values())
+        if streams:
+            self._resume_turn = (self._resume_turn + 1) % len(streams)
+            streams = streams[self._resume_turn:] + streams[:self._resume_turn]
+        for stream in streams:
             if self._paused:
                 return
             stream._maybe_resume_producer()
