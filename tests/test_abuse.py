@@ -1,0 +1,768 @@
+# -*- test-case-name: tests.test_abuse -*-
+"""
+Resource bounds under abuse, measured on real ``twistd labrelay-server``
+and ``labrelay-client`` processes (tcp_mux at its default, on).
+
+Each test runs a server and a client with a working tcp tunnel to an echo
+backend in this process (and, where the abuse is HTTP, a vhost with http
+proxies), measures the server's VmRSS and open file descriptors while idle,
+applies one abuse, checks that the tunnel still works byte-exact during it
+and that RSS growth stays under a stated bound, and finally that the server
+has closed every abusive socket (its fd count is back to the idle count).
+
+The abuses: 1,000 idle sockets on the bind port; a slowloris on the vhost;
+a logged-in yamux client (written here from labrelay's protocol modules)
+that stops reading while users push into its tunnel; a vhost user who
+never reads a 256 MiB response.  Each test logs its numbers to test.log
+("abuse ...").  The handshake bound (10 s) and the vhost head bound (30 s)
+have no config key, so the tests run with the defaults (about 65 s in all).
+"""
+
+import hashlib
+import resource
+import time
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from labrelay import FRP_VERSION
+from labrelay.mux.session import YamuxSession
+from labrelay.protocol import messages
+from labrelay.protocol.auth import privilege_key
+from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
+                                      derive_key)
+from labrelay.protocol.framing import MessageParser, encode_message
+from labrelay.server.connection import FIRST_MESSAGE_TIMEOUT
+from labrelay.server.vhost import HEAD_TIMEOUT, LINGER_TIMEOUT
+
+from .harness import async_test, connect_user, echo_server, listen, within
+from .processes import (TOKEN, ClientProcess, client_ini, fd_count,
+                        free_port, rss_bytes, start_server, twistd,
+                        write_config)
+from .test_vhost import http_user
+
+KIB = 1024
+MIB = 1024 * KIB
+
+#: The server's bounds under test; no config key sets them.
+HANDSHAKE_BOUND = FIRST_MESSAGE_TIMEOUT
+HEAD_BOUND = HEAD_TIMEOUT
+LINGER_BOUND = LINGER_TIMEOUT
+#: Allowed lateness of a close past its bound (a loaded 2-core machine).
+SLACK = 5
+#: Descriptors the server may hold beyond its idle count once the abuse is
+#: over: none (the wait polls until the count is back).
+FD_SLACK = 0
+
+#: The echo check's payload: 256 KiB in a fixed pseudo-random pattern.
+ECHO_PAYLOAD = hashlib.shake_256(b"labrelay abuse echo").digest(256 * KIB)
+WEB_BODY = hashlib.shake_256(b"labrelay abuse web").hexdigest(8 * KIB).encode()
+_BLOCK = hashlib.shake_256(b"labrelay abuse bulk").digest(64 * KIB)
+
+_log = Logger()
+
+
+# -- measuring -----------------------------------------------------------------
+
+class Snapshot:
+    """The server's VmRSS and open descriptors at one moment."""
+
+    def __init__(self, pid):
+        self.rss = rss_bytes(pid)
+        self.fds = fd_count(pid)
+
+    def __str__(self):
+        return f"RSS {self.rss / MIB:.1f} MiB, {self.fds} fds"
+
+
+async def poll_until(predicate, describe, bound, interval=0.1):
+    """Poll the measured condition *predicate* every *interval* seconds for
+    at most *bound* seconds (there is no event for another process's fd
+    count); fail with *describe()* if it never holds."""
+    deadline = time.monotonic() + bound
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {bound}s: {describe()}")
+        await deferLater(reactor, interval, lambda: None)
+
+
+async def fds_back_to(testcase, pid, idle_fds, bound):
+    """Wait until the server holds at most *idle_fds* + FD_SLACK fds; return
+    the count."""
+    await poll_until(
+        lambda: fd_count(pid) <= idle_fds + FD_SLACK,
+        lambda: f"server still has {fd_count(pid)} fds (idle {idle_fds})",
+        bound)
+    return fd_count(pid)
+
+
+def close_all(peers):
+    """Abort every connected protocol of *peers* (each with a ``closed``
+    Deferred); a Deferred firing once all are closed."""
+    connected = [p for p in peers
+                 if getattr(p, "transport", None) is not None]
+    for p in connected:
+        if not p.closed.called:
+            p.transport.abortConnection()
+    return within(defer.gatherResults([p.closed for p in connected]), 10)
+
+
+async def open_many(testcase, pid, idle_fds, port, peers, batch=25):
+    """
+    Connect every protocol of *peers* (each with a ``closed_at``) to
+    127.0.0.1:*port*, *batch* at a time, waiting after each batch until the
+    server holds every one still open (its fds beyond *idle_fds*).  A batch
+    under the listen backlog (50) means no handshake waits for a SYN-ACK
+    retransmit.  Return the seconds it took.
+    """
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10)
+    testcase.addCleanup(close_all, peers)
+    started = time.monotonic()
+    for first in range(0, len(peers), batch):
+        group = peers[first:first + batch]
+        await within(defer.gatherResults([
+            endpoint.connect(Factory.forProtocol(lambda p=p: p))
+            for p in group]), 10)
+        opened = peers[:first + len(group)]
+
+        def held():
+            return sum(p.closed_at is None for p in opened)
+
+        await poll_until(
+            lambda: fd_count(pid) - idle_fds >= held(),
+            lambda: f"the server has {fd_count(pid)} fds (idle {idle_fds}) "
+                    f"for {held()} open connections", HANDSHAKE_BOUND)
+    return time.monotonic() - started
+
+
+# -- the working tunnel and vhost ---------------------------------------------
+
+async def echo_check(testcase, port):
+    """Send ECHO_PAYLOAD through the tcp tunnel and assert it comes back
+    byte-exact; return the round trip in seconds."""
+    started = time.monotonic()
+    user = await connect_user(testcase, port)
+    user.transport.write(ECHO_PAYLOAD)
+    got = await within(user.wait_for(len(ECHO_PAYLOAD)), 20)
+    testcase.assertEqual(got, ECHO_PAYLOAD, "the tunnel did not echo "
+                         "byte-exact during the abuse")
+    user.transport.loseConnection()
+    await within(user.closed, 10)
+    return time.monotonic() - started
+
+
+async def web_check(testcase, vhost_port, host="web.test"):
+    """One GET through the vhost on a new connection: 200 and WEB_BODY;
+    return the time it took."""
+    started = time.monotonic()
+    user = await http_user(testcase, vhost_port)
+    reply = await user.request(host, "/")
+    testcase.assertEqual((reply.status, reply.body), (200, WEB_BODY))
+    user.transport.loseConnection()
+    await within(user.closed, 10)
+    return time.monotonic() - started
+
+
+class _WebPage(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"Content-Type", b"text/plain")
+        return WEB_BODY
+
+
+def web_backend(testcase):
+    """An HTTP backend answering every GET with WEB_BODY; its port."""
+    return listen(testcase, Site(_WebPage()))
+
+
+class Deployment:
+    """A server process and a client process with a tcp tunnel ``echo``
+    and the given http proxies."""
+
+    async def start(self, testcase, http=(), vhost=False, server_extra=""):
+        """*http*: (name, local_port, domain) of http proxies."""
+        extra = server_extra
+        self.vhost_port = None
+        if vhost or http:
+            self.vhost_port = free_port()
+            extra += f"vhost_http_port = {self.vhost_port}\n"
+        self.server = await start_server(testcase, extra=extra)
+        if self.vhost_port:
+            await self.server.process.wait_for(
+                rf"starting on {self.vhost_port}$")
+        text = client_ini(self.server.port,
+                          [("echo", echo_server(testcase), 0)])
+        for name, port, domain in http:
+            text += (f"\n[{name}]\ntype = http\nlocal_ip = 127.0.0.1\n"
+                     f"local_port = {port}\ncustom_domains = {domain}\n")
+        path = write_config(testcase, "frpc.ini", text)
+        self.client = ClientProcess(
+            twistd(testcase, "labrelay-client", path), path)
+        self.tcp_port = await self.client.proxy_port("echo")
+        for name, _, _ in http:
+            await self.client.proxy_port(name)
+        # Warm up (first connections load code and fill caches), so that
+        # the idle snapshot is not an underestimate.
+        for _ in range(2):
+            await echo_check(testcase, self.tcp_port)
+            if http:
+                await web_check(testcase, self.vhost_port)
+        return self
+
+    @property
+    def pid(self):
+        return self.server.pid
+
+    def snapshot(self):
+        return Snapshot(self.pid)
+
+    async def idle_snapshot(self, checks=10, interval=0.05, bound=5):
+        """A snapshot once the server's fd count has not changed for
+        *checks* polls *interval* seconds apart (the warm-up connections'
+        closes have been handled)."""
+        deadline = time.monotonic() + bound
+        still, last = 0, None
+        while still < checks:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server's fd count did not settle "
+                                     f"within {bound}s (now {last})")
+            await deferLater(reactor, interval, lambda: None)
+            count = fd_count(self.pid)
+            still = still + 1 if count == last else 0
+            last = count
+        return self.snapshot()
+
+
+# -- abusive peers -------------------------------------------------------------
+
+class IdleSocket(Protocol):
+    """Connects and never sends a byte; notes when it was connected and
+    when the server closed it."""
+
+    def __init__(self):
+        self.connected_at = None
+        self.closed_at = None
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.connected_at = time.monotonic()
+
+    def connectionLost(self, reason):
+        self.closed_at = time.monotonic()
+        self.closed.callback(self.closed_at - self.connected_at)
+
+
+@implementer(IHalfCloseableProtocol)
+class Slowloris(Protocol):
+    """Sends an endless request head one byte per :meth:`tick`, and keeps
+    sending after the server's answer and FIN."""
+
+    HEAD = (b"GET / HTTP/1.1\r\nHost: web.test\r\nX-Slow: "
+            + b"a" * 200)
+
+    def __init__(self):
+        self.sent = 0
+        self.received = b""
+        self.connected_at = None
+        self.eof_at = None
+        self.closed_at = None
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.connected_at = time.monotonic()
+
+    def tick(self):
+        if self.closed_at is None:
+            self.transport.write(self.HEAD[self.sent % len(self.HEAD):][:1])
+            self.sent += 1
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def readConnectionLost(self):
+        self.eof_at = time.monotonic()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        self.closed_at = time.monotonic()
+        self.closed.callback(self.closed_at - self.connected_at)
+
+
+@implementer(IPushProducer)
+class Pusher:
+    """Writes up to *limit* bytes of a pattern to *transport* as fast as it
+    accepts them: a streaming producer, so this process holds at most about
+    one transport buffer."""
+
+    def __init__(self, transport, limit):
+        self.transport = transport
+        self.limit = limit
+        self.sent = 0
+        self.paused = False
+        self.stopped = False
+
+    def start(self):
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def resumeProducing(self):
+        self.paused = False
+        while not self.paused and not self.stopped and self.sent < self.limit:
+            self.transport.write(_BLOCK)
+            self.sent += len(_BLOCK)
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def stopProducing(self):
+        self.stopped = True
+
+
+async def stalled(pushers, describe, checks=20, interval=0.05, bound=60):
+    """Wait until every pusher is paused and none sends more for *checks*
+    checks *interval* seconds apart; fail if one sends its whole limit
+    (then something downstream buffered it).  Return the bytes sent."""
+    deadline = time.monotonic() + bound
+    still, last = 0, None
+    while still < checks:
+        done = [p for p in pushers if p.sent >= p.limit]
+        if done:
+            raise AssertionError(
+                f"a sender wrote its whole {done[0].limit / MIB:.0f} MiB "
+                f"although nobody read: the relay buffered it ({describe()})")
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the senders never stayed paused in {bound}s ({describe()})")
+        await deferLater(reactor, interval, lambda: None)
+        total = sum(p.sent for p in pushers)
+        if all(p.paused for p in pushers) and total == last:
+            still += 1
+        else:
+            still = 0
+        last = total
+    return last
+
+
+class PushingUser(Protocol):
+    """A user of a tunnel that, when told, pushes data and never reads."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.pusher = None
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.pauseProducing()
+        self.pusher = Pusher(self.transport, self.limit)
+
+    def connectionLost(self, reason):
+        self.pusher.stopped = True
+        self.closed.callback(None)
+
+
+@implementer(IPushProducer)
+class BulkBackend(Protocol):
+    """An HTTP backend answering its first request with *total* bytes
+    (Content-Length), written as fast as its transport accepts them."""
+
+    total = 256 * MIB
+
+    def __init__(self):
+        self.head = b""
+        self.pusher = None
+        self.closed = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.head += data
+        if self.pusher is None and b"\r\n\r\n" in self.head:
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: "
+                                 b"application/octet-stream\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % self.total)
+            self.pusher = Pusher(self.transport, self.total)
+            self.factory.answering.callback(self)
+            self.pusher.start()
+
+    def connectionLost(self, reason):
+        if self.pusher is not None:
+            self.pusher.stopped = True
+        self.closed.callback(None)
+
+
+class StalledHttpUser(Protocol):
+    """Sends one GET for *host* and never reads the answer."""
+
+    def __init__(self, host):
+        self.host = host
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.pauseProducing()
+        self.transport.write(b"GET /big HTTP/1.1\r\nHost: %s\r\n\r\n"
+                             % self.host.encode())
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+
+# -- a raw yamux client that stops reading -------------------------------------
+
+class _RawControl(Protocol):
+    """The abuser's control stream: Login, one tcp proxy, and a work stream
+    for every ReqWorkConn (as long as the session reads)."""
+
+    def __init__(self, abuser):
+        self.abuser = abuser
+        self.parser = MessageParser()
+        self.encryptor = self.decryptor = None
+
+    def connectionMade(self):
+        now = int(time.time())
+        self.send(messages.Login(
+            version=FRP_VERSION, privilege_key=privilege_key(TOKEN, now),
+            timestamp=now, pool_count=0))
+
+    def send(self, message):
+        data = encode_message(message)
+        if self.encryptor is not None:
+            data = self.encryptor.encrypt(data)
+        self.transport.write(data)
+
+    def dataReceived(self, data):
+        if self.decryptor is not None:
+            data = self.decryptor.decrypt(data)
+        self.parser.feed(data)
+        while True:
+            message = self.parser.next_message()
+            if message is None:
+                return
+            self.handle(message)
+
+    def handle(self, message):
+        abuser = self.abuser
+        if isinstance(message, messages.LoginResp):
+            if message.error:
+                abuser.registered.errback(AssertionError(message.error))
+                return
+            abuser.run_id = message.run_id
+            key = derive_key(TOKEN)
+            self.encryptor = StreamEncryptor(key)
+            self.decryptor = StreamDecryptor(key)
+            rest = self.parser.take_rest()
+            self.parser.feed(self.decryptor.decrypt(rest))
+            self.send(messages.NewProxy(proxy_name="abuse",
+                                        proxy_type="tcp", remote_port=0))
+        elif isinstance(message, messages.NewProxyResp):
+            if message.error:
+                abuser.registered.errback(AssertionError(message.error))
+            else:
+                abuser.registered.callback(
+                    int(message.remote_addr.rsplit(":", 1)[1]))
+        elif isinstance(message, messages.ReqWorkConn):
+            abuser.session.open_stream(_RawWork(abuser))
+
+
+class _RawWork(Protocol):
+    """One of the abuser's work streams: NewWorkConn, then it counts the
+    StartWorkConn it gets and ignores the user's bytes."""
+
+    def __init__(self, abuser):
+        self.abuser = abuser
+        self.started = False
+
+    def connectionMade(self):
+        now = int(time.time())
+        self.transport.write(encode_message(messages.NewWorkConn(
+            run_id=self.abuser.run_id,
+            privilege_key=privilege_key(TOKEN, now), timestamp=now)))
+
+    def dataReceived(self, data):
+        if not self.started:
+            self.started = True
+            self.abuser.work_started()
+
+
+class Abuser(YamuxSession):
+    """
+    A yamux client written from labrelay's protocol modules: it logs in,
+    registers a tcp proxy and opens work streams; :meth:`stop_reading` then
+    stops it reading its TCP connection for good.
+    """
+
+    def __init__(self):
+        super().__init__(is_client=True, clock=reactor, keepalive_interval=0)
+        self.session = self
+        self.run_id = ""
+        self.registered = defer.Deferred()
+        self.started = 0
+        self._started_waiters = []  # (count, Deferred)
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.open_stream(_RawControl(self))
+
+    def work_started(self):
+        self.started += 1
+        for count, d in list(self._started_waiters):
+            if self.started >= count:
+                self._started_waiters.remove((count, d))
+                d.callback(self.started)
+
+    def when_started(self, count):
+        """A Deferred firing once *count* work streams got StartWorkConn."""
+        if self.started >= count:
+            return defer.succeed(self.started)
+        d = defer.Deferred()
+        self._started_waiters.append((count, d))
+        return d
+
+    def stop_reading(self):
+        self.transport.pauseProducing()
+
+
+# -- the tests -----------------------------------------------------------------
+
+class AbuseTests(TestCase):
+    """Abuse against real processes; the server stays bounded and serves."""
+
+    timeout = 120
+
+    def raise_fd_limit(self, wanted):
+        """Raise our soft RLIMIT_NOFILE (inherited by the processes we
+        spawn) to *wanted*, within the hard limit; restored afterwards."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft >= wanted:
+            return
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            self.skipTest(f"RLIMIT_NOFILE hard limit {hard} < {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE,
+                        (soft, hard))
+
+    def report(self, name, idle, under, after, bound, **numbers):
+        """Log one test's measurements (to _trial_temp/test.log)."""
+        extra = ", ".join(f"{k} {v}" for k, v in numbers.items())
+        _log.info("abuse {name}: idle {idle}; under abuse {under} (growth "
+                  "{growth:+.1f} MiB, bound {bound:.1f} MiB); after {after} "
+                  "fds; {extra}", name=name, idle=idle, under=under,
+                  growth=(under.rss - idle.rss) / MIB, bound=bound / MIB,
+                  after=after, extra=extra)
+
+    @async_test
+    async def test_idle_unauthenticated_sockets(self):
+        """1,000 idle TCP sockets on the bind port cost bounded memory, do
+        not disturb the tunnel, and are all closed by the handshake bound."""
+        count = 1000
+        self.raise_fd_limit(count + 1024)
+        relay = await Deployment().start(self)
+        idle = await relay.idle_snapshot()
+
+        sockets = [IdleSocket() for _ in range(count)]
+        opened_in = await open_many(self, relay.pid, idle.fds,
+                                    relay.server.port, sockets)
+        under = relay.snapshot()
+        held = sum(s.closed_at is None for s in sockets)
+        echo_time = await echo_check(self, relay.tcp_port)
+
+        lifetimes = await within(
+            defer.gatherResults([s.closed for s in sockets]),
+            HANDSHAKE_BOUND + SLACK + opened_in)
+        after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
+
+        # Per pending socket the server keeps a transport, a sniffing
+        # protocol and a timer (a few KiB); 16 KiB each is the bound.
+        bound = count * 16 * KIB
+        self.report("idle sockets", idle, under, after, bound,
+                    opened_in=f"{opened_in:.2f}s", held_at_once=held,
+                    closed_after=f"{min(lifetimes):.2f}-"
+                                 f"{max(lifetimes):.2f}s",
+                    echo_during=f"{echo_time * 1000:.0f}ms")
+        # A cap on unauthenticated connections may refuse some at once;
+        # each one held is a descriptor until the handshake bound.
+        self.assertGreaterEqual(under.fds, idle.fds + held)
+        self.assertLess(under.rss - idle.rss, bound)
+        self.assertLessEqual(max(lifetimes), HANDSHAKE_BOUND + SLACK)
+
+    @async_test
+    async def test_slowloris_on_vhost(self):
+        """200 connections trickling one head byte per second are answered
+        408 and closed by the head bound, while the vhost and the tunnel
+        keep serving."""
+        count = 200
+        self.raise_fd_limit(count + 1024)
+        relay = await Deployment().start(
+            self, http=[("web", web_backend(self), "web.test")])
+        idle = await relay.idle_snapshot()
+
+        slow = [Slowloris() for _ in range(count)]
+        await open_many(self, relay.pid, idle.fds, relay.vhost_port, slow)
+        ticks = [0]
+        limit = HEAD_BOUND + LINGER_BOUND + 2 * SLACK  # ticks of 1 s
+
+        def tick():
+            ticks[0] += 1
+            if ticks[0] > limit or all(s.closed_at is not None for s in slow):
+                loop.stop()
+                return
+            for s in slow:
+                s.tick()
+
+        loop = LoopingCall(tick)
+        looping = loop.start(1.0)
+        self.addCleanup(lambda: loop.stop() if loop.running else None)
+
+        # A few bytes in: the server now holds 200 partial heads.
+        await poll_until(lambda: ticks[0] >= 3, lambda: "no tick", 10)
+        under = relay.snapshot()
+        web_time = await web_check(self, relay.vhost_port)
+        echo_time = await echo_check(self, relay.tcp_port)
+        self.assertEqual(sum(s.closed_at is not None for s in slow), 0,
+                         "slow heads were closed before the head bound")
+
+        lifetimes = await within(
+            defer.gatherResults([s.closed for s in slow]),
+            HEAD_BOUND + LINGER_BOUND + 2 * SLACK)
+        await within(looping, 5)
+        after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
+
+        answered = [s.eof_at - s.connected_at for s in slow
+                    if s.eof_at is not None]
+        # Per slow connection: a transport, an h11 connection holding at
+        # most ~40 head bytes, a timer (a few KiB); 32 KiB each is the bound.
+        bound = count * 32 * KIB
+        self.report("slowloris", idle, under, after, bound,
+                    head_sent=f"{slow[0].sent} bytes",
+                    answered_408_after=f"{min(answered):.2f}-"
+                                       f"{max(answered):.2f}s"
+                                       if answered else "never",
+                    closed_after=f"{min(lifetimes):.2f}-"
+                                 f"{max(lifetimes):.2f}s",
+                    web_during=f"{web_time * 1000:.0f}ms",
+                    echo_during=f"{echo_time * 1000:.0f}ms")
+        self.assertEqual(
+            [s.received.split(b"\r\n", 1)[0] for s in slow],
+            [b"HTTP/1.1 408 Request Timeout"] * count)
+        self.assertLess(under.rss - idle.rss, bound)
+        self.assertGreaterEqual(min(lifetimes), HEAD_BOUND - 1)
+        self.assertLessEqual(max(lifetimes),
+                             HEAD_BOUND + LINGER_BOUND + SLACK)
+
+    @async_test
+    async def test_yamux_client_that_never_reads(self):
+        """A logged-in yamux client whose work streams get user data but
+        which never reads costs the server far less than its windows allow,
+        other clients keep working, and the keepalive ends it."""
+        streams = 32
+        keepalive = 2   # server's tcp_mux_keepalive_interval (seconds)
+        ping_bound = 10  # YamuxSession keepalive_timeout
+        relay = await Deployment().start(
+            self, server_extra=f"tcp_mux_keepalive_interval = {keepalive}\n")
+        idle = await relay.idle_snapshot()
+
+        abuser = Abuser()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.server.port,
+                                      timeout=10)
+        await within(endpoint.connect(Factory.forProtocol(lambda: abuser)))
+
+        def close_abuser():
+            abuser.transport.abortConnection()
+            return within(abuser.when_closed(), 10)
+
+        self.addCleanup(close_abuser)
+        abuse_port = await within(abuser.registered)
+
+        users = [PushingUser(limit=32 * MIB) for _ in range(streams)]
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", abuse_port,
+                                      timeout=10)
+        await within(defer.gatherResults([
+            endpoint.connect(Factory.forProtocol(lambda u=u: u))
+            for u in users]), 20)
+        self.addCleanup(close_all, users)
+        await within(abuser.when_started(streams), 20)
+
+        abuser.stop_reading()
+        stopped_at = time.monotonic()
+        for user in users:
+            user.pusher.start()
+        sent = await stalled([u.pusher for u in users],
+                             lambda: str(relay.snapshot()), bound=20)
+        stall_time = time.monotonic() - stopped_at
+        under = relay.snapshot()
+        echo_time = await echo_check(self, relay.tcp_port)
+        self.assertEqual(sum(u.closed.called for u in users), 0,
+                         "users were closed before the keepalive bound")
+
+        await within(defer.gatherResults([u.closed for u in users]),
+                     keepalive + ping_bound + SLACK)
+        ended_after = time.monotonic() - stopped_at
+        after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
+        await relay.server.process.wait_for("yamux keepalive timeout")
+
+        # The protocol lets the server send each stream a 6 MiB window
+        # (frp's; 192 MiB for 32 streams) that the abuser never reads.
+        # labrelay pauses a user as soon as its stream holds data back, so
+        # it keeps about one 64 KiB read per stream plus its transport
+        # buffer: the bound is 256 KiB per stream plus 8 MiB.
+        window_bound = streams * 6 * MIB
+        bound = streams * 256 * KIB + 8 * MIB
+        self.report("non-reading yamux client", idle, under, after, bound,
+                    streams=streams, users_sent=f"{sent / MIB:.1f} MiB",
+                    stalled_after=f"{stall_time:.2f}s",
+                    window_bound=f"{window_bound / MIB:.0f} MiB",
+                    echo_during=f"{echo_time * 1000:.0f}ms",
+                    dropped_after=f"{ended_after:.2f}s")
+        self.assertLess(under.rss - idle.rss, bound)
+
+    @async_test
+    async def test_vhost_user_that_never_reads(self):
+        """A vhost user who never reads a 256 MiB response holds the server
+        to about one yamux window, other vhost and tcp users are served, and
+        cancelling frees everything."""
+        bulk = Factory.forProtocol(BulkBackend)
+        bulk.answering = defer.Deferred()
+        relay = await Deployment().start(self, http=[
+            ("web", web_backend(self), "web.test"),
+            ("bulk", listen(self, bulk), "bulk.test")])
+        idle = await relay.idle_snapshot()
+
+        user = StalledHttpUser("bulk.test")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.vhost_port,
+                                      timeout=10)
+        await within(endpoint.connect(Factory.forProtocol(lambda: user)))
+        self.addCleanup(close_all, [user])
+        backend = await within(bulk.answering)
+        started = time.monotonic()
+        sent = await stalled([backend.pusher],
+                             lambda: str(relay.snapshot()), bound=30)
+        stall_time = time.monotonic() - started
+        under = relay.snapshot()
+        web_time = await web_check(self, relay.vhost_port)
+        echo_time = await echo_check(self, relay.tcp_port)
+        self.assertFalse(user.closed.called)
+
+        user.transport.abortConnection()
+        cancelled_at = time.monotonic()
+        await within(backend.closed, 10)
+        freed_after = time.monotonic() - cancelled_at
+        after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
+
+        # A stalled stream buffers at most its 6 MiB receive window in the
+        # server, plus the user's transport buffer; 12 MiB is the bound.
+        bound = 12 * MIB
+        self.report("vhost non-reader", idle, under, after, bound,
+                    backend_sent=f"{sent / MIB:.1f} MiB",
+                    stalled_after=f"{stall_time:.2f}s",
+                    web_during=f"{web_time * 1000:.0f}ms",
+                    echo_during=f"{echo_time * 1000:.0f}ms",
+                    backend_closed_after_cancel=f"{freed_after:.2f}s")
+        self.assertLess(under.rss - idle.rss, bound)
