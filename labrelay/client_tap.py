@@ -5,6 +5,8 @@ The INI file is loaded and validated in ``postOptions``, before twistd
 daemonizes, so a bad config is one clear line and a non-zero exit.
 """
 
+import os
+
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -60,7 +62,8 @@ def makeService(options, reactor=None):
     for warning in config.warnings:
         _log.warn("{warning}", warning=warning)
     endpoint = build_endpoint(reactor, config, options.tls_options)
-    service = RelayClient(config, reactor, endpoint)
+    service = RelayClient(config, reactor, endpoint,
+                          config_path=os.path.abspath(options["config"]))
     if not command_line_chose_logging(options):
         service.log_observer = make_log_observer(config)
     return service

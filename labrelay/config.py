@@ -5,7 +5,8 @@ into frozen attrs values, with frp's defaults.
 
 This module owns the meaning of every key: the tables saying which frp keys
 labrelay implements, which it recognises but does not implement yet (one
-warning each), and which are obsolete; the value models
+warning each), which are obsolete, and labrelay's own server keys
+(``SERVER_OWN_KEYS``: abuse limits frp does not have); the value models
 (:class:`ServerConfig`, :class:`ProxyConfig`, :class:`ClientConfig`, and
 :class:`PortSet`, which is defined in config_ini); and the validation.  It is pure: ``parse_*`` take text and return values, ``load_*``
 only add reading the file.  Text-level syntax (templates, the INI dialect, Go
@@ -52,6 +53,16 @@ SERVER_KEYS = {
     "detailed_errors_to_client": "bool", "log_file": "str",
     "log_level": "str", "log_way": "str", "disable_log_color": "bool",
     "log_max_days": "int",
+    "dashboard_addr": "str", "dashboard_port": "port",
+    "dashboard_user": "str", "dashboard_pwd": "str",
+    "dashboard_tls_mode": "bool", "dashboard_tls_cert_file": "str",
+    "dashboard_tls_key_file": "str", "enable_prometheus": "bool",
+    "assets_dir": "str",
+}
+#: frps.ini [common] keys of labrelay's own (frp has none of them).
+SERVER_OWN_KEYS = {
+    "auth_timestamp_skew": "int", "max_unauthenticated_per_source": "int",
+    "max_unauthenticated_connections": "int", "max_proxies_per_client": "int",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -59,10 +70,6 @@ SERVER_NOT_YET = {
     "quic_keepalive_period": "int", "quic_max_idle_timeout": "int",
     "quic_max_incoming_streams": "int", "vhost_https_port": "int",
     "tcpmux_httpconnect_port": "int", "tcpmux_passthrough": "bool",
-    "dashboard_addr": "str", "dashboard_port": "int", "dashboard_user": "str",
-    "dashboard_pwd": "str", "dashboard_tls_mode": "bool",
-    "dashboard_tls_cert_file": "str", "dashboard_tls_key_file": "str",
-    "enable_prometheus": "bool", "assets_dir": "str",
     "oidc_issuer": "str", "oidc_audience": "str",
     "oidc_skip_expiry_check": "bool", "oidc_skip_issuer_check": "bool",
     "udp_packet_size": "int", "pprof_enable": "bool",
@@ -188,6 +195,27 @@ class ServerConfig:
     log_way: str = "console"
     disable_log_color: bool = False
     log_max_days: int = 3
+    # The dashboard (labrelay.server.dashboard); unlike frp (0.0.0.0) it
+    # listens on the loopback interface unless told otherwise.
+    dashboard_addr: str = "127.0.0.1"
+    dashboard_port: int = 0
+    dashboard_user: str = ""
+    dashboard_pwd: str = ""
+    dashboard_tls_mode: bool = False
+    dashboard_tls_cert_file: str = ""
+    dashboard_tls_key_file: str = ""
+    enable_prometheus: bool = False
+    assets_dir: str = ""
+    # labrelay's own keys (SERVER_OWN_KEYS); 0 turns each off.
+    #: seconds a Login/Ping/NewWorkConn timestamp may differ from the
+    #: server's clock (0: no check, as frp)
+    auth_timestamp_skew: int = 0
+    #: connections not yet past Login/NewWorkConn, per source address
+    max_unauthenticated_per_source: int = 32
+    #: the same in total
+    max_unauthenticated_connections: int = 1024
+    #: proxies one client (control connection) may register
+    max_proxies_per_client: int = 256
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -306,10 +334,10 @@ def _convert(entry: Entry, section: str, key: str, kind: str):
 def _read_common(section: Section, side: str, warnings: _Warnings):
     """Typed values of the keys set in [common], and the meta_* pairs."""
     keys, not_yet, prefixes, other_keys, other = (
-        (SERVER_KEYS, SERVER_NOT_YET, SERVER_NOT_YET_PREFIXES, CLIENT_KEYS,
-         "frpc") if side == "server" else
-        (CLIENT_KEYS, CLIENT_NOT_YET, CLIENT_NOT_YET_PREFIXES, SERVER_KEYS,
-         "frps"))
+        ({**SERVER_KEYS, **SERVER_OWN_KEYS}, SERVER_NOT_YET,
+         SERVER_NOT_YET_PREFIXES, CLIENT_KEYS, "frpc") if side == "server"
+        else (CLIENT_KEYS, CLIENT_NOT_YET, CLIENT_NOT_YET_PREFIXES,
+              {**SERVER_KEYS, **SERVER_OWN_KEYS}, "frps"))
     values: dict = {}
     metas: list[tuple[str, str]] = []
     for key, entry in section.entries.items():
@@ -410,6 +438,12 @@ def parse_server_config(text: str, source: str = "frps.ini",
             warnings.add(section.source, name, None, "server plugins are not "
                          "supported by labrelay yet; section ignored")
     _check_common(values, source)
+    _check_dashboard(values, source, warnings)
+    for key in SERVER_OWN_KEYS:
+        if values.get(key, 0) < 0:
+            raise _fail(source, "common", key,
+                        f"must not be negative (0 turns it off), not "
+                        f"{values[key]}")
     tcp_mux = values.get("tcp_mux", True)
     values.setdefault("heartbeat_timeout", -1 if tcp_mux else 90)
     values.setdefault("proxy_bind_addr", values.get("bind_addr", "0.0.0.0"))
@@ -417,6 +451,27 @@ def parse_server_config(text: str, source: str = "frps.ini",
         values["tls_only"] = True
     return ServerConfig(**values, source=source,
                         warnings=tuple(warnings.items))
+
+
+def _check_dashboard(values: dict, source: str, warnings: _Warnings) -> None:
+    """dashboard_tls_mode needs its files; keys that need the dashboard
+    warn without it."""
+    if values.get("dashboard_tls_mode"):
+        for key in ("dashboard_tls_cert_file", "dashboard_tls_key_file"):
+            if not values.get(key):
+                raise _fail(source, "common", key,
+                            "required when dashboard_tls_mode is true")
+    else:
+        for key in ("dashboard_tls_cert_file", "dashboard_tls_key_file"):
+            if values.get(key):
+                warnings.add(source, "common", key, "has no effect when "
+                             "dashboard_tls_mode is false")
+    if not values.get("dashboard_port"):
+        for key in ("enable_prometheus", "dashboard_user", "dashboard_pwd",
+                    "dashboard_tls_mode", "assets_dir"):
+            if values.get(key):
+                warnings.add(source, "common", key,
+                             "has no effect without dashboard_port")
 
 
 def load_server_config(path, environ: Optional[Mapping[str, str]] = None

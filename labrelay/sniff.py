@@ -18,6 +18,14 @@ registration go straight to the socket.  Between the TLS layer and the frp
 protocol sits L{_TLSApplication}, equally thin, which logs a failed
 handshake in one line (peer address and OpenSSL's reason).
 
+Admission: the factory's optional ``admit`` callable is asked about every
+accepted connection before anything else happens.  It returns a ticket
+(anything with ``release()``), or None to have the connection closed at
+once (a flood cap; the caller logs).  The ticket is offered to the inner
+frp protocol through its ``adopt_admission(ticket)`` method, which releases
+it once the peer has authenticated; the sniffer releases it in any case
+when the connection ends.
+
 Half-close: a plain inner protocol that provides L{IHalfCloseableProtocol}
 receives C{readConnectionLost}/C{writeConnectionLost}.  A TLS inner protocol
 does not support half-close (L{TLSMemoryBIOProtocol} is not half-closeable),
@@ -26,7 +34,7 @@ so a TLS connection is always closed in both directions at once.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import (
@@ -114,10 +122,18 @@ class _SniffingProtocol(Protocol):
         self._inner: Optional[IProtocol] = None
         self._timer: Optional[IDelayedCall] = None
         self._closing = False
+        self._admission: Any = None
 
     # -- before the first byte ---------------------------------------------
 
     def connectionMade(self) -> None:
+        admit = self._factory.admit
+        if admit is not None:
+            self._admission = admit(self.transport.getPeer())
+            if self._admission is None:
+                self._closing = True
+                self.transport.abortConnection()
+                return
         self._timer = self._factory.clock.callLater(
             self._factory.first_byte_timeout, self._first_byte_timed_out
         )
@@ -156,6 +172,9 @@ class _SniffingProtocol(Protocol):
         if inner is None:
             self._refuse()
             return
+        adopt = getattr(inner, "adopt_admission", None)
+        if self._admission is not None and adopt is not None:
+            adopt(self._admission)
         tls_factory = self._factory.tls_factory
         if is_tls and tls_factory is not None:
             inner = tls_factory.protocol(tls_factory, _TLSApplication(inner))
@@ -196,6 +215,8 @@ class _SniffingProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_timer()
+        if self._admission is not None:
+            self._admission.release()
         inner, self._inner = self._inner, None
         if inner is not None:
             inner.connectionLost(reason)
@@ -225,6 +246,9 @@ class SniffingFactory(ServerFactory):
     :param tls_only: refuse plain connections.
     :param clock: the reactor (for the first-byte timeout and TLS writes).
     :param first_byte_timeout: seconds to wait for the first byte.
+    :param admit: called with each accepted connection's peer address;
+        returns a ticket to keep (see the module docstring) or None to
+        close the connection at once.  None: every connection is accepted.
     """
 
     def __init__(
@@ -235,8 +259,10 @@ class SniffingFactory(ServerFactory):
         tls_only: bool,
         clock: IReactorTime,
         first_byte_timeout: float = 10,
+        admit: Optional[Callable[[IAddress], Any]] = None,
     ) -> None:
         self.plain_factory = plain_factory
+        self.admit = admit
         self.tls_only = tls_only
         self.clock = clock
         self.first_byte_timeout = first_byte_timeout

@@ -544,7 +544,8 @@ class AbuseTests(TestCase):
         if soft >= wanted:
             return
         if hard != resource.RLIM_INFINITY and hard < wanted:
-            self.skipTest(f"RLIMIT_NOFILE hard limit {hard} < {wanted}")
+            self.fail(f"RLIMIT_NOFILE hard limit {hard} < {wanted}: raise "
+                      f"it to run this test")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE,
                         (soft, hard))

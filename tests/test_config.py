@@ -348,15 +348,15 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
 
     def test_not_yet_keys(self):
         """Each recognised-but-unimplemented key warns once, by name."""
-        s = server("[common]\ndashboard_port = 7500\ndashboard_port = 7501\n"
-                   "kcp_bind_port = 7000\n")
+        s = server("[common]\nvhost_https_port = 443\n"
+                   "vhost_https_port = 8443\nkcp_bind_port = 7000\n")
         self.assertEqual(s.warnings, (
-            "frps.ini [common] dashboard_port: not supported by labrelay "
+            "frps.ini [common] vhost_https_port: not supported by labrelay "
             "yet; ignored",
             "frps.ini [common] kcp_bind_port: not supported by labrelay yet; "
             "ignored"))
-        self.assert_error(server, "[common]\ndashboard_port = x\n",
-                          "[common] dashboard_port: ")
+        self.assert_error(server, "[common]\nvhost_https_port = x\n",
+                          "[common] vhost_https_port: ")
 
     def test_unknown_and_client_keys(self):
         """A typo warns as unknown; an frpc key warns as such."""
@@ -413,10 +413,11 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(implemented, set(config.SERVER_KEYS))
 
     def test_table_matches_model(self):
-        """Every implemented server key is a ServerConfig attribute."""
+        """Every implemented server key (frp's and labrelay's own) is a
+        ServerConfig attribute, and every attribute is such a key."""
         fields = {f.name for f in attrs.fields(ServerConfig)}
         self.assertEqual(fields - {"source", "warnings"},
-                         set(config.SERVER_KEYS))
+                         set(config.SERVER_KEYS) | set(config.SERVER_OWN_KEYS))
 
     def test_minimal_example(self):
         """The reference's minimal frps.ini parses as expected."""
@@ -433,7 +434,9 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
             """)
         self.assertEqual((s.bind_port, s.vhost_http_port, s.subdomain_host,
                           s.token), (7000, 8080, "example.com", "s3cret"))
-        self.assertEqual(len(s.warnings), 3)
+        self.assertEqual((s.dashboard_port, s.dashboard_user,
+                          s.dashboard_pwd), (7500, "admin", "admin"))
+        self.assertEqual(s.warnings, ())
 
     def test_seed_configs(self):
         """The frps.ini files of the captured vectors parse as written."""

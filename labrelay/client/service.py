@@ -12,25 +12,35 @@ that prepareConnection rejects is left open by ClientService, and its later
 loss hits a state with no transition (``NoTransition`` in Waiting).  So the
 link counts as connected once TCP (and TLS) is up, a refused login closes
 it, and the retry policy grows the delay with consecutive login failures.
+
+With ``admin_port`` set the client also serves its admin API
+(:mod:`labrelay.client.admin`), and :meth:`RelayClient.reload` (the API's
+``/api/reload``, and SIGHUP) applies the config file's proxy sections again
+(:mod:`labrelay.client.reload`).
 """
+
+import signal
 
 import attr
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.error import CannotListenError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..logs import install_log_observer
 
+from ..config import ConfigError
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
 from ..relay import set_no_delay
 from ..tracking import ConnectionSet
 from ..protocol import messages
+from .admin import AdminServer, admin_description
 from .control import ClientControl
-from .workconn import ClientWorkConnection
+from .reload import reload_from_file
+from .workconn import ClientWorkConnection, quiet_factory
 
 #: Seconds before a proxy the server refused is registered again (frp: 30).
 PROXY_RETRY_SECONDS = 30
@@ -41,7 +51,8 @@ class ProxyState:
     """What the client knows about one of its proxies (as ``frpc status``)."""
 
     config = attr.ib()
-    status = attr.ib(default="new")   # new, wait start, running, start error
+    status = attr.ib(default="new")   # new, wait start, running, start error,
+    #                                    closed (removed by a reload)
     error = attr.ib(default="")
     remote_addr = attr.ib(default="")
     retry_call = attr.ib(default=None)
@@ -54,13 +65,21 @@ class RelayClient(service.MultiService):
     """
     :param config: a :class:`labrelay.config.ClientConfig`.
     :param endpoint: the client endpoint to the server (TLS included).
+    :param config_path: the config file that :meth:`reload` and the admin
+        API's ``/api/config`` read (None: no file; no SIGHUP handler).
+    :param admin_listen: an endpoint description overriding
+        admin_addr/admin_port (tests listen on port 0); the admin API runs
+        when admin_port > 0 or this is given.
     """
 
     _log = Logger()
 
-    def __init__(self, config, reactor, endpoint, exit_on_fatal=True):
+    def __init__(self, config, reactor, endpoint, exit_on_fatal=True,
+                 config_path=None, admin_listen=None):
         super().__init__()
         self.config = config
+        self.config_path = config_path
+        self._previous_sighup = None  # (handler,) while ours is installed
         self.reactor = reactor
         self.clock = reactor
         self._endpoint = endpoint
@@ -90,6 +109,11 @@ class RelayClient(service.MultiService):
                 max(attempts, self._login_failures)),
             clock=reactor)
         self._link.setServiceParent(self)
+        self.admin = None
+        if config.admin_port > 0 or admin_listen:
+            self.admin = AdminServer(self, reactor, admin_listen or (
+                admin_description(config.admin_addr, config.admin_port)))
+            self.admin.service.setServiceParent(self)
 
     def _new_session(self):
         from ..mux.session import YamuxSession
@@ -116,16 +140,29 @@ class RelayClient(service.MultiService):
         self._start_login(control)
         return control
 
+    def privilegedStartService(self):
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            # One clear line and a non-zero exit instead of a traceback.
+            raise SystemExit(
+                f"labrelay-client: cannot listen on admin_addr:admin_port "
+                f"{e.interface or '*'}:{e.port}: {e.socketError}") from None
+
     def startService(self):
         super().startService()
         first = self._link.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_login_failed)
+        self._install_sighup()
 
     def setServiceParent(self, parent):
         install_log_observer(parent, self.log_observer)
         return super().setServiceParent(parent)
 
     def stopService(self):
+        self._restore_sighup()
+        admin_closed = self.admin.close() if self.admin is not None \
+            else succeed(None)
         for state in self.proxies.values():
             if state.retry_call is not None and state.retry_call.active():
                 state.retry_call.cancel()
@@ -140,7 +177,66 @@ class RelayClient(service.MultiService):
         if self._session is not None:
             self._session.close()
         d.addCallback(lambda _: self.connections.close_all())
+        d.addCallback(lambda _: admin_closed)
         return d
+
+    def when_admin_listening(self):
+        """A Deferred firing with the admin API's IListeningPort."""
+        return self.admin.when_listening()
+
+    def stop_gracefully(self) -> None:
+        """Stop (``POST /api/stop``): the whole process under twistd, only
+        this service otherwise."""
+        if self._exit_on_fatal:
+            if self.reactor.running:
+                self.reactor.stop()
+        elif self.running:
+            self.stopService()
+
+    # Reload.
+
+    def reload(self):
+        """
+        Re-read :attr:`config_path` and apply its proxy sections; a
+        :class:`labrelay.client.reload.ReloadResult`.  Raises ConfigError,
+        changing nothing, for a bad file (or when there is no file).
+        """
+        if not self.config_path:
+            raise ConfigError("labrelay-client has no config file path")
+        return reload_from_file(self, self.config_path)
+
+    def _install_sighup(self) -> None:
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is None or not self.config_path:
+            return
+        try:
+            self._previous_sighup = (signal.signal(sighup, self._on_sighup),)
+        except ValueError:  # not the main thread: no handler
+            self._previous_sighup = None
+
+    def _restore_sighup(self) -> None:
+        if self._previous_sighup is None:
+            return
+        (previous,), self._previous_sighup = self._previous_sighup, None
+        if signal.getsignal(signal.SIGHUP) == self._on_sighup:
+            # None: a handler not set from Python; the default is the best
+            # that can be put back.
+            signal.signal(signal.SIGHUP, signal.SIG_DFL
+                          if previous is None else previous)
+
+    def _on_sighup(self, signum, frame) -> None:
+        # A signal handler may run in the middle of reactor code: only hand
+        # the work to the reactor (callFromThread is safe from handlers).
+        self.reactor.callFromThread(self._reload_from_signal)
+
+    def _reload_from_signal(self) -> None:
+        self._log.info("SIGHUP: reloading {path}", path=self.config_path)
+        try:
+            self.reload()
+        except ConfigError as e:
+            self._log.error("reload: {error}; nothing changed", error=e)
+        except Exception:
+            self._log.failure("reload failed")
 
     def _first_login_failed(self, failure):
         error = failure.value
@@ -227,6 +323,30 @@ class RelayClient(service.MultiService):
             else:
                 self._status_waiters.append(entry)
 
+    def add_proxy(self, config) -> None:
+        """Start proxy *config* (a reload): register it if logged in, else
+        at the next login."""
+        state = ProxyState(config)
+        self.proxies[config.name] = state
+        control = self.control
+        if control is not None and control.login_ok:
+            self._register(state)
+
+    def remove_proxy(self, name) -> None:
+        """Close proxy *name* (a reload): CloseProxy if logged in, and forget
+        it; its user connections already relayed are left alone."""
+        state = self.proxies.pop(name, None)
+        if state is None:
+            return
+        if state.retry_call is not None and state.retry_call.active():
+            state.retry_call.cancel()
+        state.retry_call = None
+        control = self.control
+        if control is not None and control.login_ok:
+            control.send(messages.CloseProxy(proxy_name=name))
+        self._log.info("[{name}] proxy closed", name=name)
+        self._set_status(state, "closed")
+
     def proxy_config(self, name):
         state = self.proxies.get(name)
         return state.config if state is not None else None
@@ -284,7 +404,7 @@ class RelayClient(service.MultiService):
             except Exception as e:
                 self._log.warn("cannot open a work stream: {error}", error=e)
             return
-        d = self._endpoint.connect(Factory.forProtocol(lambda: protocol))
+        d = self._endpoint.connect(quiet_factory(lambda: protocol))
         # A dial still in progress when the service stops is cancelled there.
         self._dialing.add(d)
 

@@ -7,12 +7,20 @@ connection of a new :class:`~labrelay.server.control.ControlSession`,
 ``NewWorkConn`` makes it a work connection waiting in its client's pool.
 This protocol only frames, encrypts and decrypts; the decisions live in
 the control session, the pool and the proxies.
+
+Until its first message has been accepted a connection holds an
+*admission* (``labrelay.server.guard``): it counts as unauthenticated
+against its source address.  Under tcp_mux every stream shares its
+session's admission, so the session stops counting once one stream has
+logged in or joined a pool.  A first message the server refuses, or
+answers later (a delayed wrong-token answer), ends the input: nothing
+after it is read, so a peer cannot pipeline guesses on one connection.
 """
 
 from twisted.logger import Logger
 
 from ..errors import ProtocolError
-from ..peers import describe, set_keepalive
+from ..peers import describe, host_port, set_keepalive
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
 from ..protocol import messages
@@ -31,9 +39,11 @@ MAX_EARLY_WORK_BYTES = 256 * 1024
 class ServerConnection(RelayedProtocol):
     _log = Logger()
 
-    def __init__(self, server):
+    def __init__(self, server, admission=None):
         self.server = server
+        self.admission = admission  # labrelay.server.guard.Admission
         self.peer = "?"
+        self.source = ""        # the peer's address, without the port
         self.control = None     # ControlSession, when this is a control
         self.work_owner = None  # ControlSession, when this is a work connection
         self._parser = MessageParser()
@@ -43,12 +53,17 @@ class ServerConnection(RelayedProtocol):
         self._early = []
         self._early_size = 0
         self._gone = False
+        self._ignoring = False  # the first message was refused
 
     # Twisted protocol.
 
     def connectionMade(self):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
+        try:
+            self.source = host_port(self.transport.getPeer())[0]
+        except Exception:
+            self.source = ""
         self.server.connections.add(self)
         if not self.server.config.tcp_mux:
             set_keepalive(self.transport, self.server.config.tcp_keepalive)
@@ -62,7 +77,26 @@ class ServerConnection(RelayedProtocol):
                        seconds=self.server.first_message_timeout)
         self.transport.abortConnection()
 
+    def adopt_admission(self, admission) -> None:
+        """This connection counts as unauthenticated until
+        :meth:`authenticated` (called by the sniffer, without tcp_mux)."""
+        self.admission = admission
+
+    def authenticated(self) -> None:
+        """The first message was accepted: stop counting this connection
+        (under tcp_mux: its whole session) as unauthenticated."""
+        if self.admission is not None:
+            self.admission.release()
+
+    def ignore_input(self) -> None:
+        """The first message was refused: read nothing more."""
+        self._ignoring = True
+
     def data_before_splice(self, data):
+        if self._ignoring or self._gone:
+            # refused (a visitor, a tcp_mux mismatch) or lost: over TLS the
+            # peer's bytes keep coming after our close, and are dropped
+            return
         if self.work_owner is not None:
             self._keep_early(data)
             return
@@ -73,7 +107,8 @@ class ServerConnection(RelayedProtocol):
                 return
         self._parser.feed(data)
         try:
-            while self.work_owner is None and not self._gone:
+            while (self.work_owner is None and not self._gone
+                   and not self._ignoring):
                 message = self._parser.next_message()
                 if message is None:
                     break

@@ -6,6 +6,14 @@ connections.  It answers NewProxy, CloseProxy and Ping, asks for work
 connections, enforces the heartbeat timeout, and when its connection goes
 away (or a reconnect with the same run_id replaces it) it closes every
 proxy at once, so the client's ports are free again.
+
+Limits: at most ``max_proxies_per_client`` proxies; a pool of at most
+``min(pool_count, max_pool_count) + 10`` idle work connections (frp clamps
+the client's pool_count the same way), so a client cannot make the server
+hold more by claiming a huge pool_count.  A CloseProxy only ever closes a
+proxy of this control.  With ``authenticate_heartbeats`` a Ping's key must
+be right, fresh (``auth_timestamp_skew``) and not replayed from another
+client or from long ago (the server's replay cache).
 """
 
 from twisted.logger import Logger
@@ -27,12 +35,14 @@ class ControlSession:
         self.login = login
         self.run_id = run_id
         self.peer = connection.peer
+        self.source = connection.source
         self.proxies = {}   # name -> proxy
         self.closed = False
+        self._started = False
         config = server.config
         self.pool = WorkConnPool(
             server.clock, self.request_work_conn,
-            capacity=max(login.pool_count, 0) + 10,
+            capacity=self.pool_count + 10,
             timeout=config.user_conn_timeout)
         self._heartbeat_timer = None
         self.started_at = server.clock.seconds()
@@ -45,14 +55,21 @@ class ControlSession:
     def version(self) -> str:
         return self.login.version
 
+    @property
+    def pool_count(self) -> int:
+        """The client's pool_count, clamped to max_pool_count (as frp)."""
+        return min(max(self.login.pool_count, 0),
+                   self.server.config.max_pool_count)
+
     def start(self) -> None:
         config = self.server.config
         self.connection.control = self
         self.connection.send(messages.LoginResp(version=FRP_VERSION,
                                                 run_id=self.run_id))
         self.connection.start_encryption(derive_key(config.token))
-        for _ in range(min(max(self.login.pool_count, 0),
-                           config.max_pool_count)):
+        self._started = True
+        self.server.guard.control_started(self.source)
+        for _ in range(self.pool_count):
             self.request_work_conn()
         if config.heartbeat_timeout > 0:
             self._heartbeat_timer = self.server.clock.callLater(
@@ -91,6 +108,10 @@ class ControlSession:
                 raise ProxyError("proxy name is empty")
             if name in self.server.registry.proxies:
                 raise ProxyError(f"proxy [{name}] already exists")
+            limit = self.server.config.max_proxies_per_client
+            if 0 < limit <= len(self.proxies):
+                raise ProxyError(f"exceed the max_proxies_per_client "
+                                 f"({limit}) of this server")
             proxy = self.server.create_proxy(self, message)
             remote_addr = proxy.start()
         except ProxyError as e:
@@ -111,8 +132,13 @@ class ControlSession:
                                                    remote_addr=remote_addr))
 
     def _close_proxy(self, name: str) -> None:
+        # Only this control's own proxies: a name registered by another
+        # client is not in self.proxies.
         proxy = self.proxies.pop(name, None)
         if proxy is None:
+            self._log.debug("{peer}: CloseProxy for [{name}], which this "
+                            "client does not own; ignored", peer=self.peer,
+                            name=name)
             return
         self.server.registry.remove_proxy(name, proxy)
         proxy.close()
@@ -121,14 +147,25 @@ class ControlSession:
 
     def _ping(self, message) -> None:
         config = self.server.config
-        if config.authenticate_heartbeats and not check_privilege_key(
-                config.token, message.timestamp, message.privilege_key):
-            self._log.warn("{peer}: Ping with a wrong privilege key; closing",
-                           peer=self.peer)
-            self.connection.send(messages.Pong(
-                error="invalid ping: token mismatch"))
-            self.close("authentication of a heartbeat failed")
-            return
+        if config.authenticate_heartbeats:
+            if not check_privilege_key(config.token, message.timestamp,
+                                       message.privilege_key):
+                error, detail = "wrong privilege key", ""
+            else:
+                error, detail = self.server.freshness_error(
+                    message.timestamp, message.privilege_key)
+            if error is not None:
+                self._log.warn("{peer}: Ping refused: {error}{detail}; "
+                               "closing", peer=self.peer, error=error,
+                               detail=detail)
+                self.connection.send(messages.Pong(
+                    error="invalid ping: token mismatch"
+                    if error == "wrong privilege key" else
+                    f"invalid ping: {error}"))
+                self.close("authentication of a heartbeat failed")
+                return
+            self.server.replays.remember(message.timestamp,
+                                         message.privilege_key, self.run_id)
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.reset(config.heartbeat_timeout)
         self.connection.send(messages.Pong())
@@ -169,5 +206,7 @@ class ControlSession:
         self.proxies.clear()
         self.pool.close()
         self.server.registry.remove_control(self)
+        if self._started:
+            self.server.guard.control_ended(self.source)
         self._log.info("{peer}: client {run_id} gone: {why}", peer=self.peer,
                        run_id=self.run_id, why=why)

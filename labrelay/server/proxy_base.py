@@ -59,6 +59,7 @@ class ProxyBase:
         self.bytes_out = 0   # to users
         self.total_connections = 0
         self.active_splices = 0
+        self._open = set()   # open splices (or HTTP exchanges): traffic()
 
     def get_work_connection(self, user, on_ready) -> None:
         """
@@ -115,11 +116,46 @@ class ProxyBase:
     def splice_opened(self, splice) -> None:
         self.total_connections += 1
         self.active_splices += 1
+        self._open.add(splice)
 
     def splice_closed(self, splice) -> None:
         self.active_splices -= 1
         self.bytes_in += splice.bytes_a_to_b
         self.bytes_out += splice.bytes_b_to_a
+        if splice in self._open:
+            self._open.discard(splice)
+        else:
+            self._forget_switched(splice)
+
+    def traffic(self) -> tuple:
+        """
+        (bytes in, bytes out) so far, open connections included: their
+        splices' own counters are read now, so nothing is added on the
+        relay path (:mod:`labrelay.server.stats` samples this).
+        """
+        total_in, total_out = self.bytes_in, self.bytes_out
+        for splice in list(self._open):
+            if getattr(splice, "ended", False):
+                # An HTTP exchange that switched protocols: hand_over added
+                # its bytes; the raw splice that carries on (the front
+                # connection's splice) is read from now on.
+                self._open.discard(splice)
+                splice = splice.front.splice
+                if splice is None:
+                    continue
+                self._open.add(splice)
+            total_in += splice.bytes_a_to_b
+            total_out += splice.bytes_b_to_a
+        return total_in, total_out
+
+    def _forget_switched(self, splice) -> None:
+        """The raw splice that followed a protocol switch closed before
+        traffic() looked: forget the exchange it replaced."""
+        for opened in list(self._open):
+            if getattr(opened, "ended", False) and \
+                    getattr(opened.front, "splice", None) is splice:
+                self._open.discard(opened)
+                return
 
 
 class ReadGate:

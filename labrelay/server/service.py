@@ -3,9 +3,17 @@ The relay server as a Twisted service: the bind-port listener and the
 decisions that span clients (login, run_id replacement, work-connection
 routing, which proxy type serves a NewProxy).
 
-Each accepted connection is first sniffed for TLS (``labrelay.sniff``), then
+Each accepted connection is first admitted (the flood caps of
+``labrelay.server.guard``), sniffed for TLS (``labrelay.sniff``), then
 becomes a yamux session whose streams are frp connections (``tcp_mux =
 true``) or is itself one frp connection.
+
+Authentication of a first message, in order: a source with too many
+delayed failures is refused without a key check; a wrong key is answered
+after a growing delay; then ``auth_timestamp_skew`` (when on), the replay
+cache and, for a Login naming a live run_id, that the run_id belongs to the
+same ``user`` (no takeover across users).  A NewWorkConn only ever joins
+the pool of the control its run_id names.
 """
 
 import secrets
@@ -24,7 +32,7 @@ from .. import FRP_VERSION
 from ..endpoints import server_endpoint_description
 from ..errors import ProxyError
 from ..protocol import messages
-from ..protocol.auth import check_privilege_key
+from ..protocol.auth import check_privilege_key, timestamp_skew_error
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
 from ..mux.session import YamuxSession
@@ -33,7 +41,8 @@ from ..relay import set_no_delay
 from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .control import ControlSession
-from .registry import Registry
+from .guard import RateLimitedLog, ReplayCache, SourceGuard
+from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
 from .vhost import Vhost
 
@@ -48,10 +57,18 @@ class ServerSession(YamuxSession):
 
     _log = Logger()
     _first = True
+    #: counts this session as unauthenticated until a stream logs in
+    admission = None
 
     def __init__(self, server, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(accept_stream=self._frp_stream, **kwargs)
         self._server = server
+
+    def adopt_admission(self, admission) -> None:
+        self.admission = admission
+
+    def _frp_stream(self, stream):
+        return ServerConnection(self._server, admission=self.admission)
 
     def connectionMade(self):
         super().connectionMade()
@@ -81,7 +98,6 @@ class _FrpConnectionFactory(Factory):
         if server.config.tcp_mux:
             session = ServerSession(
                 server, is_client=False, clock=server.clock,
-                accept_stream=lambda stream: ServerConnection(server),
                 keepalive_interval=server.config.tcp_mux_keepalive_interval)
             server.sessions.add(session)
             # A session that never opens a stream holds a socket for nothing.
@@ -134,25 +150,33 @@ class RelayServer(service.MultiService):
         (tests listen on port 0).
     :param vhost_listen: likewise for proxy_bind_addr/vhost_http_port; the
         HTTP vhost runs when vhost_http_port > 0 or this is given.
+    :param dashboard_listen: likewise for dashboard_addr/dashboard_port;
+        the dashboard runs when dashboard_port > 0 or this is given.
     """
 
     _log = Logger()
 
     def __init__(self, config, reactor, tls_options, listen=None,
-                 vhost_listen=None):
+                 vhost_listen=None, dashboard_listen=None):
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.clock = reactor
-        self.registry = Registry(reactor)
+        self.stats = ServerStats(reactor)  # traffic per proxy (dashboard)
+        self.registry = StatsRegistry(reactor, self.stats)
         self.vhost = None
         self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self.connections = ConnectionSet()  # frp and user connections
         self.sessions = set()               # yamux sessions (tcp_mux)
+        self.guard = SourceGuard(
+            reactor, max_per_source=config.max_unauthenticated_per_source,
+            max_total=config.max_unauthenticated_connections)
+        self.replays = ReplayCache(reactor, skew=config.auth_timestamp_skew)
+        self.quiet_log = RateLimitedLog(reactor)
         self._sniffer = factory = SniffingFactory(
             _FrpConnectionFactory(self), tls_options,
             tls_only=config.tls_only, clock=reactor,
-            first_byte_timeout=FIRST_MESSAGE_TIMEOUT)
+            first_byte_timeout=FIRST_MESSAGE_TIMEOUT, admit=self._admit)
         description = listen or server_endpoint_description(
             config.bind_addr, config.bind_port)
         self._listener = StreamServerEndpointService(
@@ -164,6 +188,11 @@ class RelayServer(service.MultiService):
         self._vhost_listener = None
         if config.vhost_http_port > 0 or vhost_listen:
             self._start_vhost(vhost_listen)
+        self.dashboard = None
+        if config.dashboard_port > 0 or dashboard_listen:
+            from .dashboard import DashboardService  # twisted.web: only if on
+            self.dashboard = DashboardService(self, dashboard_listen)
+            self.dashboard.setServiceParent(self)
 
     def _start_vhost(self, description) -> None:
         """The HTTP vhost and its listener, a start-up listener like the
@@ -202,11 +231,16 @@ class RelayServer(service.MultiService):
         """A Deferred firing with the vhost port's IListeningPort."""
         return self._vhost_listener._waitingForPort
 
+    def when_dashboard_listening(self):
+        """A Deferred firing with the dashboard's IListeningPort."""
+        return self.dashboard.when_listening()
+
     def setServiceParent(self, parent):
         install_log_observer(parent, self.log_observer)
         return super().setServiceParent(parent)
 
     def stopService(self):
+        self.guard.close()
         for control in list(self.registry.controls.values()):
             control.close("server shutting down")
         d = super().stopService()
@@ -221,26 +255,112 @@ class RelayServer(service.MultiService):
         d.addCallback(close_connections)
         return d
 
+    # Admission of accepted connections (called by the sniffer).
+
+    def _admit(self, address):
+        host = getattr(address, "host", "") or ""
+        refusal = self.guard.admission_refusal(host)
+        if refusal is None:
+            return self.guard.admit(host)
+        held = self.quiet_log.allow("admission")
+        if held is not None:
+            self._log.warn("refusing new connections: {why}; closing them at "
+                           "once (this one from {source}; {held} more "
+                           "refused since the last such line)", why=refusal,
+                           source=host, held=held)
+        return None
+
     # Called by ServerConnection for first messages.
 
-    def handle_login(self, connection, login) -> None:
-        config = self.config
-        if not check_privilege_key(config.token, login.timestamp,
-                                   login.privilege_key):
-            self._log.warn("{peer}: login refused: wrong token "
-                           "(version={version})", peer=connection.peer,
-                           version=login.version)
-            error = ("token in login doesn't match token from configuration"
-                     if config.detailed_errors_to_client
-                     else "register control error")
+    def _error_text(self, detailed: str, summary: str) -> str:
+        return detailed if self.config.detailed_errors_to_client else summary
+
+    def _refuse_login(self, connection, error: str) -> None:
+        connection.ignore_input()
+        if connection.alive:
             connection.send(messages.LoginResp(version=FRP_VERSION,
                                                error=error))
             connection.transport.loseConnection()
+
+    def _refuse_work_conn(self, connection, error: str) -> None:
+        connection.ignore_input()
+        if connection.alive:
+            connection.send(messages.StartWorkConn(error=error))
+            connection.transport.loseConnection()
+
+    def _too_many_failures(self, connection, what: str) -> bool:
+        """Refuse at once (no key check) a source whose delayed failure
+        answers are all pending; True if it was refused."""
+        refusal = self.guard.failure_refusal(connection.source)
+        if refusal is None:
+            return False
+        held = self.quiet_log.allow("failures")
+        if held is not None:
+            self._log.warn("{peer}: {what} refused without checking it: "
+                           "{why} ({held} more refused since the last such "
+                           "line)", peer=connection.peer, what=what,
+                           why=refusal, held=held)
+        return True
+
+    def freshness_error(self, timestamp, key):
+        """Why an authenticated message's (timestamp, key) is too old, too
+        new or replayed, or None.  The log-only detail names the run_id
+        that used a replayed pair first."""
+        error = timestamp_skew_error(timestamp, self.clock.seconds(),
+                                     self.config.auth_timestamp_skew)
+        if error is None:
+            error = self.replays.check(timestamp, key)
+            if error is not None:
+                return error, (f" (first used by run_id "
+                               f"{self.replays.first_run_id(timestamp, key)})")
+        return error, ""
+
+    def handle_login(self, connection, login) -> None:
+        config = self.config
+        source = connection.source
+        if self._too_many_failures(connection, "login"):
+            self._refuse_login(connection, self._error_text(
+                f"too many failed logins from {source}; try again later",
+                "register control error"))
             return
+        if not check_privilege_key(config.token, login.timestamp,
+                                   login.privilege_key):
+            failures, delay = self.guard.record_failure(source)
+            self._log.warn("{peer}: login refused: wrong token "
+                           "(version={version}); failure {failures} in a row "
+                           "from {source}, answering in {delay:g}s",
+                           peer=connection.peer, version=login.version,
+                           failures=failures, source=source, delay=delay)
+            error = self._error_text("token in login doesn't match token "
+                                     "from configuration",
+                                     "register control error")
+            connection.ignore_input()
+            self.guard.answer_later(
+                source, delay,
+                lambda: self._refuse_login(connection, error))
+            return
+        error, detail = self.freshness_error(login.timestamp,
+                                             login.privilege_key)
         run_id = login.run_id or new_run_id()
         old = self.registry.controls.get(run_id)
+        if error is None and old is not None and not old.closed \
+                and old.user != login.user:
+            error = (f"run_id [{run_id}] belongs to a client of another "
+                     f"user")
+            detail = f" (user {old.user!r}, logged in from {old.peer})"
+        if error is not None:
+            self._log.warn("{peer}: login refused: {error}{detail} "
+                           "(user={user!r} run_id={run_id!r})",
+                           peer=connection.peer, error=error, detail=detail,
+                           user=login.user, run_id=login.run_id)
+            self._refuse_login(connection, self._error_text(
+                error, "register control error"))
+            return
+        self.guard.record_success(source)
+        self.replays.remember(login.timestamp, login.privilege_key, run_id)
         if old is not None:
             old.close("replaced by a new login with the same run_id")
+        connection.authenticated()
         control = ControlSession(self, connection, login, run_id)
         self.registry.add_control(control)
         control.start()
@@ -252,18 +372,40 @@ class RelayServer(service.MultiService):
             self._log.warn("{peer}: work connection for unknown run_id "
                            "{run_id!r}; closing", peer=connection.peer,
                            run_id=message.run_id)
-            connection.send(messages.StartWorkConn(
-                error=f"no client with run_id [{message.run_id}]"))
-            connection.transport.loseConnection()
+            self._refuse_work_conn(
+                connection, f"no client with run_id [{message.run_id}]")
             return
-        if config.authenticate_new_work_conns and not check_privilege_key(
-                config.token, message.timestamp, message.privilege_key):
-            self._log.warn("{peer}: work connection with a wrong privilege "
-                           "key; closing", peer=connection.peer)
-            connection.send(messages.StartWorkConn(
-                error="invalid NewWorkConn"))
-            connection.transport.loseConnection()
-            return
+        if config.authenticate_new_work_conns:
+            source = connection.source
+            if self._too_many_failures(connection, "work connection"):
+                self._refuse_work_conn(connection, "invalid NewWorkConn")
+                return
+            if not check_privilege_key(config.token, message.timestamp,
+                                       message.privilege_key):
+                failures, delay = self.guard.record_failure(source)
+                self._log.warn("{peer}: work connection with a wrong "
+                               "privilege key; failure {failures} in a row "
+                               "from {source}, closing in {delay:g}s",
+                               peer=connection.peer, failures=failures,
+                               source=source, delay=delay)
+                connection.ignore_input()
+                self.guard.answer_later(
+                    source, delay, lambda: self._refuse_work_conn(
+                        connection, "invalid NewWorkConn"))
+                return
+            error, detail = self.freshness_error(message.timestamp,
+                                                 message.privilege_key)
+            if error is not None:
+                self._log.warn("{peer}: work connection for {run_id} "
+                               "refused: {error}{detail}",
+                               peer=connection.peer, run_id=message.run_id,
+                               error=error, detail=detail)
+                self._refuse_work_conn(connection, "invalid NewWorkConn")
+                return
+            self.guard.record_success(source)
+            self.replays.remember(message.timestamp, message.privilege_key,
+                                  message.run_id)
+        connection.authenticated()
         control.accept_work_conn(connection)
 
     def create_proxy(self, control, message):

@@ -5,7 +5,10 @@ frps asks the client for ``min(pool_count, max_pool_count)`` work
 connections at login and one more every time it takes one, so a user
 connection rarely waits.  When the pool is empty a user connection asks for
 one (ReqWorkConn) and waits up to ``user_conn_timeout``.  Connections beyond
-the pool's capacity (``pool_count + 10``, as frp) are closed.
+the pool's capacity (``pool_count + 10``, as frp, with pool_count clamped to
+``max_pool_count`` by the control) are closed at once, whether the server
+asked for them or not: a client cannot make the server hold more idle
+connections than that.
 """
 
 from collections import deque

@@ -1,0 +1,733 @@
+# -*- test-case-name: tests.test_auth_hardening -*-
+"""
+The server's defences around authentication: replay refusal, the optional
+timestamp skew, delayed answers to wrong tokens, caps on unauthenticated
+connections, proxies and pooled work connections, and isolation between
+clients.
+
+Most tests drive a RelayServer on a MemoryReactorClock with fake frp peers
+on StringTransports (``tcp_mux = false``, so each peer is one frp
+connection); a few run over real loopback sockets with tcp_mux on.
+"""
+
+from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from labrelay import FRP_VERSION
+from labrelay.config import (ConfigError, parse_client_config,
+                             parse_server_config)
+from labrelay.mux.session import YamuxSession
+from labrelay.protocol import messages
+from labrelay.protocol.auth import privilege_key
+from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
+                                      derive_key)
+from labrelay.protocol.framing import MessageParser, encode_message
+from labrelay.server.guard import REPEAT_GRACE
+from labrelay.server.service import RelayServer
+
+from .harness import TOKEN as RELAY_TOKEN
+from .harness import (Client, LogCapture, Relay, async_test, connect_user,
+                      echo_server, tcp_proxy, within)
+
+TOKEN = "hardening-token"
+NOW = 1_700_000_000
+BIND = IPv4Address("TCP", "127.0.0.1", 7000)
+
+
+def login(token=TOKEN, timestamp=NOW, **fields):
+    fields.setdefault("version", FRP_VERSION)
+    fields.setdefault("pool_count", 0)
+    return messages.Login(privilege_key=privilege_key(token, timestamp),
+                          timestamp=timestamp, **fields)
+
+
+def work_conn(run_id, token=TOKEN, timestamp=NOW):
+    return messages.NewWorkConn(run_id=run_id, timestamp=timestamp,
+                                privilege_key=privilege_key(token, timestamp))
+
+
+class Peer:
+    """One frp connection of a fake client, on a StringTransport."""
+
+    def __init__(self, case, host, port):
+        self.case = case
+        self.address = IPv4Address("TCP", host, port)
+        self.protocol = case.bind_factory.buildProtocol(self.address)
+        self.transport = StringTransport(hostAddress=BIND,
+                                         peerAddress=self.address)
+        self.protocol.makeConnection(self.transport)
+        self.lost = False
+        self._parser = MessageParser()
+        self._encryptor = self._decryptor = None
+        self.run_id = None
+        case.peers.append(self)
+
+    @property
+    def refused_at_once(self) -> bool:
+        return self.transport.disconnecting and self.transport.value() == b""
+
+    def send(self, *items) -> None:
+        data = b"".join(encode_message(m) for m in items)
+        if self._encryptor is not None:
+            data = self._encryptor.encrypt(data)
+        self.protocol.dataReceived(data)
+
+    def read(self) -> list:
+        """The messages received since the last read."""
+        data = self.transport.value()
+        self.transport.clear()
+        if self._decryptor is not None:
+            data = self._decryptor.decrypt(data)
+        self._parser.feed(data)
+        out = []
+        while True:
+            message = self._parser.next_message()
+            if message is None:
+                return out
+            out.append(message)
+            if isinstance(message, messages.LoginResp) and not message.error:
+                self.run_id = message.run_id
+                key = derive_key(TOKEN)
+                self._encryptor = StreamEncryptor(key)
+                self._decryptor = StreamDecryptor(key)
+                self._parser.feed(self._decryptor.decrypt(
+                    self._parser.take_rest()))
+
+    def lose(self) -> None:
+        """The reactor's part: deliver connectionLost once."""
+        if not self.lost:
+            self.lost = True
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class ServerCase(SynchronousTestCase):
+    """A RelayServer on a MemoryReactorClock whose clock reads NOW."""
+
+    extra = ""
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(NOW)
+        self.peers = []
+        self.server = self.make_server(self.extra)
+        self.log = LogCapture(self)
+
+    def make_server(self, extra):
+        config = parse_server_config(
+            f"[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
+            f"token = {TOKEN}\ntcp_mux = false\n" + extra)
+        server = RelayServer(config, self.reactor, None)
+        server.startService()
+        self.addCleanup(self._stop, server)
+        [(_, self.bind_factory, _, _)] = [
+            s for s in self.reactor.tcpServers if s[0] == 7000][-1:]
+        return server
+
+    def _stop(self, server):
+        stopped = server.stopService()
+        for _ in range(3):
+            for peer in self.peers:
+                if peer.transport.disconnecting:
+                    peer.lose()
+        for peer in self.peers:
+            peer.lose()
+        self.successResultOf(stopped)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def settle(self):
+        """Deliver connectionLost to every peer the server closed."""
+        for peer in self.peers:
+            if peer.transport.disconnecting:
+                peer.lose()
+
+    def peer(self, host="192.0.2.1", port=None):
+        return Peer(self, host, port or 40000 + len(self.peers))
+
+    def logged_in(self, host="192.0.2.1", **fields):
+        """A peer whose Login succeeded; its LoginResp is read."""
+        peer = self.peer(host)
+        peer.send(login(**fields))
+        response, *peer.after_login = peer.read()
+        self.assertIsInstance(response, messages.LoginResp)
+        self.assertEqual(response.error, "")
+        return peer
+
+    def login_error(self, peer) -> str:
+        [response] = peer.read()
+        self.assertIsInstance(response, messages.LoginResp)
+        self.assertTrue(peer.transport.disconnecting)
+        return response.error
+
+    def warnings(self, *substrings):
+        return self.log.lines(*substrings, min_level=LogLevel.warn)
+
+    def user_connects(self, port):
+        """A user connection to a proxy's remote port; its transport."""
+        factory = [s[1] for s in self.reactor.tcpServers if s[0] == port][-1]
+        address = IPv4Address("TCP", "198.51.100.9", 50000)
+        protocol = factory.buildProtocol(address)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", port),
+            peerAddress=address)
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        return transport
+
+
+class ReplayTests(ServerCase):
+    """Refusing a (timestamp, privilege_key) pair used before."""
+
+    def test_login_replayed_later_is_refused(self):
+        """The same Login presented again after the grace period gets a
+        LoginResp error and a log line; no control is added."""
+        first = self.logged_in()
+        self.reactor.advance(REPEAT_GRACE + 1)
+        replay = self.peer(host="203.0.113.5")
+        replay.send(login())
+        error = self.login_error(replay)
+        self.assertIn("replayed credentials", error)
+        self.assertEqual(list(self.server.registry.controls), [first.run_id])
+        [line] = self.warnings("login refused: replayed credentials")
+        self.assertIn(f"first used by run_id {first.run_id}", line)
+        self.assertIn("203.0.113.5", line)
+
+    def test_simultaneous_clients_sharing_a_token(self):
+        """Two clients logging in within the same second (one token, so the
+        same pair) both succeed: their Logins cannot be told from each
+        other, and frp accepts both."""
+        a = self.logged_in(host="192.0.2.1")
+        self.reactor.advance(0.4)
+        b = self.logged_in(host="192.0.2.2")
+        self.assertNotEqual(a.run_id, b.run_id)
+        self.assertEqual(len(self.server.registry.controls), 2)
+
+    def test_reconnect_in_the_same_second(self):
+        """A reconnect with the same pair and its run_id within the grace
+        period replaces the old control."""
+        first = self.logged_in()
+        old = self.server.registry.controls[first.run_id]
+        self.reactor.advance(0.3)
+        self.logged_in(run_id=first.run_id)
+        self.assertTrue(old.closed)
+        self.assertIsNot(self.server.registry.controls[first.run_id], old)
+
+    def test_fresh_timestamp_accepted_after_replay_refusal(self):
+        """A fresh Login (new timestamp) works after a replay was refused,
+        and the refusal did not count as a failed login."""
+        self.logged_in()
+        self.reactor.advance(30)
+        replay = self.peer()
+        replay.send(login())
+        self.assertIn("replayed", self.login_error(replay))
+        self.logged_in(timestamp=NOW + 30)
+        self.assertEqual(self.server.guard.failures_from("192.0.2.1"), 0)
+
+
+class SkewTests(ServerCase):
+    """auth_timestamp_skew (labrelay's key; off by default)."""
+
+    extra = "auth_timestamp_skew = 60\n"
+
+    def test_old_timestamp_refused(self):
+        """A Login whose timestamp is beyond the skew is refused, saying
+        the client's clock is off."""
+        peer = self.peer()
+        peer.send(login(timestamp=NOW - 61))
+        error = self.login_error(peer)
+        self.assertIn("61s behind the server's clock", error)
+        self.assertEqual(self.server.registry.controls, {})
+        self.assertEqual(len(self.warnings("login refused", "behind")), 1)
+
+    def test_within_skew_accepted(self):
+        """A timestamp within the skew either way is accepted."""
+        self.logged_in(timestamp=NOW - 60)
+        self.logged_in(timestamp=NOW + 60)
+        self.assertEqual(len(self.server.registry.controls), 2)
+
+    def test_off_by_default(self):
+        """Without the key a timestamp a year old is accepted (frp)."""
+        server = self.make_server("")
+        self.assertEqual(server.config.auth_timestamp_skew, 0)
+        self.logged_in(timestamp=NOW - 365 * 86400)
+
+
+class AuthenticatedWorkConnTests(ServerCase):
+    """authenticate_new_work_conns and authenticate_heartbeats keys are
+    checked for freshness too."""
+
+    extra = ("authenticate_new_work_conns = true\n"
+             "authenticate_heartbeats = true\nauth_timestamp_skew = 3600\n")
+
+    def test_work_conn_same_second_as_login_accepted(self):
+        """frpc's first NewWorkConns repeat the Login's pair: accepted."""
+        control = self.logged_in(pool_count=2)
+        for _ in range(2):
+            work = self.peer()
+            work.send(work_conn(control.run_id))
+            self.assertFalse(work.transport.disconnecting)
+        pool = self.server.registry.controls[control.run_id].pool
+        self.assertEqual(pool.idle_count, 2)
+
+    def test_work_conn_replayed_later_refused(self):
+        """A NewWorkConn replayed after the grace period is refused with
+        StartWorkConn{error} and closed, and never pooled."""
+        control = self.logged_in()
+        self.peer().send(work_conn(control.run_id, timestamp=NOW + 5))
+        self.reactor.advance(REPEAT_GRACE + 10)
+        replay = self.peer()
+        replay.send(work_conn(control.run_id, timestamp=NOW + 5))
+        [answer] = replay.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        self.assertTrue(replay.transport.disconnecting)
+        pool = self.server.registry.controls[control.run_id].pool
+        self.assertEqual(pool.idle_count, 1)
+        self.assertEqual(len(self.warnings("replayed credentials")), 1)
+
+    def test_work_conn_outside_skew_refused(self):
+        """A NewWorkConn with a stale timestamp is refused."""
+        control = self.logged_in()
+        work = self.peer()
+        work.send(work_conn(control.run_id, timestamp=NOW - 7200))
+        [answer] = work.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        self.assertEqual(len(self.warnings("behind the server's clock")), 1)
+
+    def ping(self, control, timestamp):
+        control.send(messages.Ping(
+            timestamp=timestamp,
+            privilege_key=privilege_key(TOKEN, timestamp)))
+        return [m for m in control.read() if isinstance(m, messages.Pong)]
+
+    def test_fresh_pings_answered(self):
+        """Pings with fresh timestamps get Pong{}."""
+        control = self.logged_in()
+        for t in (30, 60):
+            self.reactor.advance(30)
+            [pong] = self.ping(control, NOW + t)
+            self.assertEqual(pong.error, "")
+
+    def test_replayed_ping_closes_control(self):
+        """A Ping replaying an old pair gets Pong{error} and the control
+        is closed."""
+        control = self.logged_in()
+        self.reactor.advance(30)
+        self.ping(control, NOW + 30)
+        self.reactor.advance(60)
+        [pong] = self.ping(control, NOW + 30)
+        self.assertIn("replayed credentials", pong.error)
+        self.assertTrue(control.transport.disconnecting)
+        self.assertEqual(self.server.registry.controls, {})
+
+
+class BruteForceTests(ServerCase):
+    """Delayed answers to wrong tokens, per source."""
+
+    def wrong(self, host="192.0.2.66"):
+        peer = self.peer(host)
+        peer.send(login(token="guess"))
+        return peer
+
+    def test_answer_delayed(self):
+        """A wrong token gets its LoginResp error only after 0.5 s, logged
+        once with the source and the delay."""
+        peer = self.wrong()
+        self.assertEqual(peer.read(), [])
+        self.assertFalse(peer.transport.disconnecting)
+        self.reactor.advance(0.49)
+        self.assertEqual(peer.read(), [])
+        self.reactor.advance(0.01)
+        self.assertEqual(self.login_error(peer), "token in login doesn't "
+                         "match token from configuration")
+        [line] = self.warnings("login refused: wrong token")
+        self.assertIn("failure 1 in a row from 192.0.2.66, answering in "
+                      "0.5s", line)
+
+    def test_delays_grow(self):
+        """Each further failure from the source waits twice as long."""
+        for delay in (0.5, 1, 2, 4):
+            peer = self.wrong()
+            self.reactor.advance(delay - 0.01)
+            self.assertEqual(peer.read(), [])
+            self.reactor.advance(0.01)
+            self.assertTrue(self.login_error(peer))
+            self.settle()
+
+    def test_pipelined_guesses_ignored(self):
+        """Logins sent after a wrong one on the same connection are never
+        checked (no guessing several keys per connection)."""
+        peer = self.peer()
+        peer.send(login(token="guess"), login())
+        self.reactor.advance(0.5)
+        self.assertEqual([m.error != "" for m in peer.read()], [True])
+        self.assertEqual(self.server.registry.controls, {})
+
+    def test_too_many_pending_refuses_even_the_right_token(self):
+        """While a source has 4 delayed answers pending, a Login from it is
+        refused at once without a key check -- the right token too, so the
+        refusal tells nothing; hanging up does not free a slot; another
+        source is unaffected."""
+        guesses = [self.wrong() for _ in range(4)]
+        guesses[0].transport.loseConnection()
+        self.settle()
+        right = self.peer("192.0.2.66")
+        right.send(login())
+        self.assertIn("too many failed logins", self.login_error(right))
+        self.assertEqual(self.server.registry.controls, {})
+        self.logged_in(host="192.0.2.67")
+        self.reactor.advance(0.5)
+        self.logged_in(host="192.0.2.66")
+        self.assertEqual(self.server.guard.failures_from("192.0.2.66"), 0)
+        self.assertEqual(len(self.warnings("refused without checking")), 1)
+
+    def test_wrong_work_conn_key_delayed(self):
+        """With authenticate_new_work_conns a wrong NewWorkConn key is a
+        failure too: answered late and counted."""
+        server = self.make_server("authenticate_new_work_conns = true\n")
+        control = self.peer()
+        control.send(login())
+        run_id = control.read()[0].run_id
+        work = self.peer()
+        work.send(work_conn(run_id, token="guess"))
+        self.assertEqual(work.read(), [])
+        self.reactor.advance(0.5)
+        [answer] = work.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        self.assertEqual(server.guard.failures_from("192.0.2.1"), 1)
+        self.assertEqual(server.registry.controls[run_id].pool.idle_count, 0)
+
+    def test_stop_cancels_delayed_answers(self):
+        """Stopping the server leaves no delayed call behind (checked in
+        the cleanup) and sends no late answer."""
+        peer = self.wrong()
+        self.server.guard.close()
+        self.reactor.advance(10)
+        self.assertEqual(peer.read(), [])
+
+
+class FloodTests(ServerCase):
+    """Caps on unauthenticated connections."""
+
+    extra = ("max_unauthenticated_per_source = 3\n"
+             "max_unauthenticated_connections = 5\n")
+
+    def test_per_source_cap(self):
+        """The 4th pending connection from one address is closed at once;
+        another address still gets in."""
+        pending = [self.peer("192.0.2.9") for _ in range(3)]
+        self.assertFalse(any(p.transport.disconnecting for p in pending))
+        extra = self.peer("192.0.2.9")
+        self.assertTrue(extra.refused_at_once)
+        self.assertFalse(self.peer("192.0.2.10").transport.disconnecting)
+        [line] = self.warnings("refusing new connections")
+        self.assertIn("max_unauthenticated_per_source = 3", line)
+
+    def test_total_cap(self):
+        """Beyond 5 pending connections in all, every address is refused."""
+        for i in range(5):
+            self.peer(f"192.0.2.{20 + i}")
+        self.assertTrue(self.peer("192.0.2.99").refused_at_once)
+
+    def test_slots_freed_by_login_and_close(self):
+        """A successful Login, a closed connection and a pooled work
+        connection each free a slot."""
+        guard = self.server.guard
+        pending = [self.peer("192.0.2.9") for _ in range(3)]
+        pending[0].send(login())
+        run_id = pending[0].read()[0].run_id
+        self.assertEqual(guard.unauthenticated_from("192.0.2.9"), 2)
+        pending[1].transport.loseConnection()
+        self.settle()
+        self.assertEqual(guard.unauthenticated_from("192.0.2.9"), 1)
+        pending[2].send(work_conn(run_id))
+        self.assertEqual(guard.unauthenticated_from("192.0.2.9"), 0)
+        self.assertEqual(guard.unauthenticated, 0)
+
+    def test_address_with_live_control_not_capped(self):
+        """An address with a logged-in client may open more pending
+        connections than the per-source cap (its pool of work
+        connections), up to the total cap."""
+        self.logged_in(host="192.0.2.9")
+        works = [self.peer("192.0.2.9") for _ in range(5)]
+        self.assertEqual([w.transport.disconnecting for w in works],
+                         [False] * 5)
+        self.assertTrue(self.peer("192.0.2.9").refused_at_once)
+
+    def test_refusal_log_rate_limited(self):
+        """Many refusals make one line; after 10 s the next line says how
+        many were held back."""
+        for _ in range(3):
+            self.peer("192.0.2.9")
+        for _ in range(20):
+            self.peer("192.0.2.9")
+        self.assertEqual(len(self.warnings("refusing new connections")), 1)
+        self.reactor.advance(10)
+        self.peer("192.0.2.9")
+        lines = self.warnings("refusing new connections")
+        self.assertEqual(len(lines), 2)
+        self.assertIn("19 more refused", lines[1])
+
+    def test_defaults(self):
+        """The caps default to 32 per source and 1024 in all."""
+        config = parse_server_config("[common]\n")
+        self.assertEqual((config.max_unauthenticated_per_source,
+                          config.max_unauthenticated_connections,
+                          config.max_proxies_per_client,
+                          config.auth_timestamp_skew), (32, 1024, 256, 0))
+
+
+class ConfigTests(SynchronousTestCase):
+    """labrelay's own server keys parse and validate."""
+
+    def test_keys_parse(self):
+        """Each key is read without a warning."""
+        config = parse_server_config(
+            "[common]\nauth_timestamp_skew = 300\n"
+            "max_unauthenticated_per_source = 8\n"
+            "max_unauthenticated_connections = 0\n"
+            "max_proxies_per_client = 0x10\n")
+        self.assertEqual((config.auth_timestamp_skew,
+                          config.max_unauthenticated_per_source,
+                          config.max_unauthenticated_connections,
+                          config.max_proxies_per_client, config.warnings),
+                         (300, 8, 0, 16, ()))
+
+    def test_negative_refused(self):
+        """A negative value is refused, naming the key."""
+        for key in ("auth_timestamp_skew", "max_proxies_per_client"):
+            with self.assertRaises(ConfigError) as caught:
+                parse_server_config(f"[common]\n{key} = -1\n")
+            self.assertIn(f"[common] {key}: must not be negative",
+                          str(caught.exception))
+
+    def test_client_side_warns(self):
+        """In frpc.ini the keys warn as server keys."""
+        config = parse_client_config("[common]\nmax_proxies_per_client = 3\n")
+        self.assertEqual(config.warnings, (
+            "frpc.ini [common] max_proxies_per_client: a frps key, not used "
+            "here; ignored",))
+
+
+class ClientLimitTests(ServerCase):
+    """Caps on what one logged-in client may make the server hold."""
+
+    extra = "max_proxies_per_client = 2\nmax_pool_count = 5\n"
+
+    def new_proxy(self, control, name, port):
+        control.send(messages.NewProxy(proxy_name=name, proxy_type="tcp",
+                                       remote_port=port))
+        [response] = [m for m in control.read()
+                      if isinstance(m, messages.NewProxyResp)]
+        return response
+
+    def test_proxy_cap(self):
+        """The 3rd proxy of a client is refused by name; another client
+        may still register its own."""
+        a = self.logged_in()
+        self.assertEqual(self.new_proxy(a, "a1", 27001).error, "")
+        self.assertEqual(self.new_proxy(a, "a2", 27002).error, "")
+        error = self.new_proxy(a, "a3", 27003).error
+        self.assertIn("max_proxies_per_client (2)", error)
+        b = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
+        self.assertEqual(self.new_proxy(b, "b1", 27004).error, "")
+
+    def test_pool_count_clamped(self):
+        """A client claiming pool_count 1,000,000 is asked for
+        max_pool_count connections and may park at most
+        max_pool_count + 10; extra NewWorkConns are closed."""
+        control = self.logged_in(pool_count=1_000_000)
+        asked = [m for m in control.after_login
+                 if isinstance(m, messages.ReqWorkConn)]
+        self.assertEqual(len(asked), 5)
+        works = []
+        for _ in range(20):
+            work = self.peer()
+            work.send(work_conn(control.run_id))
+            works.append(work)
+        pool = self.server.registry.controls[control.run_id].pool
+        self.assertEqual(pool.idle_count, 15)
+        self.assertEqual([w.transport.disconnecting for w in works],
+                         [False] * 15 + [True] * 5)
+
+
+class IsolationTests(ServerCase):
+    """One client cannot take over or use another's state."""
+
+    def test_run_id_of_another_user_refused(self):
+        """A valid Login naming the live run_id of a client of another
+        user is refused; the owner's control stays up."""
+        alice = self.logged_in(user="alice")
+        owner = self.server.registry.controls[alice.run_id]
+        mallory = self.peer("203.0.113.7")
+        mallory.send(login(user="mallory", run_id=alice.run_id,
+                           timestamp=NOW + 1))
+        self.assertIn("belongs to a client of another user",
+                      self.login_error(mallory))
+        self.assertIs(self.server.registry.controls[alice.run_id], owner)
+        self.assertFalse(owner.closed)
+        [line] = self.warnings("belongs to a client of another user")
+        self.assertIn("user 'alice'", line)
+
+    def test_takeover_needs_the_token(self):
+        """A Login naming a live run_id with a wrong token replaces
+        nothing; the same user with the token replaces the old control."""
+        alice = self.logged_in(user="alice")
+        owner = self.server.registry.controls[alice.run_id]
+        thief = self.peer("203.0.113.7")
+        thief.send(login(token="guess", user="alice", run_id=alice.run_id))
+        self.reactor.advance(0.5)
+        self.assertIn("doesn't match", self.login_error(thief))
+        self.assertFalse(owner.closed)
+        self.logged_in(user="alice", run_id=alice.run_id, timestamp=NOW + 1)
+        self.assertTrue(owner.closed)
+
+    def test_run_id_of_ended_client_reusable(self):
+        """Once a client's control has ended, its run_id may log in again
+        under any user (frp trusts the run_id; nothing is live to take)."""
+        alice = self.logged_in(user="alice")
+        alice.transport.loseConnection()
+        self.settle()
+        self.logged_in(user="bob", run_id=alice.run_id, timestamp=NOW + 1)
+
+    def test_work_conn_joins_only_its_own_pool(self):
+        """A work connection of client A is never used for client B's
+        proxy: B's user waits for B's own work connection."""
+        a = self.logged_in(host="192.0.2.1")
+        b = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
+        b.send(messages.NewProxy(proxy_name="b-svc", proxy_type="tcp",
+                                 remote_port=27010))
+        b.read()
+        a_work = self.peer("192.0.2.1")
+        a_work.send(work_conn(a.run_id))
+        user = self.user_connects(27010)
+        self.assertEqual(a_work.read(), [])
+        self.assertEqual(
+            self.server.registry.controls[a.run_id].pool.idle_count, 1)
+        self.assertIn("ReqWorkConn", [m.name for m in b.read()])
+        b_work = self.peer("192.0.2.2")
+        b_work.send(work_conn(b.run_id, timestamp=NOW + 1))
+        [start] = b_work.read()
+        self.assertEqual(start.proxy_name, "b-svc")
+        self.assertEqual(a_work.read(), [])
+        self.assertFalse(user.disconnecting)
+
+    def test_close_proxy_of_another_client_ignored(self):
+        """CloseProxy naming another client's proxy leaves it registered
+        and listening; the owner can still close it."""
+        a = self.logged_in(host="192.0.2.1")
+        a.send(messages.NewProxy(proxy_name="a-svc", proxy_type="tcp",
+                                 remote_port=27020))
+        a.read()
+        proxy = self.server.registry.proxies["a-svc"]
+        b = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
+        b.send(messages.CloseProxy(proxy_name="a-svc"))
+        self.assertIs(self.server.registry.proxies.get("a-svc"), proxy)
+        self.assertTrue(self.server.registry.port_taken(27020))
+        a.send(messages.CloseProxy(proxy_name="a-svc"))
+        self.assertNotIn("a-svc", self.server.registry.proxies)
+        self.assertFalse(self.server.registry.port_taken(27020))
+
+
+# -- real sockets, tcp_mux on ----------------------------------------------
+
+class _Stream(Protocol):
+    """A protocol on one yamux stream: fires `got` with the first frp
+    message it receives."""
+
+    def __init__(self):
+        self._parser = MessageParser()
+        self.got = defer.Deferred()
+
+    def dataReceived(self, data):
+        self._parser.feed(data)
+        message = self._parser.next_message()
+        if message is not None and not self.got.called:
+            self.got.callback(message)
+
+
+class MuxAdmissionTests(TestCase):
+    """Under tcp_mux the unauthenticated unit is the TCP connection."""
+
+    timeout = 30
+
+    async def session(self, relay):
+        session = YamuxSession(is_client=True, clock=reactor,
+                               keepalive_interval=0)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port)
+        await within(endpoint.connect(Factory.forProtocol(lambda: session)))
+        closed = session.when_closed()
+
+        def close():
+            session.close()
+            return within(closed)
+        self.addCleanup(close)
+        return session, closed
+
+    @async_test
+    async def test_session_counts_until_a_stream_logs_in(self):
+        """Two yamux sessions fill a per-source cap of 2 and a third TCP
+        connection is refused at once; once a stream of the first session
+        logs in, that session no longer counts."""
+        log = LogCapture(self)
+        relay = await Relay(self, extra="max_unauthenticated_per_source = "
+                                        "2\n").start()
+        guard = relay.server.guard
+        first, _ = await self.session(relay)
+        second, second_closed = await self.session(relay)
+        _, third_closed = await self.session(relay)
+        await within(third_closed)
+        await within(log.when_logged("refusing new connections",
+                                     "max_unauthenticated_per_source = 2"))
+        self.assertEqual(guard.unauthenticated_from("127.0.0.1"), 2)
+        stream = _Stream()
+        first.open_stream(stream)
+        now = int(reactor.seconds())
+        stream.transport.write(encode_message(messages.Login(
+            version=FRP_VERSION, timestamp=now,
+            privilege_key=privilege_key(RELAY_TOKEN, now))))
+        response = await within(stream.got)
+        self.assertEqual(response.error, "")
+        self.assertEqual(guard.unauthenticated_from("127.0.0.1"), 1)
+        self.assertFalse(second_closed.called)
+
+
+class RealClientTests(TestCase):
+    """labrelay's own client keeps working with every check on."""
+
+    timeout = 30
+    AUTH = ("authenticate_new_work_conns = true\n"
+            "authenticate_heartbeats = true\n")
+
+    async def round_trips(self, mux):
+        relay = await Relay(self, mux=mux, extra=self.AUTH +
+                            "auth_timestamp_skew = 30\n").start()
+        backend = echo_server(self)
+        client = await Client(self, relay.port, tcp_proxy("echo", backend),
+                              mux=mux, extra=self.AUTH +
+                              "pool_count = 3\n").start()
+        port = await client.running("echo")
+        # four users: the three pooled work connections (whose keys repeat
+        # the Login's within its second) and one asked for later
+        for i in range(4):
+            user = await connect_user(self, port)
+            user.transport.write(b"hello %d" % i)
+            self.assertEqual(await within(user.wait_for(7)), b"hello %d" % i)
+        self.assertEqual(relay.server.guard.unauthenticated, 0)
+        self.assertEqual(len(relay.server.registry.controls), 1)
+
+    @async_test
+    async def test_with_tcp_mux(self):
+        """Authenticated work connections over yamux carry users."""
+        await self.round_trips(mux=True)
+
+    @async_test
+    async def test_without_tcp_mux(self):
+        """Authenticated work connections over TCP carry users, and every
+        connection left the unauthenticated count."""
+        await self.round_trips(mux=False)
