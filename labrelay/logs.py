@@ -7,9 +7,20 @@ falls back to its own ``--logfile``; :func:`install_log_observer` sets that
 component when the service joins the application, unless the command line
 chose a destination itself (``--logfile``, ``--syslog``, ``--logger``),
 which then wins.
+
+The observer's level filter can be changed at run time
+(:meth:`LevelFilteredObserver.set_level`): the server's SIGHUP reload
+applies a new ``log_level`` without a restart.
+
+Event lines meant to be searched (logins, proxies, user connections) carry
+their fields as ``key=value`` pairs in the text, made by :func:`kv_fields`:
+a value is written bare when it is a plain token and double-quoted with
+escapes otherwise, so a client-chosen name cannot forge a field or a line.
+The fields also stay in the event as themselves, for structured observers.
 """
 
 import os
+import re
 import sys
 import time
 
@@ -61,9 +72,72 @@ def make_log_observer(config, stream=None):
                                      os.path.dirname(path),
                                      config.log_max_days)
         output.prune()
-    predicate = LogLevelFilterPredicate(
-        defaultLogLevel=LEVELS.get(config.log_level, LogLevel.info))
-    return FilteringLogObserver(textFileLogObserver(output), [predicate])
+    return LevelFilteredObserver(textFileLogObserver(output),
+                                 config.log_level)
+
+
+class LevelFilteredObserver(FilteringLogObserver):
+    """
+    A :class:`FilteringLogObserver` passing events at or above one frp
+    ``log_level``, which :meth:`set_level` changes while running.
+    """
+
+    def __init__(self, observer, level: str = "info"):
+        self._predicate = LogLevelFilterPredicate(
+            defaultLogLevel=LEVELS.get(level, LogLevel.info))
+        self.level = level
+        super().__init__(observer, [self._predicate])
+
+    def set_level(self, level: str) -> None:
+        """Pass events at frp level *level* (``trace`` ... ``error``) and
+        above from now on."""
+        threshold = LEVELS.get(level, LogLevel.info)
+        self._predicate.defaultLogLevel = threshold
+        self._predicate.setLogLevelForNamespace("", threshold)
+        self.level = level
+
+
+def set_log_level(observer, level: str) -> bool:
+    """Change *observer*'s level if it is a :class:`LevelFilteredObserver`;
+    whether it was (an observer chosen on twistd's command line is not)."""
+    if isinstance(observer, LevelFilteredObserver):
+        observer.set_level(level)
+        return True
+    return False
+
+
+_BARE = re.compile(r"[A-Za-z0-9_.:/@+,\[\]-]+\Z")
+
+
+def quote(value) -> str:
+    """*value* as written after ``key=``: bare when it is a plain token,
+    else in double quotes with quotes, backslashes and control characters
+    escaped (``""`` for an empty value)."""
+    text = str(value)
+    if _BARE.match(text):
+        return text
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7f:
+            out.append(f"\\x{ord(ch):02x}")
+        elif not ch.isprintable():  # U+2028 and the like: no line breaks
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def kv(**fields) -> str:
+    """``key=value`` pairs, in the order given (values :func:`quote`-d)."""
+    return " ".join(f"{key}={quote(value)}" for key, value in fields.items())
+
+
+def kv_fields(**fields) -> dict:
+    """Logger keyword arguments: *fields* themselves, plus ``kv`` (their
+    :func:`kv` text) for a ``{kv}`` in the format."""
+    return dict(fields, kv=kv(**fields))
 
 
 def command_line_chose_logging(options) -> bool:

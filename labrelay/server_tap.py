@@ -2,8 +2,11 @@
 ``twistd labrelay-server``: command-line options and service construction.
 
 The INI file is loaded and validated in ``postOptions``, before twistd
-daemonizes, so a bad config is one clear line and a non-zero exit.
+daemonizes, so a bad config is one clear line and a non-zero exit.  The
+server is given the file's path, so SIGHUP reloads it.
 """
+
+import os
 
 from twisted.logger import Logger
 from twisted.python import usage
@@ -44,7 +47,8 @@ def makeService(options, reactor=None):
     config = options.server_config
     for warning in config.warnings:
         _log.warn("{warning}", warning=warning)
-    service = RelayServer(config, reactor, options.tls_options)
+    service = RelayServer(config, reactor, options.tls_options,
+                          config_path=os.path.abspath(options["config"]))
     if not command_line_chose_logging(options):
         service.log_observer = make_log_observer(config)
     return service

@@ -17,6 +17,10 @@ With ``admin_port`` set the client also serves its admin API
 (:mod:`labrelay.client.admin`), and :meth:`RelayClient.reload` (the API's
 ``/api/reload``, and SIGHUP) applies the config file's proxy sections again
 (:mod:`labrelay.client.reload`).
+
+Under systemd (``Type=notify``) the client reports READY after its first
+successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
+(:mod:`labrelay.sdnotify`); failed first logins show in its STATUS.
 """
 
 import signal
@@ -35,6 +39,7 @@ from ..config import ConfigError
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
 from ..relay import set_no_delay
+from ..sdnotify import Notifier
 from ..tracking import ConnectionSet
 from ..protocol import messages
 from .admin import AdminServer, admin_description
@@ -70,14 +75,18 @@ class RelayClient(service.MultiService):
     :param admin_listen: an endpoint description overriding
         admin_addr/admin_port (tests listen on port 0); the admin API runs
         when admin_port > 0 or this is given.
+    :param notifier: a :class:`labrelay.sdnotify.Notifier` (default: for
+        ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
 
     _log = Logger()
 
     def __init__(self, config, reactor, endpoint, exit_on_fatal=True,
-                 config_path=None, admin_listen=None):
+                 config_path=None, admin_listen=None, notifier=None):
         super().__init__()
         self.config = config
+        self.notifier = notifier if notifier is not None \
+            else Notifier.from_environ()
         self.config_path = config_path
         self._previous_sighup = None  # (handler,) while ours is installed
         self.reactor = reactor
@@ -161,6 +170,7 @@ class RelayClient(service.MultiService):
 
     def stopService(self):
         self._restore_sighup()
+        self.notifier.stopping("stopping")
         admin_closed = self.admin.close() if self.admin is not None \
             else succeed(None)
         for state in self.proxies.values():
@@ -231,12 +241,21 @@ class RelayClient(service.MultiService):
 
     def _reload_from_signal(self) -> None:
         self._log.info("SIGHUP: reloading {path}", path=self.config_path)
+        # Only once READY was sent: systemd ends a reload at the next READY.
+        notify = self.logins > 0
+        if notify:
+            self.notifier.reloading("reloading proxies")
+        status = "reloaded"
         try:
             self.reload()
         except ConfigError as e:
             self._log.error("reload: {error}; nothing changed", error=e)
+            status = f"reload failed, nothing changed: {e}"
         except Exception:
             self._log.failure("reload failed")
+            status = "reload failed"
+        if notify:
+            self.notifier.ready(status)
 
     def _first_login_failed(self, failure):
         error = failure.value
@@ -255,6 +274,8 @@ class RelayClient(service.MultiService):
         else:
             self._log.warn("login to server failed: {error}; retrying",
                            error=error)
+            self.notifier.status(f"login to server failed: {error}; "
+                                 f"retrying")
 
     # Link and login.
 
@@ -276,6 +297,10 @@ class RelayClient(service.MultiService):
         self.run_id = control.run_id
         self.logins += 1
         self._login_failures = 0
+        if self.logins == 1:   # the first success, even after failures
+            self.notifier.ready(
+                f"logged in to {self.config.server_addr}:"
+                f"{self.config.server_port}, run_id {self.run_id}")
         if not self.first_login.called:
             self.first_login.callback(control)
         self._log.info("login to server success, run_id {run_id}",

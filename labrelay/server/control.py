@@ -14,16 +14,34 @@ hold more by claiming a huge pool_count.  A CloseProxy only ever closes a
 proxy of this control.  With ``authenticate_heartbeats`` a Ping's key must
 be right, fresh (``auth_timestamp_skew``) and not replayed from another
 client or from long ago (the server's replay cache).
+
+A control keeps the settings of its login (``token``, ``authenticate_*``,
+``heartbeat_timeout``): a reload that changes them applies to the next
+logins, and this client's tunnels carry on as they were set up.
+
+Its log lines (login, logout, proxy start and close) carry ``key=value``
+fields (:func:`labrelay.logs.kv_fields`): ``client_addr``, ``run_id``,
+``user``, ``version``, ``proxy``, ``type``, ``remote_port`` or
+``domains``.
 """
 
 from twisted.logger import Logger
 
 from .. import FRP_VERSION
 from ..errors import ProxyError
+from ..logs import kv_fields
 from ..protocol import messages
 from ..protocol.auth import check_privilege_key
 from ..protocol.crypto import derive_key
 from .workpool import WorkConnPool
+
+
+def proxy_target(proxy) -> dict:
+    """The log field naming where *proxy* is published: ``remote_port``
+    (tcp) or ``domains`` (http)."""
+    if proxy.type == "tcp":
+        return {"remote_port": getattr(proxy, "remote_port", 0)}
+    return {"domains": ",".join(getattr(proxy, "domains", ()))}
 
 
 class ControlSession:
@@ -40,6 +58,11 @@ class ControlSession:
         self.closed = False
         self._started = False
         config = server.config
+        # This login's settings (see the module docstring).
+        self.token = config.token
+        self.authenticate_heartbeats = config.authenticate_heartbeats
+        self.authenticate_new_work_conns = config.authenticate_new_work_conns
+        self.heartbeat_timeout = config.heartbeat_timeout
         self.pool = WorkConnPool(
             server.clock, self.request_work_conn,
             capacity=self.pool_count + 10,
@@ -62,23 +85,20 @@ class ControlSession:
                    self.server.config.max_pool_count)
 
     def start(self) -> None:
-        config = self.server.config
         self.connection.control = self
         self.connection.send(messages.LoginResp(version=FRP_VERSION,
                                                 run_id=self.run_id))
-        self.connection.start_encryption(derive_key(config.token))
+        self.connection.start_encryption(derive_key(self.token))
         self._started = True
         self.server.guard.control_started(self.source)
         for _ in range(self.pool_count):
             self.request_work_conn()
-        if config.heartbeat_timeout > 0:
+        if self.heartbeat_timeout > 0:
             self._heartbeat_timer = self.server.clock.callLater(
-                config.heartbeat_timeout, self._heartbeat_expired)
-        self._log.info(
-            "{peer}: client logged in: run_id={run_id} version={version} "
-            "user={user!r} pool_count={pool_count}",
-            peer=self.peer, run_id=self.run_id, version=self.version,
-            user=self.user, pool_count=self.login.pool_count)
+                self.heartbeat_timeout, self._heartbeat_expired)
+        self._log.info("client login {kv}", **kv_fields(
+            client_addr=self.peer, run_id=self.run_id, user=self.user,
+            version=self.version, pool_count=self.login.pool_count))
 
     def request_work_conn(self) -> None:
         if not self.closed:
@@ -125,9 +145,12 @@ class ControlSession:
             return
         self.proxies[name] = proxy
         self.server.registry.add_proxy(name, proxy)
-        self._log.info("{peer}: proxy [{name}] ({type}) started at "
-                       "{remote_addr}", peer=self.peer, name=name,
-                       type=proxy.type, remote_addr=remote_addr)
+        # The line ends as frps's ("proxy [x] (tcp) started at :6000").
+        self._log.info("proxy start {kv}; proxy [{name}] ({type}) started "
+                       "at {remote_addr}", name=name, remote_addr=remote_addr,
+                       **kv_fields(run_id=self.run_id, proxy=name,
+                                   type=proxy.type, **proxy_target(proxy),
+                                   client_addr=self.peer))
         self.connection.send(messages.NewProxyResp(proxy_name=name,
                                                    remote_addr=remote_addr))
 
@@ -142,13 +165,16 @@ class ControlSession:
             return
         self.server.registry.remove_proxy(name, proxy)
         proxy.close()
-        self._log.info("{peer}: proxy [{name}] closed", peer=self.peer,
-                       name=name)
+        self._proxy_closed(proxy, "closed by the client")
+
+    def _proxy_closed(self, proxy, why: str) -> None:
+        self._log.info("proxy close {kv}", **kv_fields(
+            run_id=self.run_id, proxy=proxy.name, type=proxy.type,
+            **proxy_target(proxy), client_addr=self.peer, reason=why))
 
     def _ping(self, message) -> None:
-        config = self.server.config
-        if config.authenticate_heartbeats:
-            if not check_privilege_key(config.token, message.timestamp,
+        if self.authenticate_heartbeats:
+            if not check_privilege_key(self.token, message.timestamp,
                                        message.privilege_key):
                 error, detail = "wrong privilege key", ""
             else:
@@ -167,14 +193,14 @@ class ControlSession:
             self.server.replays.remember(message.timestamp,
                                          message.privilege_key, self.run_id)
         if self._heartbeat_timer is not None:
-            self._heartbeat_timer.reset(config.heartbeat_timeout)
+            self._heartbeat_timer.reset(self.heartbeat_timeout)
         self.connection.send(messages.Pong())
 
     def _heartbeat_expired(self) -> None:
         self._heartbeat_timer = None
         self._log.warn("{peer}: no heartbeat for {seconds}s; closing the "
                        "control connection", peer=self.peer,
-                       seconds=self.server.config.heartbeat_timeout)
+                       seconds=self.heartbeat_timeout)
         self.close("heartbeat timeout")
 
     # Work connections.
@@ -203,10 +229,13 @@ class ControlSession:
         for name, proxy in list(self.proxies.items()):
             self.server.registry.remove_proxy(name, proxy)
             proxy.close()
+            self._proxy_closed(proxy, why)
         self.proxies.clear()
         self.pool.close()
         self.server.registry.remove_control(self)
         if self._started:
             self.server.guard.control_ended(self.source)
-        self._log.info("{peer}: client {run_id} gone: {why}", peer=self.peer,
-                       run_id=self.run_id, why=why)
+        self._log.info("client logout {kv}", **kv_fields(
+            client_addr=self.peer, run_id=self.run_id, user=self.user,
+            version=self.version, reason=why, duration_ms=round(
+                (self.server.clock.seconds() - self.started_at) * 1000)))

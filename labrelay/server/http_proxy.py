@@ -298,7 +298,7 @@ class HttpExchange:
                                          src_addr=ip, src_port=port))
         proxy = self.proxy
         if proxy.use_encryption or proxy.use_compression:
-            self.codec = PayloadCodec(proxy.server.config.token,
+            self.codec = PayloadCodec(proxy.control.token,
                                       proxy.use_encryption,
                                       proxy.use_compression)
         work.splice = self

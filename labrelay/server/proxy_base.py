@@ -31,7 +31,9 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
         dst_addr=dst_addr, dst_port=dst_port))
     codec = None
     if proxy.use_encryption or proxy.use_compression:
-        codec = PayloadCodec(proxy.server.config.token, proxy.use_encryption,
+        # The token of the client's login (a reload may have changed the
+        # server's since).
+        codec = PayloadCodec(proxy.control.token, proxy.use_encryption,
                              proxy.use_compression)
     splice = Splice(user, work, b_codec=codec, on_close=proxy.splice_closed,
                     description=f"proxy [{proxy.name}] {user.peer}")

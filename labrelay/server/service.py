@@ -13,22 +13,30 @@ delayed failures is refused without a key check; a wrong key is answered
 after a growing delay; then ``auth_timestamp_skew`` (when on), the replay
 cache and, for a Login naming a live run_id, that the run_id belongs to the
 same ``user`` (no takeover across users).  A NewWorkConn only ever joins
-the pool of the control its run_id names.
+the pool of the control its run_id names, and is authenticated with the
+settings that control logged in with.
+
+Run from a config file, the server reloads it on SIGHUP (:meth:`reload`,
+:mod:`labrelay.server.reload`), and under systemd (``Type=notify``) it
+reports READY once every startup listener listens, RELOADING/READY around a
+reload and STOPPING (:mod:`labrelay.sdnotify`).
 """
 
 import secrets
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from ..logs import install_log_observer
+from ..logs import install_log_observer, set_log_level
 
 from .. import FRP_VERSION
+from ..config import ConfigError
 from ..endpoints import server_endpoint_description
 from ..errors import ProxyError
 from ..protocol import messages
@@ -38,13 +46,31 @@ from ..tracking import ConnectionSet
 from ..mux.session import YamuxSession
 from ..peers import describe, set_keepalive
 from ..relay import set_no_delay
+from ..sdnotify import Notifier
 from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .control import ControlSession
 from .guard import RateLimitedLog, ReplayCache, SourceGuard
+from .reload import SighupHandler, reload_from_file
 from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
 from .vhost import Vhost
+
+
+def _observe(d: Deferred) -> Deferred:
+    """A new Deferred with *d*'s result; *d*'s own chain is left as it was
+    (a listener service's stopService reads the port from it)."""
+    seen = Deferred()
+
+    def tee(result):
+        if isinstance(result, Failure):
+            seen.errback(result)
+        else:
+            seen.callback(result)
+        return result
+
+    d.addBoth(tee)
+    return seen
 
 
 def new_run_id() -> str:
@@ -152,14 +178,24 @@ class RelayServer(service.MultiService):
         HTTP vhost runs when vhost_http_port > 0 or this is given.
     :param dashboard_listen: likewise for dashboard_addr/dashboard_port;
         the dashboard runs when dashboard_port > 0 or this is given.
+    :param config_path: the config file that :meth:`reload` (and SIGHUP)
+        reads again (None: no file, no SIGHUP handler).
+    :param notifier: a :class:`labrelay.sdnotify.Notifier` (default: for
+        ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
 
     _log = Logger()
 
     def __init__(self, config, reactor, tls_options, listen=None,
-                 vhost_listen=None, dashboard_listen=None):
+                 vhost_listen=None, dashboard_listen=None, config_path=None,
+                 notifier=None):
         super().__init__()
         self.config = config
+        self.config_path = config_path
+        self.notifier = notifier if notifier is not None \
+            else Notifier.from_environ()
+        self.sighup = SighupHandler(reactor, self._reload_from_signal)
+        self._ready = None            # fires once every listener listens
         self.reactor = reactor
         self.clock = reactor
         self.stats = ServerStats(reactor)  # traffic per proxy (dashboard)
@@ -217,6 +253,32 @@ class RelayServer(service.MultiService):
                 f"labrelay-server: cannot listen on {e.interface or '*'}:"
                 f"{e.port}: {e.socketError}") from None
 
+    def startService(self):
+        # Before READY can go out: systemd may send SIGHUP right after it.
+        if self.config_path:
+            self.sighup.install()
+        super().startService()
+        listeners = [("bind port", self.when_listening())]
+        if self._vhost_listener is not None:
+            listeners.append(("vhost port", self.when_vhost_listening()))
+        if self.dashboard is not None:
+            listeners.append(("dashboard", self.when_dashboard_listening()))
+        names = [name for name, _ in listeners]
+        self._ready = DeferredList([_observe(d) for _, d in listeners],
+                                   fireOnOneErrback=True, consumeErrors=True)
+        self._ready.addCallback(self._listening, names)
+        self._ready.addErrback(lambda failure: None)  # start-up fails anyway
+
+    def _listening(self, results, names) -> None:
+        status = ", ".join(f"{name} {port.getHost().port}"
+                           for name, (_, port) in zip(names, results))
+        self.notifier.ready(f"listening: {status}")
+
+    def when_ready(self):
+        """A Deferred firing once every startup listener listens (after
+        :meth:`startService`), when READY is sent to systemd."""
+        return _observe(self._ready)
+
     def set_handshake_timeouts(self, seconds: float) -> None:
         """Bound on the first byte, the first message and stream-less
         sessions (tests shorten it)."""
@@ -240,6 +302,8 @@ class RelayServer(service.MultiService):
         return super().setServiceParent(parent)
 
     def stopService(self):
+        self.sighup.restore()
+        self.notifier.stopping("stopping")
         self.guard.close()
         for control in list(self.registry.controls.values()):
             control.close("server shutting down")
@@ -254,6 +318,66 @@ class RelayServer(service.MultiService):
 
         d.addCallback(close_connections)
         return d
+
+    # Reload.
+
+    def reload(self):
+        """
+        Re-read :attr:`config_path` and apply what can change without a
+        restart (:mod:`labrelay.server.reload`); a ``ReloadResult``.  A bad
+        file is logged and raises ConfigError, changing nothing.  systemd
+        is told RELOADING, then READY.
+        """
+        self.notifier.reloading("reloading the configuration")
+        try:
+            if not self.config_path:
+                raise ConfigError("labrelay-server has no config file path")
+            result = reload_from_file(self, self.config_path)
+        except ConfigError as e:
+            self._log.error("reload: {error}; nothing changed", error=e)
+            self.notifier.ready(f"reload failed, nothing changed: {e}")
+            raise
+        except Exception:
+            self.notifier.ready("reload failed, nothing changed")
+            raise
+        status = "reloaded"
+        if result.restart_keys:
+            status += (f"; waiting for a restart: "
+                       f"{', '.join(result.restart_keys)}")
+        self.notifier.ready(status)
+        return result
+
+    def apply_config(self, config) -> None:
+        """
+        Run with *config* from now on (a reload: it differs from the
+        running one only in reloadable keys), and update what keeps its own
+        copy of a value.
+        """
+        old_level, self.config = self.config.log_level, config
+        self.guard.max_per_source = config.max_unauthenticated_per_source
+        self.guard.max_total = config.max_unauthenticated_connections
+        self.replays.skew = config.auth_timestamp_skew
+        if self.dashboard is not None:
+            # The dashboard reads its credentials once, at construction.
+            self.dashboard._credentials = None
+            if config.dashboard_user or config.dashboard_pwd:
+                self.dashboard._credentials = (
+                    config.dashboard_user.encode("utf-8"),
+                    config.dashboard_pwd.encode("utf-8"))
+        if not set_log_level(self.log_observer, config.log_level) \
+                and config.log_level != old_level:
+            self._log.warn("reload: log_level = {level} is not applied: the "
+                           "log destination was chosen on twistd's command "
+                           "line, not by log_file", level=config.log_level)
+
+    def _reload_from_signal(self) -> None:
+        self._log.info("SIGHUP: reloading {path}", path=self.config_path)
+        try:
+            self.reload()
+        except ConfigError:
+            pass  # logged by reload()
+        except Exception:
+            self._log.failure("reload failed")
 
     # Admission of accepted connections (called by the sniffer).
 
@@ -366,7 +490,6 @@ class RelayServer(service.MultiService):
         control.start()
 
     def handle_new_work_conn(self, connection, message) -> None:
-        config = self.config
         control = self.registry.controls.get(message.run_id)
         if control is None or control.closed:
             self._log.warn("{peer}: work connection for unknown run_id "
@@ -375,12 +498,14 @@ class RelayServer(service.MultiService):
             self._refuse_work_conn(
                 connection, f"no client with run_id [{message.run_id}]")
             return
-        if config.authenticate_new_work_conns:
+        # The settings of the control's login: a reload that changed the
+        # token or turned this check on leaves a live client's pool alone.
+        if control.authenticate_new_work_conns:
             source = connection.source
             if self._too_many_failures(connection, "work connection"):
                 self._refuse_work_conn(connection, "invalid NewWorkConn")
                 return
-            if not check_privilege_key(config.token, message.timestamp,
+            if not check_privilege_key(control.token, message.timestamp,
                                        message.privilege_key):
                 failures, delay = self.guard.record_failure(source)
                 self._log.warn("{peer}: work connection with a wrong "

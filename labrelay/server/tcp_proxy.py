@@ -5,6 +5,11 @@ every user connection is joined to one of the client's work connections.
 A user connection is paused the moment it is accepted and stays paused
 until a work connection is spliced to it, so nothing it sends is read (and
 buffered) before there is somewhere to put it.
+
+When a user connection closes, one info line says so with ``key=value``
+fields: ``proxy``, ``run_id``, ``user_addr``, ``bytes_in`` (from the user),
+``bytes_out`` (towards the user, as the work connection carried them) and
+``duration_ms``.
 """
 
 import random
@@ -14,6 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..errors import ProxyError
+from ..logs import kv_fields
 from ..peers import describe, host_port
 from ..relay import RelayedProtocol, set_no_delay
 # ProxyBase and join_user_to_work live in proxy_base (shared with http);
@@ -36,10 +42,12 @@ class UserConnection(RelayedProtocol):
         self.proxy = proxy
         self._waiting = None
         self._ended = False
+        self._started = 0.0
 
     def connectionMade(self):
         self.transport.pauseProducing()
         set_no_delay(self.transport)
+        self._started = self.proxy.server.clock.seconds()
         self.peer = describe(self.transport)
         self.proxy.connections.add(self)
         self.proxy.server.connections.add(self)
@@ -60,6 +68,15 @@ class UserConnection(RelayedProtocol):
         self.proxy.server.connections.remove(self)
         if self._waiting is not None:
             self._waiting.cancel()
+        splice = self.splice
+        proxy = self.proxy
+        self._log.info("user connection close {kv}", **kv_fields(
+            proxy=proxy.name, run_id=proxy.control.run_id,
+            user_addr=self.peer,
+            bytes_in=splice.bytes_a_to_b if splice is not None else 0,
+            bytes_out=splice.bytes_b_to_a if splice is not None else 0,
+            duration_ms=round(
+                (proxy.server.clock.seconds() - self._started) * 1000)))
 
     @property
     def ended(self) -> bool:

@@ -20,8 +20,24 @@ response.  Error answers on a connection whose request body was not read
 end with a lingering close (FIN, then input is discarded until the peer
 closes or :attr:`Vhost.linger_timeout`), so the peer reads the answer
 instead of a reset.
+
+Each request gets one access-log line (info, namespace
+``labrelay.access``) when its response ends, in the combined log format
+plus searchable fields::
+
+    client_ip - user [time] "METHOD path HTTP/1.1" status bytes_sent
+    "referer" "user-agent" host=... proxy=... duration_ms=...
+
+``user`` is the basic-auth user name sent (``-`` without one), ``time``
+when the request head arrived (UTC), ``bytes_sent`` the response body's
+size, ``proxy`` the proxy that served it (``-`` when none did).  A protocol
+switch is logged when it happens (101); a request whose user left before
+any response is logged as 499; a refusal before a request line was parsed
+(408, 400) as ``"-"``.  Request text is escaped as nginx does (``"``, ``\\``
+and non-printable bytes as ``\\xHH``).
 """
 
+import time
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
@@ -30,6 +46,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 
+from ..logs import quote
 from ..peers import describe, host_port
 from ..relay import (RelayedProtocol, Splice, set_no_delay,
                      supports_half_close)
@@ -78,6 +95,65 @@ _TOKEN_CHARS = frozenset(
 
 _TEXT = b"text/plain; charset=utf-8"
 _HTML = b"text/html; charset=utf-8"
+
+#: The access log's own namespace, so it can be filtered or routed apart
+#: (a module-level Logger: as a class attribute it would take the class's).
+_access_log = Logger(namespace="labrelay.access")
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+           "Oct", "Nov", "Dec")
+
+
+def clf_escape(value, space: bool = False) -> str:
+    """*value* (bytes or str) for a combined-log field: ``"``, ``\\`` and
+    bytes outside 0x20-0x7e (and spaces too when *space*) become ``\\xHH``,
+    as nginx writes them; ``-`` when empty."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "replace")
+    if not value:
+        return "-"
+    out = []
+    for byte in value:
+        if byte == 0x22 or byte == 0x5c or byte < 0x20 or byte > 0x7e \
+                or (space and byte == 0x20):
+            out.append(f"\\x{byte:02X}")
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+def clf_time(seconds: float) -> str:
+    """``10/Oct/2000:13:55:36 +0000`` (UTC; month names not localised)."""
+    t = time.gmtime(seconds)
+    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
+
+
+class AccessRecord:
+    """What the access-log line of one request says, gathered as it goes."""
+
+    __slots__ = ("started", "request", "referer", "user_agent", "host",
+                 "user", "proxy", "status", "bytes_sent")
+
+    def __init__(self, started: float, request=None):
+        self.started = started
+        self.request = "-" if request is None else clf_escape(request)
+        self.referer = self.user_agent = self.host = b""
+        self.user = ""
+        self.proxy = "-"
+        self.status = 0
+        self.bytes_sent = 0
+
+    @classmethod
+    def of(cls, started: float, request) -> "AccessRecord":
+        """The record of h11 *request*."""
+        record = cls(started, b"%s %s HTTP/%s" % (
+            request.method, request.target, request.http_version))
+        headers = request.headers.raw_items()
+        record.referer = header_value(headers, b"referer") or b""
+        record.user_agent = header_value(headers, b"user-agent") or b""
+        record.host = header_value(headers, b"host") or b""
+        return record
 
 
 def load_not_found_page(path: str, log=None) -> bytes:
@@ -169,8 +245,10 @@ class VhostConnection(RelayedProtocol):
         self.http = h11.Connection(h11.SERVER,
                                    max_incomplete_event_size=MAX_HEAD)
         self.peer = "?"
+        self.client_ip = "-"
         self.gate = None
         self._exchange = None
+        self._access = None   # the AccessRecord of the current request
         self._method = b""
         self._timer = None
         self._closing = False
@@ -188,6 +266,7 @@ class VhostConnection(RelayedProtocol):
     def connectionMade(self):
         set_no_delay(self.transport)
         self.peer = describe(self.transport)
+        self.client_ip = host_port(self.transport.getPeer())[0] or "-"
         self.gate = ReadGate(self.transport)
         self.vhost.connections.add(self)
         self.vhost.server.connections.add(self)
@@ -226,6 +305,30 @@ class VhostConnection(RelayedProtocol):
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.front_lost()
+        self._log_access(499)
+
+    # The access log.
+
+    def _log_access(self, status_if_none: int = 0) -> None:
+        """Write the current request's access-log line (once)."""
+        record, self._access = self._access, None
+        if record is None:
+            return
+        status = record.status or status_if_none
+        _access_log.info(
+            '{client_ip} - {user} [{received}] "{request}" {status} '
+            '{bytes_sent} "{referer}" "{user_agent}" host={host} '
+            'proxy={proxy} duration_ms={duration_ms}',
+            client_ip=self.client_ip,
+            user=clf_escape(record.user, space=True),
+            received=clf_time(record.started), request=record.request,
+            status=status, bytes_sent=record.bytes_sent,
+            referer=clf_escape(record.referer),
+            user_agent=clf_escape(record.user_agent),
+            host=quote(record.host.decode("latin-1")),
+            proxy=quote(record.proxy),
+            duration_ms=round((self.clock.seconds() - record.started)
+                              * 1000))
 
     # Timers.
 
@@ -318,6 +421,7 @@ class VhostConnection(RelayedProtocol):
 
     def _on_request(self, request) -> None:
         self._method = request.method
+        self._access = AccessRecord.of(self.clock.seconds(), request)
         if self._head_fed - len(self.http.trailing_data[0]) > MAX_HEAD:
             self._log.info("{peer}: request head over {size} bytes",
                            peer=self.peer, size=MAX_HEAD)
@@ -345,6 +449,7 @@ class VhostConnection(RelayedProtocol):
         if not credentials:
             credentials = header_value(headers, b"authorization")
         user, password = basic_auth(credentials)
+        self._access.user = user
         name = request_host(host.decode("latin-1"))
         proxy = self.vhost.routes.lookup(name, path, user)
         if proxy is None:
@@ -352,6 +457,7 @@ class VhostConnection(RelayedProtocol):
                            host=name, path=path[:200])
             self.respond(404, self.vhost.not_found_page, _HTML)
             return
+        self._access.proxy = proxy.name
         if not proxy.check_auth(user, password):
             if absolute:
                 self.respond(407, b"Unauthorized\n", extra=[
@@ -378,6 +484,15 @@ class VhostConnection(RelayedProtocol):
         data = self.http.send(event)
         if data:
             self.transport.write(data)
+        record = self._access
+        if record is not None:
+            kind = type(event)
+            if kind is h11.Data:
+                record.bytes_sent += len(event.data)
+            elif kind is h11.Response or kind is h11.InformationalResponse:
+                record.status = event.status_code
+            elif kind is h11.EndOfMessage:
+                self._log_access()
 
     def _discard_buffered_body(self) -> None:
         """Consume request body events already received (no exchange wants
@@ -411,6 +526,11 @@ class VhostConnection(RelayedProtocol):
     def _refuse(self, status: int, text: str) -> None:
         """Answer a request h11 could not accept, then close."""
         body = text.encode("utf-8", "replace") + b"\n"
+        if self._access is None:   # no request line parsed
+            self._access = AccessRecord(self.clock.seconds())
+        self._access.status = status
+        self._access.bytes_sent = len(body)
+        self._log_access()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n" % (
@@ -477,6 +597,7 @@ class VhostConnection(RelayedProtocol):
         """The response was cut: the user sees the connection close."""
         if exchange is self._exchange:
             self._exchange = None
+            self._log_access()
             self._closing = True
             self._cancel_timer()
             self.transport.loseConnection()
@@ -485,6 +606,7 @@ class VhostConnection(RelayedProtocol):
         """101 (or a 2xx to CONNECT) went out: splice raw bytes from now on."""
         self._exchange = None
         self._cancel_timer()
+        self._log_access()
         user_trailing, _ = self.http.trailing_data
         proxy = exchange.proxy
         splice = Splice(self, exchange.work, b_codec=exchange.codec,

@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.test_server_reload -*-
+"""
+Live reload of the server's settings (SIGHUP, ``systemctl reload``).
+
+The config file is read and validated again; a file that does not parse
+changes nothing.  Otherwise the keys in :data:`RELOADABLE` take their new
+values at once: ``server.config`` is replaced by a copy of the running
+config (``attrs.evolve``) with only those keys taken from the file, and the
+parts that keep their own copy (the source guard, the replay cache, the
+dashboard's credentials, the log level filter) are told
+(:meth:`RelayServer.apply_config`).  Every other changed key is logged as
+needing a restart, by name (values are never logged: they may be secrets).
+
+What "at once" means per key:
+
+* ``allow_ports``, ``max_ports_per_client``, ``max_proxies_per_client``,
+  ``detailed_errors_to_client``: the next NewProxy (live proxies stay);
+* ``max_unauthenticated_*``: the next accepted connection;
+* ``auth_timestamp_skew``: the next authentication;
+* ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
+  ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
+  next login.  A client already logged in keeps the values of its login
+  (its token still keys its encryption and signs its work connections and
+  Pings), so its tunnels carry on;
+* ``dashboard_user``/``dashboard_pwd``: the next dashboard request;
+* ``log_level``: the next log event (when the log destination is the
+  config's ``log_file``, not one chosen on twistd's command line).
+
+Listeners and routes exist once started, so their keys (``bind_*``,
+``vhost_*``, ``subdomain_host``, ``dashboard_port``, TLS, ``tcp_mux``, ...)
+need a restart.
+
+:func:`config_changes` and :func:`merged_config` are pure;
+:class:`SighupHandler` turns SIGHUP into a reload in the reactor.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import attrs
+from twisted.logger import Logger
+
+from ..config import ServerConfig, load_server_config
+
+_log = Logger()
+
+#: [common] keys a reload applies without a restart.
+RELOADABLE = frozenset({
+    "allow_ports", "max_ports_per_client", "max_pool_count",
+    "max_proxies_per_client", "max_unauthenticated_per_source",
+    "max_unauthenticated_connections", "auth_timestamp_skew", "token",
+    "authenticate_heartbeats", "authenticate_new_work_conns",
+    "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
+    "dashboard_user", "dashboard_pwd", "log_level",
+})
+
+#: ServerConfig fields that are not [common] keys.
+_NOT_KEYS = frozenset({"source", "warnings"})
+
+
+@attrs.frozen
+class ReloadResult:
+    """The keys whose new values apply now, and those waiting for a
+    restart (each in ServerConfig field order)."""
+    applied: tuple[str, ...] = ()
+    restart_keys: tuple[str, ...] = ()
+
+
+def config_changes(old: ServerConfig, new: ServerConfig) -> ReloadResult:
+    """Which [common] keys differ, split into reloadable and not."""
+    applied, restart = [], []
+    for field in attrs.fields(ServerConfig):
+        name = field.name
+        if name in _NOT_KEYS:
+            continue
+        if getattr(old, name) != getattr(new, name):
+            (applied if name in RELOADABLE else restart).append(name)
+    return ReloadResult(tuple(applied), tuple(restart))
+
+
+def merged_config(old: ServerConfig, new: ServerConfig) -> ServerConfig:
+    """*old* with the reloadable keys of *new* (and its warnings)."""
+    return attrs.evolve(old, warnings=new.warnings,
+                        **{name: getattr(new, name) for name in RELOADABLE})
+
+
+def apply(server, new: ServerConfig) -> ReloadResult:
+    """
+    Apply the reloadable keys of *new* to *server* (a
+    :class:`~labrelay.server.service.RelayServer`); log what changed.
+    """
+    result = config_changes(server.config, new)
+    server.apply_config(merged_config(server.config, new))
+    for warning in new.warnings:
+        _log.warn("{warning}", warning=warning)
+    if result.restart_keys:
+        _log.warn("reload: {keys} changed, which needs a restart (the "
+                  "running value is kept until then)",
+                  keys=", ".join(result.restart_keys))
+    _log.info("reload: applied {applied}",
+              applied=", ".join(result.applied) if result.applied
+              else "no change")
+    return result
+
+
+class SighupHandler:
+    """
+    Calls *reload* in the reactor on SIGHUP while installed; :meth:`restore`
+    puts the previous handler back.
+
+    A signal handler may run in the middle of reactor code, so it only
+    hands the work over (``callFromThread`` is safe from handlers).
+    """
+
+    def __init__(self, reactor, reload):
+        self._reactor = reactor
+        self._reload = reload
+        self._previous = None   # (handler,) while ours is installed
+
+    def install(self) -> None:
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is None or self._previous is not None:
+            return
+        try:
+            self._previous = (signal.signal(sighup, self.on_signal),)
+        except ValueError:  # not the main thread: no handler
+            self._previous = None
+
+    def restore(self) -> None:
+        if self._previous is None:
+            return
+        (previous,), self._previous = self._previous, None
+        if signal.getsignal(signal.SIGHUP) == self.on_signal:
+            # None: a handler not set from Python; the default is the best
+            # that can be put back.
+            signal.signal(signal.SIGHUP, signal.SIG_DFL
+                          if previous is None else previous)
+
+    def on_signal(self, signum, frame) -> None:
+        self._reactor.callFromThread(self._reload)
+
+
+def reload_from_file(server, path, environ=None) -> ReloadResult:
+    """
+    Read *path* again and :func:`apply` it to *server*.  Raises
+    :class:`labrelay.config.ConfigError` (nothing changed) for a bad file.
+    """
+    return apply(server, load_server_config(path, environ))
+
+
+__all__ = ["RELOADABLE", "ReloadResult", "SighupHandler", "apply",
+           "config_changes", "merged_config", "reload_from_file"]

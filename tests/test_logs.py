@@ -1,0 +1,379 @@
+# -*- test-case-name: tests.test_logs -*-
+"""
+Searchable log lines (labrelay.logs, the server's control, tcp proxy and
+vhost): ``key=value`` quoting, the run-time level filter, the login,
+logout, proxy and user-connection lines on real sockets, and the HTTP
+access log on memory transports (exact lines) and through a real tunnel.
+"""
+
+import io
+import re
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, globalLogPublisher, textFileLogObserver
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from labrelay.config import parse_server_config
+from labrelay.logs import (LevelFilteredObserver, kv, kv_fields,
+                           make_log_observer, quote, set_log_level)
+from labrelay.protocol import messages
+from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
+from labrelay.tracking import ConnectionSet
+
+from .harness import (Client, LogCapture, Relay, async_test, connect_user,
+                      listen, tcp_proxy, within)
+from .test_vhost import VhostRelay, http_proxy, start_client, web_backend
+
+
+class QuoteTests(SynchronousTestCase):
+    """How a field value is written after ``key=``."""
+
+    def test_plain_tokens_are_bare(self):
+        """Names, addresses, versions and numbers are written as they are."""
+        for value in ("alice", "127.0.0.1:5555", "[::1]:80", "0.51.3",
+                      "web.example.test,b.example.test", 42):
+            self.assertEqual(quote(value), str(value))
+
+    def test_other_values_are_quoted(self):
+        """Empty values, spaces, '=', quotes, backslashes and line breaks
+        are double-quoted with escapes."""
+        self.assertEqual(quote(""), '""')
+        self.assertEqual(quote("a b"), '"a b"')
+        self.assertEqual(quote("a=b"), '"a=b"')
+        self.assertEqual(quote('say "hi"\\'), '"say \\"hi\\"\\\\"')
+        self.assertEqual(quote("x\ny\r"), '"x\\x0ay\\x0d"')
+        self.assertEqual(quote("x\u2028y"), '"x\\u2028y"')
+
+    def test_a_value_cannot_forge_a_field(self):
+        """A client-chosen value holding ``key=value`` text stays one
+        quoted value."""
+        line = kv(user='x" run_id=forged', version="1")
+        self.assertEqual(line, 'user="x\\" run_id=forged" version=1')
+        self.assertEqual(fields(line), {"user": 'x\\" run_id=forged',
+                                        "version": "1"})
+
+    def test_kv_fields_keeps_the_values(self):
+        """kv_fields gives the structured fields and their text as kv."""
+        self.assertEqual(kv_fields(a=1, b="x y"),
+                         {"a": 1, "b": "x y", "kv": 'a=1 b="x y"'})
+
+
+class LevelTests(SynchronousTestCase):
+    """The log_level filter, fixed at start and changed at run time."""
+
+    def emit(self, observer, level, text):
+        observer({"log_level": level, "log_namespace": "labrelay.test",
+                  "log_format": text, "log_time": 0.0})
+
+    def test_config_level(self):
+        """make_log_observer passes events at the config's level and up."""
+        config = parse_server_config("[common]\nlog_level = warn\n")
+        out = io.StringIO()
+        observer = make_log_observer(config, stream=out)
+        self.assertIsInstance(observer, LevelFilteredObserver)
+        self.emit(observer, LogLevel.info, "quiet-info")
+        self.emit(observer, LogLevel.warn, "loud-warn")
+        self.assertNotIn("quiet-info", out.getvalue())
+        self.assertIn("loud-warn", out.getvalue())
+
+    def test_set_level(self):
+        """set_log_level lowers and raises the threshold of a running
+        observer."""
+        out = io.StringIO()
+        observer = LevelFilteredObserver(textFileLogObserver(out), "info")
+        self.emit(observer, LogLevel.debug, "debug-1")
+        self.assertTrue(set_log_level(observer, "debug"))
+        self.assertEqual(observer.level, "debug")
+        self.emit(observer, LogLevel.debug, "debug-2")
+        self.assertTrue(set_log_level(observer, "error"))
+        self.emit(observer, LogLevel.warn, "warn-3")
+        self.emit(observer, LogLevel.error, "error-4")
+        text = out.getvalue()
+        self.assertNotIn("debug-1", text)
+        self.assertIn("debug-2", text)
+        self.assertNotIn("warn-3", text)
+        self.assertIn("error-4", text)
+
+    def test_other_observers_untouched(self):
+        """An observer chosen on twistd's command line has no level to
+        change: set_log_level says so."""
+        self.assertFalse(set_log_level(lambda event: None, "debug"))
+        self.assertFalse(set_log_level(None, "debug"))
+
+
+def fields(line):
+    """The key=value fields of *line* (bare or double-quoted values)."""
+    return {key: value.strip('"') for key, value in re.findall(
+        r'(?:^| )(\w+)=("(?:[^"\\]|\\.)*"|[^ ;]+)', line)}
+
+
+class Twice(Protocol):
+    """A backend answering every byte twice (so bytes in != bytes out)."""
+
+    def dataReceived(self, data):
+        self.transport.write(data * 2)
+
+
+class EventLineTests(TestCase):
+    """Login, logout, proxy and user-connection lines on real sockets."""
+
+    @async_test
+    async def test_tcp_lifecycle_lines(self):
+        """One info line each for the login, the proxy's start, a user
+        connection's close (bytes both ways, duration) and, when the client
+        leaves, the proxy's close and the logout, with the fields an admin
+        searches for."""
+        log = LogCapture(self)
+        relay = await Relay(self).start()
+        backend = listen(self, Factory.forProtocol(Twice))
+        client = await Client(self, relay.port, tcp_proxy("echo", backend),
+                              extra="user = alice\n").start()
+        [name] = client.client.proxies   # named after the user
+        port = await client.running(name)
+        run_id = client.client.run_id
+        self.assertEqual(list(relay.server.registry.proxies), [name])
+
+        [login] = log.lines("client login ", f"run_id={run_id}")
+        found = fields(login)
+        self.assertEqual((found["user"], found["run_id"]), ("alice", run_id))
+        self.assertRegex(found["client_addr"], r"^127\.0\.0\.1:\d+$")
+        self.assertTrue(found["version"])
+        [start] = log.lines("proxy start ", f"proxy={name} ")
+        self.assertEqual(fields(start), dict(
+            run_id=run_id, proxy=name, type="tcp", remote_port=str(port),
+            client_addr=found["client_addr"]))
+
+        user = await connect_user(self, port)
+        user.transport.write(b"hello")
+        await within(user.wait_for(10))
+        user_addr = "127.0.0.1:%d" % user.transport.getHost().port
+        mark = log.mark()
+        user.transport.loseConnection()
+        line = await within(log.when_logged("user connection close",
+                                            since=mark))
+        closed = fields(line)
+        self.assertEqual(
+            (closed["proxy"], closed["run_id"], closed["user_addr"],
+             closed["bytes_in"], closed["bytes_out"]),
+            (name, run_id, user_addr, "5", "10"))
+        self.assertGreaterEqual(int(closed["duration_ms"]), 0)
+
+        mark = log.mark()
+        await client.stop()
+        logout = fields(await within(log.when_logged(
+            "client logout", since=mark)))
+        self.assertEqual((logout["run_id"], logout["user"],
+                          logout["client_addr"]),
+                         (run_id, "alice", found["client_addr"]))
+        self.assertTrue(logout["reason"])
+        [close] = log.lines("proxy close ", f"proxy={name} ", since=mark)
+        self.assertEqual((fields(close)["run_id"],
+                          fields(close)["remote_port"]), (run_id, str(port)))
+        # frps's wording is kept at the end of the start line
+        self.assertTrue(start.endswith(f"proxy [{name}] (tcp) started at "
+                                       f":{port}"))
+
+    @async_test
+    async def test_http_proxy_lines_name_domains(self):
+        """An http proxy's start and close lines name its domains, and a
+        request through it gets an access-log line."""
+        log = LogCapture(self)
+        relay = await VhostRelay(self).start()
+        backend = web_backend(self, "b")
+        client = await start_client(self, relay, http_proxy(
+            "web", backend, subdomain="docs"), ["web"])
+        [start] = log.lines("proxy start ", "proxy=web ")
+        self.assertEqual((fields(start)["type"], fields(start)["domains"]),
+                         ("http", "docs.web.example.test"))
+
+        user = await connect_user(self, relay.http_port)
+        user.transport.write(
+            b"GET /a/b?c=1 HTTP/1.1\r\nHost: docs.web.example.test\r\n"
+            b"Referer: http://from.example/\r\nUser-Agent: probe/1.0\r\n"
+            b"Connection: close\r\n\r\n")
+        await within(user.closed)
+        body = bytes(user.received).split(b"\r\n\r\n", 1)[1]
+        [line] = log.lines('"GET /a/b?c=1 HTTP/1.1"', "proxy=web")
+        self.assertRegex(line, (
+            r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
+            r'"GET /a/b\?c=1 HTTP/1\.1" 200 %d "http://from\.example/" '
+            r'"probe/1\.0" host=docs\.web\.example\.test proxy=web '
+            r'duration_ms=\d+$') % len(body))
+
+        mark = log.mark()
+        await client.stop()
+        close = await within(log.when_logged("proxy close ", "proxy=web ",
+                                             since=mark))
+        self.assertEqual(fields(close)["domains"], "docs.web.example.test")
+
+
+class _Stub:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _Work:
+    """A pooled work connection on a StringTransport."""
+
+    def __init__(self):
+        self.transport = StringTransport()
+        self.sent = []
+        self.alive = True
+        self.splice = None
+
+    def send(self, message):
+        self.sent.append(message)
+
+    def take_early_data(self):
+        return b""
+
+
+class AccessLogTests(SynchronousTestCase):
+    """The access-log line of each way a vhost request can end, exactly."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(971186136)  # 10/Oct/2000:13:55:36 UTC
+        config = parse_server_config(
+            "[common]\nvhost_http_port = 80\nsubdomain_host = w.test\n")
+        server = _Stub(config=config, clock=self.clock,
+                       connections=ConnectionSet())
+        self.vhost = Vhost(server)
+        self.works = []
+
+        def get():
+            self.works.append(_Work())
+            return defer.succeed(self.works[-1])
+
+        control = _Stub(login=_Stub(pool_count=1), closed=False,
+                        pool=_Stub(get=get), run_id="r1")
+        for name, extra in (("app", {}),
+                            ("locked", {"http_user": "bob",
+                                        "http_pwd": "pw"})):
+            proxy = self.vhost.create_proxy(control, messages.NewProxy(
+                proxy_name=name, proxy_type="http", subdomain=name, **extra))
+            proxy.start()
+        self.user = StringTransport(
+            peerAddress=IPv4Address("TCP", "192.0.2.7", 5555))
+        self.connection = self.vhost.factory.buildProtocol(None)
+        self.connection.makeConnection(self.user)
+        self.log = LogCapture(self)
+
+    def tearDown(self):
+        self.connection.connectionLost(None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def access_lines(self):
+        return self.log.lines(" - ", "duration_ms=")
+
+    def test_clf_helpers(self):
+        """Times are UTC with English month names; quotes, backslashes and
+        non-ASCII bytes are escaped as nginx does."""
+        self.assertEqual(clf_time(971186136), "10/Oct/2000:13:55:36 +0000")
+        self.assertEqual(clf_escape(b'a"b\\c \xff\n'),
+                         "a\\x22b\\x5Cc \\xFF\\x0A")
+        self.assertEqual(clf_escape(b""), "-")
+
+    def test_proxied_request(self):
+        """A request answered by the backend: status, body bytes, referer,
+        user agent, host, proxy and the time it took."""
+        self.connection.dataReceived(
+            b"GET /x?y=1 HTTP/1.1\r\nHost: app.w.test\r\n"
+            b"Referer: http://r.test/\r\nUser-Agent: ua/2\r\n\r\n")
+        [work] = self.works
+        self.clock.advance(0.25)
+        work.splice.forward(work, b"HTTP/1.1 201 Created\r\n"
+                                  b"Content-Length: 5\r\n\r\nhello")
+        self.assertEqual(self.access_lines(), [
+            '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET /x?y=1 '
+            'HTTP/1.1" 201 5 "http://r.test/" "ua/2" host=app.w.test '
+            'proxy=app duration_ms=250'])
+
+    def test_access_namespace_and_level(self):
+        """Access lines are info events in the labrelay.access namespace."""
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: none.test"
+                                     b"\r\n\r\n")
+        [event] = [e for e in seen if "duration_ms" in e.get("log_format",
+                                                             "")]
+        self.assertEqual((event["log_namespace"], event["log_level"],
+                          event["status"]),
+                         ("labrelay.access", LogLevel.info, 404))
+
+    def test_not_found(self):
+        """No route: 404, the page's size, and no proxy."""
+        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: none.test"
+                                     b"\r\n\r\n")
+        self.assertEqual(self.access_lines(), [
+            '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" '
+            f'404 {len(NOT_FOUND_PAGE)} "-" "-" host=none.test proxy=- '
+            'duration_ms=0'])
+
+    def test_unauthorized_names_user_and_proxy(self):
+        """Wrong credentials: 401 with the user name sent and the proxy."""
+        self.connection.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: locked.w.test\r\n"
+            b"Authorization: Basic Ym9iOm5vcGU=\r\n\r\n")   # bob:nope
+        [line] = self.access_lines()
+        self.assertIn(' - bob [', line)
+        self.assertIn('" 401 13 ', line)
+        self.assertTrue(line.endswith("host=locked.w.test proxy=locked "
+                                      "duration_ms=0"))
+
+    def test_slow_head_is_408_without_request(self):
+        """A head cut short by the head timeout: 408 and ``"-"``."""
+        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: ap")
+        self.clock.advance(self.vhost.head_timeout)
+        [line] = self.access_lines()
+        self.assertIn('"-" 408 ', line)
+        self.assertIn("host=\"\" proxy=- ", line)
+
+    def test_user_leaves_before_answer(self):
+        """A user gone before any response: 499, with the time waited."""
+        self.connection.dataReceived(b"GET /slow HTTP/1.1\r\n"
+                                     b"Host: app.w.test\r\n\r\n")
+        self.clock.advance(1.5)
+        self.connection.connectionLost(None)
+        [line] = self.access_lines()
+        self.assertIn('"GET /slow HTTP/1.1" 499 0 ', line)
+        self.assertTrue(line.endswith("proxy=app duration_ms=1500"))
+
+    def test_switching_protocols(self):
+        """A websocket upgrade is logged when it switches: 101."""
+        self.connection.dataReceived(
+            b"GET /ws HTTP/1.1\r\nHost: app.w.test\r\nUpgrade: websocket"
+            b"\r\nConnection: Upgrade\r\n\r\n")
+        [work] = self.works
+        work.splice.forward(work, b"HTTP/1.1 101 Switching Protocols\r\n"
+                                  b"Upgrade: websocket\r\n"
+                                  b"Connection: Upgrade\r\n\r\n")
+        [line] = self.access_lines()
+        self.assertIn('"GET /ws HTTP/1.1" 101 0 ', line)
+        self.assertIn("proxy=app ", line)
+
+    def test_request_text_escaped(self):
+        """Quotes, backslashes and bytes outside ASCII in the target and
+        headers cannot break the line's quoting."""
+        self.connection.dataReceived(
+            b'GET /a"b\\c HTTP/1.1\r\nHost: none.test\r\n'
+            b'User-Agent: x" \xc3\xa9\r\n\r\n')
+        [line] = self.access_lines()
+        self.assertIn('"GET /a\\x22b\\x5Cc HTTP/1.1" 404 ', line)
+        self.assertIn('"x\\x22 \\xC3\\xA9"', line)
+        self.assertEqual(line.count('"'), 6)
+
+    def test_keep_alive_one_line_each(self):
+        """Two requests on one connection give two lines, in order."""
+        for path in (b"/one", b"/two"):
+            self.connection.dataReceived(b"GET " + path + b" HTTP/1.1\r\n"
+                                         b"Host: none.test\r\n\r\n")
+        lines = self.access_lines()
+        self.assertEqual(len(lines), 2)
+        self.assertIn('"GET /one ', lines[0])
+        self.assertIn('"GET /two ', lines[1])

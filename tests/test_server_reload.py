@@ -1,0 +1,488 @@
+# -*- test-case-name: tests.test_server_reload -*-
+"""
+Live reload of the server's config (labrelay.server.reload, SIGHUP): which
+keys apply at once and to whom, which are reported as needing a restart,
+and that a bad file changes nothing.
+
+Most tests drive a RelayServer run from a config file on a
+MemoryReactorClock with fake frp peers (``tcp_mux = false``, the peers of
+tests.test_auth_hardening); the token, dashboard and SIGHUP tests use real
+loopback sockets.
+"""
+
+import io
+import os
+import signal
+
+import attrs
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import (LogLevel, Logger, globalLogPublisher,
+                            textFileLogObserver)
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from labrelay.config import ConfigError, ServerConfig, load_server_config, \
+    parse_server_config
+from labrelay.logs import LevelFilteredObserver
+from labrelay.protocol import messages
+from labrelay.protocol.auth import privilege_key
+from labrelay.sdnotify import Notifier
+from labrelay.server.reload import RELOADABLE, config_changes, merged_config
+from labrelay.server.service import RelayServer
+from labrelay.tls import server_tls_options
+
+from .harness import (Client, LogCapture, async_test, connect_user,
+                      echo_server, tcp_proxy, within)
+from .test_auth_hardening import NOW, TOKEN, Peer, login, work_conn
+from .test_dashboard import Http
+
+NEW_TOKEN = "reloaded-token"
+BASE = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
+        f"token = {TOKEN}\ntcp_mux = false\n")
+
+
+def write_ini(testcase, text) -> str:
+    """Write *text* as frps.ini in a fresh directory; its path."""
+    directory = FilePath(testcase.mktemp())
+    directory.makedirs()
+    path = directory.child("frps.ini")
+    path.setContent(text.encode("utf-8"))
+    return path.path
+
+
+def rewrite(path, text) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+class PureTests(SynchronousTestCase):
+    """config_changes and merged_config."""
+
+    def test_reloadable_keys_exist(self):
+        """Every reloadable key is a ServerConfig field (no typo)."""
+        names = {field.name for field in attrs.fields(ServerConfig)}
+        self.assertEqual(RELOADABLE - names, set())
+
+    def test_changes_split(self):
+        """Changed keys are split into reloadable and restart-needing, in
+        field order; source and warnings are not keys."""
+        old = parse_server_config(BASE, source="a.ini")
+        new = parse_server_config(
+            BASE.replace("7000", "7001") + "max_pool_count = 2\n"
+            "subdomain_host = x.test\nlog_level = debug\nfoo = 1\n",
+            source="b.ini")
+        result = config_changes(old, new)
+        self.assertEqual(result.applied, ("max_pool_count", "log_level"))
+        self.assertEqual(result.restart_keys, ("bind_port", "subdomain_host"))
+
+    def test_merged_takes_only_reloadable(self):
+        """The merged config has the new reloadable values and the old
+        everything else."""
+        old = parse_server_config(BASE)
+        new = parse_server_config(BASE.replace("7000", "7001")
+                                  + "max_pool_count = 2\n")
+        merged = merged_config(old, new)
+        self.assertEqual((merged.bind_port, merged.max_pool_count),
+                         (7000, 2))
+        self.assertEqual(config_changes(old, merged).restart_keys, ())
+
+
+class MemoryServerCase(SynchronousTestCase):
+    """A RelayServer run from a config file on a MemoryReactorClock."""
+
+    extra = ""
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(NOW)
+        self.peers = []
+        self.text = BASE + self.extra
+        self.path = write_ini(self, self.text)
+        self.server = RelayServer(
+            load_server_config(self.path), self.reactor, None,
+            config_path=self.path, notifier=Notifier(None))
+        self.server.startService()
+        self.addCleanup(self._stop)
+        [(_, self.bind_factory, _, _)] = [
+            s for s in self.reactor.tcpServers if s[0] == 7000]
+        self.log = LogCapture(self)
+
+    def _stop(self):
+        stopped = self.server.stopService()
+        for _ in range(3):
+            for peer in self.peers:
+                if peer.transport.disconnecting:
+                    peer.lose()
+        for peer in self.peers:
+            peer.lose()
+        self.successResultOf(stopped)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def reload(self, extra, token=TOKEN):
+        """Rewrite the file as the base config (with *token*) plus *extra*;
+        reload."""
+        rewrite(self.path, BASE.replace(TOKEN, token) + extra)
+        return self.server.reload()
+
+    def peer(self, host="192.0.2.1"):
+        return Peer(self, host, 40000 + len(self.peers))
+
+    def logged_in(self, host="192.0.2.1", **fields):
+        peer = self.peer(host)
+        peer.send(login(**fields))
+        response, *peer.after_login = peer.read()
+        self.assertEqual(response.error, "")
+        return peer
+
+    def login_error(self, peer, wait=8.0) -> str:
+        """The LoginResp error *peer* gets (delayed answers included)."""
+        self.reactor.advance(wait)
+        [response] = peer.read()
+        self.assertIsInstance(response, messages.LoginResp)
+        return response.error
+
+    def control(self, peer):
+        return self.server.registry.controls[peer.run_id]
+
+    def new_proxy(self, peer, name, port):
+        """Send NewProxy (tcp, remote_port *port*); the NewProxyResp."""
+        peer.send(messages.NewProxy(proxy_name=name, proxy_type="tcp",
+                                    remote_port=port))
+        [response] = [m for m in peer.read()
+                      if isinstance(m, messages.NewProxyResp)]
+        return response
+
+    def user_of(self, port):
+        """A user connection accepted on proxy port *port* (memory)."""
+        factory = [s for s in self.reactor.tcpServers if s[0] == port][-1][1]
+        user = factory.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+        transport = StringTransport(
+            peerAddress=IPv4Address("TCP", "198.51.100.1", 1))
+        user.makeConnection(transport)
+        self.addCleanup(user.connectionLost, None)
+        return transport
+
+
+class TokenTests(MemoryServerCase):
+    """A new token is for new logins; clients logged in keep theirs."""
+
+    extra = "authenticate_new_work_conns = true\n" \
+            "authenticate_heartbeats = true\n"
+
+    def test_new_token(self):
+        """After the reload the old token is refused and the new one
+        accepted for logins, while the live client's work connections and
+        Pings, signed with the old token, are still accepted."""
+        live = self.logged_in()
+        result = self.reload(self.extra, token=NEW_TOKEN)
+        self.assertEqual(result.applied, ("token",))
+
+        old = self.peer("192.0.2.2")
+        old.send(login(timestamp=NOW + 1))
+        self.assertIn("token in login doesn't match", self.login_error(old))
+        new = self.peer("192.0.2.3")
+        new.send(login(token=NEW_TOKEN, timestamp=NOW + 2))
+        self.assertEqual(new.read()[0].error, "")
+
+        work = self.peer()
+        work.send(work_conn(live.run_id, timestamp=NOW + 9))
+        self.assertFalse(work.transport.disconnecting)
+        self.assertEqual(self.control(live).pool.idle_count, 1)
+        live.send(messages.Ping(timestamp=NOW + 9,
+                                privilege_key=privilege_key(TOKEN, NOW + 9)))
+        [pong] = [m for m in live.read() if isinstance(m, messages.Pong)]
+        self.assertEqual(pong.error, "")
+        self.assertIn(live.run_id, self.server.registry.controls)
+
+        # a new client's work connection needs the new token
+        stale = self.peer("192.0.2.3")
+        stale.send(work_conn(new.run_id, timestamp=NOW + 9))
+        self.reactor.advance(8)
+        [answer] = stale.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+
+    def test_secrets_not_logged(self):
+        """The reload log names the token key, never a token value."""
+        self.reload(self.extra, token=NEW_TOKEN)
+        text = "\n".join(t for _, t, _ in self.log.events)
+        self.assertIn("token", text)
+        self.assertNotIn(NEW_TOKEN, text)
+        self.assertNotIn(TOKEN, text)
+
+
+class NewLoginSettingsTests(MemoryServerCase):
+    """authenticate_*, heartbeat_timeout, user_conn_timeout and
+    max_pool_count apply to the logins after the reload."""
+
+    extra = "heartbeat_timeout = 90\n"
+
+    def test_authentication_flags(self):
+        """Turning authenticate_* on leaves the live client's unsigned work
+        connections and Pings accepted, and holds a new client to it."""
+        live = self.logged_in()
+        self.reload("heartbeat_timeout = 90\n"
+                    "authenticate_new_work_conns = true\n"
+                    "authenticate_heartbeats = true\n")
+        unsigned = self.peer()
+        unsigned.send(messages.NewWorkConn(run_id=live.run_id))
+        self.assertFalse(unsigned.transport.disconnecting)
+        self.assertEqual(self.control(live).pool.idle_count, 1)
+        live.send(messages.Ping())
+        [pong] = [m for m in live.read() if isinstance(m, messages.Pong)]
+        self.assertEqual(pong.error, "")
+
+        later = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
+        self.assertTrue(self.control(later).authenticate_heartbeats)
+        refused = self.peer("192.0.2.2")
+        refused.send(messages.NewWorkConn(run_id=later.run_id))
+        self.reactor.advance(8)
+        [answer] = refused.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+
+    def test_live_client_keeps_its_heartbeat_timeout(self):
+        """After a reload turns the heartbeat timeout off, a live client's
+        Pings still renew its own 90 s (no instant expiry), while a new
+        client has none."""
+        live = self.logged_in()
+        self.reload("heartbeat_timeout = 0\n")
+        later = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
+        self.reactor.advance(60)
+        live.send(messages.Ping())
+        self.reactor.advance(89)
+        self.assertIn(live.run_id, self.server.registry.controls)
+        self.reactor.advance(1)
+        self.assertNotIn(live.run_id, self.server.registry.controls)
+        self.reactor.advance(1000)
+        self.assertIn(later.run_id, self.server.registry.controls)
+
+    def test_timeouts_and_pool(self):
+        """A client logging in after the reload gets the new heartbeat
+        timeout, user_conn_timeout and max_pool_count; the live one keeps
+        the old ones."""
+        live = self.logged_in(pool_count=3)
+        self.assertEqual(sum(isinstance(m, messages.ReqWorkConn)
+                             for m in live.after_login), 3)
+        self.reload("heartbeat_timeout = 20\nuser_conn_timeout = 4\n"
+                    "max_pool_count = 1\n")
+        later = self.logged_in(host="192.0.2.2", timestamp=NOW + 1,
+                               pool_count=3)
+        self.assertEqual(sum(isinstance(m, messages.ReqWorkConn)
+                             for m in later.after_login), 1)
+        self.assertEqual(self.new_proxy(live, "old", 6001).error, "")
+        self.assertEqual(self.new_proxy(later, "new", 6002).error, "")
+        old_user = self.user_of(6001)
+        new_user = self.user_of(6002)
+        self.reactor.advance(4)
+        self.assertTrue(new_user.disconnecting)    # 4 s
+        self.assertFalse(old_user.disconnecting)   # still within 10 s
+        self.reactor.advance(6)
+        self.assertTrue(old_user.disconnecting)
+        self.reactor.advance(10)                   # 20 s: later's heartbeat
+        self.assertNotIn(later.run_id, self.server.registry.controls)
+        self.assertIn(live.run_id, self.server.registry.controls)
+        self.reactor.advance(70)                   # 90 s: live's
+        self.assertNotIn(live.run_id, self.server.registry.controls)
+
+
+class LimitTests(MemoryServerCase):
+    """Limits on new proxies and unauthenticated connections, and the
+    timestamp skew, apply from the next request on."""
+
+    def test_proxy_limits(self):
+        """allow_ports, max_ports_per_client, max_proxies_per_client and
+        detailed_errors_to_client each change the answer to the next
+        NewProxy; proxies already running stay."""
+        peer = self.logged_in()
+        self.assertEqual(self.new_proxy(peer, "p1", 6001).error, "")
+        self.reload("allow_ports = 6002-6004\n")
+        self.assertEqual(self.new_proxy(peer, "p2", 6005).error,
+                         "port not allowed")
+        self.assertIn("p1", self.server.registry.proxies)
+        self.assertEqual(self.new_proxy(peer, "p3", 6002).error, "")
+        self.reload("allow_ports = 6002-6004\nmax_ports_per_client = 2\n")
+        self.assertEqual(self.new_proxy(peer, "p4", 6003).error,
+                         "exceed the max_ports_per_client")
+        self.reload("allow_ports = 6002-6004\nmax_proxies_per_client = 2\n")
+        self.assertIn("max_proxies_per_client",
+                      self.new_proxy(peer, "p5", 6003).error)
+        self.reload("allow_ports = 6002-6004\nmax_proxies_per_client = 2\n"
+                    "detailed_errors_to_client = false\n")
+        self.assertEqual(self.new_proxy(peer, "p6", 6003).error,
+                         "new proxy [p6] error")
+        self.assertEqual(sorted(self.server.registry.proxies), ["p1", "p3"])
+
+    def test_unauthenticated_caps(self):
+        """A lower max_unauthenticated_per_source refuses the next
+        connection over it; max_unauthenticated_connections likewise."""
+        self.peer("192.0.2.9")
+        self.reload("max_unauthenticated_per_source = 1\n")
+        self.assertTrue(self.peer("192.0.2.9").refused_at_once)
+        self.assertFalse(self.peer("192.0.2.10").refused_at_once)
+        self.reload("max_unauthenticated_connections = 2\n")
+        self.assertTrue(self.peer("192.0.2.11").refused_at_once)
+
+    def test_timestamp_skew(self):
+        """auth_timestamp_skew turned on refuses a Login an hour old."""
+        self.logged_in(timestamp=NOW - 3600)
+        self.reload("auth_timestamp_skew = 60\n")
+        peer = self.peer("192.0.2.2")
+        peer.send(login(timestamp=NOW - 3599))
+        self.assertIn("behind the server's clock", peer.read()[0].error)
+        self.assertEqual(self.server.replays.skew, 60)
+
+
+class LogLevelTests(MemoryServerCase):
+    """log_level changes the running log filter."""
+
+    def test_log_level(self):
+        """Debug events are dropped before a reload to log_level = debug
+        and written after it; the file's observer is changed in place."""
+        out = io.StringIO()
+        observer = LevelFilteredObserver(textFileLogObserver(out), "info")
+        self.server.log_observer = observer
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        probe = Logger(namespace="labrelay.probe")
+        probe.debug("before-reload")
+        result = self.reload("log_level = debug\n")
+        probe.debug("after-reload")
+        self.assertEqual(result.applied, ("log_level",))
+        self.assertEqual(observer.level, "debug")
+        self.assertNotIn("before-reload", out.getvalue())
+        self.assertIn("after-reload", out.getvalue())
+
+
+class RestartKeyTests(MemoryServerCase):
+    """Keys that need a restart are named and keep their running value."""
+
+    def test_bind_port_needs_restart(self):
+        """A changed bind_port (and subdomain_host) is logged as needing a
+        restart; the server keeps its port and value, and reloadable keys
+        in the same file still apply."""
+        rewrite(self.path, BASE.replace("7000", "7100")
+                + "subdomain_host = x.test\nmax_pool_count = 2\n")
+        result = self.server.reload()
+        self.assertEqual(result.restart_keys, ("bind_port", "subdomain_host"))
+        self.assertEqual(result.applied, ("max_pool_count",))
+        [line] = self.log.lines("needs a restart", min_level=LogLevel.warn)
+        self.assertIn("bind_port, subdomain_host", line)
+        config = self.server.config
+        self.assertEqual((config.bind_port, config.subdomain_host,
+                          config.max_pool_count), (7000, "", 2))
+        self.assertEqual([s[0] for s in self.reactor.tcpServers], [7000])
+
+    def test_bad_file_changes_nothing(self):
+        """A file that does not parse is an error line; nothing changes."""
+        before = self.server.config
+        rewrite(self.path, BASE + "max_pool_count = many\n")
+        with self.assertRaises(ConfigError):
+            self.server.reload()
+        self.assertIs(self.server.config, before)
+        [line] = self.log.lines("nothing changed", min_level=LogLevel.error)
+        self.assertIn("max_pool_count", line)
+
+    def test_no_file(self):
+        """A server built without a config path cannot reload."""
+        server = RelayServer(parse_server_config(BASE), self.reactor, None,
+                             notifier=Notifier(None))
+        with self.assertRaises(ConfigError):
+            server.reload()
+
+
+class LiveTests(TestCase):
+    """On real sockets: tunnels across a token change, dashboard
+    credentials, SIGHUP."""
+
+    def start_server(self, text, **listen):
+        path = write_ini(self, text)
+        server = RelayServer(load_server_config(path), reactor,
+                             server_tls_options(),
+                             listen="tcp:0:interface=127.0.0.1",
+                             config_path=path, notifier=Notifier(None),
+                             **listen)
+        server.startService()
+
+        def stop():
+            if server.running:
+                return server.stopService()
+        self.addCleanup(stop)
+        return server, path
+
+    @async_test
+    async def test_tunnel_survives_token_change(self):
+        """An encrypted tunnel whose work connections are signed keeps
+        working (open and new connections) after the token changes; a new
+        client needs the new token."""
+        text = ("[common]\nbind_addr = 127.0.0.1\ntoken = first\n"
+                "authenticate_new_work_conns = true\n")
+        server, path = self.start_server(text)
+        port = (await within(server.when_listening())).getHost().port
+        backend = echo_server(self)
+        client = await Client(
+            self, port, tcp_proxy("enc", backend, use_encryption="true",
+                                  use_compression="true"),
+            extra="authenticate_new_work_conns = true\n",
+            token="first").start()
+        remote = await client.running("enc")
+        user = await connect_user(self, remote)
+        user.transport.write(b"before")
+        await within(user.wait_for(6))
+
+        rewrite(path, text.replace("first", "second"))
+        self.assertEqual(server.reload().applied, ("token",))
+        user.transport.write(b"after")
+        self.assertEqual(await within(user.wait_for(11)), b"beforeafter")
+        for round_trip in (b"one", b"two"):   # each takes a new work conn
+            other = await connect_user(self, remote)
+            other.transport.write(round_trip)
+            self.assertEqual(await within(other.wait_for(3)), round_trip)
+
+        stale = Client(self, port, "", token="first")
+        refused = stale.client.first_login
+        await stale.start()
+        with self.assertRaises(Exception):
+            await within(refused)
+        fresh = await Client(self, port, "", token="second").start()
+        await within(fresh.client.first_login)
+
+    @async_test
+    async def test_dashboard_credentials(self):
+        """New dashboard credentials are required at once; the old ones
+        are refused."""
+        text = ("[common]\nbind_addr = 127.0.0.1\ndashboard_port = 7500\n"
+                "dashboard_user = admin\ndashboard_pwd = old-pass\n")
+        server, path = self.start_server(
+            text, dashboard_listen="tcp:0:interface=127.0.0.1")
+        dashboard = await within(server.when_dashboard_listening())
+        url = f"http://127.0.0.1:{dashboard.getHost().port}/api/serverinfo"
+        http = Http(self)
+        code, _, _ = await http.get(url, user="admin", password="old-pass")
+        self.assertEqual(code, 200)
+        rewrite(path, text.replace("old-pass", "new-pass")
+                .replace("= admin", "= root"))
+        self.assertEqual(server.reload().applied,
+                         ("dashboard_user", "dashboard_pwd"))
+        code, _, _ = await http.get(url, user="admin", password="old-pass")
+        self.assertEqual(code, 401)
+        code, _, _ = await http.get(url, user="root", password="new-pass")
+        self.assertEqual(code, 200)
+
+    @async_test
+    async def test_sighup(self):
+        """SIGHUP reloads the file through the reactor, and stopping the
+        server puts the previous SIGHUP handler back."""
+        previous = signal.getsignal(signal.SIGHUP)
+        text = "[common]\nbind_addr = 127.0.0.1\n"
+        server, path = self.start_server(text)
+        await within(server.when_listening())
+        self.assertEqual(signal.getsignal(signal.SIGHUP),
+                         server.sighup.on_signal)
+        rewrite(path, text + "max_proxies_per_client = 3\n")
+        log = LogCapture(self)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await within(log.when_logged("reload: applied max_proxies_per_client"))
+        self.assertEqual(server.config.max_proxies_per_client, 3)
+        await server.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
