@@ -89,13 +89,16 @@ def chunked(data: bytes, cuts) -> list:
 
 
 _QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+#: input echoed in an error: template constructs, a (cut) value at the end
+_ECHOED = re.compile(r"\{\{.*?(?:\}\}|$)|(?<=: )b?['\"\[{(].*$")
 
 
 def normalise(text: str, width: int = 70) -> str:
     """The first line of *text* with quoted values and numbers blanked, so
     that alike errors count once."""
     text = _QUOTED.sub("_", text.split("\n")[0])
-    return re.sub(r"[0-9]+", "N", text)[:width]
+    text = _ECHOED.sub("_", text)
+    return re.sub(r"0x[0-9a-fA-F]+|[0-9]+", "N", text)[:width]
 
 
 def label(error: BaseException) -> str:
