@@ -313,7 +313,8 @@ def _unquote_go(action: str) -> Optional[str]:
             out.append(_code_point(action[i + 1:i + 4], 8, 3))
             i += 4
         else:
-            raise IniError(f"template: invalid escape \\{esc} in a string")
+            escape = "\\" + esc  # repr: it may be a newline
+            raise IniError(f"template: invalid escape {escape!r} in a string")
     return None
 
 

@@ -1091,6 +1091,13 @@ class RegressionTests(SynchronousTestCase):
         self.assertEqual(connection._parser.buffered, 0)
         world.finish()
 
+    def test_config_error_on_one_line(self):
+        """A template string escaping a newline gives a one-line error."""
+        with self.assertRaises(ConfigError) as caught:
+            parse_server_config('[common]\nbind_port = {{ "\\\n" }}\n')
+        self.assertNotIn("\n", str(caught.exception))
+        self.assertIn("invalid escape", str(caught.exception))
+
     def test_paused_transport_bounds_writes(self):
         """A peer that floods Pings and never reads does not make the
         session write without bound."""
