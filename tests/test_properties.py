@@ -1105,9 +1105,6 @@ class RegressionTests(SynchronousTestCase):
         ping = encode_header(TYPE_PING, FLAG_SYN, 0, 7)
         target.run(b"\x01" + ping * 1000, [])
 
-    test_paused_transport_bounds_writes.todo = (
-        "YamuxSession answers every Ping (and every SYN) while its transport "
-        "is paused: 12 bytes written per 12 bytes read")
 
     def test_non_finite_number_refused(self):
         """A JSON number beyond float64 is refused, as Go refuses it, rather
@@ -1115,6 +1112,3 @@ class RegressionTests(SynchronousTestCase):
         target = MessagesTarget()
         target.run(bytes([_TYPES.index(b"u")]) + b'{"l": 1e400}', [])
 
-    test_non_finite_number_refused.todo = (
-        "decode_body turns 1e400 into inf; encode_message then writes "
-        "'Infinity', which no JSON decoder accepts")

@@ -129,6 +129,7 @@ class YamuxSession(Protocol):
         self._open_timers = {}
         self._pending_accepts = 0
         self._paused = False
+        self._deferred_control = []
         self._waiting = {}  # streams with data held back by a paused transport (ordered set)
         self._registered = False
         self._closed = False
@@ -242,6 +243,7 @@ class YamuxSession(Protocol):
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._flush_deferred_control()
         waiting = list(self._waiting)
         self._waiting.clear()
         for i, stream in enumerate(waiting):
@@ -441,9 +443,45 @@ class YamuxSession(Protocol):
     def _write_frame(self, frame_type, flags, stream_id, length, payload=None) -> None:
         if self._closed or self.transport is None:
             return
+        if self._paused and not payload and frame_type != TYPE_GO_AWAY:
+            self._defer_control(frame_type, flags, stream_id, length)
+            return
         header = encode_header(frame_type, flags, stream_id, length)
         # one buffer, sent at once when the socket is idle (writethrough)
         write_now(self.transport, header + payload if payload else header)
+
+    #: control frames kept while our transport is paused before the peer
+    #: counts as one that sends without reading (a Ping or SYN flood)
+    MAX_DEFERRED_CONTROL = 1024
+
+    def _defer_control(self, frame_type, flags, stream_id, length) -> None:
+        """
+        Keep a control frame (window update, ACK, RST, Ping answer) while the
+        transport is paused: a peer that never reads must not make us write
+        a reply per request without bound.  Plain window updates of one
+        stream are summed and Ping answers keep only the latest; the rest are
+        sent, in order, when the transport resumes.
+        """
+        deferred = self._deferred_control
+        if frame_type == TYPE_WINDOW_UPDATE and flags == 0:
+            for i, (t, f, sid, n) in enumerate(deferred):
+                if t == TYPE_WINDOW_UPDATE and f == 0 and sid == stream_id:
+                    deferred[i] = (t, f, sid, n + length)
+                    return
+        elif frame_type == TYPE_PING:
+            deferred[:] = [entry for entry in deferred
+                           if entry[0] != TYPE_PING]
+        deferred.append((frame_type, flags, stream_id, length))
+        if len(deferred) > self.MAX_DEFERRED_CONTROL:
+            deferred.clear()
+            self._protocol_error(
+                "peer keeps sending while not reading our replies")
+
+    def _flush_deferred_control(self) -> None:
+        deferred, self._deferred_control = self._deferred_control, []
+        if deferred and not self._closed and self.transport is not None:
+            write_now(self.transport, b"".join(
+                encode_header(*entry) for entry in deferred))
 
     def _send_rst(self, stream_id: int) -> None:
         self._write_frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)

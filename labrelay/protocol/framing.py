@@ -110,13 +110,23 @@ def _not_json(constant):
     raise ValueError(f"{constant} is not JSON")
 
 
+def _finite_float(text):
+    # Go refuses a number it cannot hold in a float64; Python would make it
+    # inf, which no JSON encoder can write back.
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def decode_body(type_byte: bytes, body: bytes) -> Message:
     """Decode the JSON body of a frame whose type byte is known."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_json,
+                           parse_float=_finite_float)
         if _SURROGATE_ESCAPE.search(body):
             # pairs decode to one character; a lone half cannot be UTF-8
             json.dumps(value, ensure_ascii=False).encode("utf-8")

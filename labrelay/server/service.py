@@ -93,8 +93,26 @@ class ServerSession(YamuxSession):
     def adopt_admission(self, admission) -> None:
         self.admission = admission
 
+    #: streams that have not yet said what they are (Login, NewWorkConn);
+    #: a real frpc has one or two at a time, a flood of SYNs has thousands,
+    #: each holding a protocol and a timer until first_message_timeout
+    MAX_UNIDENTIFIED_STREAMS = 64
+
     def _frp_stream(self, stream):
-        return ServerConnection(self._server, admission=self.admission)
+        waiting = [c for c in getattr(self, "_unidentified", ())
+                   if c.alive and c.control is None and c.work_owner is None]
+        if len(waiting) >= self.MAX_UNIDENTIFIED_STREAMS:
+            if len(waiting) == self.MAX_UNIDENTIFIED_STREAMS:
+                self._log.warn(
+                    "{peer}: {count} yamux streams opened without a first "
+                    "message; refusing more", peer=describe(self.transport),
+                    count=len(waiting))
+            self._unidentified = waiting
+            return None
+        connection = ServerConnection(self._server, admission=self.admission)
+        waiting.append(connection)
+        self._unidentified = waiting
+        return connection
 
     def connectionMade(self):
         super().connectionMade()
