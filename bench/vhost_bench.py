@@ -441,10 +441,10 @@ def main():
                  "same size and connection count; labrelay rows keep "
                  "tls_enable = true (the frpc default) unless 'no tls'")
     notes.append("backend conn/req: new backend connections per request "
-                 "served; labrelay closes the work connection after each "
-                 "request, so each request also costs a new work connection "
-                 "(a yamux stream with mux, a TCP connection with TLS "
-                 "handshake without)")
+                 "served; labrelay keeps up to 5 idle work connections per "
+                 "proxy for reuse, any other request costs a new work "
+                 "connection (a yamux stream with mux, a TCP connection "
+                 "with TLS handshake without)")
     for n in notes:
         print(n)
     print(f"total time {time.monotonic() - t_start:.0f} s, "

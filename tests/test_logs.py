@@ -244,6 +244,7 @@ class AccessLogTests(SynchronousTestCase):
                        connections=ConnectionSet())
         self.vhost = Vhost(server)
         self.works = []
+        self.proxies = []
 
         def get():
             self.works.append(_Work())
@@ -257,6 +258,7 @@ class AccessLogTests(SynchronousTestCase):
             proxy = self.vhost.create_proxy(control, messages.NewProxy(
                 proxy_name=name, proxy_type="http", subdomain=name, **extra))
             proxy.start()
+            self.proxies.append(proxy)
         self.user = StringTransport(
             peerAddress=IPv4Address("TCP", "192.0.2.7", 5555))
         self.connection = self.vhost.factory.buildProtocol(None)
@@ -265,6 +267,8 @@ class AccessLogTests(SynchronousTestCase):
 
     def tearDown(self):
         self.connection.connectionLost(None)
+        for proxy in self.proxies:
+            proxy.close()   # idle work connections kept for reuse
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def access_lines(self):

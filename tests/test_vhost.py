@@ -1401,10 +1401,24 @@ class ExchangeWiringTests(SynchronousTestCase):
                          b"Content-Length: 2\r\n\r\nok")
         self.assertIsNone(self.user.producer)
         self.assertIsNone(work.transport.producer)
-        self.assertTrue(work.transport.disconnecting)
+        # a clean keep-alive exchange: the work connection is kept idle
+        self.assertFalse(work.transport.disconnecting)
+        self.assertEqual(self.proxy.idle_work_count, 1)
         self.assertFalse(self.user.disconnecting)
         self.assertEqual((self.proxy.total_connections,
                           self.proxy.active_splices), (1, 0))
+        # the next request reuses it: no new work connection, no second
+        # StartWorkConn
+        work.transport.clear()
+        self.connection.dataReceived(
+            b"GET /2 HTTP/1.1\r\nHost: jupyter.web.example.test\r\n\r\n")
+        self.assertEqual((len(self.works), len(work.sent)), (1, 1))
+        self.assertTrue(work.transport.value().startswith(b"GET /2 "))
+        work.splice.forward(work, b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(self.proxy.idle_work_count, 1)
+        self.proxy.close()   # drops idle work connections
+        self.assertEqual(self.proxy.idle_work_count, 0)
+        self.assertTrue(work.transport.disconnecting)
 
     def test_response_head_timeout(self):
         """No response head within vhost_http_timeout: 504, work closed."""

@@ -13,8 +13,17 @@ the exchange's life, so neither side's bytes pile up in this process.  A
 ``101 Switching Protocols`` (or a 2xx to CONNECT) hands both connections to
 a raw :class:`~labrelay.relay.Splice`.
 
-The work connection is closed after each exchange; the client's pool
-replenishes (each pooled connection taken asks for another).
+A work connection whose exchange ended cleanly (request and response
+both complete as h11 frames them, no ``Connection: close``, no Upgrade,
+nothing extra received) is kept idle by its proxy (:class:`IdleWork`) and
+carries that proxy's next request, as frp's reverse proxy keeps upstream
+keep-alive connections: at most :attr:`Vhost.max_idle_work` per proxy, each
+closed after :attr:`Vhost.idle_work_timeout` seconds idle, when its peer
+closes it or sends anything while idle, and when the proxy closes.  The
+connection keeps its payload codec (the cipher and compression streams
+continue), and StartWorkConn is sent only on its first use.  Any other
+ending closes the work connection; the client's pool replenishes (each
+pooled connection taken asks for another).
 """
 
 import base64
@@ -147,6 +156,73 @@ def response_headers(headers, switching: bool = False) -> list:
     return list(_hop_filtered(headers))
 
 
+class WorkLink:
+    """A work connection as exchanges use it, with its payload codec (None:
+    plain), which lives as long as the connection."""
+
+    __slots__ = ("work", "codec")
+
+    def __init__(self, work, codec):
+        self.work = work
+        self.codec = codec
+
+
+class IdleWork:
+    """
+    An idle work connection kept by *proxy* for its next request: it is the
+    connection's ``splice`` while idle, so EOF, loss or any data (a backend
+    must not talk between requests) drop it; so does *timeout*.
+    """
+
+    _log = Logger()
+
+    def __init__(self, proxy, link, clock, timeout):
+        self.proxy = proxy
+        self.link = link
+        self.dropped = False
+        link.work.splice = self
+        self._timer = clock.callLater(timeout, self.drop, "idle timeout")
+
+    def take(self):
+        """Stop idling; the link, or None if its connection is gone."""
+        self._stop()
+        if not self.link.work.alive:
+            return None
+        self.link.work.splice = None
+        return self.link
+
+    def drop(self, why: str) -> None:
+        """Close the connection and forget it."""
+        if self.dropped:
+            return
+        self._stop()
+        self.proxy.forget_idle(self)
+        work = self.link.work
+        self._log.debug("proxy [{name}]: closing idle work connection "
+                        "{peer}: {why}", name=self.proxy.name,
+                        peer=getattr(work, "peer", "?"), why=why)
+        if work.alive:
+            work.transport.loseConnection()
+
+    def _stop(self) -> None:
+        self.dropped = True
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    # The "splice" interface of the connection while idle.
+
+    def forward(self, source, data: bytes) -> None:
+        self.drop("data on an idle work connection")
+
+    def end_of_input(self, source) -> None:
+        self.drop("closed by the client while idle")
+
+    def connection_lost(self, source, reason) -> None:
+        self.drop("lost while idle")
+
+
 class HttpProxy(ProxyBase):
     """One ``type = http`` proxy: its routes and its request forwarding."""
 
@@ -163,6 +239,8 @@ class HttpProxy(ProxyBase):
         self.route_by_http_user = message.route_by_http_user
         self.domains = []
         self.locations = list(message.locations or []) or [""]
+        self.closed = False
+        self._idle = []   # IdleWork, most recently used last
 
     def _wanted_domains(self) -> list:
         """Domains from custom_domains and subdomain, validated as frps."""
@@ -202,7 +280,41 @@ class HttpProxy(ProxyBase):
                         for domain in domains)
 
     def close(self) -> None:
+        self.closed = True
         self.vhost.routes.remove(self)
+        for idle in list(self._idle):
+            idle.drop("the proxy closed")
+
+    # Idle work connections (keep-alive toward the backend).
+
+    def take_idle_work(self):
+        """The most recently idled live work connection (a WorkLink), or
+        None."""
+        while self._idle:
+            link = self._idle.pop().take()
+            if link is not None:
+                return link
+        return None
+
+    def keep_idle(self, link) -> None:
+        """*link* carried a complete exchange: keep it for the next one, or
+        close it if the proxy is closed or keeps enough already."""
+        work = link.work
+        if not work.alive:
+            return
+        if self.closed or len(self._idle) >= self.vhost.max_idle_work:
+            work.transport.loseConnection()
+            return
+        self._idle.append(IdleWork(self, link, self.vhost.clock,
+                                   self.vhost.idle_work_timeout))
+
+    def forget_idle(self, idle) -> None:
+        if idle in self._idle:
+            self._idle.remove(idle)
+
+    @property
+    def idle_work_count(self) -> int:
+        return len(self._idle)
 
     def check_auth(self, user: str, password: str) -> bool:
         """Whether basic-auth credentials pass this proxy's http_user/pwd."""
@@ -248,6 +360,7 @@ class HttpExchange:
         self.backend = h11.Connection(h11.CLIENT)
         self.work = None
         self.codec = None
+        self.link = None               # the WorkLink in use
         self.ended = False
         self.request_done = False
         self.response_started = False
@@ -289,18 +402,29 @@ class HttpExchange:
 
     def start(self) -> None:
         self.front.gate.pause("work")
-        self.proxy.get_work_connection(self, self._work_ready)
+        link = self.proxy.take_idle_work()
+        if link is not None:
+            self._use(link)
+        else:
+            self.proxy.get_work_connection(self, self._work_ready)
 
     def _work_ready(self, work) -> None:
-        self.work = work
+        """A new work connection from the pool: start it."""
         ip, port = self.client
         work.send(messages.StartWorkConn(proxy_name=self.proxy.name,
                                          src_addr=ip, src_port=port))
         proxy = self.proxy
+        codec = None
         if proxy.use_encryption or proxy.use_compression:
-            self.codec = PayloadCodec(proxy.control.token,
-                                      proxy.use_encryption,
-                                      proxy.use_compression)
+            codec = PayloadCodec(proxy.control.token, proxy.use_encryption,
+                                 proxy.use_compression)
+        self._use(WorkLink(work, codec))
+
+    def _use(self, link) -> None:
+        self.link = link
+        work = self.work = link.work
+        self.codec = link.codec
+        proxy = self.proxy
         work.splice = self
         self._opened = True
         proxy.splice_opened(self)
@@ -489,9 +613,36 @@ class HttpExchange:
     def _maybe_finish(self) -> None:
         if self.ended or not (self.request_done and self.response_done):
             return
+        reusable = self._reusable()
+        gate = self._work_gate
         self._end()
-        self._close_work()
+        if reusable:
+            if gate is not None:
+                gate.resume("backpressure")  # its producer is unregistered
+            self._release_work()
+        else:
+            self._close_work()
         self.front.exchange_finished(self)
+
+    def _reusable(self) -> bool:
+        """Whether the work connection may carry another request: both
+        messages complete and framed, keep-alive on both sides, no
+        protocol switch, nothing received beyond the response."""
+        backend = self.backend
+        return (self.link is not None and not self._work_gone
+                and not self._work_eof and self.work.alive
+                and self.upgrade is None and self.method != b"CONNECT"
+                and backend.our_state is h11.DONE
+                and backend.their_state is h11.DONE
+                and backend.trailing_data == (b"", False))
+
+    def _release_work(self) -> None:
+        """Hand the work connection back to the proxy's idle list."""
+        self._work_gone = True  # for this exchange: it writes no more
+        if self._opened:
+            self._opened = False
+            self.proxy.splice_closed(self)
+        self.proxy.keep_idle(self.link)
 
     def front_lost(self) -> None:
         """The user's connection is gone."""

@@ -66,6 +66,11 @@ HEAD_TIMEOUT = 30
 #: Seconds a closing connection may keep sending before it is reset.
 LINGER_TIMEOUT = 5
 
+#: Idle work connections each http proxy keeps for its next requests, and
+#: the seconds one may stay idle (as frp: Go's reverse proxy transport).
+MAX_IDLE_WORK = 5
+IDLE_WORK_TIMEOUT = 60
+
 #: labrelay's page for a host (or path) that no proxy serves.
 NOT_FOUND_PAGE = b"""<!DOCTYPE html>
 <html>
@@ -213,6 +218,8 @@ class Vhost:
         self.response_timeout = config.vhost_http_timeout
         self.head_timeout = HEAD_TIMEOUT
         self.linger_timeout = LINGER_TIMEOUT
+        self.max_idle_work = MAX_IDLE_WORK
+        self.idle_work_timeout = IDLE_WORK_TIMEOUT
         self.not_found_page = load_not_found_page(config.custom_404_page,
                                                   self._log)
         self.connections = set()
