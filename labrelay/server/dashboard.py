@@ -463,10 +463,7 @@ class DashboardService(service.MultiService):
         self.assets_dir = config.assets_dir or STATIC_DIR
         self.metrics_registry = metrics_registry(server) \
             if config.enable_prometheus else None
-        self._credentials = None
-        if config.dashboard_user or config.dashboard_pwd:
-            self._credentials = (config.dashboard_user.encode("utf-8"),
-                                 config.dashboard_pwd.encode("utf-8"))
+        self.set_credentials(config.dashboard_user, config.dashboard_pwd)
         self.site = _Site(_Root(self), server.reactor)
         factory = self.site
         if config.dashboard_tls_mode:
@@ -493,6 +490,14 @@ class DashboardService(service.MultiService):
 
     _log = Logger()
 
+
+    def set_credentials(self, user: str, password: str) -> None:
+        """Basic-auth credentials for every route but /healthz (both
+        empty: no authentication); a server reload calls this."""
+        self._credentials = None
+        if user or password:
+            self._credentials = (user.encode("utf-8"),
+                                 password.encode("utf-8"))
     def _sample(self) -> None:
         # An exception would stop the TimerService for good.
         try:

@@ -376,12 +376,8 @@ class RelayServer(service.MultiService):
         self.guard.max_total = config.max_unauthenticated_connections
         self.replays.skew = config.auth_timestamp_skew
         if self.dashboard is not None:
-            # The dashboard reads its credentials once, at construction.
-            self.dashboard._credentials = None
-            if config.dashboard_user or config.dashboard_pwd:
-                self.dashboard._credentials = (
-                    config.dashboard_user.encode("utf-8"),
-                    config.dashboard_pwd.encode("utf-8"))
+            self.dashboard.set_credentials(config.dashboard_user,
+                                           config.dashboard_pwd)
         if not set_log_level(self.log_observer, config.log_level) \
                 and config.log_level != old_level:
             self._log.warn("reload: log_level = {level} is not applied: the "
