@@ -490,7 +490,6 @@ class DashboardService(service.MultiService):
 
     _log = Logger()
 
-
     def set_credentials(self, user: str, password: str) -> None:
         """Basic-auth credentials for every route but /healthz (both
         empty: no authentication); a server reload calls this."""
@@ -498,6 +497,7 @@ class DashboardService(service.MultiService):
         if user or password:
             self._credentials = (user.encode("utf-8"),
                                  password.encode("utf-8"))
+
     def _sample(self) -> None:
         # An exception would stop the TimerService for good.
         try:
