@@ -38,7 +38,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from labrelay.tls import TLS_HEAD_BYTE, TLSFactory, TLSTransport

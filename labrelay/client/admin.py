@@ -27,8 +27,6 @@ import hmac
 import json
 import os
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
@@ -37,6 +35,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from ..config import ConfigError
 from ..config_ini import IniError, render_template
 from ..endpoints import server_endpoint_description
+from ..listeners import StartupListener
 from ..tracking import ConnectionSet
 
 #: Seconds before a request with wrong credentials gets its 401 (frp: 200 ms).
@@ -318,14 +317,13 @@ class AdminServer:
         self.resource = AdminResource(client, reactor)
         self.connections = ConnectionSet()
         site = _QuietSite(self.resource, reactor=reactor)
-        self.service = StreamServerEndpointService(
-            serverFromString(reactor, description),
-            _TrackingFactory(site, self.connections))
-        self.service._raiseSynchronously = True
+        self.service = StartupListener(
+            reactor, description, _TrackingFactory(site, self.connections),
+            program="labrelay-client", setting="admin_addr:admin_port")
 
     def when_listening(self):
         """A Deferred firing with the IListeningPort."""
-        return self.service._waitingForPort
+        return self.service.when_listening()
 
     def close(self):
         """Cancel pending answers, close every admin connection; a Deferred

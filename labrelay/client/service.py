@@ -29,7 +29,7 @@ import attr
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import CannotListenError, ConnectingCancelledError
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -64,9 +64,6 @@ class ProxyState:
 
 
 class RelayClient(service.MultiService):
-    #: set by the tap: twistd's log observer built from the config
-    log_observer = None
-
     """
     :param config: a :class:`labrelay.config.ClientConfig`.
     :param endpoint: the client endpoint to the server (TLS included).
@@ -78,6 +75,9 @@ class RelayClient(service.MultiService):
     :param notifier: a :class:`labrelay.sdnotify.Notifier` (default: for
         ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
+
+    #: set by the tap: twistd's log observer built from the config
+    log_observer = None
 
     _log = Logger()
 
@@ -148,15 +148,6 @@ class RelayClient(service.MultiService):
         control = ClientControl(self)
         self._start_login(control)
         return control
-
-    def privilegedStartService(self):
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            # One clear line and a non-zero exit instead of a traceback.
-            raise SystemExit(
-                f"labrelay-client: cannot listen on admin_addr:admin_port "
-                f"{e.interface or '*'}:{e.port}: {e.socketError}") from None
 
     def startService(self):
         super().startService()

@@ -48,9 +48,7 @@ import re
 import time
 
 from twisted.application import service
-from twisted.application.internet import (StreamServerEndpointService,
-                                          TimerService)
-from twisted.internet.endpoints import serverFromString
+from twisted.application.internet import TimerService
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import Resource
@@ -59,6 +57,7 @@ from twisted.web.static import File
 
 from .. import FRP_VERSION
 from ..endpoints import server_endpoint_description
+from ..listeners import StartupListener
 from ..tls import TLSConfigError, server_tls_options
 from ..tracking import ConnectionSet
 from .stats import BUCKET_SECONDS, SAMPLE_SECONDS
@@ -479,9 +478,8 @@ class DashboardService(service.MultiService):
             factory = TLSMemoryBIOFactory(options, False, self.site)
         description = listen or server_endpoint_description(
             config.dashboard_addr, config.dashboard_port)
-        self._listener = StreamServerEndpointService(
-            serverFromString(server.reactor, description), factory)
-        self._listener._raiseSynchronously = True
+        self._listener = StartupListener(server.reactor, description,
+                                         factory, program="labrelay-server")
         self._listener.setServiceParent(self)
         self._stats = server.stats
         sampler = TimerService(SAMPLE_SECONDS, self._sample)
@@ -518,7 +516,7 @@ class DashboardService(service.MultiService):
 
     def when_listening(self):
         """A Deferred firing with the dashboard's IListeningPort."""
-        return self._listener._waitingForPort
+        return self._listener.when_listening()
 
     def stopService(self):
         d = super().stopService()

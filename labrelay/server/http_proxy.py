@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from ..errors import ProtocolError, ProxyError
 from ..protocol import messages
 from ..protocol.codec import PayloadCodec
-from .proxy_base import ProxyBase, ReadGate
+from .proxy_base import ProxyBase, ReadGate, WaitsForWork
 from .vhost_routes import normalize_domain
 
 #: Headers that concern one hop only (Go's ReverseProxy list).
@@ -335,7 +335,7 @@ class HttpProxy(ProxyBase):
         return self.splice_closed
 
 
-class HttpExchange:
+class HttpExchange(WaitsForWork):
     """
     One request of *front* (a vhost connection) forwarded over one work
     connection of *proxy*, and its response.
@@ -371,7 +371,6 @@ class HttpExchange:
         self._work_eof = False         # the work connection sends no more
         self._work_gone = False        # the work connection is closed
         self._opened = False
-        self._waiting = None
         self._head_timer = None
 
     # What get_work_connection needs of a "user".
@@ -384,14 +383,6 @@ class HttpExchange:
     def transport(self):
         return self.front.transport
 
-    def wait_for(self, deferred) -> None:
-        self._waiting = deferred
-
-        def done(result):
-            self._waiting = None
-            return result
-
-        deferred.addBoth(done)
 
     @property
     def accepts_body(self) -> bool:
@@ -650,8 +641,7 @@ class HttpExchange:
             return
         self._end()
         self._close_work()
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self.stop_waiting()
 
     def _end(self) -> None:
         self.ended = True

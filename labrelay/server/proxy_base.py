@@ -43,6 +43,30 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
     return splice
 
 
+class WaitsForWork:
+    """
+    What :meth:`ProxyBase.get_work_connection` expects of a user (a tcp
+    user connection, an HTTP exchange): it remembers the pending wait so
+    that a user who leaves can cancel it.
+    """
+
+    _waiting = None
+
+    def wait_for(self, deferred) -> None:
+        self._waiting = deferred
+
+        def done(result):
+            self._waiting = None
+            return result
+
+        deferred.addBoth(done)
+
+    def stop_waiting(self) -> None:
+        """The user went away: give up the pending wait, if any."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+
 class ProxyBase:
     """What every proxy type shares: its owner, its counters, its work conns."""
 

@@ -25,14 +25,12 @@ reload and STOPPING (:mod:`labrelay.sdnotify`).
 import secrets
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..listeners import StartupListener
 from ..logs import install_log_observer, set_log_level
 
 from .. import FRP_VERSION
@@ -167,7 +165,7 @@ class _FrpConnectionFactory(Factory):
             session.close()
 
 
-class _VhostListener(StreamServerEndpointService):
+class _VhostListener(StartupListener):
     """The vhost port's listener; tells the vhost which port it bound, so
     NewProxyResp names it (tests bind port 0)."""
 
@@ -184,9 +182,6 @@ class _VhostListener(StreamServerEndpointService):
 
 
 class RelayServer(service.MultiService):
-    #: set by the tap: twistd's log observer built from the config
-    log_observer = None
-
     """
     :param config: a :class:`labrelay.config.ServerConfig`.
     :param tls_options: server TLS options (``labrelay.tls``).
@@ -201,6 +196,9 @@ class RelayServer(service.MultiService):
     :param notifier: a :class:`labrelay.sdnotify.Notifier` (default: for
         ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
+
+    #: set by the tap: twistd's log observer built from the config
+    log_observer = None
 
     _log = Logger()
 
@@ -233,11 +231,8 @@ class RelayServer(service.MultiService):
             first_byte_timeout=FIRST_MESSAGE_TIMEOUT, admit=self._admit)
         description = listen or server_endpoint_description(
             config.bind_addr, config.bind_port)
-        self._listener = StreamServerEndpointService(
-            serverFromString(reactor, description), factory)
-        # Fail start-up (and twistd) when the port cannot be bound, instead
-        # of logging and running without a listener.
-        self._listener._raiseSynchronously = True
+        self._listener = StartupListener(reactor, description, factory,
+                                         program="labrelay-server")
         self._listener.setServiceParent(self)
         self._vhost_listener = None
         if config.vhost_http_port > 0 or vhost_listen:
@@ -255,21 +250,11 @@ class RelayServer(service.MultiService):
         self.vhost = Vhost(self)
         description = description or server_endpoint_description(
             config.proxy_bind_addr, config.vhost_http_port)
-        listener = _VhostListener(
-            serverFromString(self.reactor, description), self.vhost.factory)
+        listener = _VhostListener(self.reactor, description,
+                                  self.vhost.factory, program="labrelay-server")
         listener.vhost = self.vhost
-        listener._raiseSynchronously = True
         listener.setServiceParent(self)
         self._vhost_listener = listener
-
-    def privilegedStartService(self):
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            # One clear line and a non-zero exit instead of a traceback.
-            raise SystemExit(
-                f"labrelay-server: cannot listen on {e.interface or '*'}:"
-                f"{e.port}: {e.socketError}") from None
 
     def startService(self):
         # Before READY can go out: systemd may send SIGHUP right after it.
@@ -305,11 +290,11 @@ class RelayServer(service.MultiService):
 
     def when_listening(self):
         """A Deferred firing with the bind port's IListeningPort."""
-        return self._listener._waitingForPort
+        return self._listener.when_listening()
 
     def when_vhost_listening(self):
         """A Deferred firing with the vhost port's IListeningPort."""
-        return self._vhost_listener._waitingForPort
+        return self._vhost_listener.when_listening()
 
     def when_dashboard_listening(self):
         """A Deferred firing with the dashboard's IListeningPort."""
@@ -463,19 +448,13 @@ class RelayServer(service.MultiService):
             return
         if not check_privilege_key(config.token, login.timestamp,
                                    login.privilege_key):
-            failures, delay = self.guard.record_failure(source)
-            self._log.warn("{peer}: login refused: wrong token "
-                           "(version={version}); failure {failures} in a row "
-                           "from {source}, answering in {delay:g}s",
-                           peer=connection.peer, version=login.version,
-                           failures=failures, source=source, delay=delay)
             error = self._error_text("token in login doesn't match token "
                                      "from configuration",
                                      "register control error")
-            connection.ignore_input()
-            self.guard.answer_later(
-                source, delay,
-                lambda: self._refuse_login(connection, error))
+            self._wrong_key(
+                connection,
+                f"login refused: wrong token (version={login.version})",
+                "answering", lambda: self._refuse_login(connection, error))
             return
         error, detail = self.freshness_error(login.timestamp,
                                              login.privilege_key)
@@ -503,6 +482,23 @@ class RelayServer(service.MultiService):
         self.registry.add_control(control)
         control.start()
 
+    def _wrong_key(self, connection, problem: str, action: str,
+                   answer) -> None:
+        """
+        A wrong privilege key from *connection*: count the failure against
+        its source, log it, read nothing more from it, and run *answer*
+        (the refusal) after the source's growing delay.
+        """
+        source = connection.source
+        failures, delay = self.guard.record_failure(source)
+        self._log.warn("{peer}: {problem}; failure {failures} in a row from "
+                       "{source}, {action} in {delay:g}s",
+                       peer=connection.peer, problem=problem,
+                       failures=failures, source=source, action=action,
+                       delay=delay)
+        connection.ignore_input()
+        self.guard.answer_later(source, delay, answer)
+
     def handle_new_work_conn(self, connection, message) -> None:
         control = self.registry.controls.get(message.run_id)
         if control is None or control.closed:
@@ -521,15 +517,9 @@ class RelayServer(service.MultiService):
                 return
             if not check_privilege_key(control.token, message.timestamp,
                                        message.privilege_key):
-                failures, delay = self.guard.record_failure(source)
-                self._log.warn("{peer}: work connection with a wrong "
-                               "privilege key; failure {failures} in a row "
-                               "from {source}, closing in {delay:g}s",
-                               peer=connection.peer, failures=failures,
-                               source=source, delay=delay)
-                connection.ignore_input()
-                self.guard.answer_later(
-                    source, delay, lambda: self._refuse_work_conn(
+                self._wrong_key(
+                    connection, "work connection with a wrong privilege key",
+                    "closing", lambda: self._refuse_work_conn(
                         connection, "invalid NewWorkConn"))
                 return
             error, detail = self.freshness_error(message.timestamp,

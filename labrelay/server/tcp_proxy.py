@@ -24,7 +24,7 @@ from ..peers import describe, host_port
 from ..relay import RelayedProtocol, set_no_delay
 # ProxyBase and join_user_to_work live in proxy_base (shared with http);
 # they are re-exported here for existing imports.
-from .proxy_base import ProxyBase, join_user_to_work
+from .proxy_base import ProxyBase, WaitsForWork, join_user_to_work
 
 __all__ = ["PORT_CANDIDATES", "ProxyBase", "TcpProxy", "UserConnection",
            "join_user_to_work"]
@@ -33,14 +33,13 @@ __all__ = ["PORT_CANDIDATES", "ProxyBase", "TcpProxy", "UserConnection",
 PORT_CANDIDATES = 5
 
 
-class UserConnection(RelayedProtocol):
+class UserConnection(WaitsForWork, RelayedProtocol):
     """A connection from a user to a proxy's remote port."""
 
     _log = Logger()
 
     def __init__(self, proxy):
         self.proxy = proxy
-        self._waiting = None
         self._ended = False
         self._started = 0.0
 
@@ -53,21 +52,11 @@ class UserConnection(RelayedProtocol):
         self.proxy.server.connections.add(self)
         self.proxy.start_user_connection(self)
 
-    def wait_for(self, deferred) -> None:
-        self._waiting = deferred
-
-        def done(result):
-            self._waiting = None
-            return result
-
-        deferred.addBoth(done)
-
     def connection_ended(self, reason):
         self._ended = True
         self.proxy.connections.discard(self)
         self.proxy.server.connections.remove(self)
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self.stop_waiting()
         splice = self.splice
         proxy = self.proxy
         self._log.info("user connection close {kv}", **kv_fields(
