@@ -51,17 +51,11 @@ class Echo(Protocol):
         pass
 
 
-@implementer(IHalfCloseableProtocol)
-class UserClient(Protocol):
-    """A user of a tunnel: collects what it receives, can half-close."""
+class _Collecting:
+    """Keeps every received byte in ``received``; ``wait_for(size)`` fires
+    once that many have arrived.  Subclasses call :meth:`collect`."""
 
-    def __init__(self):
-        self.received = bytearray()
-        self.closed = defer.Deferred()
-        self.eof = defer.Deferred()
-        self._waiting = []  # (size, Deferred)
-
-    def dataReceived(self, data):
+    def collect(self, data):
         self.received += data
         still = []
         for size, d in self._waiting:
@@ -72,11 +66,26 @@ class UserClient(Protocol):
         self._waiting = still
 
     def wait_for(self, size):
+        """A Deferred firing once *size* bytes have arrived."""
         if len(self.received) >= size:
             return defer.succeed(bytes(self.received))
         d = defer.Deferred()
         self._waiting.append((size, d))
         return d
+
+
+@implementer(IHalfCloseableProtocol)
+class UserClient(_Collecting, Protocol):
+    """A user of a tunnel: collects what it receives, can half-close."""
+
+    def __init__(self):
+        self.received = bytearray()
+        self.closed = defer.Deferred()
+        self.eof = defer.Deferred()
+        self._waiting = []  # (size, Deferred)
+
+    def dataReceived(self, data):
+        self.collect(data)
 
     def readConnectionLost(self):
         if not self.eof.called:
@@ -106,7 +115,12 @@ def echo_server(testcase):
 
 async def connect_user(testcase, port):
     """Connect a UserClient to 127.0.0.1:*port*."""
-    user = UserClient()
+    return await connect_protocol(testcase, port, UserClient())
+
+
+async def connect_protocol(testcase, port, user):
+    """Connect *user* (a protocol with a ``closed`` Deferred) to
+    127.0.0.1:*port*; the cleanup aborts it and waits until it is gone."""
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
     await within(endpoint.connect(Factory.forProtocol(lambda: user)))
 
@@ -238,7 +252,7 @@ class LogCapture:
 
 
 
-class RecordingEcho(Echo):
+class RecordingEcho(_Collecting, Echo):
     """An echo backend connection that also keeps what it receives."""
 
     def __init__(self):
@@ -247,23 +261,8 @@ class RecordingEcho(Echo):
         self._waiting = []  # (size, Deferred)
 
     def dataReceived(self, data):
-        self.received += data
-        still = []
-        for size, d in self._waiting:
-            if len(self.received) >= size:
-                d.callback(bytes(self.received))
-            else:
-                still.append((size, d))
-        self._waiting = still
+        self.collect(data)
         super().dataReceived(data)
-
-    def wait_for(self, size):
-        """A Deferred firing once *size* bytes have arrived."""
-        if len(self.received) >= size:
-            return defer.succeed(bytes(self.received))
-        d = defer.Deferred()
-        self._waiting.append((size, d))
-        return d
 
     def _end(self):
         if not self.ended.called:

@@ -37,8 +37,8 @@ from labrelay.tracking import ConnectionSet
 from labrelay.server.vhost_routes import RouteTable
 from labrelay.tls import server_tls_options
 
-from .harness import (TOKEN, Client, Relay, async_test, connect_user,
-                      listen, within)
+from .harness import (TOKEN, Client, Relay, async_test, connect_protocol,
+                      connect_user, listen, within)
 
 SUBDOMAIN_HOST = "web.example.test"
 
@@ -583,17 +583,7 @@ class HttpUser(Protocol):
 
 
 async def http_user(testcase, port):
-    user = HttpUser()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
-    await within(endpoint.connect(Factory.forProtocol(lambda: user)))
-
-    def close():
-        if user.transport.connected:
-            user.transport.abortConnection()
-        return within(user.closed)
-
-    testcase.addCleanup(close)
-    return user
+    return await connect_protocol(testcase, port, HttpUser())
 
 
 async def get(testcase, relay, host, target="/", **kw):
