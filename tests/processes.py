@@ -70,6 +70,22 @@ def child_env(**extra) -> dict:
     return env
 
 
+
+def _bounded(d, waiters, entry, timeout, message):
+    """*d*, failing with AssertionError(message()) when *entry* is still in
+    *waiters* after *timeout* seconds (it is then taken out)."""
+    def expire():
+        if entry in waiters:
+            waiters.remove(entry)
+            d.errback(AssertionError(message()))
+    call = reactor.callLater(timeout, expire)
+
+    def done(result):
+        if call.active():
+            call.cancel()
+        return result
+    return d.addBoth(done)
+
 class ProcessOutput(ProcessProtocol):
     """
     Collects a process's stdout and stderr and lets a test wait for a regex
@@ -180,20 +196,9 @@ class ProcessOutput(ProcessProtocol):
         d = defer.Deferred()
         entry = (regex, since, d)
         self._waiters.append(entry)
-
-        def expire():
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-                d.errback(AssertionError(
-                    f"{self.name}: no line matching {pattern!r} within "
-                    f"{timeout}s; output so far:\n{self.tail()}"))
-        call = reactor.callLater(timeout, expire)
-
-        def done(result):
-            if call.active():
-                call.cancel()
-            return result
-        return d.addBoth(done)
+        return _bounded(d, self._waiters, entry, timeout, lambda: (
+            f"{self.name}: no line matching {pattern!r} within "
+            f"{timeout}s; output so far:\n{self.tail()}"))
 
     def when_exited(self, timeout=15):
         """A Deferred firing with the exit code (None after a signal); it
@@ -202,20 +207,9 @@ class ProcessOutput(ProcessProtocol):
             return defer.succeed(self.exit_code)
         d = defer.Deferred()
         self._exit_waiters.append(d)
-
-        def expire():
-            if d in self._exit_waiters:
-                self._exit_waiters.remove(d)
-                d.errback(AssertionError(
-                    f"{self.name} (pid {self.pid}) still running after "
-                    f"{timeout}s; output so far:\n{self.tail()}"))
-        call = reactor.callLater(timeout, expire)
-
-        def done(result):
-            if call.active():
-                call.cancel()
-            return result
-        return d.addBoth(done)
+        return _bounded(d, self._exit_waiters, d, timeout, lambda: (
+            f"{self.name} (pid {self.pid}) still running after "
+            f"{timeout}s; output so far:\n{self.tail()}"))
 
     def signal(self, name) -> None:
         """Send signal *name* ("TERM", "KILL") unless the process has ended."""
