@@ -368,15 +368,23 @@ def fmt_table(rows, direct, args):
         if args.download:
             cells.insert(4, f"{r['down_mibs']:.0f}")
         table.append(cells)
+    return align(table, left_columns=1)
+
+
+def align(table, left_columns):
+    """Text lines of *table* (its first row the head): the first
+    *left_columns* columns left-aligned, the rest right-aligned, a rule under
+    the head; a shorter row (a note) is written as it is after its label."""
+    head = table[0]
     full = [t for t in table if len(t) == len(head)]
     widths = [max(len(t[i]) for t in full) for i in range(len(head))]
     out = []
     for i, t in enumerate(table):
         if len(t) != len(head):
-            out.append(f"{t[0]:<{widths[0]}}  {t[1]}")
+            out.append("  ".join([t[0].ljust(widths[0])] + t[1:]))
             continue
         out.append("  ".join(
-            c.ljust(widths[j]) if j == 0 else c.rjust(widths[j])
+            c.ljust(widths[j]) if j < left_columns else c.rjust(widths[j])
             for j, c in enumerate(t)))
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -386,11 +394,38 @@ def fmt_table(rows, direct, args):
 # -- main ------------------------------------------------------------------------
 
 class Context:
-    pass
+    """What a run started (processes, a temporary directory) and runs with
+    (environment, source tree); see :func:`start_run`."""
 
 
 class Interrupted(Exception):
     pass
+
+
+def start_run(tree, hard_seconds, tmp_prefix):
+    """
+    Arm the run's hard time limit and signal handling (SIGALRM, SIGTERM and
+    Ctrl-C all raise, so the caller's ``finally`` stops what was started),
+    and return a :class:`Context` whose environment runs *tree*'s labrelay.
+    """
+    def on_signal(signum, frame):
+        raise Interrupted("time limit reached" if signum == signal.SIGALRM
+                          else f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.alarm(int(hard_seconds))
+
+    ctx = Context()
+    ctx.started = []
+    ctx.tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+    ctx.env = dict(os.environ)
+    ctx.tree = tree
+    ctx.env["PYTHONPATH"] = os.pathsep.join(
+        [tree] + [p for p in os.environ.get("PYTHONPATH", "").split(
+            os.pathsep) if p])
+    return ctx
 
 
 def main():
@@ -422,23 +457,7 @@ def main():
     budget = 75.0 if args.quick else 290.0           # whole run, soft
     hard = budget + 40.0                             # whole run, SIGALRM
 
-    def on_signal(signum, frame):
-        raise Interrupted("time limit reached" if signum == signal.SIGALRM
-                          else f"signal {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.alarm(int(hard))
-
-    ctx = Context()
-    ctx.started = []
-    ctx.tmp = tempfile.mkdtemp(prefix="labrelay-bench-")
-    ctx.env = dict(os.environ)
-    ctx.tree = args.tree
-    ctx.env["PYTHONPATH"] = os.pathsep.join(
-        [args.tree] + [p for p in os.environ.get("PYTHONPATH", "").split(
-            os.pathsep) if p])
+    ctx = start_run(args.tree, hard, "labrelay-bench-")
     t_start = time.monotonic()
     rows, notes = [], []
     interrupted = False

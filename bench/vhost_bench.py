@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -246,29 +245,12 @@ def fmt_table(rows, ref):
                 if r["be_conns_per_req"] is not None else "?",
             ]
             table.append(cells)
-    full = [t for t in table if len(t) == len(head)]
-    widths = [max(len(t[i]) for t in full) for i in range(len(head))]
-    out = []
-    for i, t in enumerate(table):
-        if len(t) != len(head):
-            out.append("  ".join([t[0].ljust(widths[0])] + t[1:]))
-            continue
-        out.append("  ".join(
-            c.ljust(widths[j]) if j < 2 else c.rjust(widths[j])
-            for j, c in enumerate(t)))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out
+    return tunnel_bench.align(table, left_columns=2)
 
 
 # -- main ------------------------------------------------------------------------
 
-class Context:
-    pass
-
-
-class Interrupted(Exception):
-    pass
+Interrupted = tunnel_bench.Interrupted
 
 
 def main():
@@ -307,24 +289,8 @@ def main():
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    def on_signal(signum, frame):
-        raise Interrupted("time limit reached" if signum == signal.SIGALRM
-                          else f"signal {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGALRM, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.alarm(int(hard))
-
-    ctx = Context()
+    ctx = tunnel_bench.start_run(args.tree, hard, "labrelay-vhost-bench-")
     ctx.wrk = wrk
-    ctx.started = []
-    ctx.tmp = tempfile.mkdtemp(prefix="labrelay-vhost-bench-")
-    ctx.env = dict(os.environ)
-    ctx.tree = args.tree
-    ctx.env["PYTHONPATH"] = os.pathsep.join(
-        [args.tree] + [p for p in os.environ.get("PYTHONPATH", "").split(
-            os.pathsep) if p])
     t_start = time.monotonic()
     rows, notes = [], []
     interrupted = False

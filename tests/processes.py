@@ -70,7 +70,6 @@ def child_env(**extra) -> dict:
     return env
 
 
-
 def _bounded(d, waiters, entry, timeout, message):
     """*d*, failing with AssertionError(message()) when *entry* is still in
     *waiters* after *timeout* seconds (it is then taken out)."""
