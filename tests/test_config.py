@@ -810,8 +810,8 @@ class IncludeTests(SynchronousTestCase, ErrorAssertions):
         """An included [common] is ignored; repeated sections merge."""
         extra = self.write("conf.d/x.ini", "[common]\ntoken = evil\n"
                            "[web]\nlocal_port = 8080\n")
-        c = client(f"[common]\ntoken = good\nincludes = conf.d/x.ini\n"
-                   f"[web]\nremote_port = 80\n", base_dir=self.root.path)
+        c = client("[common]\ntoken = good\nincludes = conf.d/x.ini\n"
+                   "[web]\nremote_port = 80\n", base_dir=self.root.path)
         self.assertEqual(c.token, "good")
         self.assertEqual([(p.name, p.local_port, p.remote_port)
                           for p in c.proxies], [("web", 8080, 80)])
