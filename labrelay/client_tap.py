@@ -7,14 +7,12 @@ daemonizes, so a bad config is one clear line and a non-zero exit.
 
 import os
 
-from twisted.logger import Logger
 from twisted.python import usage
 
-from .logs import command_line_chose_logging, make_log_observer
+from .startup import prepare_service
 from .config import ConfigError, load_client_config
 from .tls import TLSConfigError, client_tls_options
 
-_log = Logger()
 
 
 class Options(usage.Options):
@@ -59,11 +57,7 @@ def makeService(options, reactor=None):
         from twisted.internet import reactor
     from .client.service import RelayClient
     config = options.client_config
-    for warning in config.warnings:
-        _log.warn("{warning}", warning=warning)
     endpoint = build_endpoint(reactor, config, options.tls_options)
     service = RelayClient(config, reactor, endpoint,
                           config_path=os.path.abspath(options["config"]))
-    if not command_line_chose_logging(options):
-        service.log_observer = make_log_observer(config)
-    return service
+    return prepare_service(options, service, config)

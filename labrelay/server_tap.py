@@ -8,14 +8,12 @@ server is given the file's path, so SIGHUP reloads it.
 
 import os
 
-from twisted.logger import Logger
 from twisted.python import usage
 
-from .logs import command_line_chose_logging, make_log_observer
+from .startup import prepare_service
 from .config import ConfigError, load_server_config
 from .tls import TLSConfigError, server_tls_options
 
-_log = Logger()
 
 
 class Options(usage.Options):
@@ -45,10 +43,6 @@ def makeService(options, reactor=None):
         from twisted.internet import reactor
     from .server.service import RelayServer
     config = options.server_config
-    for warning in config.warnings:
-        _log.warn("{warning}", warning=warning)
     service = RelayServer(config, reactor, options.tls_options,
                           config_path=os.path.abspath(options["config"]))
-    if not command_line_chose_logging(options):
-        service.log_observer = make_log_observer(config)
-    return service
+    return prepare_service(options, service, config)

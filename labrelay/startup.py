@@ -1,0 +1,43 @@
+"""
+What both twistd taps do with a freshly built service, while the process is
+still in the foreground (twistd daemonises right after ``makeService``):
+
+* log the config file's warnings;
+* probe every start-up port (:func:`labrelay.listeners.probe_startup_listeners`),
+  so a taken port is one line and exit status 1 in daemon mode too;
+* choose where logs go: twistd's own ``--logfile``/``--syslog``/``--logger``
+  win; otherwise frp's ``log_file``, except that ``log_file = console``
+  (the default) in daemon mode, where there is no console, leaves twistd's
+  default in place: ``twistd.log`` in the working directory.
+"""
+
+from twisted.logger import Logger
+
+from .listeners import probe_startup_listeners
+from .logs import command_line_chose_logging, make_log_observer
+
+_log = Logger()
+
+
+def daemonising(options) -> bool:
+    """Whether twistd will daemonise (no ``-n``/``--nodaemon``)."""
+    twistd = getattr(options, "parent", None)
+    if twistd is None:
+        return False
+    try:
+        return not twistd.get("nodaemon", True)
+    except AttributeError:
+        return False
+
+
+def prepare_service(options, service, config):
+    """Warnings, port probes and the log observer for *service*; returns it."""
+    for warning in config.warnings:
+        _log.warn("{warning}", warning=warning)
+    probe_startup_listeners(service)
+    if command_line_chose_logging(options):
+        return service
+    if config.log_file == "console" and daemonising(options):
+        return service   # twistd's default: twistd.log
+    service.log_observer = make_log_observer(config)
+    return service
