@@ -9,10 +9,12 @@ import os
 
 from twisted.python import usage
 
-from .startup import prepare_service
+from .startup import prepare_service, refuse_config
 from .config import ConfigError, load_client_config
 from .tls import TLSConfigError, client_tls_options
 
+
+PROGRAM = "labrelay-client"
 
 
 class Options(usage.Options):
@@ -27,7 +29,7 @@ class Options(usage.Options):
         try:
             self.client_config = load_client_config(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            raise refuse_config(PROGRAM, e, e.warnings) from None
         config = self.client_config
         self.tls_options = None
         if config.tls_enable:
@@ -37,7 +39,8 @@ class Options(usage.Options):
                     config.tls_trusted_ca_file, config.tls_cert_file,
                     config.tls_key_file)
             except TLSConfigError as e:
-                raise usage.UsageError(f"{config.source}: [common] {e}")
+                raise refuse_config(PROGRAM, f"{config.source}: [common] {e}",
+                                    config.warnings) from None
 
 
 def build_endpoint(reactor, config, tls_options):

@@ -17,6 +17,8 @@ Unlike frp, an unparseable boolean or integer is refused, never ignored.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import fnmatch
 import os
 from typing import Mapping, Optional
@@ -107,6 +109,18 @@ CLIENT_NOT_YET = {
 }
 CLIENT_NOT_YET_PREFIXES = ("oidc_additional_",)
 
+#: frp's default of each not-yet-implemented key whose default is not its
+#: zero value (false, 0, empty): a key written at its default (or zero)
+#: changes nothing, so it gets no warning.
+NOT_YET_DEFAULTS = {
+    "quic_keepalive_period": 10, "quic_max_idle_timeout": 30,
+    "quic_max_incoming_streams": 100000, "udp_packet_size": 1500,
+    "nat_hole_analysis_data_reserve_hours": 168,
+    "nat_hole_stun_server": "stun.easyvoip.com:3478",
+    "bandwidth_limit_mode": "client", "health_check_timeout_s": 3,
+    "health_check_max_failed": 1, "health_check_interval_s": 10,
+}
+
 #: Obsolete [common] keys (either side): the warning to give.
 OLD_KEYS = {
     "privilege_token": "obsolete frp key; use token instead; ignored",
@@ -158,7 +172,13 @@ MAX_RANGE_PORTS = 65536
 
 
 class ConfigError(Exception):
-    """A config labrelay refuses; str() is one line naming file/section/key."""
+    """
+    A config labrelay refuses; str() is one line naming file/section/key.
+
+    :ivar warnings: the warnings found before the error, to show first.
+    """
+
+    warnings: tuple[str, ...] = ()
 
 
 # -- models ------------------------------------------------------------------
@@ -308,6 +328,29 @@ class _Warnings:
         if text not in self.items:
             self.items.append(text)
 
+    @contextlib.contextmanager
+    def kept_on_error(self):
+        """A :class:`ConfigError` raised inside carries the warnings so
+        far, so they are shown before it."""
+        try:
+            yield
+        except ConfigError as e:
+            e.warnings = tuple(self.items)
+            raise
+
+
+def _at_default(key: str, value) -> bool:
+    """Whether a not-yet-implemented key's typed *value* is its zero value
+    or frp's default (then it changes nothing and needs no warning)."""
+    return not value or value == NOT_YET_DEFAULTS.get(key)
+
+
+def _did_you_mean(key: str, known) -> str:
+    """`` (did you mean 'server_port'?)`` for a near miss, else ""."""
+    close = difflib.get_close_matches(key.lower(), list(known), n=1,
+                                      cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 def _convert(entry: Entry, section: str, key: str, kind: str):
     """Turn one written value into its typed value, or raise ConfigError."""
@@ -340,25 +383,41 @@ def _read_common(section: Section, side: str, warnings: _Warnings):
               {**SERVER_KEYS, **SERVER_OWN_KEYS}, "frps"))
     values: dict = {}
     metas: list[tuple[str, str]] = []
+    first_error = None
     for key, entry in section.entries.items():
-        if key in keys:
-            if entry.value != "":
-                values[key] = _convert(entry, "common", key, keys[key])
-        elif side == "client" and key.startswith("meta_"):
-            metas.append((key[len("meta_"):], entry.value))
-        elif key in OLD_KEYS:
-            warnings.add(entry.source, "common", key, OLD_KEYS[key])
-        elif key in not_yet or key.startswith(prefixes):
-            if entry.value != "":
-                _convert(entry, "common", key, not_yet.get(key, "str"))
+        # Every key is looked at before a bad value is reported, so the
+        # warnings about the others are not lost.
+        try:
+            _read_common_key(key, entry, side, keys, not_yet, prefixes,
+                             other_keys, other, values, metas, warnings)
+        except ConfigError as e:
+            first_error = first_error or e
+    if first_error is not None:
+        raise first_error
+    return values, tuple(metas)
+
+
+def _read_common_key(key, entry, side, keys, not_yet, prefixes, other_keys,
+                     other, values, metas, warnings) -> None:
+    if key in keys:
+        if entry.value != "":
+            values[key] = _convert(entry, "common", key, keys[key])
+    elif side == "client" and key.startswith("meta_"):
+        metas.append((key[len("meta_"):], entry.value))
+    elif key in OLD_KEYS:
+        warnings.add(entry.source, "common", key, OLD_KEYS[key])
+    elif key in not_yet or key.startswith(prefixes):
+        value = _convert(entry, "common", key, not_yet.get(key, "str")) \
+            if entry.value != "" else None
+        if not _at_default(key, value):
             warnings.add(entry.source, "common", key,
                          "not supported by labrelay yet; ignored")
-        elif key in other_keys:
-            warnings.add(entry.source, "common", key,
-                         f"a {other} key, not used here; ignored")
-        else:
-            warnings.add(entry.source, "common", key, "unknown key; ignored")
-    return values, tuple(metas)
+    elif key in other_keys:
+        warnings.add(entry.source, "common", key,
+                     f"a {other} key, not used here; ignored")
+    else:
+        warnings.add(entry.source, "common", key, "unknown key; ignored"
+                     + _did_you_mean(key, keys))
 
 
 def _check_common(values: dict, source: str) -> None:
@@ -428,6 +487,11 @@ def parse_server_config(text: str, source: str = "frps.ini",
                         ) -> ServerConfig:
     """Parse frps.ini text into a :class:`ServerConfig`."""
     warnings = _Warnings()
+    with warnings.kept_on_error():
+        return _parse_server(text, source, environ, warnings)
+
+
+def _parse_server(text, source, environ, warnings) -> ServerConfig:
     doc = IniDocument()
     _document(text, source, environ, doc)
     common = _common_section(doc, source)
@@ -491,6 +555,11 @@ def parse_client_config(text: str, source: str = "frpc.ini",
     are resolved against ``base_dir`` (default: the directory of ``source``).
     """
     warnings = _Warnings()
+    with warnings.kept_on_error():
+        return _parse_client(text, source, environ, base_dir, warnings)
+
+
+def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
     doc = IniDocument()
     _document(text, source, environ, doc)
     common = _common_section(doc, source)
@@ -679,10 +748,12 @@ def _proxy(doc: IniDocument, name: str, label: str, origin: str,
         elif key in keys:
             continue
         elif key in PROXY_NOT_YET or key.startswith(PROXY_NOT_YET_PREFIXES):
-            if entry.value:
-                _convert(entry, label, key, PROXY_NOT_YET.get(key, "str"))
-            warnings.add(entry.source, label, key,
-                         "not supported by labrelay yet; ignored")
+            value = _convert(entry, label, key,
+                             PROXY_NOT_YET.get(key, "str")) \
+                if entry.value != "" else None
+            if not _at_default(key, value):
+                warnings.add(entry.source, label, key,
+                             "not supported by labrelay yet; ignored")
         elif key == "name":
             warnings.add(entry.source, label, key,
                          "ignored; the section name is the proxy name")
@@ -690,7 +761,8 @@ def _proxy(doc: IniDocument, name: str, label: str, origin: str,
             warnings.add(entry.source, label, key,
                          f"not used by {ptype} proxies; ignored")
         else:
-            warnings.add(entry.source, label, key, "unknown key; ignored")
+            warnings.add(entry.source, label, key, "unknown key; ignored"
+                         + _did_you_mean(key, {**keys, **PROXY_NOT_YET}))
     local_port = get("local_port", "port", 0)
     if local_port <= 0:
         raise _fail(origin, label, "local_port",

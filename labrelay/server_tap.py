@@ -10,10 +10,12 @@ import os
 
 from twisted.python import usage
 
-from .startup import prepare_service
+from .startup import prepare_service, refuse_config
 from .config import ConfigError, load_server_config
 from .tls import TLSConfigError, server_tls_options
 
+
+PROGRAM = "labrelay-server"
 
 
 class Options(usage.Options):
@@ -28,14 +30,15 @@ class Options(usage.Options):
         try:
             self.server_config = load_server_config(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            raise refuse_config(PROGRAM, e, e.warnings) from None
         config = self.server_config
         try:
             self.tls_options = server_tls_options(
                 config.tls_cert_file, config.tls_key_file,
                 config.tls_trusted_ca_file)
         except TLSConfigError as e:
-            raise usage.UsageError(f"{config.source}: [common] {e}")
+            raise refuse_config(PROGRAM, f"{config.source}: [common] {e}",
+                                config.warnings) from None
 
 
 def makeService(options, reactor=None):

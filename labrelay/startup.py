@@ -1,5 +1,12 @@
 """
-What both twistd taps do with a freshly built service, while the process is
+What both twistd taps do when their config is refused, and with a freshly
+built service.
+
+A refused config (:func:`refuse_config`) is the warnings found so far, one
+line each, then the error, on stderr, and exit status 1: not twistd's usage
+text, which says nothing about the file.
+
+With a freshly built service, while the process is
 still in the foreground (twistd daemonises right after ``makeService``):
 
 * log the config file's warnings;
@@ -11,12 +18,28 @@ still in the foreground (twistd daemonises right after ``makeService``):
   default in place: ``twistd.log`` in the working directory.
 """
 
+import sys
+
 from twisted.logger import Logger
 
 from .listeners import probe_startup_listeners
 from .logs import command_line_chose_logging, make_log_observer
 
 _log = Logger()
+
+
+def refuse_config(program: str, error, warnings=(), stream=None
+                  ) -> SystemExit:
+    """
+    Write *warnings* (``labrelay-server: warning: ...``) to *stream*
+    (stderr); return the ``SystemExit`` to raise, whose text is the one
+    error line.
+    """
+    stream = sys.stderr if stream is None else stream
+    for warning in warnings:
+        stream.write(f"{program}: warning: {warning}\n")
+    stream.flush()
+    return SystemExit(f"{program}: {error}")
 
 
 def daemonising(options) -> bool:

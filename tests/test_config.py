@@ -163,7 +163,8 @@ class DialectTests(SynchronousTestCase, ErrorAssertions):
         c = client("[common]\nToken = x\n")
         self.assertEqual(c.token, "")
         self.assertEqual(c.warnings,
-                         ("frpc.ini [common] Token: unknown key; ignored",))
+                         ("frpc.ini [common] Token: unknown key; ignored "
+                          "(did you mean 'token'?)",))
         self.assert_error(client, "[Common]\n", "frpc.ini: [common] ")
 
     def test_empty_value_keeps_default(self):
@@ -362,7 +363,8 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
         """A typo warns as unknown; an frpc key warns as such."""
         s = server("[common]\nbind_prot = 1\nserver_addr = x\n")
         self.assertEqual(s.warnings, (
-            "frps.ini [common] bind_prot: unknown key; ignored",
+            "frps.ini [common] bind_prot: unknown key; ignored "
+            "(did you mean 'bind_port'?)",
             "frps.ini [common] server_addr: a frpc key, not used here; "
             "ignored"))
 
@@ -532,7 +534,8 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         c = client("[common]\nserver_adr = x\nbind_port = 1\n"
                    "privilege_token = t\n")
         self.assertEqual(c.warnings, (
-            "frpc.ini [common] server_adr: unknown key; ignored",
+            "frpc.ini [common] server_adr: unknown key; ignored "
+            "(did you mean 'server_addr'?)",
             "frpc.ini [common] bind_port: a frps key, not used here; ignored",
             "frpc.ini [common] privilege_token: obsolete frp key; use token "
             "instead; ignored"))
@@ -719,7 +722,8 @@ class ProxyTests(SynchronousTestCase, ErrorAssertions):
             "ignored",
             "frpc.ini [a] custom_domains: not used by tcp proxies; ignored",
             "frpc.ini [a] name: ignored; the section name is the proxy name",
-            "frpc.ini [a] local_prot: unknown key; ignored",
+            "frpc.ini [a] local_prot: unknown key; ignored "
+            "(did you mean 'local_port'?)",
             "frpc.ini [a] header_X: not used by tcp proxies; ignored"))
         self.assert_error(client, "[common]\n[a]\nlocal_port = 1\n"
                           "health_check_interval_s = soon\n",
@@ -936,3 +940,58 @@ class PropertyTests(SynchronousTestCase):
             self.assertNotIn("\n", str(e))
         else:
             self.assertIsInstance(s, ServerConfig)
+
+
+class WarningTests(SynchronousTestCase):
+    """Warnings a new user sees: suggestions, silence at defaults, and
+    warnings kept when an error follows."""
+
+    def test_did_you_mean(self):
+        c = client("[common]\nserver_prot = 7000\n")
+        self.assertEqual(c.warnings, (
+            "frpc.ini [common] server_prot: unknown key; ignored "
+            "(did you mean 'server_port'?)",))
+
+    def test_no_suggestion_for_far_names(self):
+        c = client("[common]\nzebra = 1\n")
+        self.assertEqual(c.warnings,
+                         ("frpc.ini [common] zebra: unknown key; ignored",))
+
+    def test_not_yet_keys_at_default_are_silent(self):
+        s = server("[common]\npprof_enable = false\noidc_issuer =\n"
+                   "udp_packet_size = 1500\nquic_keepalive_period = 10\n"
+                   "kcp_bind_port = 0\n")
+        self.assertEqual(s.warnings, ())
+        c = client("[common]\n[p]\nlocal_port = 22\nhealth_check_type =\n"
+                   "health_check_interval_s = 10\nbandwidth_limit_mode = "
+                   "client\n")
+        self.assertEqual(c.warnings, ())
+
+    def test_not_yet_keys_set_still_warn(self):
+        s = server("[common]\npprof_enable = true\nudp_packet_size = 9000\n")
+        self.assertEqual(s.warnings, (
+            "frps.ini [common] pprof_enable: not supported by labrelay yet; "
+            "ignored",
+            "frps.ini [common] udp_packet_size: not supported by labrelay "
+            "yet; ignored"))
+
+    def test_error_carries_earlier_and_later_warnings(self):
+        """A bad value does not hide the warnings about the other keys,
+        written before or after it."""
+        error = self.assertRaises(
+            ConfigError, server,
+            "[common]\nbind_prot = 1\nbind_port = abc\ndashbord_port = 2\n")
+        self.assertIn("bind_port", str(error))
+        self.assertEqual(error.warnings, (
+            "frps.ini [common] bind_prot: unknown key; ignored "
+            "(did you mean 'bind_port'?)",
+            "frps.ini [common] dashbord_port: unknown key; ignored "
+            "(did you mean 'dashboard_port'?)"))
+
+    def test_error_after_common_keeps_its_warnings(self):
+        error = self.assertRaises(
+            ConfigError, client,
+            "[common]\nserver_adr = x\n[p]\ntype = tcp\n")
+        self.assertIn("local_port", str(error))
+        self.assertEqual(len(error.warnings), 1)
+        self.assertIn("server_adr", error.warnings[0])

@@ -117,7 +117,25 @@ class ConfigErrorTests(TestCase):
         for fragment in fragments:
             self.assertIn(fragment, lines[0])
         self.assertNotIn("Traceback", process.output)
+        self.assertNotIn("Usage:", process.output)
+        self.assertTrue(lines[0].startswith(f"{command}: {path}: "), lines[0])
         return lines[0]
+
+    @async_test
+    async def test_warnings_then_error(self):
+        """The warnings about other keys come first, with suggestions, and
+        the error is the last line."""
+        path = write_config(self, "bad.ini", "[common]\nbind_prot = 1\n"
+                            "bind_port = abc\n")
+        process = await run(self, "labrelay-server", TWISTD + [
+            "-n", "--pidfile=", "labrelay-server", "-c", path],
+            path=os.path.dirname(path))
+        self.assertEqual(process.exit_code, 1, process.tail())
+        self.assertEqual(process.output.strip().splitlines(), [
+            f"labrelay-server: warning: {path} [common] bind_prot: unknown "
+            f"key; ignored (did you mean 'bind_port'?)",
+            f"labrelay-server: {path}: [common] bind_port: expected an "
+            f"integer, got 'abc'"])
 
     @async_test
     async def test_bad_int(self):
