@@ -15,3 +15,7 @@ __version__ = "0.1.0"
 #: to v0.51 rejects clients that announce a version below 0.18.0, and one
 #: without three dotted parts counts as 0.0.0, so this must look like frp's.
 FRP_VERSION = "0.51.3"
+
+#: What labrelay calls itself to people (logs, ``--version``, the
+#: dashboard); the wire keeps announcing :data:`FRP_VERSION`.
+VERSION_TEXT = f"labrelay {__version__} (speaks frp {FRP_VERSION})"

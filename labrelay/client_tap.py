@@ -9,6 +9,7 @@ import os
 
 from twisted.python import usage
 
+from . import VERSION_TEXT
 from .startup import prepare_service, refuse_config
 from .config import ConfigError, load_client_config
 from .tls import TLSConfigError, client_tls_options
@@ -24,6 +25,11 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "frpc.ini", "path of the frpc.ini configuration file"],
     ]
+
+    def opt_version(self):
+        """Print labrelay's version (and the frp version it speaks); exit."""
+        print(VERSION_TEXT)
+        raise SystemExit(0)
 
     def postOptions(self):
         try:

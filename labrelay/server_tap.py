@@ -10,6 +10,7 @@ import os
 
 from twisted.python import usage
 
+from . import VERSION_TEXT
 from .startup import prepare_service, refuse_config
 from .config import ConfigError, load_server_config
 from .tls import TLSConfigError, server_tls_options
@@ -25,6 +26,11 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "frps.ini", "path of the frps.ini configuration file"],
     ]
+
+    def opt_version(self):
+        """Print labrelay's version (and the frp version it speaks); exit."""
+        print(VERSION_TEXT)
+        raise SystemExit(0)
 
     def postOptions(self):
         try:

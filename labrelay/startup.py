@@ -22,6 +22,7 @@ import sys
 
 from twisted.logger import Logger
 
+from . import VERSION_TEXT
 from .listeners import probe_startup_listeners
 from .logs import command_line_chose_logging, make_log_observer
 
@@ -55,6 +56,8 @@ def daemonising(options) -> bool:
 
 def prepare_service(options, service, config):
     """Warnings, port probes and the log observer for *service*; returns it."""
+    _log.info("{version} starting, config {path}", version=VERSION_TEXT,
+              path=config.source)
     for warning in config.warnings:
         _log.warn("{warning}", warning=warning)
     probe_startup_listeners(service)

@@ -50,6 +50,25 @@ class PluginTests(TestCase):
         self.assertIn("labrelay-server " + SERVER_DESCRIPTION, text)
         self.assertIn("labrelay-client " + CLIENT_DESCRIPTION, text)
 
+    @async_test
+    async def test_version(self):
+        """``--version`` of each command names labrelay's version and the
+        frp version it speaks."""
+        from labrelay import FRP_VERSION, __version__
+        for command in ("labrelay-server", "labrelay-client"):
+            process = await run(self, command, TWISTD + [command, "--version"])
+            self.assertEqual(process.exit_code, 0, process.tail())
+            self.assertEqual(process.output.strip(),
+                             f"labrelay {__version__} (speaks frp "
+                             f"{FRP_VERSION})")
+
+    @async_test
+    async def test_version_logged_at_start(self):
+        from labrelay import VERSION_TEXT
+        server = await start_server(self)
+        self.assertIn(f"{VERSION_TEXT} starting, config "
+                      f"{server.config_path}", server.process.output)
+
     def test_get_plugins_finds_both(self):
         """getPlugins(IServiceMaker) finds both taps, pointing at the tap
         modules."""
