@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import ipaddress
 import os
 from typing import Mapping, Optional
 
@@ -508,6 +509,7 @@ def _parse_server(text, source, environ, warnings) -> ServerConfig:
             raise _fail(source, "common", key,
                         f"must not be negative (0 turns it off), not "
                         f"{values[key]}")
+    _check_token_strength(values, source, warnings)
     tcp_mux = values.get("tcp_mux", True)
     values.setdefault("heartbeat_timeout", -1 if tcp_mux else 90)
     values.setdefault("proxy_bind_addr", values.get("bind_addr", "0.0.0.0"))
@@ -515,6 +517,39 @@ def _parse_server(text, source, environ, warnings) -> ServerConfig:
         values["tls_only"] = True
     return ServerConfig(**values, source=source,
                         warnings=tuple(warnings.items))
+
+
+#: Shortest token that is not warned about on a public bind address.
+MIN_TOKEN_LENGTH = 16
+
+
+def is_loopback(address: str) -> bool:
+    """Whether *address* (an IP literal, ``localhost``, or empty for all
+    interfaces) reaches this host only."""
+    address = address.strip("[]")
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_token_strength(values: dict, source: str,
+                          warnings: _Warnings) -> None:
+    """Warn when a relay reachable from other hosts has an empty or short
+    token: anyone who can reach bind_port could then register proxies."""
+    if is_loopback(values.get("bind_addr", "0.0.0.0")):
+        return
+    token = values.get("token", "")
+    if not token:
+        warnings.add(source, "common", "token", "empty: any client that "
+                     "reaches bind_port can log in; set a random token "
+                     "(openssl rand -hex 16)")
+    elif len(token) < MIN_TOKEN_LENGTH:
+        warnings.add(source, "common", "token", f"only {len(token)} "
+                     f"characters on a public bind_addr; use at least "
+                     f"{MIN_TOKEN_LENGTH} random ones (openssl rand -hex 16)")
 
 
 def _check_dashboard(values: dict, source: str, warnings: _Warnings) -> None:

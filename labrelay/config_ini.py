@@ -177,12 +177,20 @@ def _port_number(text: str, item: str) -> int:
 
 # -- templates ---------------------------------------------------------------
 
+#: The environment variable that restores frp's rendering of an unset
+#: variable as ``<no value>``.
+ALLOW_UNSET_ENVS = "LABRELAY_ALLOW_UNSET_ENVS"
+
+
 def render_template(text: str, environ: Mapping[str, str]) -> str:
     """
     Render ``text`` as frp does with Go ``text/template`` and data
     ``{.Envs: environ}``, for the supported subset of actions.
 
-    A missing variable renders as ``<no value>``, as in frp.
+    A variable that is not set is an error (a config whose token silently
+    became ``<no value>`` would let in every client making the same
+    mistake), unless *environ* sets :data:`ALLOW_UNSET_ENVS` to ``1``: then
+    it renders as ``<no value>``, as in frp.
     """
     out: list[str] = []
     pos = 0
@@ -265,8 +273,16 @@ def _evaluate(content: str, environ: Mapping[str, str], line: int) -> str:
     action = content.strip(_TEMPLATE_SPACE)
     env = _ENV_ACTION.match(action)
     if env:
-        value = environ.get(env.group(1))
-        return "<no value>" if value is None else value
+        name = env.group(1)
+        value = environ.get(name)
+        if value is not None:
+            return value
+        if environ.get(ALLOW_UNSET_ENVS) == "1":
+            return "<no value>"
+        raise IniError(
+            f"line {line}: {{{{ .Envs.{name} }}}}: environment variable "
+            f"{name} is not set (set it; or {ALLOW_UNSET_ENVS}=1 renders "
+            f"it as frp does, as the text '<no value>')")
     if len(action) >= 2 and action[0] == "`" and action[-1] == "`" and \
             action.count("`") == 2:
         return action[1:-1].replace("\r", "")

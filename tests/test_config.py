@@ -210,10 +210,20 @@ class TemplateTests(SynchronousTestCase, ErrorAssertions):
                    environ={"HOST": "relay.example", "TOKEN": "s3"})
         self.assertEqual((c.server_addr, c.token), ("relay.example", "s3"))
 
-    def test_missing_env(self):
-        """A missing variable renders as ``<no value>``, as in frp."""
-        self.assertEqual(client("[common]\ntoken = {{ .Envs.NOPE }}\n").token,
-                         "<no value>")
+    def test_missing_env_is_an_error(self):
+        """A variable that is not set is an error naming it and the line,
+        not a token that reads ``<no value>``."""
+        self.assert_error(
+            client, "[common]\nserver_addr = x\ntoken = {{ .Envs.NOPE }}\n",
+            "frpc.ini: line 3: {{ .Envs.NOPE }}: environment variable NOPE "
+            "is not set", "LABRELAY_ALLOW_UNSET_ENVS=1", environ={})
+
+    def test_missing_env_opt_in(self):
+        """With LABRELAY_ALLOW_UNSET_ENVS=1 a missing variable renders as
+        ``<no value>``, as in frp."""
+        c = client("[common]\ntoken = {{ .Envs.NOPE }}\n",
+                   environ={"LABRELAY_ALLOW_UNSET_ENVS": "1"})
+        self.assertEqual(c.token, "<no value>")
 
     def test_default_environ(self):
         """Without ``environ`` the process environment is used."""
@@ -266,7 +276,13 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
 
     def test_defaults(self):
         """An empty [common] gives frp's defaults."""
-        self.assertEqual(server("[common]\n"), ServerConfig())
+        empty = server("[common]\n")
+        # On every interface with no token: a warning, and nothing else.
+        self.assertEqual(empty.warnings, (
+            "frps.ini [common] token: empty: any client that reaches "
+            "bind_port can log in; set a random token (openssl rand -hex 16)",
+        ))
+        self.assertEqual(empty, ServerConfig(warnings=empty.warnings))
         s = ServerConfig()
         self.assertEqual(
             (s.bind_addr, s.bind_port, s.vhost_http_timeout,
@@ -349,7 +365,7 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
 
     def test_not_yet_keys(self):
         """Each recognised-but-unimplemented key warns once, by name."""
-        s = server("[common]\nvhost_https_port = 443\n"
+        s = server("[common]\nbind_addr = 127.0.0.1\nvhost_https_port = 443\n"
                    "vhost_https_port = 8443\nkcp_bind_port = 7000\n")
         self.assertEqual(s.warnings, (
             "frps.ini [common] vhost_https_port: not supported by labrelay "
@@ -361,7 +377,8 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
 
     def test_unknown_and_client_keys(self):
         """A typo warns as unknown; an frpc key warns as such."""
-        s = server("[common]\nbind_prot = 1\nserver_addr = x\n")
+        s = server("[common]\nbind_addr = ::1\nbind_prot = 1\n"
+                   "server_addr = x\n")
         self.assertEqual(s.warnings, (
             "frps.ini [common] bind_prot: unknown key; ignored "
             "(did you mean 'bind_port'?)",
@@ -374,17 +391,19 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
                     "privilege_allow_ports": "allow_ports",
                     "dashboard_passwd": "dashboard_pwd"}
         for key, new in replaced.items():
-            (warning,) = server(f"[common]\n{key} = x\n").warnings
+            (warning,) = server(f"[common]\nbind_addr = 127.0.0.1\n"
+                                f"{key} = x\n").warnings
             self.assertTrue(warning.startswith(f"frps.ini [common] {key}: "))
             self.assertIn(f"use {new} instead", warning)
         for key in ("bind_udp_port", "authentication_timeout",
                     "privilege_mode"):
-            (warning,) = server(f"[common]\n{key} = 1\n").warnings
+            (warning,) = server(f"[common]\nbind_addr = 127.0.0.1\n"
+                                f"{key} = 1\n").warnings
             self.assertIn(f"[common] {key}: obsolete", warning)
 
     def test_plugin_sections(self):
         """A [plugin.*] section warns once; other sections are ignored."""
-        s = server("[common]\n[plugin.user]\naddr = 127.0.0.1:9000\n"
+        s = server("[common]\nbind_addr = 127.0.0.1\n[plugin.user]\naddr = 127.0.0.1:9000\n"
                    "path = /h\n[ssh]\nlocal_port = 22\n")
         self.assertEqual(s.warnings, (
             "frps.ini [plugin.user]: server plugins are not supported by "
@@ -438,7 +457,9 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
                           s.token), (7000, 8080, "example.com", "s3cret"))
         self.assertEqual((s.dashboard_port, s.dashboard_user,
                           s.dashboard_pwd), (7500, "admin", "admin"))
-        self.assertEqual(s.warnings, ())
+        self.assertEqual(s.warnings, (
+            "frps.ini [common] token: only 6 characters on a public "
+            "bind_addr; use at least 16 random ones (openssl rand -hex 16)",))
 
     def test_seed_configs(self):
         """The frps.ini files of the captured vectors parse as written."""
@@ -958,7 +979,8 @@ class WarningTests(SynchronousTestCase):
                          ("frpc.ini [common] zebra: unknown key; ignored",))
 
     def test_not_yet_keys_at_default_are_silent(self):
-        s = server("[common]\npprof_enable = false\noidc_issuer =\n"
+        s = server("[common]\nbind_addr = 127.0.0.1\n"
+                   "pprof_enable = false\noidc_issuer =\n"
                    "udp_packet_size = 1500\nquic_keepalive_period = 10\n"
                    "kcp_bind_port = 0\n")
         self.assertEqual(s.warnings, ())
@@ -968,7 +990,8 @@ class WarningTests(SynchronousTestCase):
         self.assertEqual(c.warnings, ())
 
     def test_not_yet_keys_set_still_warn(self):
-        s = server("[common]\npprof_enable = true\nudp_packet_size = 9000\n")
+        s = server("[common]\nbind_addr = 127.0.0.1\npprof_enable = true\n"
+                   "udp_packet_size = 9000\n")
         self.assertEqual(s.warnings, (
             "frps.ini [common] pprof_enable: not supported by labrelay yet; "
             "ignored",
@@ -995,3 +1018,17 @@ class WarningTests(SynchronousTestCase):
         self.assertIn("local_port", str(error))
         self.assertEqual(len(error.warnings), 1)
         self.assertIn("server_adr", error.warnings[0])
+
+    def test_token_strength_on_public_bind(self):
+        long_token = "k" * 16
+        for bind in ("0.0.0.0", "", "192.0.2.1", "::"):
+            text = f"[common]\nbind_addr = {bind}\n" if bind else "[common]\n"
+            self.assertEqual(len(server(text).warnings), 1, bind)
+            self.assertIn("token: empty", server(text).warnings[0])
+            self.assertIn("only 5 characters",
+                          server(text + "token = short\n").warnings[0])
+            self.assertEqual(server(text + f"token = {long_token}\n").warnings,
+                             ())
+        for bind in ("127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"):
+            self.assertEqual(server(f"[common]\nbind_addr = {bind}\n")
+                             .warnings, (), bind)

@@ -505,7 +505,8 @@ class AuthAndPageTests(TestCase):
                           config.enable_prometheus), (0, "127.0.0.1", False))
         self.assertIsNone(RelayServer(config, reactor, server_tls_options(),
                                       listen=LOCAL).dashboard)
-        config = parse_server_config("[common]\nenable_prometheus = true\n")
+        config = parse_server_config(
+            "[common]\nbind_addr = 127.0.0.1\nenable_prometheus = true\n")
         self.assertEqual(config.warnings, (
             "frps.ini [common] enable_prometheus: has no effect without "
             "dashboard_port",))
