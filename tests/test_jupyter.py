@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -21,6 +22,8 @@ from twisted.internet import defer, error, reactor
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
+
+from twisted.python.filepath import FilePath
 
 from .harness import async_test, within
 from .test_vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy, http_user,
@@ -59,6 +62,11 @@ class JupyterProcess(ProcessProtocol):
         if match:
             self.running.callback(int(match.group(1)))
 
+    def token(self) -> str:
+        """The login token from the URL Jupyter printed."""
+        match = re.search(r"\?token=([0-9a-f]+)", "".join(self.output))
+        return match.group(1) if match else ""
+
     def processEnded(self, reason):
         if not self.running.called:
             self.running.errback(AssertionError(
@@ -75,17 +83,19 @@ def free_port() -> int:
 
 
 def execute_over_websocket(port: int, kernel_id: str, token: str,
-                           code: str) -> dict:
+                           code: str, cookie: str = "") -> dict:
     """
     (In a thread.) Open the kernel's channels WebSocket through the vhost at
     127.0.0.1:*port* with Host ``HOST``, send an execute_request for *code*
     (Jupyter messaging v5.3) and return the execute_result's content.
     """
     import websocket
-    url = (f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels"
-           f"?token={token}")
+    url = f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels"
+    if token:
+        url += f"?token={token}"
     ws = websocket.create_connection(url, timeout=KERNEL_RESULT, host=HOST,
-                                     origin=f"http://{HOST}")
+                                     origin=f"http://{HOST}",
+                                     cookie=cookie or None)
     try:
         session = uuid.uuid4().hex
         msg_id = uuid.uuid4().hex
@@ -113,6 +123,22 @@ def execute_over_websocket(port: int, kernel_id: str, token: str,
         raise AssertionError(f"no execute_result within {KERNEL_RESULT}s")
     finally:
         ws.close()
+
+
+async def stop_jupyter(process, transport):
+    """SIGTERM (Jupyter shuts its kernels down), then SIGKILL."""
+    if process.ended.called:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            transport.signalProcess(sig)
+        except error.ProcessExitedAlready:
+            return
+        try:
+            await within(process.ended, JUPYTER_STOP)
+            return
+        except defer.TimeoutError:
+            continue
 
 
 class JupyterThroughVhostTests(TestCase):
@@ -145,23 +171,9 @@ class JupyterThroughVhostTests(TestCase):
                 "--ServerApp.port_retries=0", "--allow-root"]
         transport = reactor.spawnProcess(process, sys.executable, args,
                                          env=env)
-        self.addCleanup(self.stop_jupyter, process, transport)
+        self.addCleanup(lambda: defer.ensureDeferred(
+            stop_jupyter(process, transport)))
         return await within(process.running, JUPYTER_START)
-
-    async def stop_jupyter(self, process, transport):
-        """SIGTERM (Jupyter shuts its kernels down), then SIGKILL."""
-        if process.ended.called:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                transport.signalProcess(sig)
-            except error.ProcessExitedAlready:
-                return
-            try:
-                await within(process.ended, JUPYTER_STOP)
-                return
-            except defer.TimeoutError:
-                continue
 
     @async_test
     async def test_kernel_through_vhost(self):
@@ -196,3 +208,134 @@ class JupyterThroughVhostTests(TestCase):
         self.assertEqual(reply.status, 204, reply.body)
         reply = await user.request(HOST, "/api/kernels", headers=auth)
         self.assertEqual(reply.json(), [])
+
+
+README = FilePath(__file__).parent().parent().child("README.rst")
+
+
+def readme_command(program: str) -> list:
+    """The argv of the README line that runs *program* (``jupyter lab``)."""
+    for line in README.getContent().decode("utf-8").splitlines():
+        if line.strip().startswith(program + " "):
+            return shlex.split(line.strip())
+    raise AssertionError(f"README.rst shows no '{program} ...' command")
+
+
+def login_cookie(reply) -> str:
+    """The Cookie header a browser sends after *reply* (Jupyter's login by
+    token sets its session cookies)."""
+    cookie = "; ".join(value.decode("latin-1").split(";")[0]
+                       for name, value in reply.raw_headers
+                       if name.lower() == b"set-cookie")
+    assert cookie, reply.raw_headers
+    return cookie
+
+
+class JupyterLabAsReadmeTests(TestCase):
+    """Jupyter Lab started exactly as README.rst says (only the port is
+    changed, to a free one), reached by name through the vhost; and the
+    403 the README's flag avoids."""
+
+    timeout = 240
+
+    def setUp(self):
+        missing = [name for name in NEEDED + ("jupyterlab",)
+                   if importlib.util.find_spec(name) is None]
+        if missing:
+            self.fail(f"{', '.join(missing)} not installed: this test needs "
+                      f"the test extra (pip install '.[test]')")
+
+    async def start_lab(self, argv) -> JupyterProcess:
+        root = self.mktemp()
+        os.makedirs(root)
+        env = dict(os.environ)
+        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
+                     "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+            env[name] = os.path.abspath(os.path.join(root, "." + name.lower()))
+        env["PYTHONUNBUFFERED"] = "1"
+        self.assertEqual(argv[:2], ["jupyter", "lab"])
+        port = free_port()
+        args = [sys.executable, "-m", "jupyter", "lab"] + [
+            f"--port={port}" if arg.startswith("--port=") else arg
+            for arg in argv[2:]]
+        self.assertIn(f"--port={port}", args)
+        if os.geteuid() == 0:
+            args.append("--allow-root")   # as the README says for root
+        process = JupyterProcess()
+        transport = reactor.spawnProcess(process, sys.executable, args,
+                                         env=env, path=root)
+        self.addCleanup(lambda: defer.ensureDeferred(
+            stop_jupyter(process, transport)))
+        process.port = await within(process.running, JUPYTER_START)
+        return process
+
+    async def relay_to(self, port, **options):
+        relay = await VhostRelay(self).start()
+        await start_client(self, relay, http_proxy(
+            "jupyter", port, subdomain="jupyter", **options), ["jupyter"])
+        return relay
+
+    @async_test
+    async def test_readme_command_works_by_name(self):
+        """The Lab page and a kernel's websocket (as a browser opens it:
+        logged in by cookie, with an Origin) work through the vhost for
+        Jupyter started with the README's command."""
+        lab = await self.start_lab(readme_command("jupyter lab"))
+        token = lab.token()
+        self.assertTrue(token, "".join(lab.output)[-2000:])
+        relay = await self.relay_to(lab.port)
+        auth = [("Authorization", f"token {token}")]
+        user = await http_user(self, relay.http_port)
+        reply = await user.request(HOST, f"/lab?token={token}")
+        self.assertEqual(reply.status, 200, reply.body[:500])
+        self.assertIn(b"JupyterLab", reply.body)
+        cookie = login_cookie(reply)
+        reply = await user.request(
+            HOST, "/api/kernels", method="POST",
+            headers=auth + [("Content-Type", "application/json")],
+            body=json.dumps({"name": "python3"}).encode())
+        self.assertEqual(reply.status, 201, reply.body)
+        content = await within(deferToThread(
+            execute_over_websocket, relay.http_port, reply.json()["id"],
+            "", "6*7", cookie), KERNEL_RESULT + 10)
+        self.assertEqual(content["data"]["text/plain"], "42")
+
+    @async_test
+    async def test_without_allow_remote_access_is_403(self):
+        """Without the README's --ServerApp.allow_remote_access=True,
+        Jupyter on 127.0.0.1 refuses the relayed name: the README's flag
+        is what makes it work."""
+        argv = [arg for arg in readme_command("jupyter lab")
+                if not arg.startswith("--ServerApp.allow_remote_access")]
+        lab = await self.start_lab(argv)
+        relay = await self.relay_to(lab.port)
+        user = await http_user(self, relay.http_port)
+        reply = await user.request(HOST, f"/lab?token={lab.token()}")
+        self.assertEqual(reply.status, 403, reply.body[:500])
+
+    @async_test
+    async def test_host_rewrite_passes_pages_but_not_kernels(self):
+        """The README's trade-off: host_header_rewrite instead of the flag
+        serves the page, and Jupyter refuses a browser's kernel websocket
+        (logged in by cookie, its Origin naming the relayed host)."""
+        argv = [arg for arg in readme_command("jupyter lab")
+                if not arg.startswith("--ServerApp.allow_remote_access")]
+        lab = await self.start_lab(argv)
+        token = lab.token()
+        relay = await self.relay_to(lab.port, host_header_rewrite="127.0.0.1")
+        user = await http_user(self, relay.http_port)
+        reply = await user.request(HOST, f"/lab?token={token}")
+        self.assertEqual(reply.status, 200, reply.body[:500])
+        cookie = login_cookie(reply)
+        reply = await user.request(
+            HOST, "/api/kernels", method="POST",
+            headers=[("Authorization", f"token {token}"),
+                     ("Content-Type", "application/json")],
+            body=json.dumps({"name": "python3"}).encode())
+        self.assertEqual(reply.status, 201, reply.body)
+        import websocket
+        failure = await self.assertFailure(within(deferToThread(
+            execute_over_websocket, relay.http_port, reply.json()["id"],
+            "", "1", cookie), KERNEL_RESULT + 10),
+            websocket.WebSocketBadStatusException)
+        self.assertEqual(failure.status_code, 403)
