@@ -652,7 +652,7 @@ def _include(doc: IniDocument, pattern: str, base_dir: str, source: str,
     path = pattern if os.path.isabs(pattern) else \
         os.path.join(base_dir, pattern)
     directory, glob = os.path.split(path)
-    directory = directory or os.curdir
+    directory = os.path.abspath(directory or os.curdir)
     if not os.path.isdir(directory):
         raise _fail(source, "common", "includes",
                     f"directory {directory!r} of {pattern!r} does not exist")

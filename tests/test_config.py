@@ -853,10 +853,13 @@ class IncludeTests(SynchronousTestCase, ErrorAssertions):
         self.assertIn("[common] includes: ", c.warnings[0])
 
     def test_missing_directory(self):
-        """A pattern whose directory does not exist is an error."""
-        self.assert_error(client, "[common]\nincludes = nowhere/*.ini\n",
-                          "frpc.ini: [common] includes: ", "nowhere",
-                          base_dir=self.root.path)
+        """A pattern whose directory does not exist is an error naming the
+        directory as one absolute path (not ``././nowhere``)."""
+        where = os.path.join(self.root.path, "nowhere")
+        self.assert_error(client, "[common]\nincludes = ./nowhere/*.ini\n",
+                          "frpc.ini: [common] includes: ",
+                          f"directory {where!r} of './nowhere/*.ini' does "
+                          f"not exist", base_dir=self.root.path + "/.")
 
     def test_errors_name_included_file(self):
         """Errors in an included file name that file."""
