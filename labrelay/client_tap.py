@@ -10,7 +10,7 @@ import os
 from twisted.logger import Logger
 from twisted.python import usage
 
-from .logs import command_line_chose_logging, make_log_observer
+from .logs import log_observer_for
 from .config import ConfigError, load_client_config
 from .tls import TLSConfigError, client_tls_options
 
@@ -64,6 +64,5 @@ def makeService(options, reactor=None):
     endpoint = build_endpoint(reactor, config, options.tls_options)
     service = RelayClient(config, reactor, endpoint,
                           config_path=os.path.abspath(options["config"]))
-    if not command_line_chose_logging(options):
-        service.log_observer = make_log_observer(config)
+    service.log_observer = log_observer_for(options, config)
     return service

@@ -11,7 +11,7 @@ import os
 from twisted.logger import Logger
 from twisted.python import usage
 
-from .logs import command_line_chose_logging, make_log_observer
+from .logs import log_observer_for
 from .config import ConfigError, load_server_config
 from .tls import TLSConfigError, server_tls_options
 
@@ -49,6 +49,5 @@ def makeService(options, reactor=None):
         _log.warn("{warning}", warning=warning)
     service = RelayServer(config, reactor, options.tls_options,
                           config_path=os.path.abspath(options["config"]))
-    if not command_line_chose_logging(options):
-        service.log_observer = make_log_observer(config)
+    service.log_observer = log_observer_for(options, config)
     return service
