@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 
 from ..config import ConfigError, load_client_config
+from ..logs import escape_controls
 
 #: Seconds to wait for the admin API.
 TIMEOUT = 30
@@ -75,7 +76,8 @@ def call(config, method: str, path: str, body: bytes = b"",
 
 def _check(code: int, body: bytes) -> None:
     if code != 200:
-        text = body.decode("utf-8", "replace").strip()
+        # the answer goes to a terminal: no escape sequences from it
+        text = escape_controls(body.decode("utf-8", "replace").strip())
         raise CommandError(f"code [{code}], {text}")
 
 
