@@ -27,7 +27,8 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from labrelay.client import cli
 from labrelay.client.admin import (
-    AUTH_FAIL_DELAY, REDACTED, STOP_EXIT_CODE, AdminResource,
+    AUTH_FAIL_DELAY, REDACTED, REFUSAL_LOG_SECONDS, STOP_EXIT_CODE,
+    AdminResource,
     config_for_display, config_to_store, exposure_warning)
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
@@ -401,6 +402,29 @@ class AdminAPITests(TestCase):
         error = self.assertRaises(SystemExit, client.privilegedStartService)
         self.assertIn(f"admin_addr:admin_port 127.0.0.1:{port}", str(error))
         self.assertNotIsInstance(error, CannotListenError)
+
+
+class RefusalLogTests(SynchronousTestCase):
+    """A page sending requests in a loop cannot flood the log."""
+
+    def test_one_line_per_period(self):
+        """Refused Host/Origin requests log one line per
+        REFUSAL_LOG_SECONDS, the next one counting those not logged."""
+        clock = Clock()
+        client = RelayClient(parse_client_config(client_text()), clock,
+                             object(), exit_on_fatal=False)
+        resource = AdminResource(client, clock)
+        logs = LogCapture(self)
+        for _ in range(50):
+            request = _Request(b"/api/stop", method=b"POST")
+            request.requestHeaders.setRawHeaders(b"host", [b"evil.example"])
+            self.assertEqual(resource.render(request),
+                             b"421 Misdirected Request: unknown Host\n")
+        self.assertEqual(len(logs.lines("admin API", "refused")), 1)
+        clock.advance(REFUSAL_LOG_SECONDS)
+        resource.render(request)
+        [_, line] = logs.lines("admin API", "refused")
+        self.assertIn("49 more refused", line)
 
 
 class SecretTextTests(SynchronousTestCase):

@@ -62,6 +62,8 @@ STOP_DELAY = 0.1
 #: from ``systemctl stop``, still exits 0).  75 is sysexits' EX_TEMPFAIL.
 STOP_EXIT_CODE = 75
 REALM = b'Basic realm="Restricted"'
+#: At most one log line per this many seconds for refused Host/Origin.
+REFUSAL_LOG_SECONDS = 60
 #: Keys whose values ``GET /api/config`` does not show (``token`` lines are
 #: left out altogether, as frpc does).
 SECRET_KEYS = frozenset({"admin_pwd", "oidc_client_secret", "http_pwd",
@@ -209,6 +211,8 @@ class AdminResource(Resource):
         self.client = client
         self.clock = clock
         self.policy = HostPolicy(client.config.admin_addr)
+        self._next_refusal_log = float("-inf")
+        self._refusals_not_logged = 0
         self._delayed = set()  # pending 401 answers and the stop
         self._routes = {
             b"/healthz": {b"GET": self._healthz},
@@ -225,10 +229,7 @@ class AdminResource(Resource):
         denial = request_denial(self.policy, request)
         if denial is not None:
             code, text = denial
-            self._log.warn("admin API: {method} {path} refused: {why}",
-                           method=request.method.decode("ascii", "replace"),
-                           path=path[:200].decode("ascii", "replace"),
-                           why=text.strip())
+            self._log_refusal(request, text.strip())
             request.setResponseCode(code)
             return text.encode("utf-8")
         if path != b"/healthz" and not self._authorized(request):
@@ -260,6 +261,22 @@ class AdminResource(Resource):
                            path=path.decode("ascii", "replace"), code=code)
         request.setResponseCode(code)
         return text.encode("utf-8")
+
+    def _log_refusal(self, request, why: str) -> None:
+        # A page can send requests in a loop: one line per
+        # REFUSAL_LOG_SECONDS, with the count of those not logged.
+        now = self.clock.seconds()
+        if now < self._next_refusal_log:
+            self._refusals_not_logged += 1
+            return
+        self._log.warn("admin API: {method} {path} refused: {why} (a web "
+                       "page, or a foreign Host header?); {more} more "
+                       "refused since the last such line",
+                       method=request.method.decode("ascii", "replace"),
+                       path=request.path[:200].decode("ascii", "replace"),
+                       why=why, more=self._refusals_not_logged)
+        self._refusals_not_logged = 0
+        self._next_refusal_log = now + REFUSAL_LOG_SECONDS
 
     def close(self) -> None:
         """Cancel pending delayed answers and a pending stop."""
