@@ -27,7 +27,7 @@ A request without ``Host`` is refused too: every browser sends one.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 #: Host names that always mean "this machine".
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -120,10 +120,11 @@ class HostPolicy:
             == local_port
 
     def cross_site(self, origin: Optional[str], fetch_site: Optional[str],
-                   host: str, scheme: str = "http") -> bool:
+                   host: str, scheme: Union[str, tuple] = "http") -> bool:
         """
         Whether a request is from another origin, by what the browser said:
-        an ``Origin`` other than ``scheme://host`` (``null`` included), or
+        an ``Origin`` other than ``scheme://host`` (``null`` included; a
+        tuple of schemes accepts each), or
         a ``Sec-Fetch-Site`` other than ``same-origin`` / ``none`` (typed in
         the address bar).  Scripts and command-line tools send neither.
         """
@@ -132,10 +133,13 @@ class HostPolicy:
             return True
         if origin is None:
             return False
-        return origin.strip().lower() != f"{scheme}://{host.strip().lower()}"
+        schemes = (scheme,) if isinstance(scheme, str) else scheme
+        return origin.strip().lower() not in {
+            f"{one}://{host.strip().lower()}" for one in schemes}
 
 
-def request_denial(policy: HostPolicy, request, scheme: str = "http",
+def request_denial(policy: HostPolicy, request,
+                   scheme: Union[str, tuple] = "http",
                    fetch_site: bool = True) -> Optional[tuple[int, str]]:
     """
     ``(status, text)`` refusing a ``twisted.web`` *request* by *policy*, or

@@ -86,6 +86,10 @@ class HostPolicyTests(SynchronousTestCase):
                              ("http://127.0.0.1:7400", "cross-site")):
             self.assertTrue(policy.cross_site(origin, site, host),
                             (origin, site))
+        self.assertFalse(policy.cross_site("https://127.0.0.1:7400", None,
+                                           host, ("http", "https")))
+        self.assertTrue(policy.cross_site("ftp://127.0.0.1:7400", None,
+                                          host, ("http", "https")))
         for origin, site in ((None, None), ("http://127.0.0.1:7400", None),
                              ("HTTP://127.0.0.1:7400", "same-origin"),
                              (None, "none")):

@@ -59,7 +59,8 @@ AUTH_FAIL_DELAY = 0.2
 STOP_DELAY = 0.1
 #: The exit status of a twistd client stopped by ``POST /api/stop``: not 0,
 #: so that systemd's ``Restart=on-failure`` brings it back (a SIGTERM, as
-#: from ``systemctl stop``, still exits 0).  75 is sysexits' EX_TEMPFAIL.
+#: from ``systemctl stop``, still ends it the way systemd counts as clean:
+#: twistd re-raises the signal).  75 is sysexits' EX_TEMPFAIL.
 STOP_EXIT_CODE = 75
 REALM = b'Basic realm="Restricted"'
 #: At most one log line per this many seconds for refused Host/Origin.

@@ -212,7 +212,8 @@ class DashboardApi:
         controls = sorted(self.server.registry.controls.values(),
                           key=lambda c: (c.started_at, c.peer))
         return {"clients": [{
-            "address": control.peer, "user": control.user, "version": control.version,
+            "address": control.peer, "user": control.user,
+            "version": control.version,
             "hostname": control.login.hostname, "os": control.login.os,
             "arch": control.login.arch,
             "uptime_seconds": max(int(now - control.started_at), 0),
@@ -362,8 +363,9 @@ class _Root(Resource):
 
     def getChildWithDefault(self, name, request):
         dashboard = self._dashboard
+        # either scheme: a TLS proxy in front may serve it as https
         denial = request_denial(dashboard.host_policy, request,
-                                dashboard.scheme, fetch_site=False)
+                                ("http", "https"), fetch_site=False)
         if denial is not None:
             return _Refused(*denial)
         if name == b"healthz":
@@ -486,7 +488,6 @@ class DashboardService(service.MultiService):
         self.metrics_registry = metrics_registry(server) \
             if config.enable_prometheus else None
         self.set_credentials(config.dashboard_user, config.dashboard_pwd)
-        self.scheme = "https" if config.dashboard_tls_mode else "http"
         self.host_policy = HostPolicy(
             config.dashboard_addr, config.dashboard_allowed_hosts,
             default_port=443 if config.dashboard_tls_mode else 80)
