@@ -11,9 +11,11 @@ No answer ever carries the token or what a ``{{ .Envs.X }}`` template in
 the file would render to.
 """
 
+import atexit
 import base64
 import os
 import re
+import shutil
 import tempfile
 
 from hypothesis import given, settings
@@ -161,6 +163,7 @@ class AdminTarget(Target):
     def _file(self, text):
         if self._directory is None:
             self._directory = tempfile.mkdtemp(prefix="labrelay-fuzz-admin-")
+            atexit.register(shutil.rmtree, self._directory, True)
         path = os.path.join(self._directory, "frpc.ini")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
