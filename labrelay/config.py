@@ -66,6 +66,7 @@ SERVER_KEYS = {
 SERVER_OWN_KEYS = {
     "auth_timestamp_skew": "int", "max_unauthenticated_per_source": "int",
     "max_unauthenticated_connections": "int", "max_proxies_per_client": "int",
+    "dashboard_allowed_hosts": "list",  # not a limit: the dashboard's Host
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -227,6 +228,9 @@ class ServerConfig:
     dashboard_tls_key_file: str = ""
     enable_prometheus: bool = False
     assets_dir: str = ""
+    #: host names the dashboard answers besides its own address and
+    #: localhost (labrelay's own key, in SERVER_OWN_KEYS)
+    dashboard_allowed_hosts: tuple[str, ...] = ()
     # labrelay's own keys (SERVER_OWN_KEYS); 0 turns each off.
     #: seconds a Login/Ping/NewWorkConn timestamp may differ from the
     #: server's clock (0: no check, as frp)
@@ -504,8 +508,8 @@ def _parse_server(text, source, environ, warnings) -> ServerConfig:
                          "supported by labrelay yet; section ignored")
     _check_common(values, source)
     _check_dashboard(values, source, warnings)
-    for key in SERVER_OWN_KEYS:
-        if values.get(key, 0) < 0:
+    for key, kind in SERVER_OWN_KEYS.items():
+        if kind == "int" and values.get(key, 0) < 0:
             raise _fail(source, "common", key,
                         f"must not be negative (0 turns it off), not "
                         f"{values[key]}")
@@ -565,9 +569,14 @@ def _check_dashboard(values: dict, source: str, warnings: _Warnings) -> None:
             if values.get(key):
                 warnings.add(source, "common", key, "has no effect when "
                              "dashboard_tls_mode is false")
+    for name in values.get("dashboard_allowed_hosts", ()):
+        if any(ch in name for ch in "/:@ ") and not name.startswith("["):
+            raise _fail(source, "common", "dashboard_allowed_hosts",
+                        f"{name!r} is not a host name (no scheme, no port)")
     if not values.get("dashboard_port"):
         for key in ("enable_prometheus", "dashboard_user", "dashboard_pwd",
-                    "dashboard_tls_mode", "assets_dir"):
+                    "dashboard_tls_mode", "assets_dir",
+                    "dashboard_allowed_hosts"):
             if values.get(key):
                 warnings.add(source, "common", key,
                              "has no effect without dashboard_port")

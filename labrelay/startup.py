@@ -12,10 +12,11 @@ still in the foreground (twistd daemonises right after ``makeService``):
 * log the config file's warnings;
 * probe every start-up port (:func:`labrelay.listeners.probe_startup_listeners`),
   so a taken port is one line and exit status 1 in daemon mode too;
-* choose where logs go: twistd's own ``--logfile``/``--syslog``/``--logger``
-  win; otherwise frp's ``log_file``, except that ``log_file = console``
-  (the default) in daemon mode, where there is no console, leaves twistd's
-  default in place: ``twistd.log`` in the working directory.
+* choose where logs go (:func:`labrelay.logs.log_observer_for`): twistd's
+  own ``--logfile``/``--syslog``/``--logger`` win; otherwise frp's
+  ``log_file``, except that ``log_file = console`` (the default) in daemon
+  mode, where there is no console, means twistd's default: ``twistd.log``
+  in the working directory.
 """
 
 import sys
@@ -24,7 +25,7 @@ from twisted.logger import Logger
 
 from . import VERSION_TEXT
 from .listeners import probe_startup_listeners
-from .logs import command_line_chose_logging, make_log_observer
+from .logs import log_observer_for
 
 _log = Logger()
 
@@ -61,9 +62,6 @@ def prepare_service(options, service, config):
     for warning in config.warnings:
         _log.warn("{warning}", warning=warning)
     probe_startup_listeners(service)
-    if command_line_chose_logging(options):
-        return service
-    if config.log_file == "console" and daemonising(options):
-        return service   # twistd's default: twistd.log
-    service.log_observer = make_log_observer(config)
+    service.log_observer = log_observer_for(options, config,
+                                            daemon=daemonising(options))
     return service

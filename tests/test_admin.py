@@ -2,13 +2,16 @@
 The client's admin API (labrelay.client.admin) and the ``labrelay-client``
 command (labrelay.client.cli) that drives it: every route, basic auth, the
 status document after a real login, config round trips with the token kept
-back, and the command against a real API and a real twistd process.
+back, the Host/Origin/method policy that keeps web pages out, and the
+command against a real API and a real twistd process.
 """
 
 import base64
 import http.client
 import io
 import json
+import os
+import signal
 import socket
 import sys
 
@@ -18,33 +21,48 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
 from labrelay.client import cli
 from labrelay.client.admin import (
-    AUTH_FAIL_DELAY, AdminResource, config_for_display, config_to_store)
+    AUTH_FAIL_DELAY, REDACTED, REFUSAL_LOG_SECONDS, STOP_EXIT_CODE,
+    AdminResource,
+    config_for_display, config_to_store, exposure_warning)
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config
 
-from .harness import Relay, async_test, connect_user, echo_server, within
+from .harness import (LogCapture, Relay, async_test, connect_user,
+                      echo_server, within)
 from .processes import (
     REPO_ROOT, child_env, client_ini, free_port, run, start_server, twistd)
 from .test_reload import (
     client_text, file_client, proxies, rewrite, running_port, write)
 
 
-def http_call(port, method, path, body=None, user=None, password=None):
+def http_call(port, method, path, body=None, user=None, password=None,
+              headers=None, host=None):
     """One blocking HTTP request to 127.0.0.1:*port*: (status, headers,
-    body).  Run it with deferToThread."""
-    headers = {}
+    body).  Run it with deferToThread.  *host* replaces the ``Host``
+    header (``""``: none at all)."""
+    headers = dict(headers or {})
     if user is not None:
         pair = f"{user}:{password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request(method, path, body=body, headers=headers)
+        if host is None:
+            connection.request(method, path, body=body, headers=headers)
+        else:
+            connection.putrequest(method, path, skip_host=True)
+            if host:
+                connection.putheader("Host", host)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.putheader("Content-Length", str(len(body or b"")))
+            connection.endheaders(body)
         response = connection.getresponse()
         return (response.status, {k.lower(): v for k, v in
                                   response.getheaders()}, response.read())
@@ -52,10 +70,11 @@ def http_call(port, method, path, body=None, user=None, password=None):
         connection.close()
 
 
-def request(port, method, path, body=None, user=None, password=None):
+def request(port, method, path, body=None, user=None, password=None,
+            headers=None, host=None):
     """:func:`http_call` in a thread, bounded."""
     return within(deferToThread(http_call, port, method, path, body, user,
-                                password))
+                                password, headers, host))
 
 
 def run_cli(*argv):
@@ -74,6 +93,13 @@ async def admin_port(client):
     return (await within(client.when_admin_listening())).getHost().port
 
 
+async def listen_web(testcase, resource):
+    """Serve *resource* on a free loopback port for the test; the port."""
+    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    testcase.addCleanup(port.stopListening)
+    return port.getHost().port
+
+
 class _Request(DummyRequest):
     """A DummyRequest with a path and basic-auth credentials."""
 
@@ -82,6 +108,7 @@ class _Request(DummyRequest):
         self.path = path
         self.method = method
         self._user, self._password = user, password
+        self.requestHeaders.setRawHeaders(b"host", [b"localhost"])
 
     def getUser(self):
         return self._user
@@ -227,20 +254,20 @@ class AdminAPITests(TestCase):
 
     @async_test
     async def test_reload_route(self):
-        """GET /api/reload applies a new proxy (200, empty body); a bad file
-        gives 400 with the error text and changes nothing."""
+        """POST /api/reload applies a new proxy (200, empty body); a bad
+        file gives 400 with the error text and changes nothing."""
         client = await self.start()
         await running_port(client, "echo")
         rewrite(self.path, client_text(self.relay.port, proxies(
             ("echo", self.backend), ("more", self.backend))))
-        self.assertEqual((await request(self.port, "GET", "/api/reload"))
+        self.assertEqual((await request(self.port, "POST", "/api/reload"))
                          [::2], (200, b""))
         port = await running_port(client, "more")
         user = await connect_user(self, port)
         user.transport.write(b"hi")
         self.assertEqual(await within(user.wait_for(2)), b"hi")
         rewrite(self.path, "[common]\nserver_port = nope\n")
-        code, _, body = await request(self.port, "GET", "/api/reload")
+        code, _, body = await request(self.port, "POST", "/api/reload")
         self.assertEqual(code, 400)
         self.assertIn(b"server_port", body)
         self.assertEqual(sorted(client.proxies), ["echo", "more"])
@@ -254,7 +281,7 @@ class AdminAPITests(TestCase):
         def broken():
             raise RuntimeError("disk on fire")
         client.reload = broken
-        code, _, body = await request(self.port, "GET", "/api/reload")
+        code, _, body = await request(self.port, "POST", "/api/reload")
         self.assertEqual(code, 500)
         self.assertIn(b"disk on fire", body)
         self.flushLoggedErrors(RuntimeError)
@@ -281,18 +308,33 @@ class AdminAPITests(TestCase):
         self.assertIn("[common]\ntoken = harness-token\n", stored)
         self.assertIn("\n[more]\nlocal_port = ", stored)
         self.assertNotIn("more", client.proxies)  # not applied yet
-        self.assertEqual((await request(self.port, "GET", "/api/reload"))[0],
-                         200)
+        self.assertEqual((await request(self.port, "POST", "/api/reload"))
+                         [0], 200)
         await running_port(client, "more")  # logged in with the kept token
         code, _, body = await request(self.port, "GET", "/api/config")
         self.assertNotIn(b"token", body)
 
     @async_test
-    async def test_config_template_rendered(self):
-        """GET /api/config returns the text after the template pass."""
-        await self.start(extra='log_level = {{ "debug" }}\n')
+    async def test_config_template_not_rendered(self):
+        """GET /api/config returns the file as stored: a template is shown
+        as written, never rendered with the client's environment (it was
+        rendered until a PUT plus a GET could read any environment
+        variable, a token kept out of the file included)."""
+        os.environ["LABRELAY_TEST_ADMIN_SECRET"] = "env-secret-value"
+        self.addCleanup(os.environ.pop, "LABRELAY_TEST_ADMIN_SECRET")
+        await self.start(extra='log_level = {{ "debug" }}\nuser = '
+                               '{{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}\n')
         body = (await request(self.port, "GET", "/api/config"))[2]
-        self.assertIn(b"log_level = debug\n", body)
+        self.assertIn(b'log_level = {{ "debug" }}\n', body)
+        self.assertIn(b"{{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}", body)
+        self.assertNotIn(b"env-secret-value", body)
+        # The attack: PUT a file naming the variable, then GET it back.
+        text = body.decode() + "\nmeta_x = {{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}"
+        self.assertEqual((await request(self.port, "PUT", "/api/config",
+                                        body=text.encode()))[0], 200)
+        body = (await request(self.port, "GET", "/api/config"))[2]
+        self.assertIn(b"meta_x = {{ .Envs.", body)
+        self.assertNotIn(b"env-secret-value", body)
 
     @async_test
     async def test_put_empty_body(self):
@@ -328,13 +370,13 @@ class AdminAPITests(TestCase):
         stopped = defer.Deferred()
         original = client.stop_gracefully
 
-        def stop():
-            original()
-            stopped.callback(client.running)
+        def stop(exit_code=0):
+            original(exit_code)
+            stopped.callback((client.running, exit_code))
         client.stop_gracefully = stop
         code, _, _ = await request(self.port, "POST", "/api/stop")
         self.assertEqual(code, 200)
-        self.assertFalse(await within(stopped))
+        self.assertEqual(await within(stopped), (False, STOP_EXIT_CODE))
 
     @async_test
     async def test_unknown_route_and_method(self):
@@ -360,6 +402,229 @@ class AdminAPITests(TestCase):
         error = self.assertRaises(SystemExit, client.privilegedStartService)
         self.assertIn(f"admin_addr:admin_port 127.0.0.1:{port}", str(error))
         self.assertNotIsInstance(error, CannotListenError)
+
+
+class RefusalLogTests(SynchronousTestCase):
+    """A page sending requests in a loop cannot flood the log."""
+
+    def test_one_line_per_period(self):
+        """Refused Host/Origin requests log one line per
+        REFUSAL_LOG_SECONDS, the next one counting those not logged."""
+        clock = Clock()
+        client = RelayClient(parse_client_config(client_text()), clock,
+                             object(), exit_on_fatal=False)
+        resource = AdminResource(client, clock)
+        logs = LogCapture(self)
+        for _ in range(50):
+            request = _Request(b"/api/stop", method=b"POST")
+            request.requestHeaders.setRawHeaders(b"host", [b"evil.example"])
+            self.assertEqual(resource.render(request),
+                             b"421 Misdirected Request: unknown Host\n")
+        self.assertEqual(len(logs.lines("admin API", "refused")), 1)
+        clock.advance(REFUSAL_LOG_SECONDS)
+        resource.render(request)
+        [_, line] = logs.lines("admin API", "refused")
+        self.assertIn("49 more refused", line)
+
+
+class SecretTextTests(SynchronousTestCase):
+    """Secrets other than the token in GET and PUT /api/config."""
+
+    ORIGINAL = ("[common]\ntoken = t0k\nadmin_user = a\nadmin_pwd = pw1\n"
+                "[web]\ntype = http\nhttp_pwd = pw2\n"
+                "[sec]\ntype = stcp\nsk : pw3\n")
+
+    def test_display_redacts_secrets(self):
+        """admin_pwd, http_pwd and sk values are shown as REDACTED, with
+        their sections, and no secret value appears."""
+        text = config_for_display(self.ORIGINAL)
+        self.assertIn(f"admin_pwd = {REDACTED}", text)
+        self.assertIn(f"http_pwd = {REDACTED}", text)
+        self.assertIn(f"sk : {REDACTED}", text)
+        for secret in ("t0k", "pw1", "pw2", "pw3"):
+            self.assertNotIn(secret, text)
+
+    def test_round_trip_keeps_secrets(self):
+        """PUT of what GET showed stores the original secrets, each in its
+        own section; a changed value is taken as written."""
+        shown = config_for_display(self.ORIGINAL)
+        self.assertEqual(config_to_store(shown, self.ORIGINAL),
+                         self.ORIGINAL)
+        changed = shown.replace(f"http_pwd = {REDACTED}", "http_pwd = new")
+        stored = config_to_store(changed, self.ORIGINAL)
+        self.assertIn("[web]\ntype = http\nhttp_pwd = new", stored)
+        self.assertIn("sk : pw3", stored)
+
+    def test_redacted_secret_of_a_new_section_is_dropped(self):
+        """A REDACTED value with nothing stored for its section and key is
+        left out, never written as the marker nor taken from elsewhere."""
+        body = f"[common]\n[other]\nhttp_pwd = {REDACTED}\n"
+        stored = config_to_store(body, self.ORIGINAL)
+        self.assertNotIn("http_pwd", stored)
+
+
+class ExposureWarningTests(SynchronousTestCase):
+    """The start-up warning for an admin API open to the network."""
+
+    def warning(self, extra):
+        return exposure_warning(parse_client_config(client_text(
+            extra="admin_port = 7400\n" + extra)))
+
+    def test_open_on_the_network(self):
+        """No password on a wildcard or a non-loopback address warns."""
+        for addr in ("0.0.0.0", "::", "192.0.2.7", "myhost.example"):
+            text = self.warning(f"admin_addr = {addr}\n")
+            self.assertIsNotNone(text, addr)
+            self.assertIn("NO PASSWORD", text)
+
+    def test_quiet_cases(self):
+        """The loopback, or a password, does not warn."""
+        for extra in ("", "admin_addr = 127.0.0.2\n", "admin_addr = ::1\n",
+                      "admin_addr = localhost\n",
+                      "admin_addr = 0.0.0.0\nadmin_pwd = x\n"):
+            self.assertIsNone(self.warning(extra), extra)
+
+    def test_logged_at_start(self):
+        """A client listening on 0.0.0.0 without a password logs the
+        warning as critical when its admin API is built."""
+        logs = LogCapture(self)
+        config = parse_client_config(client_text(
+            extra="admin_addr = 0.0.0.0\nadmin_port = 7400\n"))
+        client = RelayClient(config, reactor, build_endpoint(
+            reactor, config, None), exit_on_fatal=False,
+            admin_listen="tcp:0:interface=127.0.0.1")
+        self.assertTrue(logs.lines("NO PASSWORD"))
+        self.assertIsNotNone(client.admin)
+
+
+class WebPageTests(TestCase):
+    """What a web page can make a browser send is refused, on a real
+    socket: a foreign Host (DNS rebinding), a foreign Origin or a
+    cross-site Sec-Fetch-Site, and a state change by GET."""
+
+    timeout = 30
+
+    async def start(self, extra=""):
+        self.relay = await Relay(self).start()
+        self.backend = echo_server(self)
+        self.path = write(self, client_text(
+            self.relay.port, proxies(("echo", self.backend)), extra))
+        self.client = file_client(self, self.path, admin=True)
+        self.port = await admin_port(self.client)
+        await running_port(self.client, "echo")
+        self.stops = []
+        self.client.stop_gracefully = lambda *a: self.stops.append(a)
+        return self.client
+
+    def assertNothingChanged(self, before):
+        self.assertEqual(FilePath(self.path).getContent(), before)
+        self.assertEqual(self.client.admin.resource._delayed, set())
+        self.assertEqual(self.stops, [])
+        self.assertTrue(self.client.running)
+
+    @async_test
+    async def test_foreign_host_refused(self):
+        """Every route, /healthz included, answers 421 to a Host that is
+        not localhost, a loopback literal, admin_addr or the address the
+        request arrived on, with the right port; nothing is changed."""
+        await self.start()
+        before = FilePath(self.path).getContent()
+        port = self.port
+        for host in (f"evil.example:{port}", "evil.example",
+                     f"127.0.0.1.evil.example:{port}",
+                     f"localhost.:{port + 1}", f"localhost:{port + 1}",
+                     "127.0.0.1", f"127.0.0.2:{port}", f"evil@127.0.0.1:{port}",
+                     f"[::1]x:{port}", ""):
+            for method, path, body in (
+                    ("GET", "/healthz", None), ("GET", "/api/status", None),
+                    ("GET", "/api/config", None),
+                    ("PUT", "/api/config", b"[common]\nx = 1\n"),
+                    ("POST", "/api/reload", b""), ("POST", "/api/stop", b"")):
+                code, _, text = await request(port, method, path, body,
+                                              host=host)
+                self.assertEqual(code, 421, (host, method, path))
+                self.assertNotIn(b"server_port", text)
+        self.assertNothingChanged(before)
+
+    @async_test
+    async def test_local_hosts_accepted(self):
+        """localhost, 127.0.0.1, [::1] and admin_addr with the API's port
+        are accepted (any case, a trailing dot)."""
+        await self.start(extra="admin_addr = MyBox.example\n")
+        for host in ("localhost", "LocalHost.", "127.0.0.1", "[::1]",
+                     "mybox.example"):
+            code, _, _ = await request(self.port, "GET", "/api/status",
+                                       host=f"{host}:{self.port}")
+            self.assertEqual(code, 200, host)
+
+    @async_test
+    async def test_cross_origin_refused(self):
+        """A POST /api/stop, POST /api/reload or PUT /api/config from
+        another origin (Origin header, Origin null, or Sec-Fetch-Site of
+        a cross-site or same-site page) is refused with 403, before any
+        credentials are checked; nothing is changed."""
+        await self.start(extra="admin_user = a\nadmin_pwd = b\n")
+        before = FilePath(self.path).getContent()
+        for headers in ({"Origin": "http://evil.example"},
+                        {"Origin": f"http://localhost:{self.port + 1}"},
+                        {"Origin": f"https://127.0.0.1:{self.port}"},
+                        {"Origin": "null"},
+                        {"Sec-Fetch-Site": "cross-site"},
+                        {"Sec-Fetch-Site": "same-site"}):
+            for method, path, body in (
+                    ("POST", "/api/stop", b""), ("POST", "/api/reload", b""),
+                    ("PUT", "/api/config", b"[common]\nx = 1\n"),
+                    ("GET", "/api/config", None)):
+                code, _, _ = await request(self.port, method, path, body,
+                                           user="a", password="b",
+                                           headers=headers)
+                self.assertEqual(code, 403, (headers, method, path))
+        self.assertNothingChanged(before)
+
+    @async_test
+    async def test_same_origin_accepted(self):
+        """The API's own origin, and Sec-Fetch-Site same-origin or none,
+        pass."""
+        await self.start()
+        for headers in ({"Origin": f"http://127.0.0.1:{self.port}"},
+                        {"Sec-Fetch-Site": "same-origin"},
+                        {"Sec-Fetch-Site": "none"}):
+            code, _, _ = await request(self.port, "POST", "/api/reload", b"",
+                                       headers=headers)
+            self.assertEqual(code, 200, headers)
+
+    @async_test
+    async def test_state_changes_need_their_method(self):
+        """Without credentials configured, GET /api/reload is 405 (Allow:
+        POST) and changes nothing; GET /api/stop is 405 too; POST works."""
+        client = await self.start()
+        rewrite(self.path, client_text(self.relay.port, proxies(
+            ("echo", self.backend), ("more", self.backend))))
+        code, headers, _ = await request(self.port, "GET", "/api/reload")
+        self.assertEqual((code, headers["allow"]), (405, "POST"))
+        self.assertEqual((await request(self.port, "GET", "/api/stop"))[0],
+                         405)
+        self.assertEqual((await request(self.port, "PUT", "/api/reload",
+                                        b""))[0], 405)
+        self.assertNotIn("more", client.proxies)
+        self.assertEqual(self.stops, [])
+        self.assertEqual((await request(self.port, "POST", "/api/reload",
+                                        b""))[0], 200)
+        await running_port(client, "more")
+
+    @async_test
+    async def test_get_reload_with_credentials(self):
+        """frpc's own "frpc reload" sends GET with basic auth: accepted
+        when credentials are configured and given (401 without)."""
+        client = await self.start(extra="admin_user = a\nadmin_pwd = b\n")
+        rewrite(self.path, client_text(self.relay.port, proxies(
+            ("echo", self.backend), ("more", self.backend)),
+            "admin_user = a\nadmin_pwd = b\n"))
+        self.assertEqual((await request(self.port, "GET", "/api/reload"))[0],
+                         401)
+        self.assertEqual((await request(self.port, "GET", "/api/reload",
+                                        user="a", password="b"))[0], 200)
+        await running_port(client, "more")
 
 
 class CommandTests(TestCase):
@@ -413,6 +678,38 @@ class CommandTests(TestCase):
         self.assertIn("[common]", err)
 
     @async_test
+    async def test_reload_without_credentials(self):
+        """reload works against an API without credentials (it sends
+        POST: a GET would be refused with 405)."""
+        await self.start()
+        rewrite(self.path, client_text(self.relay.port, proxies(
+            ("echo", self.backend), ("more", self.backend))))
+        self.assertEqual(await run_cli("reload", "-c", self.cli_path),
+                         (0, "reload success\n", ""))
+        await running_port(self.client, "more")
+
+    @async_test
+    async def test_reload_falls_back_to_get(self):
+        """Against an API that answers POST /api/reload with 405 (frpc's
+        own), reload sends frpc's GET."""
+        seen = []
+
+        class FrpcAdmin(Resource):
+            isLeaf = True
+
+            def render(self, request):
+                seen.append((request.method, request.path))
+                if request.method != b"GET":
+                    request.setResponseCode(405)
+                return b""
+        port = await within(listen_web(self, FrpcAdmin()))
+        path = write(self, client_text(extra=f"admin_port = {port}\n"))
+        self.assertEqual(await run_cli("reload", "-c", path),
+                         (0, "reload success\n", ""))
+        self.assertEqual(seen, [(b"POST", b"/api/reload"),
+                                (b"GET", b"/api/reload")])
+
+    @async_test
     async def test_wrong_password(self):
         """A wrong admin_pwd in the command's file exits 1 with code
         [401]."""
@@ -457,7 +754,8 @@ class ProcessTests(TestCase):
     @async_test
     async def test_twistd_client_status_and_stop(self):
         """A twistd client with admin_port answers the command's status,
-        and stop ends the process with status 0."""
+        and stop ends the process with STOP_EXIT_CODE (not 0, so systemd's
+        Restart=on-failure restarts it; it was 0 before)."""
         server = await start_server(self)
         backend = echo_server(self)
         port = free_port()
@@ -477,4 +775,25 @@ class ProcessTests(TestCase):
         stop = await run(self, "stop", command + ["stop", "-c", path],
                          path=REPO_ROOT, env=child_env())
         self.assertEqual(stop.exit_code, 0, stop.tail())
-        self.assertEqual(await process.when_exited(10), 0, process.tail())
+        self.assertEqual(await process.when_exited(10), STOP_EXIT_CODE,
+                         process.tail())
+
+    @async_test
+    async def test_sigterm_is_a_clean_exit(self):
+        """Stopped by SIGTERM (systemctl stop), the client ends as twistd
+        does, by re-raising SIGTERM, which systemd counts as a clean exit:
+        Restart=on-failure does not restart it (unlike after /api/stop)."""
+        server = await start_server(self)
+        backend = echo_server(self)
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        path = directory.child("frpc.ini").path
+        with open(path, "w") as f:
+            f.write(client_ini(server.port, [("echo", backend, 0)],
+                               extra=f"admin_port = {free_port()}\n"))
+        process = twistd(self, "labrelay-client", path)
+        await process.wait_for(r"\[echo\] start proxy success")
+        process.signal("TERM")
+        await process.when_exited(10)
+        self.assertEqual(process.describe_exit(), f"signal {int(signal.SIGTERM)}",
+                         process.tail())

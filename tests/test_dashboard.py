@@ -33,6 +33,7 @@ from labrelay.tls import server_tls_options
 
 from .harness import (TOKEN, Client, async_test, connect_user, echo_server,
                       listen, tcp_proxy, within)
+from .test_admin import request
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 TIME = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d$")
@@ -292,18 +293,36 @@ class ApiTests(TestCase):
 
     @async_test
     async def test_clients(self):
-        """/api/clients lists the client online with its address, run_id,
-        user, version, uptime and proxies."""
+        """/api/clients lists the client online with its address, user,
+        version, uptime and proxies (no run_id: it was listed until it
+        let a reader join work connections to the client's pool)."""
         relay, http, client, _ = await self.setup()
         (entry,) = (await http.json(relay.url("/api/clients")))["clients"]
         (control,) = relay.server.registry.controls.values()
         self.assertEqual(
-            (entry["address"], entry["run_id"], entry["user"],
-             entry["version"], entry["proxies"]),
-            (control.peer, control.run_id, "", FRP_VERSION, ["echo"]))
+            (entry["address"], entry["user"], entry["version"],
+             entry["proxies"]),
+            (control.peer, "", FRP_VERSION, ["echo"]))
+        self.assertNotIn("run_id", entry)
         self.assertRegex(entry["address"], r"^127\.0\.0\.1:\d+$")
         self.assertIsInstance(entry["uptime_seconds"], int)
         self.assertGreaterEqual(entry["uptime_seconds"], 0)
+
+    @async_test
+    async def test_no_run_id_anywhere(self):
+        """No dashboard route, JSON or page, carries a client's run_id."""
+        relay, http, client, port = await self.setup()
+        await close_user(await push(self, port, 100))
+        (run_id,) = relay.server.registry.controls
+        for path in ("/api/serverinfo", "/api/clients", "/api/proxy/tcp",
+                     "/api/proxy/tcp/echo", "/api/traffic/echo",
+                     "/api/history", "/static/", "/static/app.js",
+                     "/static/index.html"):
+            code, _, body = await http.get(relay.url(path))
+            self.assertEqual(code, 200, path)
+            self.assertNotIn(run_id.encode(), body, path)
+            self.assertNotIn(b"run_id", body, path)
+            self.assertNotIn(b"runId", body, path)
 
     @async_test
     async def test_history(self):
@@ -395,6 +414,80 @@ def wait_until(predicate, interval=0.01):
     loop.start(interval).addCallback(
         lambda _: None if result.called else result.callback(None))
     return result
+
+
+class HostTests(TestCase):
+    """The dashboard answers only requests naming it in Host (DNS
+    rebinding), and refuses another origin's, on a real socket."""
+
+    timeout = 30
+
+    async def get(self, port, path="/api/clients", host=None, headers=None):
+        code, _, body = await request(port, "GET", path, host=host,
+                                      headers=headers)
+        return code, body
+
+    @async_test
+    async def test_foreign_host_refused(self):
+        """A Host not naming the dashboard gets 421 on every route,
+        /healthz included, and no data; this used to be answered."""
+        relay = await DashboardRelay(self).start()
+        await tunnel(self, relay)
+        port = relay.dashboard_port
+        for host in (f"rebind.example:{port}", "rebind.example",
+                     f"localhost:{port + 1}", "127.0.0.1", ""):
+            for path in ("/api/clients", "/api/serverinfo", "/healthz",
+                         "/static/", "/", "/api/proxy/tcp"):
+                code, body = await self.get(port, path, host)
+                self.assertEqual(code, 421, (host, path))
+                self.assertNotIn(b"127.0.0.1", body)
+                self.assertNotIn(b"echo", body)
+
+    @async_test
+    async def test_local_and_listed_hosts_accepted(self):
+        """localhost, the loopback literals and dashboard_addr with the
+        port, and a dashboard_allowed_hosts name with any port or none,
+        are answered."""
+        relay = await DashboardRelay(
+            self, "dashboard_allowed_hosts = frps.example.test, "
+                  "Other.Example\n").start()
+        port = relay.dashboard_port
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}",
+                     f"[::1]:{port}", "frps.example.test",
+                     "frps.example.test:443", f"other.example:{port}"):
+            code, body = await self.get(port, host=host)
+            self.assertEqual((code, json.loads(body)), (200, {"clients": []}),
+                             host)
+
+    @async_test
+    async def test_foreign_origin_refused(self):
+        """A request whose Origin is another origin gets 403; the
+        dashboard's own origin passes, and so does a link followed from
+        another site (Sec-Fetch-Site cross-site, no Origin)."""
+        relay = await DashboardRelay(self).start()
+        port = relay.dashboard_port
+        for origin in ("http://evil.example", "null",
+                       f"http://localhost:{port + 1}"):
+            code, _ = await self.get(port, headers={"Origin": origin})
+            self.assertEqual(code, 403, origin)
+        for headers in ({"Origin": f"http://127.0.0.1:{port}"},
+                        {"Sec-Fetch-Site": "cross-site"}):
+            code, _ = await self.get(port, "/static/", headers=headers)
+            self.assertEqual(code, 200, headers)
+
+    def test_allowed_hosts_config(self):
+        """dashboard_allowed_hosts is a list of names; a scheme or a port
+        is a clear error."""
+        config = parse_server_config(
+            "[common]\ndashboard_port = 7500\n"
+            "dashboard_allowed_hosts = a.example, b.example\n")
+        self.assertEqual(config.dashboard_allowed_hosts,
+                         ("a.example", "b.example"))
+        for bad in ("a.example:7500", "http://a.example"):
+            with self.assertRaises(ConfigError) as e:
+                parse_server_config("[common]\ndashboard_port = 7500\n"
+                                    f"dashboard_allowed_hosts = {bad}\n")
+            self.assertIn("dashboard_allowed_hosts", str(e.exception))
 
 
 class AuthAndPageTests(TestCase):

@@ -37,7 +37,7 @@ BROWSER_SECONDS = 60
 class PageRows(HTMLParser):
     """The proxy and client rows of a dumped dashboard DOM:
     ``proxies[name][field]`` (raw ``data-value`` numbers, and ``status``)
-    and ``clients`` (run_ids)."""
+    and ``clients`` (addresses)."""
 
     def __init__(self, html):
         super().__init__()
@@ -51,8 +51,8 @@ class PageRows(HTMLParser):
         attrs = dict(attrs)
         if tag == "tr" and "data-proxy" in attrs:
             self._row = self.proxies.setdefault(attrs["data-proxy"], {})
-        elif tag == "tr" and "data-run-id" in attrs:
-            self.clients.append(attrs["data-run-id"])
+        elif tag == "tr" and "data-client" in attrs:
+            self.clients.append(attrs["data-client"])
         elif tag == "td" and self._row is not None and "data-field" in attrs:
             if attrs["data-field"] == "status":
                 self._status = True
@@ -105,9 +105,11 @@ class BrowserTests(TestCase):
         relay = await DashboardRelay(self).start()
         client, port = await tunnel(self, relay, name="echo")
         await close_user(await push(self, port, 1000), relay)
-        page = PageRows(await browse(self, relay.url("/")))
-        (run_id,) = relay.server.registry.controls
-        self.assertEqual(page.clients, [run_id])
+        html = await browse(self, relay.url("/"))
+        page = PageRows(html)
+        (run_id, control), = relay.server.registry.controls.items()
+        self.assertEqual(page.clients, [control.peer])
+        self.assertNotIn(run_id, html)
         self.assertEqual(page.proxies, {"echo": {
             "status": "online", "cur_conns": 0, "today_traffic_in": 1000,
             "today_traffic_out": 1000}})

@@ -7,6 +7,7 @@ access log on memory transports (exact lines) and through a real tunnel.
 """
 
 import io
+import os
 import re
 
 from twisted.internet import defer
@@ -15,17 +16,21 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, globalLogPublisher, textFileLogObserver
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.config import parse_server_config
-from labrelay.logs import (LevelFilteredObserver, kv, kv_fields,
+from labrelay.logs import (EscapingObserver, LevelFilteredObserver,
+                           escape_controls, kv, kv_fields, log_observer_for,
                            make_log_observer, quote, set_log_level)
 from labrelay.protocol import messages
+from labrelay.protocol.framing import encode_message
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.tracking import ConnectionSet
 
 from .harness import (Client, LogCapture, Relay, async_test, connect_user,
                       listen, tcp_proxy, within)
+from .processes import TWISTD, free_port, server_ini, spawn, write_config
 from .test_vhost import VhostRelay, http_proxy, start_client, web_backend
 
 
@@ -381,3 +386,203 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(len(lines), 2)
         self.assertIn('"GET /one ', lines[0])
         self.assertIn('"GET /two ', lines[1])
+
+
+# -- control characters in text logs -------------------------------------------
+
+#: What a peer puts in a field to forge a line and colour the terminal.
+FORGED = "\n[fake] line\x1b[31m\x07\r"
+#: How it must come out: one line, every control written as an escape.
+ESCAPED = "\\x0a[fake] line\\x1b[31m\\x07\\x0d"
+
+
+def assert_one_line_each(testcase, text):
+    """No forged line and no raw control character in *text* (a text log);
+    each line starts like a log entry or a traceback continuation."""
+    for line in text.split("\n")[:-1]:
+        testcase.assertFalse(line.startswith("[fake]"), line)
+        testcase.assertEqual([c for c in line if not c.isprintable()
+                              and c != "\t"], [], line)
+
+
+class EscapeTests(SynchronousTestCase):
+    """escape_controls and the escaping text observer, on events."""
+
+    def line(self, event):
+        out = io.StringIO()
+        EscapingObserver(textFileLogObserver(out))(dict(
+            {"log_time": 0.0, "log_level": LogLevel.info,
+             "log_namespace": "labrelay.test"}, **event))
+        return out.getvalue()
+
+    def test_escape_controls(self):
+        """C0, DEL, C1, separators and format characters are escaped;
+        printable text (non-ASCII included) is not."""
+        self.assertEqual(escape_controls("ok é ✓"), "ok é ✓")
+        self.assertEqual(escape_controls("\t\x00\x7f\x85\x9b\u2028\u202e"),
+                         "\\x09\\x00\\x7f\\x85\\x9b\\u2028\\u202e")
+        self.assertEqual(escape_controls("a\n\x1bb", keep_newlines=True),
+                         "a\n\\x1bb")
+
+    def test_field_escaped_format_kept(self):
+        """Fields are escaped, whatever their type or conversion; format
+        specs and {name()} calls still work; the format's own text is
+        kept."""
+        text = self.line({"log_format": "v={version} r={version!r} "
+                          "n={n:.1f} c={call()}", "version": FORGED,
+                          "n": 2, "call": lambda: b"\x1b"})
+        self.assertEqual(text.count("\n"), 1)
+        self.assertIn(f"v={ESCAPED} r='\\n[fake]", text)
+        self.assertIn("n=2.0 c=b'\\x1b'", text)
+
+    def test_every_kind_of_value(self):
+        """An exception or any object whose str() holds controls is
+        escaped too, and so is log_system."""
+        text = self.line({"log_format": "{error}", "error":
+                          ValueError(FORGED), "log_system": "a\nb"})
+        self.assertEqual(text.count("\n"), 1)
+        self.assertIn(ESCAPED, text)
+        self.assertIn("[a\\x0ab]", text)
+
+    def test_traceback_keeps_its_lines(self):
+        """A failure's traceback keeps its line breaks (each continuation
+        indented by a tab) and has its other controls escaped."""
+        try:
+            raise ValueError(FORGED)
+        except ValueError:
+            failure = Failure()
+        text = self.line({"log_format": "boom {x}", "x": FORGED,
+                          "log_failure": failure})
+        first, *rest = text.split("\n")[:-1]
+        self.assertIn(f"boom {ESCAPED}", first)
+        self.assertTrue(rest and all(line.startswith("\t") for line in rest))
+        self.assertIn("Traceback", text)
+        self.assertIn("\\x1b[31m", text)
+        self.assertNotIn("\x1b", text)
+        assert_one_line_each(self, text)
+
+    def test_legacy_err(self):
+        """twisted.python.log.err events (traceback inside log_text) get
+        their why escaped and their traceback once."""
+        try:
+            raise ValueError("x")
+        except ValueError:
+            failure = Failure()
+        text = self.line({"log_format": "{log_text}", "isError": 1,
+                          "failure": failure, "why": "why" + FORGED,
+                          "log_text": "why" + FORGED + "\n" +
+                          failure.getTraceback()})
+        self.assertIn(f"why{ESCAPED}", text)
+        self.assertEqual(text.count("Traceback"), 1)
+        assert_one_line_each(self, text)
+
+    def test_config_observer_escapes(self):
+        """make_log_observer (log_file) writes escaped lines."""
+        out = io.StringIO()
+        observer = make_log_observer(parse_server_config("[common]\n"),
+                                     stream=out)
+        observer({"log_format": "{v}", "v": FORGED, "log_time": 0.0,
+                  "log_level": LogLevel.info, "log_namespace": "x"})
+        self.assertIn(ESCAPED, out.getvalue())
+        self.assertEqual(out.getvalue().count("\n"), 1)
+
+    def test_twistd_logfile_escapes(self):
+        """With twistd's --logfile, the tap's observer is twistd's own file
+        observer behind the escaping one."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "twistd.log")
+
+        class Options:
+            parent = {"logfile": path, "syslog": False, "logger": None,
+                      "nodaemon": True}
+
+        observer = log_observer_for(Options(), parse_server_config(
+            "[common]\n"))
+        self.assertIsInstance(observer, EscapingObserver)
+        observer({"log_format": "{v}", "v": FORGED, "log_time": 0.0,
+                  "log_level": LogLevel.info, "log_namespace": "x"})
+        observer.observer._outFile.close()
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(ESCAPED, text)
+        self.assertEqual(text.count("\n"), 1)
+
+
+class TextLog:
+    """The text log a labrelay process writes (make_log_observer), of
+    every event published while a test runs."""
+
+    def __init__(self, testcase):
+        self.out = io.StringIO()
+        self.observer = make_log_observer(parse_server_config("[common]\n"),
+                                          stream=self.out)
+        globalLogPublisher.addObserver(self.observer)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self.observer)
+
+    def lines(self, *substrings):
+        return [line for line in self.out.getvalue().split("\n")
+                if all(s in line for s in substrings)]
+
+
+class InjectionTests(TestCase):
+    """Peer-chosen text in real log lines, on real sockets."""
+
+    timeout = 30
+
+    @async_test
+    async def test_wrong_token_login_version(self):
+        """A wrong-token Login whose version holds a newline, ESC and BEL
+        gives one log line with them escaped."""
+        text_log = TextLog(self)  # before LogCapture: written first
+        log = LogCapture(self)
+        relay = await Relay(self, mux=False).start()
+        peer = await connect_user(self, relay.port)
+        peer.transport.write(encode_message(messages.Login(
+            version="0.51.3" + FORGED, privilege_key="0" * 32,
+            timestamp=1)))
+        await within(log.when_logged("wrong token"))
+        [line] = text_log.lines("wrong token")
+        self.assertIn(f"version=0.51.3{ESCAPED}", line)
+        assert_one_line_each(self, text_log.out.getvalue())
+
+    @async_test
+    async def test_vhost_no_route_path(self):
+        """A vhost request for an unknown host whose path decodes to CR,
+        LF, ESC and BEL gives one "no route" line with them escaped."""
+        text_log = TextLog(self)
+        log = LogCapture(self)
+        relay = await VhostRelay(self).start()
+        user = await connect_user(self, relay.http_port)
+        user.transport.write(b"GET /a%0d%0a[fake]%20line%1b[31m%07 HTTP/1.1"
+                             b"\r\nHost: nowhere.example\r\n\r\n")
+        await within(log.when_logged("no route"))
+        [line] = text_log.lines("no route")
+        self.assertIn("nowhere.example/a\\x0d\\x0a[fake] line\\x1b[31m\\x07",
+                      line)
+        assert_one_line_each(self, text_log.out.getvalue())
+
+
+class ProcessLogTests(TestCase):
+    """The same through a real twistd with --logfile=- (twistd's own text
+    observer), where it used to be written raw."""
+
+    timeout = 60
+
+    @async_test
+    async def test_twistd_logfile_observer(self):
+        """A wrong-token Login's version shows as one escaped line on the
+        output of ``twistd --logfile=- labrelay-server``."""
+        port = free_port()
+        path = write_config(self, "frps.ini", server_ini(port, mux=False))
+        process = spawn(self, "labrelay-server", TWISTD + [
+            "-n", "--pidfile=", "--logfile=-", "labrelay-server", "-c",
+            path], path=os.path.dirname(path))
+        await process.wait_for(rf"starting on {port}$")
+        peer = await connect_user(self, port)
+        peer.transport.write(encode_message(messages.Login(
+            version="0.51.3" + FORGED, privilege_key="0" * 32,
+            timestamp=1)))
+        await process.wait_for(r"wrong token")
+        self.assertIn(f"version=0.51.3{ESCAPED}", process.output)
+        assert_one_line_each(self, process.output)

@@ -3,7 +3,8 @@
 Fuzz labrelay's decoders and the protocols that read hostile bytes.
 
 Each target (see ``tests/test_properties.py``, which holds the drivers, the
-corpus builders and the mutator shared with the hypothesis tests) runs for
+corpus builders and the mutator shared with the hypothesis tests, and
+``tests/test_admin_fuzz.py`` for the client's admin API) runs for
 ``--seconds`` on random inputs and on mutations of a corpus of valid inputs
 built from the frp captures in ``tests/data`` and from valid requests and
 configs.  An input that gives an outcome not seen before joins the corpus,
@@ -68,6 +69,13 @@ def _random_input(rng):
 
 def _cuts(rng, data):
     return [rng.randrange(len(data) + 1) for _ in range(rng.randrange(9))]
+
+
+def all_targets() -> dict:
+    """Every target by name: the decoders' and the admin API's."""
+    from tests.test_admin_fuzz import ADMIN_TARGETS
+    from tests.test_properties import TARGETS
+    return {**TARGETS, **ADMIN_TARGETS}
 
 
 def _peak_rss() -> int:
@@ -158,13 +166,11 @@ class Run:
 
 def replay(path) -> int:
     """Run one saved input again and print what happens."""
-    from tests.test_properties import TARGETS
-
     with open(path) as f:
         saved = json.load(f)
     with open(saved["input"], "rb") as f:
         data = f.read()
-    target = TARGETS[saved["target"]]
+    target = all_targets()[saved["target"]]
     print(f"{target.name}: {len(data)} bytes, cuts {saved['cuts']}")
     try:
         print("outcome:", target.run(data, saved["cuts"]))
@@ -175,7 +181,9 @@ def replay(path) -> int:
 
 
 def main(argv=None) -> int:
-    from tests.test_properties import TARGETS, corpus_of
+    from tests.test_properties import corpus_of
+
+    TARGETS = all_targets()
 
     parser = argparse.ArgumentParser(
         description="Fuzz labrelay's decoders (see tools/README.rst).")

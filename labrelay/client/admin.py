@@ -1,22 +1,36 @@
 # -*- test-case-name: tests.test_admin -*-
 """
 The client's admin API on ``admin_addr:admin_port``: the routes of frpc
-v0.51, for ``labrelay-client reload|status`` and for scripts.
+v0.51, for ``labrelay-client reload|status|stop`` and for scripts.
 
-=================  ======================================================
-``GET /healthz``   200, empty; never asks for credentials
-``GET /api/status`` the proxies as JSON, keyed by proxy type
-``GET /api/reload`` re-read the config file and apply its proxies; 400 with
-                   the error for a bad file, 500 if applying fails
-``GET /api/config`` the rendered config file, trimmed, without ``token``
-``PUT /api/config`` replace the config file (keeping its ``token`` line);
-                   applied by the next reload only
-``POST /api/stop``  stop the client shortly after answering
-=================  ======================================================
+=====================  ==================================================
+``GET /healthz``       200, empty; never asks for credentials
+``GET /api/status``    the proxies as JSON, keyed by proxy type
+``POST /api/reload``   re-read the config file and apply its proxies; 400
+                       with the error for a bad file, 500 if applying fails
+                       (``GET`` too, as ``frpc reload`` sends it, but only
+                       with the configured credentials)
+``GET /api/config``    the config file as stored (templates not rendered),
+                       trimmed, without ``token`` lines and with the other
+                       secrets redacted
+``PUT /api/config``    replace the config file (keeping its ``token`` line
+                       and the redacted secrets); applied by the next reload
+``POST /api/stop``     stop the client shortly after answering; under
+                       twistd the process exits with :data:`STOP_EXIT_CODE`
+=====================  ==================================================
+
+Every request must name this API in ``Host`` (``localhost``, a loopback
+literal, ``admin_addr`` or the address it arrived on: 421 otherwise, which
+defeats DNS rebinding) and must not come from another origin (an ``Origin``
+other than the API's own, or a ``Sec-Fetch-Site`` saying cross-site: 403),
+so a web page cannot drive the API (:mod:`labrelay.localweb`).  A
+state-changing route answers only its own method (405 otherwise): a page
+can make a browser send a ``GET`` without any of those headers.
 
 When ``admin_user`` or ``admin_pwd`` is set, every route but ``/healthz``
 needs basic auth; a refusal is answered after :data:`AUTH_FAIL_DELAY`
-seconds, on the injected clock, as frpc does.
+seconds, on the injected clock, as frpc does.  Without a password on an
+address other than the loopback, start-up logs a loud warning.
 
 The admin web UI (``GET /``, ``/static/``) and pprof are not served.
 """
@@ -24,8 +38,9 @@ The admin web UI (``GET /``, ``/static/``) and pprof are not served.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
-import os
+import re
 
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
@@ -33,16 +48,31 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from ..config import ConfigError
-from ..config_ini import IniError, render_template
 from ..endpoints import server_endpoint_description
 from ..listeners import StartupListener
+from ..localweb import HostPolicy, request_denial
 from ..tracking import ConnectionSet
 
 #: Seconds before a request with wrong credentials gets its 401 (frp: 200 ms).
 AUTH_FAIL_DELAY = 0.2
 #: Seconds between answering ``POST /api/stop`` and stopping (frp: 100 ms).
 STOP_DELAY = 0.1
+#: The exit status of a twistd client stopped by ``POST /api/stop``: not 0,
+#: so that systemd's ``Restart=on-failure`` brings it back (a SIGTERM, as
+#: from ``systemctl stop``, still ends it the way systemd counts as clean:
+#: twistd re-raises the signal).  75 is sysexits' EX_TEMPFAIL.
+STOP_EXIT_CODE = 75
 REALM = b'Basic realm="Restricted"'
+#: At most one log line per this many seconds for refused Host/Origin.
+REFUSAL_LOG_SECONDS = 60
+#: Keys whose values ``GET /api/config`` does not show (``token`` lines are
+#: left out altogether, as frpc does).
+SECRET_KEYS = frozenset({"admin_pwd", "oidc_client_secret", "http_pwd",
+                         "sk", "group_key", "plugin_http_passwd"})
+#: What ``GET /api/config`` shows instead of a secret; ``PUT`` puts the
+#: stored value back where it finds it.
+REDACTED = "<redacted>"
+_KEY_LINE = re.compile(r"([^=:\s][^=:]*?)\s*[=:]\s*(.*)\Z")
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -79,29 +109,87 @@ def status_document(client) -> dict:
     return result
 
 
+def _sections(text: str):
+    """``(section, key or None, trimmed line)`` for each line of INI text
+    (key lower-cased; None for headers, comments and blank lines)."""
+    section = ""
+    for row in text.split("\n"):
+        line = row.strip()
+        key = None
+        if line.startswith("[") and "]" in line:
+            section = line[1:line.index("]")].strip()
+        elif line and line[0] not in "#;":
+            match = _KEY_LINE.match(line)
+            if match:
+                key = match.group(1).strip().lower()
+        yield section, key, line
+
+
 def config_for_display(text: str) -> str:
-    """``GET /api/config``: every line trimmed, ``token`` lines left out."""
-    return "\n".join(line for line in (row.strip() for row in text.split("\n"))
-                     if not line.startswith("token"))
+    """
+    ``GET /api/config``: every line trimmed, ``token`` lines left out (as
+    frpc), the value of every :data:`SECRET_KEYS` key replaced by
+    :data:`REDACTED`.  *text* is the file as stored: a template such as
+    ``{{ .Envs.FRP_TOKEN }}`` is never rendered here, so what the
+    environment holds is not shown.
+    """
+    lines = []
+    for _, key, line in _sections(text):
+        if line.startswith("token"):
+            continue
+        if key in SECRET_KEYS:
+            line = line[:_KEY_LINE.match(line).start(2)] + REDACTED
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def config_to_store(body: str, original: str) -> str:
     """
     ``PUT /api/config``: the body's lines trimmed and without ``token``
     lines; the original file's first ``token`` line is put back after each
-    ``[common]`` header, so the secret never has to travel.
+    ``[common]`` header, and a secret written as :data:`REDACTED` gets the
+    original's value for the same section and key back (or is left out),
+    so no secret has to travel.
     """
     token = next((row.strip() for row in original.split("\n")
                   if row.strip().startswith("token")), "")
+    secrets = {(section, key): line for section, key, line
+               in _sections(original) if key in SECRET_KEYS}
     rows = []
-    for row in body.split("\n"):
-        row = row.strip()
+    for section, key, row in _sections(body):
         if row.startswith("token"):
             continue
+        if key in SECRET_KEYS and \
+                _KEY_LINE.match(row).group(2) == REDACTED:
+            row = secrets.get((section, key))
+            if row is None:
+                continue
         rows.append(row)
         if token and row.startswith("[common]"):
             rows.append(token)
     return "\n".join(rows)
+
+
+def exposure_warning(config):
+    """
+    The warning to log at start when the admin API answers anyone who
+    reaches it (no ``admin_user``/``admin_pwd``) on an address other than
+    the loopback; None when not.
+    """
+    if config.admin_user or config.admin_pwd:
+        return None
+    addr = config.admin_addr.strip().strip("[]")
+    try:
+        if addr != "" and (addr == "localhost" or
+                           ipaddress.ip_address(addr).is_loopback):
+            return None
+    except ValueError:
+        pass  # a host name: may be anything
+    return (f"the admin API on admin_addr = {config.admin_addr or '0.0.0.0'}"
+            f", port {config.admin_port} has NO PASSWORD and is not on the "
+            f"loopback: anyone who can reach it can read the config, "
+            f"stop the client and add proxies to this machine's services. "
+            f"Set admin_user and admin_pwd, or admin_addr = 127.0.0.1")
 
 
 class _Reply(Exception):
@@ -123,11 +211,14 @@ class AdminResource(Resource):
         super().__init__()
         self.client = client
         self.clock = clock
+        self.policy = HostPolicy(client.config.admin_addr)
+        self._next_refusal_log = float("-inf")
+        self._refusals_not_logged = 0
         self._delayed = set()  # pending 401 answers and the stop
         self._routes = {
             b"/healthz": {b"GET": self._healthz},
             b"/api/status": {b"GET": self._status},
-            b"/api/reload": {b"GET": self._reload},
+            b"/api/reload": {b"POST": self._reload, b"GET": self._reload},
             b"/api/config": {b"GET": self._get_config,
                              b"PUT": self._put_config},
             b"/api/stop": {b"POST": self._stop},
@@ -136,6 +227,12 @@ class AdminResource(Resource):
     def render(self, request):
         path = request.path
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        denial = request_denial(self.policy, request)
+        if denial is not None:
+            code, text = denial
+            self._log_refusal(request, text.strip())
+            request.setResponseCode(code)
+            return text.encode("utf-8")
         if path != b"/healthz" and not self._authorized(request):
             return self._refuse(request)
         methods = self._routes.get(path)
@@ -143,9 +240,17 @@ class AdminResource(Resource):
             request.setResponseCode(404)
             return b"404 page not found\n"
         handler = methods.get(request.method)
+        if path == b"/api/reload" and request.method == b"GET" \
+                and not self._has_credentials():
+            # frpc's "reload" sends GET; a web page can make a browser send
+            # one too, so it is only taken with the configured credentials.
+            handler = None
         if handler is None:
             request.setResponseCode(405)
-            return b""
+            request.setHeader(b"allow", b", ".join(
+                m for m in methods
+                if not (m == b"GET" and path == b"/api/reload")))
+            return b"405 method not allowed\n"
         try:
             text = handler(request)
             code = 200
@@ -158,6 +263,22 @@ class AdminResource(Resource):
         request.setResponseCode(code)
         return text.encode("utf-8")
 
+    def _log_refusal(self, request, why: str) -> None:
+        # A page can send requests in a loop: one line per
+        # REFUSAL_LOG_SECONDS, with the count of those not logged.
+        now = self.clock.seconds()
+        if now < self._next_refusal_log:
+            self._refusals_not_logged += 1
+            return
+        self._log.warn("admin API: {method} {path} refused: {why} (a web "
+                       "page, or a foreign Host header?); {more} more "
+                       "refused since the last such line",
+                       method=request.method.decode("ascii", "replace"),
+                       path=request.path[:200].decode("ascii", "replace"),
+                       why=why, more=self._refusals_not_logged)
+        self._refusals_not_logged = 0
+        self._next_refusal_log = now + REFUSAL_LOG_SECONDS
+
     def close(self) -> None:
         """Cancel pending delayed answers and a pending stop."""
         for call in list(self._delayed):
@@ -167,9 +288,13 @@ class AdminResource(Resource):
 
     # Authentication.
 
+    def _has_credentials(self) -> bool:
+        config = self.client.config
+        return bool(config.admin_user or config.admin_pwd)
+
     def _authorized(self, request) -> bool:
         config = self.client.config
-        if not config.admin_user and not config.admin_pwd:
+        if not self._has_credentials():
             return True
         # Both compared, always: no early exit that times the user name.
         user_ok = hmac.compare_digest(request.getUser(),
@@ -236,12 +361,9 @@ class AdminResource(Resource):
             raise _Reply(400, f"{path}: cannot read: {e}")
 
     def _get_config(self, request) -> str:
-        path = self._config_path()
-        try:
-            text = render_template(self._read(path), os.environ)
-        except IniError as e:
-            raise _Reply(400, f"{path}: {e}")
-        return config_for_display(text)
+        # As stored: rendering {{ .Envs.X }} here would hand the
+        # environment (a token kept out of the file) to the caller.
+        return config_for_display(self._read(self._config_path()))
 
     def _put_config(self, request) -> str:
         body = request.content.read()
@@ -258,14 +380,14 @@ class AdminResource(Resource):
                 f.write(content)
         except OSError as e:
             raise _Reply(500, f"write content to {path} failed: {e}")
-        self._log.info("admin API: {path} rewritten; GET /api/reload applies "
-                       "it", path=path)
+        self._log.info("admin API: {path} rewritten; POST /api/reload "
+                       "applies it", path=path)
         return ""
 
     def _stop(self, request) -> str:
         def stop():
             self._delayed.discard(call)
-            self.client.stop_gracefully()
+            self.client.stop_gracefully(STOP_EXIT_CODE)
 
         call = self.clock.callLater(STOP_DELAY, stop)
         self._delayed.add(call)
@@ -313,7 +435,12 @@ class AdminServer:
     :param description: an endpoint description to listen on.
     """
 
+    _log = Logger()
+
     def __init__(self, client, reactor, description: str):
+        warning = exposure_warning(client.config)
+        if warning is not None:
+            self._log.critical("{exposure}", exposure=warning)
         self.resource = AdminResource(client, reactor)
         self.connections = ConnectionSet()
         site = _QuietSite(self.resource, reactor=reactor)
@@ -339,4 +466,4 @@ def admin_description(addr: str, port: int) -> str:
 
 __all__ = ["AdminServer", "AdminResource", "status_document",
            "config_for_display", "config_to_store", "admin_description",
-           "AUTH_FAIL_DELAY"]
+           "exposure_warning", "AUTH_FAIL_DELAY", "STOP_EXIT_CODE"]

@@ -7,6 +7,9 @@ The admin address, port and credentials are read from the same frpc.ini
 the client runs with (``-c``).  The client itself runs under twistd
 (``twistd labrelay-client -c frpc.ini``); this command only talks to it.
 
+``reload`` sends ``POST /api/reload`` (falling back to frpc's ``GET`` when
+the API answers 405, as frpc's own does), ``stop`` sends ``POST /api/stop``.
+
 Exit status: 0 on success, 1 otherwise, with one line on stderr saying why.
 """
 
@@ -20,6 +23,7 @@ import urllib.error
 import urllib.request
 
 from ..config import ConfigError, load_client_config
+from ..logs import escape_controls
 
 #: Seconds to wait for the admin API.
 TIMEOUT = 30
@@ -72,7 +76,8 @@ def call(config, method: str, path: str, body: bytes = b"",
 
 def _check(code: int, body: bytes) -> None:
     if code != 200:
-        text = body.decode("utf-8", "replace").strip()
+        # the answer goes to a terminal: no escape sequences from it
+        text = escape_controls(body.decode("utf-8", "replace").strip())
         raise CommandError(f"code [{code}], {text}")
 
 
@@ -98,7 +103,11 @@ def format_status(document: dict) -> str:
 
 
 def _reload(config, out) -> None:
-    _check(*call(config, "GET", "/api/reload"))
+    code, body = call(config, "POST", "/api/reload")
+    if code == 405:
+        # frpc's own admin API (and labrelay before 2026) takes GET only.
+        code, body = call(config, "GET", "/api/reload")
+    _check(code, body)
     print("reload success", file=out)
 
 

@@ -185,11 +185,13 @@ class RelayClient(service.MultiService):
         """A Deferred firing with the admin API's IListeningPort."""
         return self.admin.when_listening()
 
-    def stop_gracefully(self) -> None:
-        """Stop (``POST /api/stop``): the whole process under twistd, only
-        this service otherwise."""
+    def stop_gracefully(self, exit_code: int = 0) -> None:
+        """Stop (``POST /api/stop``): the whole process under twistd, which
+        then exits with *exit_code*; only this service otherwise."""
         if self._exit_on_fatal:
-            if self.reactor.running:
+            if exit_code:
+                exit_after_stop(self.reactor, exit_code)
+            elif self.reactor.running:
                 self.reactor.stop()
         elif self.running:
             self.stopService()

@@ -12,7 +12,8 @@ Routes (all ``GET``; JSON bodies, plain-text errors, as frps):
   ``MM-DD hh:mm:ss``; an unknown name is 404 ``no proxy info found``).
   Proxies that went offline stay listed, with ``conf`` null as in frp.
 * ``/api/clients`` (labrelay's own): the clients online with their address,
-  run_id, user, version, uptime in seconds and proxy names.
+  user, version, uptime in seconds and proxy names (not their run_id,
+  which identifies a client's session to the relay).
 * ``/api/history`` (labrelay's own): per proxy, bytes in and out per
   :data:`~labrelay.server.stats.BUCKET_SECONDS` over the last day, oldest
   first, for the page's plots.
@@ -26,6 +27,13 @@ With ``dashboard_user`` or ``dashboard_pwd`` set, everything but
 ``/healthz`` needs HTTP basic auth; a wrong answer gets 401 with
 ``WWW-Authenticate: Basic realm="Restricted"`` after 200 ms, as frp.
 ``dashboard_tls_mode`` serves HTTPS with the configured certificate.
+
+Every request, ``/healthz`` included, must name the dashboard in ``Host``:
+``localhost``, a loopback literal, ``dashboard_addr``, the address it
+arrived on, or a name in ``dashboard_allowed_hosts`` (any port; a public
+name in front of it); 421 otherwise, so that a web page cannot read the
+dashboard through DNS rebinding.  A request whose ``Origin`` is another
+origin gets 403 (:mod:`labrelay.localweb`).
 
 Differences from frp, on purpose:
 
@@ -58,6 +66,7 @@ from twisted.web.static import File
 from .. import FRP_VERSION
 from ..endpoints import server_endpoint_description
 from ..listeners import StartupListener
+from ..localweb import HostPolicy, request_denial
 from ..tls import TLSConfigError, server_tls_options
 from ..tracking import ConnectionSet
 from .stats import BUCKET_SECONDS, SAMPLE_SECONDS
@@ -201,10 +210,10 @@ class DashboardApi:
     def clients(self) -> dict:
         now = self.server.clock.seconds()
         controls = sorted(self.server.registry.controls.values(),
-                          key=lambda c: (c.started_at, c.run_id))
+                          key=lambda c: (c.started_at, c.peer))
         return {"clients": [{
-            "address": control.peer, "run_id": control.run_id,
-            "user": control.user, "version": control.version,
+            "address": control.peer, "user": control.user,
+            "version": control.version,
             "hostname": control.login.hostname, "os": control.login.os,
             "arch": control.login.arch,
             "uptime_seconds": max(int(now - control.started_at), 0),
@@ -250,6 +259,17 @@ class _NotFound(_Leaf):
 class _Healthz(_Leaf):
     def render_GET(self, request):
         return b""
+
+
+class _Refused(_Leaf):
+    """A foreign Host (421) or Origin (403)."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__()
+        self._code, self._text = code, text
+
+    def render(self, request):
+        return _text(request, self._code, self._text)
 
 
 class _Redirect(_Leaf):
@@ -343,6 +363,11 @@ class _Root(Resource):
 
     def getChildWithDefault(self, name, request):
         dashboard = self._dashboard
+        # either scheme: a TLS proxy in front may serve it as https
+        denial = request_denial(dashboard.host_policy, request,
+                                ("http", "https"), fetch_site=False)
+        if denial is not None:
+            return _Refused(*denial)
         if name == b"healthz":
             return _Healthz()
         if not dashboard.authorized(request):
@@ -463,6 +488,9 @@ class DashboardService(service.MultiService):
         self.metrics_registry = metrics_registry(server) \
             if config.enable_prometheus else None
         self.set_credentials(config.dashboard_user, config.dashboard_pwd)
+        self.host_policy = HostPolicy(
+            config.dashboard_addr, config.dashboard_allowed_hosts,
+            default_port=443 if config.dashboard_tls_mode else 80)
         self.site = _Site(_Root(self), server.reactor)
         factory = self.site
         if config.dashboard_tls_mode:

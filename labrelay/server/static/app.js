@@ -85,7 +85,7 @@ function renderSummary(info, clients) {
 function renderClients(clients) {
   fillTable("clients", "clients-empty", clients, client => {
     const row = document.createElement("tr");
-    row.dataset.runId = client.run_id;
+    row.dataset.client = client.address;
     cell(row, client.address);
     cell(row, client.user || "–");
     cell(row, client.version);
