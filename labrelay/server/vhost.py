@@ -50,9 +50,10 @@ from ..logs import quote
 from ..peers import describe, host_port
 from ..relay import (RelayedProtocol, Splice, set_no_delay,
                      supports_half_close)
-from .http_proxy import (HttpExchange, HttpProxy, basic_auth, header_value,
-                         rewrite_request_headers, upgrade_type)
+from .http_proxy import (HttpExchange, HttpProxy, basic_auth, body_framing,
+                         header_value, rewrite_request_headers, upgrade_type)
 from .proxy_base import ReadGate
+from .vhost_request import framing_problem
 from .vhost_routes import RouteTable, request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
@@ -264,8 +265,9 @@ class VhostConnection(RelayedProtocol):
         self._pump_again = False
         # Bytes received since this cycle began waiting for a head: h11
         # limits only heads still incomplete, so the size of a head that
-        # arrived whole is checked from this.
-        self._head_fed = 0
+        # arrived whole is checked from this, and the head as received
+        # (line endings, folding, repeated fields) is read from it.
+        self._head = bytearray()
         self._head_started = False  # a non-CRLF byte of the head was seen
 
     # Twisted.
@@ -292,7 +294,7 @@ class VhostConnection(RelayedProtocol):
                                        peer=self.peer)
                         self._refuse(400, "not an HTTP request")
                         return
-            self._head_fed += len(data)
+            self._head += data
         self.http.receive_data(data)
         self.pump()
 
@@ -419,6 +421,10 @@ class VhostConnection(RelayedProtocol):
             self._close()
             return
         status = error.error_status_hint or 400
+        if status == 501:
+            # h11's hint for a Transfer-Encoding other than chunked: the
+            # body length is unknown, a 400 (RFC 9112 §6.1)
+            status = 400
         self._log.info("{peer}: bad request ({status}): {error}",
                        peer=self.peer, status=status, error=error)
         if self.http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -429,10 +435,18 @@ class VhostConnection(RelayedProtocol):
     def _on_request(self, request) -> None:
         self._method = request.method
         self._access = AccessRecord.of(self.clock.seconds(), request)
-        if self._head_fed - len(self.http.trailing_data[0]) > MAX_HEAD:
+        head, self._head = self._head, bytearray()
+        del head[len(head) - len(self.http.trailing_data[0]):]
+        if len(head) > MAX_HEAD:
             self._log.info("{peer}: request head over {size} bytes",
                            peer=self.peer, size=MAX_HEAD)
             self._refuse(431, "request head too large")
+            return
+        problem = framing_problem(bytes(head), request.http_version)
+        if problem is not None:
+            self._log.info("{peer}: ambiguous request framing ({problem}); "
+                           "closing", peer=self.peer, problem=problem)
+            self._refuse(400, f"ambiguous request framing: {problem}")
             return
         headers = request.headers.raw_items()
         target = request.target
@@ -480,7 +494,8 @@ class VhostConnection(RelayedProtocol):
             client=(ip, port), headers=rewrite_request_headers(
                 headers, client_ip=ip, original_host=host,
                 host_rewrite=proxy.host_header_rewrite,
-                set_headers=proxy.set_headers, upgrade=upgrade))
+                set_headers=proxy.set_headers, upgrade=upgrade,
+                framing=body_framing(headers)))
         self._exchange = exchange
         exchange.start()
 
@@ -551,7 +566,7 @@ class VhostConnection(RelayedProtocol):
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
             pipelined = http.trailing_data[0]
-            self._head_fed = len(pipelined)
+            self._head = bytearray(pipelined)
             self._head_started = bool(pipelined.lstrip(b"\r\n"))
             self._start_timer(self.vhost.head_timeout, self._head_timed_out)
             self.gate.resume("pipelined")
