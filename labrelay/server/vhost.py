@@ -13,6 +13,16 @@ Host), 401/407 (``http_user``/``http_pwd``), 404 (no route: the built-in
 page or ``custom_404_page``), 408 (head too slow), 431 (head too large),
 and the 502/504 an exchange reports.
 
+Before routing, the head as received is checked for ambiguous body
+framing, and the request target is normalised
+(:mod:`~labrelay.server.vhost_request`): a request whose framing another
+parser could read otherwise is answered 400 and its connection closed
+(nothing after it on the connection is read as a request); the routed
+path is the normal one (dot segments, ``//`` and encoded unreserved
+characters resolved), it is what the backend receives, and a path that a
+lax backend could read as another route's is answered 400.  Log lines
+write request fields with control characters escaped.
+
 Reading is switched by a :class:`~labrelay.server.proxy_base.ReadGate`:
 while waiting for a work connection, while the work connection's write
 buffer is full, and while a pipelined request waits for the current
@@ -39,7 +49,7 @@ and non-printable bytes as ``\\xHH``).
 
 import time
 from http import HTTPStatus
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 from twisted.internet.protocol import Factory
@@ -53,7 +63,7 @@ from ..relay import (RelayedProtocol, Splice, set_no_delay,
 from .http_proxy import (HttpExchange, HttpProxy, basic_auth, body_framing,
                          header_value, rewrite_request_headers, upgrade_type)
 from .proxy_base import ReadGate
-from .vhost_request import framing_problem
+from .vhost_request import BadRequest, framing_problem, route_target
 from .vhost_routes import RouteTable, request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
@@ -454,16 +464,23 @@ class VhostConnection(RelayedProtocol):
         absolute = target[:7].lower() == b"http://" or \
             target[:8].lower() == b"https://"
         if absolute:
-            parts = urlsplit(target)
-            host = parts.netloc
-            target = (parts.path or b"/") + (b"?" + parts.query
-                                             if parts.query else b"")
+            host = urlsplit(target).netloc
+            # the rest of the target as sent (query and any fragment too)
+            rest = target[target.index(b"//") + 2 + len(host):]
+            target = rest if rest.startswith(b"/") else b"/" + rest
             headers = [(n, host if n.lower() == b"host" else v)
                        for n, v in headers]
         if not host or not host.strip():
             self.respond(400, b"Bad Request: no Host header\n", close=True)
             return
-        path = unquote(target.split(b"?", 1)[0].decode("ascii", "replace"))
+        try:
+            target, path, lenient = route_target(request.method, target)
+        except BadRequest as e:
+            self._log.info("{peer}: bad request target {target}: {error}",
+                           peer=self.peer, target=clf_escape(request.target),
+                           error=e)
+            self.respond(400, f"Bad Request: {e}\n".encode())
+            return
         credentials = None
         if absolute:
             credentials = header_value(headers, b"proxy-authorization")
@@ -473,9 +490,16 @@ class VhostConnection(RelayedProtocol):
         self._access.user = user
         name = request_host(host.decode("latin-1"))
         proxy = self.vhost.routes.lookup(name, path, user)
+        if lenient != path and \
+                self.vhost.routes.lookup(name, lenient, user) is not proxy:
+            self._log.info("{peer}: path {path} could be read as another "
+                           "route's", peer=self.peer,
+                           path=clf_escape(target[:200]))
+            self.respond(400, b"Bad Request: ambiguous path\n")
+            return
         if proxy is None:
             self._log.info("{peer}: no route for {host}{path}", peer=self.peer,
-                           host=name, path=path[:200])
+                           host=clf_escape(name), path=clf_escape(path[:200]))
             self.respond(404, self.vhost.not_found_page, _HTML)
             return
         self._access.proxy = proxy.name
