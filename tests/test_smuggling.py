@@ -250,6 +250,8 @@ CASES = {
     "cl_negative": (cl_only(b"-1"), REFUSED),
     "cl_underscore": (cl_only(b"1_0"), REFUSED),
     "cl_underscore_name": (with_length([b"Content_Length: %d"]), REFUSED),
+    "host_twice": (with_length([b"Host: other.example.org",
+                                b"Content-Length: %d"]), REFUSED),
     "bare_lf": (bare_lf, REFUSED),
     "bare_lf_one_line": (mixed_lf, REFUSED),
     "chunk_size_overflow": (overflow, SAFE),

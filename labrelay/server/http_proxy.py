@@ -184,8 +184,9 @@ def rewrite_request_headers(headers, *, client_ip: str, original_host: bytes,
         raw = key.encode("utf-8")
         lower = raw.lower()
         if lower == b"host" or lower in FRAMING:
-            continue  # as Go: the Host header is req.Host, not a header_
-            # entry; the framing is the relay's
+            # as Go: the Host header is req.Host, not a header_ entry; and
+            # the framing is the one h11 read
+            continue
         out = [(n, v) for n, v in out if n.lower() != lower]
         out.append((raw, value.encode("utf-8")))
     return out
@@ -669,9 +670,10 @@ class HttpExchange(WaitsForWork):
 
     def _reusable(self) -> bool:
         """Whether the work connection may carry another request: both
-        messages complete and framed beyond doubt (a Content-Length or no
-        body), keep-alive on both sides, no protocol switch, nothing
-        received beyond the response."""
+        messages complete and framed beyond doubt (the request by a
+        Content-Length or without a body, the response not both ways),
+        keep-alive on both sides, no protocol switch, nothing received
+        beyond the response."""
         backend = self.backend
         return (self.link is not None and not self._framing_doubt
                 and not self._work_gone
