@@ -16,10 +16,13 @@ Body framing (RFC 9112 §6.1, §6.3), read from the head as received
 * a header named like a framing header with ``_`` for ``-``
   (``Transfer_Encoding``), which some servers read as the real one.
 
-h11 refuses the rest itself: a Transfer-Encoding other than exactly one
-``chunked`` (in any case, surrounded by whitespace), conflicting lengths,
-malformed chunk lines.  What passes is forwarded with framing headers the
-relay writes from h11's reading, never the ones received.
+h11 refuses the rest itself (the vhost answers 400 where h11 hints 501):
+any Transfer-Encoding but one ``chunked`` (which it takes in any case and
+with surrounding whitespace), conflicting lengths, a second Host,
+malformed chunk lines and chunk sizes over 20 hex digits.  What passes is
+forwarded with framing headers the relay writes from h11's reading, never
+the ones received, and bodies are framed anew (a user's chunk sizes never
+reach the backend).
 
 Path normalisation (RFC 3986 §5.2.4, §6.2.2): an origin-form path has
 its percent-encoded unreserved characters decoded (``%2e`` is ``.``,
