@@ -342,8 +342,8 @@ class SmugglingTests(TestCase):
                                 b"\r\nConnection: close\r\n\r\n", False)
         self.assertEqual(status_of(got), 401)
         got, _ = await self.raw(b"GET /admin HTTP/1.1\r\nHost: " + HOST +
-                             b"\r\nAuthorization: Basic YWRtaW46czNjcmV0"
-                             b"\r\nConnection: close\r\n\r\n", False)
+                                b"\r\nAuthorization: Basic YWRtaW46czNjcmV0"
+                                b"\r\nConnection: close\r\n\r\n", False)
         self.assertEqual(status_of(got), 200)
         self.assertIn(ADMIN_PAGE, got)
         self.assertEqual(self.backend.garbage, [])
