@@ -22,9 +22,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.server.vhost_request import framing_problem
 
+from . import test_vhost
 from .harness import async_test, connect_user, listen, within
-from .test_vhost import (ExchangeWiringTests, VhostRelay, http_proxy,
-                         start_client)
+from .test_vhost import VhostRelay, http_proxy, start_client
 
 HOST = b"app.example.org"
 SECRET = b"victim-secret-"
@@ -368,8 +368,10 @@ class ForwardedFramingTests(SynchronousTestCase):
     """What the exchange writes for the framing of each hop, and when it
     keeps the work connection, on memory transports."""
 
-    setUp = ExchangeWiringTests.setUp
-    tearDown = ExchangeWiringTests.tearDown
+    # (the module, not the class, is imported: trial would run its tests
+    # here again)
+    setUp = test_vhost.ExchangeWiringTests.setUp
+    tearDown = test_vhost.ExchangeWiringTests.tearDown
 
     def exchange(self, head: bytes, body: bytes, response: bytes):
         """Send a request, answer *response*: (work connection, bytes the
