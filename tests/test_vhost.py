@@ -1158,18 +1158,25 @@ class RewriteTests(SynchronousTestCase):
 
     def test_hop_by_hop_removed(self):
         """Hop-by-hop headers and those named in Connection are removed;
-        body framing headers stay for h11."""
-        out = dict(self.rewrite([
+        body framing headers are never forwarded as received: the framing
+        given (h11's reading) takes the place of the first of them."""
+        out = self.rewrite([
             (b"Host", b"h"), (b"Connection", b"keep-alive, X-Private"),
             (b"Keep-Alive", b"timeout=5"), (b"X-Private", b"1"),
             (b"Proxy-Authorization", b"Basic eDp5"), (b"TE", b"trailers"),
             (b"Upgrade", b"websocket"), (b"Transfer-Encoding", b"chunked"),
-            (b"Content-Length", b"3"), (b"Authorization", b"Basic eDp5")]))
+            (b"Content-Length", b"3"), (b"Authorization", b"Basic eDp5")],
+            framing=[(b"Transfer-Encoding", b"chunked")])
+        names = [name for name, _ in out]
         for gone in (b"Connection", b"Keep-Alive", b"X-Private", b"TE",
-                     b"Proxy-Authorization", b"Upgrade"):
-            self.assertNotIn(gone, out)
-        self.assertEqual(out[b"Transfer-Encoding"], b"chunked")
-        self.assertEqual(out[b"Authorization"], b"Basic eDp5")
+                     b"Proxy-Authorization", b"Upgrade", b"Content-Length"):
+            self.assertNotIn(gone, names)
+        self.assertEqual(out[1:3], [(b"Transfer-Encoding", b"chunked"),
+                                    (b"Authorization", b"Basic eDp5")])
+        self.assertEqual(names.count(b"Transfer-Encoding"), 1)
+        # without a framing given, none is sent
+        out = self.rewrite([(b"Host", b"h"), (b"Content-Length", b"3")])
+        self.assertNotIn(b"Content-Length", [name for name, _ in out])
 
     def test_upgrade_kept(self):
         """An upgrade request keeps Upgrade with Connection: Upgrade."""
@@ -1200,13 +1207,21 @@ class RewriteTests(SynchronousTestCase):
             (b"X-From-Where", b"frp")])
 
     def test_response_headers(self):
-        """Responses lose hop-by-hop headers except on a protocol switch."""
+        """Responses lose hop-by-hop headers except on a protocol switch;
+        their framing is the one h11 read, written canonically (chunked
+        wins over Content-Length)."""
         headers = [(b"Content-Type", b"text/plain"),
                    (b"Connection", b"keep-alive"), (b"Keep-Alive", b"x"),
                    (b"Transfer-Encoding", b"chunked")]
         self.assertEqual(response_headers(headers),
                          [(b"Content-Type", b"text/plain"),
                           (b"Transfer-Encoding", b"chunked")])
+        both = [(b"Content-Length", b"007"), (b"X", b"1"),
+                (b"Transfer-Encoding", b"chunked")]
+        self.assertEqual(response_headers(both),
+                         [(b"Transfer-Encoding", b"chunked"), (b"X", b"1")])
+        self.assertEqual(response_headers([(b"content-length", b"007")]),
+                         [(b"Content-Length", b"7")])
         switch = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]
         self.assertEqual(response_headers(switch, True), switch)
 

@@ -13,8 +13,16 @@ the exchange's life, so neither side's bytes pile up in this process.  A
 ``101 Switching Protocols`` (or a 2xx to CONNECT) hands both connections to
 a raw :class:`~labrelay.relay.Splice`.
 
+Body framing headers are never forwarded as received: h11 reads each
+message's framing (the vhost has refused requests whose framing is
+ambiguous, see :mod:`~labrelay.server.vhost_request`), and each hop gets
+one canonical header from that reading (:func:`body_framing`) while h11
+writes the body anew; a response with both Content-Length and
+Transfer-Encoding is forwarded chunked, without its Content-Length.
+
 A work connection whose exchange ended cleanly (request and response
-both complete as h11 frames them, no ``Connection: close``, no Upgrade,
+both complete as h11 frames them, the request without a chunked body, the
+response not framed both ways, no ``Connection: close``, no Upgrade,
 nothing extra received) is kept idle by its proxy (:class:`IdleWork`) and
 carries that proxy's next request, as frp's reverse proxy keeps upstream
 keep-alive connections: at most :attr:`Vhost.max_idle_work` per proxy, each
@@ -45,8 +53,8 @@ HOP_BY_HOP = frozenset([
     b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
     b"upgrade"])
 
-#: Body framing: h11 re-frames bodies from these on each hop, so they are
-#: passed to it even though Transfer-Encoding is hop-by-hop.
+#: Body framing headers: never forwarded as received; each hop gets the
+#: framing h11 read (:func:`body_framing`), and h11 frames the body anew.
 FRAMING = frozenset([b"content-length", b"transfer-encoding"])
 
 #: Request headers the relay sets itself (any value from the user is replaced).
@@ -99,29 +107,63 @@ def basic_auth(value) -> tuple:
     return user, password
 
 
-def _hop_filtered(headers, keep=frozenset()):
-    tokens = connection_tokens(headers) - FRAMING
+def body_framing(headers) -> list:
+    """
+    The framing header of a message as h11 read its body, from the
+    message's h11 headers, written canonically: ``Transfer-Encoding:
+    chunked`` (which wins over a Content-Length, RFC 9112 §6.3), else
+    ``Content-Length`` as a plain number, else none.
+    """
+    length = None
     for name, value in headers:
         lower = name.lower()
-        if lower in keep or lower in FRAMING:
-            yield name, value
+        if lower == b"transfer-encoding":
+            return [(b"Transfer-Encoding", b"chunked")]
+        if lower == b"content-length":
+            length = int(value)
+    if length is None:
+        return []
+    return [(b"Content-Length", b"%d" % length)]
+
+
+def has_both_framings(headers) -> bool:
+    """Whether h11 *headers* carry both Content-Length and
+    Transfer-Encoding (a message some peer may frame otherwise)."""
+    names = {name.lower() for name, _ in headers}
+    return FRAMING <= names
+
+
+def _hop_filtered(headers, framing=()):
+    """*headers* without hop-by-hop headers and those named in
+    Connection; the framing headers replaced by *framing* (where the first
+    of them was, else at the end)."""
+    tokens = connection_tokens(headers) - FRAMING
+    pending = list(framing)
+    for name, value in headers:
+        lower = name.lower()
+        if lower in FRAMING:
+            yield from pending
+            pending = []
         elif lower not in HOP_BY_HOP and lower not in tokens:
             yield name, value
+    yield from pending
 
 
 def rewrite_request_headers(headers, *, client_ip: str, original_host: bytes,
                             host_rewrite: str = "", set_headers=(),
-                            upgrade=None) -> list:
+                            upgrade=None, framing=()) -> list:
     """
     The headers frps sends on the work connection for a request with
     *headers* (h11 raw items): hop-by-hop headers removed (Upgrade kept as
-    ``Connection: Upgrade`` when *upgrade*), Host rewritten, X-Forwarded-For
-    appended, X-Forwarded-Host/-Proto and X-Real-IP set, then every
-    ``header_*`` entry of *set_headers* set.
+    ``Connection: Upgrade`` when *upgrade*), the body framing headers
+    replaced by *framing* (:func:`body_framing`), Host rewritten,
+    X-Forwarded-For appended, X-Forwarded-Host/-Proto and X-Real-IP set,
+    then every ``header_*`` entry of *set_headers* set (framing headers
+    excepted).
     """
     prior = []
     out = []
-    for name, value in _hop_filtered(headers):
+    for name, value in _hop_filtered(headers, framing):
         lower = name.lower()
         if lower == b"x-forwarded-for":
             prior.append(value)
@@ -141,8 +183,10 @@ def rewrite_request_headers(headers, *, client_ip: str, original_host: bytes,
     for key, value in set_headers:
         raw = key.encode("utf-8")
         lower = raw.lower()
-        if lower == b"host":
-            continue  # as Go: the Host header is req.Host, not a header_ entry
+        if lower == b"host" or lower in FRAMING:
+            # as Go: the Host header is req.Host, not a header_ entry; and
+            # the framing is the one h11 read
+            continue
         out = [(n, v) for n, v in out if n.lower() != lower]
         out.append((raw, value.encode("utf-8")))
     return out
@@ -150,10 +194,11 @@ def rewrite_request_headers(headers, *, client_ip: str, original_host: bytes,
 
 def response_headers(headers, switching: bool = False) -> list:
     """The headers of a backend response as sent to the user (hop-by-hop
-    removed; a protocol switch keeps Connection and Upgrade)."""
+    removed, the framing as h11 read it; a protocol switch keeps
+    Connection and Upgrade)."""
     if switching:
         return list(headers)
-    return list(_hop_filtered(headers))
+    return list(_hop_filtered(headers, body_framing(headers)))
 
 
 class WorkLink:
@@ -372,6 +417,12 @@ class HttpExchange(WaitsForWork):
         self._work_gone = False        # the work connection is closed
         self._opened = False
         self._head_timer = None
+        # A backend that ignores Transfer-Encoding would read a chunked
+        # body as further requests, and a response with both framings may
+        # have been read otherwise by the backend's own side: after
+        # either, the work connection carries nothing more.
+        self._framing_doubt = any(name.lower() == b"transfer-encoding"
+                                  for name, _ in headers)
 
     # What get_work_connection needs of a "user".
 
@@ -520,6 +571,8 @@ class HttpExchange(WaitsForWork):
                         return
                 elif kind is h11.Response:
                     self._response_head()
+                    if has_both_framings(event.headers.raw_items()):
+                        self._framing_doubt = True
                     switching = self.backend.their_state is \
                         h11.SWITCHED_PROTOCOL
                     self.front.send(h11.Response(
@@ -617,10 +670,13 @@ class HttpExchange(WaitsForWork):
 
     def _reusable(self) -> bool:
         """Whether the work connection may carry another request: both
-        messages complete and framed, keep-alive on both sides, no
-        protocol switch, nothing received beyond the response."""
+        messages complete and framed beyond doubt (the request by a
+        Content-Length or without a body, the response not both ways),
+        keep-alive on both sides, no protocol switch, nothing received
+        beyond the response."""
         backend = self.backend
-        return (self.link is not None and not self._work_gone
+        return (self.link is not None and not self._framing_doubt
+                and not self._work_gone
                 and not self._work_eof and self.work.alive
                 and self.upgrade is None and self.method != b"CONNECT"
                 and backend.our_state is h11.DONE

@@ -13,6 +13,16 @@ Host), 401/407 (``http_user``/``http_pwd``), 404 (no route: the built-in
 page or ``custom_404_page``), 408 (head too slow), 431 (head too large),
 and the 502/504 an exchange reports.
 
+Before routing, the head as received is checked for ambiguous body
+framing, and the request target is normalised
+(:mod:`~labrelay.server.vhost_request`): a request whose framing another
+parser could read otherwise is answered 400 and its connection closed
+(nothing after it on the connection is read as a request); the routed
+path is the normal one (dot segments, ``//`` and encoded unreserved
+characters resolved), it is what the backend receives, and a path that a
+lax backend could read as another route's is answered 400.  Log lines
+write request fields with control characters escaped.
+
 Reading is switched by a :class:`~labrelay.server.proxy_base.ReadGate`:
 while waiting for a work connection, while the work connection's write
 buffer is full, and while a pipelined request waits for the current
@@ -39,7 +49,7 @@ and non-printable bytes as ``\\xHH``).
 
 import time
 from http import HTTPStatus
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 from twisted.internet.protocol import Factory
@@ -50,9 +60,10 @@ from ..logs import quote
 from ..peers import describe, host_port
 from ..relay import (RelayedProtocol, Splice, set_no_delay,
                      supports_half_close)
-from .http_proxy import (HttpExchange, HttpProxy, basic_auth, header_value,
-                         rewrite_request_headers, upgrade_type)
+from .http_proxy import (HttpExchange, HttpProxy, basic_auth, body_framing,
+                         header_value, rewrite_request_headers, upgrade_type)
 from .proxy_base import ReadGate
+from .vhost_request import BadRequest, framing_problem, route_target
 from .vhost_routes import RouteTable, request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
@@ -264,8 +275,9 @@ class VhostConnection(RelayedProtocol):
         self._pump_again = False
         # Bytes received since this cycle began waiting for a head: h11
         # limits only heads still incomplete, so the size of a head that
-        # arrived whole is checked from this.
-        self._head_fed = 0
+        # arrived whole is checked from this, and the head as received
+        # (line endings, folding, repeated fields) is read from it.
+        self._head = bytearray()
         self._head_started = False  # a non-CRLF byte of the head was seen
 
     # Twisted.
@@ -292,7 +304,7 @@ class VhostConnection(RelayedProtocol):
                                        peer=self.peer)
                         self._refuse(400, "not an HTTP request")
                         return
-            self._head_fed += len(data)
+            self._head += data
         self.http.receive_data(data)
         self.pump()
 
@@ -419,6 +431,10 @@ class VhostConnection(RelayedProtocol):
             self._close()
             return
         status = error.error_status_hint or 400
+        if status == 501:
+            # h11's hint for a Transfer-Encoding other than chunked: the
+            # body length is unknown, a 400 (RFC 9112 §6.1)
+            status = 400
         self._log.info("{peer}: bad request ({status}): {error}",
                        peer=self.peer, status=status, error=error)
         if self.http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -429,10 +445,18 @@ class VhostConnection(RelayedProtocol):
     def _on_request(self, request) -> None:
         self._method = request.method
         self._access = AccessRecord.of(self.clock.seconds(), request)
-        if self._head_fed - len(self.http.trailing_data[0]) > MAX_HEAD:
+        head, self._head = self._head, bytearray()
+        del head[len(head) - len(self.http.trailing_data[0]):]
+        if len(head) > MAX_HEAD:
             self._log.info("{peer}: request head over {size} bytes",
                            peer=self.peer, size=MAX_HEAD)
             self._refuse(431, "request head too large")
+            return
+        problem = framing_problem(bytes(head), request.http_version)
+        if problem is not None:
+            self._log.info("{peer}: ambiguous request framing ({problem}); "
+                           "closing", peer=self.peer, problem=problem)
+            self._refuse(400, f"ambiguous request framing: {problem}")
             return
         headers = request.headers.raw_items()
         target = request.target
@@ -440,16 +464,23 @@ class VhostConnection(RelayedProtocol):
         absolute = target[:7].lower() == b"http://" or \
             target[:8].lower() == b"https://"
         if absolute:
-            parts = urlsplit(target)
-            host = parts.netloc
-            target = (parts.path or b"/") + (b"?" + parts.query
-                                             if parts.query else b"")
+            host = urlsplit(target).netloc
+            # the rest of the target as sent (query and any fragment too)
+            rest = target[target.index(b"//") + 2 + len(host):]
+            target = rest if rest.startswith(b"/") else b"/" + rest
             headers = [(n, host if n.lower() == b"host" else v)
                        for n, v in headers]
         if not host or not host.strip():
             self.respond(400, b"Bad Request: no Host header\n", close=True)
             return
-        path = unquote(target.split(b"?", 1)[0].decode("ascii", "replace"))
+        try:
+            target, path, lenient = route_target(request.method, target)
+        except BadRequest as e:
+            self._log.info("{peer}: bad request target {target}: {error}",
+                           peer=self.peer, target=clf_escape(request.target),
+                           error=e)
+            self.respond(400, f"Bad Request: {e}\n".encode())
+            return
         credentials = None
         if absolute:
             credentials = header_value(headers, b"proxy-authorization")
@@ -459,9 +490,16 @@ class VhostConnection(RelayedProtocol):
         self._access.user = user
         name = request_host(host.decode("latin-1"))
         proxy = self.vhost.routes.lookup(name, path, user)
+        if lenient != path and \
+                self.vhost.routes.lookup(name, lenient, user) is not proxy:
+            self._log.info("{peer}: path {path} could be read as another "
+                           "route's", peer=self.peer,
+                           path=clf_escape(target[:200]))
+            self.respond(400, b"Bad Request: ambiguous path\n")
+            return
         if proxy is None:
             self._log.info("{peer}: no route for {host}{path}", peer=self.peer,
-                           host=name, path=path[:200])
+                           host=clf_escape(name), path=clf_escape(path[:200]))
             self.respond(404, self.vhost.not_found_page, _HTML)
             return
         self._access.proxy = proxy.name
@@ -480,7 +518,8 @@ class VhostConnection(RelayedProtocol):
             client=(ip, port), headers=rewrite_request_headers(
                 headers, client_ip=ip, original_host=host,
                 host_rewrite=proxy.host_header_rewrite,
-                set_headers=proxy.set_headers, upgrade=upgrade))
+                set_headers=proxy.set_headers, upgrade=upgrade,
+                framing=body_framing(headers)))
         self._exchange = exchange
         exchange.start()
 
@@ -551,7 +590,7 @@ class VhostConnection(RelayedProtocol):
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
             pipelined = http.trailing_data[0]
-            self._head_fed = len(pipelined)
+            self._head = bytearray(pipelined)
             self._head_started = bool(pipelined.lstrip(b"\r\n"))
             self._start_timer(self.vhost.head_timeout, self._head_timed_out)
             self.gate.resume("pipelined")
