@@ -558,7 +558,8 @@ class InjectionTests(TestCase):
                              b"\r\nHost: nowhere.example\r\n\r\n")
         await within(log.when_logged("no route"))
         [line] = text_log.lines("no route")
-        self.assertIn("nowhere.example/a\\x0d\\x0a[fake] line\\x1b[31m\\x07",
+        # escaped where it is logged (upper-case hex, as nginx writes it)
+        self.assertIn("nowhere.example/a\\x0D\\x0A[fake] line\\x1B[31m\\x07",
                       line)
         assert_one_line_each(self, text_log.out.getvalue())
 
