@@ -63,6 +63,8 @@ SERVER_KEYS = {
 SERVER_OWN_KEYS = {
     "auth_timestamp_skew": "int", "max_unauthenticated_per_source": "int",
     "max_unauthenticated_connections": "int", "max_proxies_per_client": "int",
+    "unauthenticated_timeout": "int", "session_idle_timeout": "int",
+    "max_sessions_per_client": "int",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -216,6 +218,14 @@ class ServerConfig:
     max_unauthenticated_connections: int = 1024
     #: proxies one client (control connection) may register
     max_proxies_per_client: int = 256
+    #: seconds a connection or yamux session may take to log in or join a
+    #: pool, from its accept (at least 1)
+    unauthenticated_timeout: int = 10
+    #: seconds an authenticated yamux session may carry no control or work
+    #: connection before it is closed
+    session_idle_timeout: int = 90
+    #: yamux sessions without a control serving one client's pool
+    max_sessions_per_client: int = 8
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -444,6 +454,10 @@ def parse_server_config(text: str, source: str = "frps.ini",
             raise _fail(source, "common", key,
                         f"must not be negative (0 turns it off), not "
                         f"{values[key]}")
+    if values.get("unauthenticated_timeout", 1) < 1:
+        raise _fail(source, "common", "unauthenticated_timeout",
+                    f"must be at least 1 (seconds), not "
+                    f"{values['unauthenticated_timeout']}")
     tcp_mux = values.get("tcp_mux", True)
     values.setdefault("heartbeat_timeout", -1 if tcp_mux else 90)
     values.setdefault("proxy_bind_addr", values.get("bind_addr", "0.0.0.0"))
@@ -527,6 +541,10 @@ def _check_client(values: dict, source: str, warnings: _Warnings) -> None:
                     f"quic, websocket, wss")
     if values.get("pool_count", 1) < 0:
         raise _fail(source, "common", "pool_count", "must not be negative")
+    if values.get("unauthenticated_timeout", 1) < 1:
+        raise _fail(source, "common", "unauthenticated_timeout",
+                    f"must be at least 1 (seconds), not "
+                    f"{values['unauthenticated_timeout']}")
     tcp_mux = values.get("tcp_mux", True)
     values.setdefault("heartbeat_timeout", -1 if tcp_mux else 90)
     interval = values.setdefault("heartbeat_interval", 30)

@@ -430,6 +430,9 @@ class HostileMixin:
         """A Login with a wrong token gets a plaintext LoginResp carrying
         frp's error, then the connection is closed."""
         await self.start_tunnel()
+        # The answer comes after the first failure's 0.5 s delay, within
+        # the deadline (as with the defaults: at most 8 s of 10 s).
+        self.relay.server.guard.timeout = 5
         peer = await self.open_frp()
         peer.send(login(token="not the token", pool_count=1))
         received = await self.assert_closed_promptly(peer)
