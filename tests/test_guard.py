@@ -387,6 +387,13 @@ class _Adopting(Protocol):
         self.adopted = ticket
 
 
+class _Explaining(_Adopting):
+    explained = 0
+
+    def unauthenticated_timeout(self):
+        self.explained += 1
+
+
 class SniffAdmissionTests(ClockTestCase):
     """The sniffer asks `admit` about every accepted connection."""
 
@@ -432,5 +439,43 @@ class SniffAdmissionTests(ClockTestCase):
         protocol, transport, inner = self.connect(lambda addr, ended: ticket)
         self.clock.advance(10)
         self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(ticket.released, 1)
+
+    def test_deadline_aborts_and_lets_the_protocol_explain(self):
+        """When the ticket's holder is told the deadline passed, the
+        sniffer asks the frp protocol to explain (it logs) and aborts the
+        connection, even mid-handshake; the first-byte timer is gone."""
+        inner = _Explaining()
+        factory = SniffingFactory(Factory.forProtocol(lambda: inner), None,
+                                  tls_only=False, clock=self.clock,
+                                  first_byte_timeout=10,
+                                  admit=lambda addr, ended: ticket)
+        ticket = _Ticket()
+        protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"o")
+        protocol._admission_ended(False)
+        self.assertEqual(inner.explained, 1)
+        self.assertTrue(transport.disconnected)  # aborted
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(ticket.released, 1)
+
+    def test_eviction_aborts_silently(self):
+        """An evicted connection is aborted without asking the protocol
+        to explain (the server logs evictions, rate-limited), and before
+        its first byte without a first-byte timer left behind."""
+        ended = []
+        ticket = _Ticket()
+
+        def admit(addr, callback):
+            ended.append(callback)
+            return ticket
+
+        protocol, transport, inner = self.connect(admit)
+        ended[0](True)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(ticket.released, 1)
