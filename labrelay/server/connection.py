@@ -91,13 +91,10 @@ class ServerConnection(RelayedProtocol):
         """The admission's deadline passed: say why (the sniffer closes
         the connection)."""
         seconds = self.admission.timeout
-        if self.first_message is None:
-            self._log.warn("{peer}: no frp message within {seconds}s; "
-                           "closing", peer=self.peer, seconds=seconds)
-        else:
-            self._log.warn("{peer}: not authenticated within {seconds}s "
-                           "(unauthenticated_timeout); closing",
-                           peer=self.peer, seconds=seconds)
+        self.server.deadline_passed(self.peer, (
+            f"no frp message within {seconds}s" if self.first_message is None
+            else f"not authenticated within {seconds}s "
+                 f"(unauthenticated_timeout)"))
 
     def adopt_admission(self, admission) -> None:
         """This connection counts as unauthenticated until

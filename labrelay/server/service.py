@@ -116,21 +116,16 @@ class ServerSession(YamuxSession):
         the connection)."""
         silent = [c for c in getattr(self, "_unidentified", ())
                   if c.alive and c.first_message is None]
+        seconds = self.admission.timeout
         if silent:
-            self._log.warn("{peer}: no frp message within {seconds}s on a "
-                           "stream of this yamux session; closing it",
-                           peer=describe(self.transport),
-                           seconds=self.admission.timeout)
+            why = f"no frp message within {seconds}s on a stream of this " \
+                  f"yamux session"
         elif self._had_stream:
-            self._log.warn("{peer}: no stream of this yamux session logged "
-                           "in or joined a pool within {seconds}s "
-                           "(unauthenticated_timeout); closing",
-                           peer=describe(self.transport),
-                           seconds=self.admission.timeout)
+            why = (f"no stream of this yamux session logged in or joined a "
+                   f"pool within {seconds}s (unauthenticated_timeout)")
         else:
-            self._log.warn("{peer}: yamux session opened no stream within "
-                           "{seconds}s; closing", peer=describe(self.transport),
-                           seconds=self.admission.timeout)
+            why = f"yamux session opened no stream within {seconds}s"
+        self._server.deadline_passed(describe(self.transport), why)
 
     # Idle sessions.
 
@@ -475,6 +470,17 @@ class RelayServer(service.MultiService):
                            "refused since the last such line)", why=refusal,
                            source=host, held=held)
         return None
+
+    def deadline_passed(self, peer: str, why: str) -> None:
+        """Log that *peer* is closed at its ``unauthenticated_timeout``
+        deadline, because *why*: one line per 10 s at most (a flood
+        reaches thousands a second), saying how many were held back."""
+        held = self.quiet_log.allow("deadline")
+        if held is not None:
+            more = f" ({held} more such closes since the last line)" \
+                if held else ""
+            self._log.warn("{peer}: {why}; closing{more}", peer=peer,
+                           why=why, more=more)
 
     # Called by ServerConnection for first messages.
 
