@@ -462,13 +462,14 @@ class FloodTests(ServerCase):
 
     def test_address_with_live_control_not_capped(self):
         """An address with a logged-in client may open more pending
-        connections than either cap (its pool of work connections), and a
-        flood from elsewhere evicts none of them."""
+        connections than the per-source cap (its pool of work
+        connections), up to the whole total cap, and a flood from
+        elsewhere evicts none of them."""
         self.logged_in(host="192.0.2.9")
-        works = [self.peer("192.0.2.9") for _ in range(6)]
+        works = [self.peer("192.0.2.9") for _ in range(5)]
         flood = [self.peer(f"192.0.2.{50 + i % 2}") for i in range(4)]
         self.assertEqual([w.transport.disconnecting for w in works],
-                         [False] * 6)
+                         [False] * 5)
         self.assertTrue(all(p.refused_at_once for p in flood))
 
     def test_refusal_log_rate_limited(self):

@@ -131,21 +131,36 @@ class AdmissionTests(ClockTestCase):
         work-connection bursts get through a flood), and its pending
         connections are never evicted; once the control ends, the
         per-source cap applies again."""
-        guard = self.guard(max_per_source=1, max_total=3)
+        guard = self.guard(max_per_source=1, max_total=5)
         guard.admit("10.0.0.1")
         guard.control_started("10.0.0.1")
         ended = []
         works = [guard.admit("10.0.0.1", ended.append) for _ in range(4)]
         self.assertIsNone(guard.admission_refusal("10.0.0.1"))
         self.assertEqual(guard.unauthenticated, 5)
-        # a flood from elsewhere evicts only the one taken before the login
+        # a flood from elsewhere evicts only the one taken before the
+        # login, then only its own
         self.assertEqual(guard.make_room(), "10.0.0.1")
-        self.assertIsNone(guard.make_room())
+        guard.admit("10.0.0.2")
+        self.assertEqual(guard.make_room(), "10.0.0.2")
+        guard.admit("10.0.0.2")
+        self.assertEqual(guard.make_room(), "10.0.0.2")
         self.assertEqual(ended, [])
         self.assertFalse(any(w.released for w in works))
         guard.control_ended("10.0.0.1")
         guard.admit("10.0.0.1")
         self.assertIn("from 10.0.0.1", guard.admission_refusal("10.0.0.1"))
+
+    def test_source_with_live_control_alone_filling_the_cap(self):
+        """An address with a live control that alone holds max_total
+        pending connections (far more than any pool) is refused."""
+        guard = self.guard(max_per_source=1, max_total=3)
+        guard.control_started("10.0.0.1")
+        for _ in range(3):
+            guard.admit("10.0.0.1")
+        self.assertEqual(guard.unauthenticated_from("10.0.0.1"), 3)
+        self.assertIn("has a logged-in client",
+                      guard.admission_refusal("10.0.0.1"))
 
 
 class DeadlineTests(ClockTestCase):

@@ -21,10 +21,10 @@ runs on an injected clock.
   refusing every newcomer): a flood from a few addresses cannot keep a
   correct client of another address out, it only shortens its own
   connections' lives.  An address that hosts a live control connection is
-  never refused and its connections are never evicted: a client with
-  ``tcp_mux = false`` opens its work connections from that address, each
-  unauthenticated until its NewWorkConn arrives, and they must get through
-  a flood.  Entries exist only while their count is positive; eviction and
+  not refused (unless it alone holds ``max_total``) and its connections
+  are never evicted: a client with ``tcp_mux = false`` opens its work
+  connections from that address, each unauthenticated until its
+  NewWorkConn arrives, and they must get through a flood.  Entries exist only while their count is positive; eviction and
   release cost O(1).
 * **failed authentications** (a wrong privilege key in a Login, or in a
   NewWorkConn when ``authenticate_new_work_conns`` is on): the error answer
@@ -189,6 +189,7 @@ class SourceGuard:
         self._by_count = {}              # count -> {host: None}
         self._most = 0
         self._protected = {}             # Admission -> None
+        self._protected_from = {}        # host -> protected admissions
         self._controls = {}              # host -> live control count
         self._failures = OrderedDict()   # host -> _Failures, LRU order
         self._timers = set()
@@ -202,6 +203,14 @@ class SourceGuard:
         """Why a new connection from *host* must be refused now, or None
         (it may still need :meth:`make_room` first)."""
         if self._is_protected(host):
+            count = self._protected_from.get(host, 0)
+            if self.max_total > 0 and count >= self.max_total:
+                # a client's pool is a few connections; this many means
+                # someone shares its address to flood
+                return (f"{count} unauthenticated connections from {host}, "
+                        f"which has a logged-in client "
+                        f"(max_unauthenticated_connections = "
+                        f"{self.max_total})")
             return None
         count = len(self._queues.get(host, ()))
         if self.max_per_source > 0 and count >= self.max_per_source:
@@ -237,6 +246,7 @@ class SourceGuard:
         self.unauthenticated += 1
         if admission.protected:
             self._protected[admission] = None
+            self._protected_from[host] = self._protected_from.get(host, 0) + 1
         else:
             queue = self._queues.setdefault(host, {})
             queue[admission] = None
@@ -258,13 +268,18 @@ class SourceGuard:
             self._most = new if new else max(self._by_count, default=0)
 
     def unauthenticated_from(self, host: str) -> int:
-        return len(self._queues.get(host, ())) + sum(
-            1 for a in self._protected if a.host == host)
+        return (len(self._queues.get(host, ()))
+                + self._protected_from.get(host, 0))
 
     def _release(self, admission: Admission) -> None:
         self.unauthenticated = max(self.unauthenticated - 1, 0)
         if admission.protected:
-            self._protected.pop(admission, None)
+            if self._protected.pop(admission, False) is None:
+                count = self._protected_from[admission.host] - 1
+                if count:
+                    self._protected_from[admission.host] = count
+                else:
+                    del self._protected_from[admission.host]
             return
         queue = self._queues.get(admission.host)
         if queue is None or admission not in queue:
