@@ -259,6 +259,21 @@ class DeadlineTests(AdmissionCase):
         self.assertFalse(peer.closed_by_server)
         self.assertFalse(control.closed)
 
+    def test_silent_stream_bounded_after_login(self):
+        """A silent stream opened before the session logged in gets the
+        first-message bound (10 s) from the login; the session stays."""
+        peer = MuxPeer(self, "198.51.100.7")
+        self.advance(1)
+        silent = peer.open()
+        self.advance(1)
+        control = peer.open(login())
+        self.advance(9.9)
+        self.assertFalse(silent.closed)
+        self.advance(0.1)
+        self.assertTrue(silent.closed)
+        self.assertFalse(control.closed)
+        self.assertFalse(peer.closed_by_server)
+
     def test_work_conn_clears_it(self):
         """A NewWorkConn for a live client at 9 s clears the deadline of a
         session from another address."""

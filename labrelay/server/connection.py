@@ -15,11 +15,11 @@ time until then (``unauthenticated_timeout``: TLS handshake, first byte,
 first message, a delayed answer).  Under tcp_mux every stream shares its
 session's admission, so the session stops counting, and its deadline is
 cleared, once one stream has logged in or joined a pool; the session is
-told (:meth:`ServerSession.stream_authenticated`).  A connection without
-a pending admission (a stream of an authenticated session) has
-``first_message_timeout`` for its first message.  A first message the server refuses, or
-answers later (a delayed wrong-token answer), ends the input: nothing
-after it is read, so a peer cannot pipeline guesses on one connection.
+told (:meth:`ServerSession.stream_authenticated`).  From then on each of
+its streams has ``first_message_timeout`` for its first message.  A
+first message the server refuses, or answers later (a delayed wrong-token
+answer), ends the input: nothing after it is read, so a peer cannot
+pipeline guesses on one connection.
 """
 
 from twisted.logger import Logger
@@ -76,6 +76,13 @@ class ServerConnection(RelayedProtocol):
         if not self.server.config.tcp_mux:
             set_keepalive(self.transport, self.server.config.tcp_keepalive)
         if self.admission is None or self.admission.released:
+            self.start_first_message_timer()
+
+    def start_first_message_timer(self) -> None:
+        """Give this connection first_message_timeout for its first
+        message (once no deadline covers it)."""
+        if (self._first_timer is None and self.first_message is None
+                and not self._gone):
             self._first_timer = self.server.clock.callLater(
                 self.server.first_message_timeout,
                 self._first_message_timeout)

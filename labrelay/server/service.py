@@ -133,6 +133,9 @@ class ServerSession(YamuxSession):
         """A stream logged in (*login*) or joined a pool."""
         self.logged_in = self.logged_in or login
         self._working += 1
+        # the session's deadline no longer covers its silent streams
+        for connection in getattr(self, "_unidentified", ()):
+            connection.start_first_message_timer()
         if self._idle_call is not None:
             self._idle_call.cancel()
             self._idle_call = None
