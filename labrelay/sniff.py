@@ -289,7 +289,8 @@ class SniffingFactory(ServerFactory):
         tls_only: bool,
         clock: IReactorTime,
         first_byte_timeout: float = 10,
-        admit: Optional[Callable[[IAddress, Callable[[bool], None]], Any]] = None,
+        admit: Optional[
+            Callable[[IAddress, Callable[[bool], None]], Any]] = None,
     ) -> None:
         self.plain_factory = plain_factory
         self.admit = admit

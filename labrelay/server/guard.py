@@ -24,8 +24,9 @@ runs on an injected clock.
   not refused (unless it alone holds ``max_total``) and its connections
   are never evicted: a client with ``tcp_mux = false`` opens its work
   connections from that address, each unauthenticated until its
-  NewWorkConn arrives, and they must get through a flood.  Entries exist only while their count is positive; eviction and
-  release cost O(1).
+  NewWorkConn arrives, and they must get through a flood.  Entries exist
+  only while their count is positive; admission, eviction and release
+  cost O(1).
 * **failed authentications** (a wrong privilege key in a Login, or in a
   NewWorkConn when ``authenticate_new_work_conns`` is on): the error answer
   is delayed, 0.5 s for the first failure, doubling up to 8 s (below
