@@ -16,8 +16,9 @@ that stops reading while users push into its tunnel; a vhost user who
 never reads a 256 MiB response; 1,100 yamux sessions from 40 addresses that
 never log in but keep busy, against which a client from a fresh address
 must get in within 15 s.  Each test logs its numbers to test.log
-("abuse ...").  The handshake bound (10 s) and the vhost head bound (30 s)
-have no config key, so the tests run with the defaults (about 65 s in all).
+("abuse ...").  The handshake bound (``unauthenticated_timeout``, 10 s)
+and the vhost head bound (30 s) are left at their defaults, so the tests
+take about 80 s in all.
 """
 
 import hashlib
@@ -54,7 +55,7 @@ from .test_vhost import http_user
 KIB = 1024
 MIB = 1024 * KIB
 
-#: The server's bounds under test; no config key sets them.
+#: The server's bounds under test, at their defaults.
 HANDSHAKE_BOUND = FIRST_MESSAGE_TIMEOUT
 HEAD_BOUND = HEAD_TIMEOUT
 LINGER_BOUND = LINGER_TIMEOUT
