@@ -66,6 +66,8 @@ SERVER_KEYS = {
 SERVER_OWN_KEYS = {
     "auth_timestamp_skew": "int", "max_unauthenticated_per_source": "int",
     "max_unauthenticated_connections": "int", "max_proxies_per_client": "int",
+    "unauthenticated_timeout": "int", "session_idle_timeout": "int",
+    "max_sessions_per_client": "int",
     "dashboard_allowed_hosts": "list",  # not a limit: the dashboard's Host
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
@@ -241,6 +243,14 @@ class ServerConfig:
     max_unauthenticated_connections: int = 1024
     #: proxies one client (control connection) may register
     max_proxies_per_client: int = 256
+    #: seconds a connection or yamux session may take to log in or join a
+    #: pool, from its accept (at least 1)
+    unauthenticated_timeout: int = 10
+    #: seconds an authenticated yamux session may carry no control or work
+    #: connection before it is closed
+    session_idle_timeout: int = 90
+    #: yamux sessions without a control serving one client's pool
+    max_sessions_per_client: int = 8
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -514,6 +524,10 @@ def _parse_server(text, source, environ, warnings) -> ServerConfig:
                         f"must not be negative (0 turns it off), not "
                         f"{values[key]}")
     _check_token_strength(values, source, warnings)
+    if values.get("unauthenticated_timeout", 1) < 1:
+        raise _fail(source, "common", "unauthenticated_timeout",
+                    f"must be at least 1 (seconds), not "
+                    f"{values['unauthenticated_timeout']}")
     tcp_mux = values.get("tcp_mux", True)
     values.setdefault("heartbeat_timeout", -1 if tcp_mux else 90)
     values.setdefault("proxy_bind_addr", values.get("bind_addr", "0.0.0.0"))

@@ -19,12 +19,19 @@ protocol sits L{_TLSApplication}, equally thin, which logs a failed
 handshake in one line (peer address and OpenSSL's reason).
 
 Admission: the factory's optional ``admit`` callable is asked about every
-accepted connection before anything else happens.  It returns a ticket
-(anything with ``release()``), or None to have the connection closed at
-once (a flood cap; the caller logs).  The ticket is offered to the inner
-frp protocol through its ``adopt_admission(ticket)`` method, which releases
-it once the peer has authenticated; the sniffer releases it in any case
-when the connection ends.
+accepted connection before anything else happens, with its peer address
+and a callback.  It returns a ticket (anything with ``release()``), or None
+to have the connection closed at once (a flood cap; the caller logs).  The
+ticket is offered to the inner frp protocol through its
+``adopt_admission(ticket)`` method, which releases it once the peer has
+authenticated; the sniffer releases it in any case when the connection
+ends.  The callback, ``ended(evicted)``, is the ticket holder's way to end
+the connection: on its deadline (``evicted`` false; the ticket has a
+``timeout`` attribute, in seconds) the sniffer logs one line -- the frp
+protocol's own, from its ``unauthenticated_timeout()`` method, once it
+exists -- and aborts the connection, whatever is under way (a TLS
+handshake, a yamux session); when evicted it aborts it silently (the
+caller logs evictions, rate-limited).
 
 Half-close: a plain inner protocol that provides L{IHalfCloseableProtocol}
 receives C{readConnectionLost}/C{writeConnectionLost}.  A TLS inner protocol
@@ -123,13 +130,15 @@ class _SniffingProtocol(Protocol):
         self._timer: Optional[IDelayedCall] = None
         self._closing = False
         self._admission: Any = None
+        self._frp: Optional[IProtocol] = None  # the plain (frp) protocol
 
     # -- before the first byte ---------------------------------------------
 
     def connectionMade(self) -> None:
         admit = self._factory.admit
         if admit is not None:
-            self._admission = admit(self.transport.getPeer())
+            self._admission = admit(self.transport.getPeer(),
+                                    self._admission_ended)
             if self._admission is None:
                 self._closing = True
                 self.transport.abortConnection()
@@ -146,6 +155,25 @@ class _SniffingProtocol(Protocol):
             timeout=self._factory.first_byte_timeout,
         )
         self._refuse()
+
+    def _admission_ended(self, evicted: bool) -> None:
+        """The admission's deadline passed, or it was evicted: abort."""
+        self._cancel_timer()
+        if self._closing:
+            return
+        self._closing = True
+        if not evicted:
+            explain = getattr(self._frp, "unauthenticated_timeout", None)
+            if explain is not None:
+                explain()
+            else:
+                self._log.info(
+                    "{peer}: {what} within {timeout}s of connecting; closing",
+                    peer=peer_text(self.transport),
+                    what="no data" if self._frp is None
+                    else "not authenticated",
+                    timeout=getattr(self._admission, "timeout", "?"))
+        self.transport.abortConnection()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -172,6 +200,7 @@ class _SniffingProtocol(Protocol):
         if inner is None:
             self._refuse()
             return
+        self._frp = inner
         adopt = getattr(inner, "adopt_admission", None)
         if self._admission is not None and adopt is not None:
             adopt(self._admission)
@@ -246,9 +275,10 @@ class SniffingFactory(ServerFactory):
     :param tls_only: refuse plain connections.
     :param clock: the reactor (for the first-byte timeout and TLS writes).
     :param first_byte_timeout: seconds to wait for the first byte.
-    :param admit: called with each accepted connection's peer address;
-        returns a ticket to keep (see the module docstring) or None to
-        close the connection at once.  None: every connection is accepted.
+    :param admit: called with each accepted connection's peer address and
+        a callback ending it; returns a ticket to keep (see the module
+        docstring) or None to close the connection at once.  None: every
+        connection is accepted.
     """
 
     def __init__(
@@ -259,7 +289,8 @@ class SniffingFactory(ServerFactory):
         tls_only: bool,
         clock: IReactorTime,
         first_byte_timeout: float = 10,
-        admit: Optional[Callable[[IAddress], Any]] = None,
+        admit: Optional[
+            Callable[[IAddress, Callable[[bool], None]], Any]] = None,
     ) -> None:
         self.plain_factory = plain_factory
         self.admit = admit

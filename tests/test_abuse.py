@@ -13,9 +13,12 @@ has closed every abusive socket (its fd count is back to the idle count).
 The abuses: 1,000 idle sockets on the bind port; a slowloris on the vhost;
 a logged-in yamux client (written here from labrelay's protocol modules)
 that stops reading while users push into its tunnel; a vhost user who
-never reads a 256 MiB response.  Each test logs its numbers to test.log
-("abuse ...").  The handshake bound (10 s) and the vhost head bound (30 s)
-have no config key, so the tests run with the defaults (about 65 s in all).
+never reads a 256 MiB response; 1,100 yamux sessions from 40 addresses that
+never log in but keep busy, against which a client from a fresh address
+must get in within 15 s.  Each test logs its numbers to test.log
+("abuse ...").  The handshake bound (``unauthenticated_timeout``, 10 s)
+and the vhost head bound (30 s) are left at their defaults, so the tests
+take about 80 s in all.
 """
 
 import hashlib
@@ -52,7 +55,7 @@ from .test_vhost import http_user
 KIB = 1024
 MIB = 1024 * KIB
 
-#: The server's bounds under test; no config key sets them.
+#: The server's bounds under test, at their defaults.
 HANDSHAKE_BOUND = FIRST_MESSAGE_TIMEOUT
 HEAD_BOUND = HEAD_TIMEOUT
 LINGER_BOUND = LINGER_TIMEOUT
@@ -530,6 +533,172 @@ class Abuser(YamuxSession):
         self.transport.pauseProducing()
 
 
+# -- a flood of sessions that never log in --------------------------------------
+
+class SquattingSession(YamuxSession):
+    """
+    A yamux session that never logs in: it answers Pings and opens one
+    silent stream 5 s after connecting (so that a check of stream-less
+    sessions at 10 s sees a stream).  On the flood's behalf it reconnects
+    when the server closes it.
+    """
+
+    def __init__(self, flood, source):
+        super().__init__(is_client=True, clock=reactor, keepalive_interval=0)
+        self.flood = flood
+        self.source = source
+        self.closed = defer.Deferred()
+        self._stream_call = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._stream_call = reactor.callLater(5, self._open)
+
+    def _open(self):
+        self._stream_call = None
+        if not self._closed:
+            self.open_stream(Protocol())
+
+    def connectionLost(self, reason):
+        if self._stream_call is not None and self._stream_call.active():
+            self._stream_call.cancel()
+        super().connectionLost(reason)
+        self.closed.callback(None)
+        self.flood.lost(self)
+
+
+class SessionFlood:
+    """
+    *size* squatting sessions to 127.0.0.1:*port* from the given source
+    addresses (round robin), each replaced 0.2 s after the server closes
+    it, at most *max_connections* in all.
+    """
+
+    def __init__(self, port, sources, size, max_connections=50000):
+        self.port = port
+        self.sources = sources
+        self.size = size
+        self.max_connections = max_connections
+        self.live = set()
+        self.connections = 0
+        self.closed_by_server = 0
+        self.failed = 0
+        self.stopped = False
+        self._calls = set()
+
+    def _connect(self, source):
+        self.connections += 1
+        session = SquattingSession(self, source)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port,
+                                      timeout=10, bindAddress=(source, 0))
+        factory = Factory.forProtocol(lambda: session)
+        factory.noisy = False
+        d = endpoint.connect(factory)
+
+        def connected(_):
+            if self.stopped:
+                session.transport.abortConnection()
+            else:
+                self.live.add(session)
+
+        def failed(_):
+            self.failed += 1
+
+        return d.addCallbacks(connected, failed)
+
+    async def start(self, batch=25):
+        """Open the first *size* sessions, *batch* at a time (under the
+        listen backlog); return the seconds it took."""
+        started = time.monotonic()
+        for first in range(0, self.size, batch):
+            await within(defer.gatherResults([
+                self._connect(self.sources[i % len(self.sources)])
+                for i in range(first, min(first + batch, self.size))]), 20)
+        return time.monotonic() - started
+
+    def lost(self, session):
+        self.live.discard(session)
+        if self.stopped:
+            return
+        self.closed_by_server += 1
+        if self.connections < self.max_connections:
+            call = reactor.callLater(0.2, self._again, session.source)
+            self._calls.add(call)
+
+    def _again(self, source):
+        self._calls = {c for c in self._calls if c.active()}
+        if not self.stopped:
+            self._connect(source)
+
+    def stop(self):
+        """Stop replacing sessions and close every one; a Deferred firing
+        once all are closed."""
+        self.stopped = True
+        for call in self._calls:
+            if call.active():
+                call.cancel()
+        live = list(self.live)
+        for session in live:
+            session.transport.abortConnection()
+        return within(defer.gatherResults([s.closed for s in live]), 20)
+
+
+class _LoginStream(Protocol):
+    """Sends a correct Login; fires *answered* with the LoginResp."""
+
+    def __init__(self, answered):
+        self.answered = answered
+        self.parser = MessageParser()
+
+    def connectionMade(self):
+        now = int(time.time())
+        self.transport.write(encode_message(messages.Login(
+            version=FRP_VERSION, privilege_key=privilege_key(TOKEN, now),
+            timestamp=now, pool_count=0)))
+
+    def dataReceived(self, data):
+        self.parser.feed(data)
+        message = self.parser.next_message()
+        if message is not None and not self.answered.called:
+            self.answered.callback(message)
+
+    def connectionLost(self, reason):
+        if not self.answered.called:
+            self.answered.errback(reason)
+
+
+async def fresh_login(port, source, bound, retry=0.5):
+    """
+    Log in as a new client from *source*, retrying *retry* s after each
+    refusal (a reset, a closed session), as frpc does; return (seconds
+    until the LoginResp without error, attempts).  Fail after *bound* s.
+    """
+    started = time.monotonic()
+    attempts = 0
+    while time.monotonic() - started < bound:
+        attempts += 1
+        session = YamuxSession(is_client=True, clock=reactor,
+                               keepalive_interval=0)
+        answered = defer.Deferred()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5,
+                                      bindAddress=(source, 0))
+        try:
+            await within(endpoint.connect(
+                Factory.forProtocol(lambda: session)), 5)
+            session.open_stream(_LoginStream(answered))
+            response = await within(answered, 5)
+        except Exception:
+            response = None
+        finally:
+            if session.transport is not None:
+                session.transport.abortConnection()
+        if response is not None and not response.error:
+            return time.monotonic() - started, attempts
+        await deferLater(reactor, retry, lambda: None)
+    raise AssertionError(f"a correct Login from {source} was kept out for "
+                         f"{bound}s ({attempts} attempts)")
+
+
 # -- the tests -----------------------------------------------------------------
 
 class AbuseTests(TestCase):
@@ -593,6 +762,58 @@ class AbuseTests(TestCase):
         self.assertGreaterEqual(under.fds, idle.fds + held)
         self.assertLess(under.rss - idle.rss, bound)
         self.assertLessEqual(max(lifetimes), HANDSHAKE_BOUND + SLACK)
+
+    @async_test
+    async def test_session_flood_does_not_lock_out_a_new_client(self):
+        """
+        1,100 yamux sessions from 40 addresses that never log in, answer
+        Pings, open a stream at 5 s and reconnect whenever closed (more
+        than max_unauthenticated_connections, 1,024) do not keep a correct
+        client of a fresh address out for more than 15 s, nor disturb the
+        tunnel; once they stop the server holds nothing of them.
+        """
+        size, bound = 1100, 15
+        self.raise_fd_limit(2 * size + 1024)
+        relay = await Deployment().start(self)
+        idle = await relay.idle_snapshot()
+        sources = [f"127.0.0.{10 + i}" for i in range(40)]
+        flood = SessionFlood(relay.server.port, sources, size)
+        self.addCleanup(lambda: flood.stop() if not flood.stopped else None)
+        mark = relay.server.process.mark()
+        opened_in = await flood.start()
+        # the total cap is reached: evicting (or, before, refusing)
+        await relay.server.process.wait_for(
+            "closing the oldest one from|refusing new connections",
+            since=mark, timeout=20)
+        under = relay.snapshot()
+        # once when the cap is first reached, once 10 s later, in the
+        # steady state: sessions with a stream, reconnecting as fast as
+        # they are evicted or reach their deadline (the server's second
+        # rate-limited eviction line)
+        first, attempts = await fresh_login(
+            relay.server.port, "127.0.0.200", bound)
+        await relay.server.process.wait_for(
+            r"\([1-9]\d* more evicted since|within 10s.*; closing",
+            since=mark, timeout=20)
+        later, more = await fresh_login(
+            relay.server.port, "127.0.0.201", bound)
+        login_time, attempts = max(first, later), attempts + more
+        echo_time = await echo_check(self, relay.tcp_port)
+        live = len(flood.live)
+        await flood.stop()
+        after = await fds_back_to(self, relay.pid, idle.fds,
+                                  HANDSHAKE_BOUND + SLACK)
+        bound_rss = size * 32 * KIB
+        self.report("session flood", idle, under, after, bound_rss,
+                    sessions=size, sources=len(sources),
+                    opened_in=f"{opened_in:.2f}s",
+                    fresh_login_after=f"{first:.2f}s and {later:.2f}s",
+                    login_attempts=attempts, live_at_end=live,
+                    connections=flood.connections,
+                    closed_by_server=flood.closed_by_server,
+                    echo_during=f"{echo_time * 1000:.0f}ms")
+        self.assertLessEqual(login_time, bound)
+        self.assertLess(under.rss - idle.rss, bound_rss)
 
     @async_test
     async def test_slowloris_on_vhost(self):

@@ -415,7 +415,8 @@ class FloodTests(ServerCase):
     """Caps on unauthenticated connections."""
 
     extra = ("max_unauthenticated_per_source = 3\n"
-             "max_unauthenticated_connections = 5\n")
+             "max_unauthenticated_connections = 5\n"
+             "unauthenticated_timeout = 60\n")
 
     def test_per_source_cap(self):
         """The 4th pending connection from one address is closed at once;
@@ -429,10 +430,20 @@ class FloodTests(ServerCase):
         self.assertIn("max_unauthenticated_per_source = 3", line)
 
     def test_total_cap(self):
-        """Beyond 5 pending connections in all, every address is refused."""
-        for i in range(5):
-            self.peer(f"192.0.2.{20 + i}")
-        self.assertTrue(self.peer("192.0.2.99").refused_at_once)
+        """Beyond 5 pending connections in all, a newcomer is admitted and
+        the oldest pending connection of the address holding the most is
+        closed instead (one rate-limited line)."""
+        first, second = self.peer("192.0.2.20"), self.peer("192.0.2.20")
+        others = [self.peer(f"192.0.2.{21 + i}") for i in range(3)]
+        newcomer = self.peer("192.0.2.99")
+        self.assertFalse(newcomer.transport.disconnecting)
+        self.assertTrue(first.transport.disconnecting)
+        self.assertFalse(any(p.transport.disconnecting
+                             for p in [second] + others))
+        [line] = self.warnings("closing the oldest one from 192.0.2.20")
+        self.assertIn("to admit one from 192.0.2.99", line)
+        self.settle()
+        self.assertEqual(self.server.guard.unauthenticated, 5)
 
     def test_slots_freed_by_login_and_close(self):
         """A successful Login, a closed connection and a pooled work
@@ -452,12 +463,14 @@ class FloodTests(ServerCase):
     def test_address_with_live_control_not_capped(self):
         """An address with a logged-in client may open more pending
         connections than the per-source cap (its pool of work
-        connections), up to the total cap."""
+        connections), up to the whole total cap, and a flood from
+        elsewhere evicts none of them."""
         self.logged_in(host="192.0.2.9")
         works = [self.peer("192.0.2.9") for _ in range(5)]
+        flood = [self.peer(f"192.0.2.{50 + i % 2}") for i in range(4)]
         self.assertEqual([w.transport.disconnecting for w in works],
                          [False] * 5)
-        self.assertTrue(self.peer("192.0.2.9").refused_at_once)
+        self.assertTrue(all(p.refused_at_once for p in flood))
 
     def test_refusal_log_rate_limited(self):
         """Many refusals make one line; after 10 s the next line says how
@@ -488,7 +501,7 @@ class ConfigTests(SynchronousTestCase):
     def test_keys_parse(self):
         """Each key is read without a warning."""
         config = parse_server_config(
-            "[common]\nauth_timestamp_skew = 300\n"
+            "[common]\nbind_addr = 127.0.0.1\nauth_timestamp_skew = 300\n"
             "max_unauthenticated_per_source = 8\n"
             "max_unauthenticated_connections = 0\n"
             "max_proxies_per_client = 0x10\n")

@@ -30,9 +30,14 @@ class ClockTestCase(SynchronousTestCase):
 class AdmissionTests(ClockTestCase):
     """Counting unauthenticated connections per source and in total."""
 
+    def guard(self, **kwargs):
+        guard = SourceGuard(self.clock, **kwargs)
+        self.addCleanup(guard.close)
+        return guard
+
     def test_per_source_cap(self):
         """A source at its cap is refused; another source is not."""
-        guard = SourceGuard(self.clock, max_per_source=2, max_total=100)
+        guard = self.guard(max_per_source=2, max_total=100)
         guard.admit("10.0.0.1")
         guard.admit("10.0.0.1")
         self.assertIn("max_unauthenticated_per_source = 2",
@@ -42,7 +47,7 @@ class AdmissionTests(ClockTestCase):
     def test_release_frees_a_slot(self):
         """Releasing an admission (twice: idempotent) frees exactly one
         slot and forgets an address whose count reaches zero."""
-        guard = SourceGuard(self.clock, max_per_source=1, max_total=100)
+        guard = self.guard(max_per_source=1, max_total=100)
         admission = guard.admit("10.0.0.1")
         self.assertIsNotNone(guard.admission_refusal("10.0.0.1"))
         admission.release()
@@ -51,36 +56,147 @@ class AdmissionTests(ClockTestCase):
         self.assertEqual((guard.unauthenticated,
                           guard.tracked_unauthenticated_sources), (0, 0))
 
-    def test_total_cap(self):
-        """The total cap refuses every source once reached."""
-        guard = SourceGuard(self.clock, max_per_source=0, max_total=3)
-        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
-            guard.admit(host)
-        self.assertIn("max_unauthenticated_connections = 3",
-                      guard.admission_refusal("10.0.0.4"))
+    def test_total_cap_evicts_oldest_of_biggest_source(self):
+        """At the total cap a newcomer is not refused: room is made by
+        evicting the oldest pending connection of the address holding the
+        most (its holder is told), not of the others."""
+        guard = self.guard(max_per_source=0, max_total=4)
+        ended = []
+        a = guard.admit("10.0.0.1", lambda evicted: ended.append(("a", evicted)))
+        guard.admit("10.0.0.2", lambda evicted: ended.append(("b1", evicted)))
+        guard.admit("10.0.0.2", lambda evicted: ended.append(("b2", evicted)))
+        guard.admit("10.0.0.3", lambda evicted: ended.append(("c", evicted)))
+        self.assertIsNone(guard.admission_refusal("10.0.0.4"))
+        self.assertEqual(guard.make_room(), "10.0.0.2")
+        self.assertEqual(ended, [("b1", True)])
+        guard.admit("10.0.0.4")
+        self.assertEqual(guard.unauthenticated, 4)
+        self.assertEqual(guard.unauthenticated_from("10.0.0.2"), 1)
+        # now every address holds one: the oldest overall goes first
+        self.assertEqual(guard.make_room(), "10.0.0.1")
+        self.assertTrue(a.released)
+        self.assertEqual(guard.evictions, 2)
+
+    def test_no_room_needed_below_cap(self):
+        """Below the total cap nothing is evicted."""
+        guard = self.guard(max_per_source=0, max_total=3)
+        guard.admit("10.0.0.1")
+        guard.admit("10.0.0.1")
+        self.assertIsNone(guard.make_room())
+        self.assertEqual(guard.unauthenticated, 2)
+
+    def test_eviction_bookkeeping_under_churn(self):
+        """Thousands of admissions from 40 sources at a cap of 100: the
+        total never passes the cap, the address holding the most is always
+        the one evicted from, and everything is released in the end."""
+        guard = self.guard(max_per_source=0, max_total=100)
+        admissions = []
+        for i in range(5000):
+            host = f"127.0.0.{10 + i % 40}"
+            if guard.unauthenticated >= guard.max_total:
+                most = max(guard.unauthenticated_from(f"127.0.0.{10 + j}")
+                           for j in range(40))
+                victim = guard.make_room()
+                self.assertEqual(guard.unauthenticated_from(victim) + 1, most)
+            self.assertLess(guard.unauthenticated, 100)
+            admissions.append(guard.admit(host))
+            if i % 7 == 0:
+                admissions[i // 2].release()
+        for admission in admissions:
+            admission.release()
+        self.assertEqual((guard.unauthenticated,
+                          guard.tracked_unauthenticated_sources), (0, 0))
+
+    def test_refused_when_nothing_is_evictable(self):
+        """At the total cap with only protected (live-control) connections
+        pending, a newcomer from elsewhere is refused."""
+        guard = self.guard(max_per_source=0, max_total=2)
+        guard.control_started("10.0.0.1")
+        guard.admit("10.0.0.1")
+        guard.admit("10.0.0.1")
+        self.assertIsNone(guard.make_room())
+        self.assertIn("none of them evictable",
+                      guard.admission_refusal("10.0.0.2"))
 
     def test_zero_turns_caps_off(self):
         """Caps of 0 never refuse."""
-        guard = SourceGuard(self.clock, max_per_source=0, max_total=0)
+        guard = self.guard(max_per_source=0, max_total=0)
         for _ in range(5000):
             guard.admit("10.0.0.1")
         self.assertIsNone(guard.admission_refusal("10.0.0.1"))
+        self.assertIsNone(guard.make_room())
 
-    def test_source_with_live_control_not_capped_per_source(self):
-        """An address hosting a live control may exceed the per-source cap
-        (its work-connection bursts) until that control ends; the total
-        cap still applies."""
-        guard = SourceGuard(self.clock, max_per_source=1, max_total=3)
+    def test_source_with_live_control_never_refused_or_evicted(self):
+        """An address hosting a live control is held to neither cap (its
+        work-connection bursts get through a flood), and its pending
+        connections are never evicted; once the control ends, the
+        per-source cap applies again."""
+        guard = self.guard(max_per_source=1, max_total=5)
         guard.admit("10.0.0.1")
         guard.control_started("10.0.0.1")
+        ended = []
+        works = [guard.admit("10.0.0.1", ended.append) for _ in range(4)]
         self.assertIsNone(guard.admission_refusal("10.0.0.1"))
-        guard.admit("10.0.0.1")
-        last = guard.admit("10.0.0.1")
-        self.assertIn("in total", guard.admission_refusal("10.0.0.1"))
-        last.release()
-        self.assertIsNone(guard.admission_refusal("10.0.0.1"))
+        self.assertEqual(guard.unauthenticated, 5)
+        # a flood from elsewhere evicts only the one taken before the
+        # login, then only its own
+        self.assertEqual(guard.make_room(), "10.0.0.1")
+        guard.admit("10.0.0.2")
+        self.assertEqual(guard.make_room(), "10.0.0.2")
+        guard.admit("10.0.0.2")
+        self.assertEqual(guard.make_room(), "10.0.0.2")
+        self.assertEqual(ended, [])
+        self.assertFalse(any(w.released for w in works))
         guard.control_ended("10.0.0.1")
+        guard.admit("10.0.0.1")
         self.assertIn("from 10.0.0.1", guard.admission_refusal("10.0.0.1"))
+
+    def test_source_with_live_control_alone_filling_the_cap(self):
+        """An address with a live control that alone holds max_total
+        pending connections (far more than any pool) is refused."""
+        guard = self.guard(max_per_source=1, max_total=3)
+        guard.control_started("10.0.0.1")
+        for _ in range(3):
+            guard.admit("10.0.0.1")
+        self.assertEqual(guard.unauthenticated_from("10.0.0.1"), 3)
+        self.assertIn("has a logged-in client",
+                      guard.admission_refusal("10.0.0.1"))
+
+
+class DeadlineTests(ClockTestCase):
+    """Every admission ends at its deadline unless released."""
+
+    def test_deadline_ends_the_connection(self):
+        """At the deadline the admission is released and its holder told
+        (not evicted); a second earlier is too soon."""
+        guard = SourceGuard(self.clock, timeout=10)
+        ended = []
+        admission = guard.admit("10.0.0.1", ended.append)
+        self.clock.advance(9.9)
+        self.assertEqual(ended, [])
+        self.clock.advance(0.1)
+        self.assertEqual(ended, [False])
+        self.assertTrue(admission.released)
+        self.assertEqual(guard.unauthenticated, 0)
+
+    def test_release_clears_the_deadline(self):
+        """A released admission (the peer authenticated) has no deadline
+        left."""
+        guard = SourceGuard(self.clock, timeout=10)
+        ended = []
+        guard.admit("10.0.0.1", ended.append).release()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(60)
+        self.assertEqual(ended, [])
+
+    def test_close_clears_every_deadline(self):
+        """Stopping the guard leaves no timer."""
+        guard = SourceGuard(self.clock, timeout=10)
+        guard.control_started("10.0.0.2")
+        guard.admit("10.0.0.1")
+        guard.admit("10.0.0.2")
+        guard.close()
+        self.assertEqual(guard.unauthenticated, 0)
 
 
 class FailureTests(ClockTestCase):
@@ -286,6 +402,13 @@ class _Adopting(Protocol):
         self.adopted = ticket
 
 
+class _Explaining(_Adopting):
+    explained = 0
+
+    def unauthenticated_timeout(self):
+        self.explained += 1
+
+
 class SniffAdmissionTests(ClockTestCase):
     """The sniffer asks `admit` about every accepted connection."""
 
@@ -305,7 +428,7 @@ class SniffAdmissionTests(ClockTestCase):
         first-byte timer, and later data builds nothing."""
         asked = []
         protocol, transport, inner = self.connect(
-            lambda addr: asked.append(addr.host))
+            lambda addr, ended: asked.append(addr.host))
         self.assertEqual(asked, ["192.0.2.7"])
         self.assertTrue(transport.disconnecting)
         protocol.dataReceived(b"o")
@@ -316,7 +439,7 @@ class SniffAdmissionTests(ClockTestCase):
         """The ticket is offered to the inner protocol and released once
         the connection ends."""
         ticket = _Ticket()
-        protocol, transport, inner = self.connect(lambda addr: ticket)
+        protocol, transport, inner = self.connect(lambda addr, ended: ticket)
         self.assertFalse(transport.disconnecting)
         protocol.dataReceived(b"o")
         self.assertIs(inner.adopted, ticket)
@@ -328,8 +451,46 @@ class SniffAdmissionTests(ClockTestCase):
         """A connection that never sent a byte releases its ticket when
         it ends (first-byte timeout)."""
         ticket = _Ticket()
-        protocol, transport, inner = self.connect(lambda addr: ticket)
+        protocol, transport, inner = self.connect(lambda addr, ended: ticket)
         self.clock.advance(10)
         self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(ticket.released, 1)
+
+    def test_deadline_aborts_and_lets_the_protocol_explain(self):
+        """When the ticket's holder is told the deadline passed, the
+        sniffer asks the frp protocol to explain (it logs) and aborts the
+        connection, even mid-handshake; the first-byte timer is gone."""
+        inner = _Explaining()
+        factory = SniffingFactory(Factory.forProtocol(lambda: inner), None,
+                                  tls_only=False, clock=self.clock,
+                                  first_byte_timeout=10,
+                                  admit=lambda addr, ended: ticket)
+        ticket = _Ticket()
+        protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"o")
+        protocol._admission_ended(False)
+        self.assertEqual(inner.explained, 1)
+        self.assertTrue(transport.disconnected)  # aborted
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(ticket.released, 1)
+
+    def test_eviction_aborts_silently(self):
+        """An evicted connection is aborted without asking the protocol
+        to explain (the server logs evictions, rate-limited), and before
+        its first byte without a first-byte timer left behind."""
+        ended = []
+        ticket = _Ticket()
+
+        def admit(addr, callback):
+            ended.append(callback)
+            return ticket
+
+        protocol, transport, inner = self.connect(admit)
+        ended[0](True)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(ticket.released, 1)

@@ -169,10 +169,10 @@ class HostileMixin:
     mux = True
     timeout = 30
 
-    async def start_tunnel(self):
+    async def start_tunnel(self, extra="", handshake=HANDSHAKE):
         """A relay with short handshake bounds and one working echo tunnel."""
-        self.relay = await Relay(self, mux=self.mux).start()
-        self.relay.server.set_handshake_timeouts(HANDSHAKE)
+        self.relay = await Relay(self, mux=self.mux, extra=extra).start()
+        self.relay.server.set_handshake_timeouts(handshake)
         backend = echo_server(self)
         client = await Client(self, self.relay.port, tcp_proxy("echo", backend),
                               mux=self.mux).start()
@@ -182,9 +182,10 @@ class HostileMixin:
 
     # Hostile connections.
 
-    async def _connect(self, protocol):
+    async def _connect(self, protocol, source=None):
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relay.port,
-                                      timeout=5)
+                                      timeout=5, bindAddress=source and (
+                                          source, 0))
         factory = Factory.forProtocol(lambda: protocol)
         factory.noisy = False
         await within(endpoint.connect(factory))
@@ -192,10 +193,11 @@ class HostileMixin:
         host = protocol.transport.getHost()
         return f"{host.host}:{host.port}"
 
-    async def open_raw(self) -> FrpPeer:
-        """A bare TCP connection to the bind port."""
+    async def open_raw(self, source=None) -> FrpPeer:
+        """A bare TCP connection to the bind port (from *source*, an
+        address of 127.0.0.0/8)."""
         peer = FrpPeer()
-        peer.label = await self._connect(peer)
+        peer.label = await self._connect(peer, source)
         self.addCleanup(self._close_peer, peer)
         return peer
 
@@ -355,6 +357,57 @@ class HostileMixin:
         self.assertEqual(len(self.relay.server.registry.controls), 1)
         await self.assert_still_serving()
 
+    @async_test
+    async def test_flood_with_live_client(self):
+        """
+        A flood of connections that never log in, from four addresses,
+        three times the total cap of unauthenticated connections: the live
+        client's tunnel keeps working (without tcp_mux each user needs a
+        new work connection from the client's address), a client from a
+        fresh address logs in at once, and the flood's oldest connections
+        are evicted to make room (one rate-limited line).
+        """
+        cap = 20
+        await self.start_tunnel(
+            extra=f"max_unauthenticated_connections = {cap}\n"
+                  f"pool_count = 0\n", handshake=10)
+        # what a yamux session or an frp connection accepts without
+        # identifying itself: a Ping, or the first bytes of a frame head
+        hello = (encode_header(TYPE_PING, FLAG_SYN, 0, 1) if self.mux
+                 else b"o\x00\x00")
+        flood = []
+        for i in range(3 * cap):
+            peer = await self.open_raw(source=f"127.0.0.{2 + i % 4}")
+            peer.send_raw(hello)
+            flood.append(peer)
+        await within(defer.gatherResults([p.closed for p in flood[:cap]]),
+                      PROMPT)
+        guard = self.relay.server.guard
+        self.assertLessEqual(guard.unauthenticated, cap)
+        for i in range(3):
+            user = await connect_user(self, self.tunnel_port)
+            user.transport.write(b"through the flood %d" % i)
+            self.assertEqual(await within(user.wait_for(19), 10),
+                             b"through the flood %d" % i)
+            user.transport.loseConnection()
+            await within(user.closed)
+        backend = echo_server(self)
+        fresh = Client(self, self.relay.port, tcp_proxy("fresh", backend),
+                       mux=self.mux,
+                       extra="connect_server_local_ip = 127.0.0.9\n")
+        started = reactor.seconds()
+        await fresh.start()
+        await within(fresh.client.first_login, PROMPT)
+        self.assertLess(reactor.seconds() - started, PROMPT)
+        port = await fresh.running("fresh")
+        user = await connect_user(self, port)
+        user.transport.write(b"fresh")
+        self.assertEqual(await within(user.wait_for(5)), b"fresh")
+        self.assertTrue(self.log.lines("closing the oldest one from "
+                                       "127.0.0."))
+        self.assertEqual(
+            self.log.lines("refusing new connections"), [])
+
     # Cases for both tcp_mux settings: frp frames.
 
     @async_test
@@ -430,6 +483,9 @@ class HostileMixin:
         """A Login with a wrong token gets a plaintext LoginResp carrying
         frp's error, then the connection is closed."""
         await self.start_tunnel()
+        # The answer comes after the first failure's 0.5 s delay, within
+        # the deadline (as with the defaults: at most 8 s of 10 s).
+        self.relay.server.guard.timeout = 5
         peer = await self.open_frp()
         peer.send(login(token="not the token", pool_count=1))
         received = await self.assert_closed_promptly(peer)

@@ -315,13 +315,21 @@ class LimitTests(MemoryServerCase):
 
     def test_unauthenticated_caps(self):
         """A lower max_unauthenticated_per_source refuses the next
-        connection over it; max_unauthenticated_connections likewise."""
-        self.peer("192.0.2.9")
+        connection over it; a lower max_unauthenticated_connections makes
+        the next connection evict the oldest pending one; a shorter
+        unauthenticated_timeout bounds the next connection."""
+        oldest = self.peer("192.0.2.9")
         self.reload("max_unauthenticated_per_source = 1\n")
         self.assertTrue(self.peer("192.0.2.9").refused_at_once)
         self.assertFalse(self.peer("192.0.2.10").refused_at_once)
         self.reload("max_unauthenticated_connections = 2\n")
-        self.assertTrue(self.peer("192.0.2.11").refused_at_once)
+        self.assertFalse(self.peer("192.0.2.11").refused_at_once)
+        self.assertTrue(oldest.transport.disconnecting)
+        self.reload("max_unauthenticated_connections = 2\n"
+                    "unauthenticated_timeout = 3\n")
+        late = self.peer("192.0.2.12")
+        self.reactor.advance(3)
+        self.assertTrue(late.transport.disconnecting)
 
     def test_timestamp_skew(self):
         """auth_timestamp_skew turned on refuses a Login an hour old."""

@@ -10,14 +10,21 @@ import hashlib
 import os
 from types import SimpleNamespace
 
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 from twisted.protocols import portforward
 from twisted.trial.unittest import TestCase
 
 from labrelay import testcerts
 from labrelay.errors import LoginRefused
+from labrelay.mux.session import YamuxSession
 from labrelay.server.connection import ServerConnection
-from labrelay.tls import server_tls_options
+from labrelay.tls import client_tls_options, server_tls_options
+from zope.interface import implementer
 
 from .harness import (Client, LogCapture, Relay, async_test, connect_user,
                       echo_server, listen, recording_echo_server, tcp_proxy,
@@ -333,6 +340,98 @@ class TLSTunnelMixin:
         _, port = await self.tunnel(relay)
         await self.echo(port, os.urandom(100000))
         self.assert_links_are_tls(relay)
+
+
+    # (f) the unauthenticated deadline covers TLS.
+
+    @async_test
+    async def test_busy_tls_peer_closed_at_deadline(self):
+        """A TLS peer that completes its handshake and keeps busy without
+        logging in (tcp_mux: a yamux session opening a silent stream every
+        0.1 s; without: a frame trickled byte by byte) is closed at the
+        deadline counted from its accept, and a client logs in
+        meanwhile."""
+        deadline = 1.5
+        relay = await self.relay(server_tls_options())
+        relay.server.set_handshake_timeouts(deadline)
+        busy = _BusyPeer() if self.mux else _TricklingPeer()
+        endpoint = wrapClientTLS(
+            client_tls_options("127.0.0.1"),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port, timeout=5))
+        started = reactor.seconds()
+        await within(endpoint.connect(Factory.forProtocol(lambda: busy)))
+        self.addCleanup(busy.stop)
+        await within(busy.handshake, 5)
+        _, port = await self.tunnel(relay)
+        await within(busy.closed, deadline + 5)
+        lived = reactor.seconds() - started
+        self.assertGreater(busy.ticks, 3)
+        self.assertGreaterEqual(lived, deadline * 0.9)
+        self.assertLess(lived, deadline + 5)
+        await self.echo(port)
+
+
+@implementer(IHandshakeListener)
+class _BusyPeer(YamuxSession):
+    """A yamux client over TLS that opens a silent stream every 0.1 s."""
+
+    def __init__(self):
+        super().__init__(is_client=True, clock=reactor, keepalive_interval=0)
+        self.handshake = Deferred()
+        self.closed = self.when_closed()
+        self.ticks = 0
+        self._loop = LoopingCall(self.tick)
+
+    def handshakeCompleted(self):
+        self.handshake.callback(None)
+        self._loop.start(0.1)
+
+    def tick(self):
+        self.ticks += 1
+        self.open_stream(Protocol())
+
+    def stop(self):
+        if self._loop.running:
+            self._loop.stop()
+        self.close()
+        return within(self.closed)
+
+    def connectionLost(self, reason):
+        if self._loop.running:
+            self._loop.stop()
+        super().connectionLost(reason)
+
+
+@implementer(IHandshakeListener)
+class _TricklingPeer(Protocol):
+    """An frp connection over TLS that sends a Login frame one byte every
+    0.1 s."""
+
+    FRAME = b"o" + (200).to_bytes(8, "big") + b"{" * 200
+
+    def __init__(self):
+        self.handshake = Deferred()
+        self.closed = Deferred()
+        self.ticks = 0
+        self._loop = LoopingCall(self.tick)
+
+    def handshakeCompleted(self):
+        self.handshake.callback(None)
+        self._loop.start(0.1)
+
+    def tick(self):
+        self.transport.write(self.FRAME[self.ticks:self.ticks + 1])
+        self.ticks += 1
+
+    def stop(self):
+        if not self.closed.called:
+            self.transport.abortConnection()
+        return within(self.closed)
+
+    def connectionLost(self, reason):
+        if self._loop.running:
+            self._loop.stop()
+        self.closed.callback(None)
 
 
 class TLSNoMuxTests(TLSTunnelMixin, TestCase):

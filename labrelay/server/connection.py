@@ -10,11 +10,16 @@ the control session, the pool and the proxies.
 
 Until its first message has been accepted a connection holds an
 *admission* (``labrelay.server.guard``): it counts as unauthenticated
-against its source address.  Under tcp_mux every stream shares its
-session's admission, so the session stops counting once one stream has
-logged in or joined a pool.  A first message the server refuses, or
-answers later (a delayed wrong-token answer), ends the input: nothing
-after it is read, so a peer cannot pipeline guesses on one connection.
+against its source address, and the admission's deadline bounds the whole
+time until then (``unauthenticated_timeout``: TLS handshake, first byte,
+first message, a delayed answer).  Under tcp_mux every stream shares its
+session's admission, so the session stops counting, and its deadline is
+cleared, once one stream has logged in or joined a pool; the session is
+told (:meth:`ServerSession.stream_authenticated`).  From then on each of
+its streams has ``first_message_timeout`` for its first message.  A
+first message the server refuses, or answers later (a delayed wrong-token
+answer), ends the input: nothing after it is read, so a peer cannot
+pipeline guesses on one connection.
 """
 
 from twisted.logger import Logger
@@ -39,9 +44,12 @@ MAX_EARLY_WORK_BYTES = 256 * 1024
 class ServerConnection(RelayedProtocol):
     _log = Logger()
 
-    def __init__(self, server, admission=None):
+    def __init__(self, server, admission=None, session=None):
         self.server = server
         self.admission = admission  # labrelay.server.guard.Admission
+        self.session = session      # the ServerSession of a yamux stream
+        self.first_message = None   # the first message's class
+        self._working = False       # logged in or joined a pool
         self.peer = "?"
         self.source = ""        # the peer's address, without the port
         self.control = None     # ControlSession, when this is a control
@@ -67,8 +75,17 @@ class ServerConnection(RelayedProtocol):
         self.server.connections.add(self)
         if not self.server.config.tcp_mux:
             set_keepalive(self.transport, self.server.config.tcp_keepalive)
-        self._first_timer = self.server.clock.callLater(
-            self.server.first_message_timeout, self._first_message_timeout)
+        if self.admission is None or self.admission.released:
+            self.start_first_message_timer()
+
+    def start_first_message_timer(self) -> None:
+        """Give this connection first_message_timeout for its first
+        message (once no deadline covers it)."""
+        if (self._first_timer is None and self.first_message is None
+                and not self._gone):
+            self._first_timer = self.server.clock.callLater(
+                self.server.first_message_timeout,
+                self._first_message_timeout)
 
     def _first_message_timeout(self):
         self._first_timer = None
@@ -76,6 +93,15 @@ class ServerConnection(RelayedProtocol):
                        peer=self.peer,
                        seconds=self.server.first_message_timeout)
         self.transport.abortConnection()
+
+    def unauthenticated_timeout(self) -> None:
+        """The admission's deadline passed: say why (the sniffer closes
+        the connection)."""
+        seconds = self.admission.timeout
+        self.server.deadline_passed(self.peer, (
+            f"no frp message within {seconds}s" if self.first_message is None
+            else f"not authenticated within {seconds}s "
+                 f"(unauthenticated_timeout)"))
 
     def adopt_admission(self, admission) -> None:
         """This connection counts as unauthenticated until
@@ -87,6 +113,10 @@ class ServerConnection(RelayedProtocol):
         (under tcp_mux: its whole session) as unauthenticated."""
         if self.admission is not None:
             self.admission.release()
+        if self.session is not None and not self._working:
+            self._working = True
+            self.session.stream_authenticated(
+                login=self.first_message is messages.Login)
 
     def ignore_input(self) -> None:
         """The first message was refused: read nothing more."""
@@ -102,7 +132,7 @@ class ServerConnection(RelayedProtocol):
             return
         if self._decryptor is not None:
             data = self._decryptor.decrypt(data)
-        elif self._first_timer is not None and not self._parser.buffered:
+        elif self.first_message is None and not self._parser.buffered:
             if self._refuse_yamux(data):
                 return
         self._parser.feed(data)
@@ -135,6 +165,8 @@ class ServerConnection(RelayedProtocol):
     def connection_ended(self, reason):
         self._gone = True
         self.server.connections.remove(self)
+        if self._working and self.session is not None:
+            self.session.stream_ended()
         if self._first_timer is not None:
             self._first_timer.cancel()
             self._first_timer = None
@@ -174,6 +206,8 @@ class ServerConnection(RelayedProtocol):
         if self._first_timer is not None:
             self._first_timer.cancel()
             self._first_timer = None
+        if self.first_message is None:
+            self.first_message = type(message)
         if isinstance(message, messages.Login):
             self.server.handle_login(self, message)
         elif isinstance(message, messages.NewWorkConn):

@@ -10,13 +10,23 @@ runs on an injected clock.
 * **unauthenticated connections**: an :class:`Admission` is taken when a
   connection is accepted and given back when its first Login or
   NewWorkConn succeeds (under tcp_mux: the first stream's) or when it
-  closes.  Beyond ``max_per_source`` for one address, or ``max_total`` in
-  all, new connections are refused at once.  An address that hosts a live
-  control connection is not held to the per-source cap: a client with
-  ``tcp_mux = false`` opens its whole pool of work connections at once from
-  that address, and each is unauthenticated until its NewWorkConn arrives.
-  Entries exist only while their count is positive, so there are at most
-  ``max_total`` of them.
+  closes.  It carries a *deadline* (``unauthenticated_timeout``, 10 s):
+  when it passes the connection is closed, whatever it did meanwhile --
+  a TLS handshake, yamux streams opened and closed, Pings answered, bytes
+  that are not yet a whole message.  Only a successful Login or a verified
+  NewWorkConn clears it.  Beyond ``max_per_source`` for one address new
+  connections are refused at once.  When ``max_total`` are pending in all,
+  a new connection *evicts* the oldest pending connection of the address
+  that holds the most (as OpenSSH's MaxStartups drops, rather than
+  refusing every newcomer): a flood from a few addresses cannot keep a
+  correct client of another address out, it only shortens its own
+  connections' lives.  An address that hosts a live control connection is
+  not refused (unless it alone holds ``max_total``) and its connections
+  are never evicted: a client with ``tcp_mux = false`` opens its work
+  connections from that address, each unauthenticated until its
+  NewWorkConn arrives, and they must get through a flood.  Entries exist
+  only while their count is positive; admission, eviction and release
+  cost O(1).
 * **failed authentications** (a wrong privilege key in a Login, or in a
   NewWorkConn when ``authenticate_new_work_conns`` is on): the error answer
   is delayed, 0.5 s for the first failure, doubling up to 8 s (below
@@ -88,19 +98,55 @@ REPLAY_MEMORY = 24 * 3600.0
 REPLAY_CAPACITY = 16384
 
 
-class Admission:
-    """One unauthenticated connection counted against its source; give it
-    back with :meth:`release` (idempotent)."""
+#: Seconds a connection may stay unauthenticated (config key
+#: ``unauthenticated_timeout``).
+UNAUTHENTICATED_TIMEOUT = 10.0
 
-    def __init__(self, guard: "SourceGuard", host: str):
+
+class Admission:
+    """
+    One unauthenticated connection counted against its source, with its
+    deadline.  Give it back with :meth:`release` (idempotent).  If the
+    deadline passes first, or the guard evicts it to make room, it is
+    released and ``on_end(evicted)`` is called: the holder closes the
+    connection.
+    """
+
+    __slots__ = ("_guard", "host", "released", "protected", "timeout",
+                 "_on_end", "_timer")
+
+    def __init__(self, guard: "SourceGuard", host: str,
+                 on_end: Optional[Callable[[bool], None]], protected: bool):
         self._guard = guard
         self.host = host
         self.released = False
+        #: from an address with a live control: never evicted
+        self.protected = protected
+        self.timeout = guard.timeout
+        self._on_end = on_end
+        self._timer = None
+        if guard.timeout > 0:
+            self._timer = guard._clock.callLater(guard.timeout, self._end,
+                                                 False)
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._guard._release(self.host)
+            if self._timer is not None:
+                if self._timer.active():
+                    self._timer.cancel()
+                self._timer = None
+            self._guard._release(self)
+
+    def _end(self, evicted: bool) -> None:
+        """The deadline passed (or the guard evicts this one)."""
+        if not evicted:
+            self._timer = None  # it is this call
+        if self.released:
+            return
+        self.release()
+        if self._on_end is not None:
+            self._on_end(evicted)
 
 
 @attrs.define
@@ -120,6 +166,7 @@ class SourceGuard:
 
     def __init__(self, clock, *, max_per_source: int = 32,
                  max_total: int = 1024,
+                 timeout: float = UNAUTHENTICATED_TIMEOUT,
                  base_delay: float = FAILURE_BASE_DELAY,
                  max_delay: float = FAILURE_MAX_DELAY,
                  quiet_period: float = FAILURE_QUIET_PERIOD,
@@ -128,53 +175,124 @@ class SourceGuard:
         self._clock = clock
         self.max_per_source = max_per_source
         self.max_total = max_total
+        self.timeout = timeout
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.quiet_period = quiet_period
         self.max_pending_failures = max_pending_failures
         self.max_sources = max_sources
         self.unauthenticated = 0
-        self._pending = {}               # host -> unauthenticated count
+        self.evictions = 0
+        # Evictable admissions per host, oldest first; hosts by how many
+        # they hold (count -> hosts, in the order they reached it), so the
+        # host holding the most is found in O(1).
+        self._queues = {}                # host -> {Admission: None}
+        self._by_count = {}              # count -> {host: None}
+        self._most = 0
+        self._protected = {}             # Admission -> None
+        self._protected_from = {}        # host -> protected admissions
         self._controls = {}              # host -> live control count
         self._failures = OrderedDict()   # host -> _Failures, LRU order
         self._timers = set()
 
     # -- unauthenticated connections -----------------------------------------
 
+    def _is_protected(self, host: str) -> bool:
+        return bool(self._controls.get(host))
+
     def admission_refusal(self, host: str) -> Optional[str]:
-        """Why a new connection from *host* must be refused now, or None."""
-        if self.max_total > 0 and self.unauthenticated >= self.max_total:
-            return (f"{self.unauthenticated} unauthenticated connections in "
-                    f"total (max_unauthenticated_connections = "
-                    f"{self.max_total})")
-        count = self._pending.get(host, 0)
-        if (self.max_per_source > 0 and count >= self.max_per_source
-                and not self._controls.get(host)):
+        """Why a new connection from *host* must be refused now, or None
+        (it may still need :meth:`make_room` first)."""
+        if self._is_protected(host):
+            count = self._protected_from.get(host, 0)
+            if self.max_total > 0 and count >= self.max_total:
+                # a client's pool is a few connections; this many means
+                # someone shares its address to flood
+                return (f"{count} unauthenticated connections from {host}, "
+                        f"which has a logged-in client "
+                        f"(max_unauthenticated_connections = "
+                        f"{self.max_total})")
+            return None
+        count = len(self._queues.get(host, ()))
+        if self.max_per_source > 0 and count >= self.max_per_source:
             return (f"{count} unauthenticated connections from {host} "
                     f"(max_unauthenticated_per_source = "
                     f"{self.max_per_source})")
+        if (self.max_total > 0 and self.unauthenticated >= self.max_total
+                and not self._queues):
+            return (f"{self.unauthenticated} unauthenticated connections in "
+                    f"total (max_unauthenticated_connections = "
+                    f"{self.max_total}), none of them evictable")
         return None
 
-    def admit(self, host: str) -> Admission:
-        """Count one more unauthenticated connection from *host*."""
-        self._pending[host] = self._pending.get(host, 0) + 1
+    def make_room(self) -> Optional[str]:
+        """If ``max_total`` are pending, evict the oldest pending
+        connection of the address holding the most (its holder is told to
+        close it); return that address, or None if nothing was evicted."""
+        if (self.max_total <= 0 or self.unauthenticated < self.max_total
+                or not self._queues):
+            return None
+        host = next(iter(self._by_count[self._most]))
+        victim = next(iter(self._queues[host]))
+        self.evictions += 1
+        victim._end(True)
+        return host
+
+    def admit(self, host: str,
+              on_end: Optional[Callable[[bool], None]] = None) -> Admission:
+        """Count one more unauthenticated connection from *host*; *on_end*
+        is called (with ``evicted``) if its deadline passes or it is
+        evicted."""
+        admission = Admission(self, host, on_end, self._is_protected(host))
         self.unauthenticated += 1
-        return Admission(self, host)
+        if admission.protected:
+            self._protected[admission] = None
+            self._protected_from[host] = self._protected_from.get(host, 0) + 1
+        else:
+            queue = self._queues.setdefault(host, {})
+            queue[admission] = None
+            self._move(host, len(queue) - 1, len(queue))
+        return admission
+
+    def _move(self, host: str, old: int, new: int) -> None:
+        """*host* now holds *new* evictable admissions instead of *old*."""
+        if old:
+            hosts = self._by_count[old]
+            del hosts[host]
+            if not hosts:
+                del self._by_count[old]
+        if new:
+            self._by_count.setdefault(new, {})[host] = None
+        if new > self._most:
+            self._most = new
+        elif old == self._most and old not in self._by_count:
+            self._most = new if new else max(self._by_count, default=0)
 
     def unauthenticated_from(self, host: str) -> int:
-        return self._pending.get(host, 0)
+        return (len(self._queues.get(host, ()))
+                + self._protected_from.get(host, 0))
 
-    def _release(self, host: str) -> None:
-        count = self._pending.get(host, 0) - 1
-        if count > 0:
-            self._pending[host] = count
-        else:
-            self._pending.pop(host, None)
+    def _release(self, admission: Admission) -> None:
         self.unauthenticated = max(self.unauthenticated - 1, 0)
+        if admission.protected:
+            if self._protected.pop(admission, False) is None:
+                count = self._protected_from[admission.host] - 1
+                if count:
+                    self._protected_from[admission.host] = count
+                else:
+                    del self._protected_from[admission.host]
+            return
+        queue = self._queues.get(admission.host)
+        if queue is None or admission not in queue:
+            return
+        del queue[admission]
+        if not queue:
+            del self._queues[admission.host]
+        self._move(admission.host, len(queue) + 1, len(queue))
 
     @property
     def tracked_unauthenticated_sources(self) -> int:
-        return len(self._pending)
+        return len(self._queues)
 
     # -- live controls -------------------------------------------------------
 
@@ -259,11 +377,15 @@ class SourceGuard:
         self._timers.add(call)
 
     def close(self) -> None:
-        """Cancel every delayed answer (the server is stopping)."""
+        """Cancel every delayed answer and deadline (the server is
+        stopping)."""
         timers, self._timers = self._timers, set()
         for call in timers:
             if call.active():
                 call.cancel()
+        pending = [a for queue in self._queues.values() for a in queue]
+        for admission in pending + list(self._protected):
+            admission.release()
 
 
 @attrs.define

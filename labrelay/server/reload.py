@@ -15,7 +15,10 @@ What "at once" means per key:
 
 * ``allow_ports``, ``max_ports_per_client``, ``max_proxies_per_client``,
   ``detailed_errors_to_client``: the next NewProxy (live proxies stay);
-* ``max_unauthenticated_*``: the next accepted connection;
+* ``max_unauthenticated_*``, ``unauthenticated_timeout``: the next
+  accepted connection;
+* ``session_idle_timeout``: the next time a session becomes idle;
+* ``max_sessions_per_client``: the next session that joins a pool;
 * ``auth_timestamp_skew``: the next authentication;
 * ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
   ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
@@ -49,7 +52,9 @@ _log = Logger()
 RELOADABLE = frozenset({
     "allow_ports", "max_ports_per_client", "max_pool_count",
     "max_proxies_per_client", "max_unauthenticated_per_source",
-    "max_unauthenticated_connections", "auth_timestamp_skew", "token",
+    "max_unauthenticated_connections", "unauthenticated_timeout",
+    "session_idle_timeout", "max_sessions_per_client",
+    "auth_timestamp_skew", "token",
     "authenticate_heartbeats", "authenticate_new_work_conns",
     "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
     "dashboard_user", "dashboard_pwd", "log_level",

@@ -3,10 +3,22 @@ The relay server as a Twisted service: the bind-port listener and the
 decisions that span clients (login, run_id replacement, work-connection
 routing, which proxy type serves a NewProxy).
 
-Each accepted connection is first admitted (the flood caps of
-``labrelay.server.guard``), sniffed for TLS (``labrelay.sniff``), then
-becomes a yamux session whose streams are frp connections (``tcp_mux =
-true``) or is itself one frp connection.
+Each accepted connection is first admitted (the flood caps and the
+``unauthenticated_timeout`` deadline of ``labrelay.server.guard``), sniffed
+for TLS (``labrelay.sniff``), then becomes a yamux session whose streams
+are frp connections (``tcp_mux = true``) or is itself one frp connection.
+
+A yamux session that has authenticated (a stream logged in or joined a
+pool) is closed once it has carried no control or work connection for
+``session_idle_timeout`` seconds; streams that never identify themselves do
+not count, nor do Pings.  A real frpc's session carries its control stream
+for its whole life, so it is never idle.  A session without a control
+stream whose streams join the pool of a client (a *work-only* session; frpc
+never opens one) serves that one client, and a client has at most
+``max_sessions_per_client`` of them: beyond that a NewWorkConn is refused
+and its session closed.  (Without tcp_mux every work connection is its own
+TCP connection: an idle one waits in its client's pool, whose size is
+capped, and a spliced one ends with its user.)
 
 Authentication of a first message, in order: a source with too many
 delayed failures is refused without a key check; a wrong key is answered
@@ -83,13 +95,78 @@ class ServerSession(YamuxSession):
     _first = True
     #: counts this session as unauthenticated until a stream logs in
     admission = None
+    #: a stream of this session logged in (it carries a control)
+    logged_in = False
+    #: the run_id whose pool this session's streams join, if it carries no
+    #: control (a work-only session; see the module docstring)
+    work_for = None
 
     def __init__(self, server, **kwargs):
         super().__init__(accept_stream=self._frp_stream, **kwargs)
         self._server = server
+        self._had_stream = False
+        self._working = 0         # streams that logged in or joined a pool
+        self._idle_call = None
 
     def adopt_admission(self, admission) -> None:
         self.admission = admission
+
+    def unauthenticated_timeout(self) -> None:
+        """The admission's deadline passed: say why (the sniffer closes
+        the connection)."""
+        silent = [c for c in getattr(self, "_unidentified", ())
+                  if c.alive and c.first_message is None]
+        seconds = self.admission.timeout
+        if silent:
+            why = f"no frp message within {seconds}s on a stream of this " \
+                  f"yamux session"
+        elif self._had_stream:
+            why = (f"no stream of this yamux session logged in or joined a "
+                   f"pool within {seconds}s (unauthenticated_timeout)")
+        else:
+            why = f"yamux session opened no stream within {seconds}s"
+        self._server.deadline_passed(describe(self.transport), why)
+
+    # Idle sessions.
+
+    def stream_authenticated(self, login: bool) -> None:
+        """A stream logged in (*login*) or joined a pool."""
+        self.logged_in = self.logged_in or login
+        self._working += 1
+        # the session's deadline no longer covers its silent streams
+        for connection in getattr(self, "_unidentified", ()):
+            connection.start_first_message_timer()
+        if self._idle_call is not None:
+            self._idle_call.cancel()
+            self._idle_call = None
+
+    def stream_ended(self) -> None:
+        """A stream that had logged in or joined a pool has ended."""
+        self._working -= 1
+        timeout = self._server.config.session_idle_timeout
+        if (self._working == 0 and timeout > 0 and not self._closed
+                and self._idle_call is None):
+            self._idle_call = self._server.clock.callLater(
+                timeout, self._idle, timeout)
+
+    def _idle(self, timeout) -> None:
+        self._idle_call = None
+        self._log.info("{peer}: yamux session has carried no control or work"
+                       " connection for {seconds}s (session_idle_timeout); "
+                       "closing", peer=describe(self.transport),
+                       seconds=timeout)
+        self.close()
+
+    def session_ended(self) -> None:
+        """The session is gone: forget its timer and its client."""
+        if self._idle_call is not None:
+            self._idle_call.cancel()
+            self._idle_call = None
+        sessions = self._server.work_sessions.get(self.work_for)
+        if sessions is not None:
+            sessions.discard(self)
+            if not sessions:
+                del self._server.work_sessions[self.work_for]
 
     #: streams that have not yet said what they are (Login, NewWorkConn);
     #: a real frpc has one or two at a time, a flood of SYNs has thousands,
@@ -107,7 +184,9 @@ class ServerSession(YamuxSession):
                     count=len(waiting))
             self._unidentified = waiting
             return None
-        connection = ServerConnection(self._server, admission=self.admission)
+        self._had_stream = True
+        connection = ServerConnection(self._server, admission=self.admission,
+                                      session=self)
         waiting.append(connection)
         self._unidentified = waiting
         return connection
@@ -142,27 +221,14 @@ class _FrpConnectionFactory(Factory):
                 server, is_client=False, clock=server.clock,
                 keepalive_interval=server.config.tcp_mux_keepalive_interval)
             server.sessions.add(session)
-            # A session that never opens a stream holds a socket for nothing.
-            idle = server.clock.callLater(server.first_message_timeout,
-                                          self._idle_session, session)
 
             def closed(_):
                 server.sessions.discard(session)
-                if idle.active():
-                    idle.cancel()
+                session.session_ended()
 
             session.when_closed().addBoth(closed)
             return session
         return ServerConnection(server)
-
-
-    def _idle_session(self, session):
-        if session.streams_open == 0:
-            self.server._log.warn(
-                "{peer}: yamux session opened no stream within {seconds}s; "
-                "closing", peer=describe(session.transport),
-                seconds=self.server.first_message_timeout)
-            session.close()
 
 
 class _VhostListener(StartupListener):
@@ -220,9 +286,11 @@ class RelayServer(service.MultiService):
         self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self.connections = ConnectionSet()  # frp and user connections
         self.sessions = set()               # yamux sessions (tcp_mux)
+        self.work_sessions = {}             # run_id -> work-only sessions
         self.guard = SourceGuard(
             reactor, max_per_source=config.max_unauthenticated_per_source,
-            max_total=config.max_unauthenticated_connections)
+            max_total=config.max_unauthenticated_connections,
+            timeout=config.unauthenticated_timeout)
         self.replays = ReplayCache(reactor, skew=config.auth_timestamp_skew)
         self.quiet_log = RateLimitedLog(reactor)
         self._sniffer = factory = SniffingFactory(
@@ -283,10 +351,11 @@ class RelayServer(service.MultiService):
         return _observe(self._ready)
 
     def set_handshake_timeouts(self, seconds: float) -> None:
-        """Bound on the first byte, the first message and stream-less
-        sessions (tests shorten it)."""
+        """Bound on the first byte, the first message and the time until
+        authentication (tests shorten it)."""
         self.first_message_timeout = seconds
         self._sniffer.first_byte_timeout = seconds
+        self.guard.timeout = seconds
 
     def when_listening(self):
         """A Deferred firing with the bind port's IListeningPort."""
@@ -359,6 +428,7 @@ class RelayServer(service.MultiService):
         old_level, self.config = self.config.log_level, config
         self.guard.max_per_source = config.max_unauthenticated_per_source
         self.guard.max_total = config.max_unauthenticated_connections
+        self.guard.timeout = config.unauthenticated_timeout
         self.replays.skew = config.auth_timestamp_skew
         if self.dashboard is not None:
             self.dashboard.set_credentials(config.dashboard_user,
@@ -380,11 +450,22 @@ class RelayServer(service.MultiService):
 
     # Admission of accepted connections (called by the sniffer).
 
-    def _admit(self, address):
+    def _admit(self, address, ended):
         host = getattr(address, "host", "") or ""
         refusal = self.guard.admission_refusal(host)
         if refusal is None:
-            return self.guard.admit(host)
+            evicted = self.guard.make_room()
+            if evicted is not None:
+                held = self.quiet_log.allow("eviction")
+                if held is not None:
+                    self._log.warn(
+                        "{count} unauthenticated connections (max_"
+                        "unauthenticated_connections); closing the oldest "
+                        "one from {victim} to admit one from {source} "
+                        "({held} more evicted since the last such line)",
+                        count=self.guard.unauthenticated + 1, victim=evicted,
+                        source=host, held=held)
+            return self.guard.admit(host, ended)
         held = self.quiet_log.allow("admission")
         if held is not None:
             self._log.warn("refusing new connections: {why}; closing them at "
@@ -392,6 +473,17 @@ class RelayServer(service.MultiService):
                            "refused since the last such line)", why=refusal,
                            source=host, held=held)
         return None
+
+    def deadline_passed(self, peer: str, why: str) -> None:
+        """Log that *peer* is closed at its ``unauthenticated_timeout``
+        deadline, because *why*: one line per 10 s at most (a flood
+        reaches thousands a second), saying how many were held back."""
+        held = self.quiet_log.allow("deadline")
+        if held is not None:
+            more = f" ({held} more such closes since the last line)" \
+                if held else ""
+            self._log.warn("{peer}: {why}; closing{more}", peer=peer,
+                           why=why, more=more)
 
     # Called by ServerConnection for first messages.
 
@@ -534,8 +626,43 @@ class RelayServer(service.MultiService):
             self.guard.record_success(source)
             self.replays.remember(message.timestamp, message.privilege_key,
                                   message.run_id)
+        if not self._admit_work_session(connection, control):
+            return
         connection.authenticated()
         control.accept_work_conn(connection)
+
+    def _admit_work_session(self, connection, control) -> bool:
+        """
+        A work connection that is a stream of a session without a control
+        binds that session to its client, within the client's
+        ``max_sessions_per_client``; beyond it (or for a second client)
+        the work connection is refused and its session closed.
+        """
+        session = connection.session
+        if session is None or session.logged_in \
+                or session.work_for == control.run_id:
+            return True
+        cap = self.config.max_sessions_per_client
+        sessions = self.work_sessions.get(control.run_id, ())
+        if session.work_for is not None:
+            why = f"the session already serves run_id {session.work_for}"
+        elif cap > 0 and len(sessions) >= cap:
+            why = (f"{len(sessions)} sessions without a control already "
+                   f"serve this client (max_sessions_per_client = {cap})")
+        else:
+            session.work_for = control.run_id
+            self.work_sessions.setdefault(control.run_id, set()).add(session)
+            return True
+        held = self.quiet_log.allow("work sessions")
+        if held is not None:
+            self._log.warn("{peer}: work connection for {run_id} refused "
+                           "and its yamux session closed: {why} ({held} more"
+                           " since the last such line)", peer=connection.peer,
+                           run_id=control.run_id, why=why, held=held)
+        self._refuse_work_conn(connection, "too many sessions for this "
+                               "client")
+        session.close()
+        return False
 
     def create_proxy(self, control, message):
         kind = message.proxy_type or "tcp"
