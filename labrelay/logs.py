@@ -123,6 +123,14 @@ def log_observer_for(options, config, daemon: bool = False):
     return observer
 
 
+#: Namespaces whose info lines say nothing to a relay's operator: the
+#: reconnecting service's "Scheduling retry ... <endpoint object at 0x...>"
+#: (labrelay logs its own retry line, with the server's address) and
+#: factories' "Starting factory <... at 0x...>".
+QUIET_NAMESPACES = ("twisted.application._client_service",
+                    "twisted.internet.protocol")
+
+
 class LevelFilteredObserver(FilteringLogObserver):
     """
     A :class:`FilteringLogObserver` passing events at or above one frp
@@ -132,15 +140,20 @@ class LevelFilteredObserver(FilteringLogObserver):
     def __init__(self, observer, level: str = "info"):
         self._predicate = LogLevelFilterPredicate(
             defaultLogLevel=LEVELS.get(level, LogLevel.info))
-        self.level = level
         super().__init__(observer, [self._predicate])
+        self.set_level(level)
 
     def set_level(self, level: str) -> None:
         """Pass events at frp level *level* (``trace`` ... ``error``) and
-        above from now on."""
+        above from now on; Twisted's own chatter (:data:`QUIET_NAMESPACES`)
+        only at ``debug`` and ``trace``, or when it warns."""
         threshold = LEVELS.get(level, LogLevel.info)
         self._predicate.defaultLogLevel = threshold
         self._predicate.setLogLevelForNamespace("", threshold)
+        quiet = threshold if threshold <= LogLevel.debug else \
+            max(threshold, LogLevel.warn)
+        for namespace in QUIET_NAMESPACES:
+            self._predicate.setLogLevelForNamespace(namespace, quiet)
         self.level = level
 
 

@@ -231,9 +231,31 @@ class ClientProcessTests(TestCase):
                    r".*; retrying")
         first = await client.process.wait_for(refused)
         await client.process.wait_for(refused, since=first.end())
+        # the attempt count grows while logins are refused
+        retry = (rf"connecting to server 127\.0\.0\.1:{server.port} again "
+                 rf"in \d+(\.\d)?s \(attempt {{}}\)$")
+        await client.process.wait_for(retry.format(2))
+        await client.process.wait_for(retry.format(3), timeout=20)
         self.assertFalse(client.process.ended, client.process.tail())
         await client.process.stop()
         self.assertNotEqual(client.process.exit_code, 1)
+
+    @async_test
+    async def test_unreachable_server_lines(self):
+        """A server that refuses connections: the error names its address,
+        retries say when and which attempt, and Twisted's own chatter
+        (factory objects, endpoint reprs) stays out of the log."""
+        port = free_port()
+        client = start_client(self, port, [("echo", 1, 0)],
+                              extra="login_fail_exit = false\n")
+        await client.process.wait_for(
+            rf"login to server failed: cannot connect to 127\.0\.0\.1:{port}: "
+            rf"Connection was refused")
+        await client.process.wait_for(
+            rf"connecting to server 127\.0\.0\.1:{port} again in "
+            rf"\d+(\.\d)?s \(attempt 2\)$", timeout=20)
+        for noise in ("Scheduling retry", "Starting factory", " at 0x"):
+            self.assertNotIn(noise, client.process.output)
 
     @async_test
     async def test_bind_port_taken(self):

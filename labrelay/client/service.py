@@ -29,7 +29,7 @@ import attr
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -111,18 +111,36 @@ class RelayClient(service.MultiService):
             factory = Factory.forProtocol(self._new_session)
         else:
             factory = Factory.forProtocol(self._new_control)
-        backoff = backoffPolicy(initialDelay=1.0, maxDelay=20.0)
-        self._link = ClientService(
-            endpoint, factory,
-            retryPolicy=lambda attempts: backoff(
-                max(attempts, self._login_failures)),
-            clock=reactor)
+        factory.noisy = False   # no "Starting factory" line per attempt
+        self._backoff = backoffPolicy(initialDelay=1.0, maxDelay=20.0)
+        self._link = ClientService(endpoint, factory,
+                                   retryPolicy=self._retry_delay,
+                                   clock=reactor)
         self._link.setServiceParent(self)
         self.admin = None
         if config.admin_port > 0 or admin_listen:
             self.admin = AdminServer(self, reactor, admin_listen or (
                 admin_description(config.admin_addr, config.admin_port)))
             self.admin.service.setServiceParent(self)
+
+    @property
+    def server_address(self) -> str:
+        """``host:port`` of the server, as log lines name it."""
+        host = self.config.server_addr
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.config.server_port}"
+
+    def _retry_delay(self, attempts: int) -> float:
+        """ClientService's retry policy: the backoff delay, counting refused
+        logins too (a connection that succeeds but whose login is refused
+        resets ClientService's own count), with one log line saying so."""
+        attempt = max(attempts, self._login_failures)
+        delay = self._backoff(attempt)
+        self._log.info("connecting to server {server} again in {delay}s "
+                       "(attempt {attempt})", server=self.server_address,
+                       delay=round(delay, 1), attempt=attempt + 1)
+        return delay
 
     def _new_session(self):
         from ..mux.session import YamuxSession
@@ -252,6 +270,9 @@ class RelayClient(service.MultiService):
 
     def _first_login_failed(self, failure):
         error = failure.value
+        if isinstance(error, ConnectError):
+            error = f"cannot connect to {self.server_address}: " + \
+                " ".join(str(error).split())
         if not self.first_login.called:
             self.first_login.errback(error)
             self.first_login.addErrback(lambda f: None)
@@ -296,8 +317,10 @@ class RelayClient(service.MultiService):
                 f"{self.config.server_port}, run_id {self.run_id}")
         if not self.first_login.called:
             self.first_login.callback(control)
-        self._log.info("login to server success, run_id {run_id}",
-                       run_id=self.run_id)
+        self._log.info("login to server success, run_id {run_id}; "
+                       "registering {count} proxies: {names}",
+                       run_id=self.run_id, count=len(self.proxies),
+                       names=", ".join(self.proxies) or "none")
         if first and not self.proxies:
             self._log.warn("no proxies configured")
         for state in self.proxies.values():
