@@ -7,7 +7,8 @@ connections, enforces the heartbeat timeout, and when its connection goes
 away (or a reconnect with the same run_id replaces it) it closes every
 proxy at once, so the client's ports are free again.
 
-Limits: at most ``max_proxies_per_client`` proxies; a pool of at most
+Limits: at most ``max_proxies_per_client`` proxies (and the server holds
+at most ``max_proxies_total`` in all); a pool of at most
 ``min(pool_count, max_pool_count) + 10`` idle work connections (frp clamps
 the client's pool_count the same way), so a client cannot make the server
 hold more by claiming a huge pool_count.  A CloseProxy only ever closes a
@@ -36,6 +37,13 @@ from ..protocol.crypto import derive_key
 from .workpool import WorkConnPool
 
 
+def carrier_of(connection):
+    """What carries *connection* over the network: its yamux session under
+    tcp_mux, else its own transport (one TCP connection either way)."""
+    transport = connection.transport
+    return getattr(transport, "session", None) or transport
+
+
 def proxy_target(proxy) -> dict:
     """The log field naming where *proxy* is published: ``remote_port``
     (tcp) or ``domains`` (http)."""
@@ -54,6 +62,7 @@ class ControlSession:
         self.run_id = run_id
         self.peer = connection.peer
         self.source = connection.source
+        self.carrier = carrier_of(connection)
         self.proxies = {}   # name -> proxy
         self.closed = False
         self._started = False
@@ -132,6 +141,10 @@ class ControlSession:
             if 0 < limit <= len(self.proxies):
                 raise ProxyError(f"exceed the max_proxies_per_client "
                                  f"({limit}) of this server")
+            limit = self.server.config.max_proxies_total
+            if 0 < limit <= len(self.server.registry.proxies):
+                raise ProxyError(f"the server holds its max_proxies_total "
+                                 f"({limit}) of proxies")
             proxy = self.server.create_proxy(self, message)
             remote_addr = proxy.start()
         except ProxyError as e:

@@ -10,6 +10,13 @@ connections open now, the last start and close times, and whether the proxy
 is online.  A proxy that goes offline stays listed with its figures, and is
 forgotten :data:`FORGET_OFFLINE_SECONDS` after it closed (frp: 7 days).
 
+Proxy names are chosen by clients, so their churn must not grow this
+memory: at most ``max_tracked_proxies`` names are kept (online proxies
+always are; beyond the bound the name offline the longest is forgotten
+first), and names offline for too long are forgotten as others come and
+go, with or without a dashboard sampling them.  Both cost O(1) per proxy
+start or close (offline names are kept in the order they closed).
+
 How bytes are counted, live, at no cost on the relay path: every splice
 already adds each chunk's length to its own counter
 (:class:`~labrelay.relay.Splice` ``bytes_a_to_b``/``bytes_b_to_a``, and the
@@ -31,7 +38,7 @@ calendar days, as frp's.
 
 import datetime
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 
 from .registry import Registry
 
@@ -176,12 +183,16 @@ class ServerStats:
 
     :param clock: an IReactorTime; ``seconds()`` dates everything.
     :param day_of: timestamp -> day number (tests use fixed-length days).
+    :param max_tracked: a callable giving the most names kept (0: no
+        bound); read each time, so a reload applies.
     """
 
-    def __init__(self, clock, day_of=local_day):
+    def __init__(self, clock, day_of=local_day, max_tracked=lambda: 0):
         self._clock = clock
         self._day_of = day_of
+        self._max_tracked = max_tracked
         self.proxies = {}  # name -> ProxyStats
+        self._offline = OrderedDict()  # offline names, longest offline first
 
     def _now(self):
         now = self._clock.seconds()
@@ -205,7 +216,9 @@ class ServerStats:
             # frp starts afresh when a name comes back with another type.
             stats = self.proxies[proxy.name] = ProxyStats(proxy.name,
                                                           proxy.type)
+        self._offline.pop(proxy.name, None)
         stats.started(proxy, now)
+        self._bound(now)
 
     def proxy_offline(self, proxy) -> None:
         """*proxy* closed (its open connections may run on)."""
@@ -214,6 +227,28 @@ class ServerStats:
         if stats is not None and stats.proxy is proxy:
             stats.collect(day, bucket)
             stats.stopped(now)
+            self._offline.pop(proxy.name, None)
+            self._offline[proxy.name] = None
+            self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        """Forget names offline for too long (oldest first, stopping at
+        the first still too recent or still carrying connections), then
+        the longest offline ones beyond ``max_tracked``."""
+        offline, proxies = self._offline, self.proxies
+        while offline:
+            stats = proxies[next(iter(offline))]
+            if (now - stats.last_close <= FORGET_OFFLINE_SECONDS
+                    or stats.current_connections):
+                break
+            self._forget(stats.name)
+        limit = self._max_tracked()
+        while 0 < limit < len(proxies) and offline:
+            self._forget(next(iter(offline)))
+
+    def _forget(self, name: str) -> None:
+        del self.proxies[name]
+        self._offline.pop(name, None)
 
     def sample(self) -> None:
         """Book every proxy's traffic since the last sample; forget proxies
@@ -224,7 +259,7 @@ class ServerStats:
             if (not stats.online and stats.last_close is not None
                     and now - stats.last_close > FORGET_OFFLINE_SECONDS
                     and stats.current_connections == 0):
-                del self.proxies[name]
+                self._forget(name)
 
     def get(self, name: str):
         """The :class:`ProxyStats` of *name*, or None."""
@@ -263,8 +298,8 @@ class StatsRegistry(Registry):
     """The server's :class:`~labrelay.server.registry.Registry`, also
     telling a :class:`ServerStats` when proxies come and go."""
 
-    def __init__(self, clock, stats: ServerStats):
-        super().__init__(clock)
+    def __init__(self, clock, stats: ServerStats, max_remembered=lambda: 0):
+        super().__init__(clock, max_remembered)
         self.stats = stats
 
     def add_proxy(self, name, proxy) -> None:
