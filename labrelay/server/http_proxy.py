@@ -297,6 +297,7 @@ class HttpProxy(ProxyBase):
             [(domain, location, self.route_by_http_user)
              for domain in domains for location in self.locations], self)
         self.domains = domains
+        self.routes = len(domains) * len(self.locations)
         port = self.vhost.port
         return ",".join(domain if port == 80 else f"{domain}:{port}"
                         for domain in domains)

@@ -47,6 +47,7 @@ from ..relay import set_no_delay
 from ..sdnotify import Notifier
 from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
+from .budget import RegistrationBudget
 from .control import ControlSession, carrier_of
 from .guard import RateLimitedLog, ReplayCache, SourceGuard
 from .reload import SighupHandler, reload_from_file
@@ -218,6 +219,7 @@ class RelayServer(service.MultiService):
         tracked = lambda: self.config.max_tracked_proxies  # noqa: E731
         self.stats = ServerStats(reactor, max_tracked=tracked)
         self.registry = StatsRegistry(reactor, self.stats, tracked)
+        self.registration_budget = RegistrationBudget(reactor)
         self.vhost = None
         self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self.connections = ConnectionSet()  # frp and user connections

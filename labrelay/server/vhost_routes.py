@@ -43,7 +43,7 @@ limit (``max_domains_per_proxy`` and friends, in
 :mod:`labrelay.server.http_proxy`).
 """
 
-from bisect import insort
+from collections import Counter
 from typing import Iterable, Iterator, Optional
 
 from ..errors import ProxyError
@@ -102,30 +102,33 @@ def candidate_domains(host: str) -> Iterator[str]:
 
 class _Locations:
     """The routes of one ``(domain, user)``: location -> target, and the
-    distinct location lengths, longest first, for the prefix match."""
+    distinct location lengths, ascending, for the prefix match."""
 
     __slots__ = ("targets", "_lengths", "_count")
 
-    def __init__(self):
-        self.targets = {}
-        self._lengths = []   # distinct lengths, ascending
-        self._count = {}     # length -> locations of that length
+    def __init__(self, locations: list, target):
+        """*locations* (at least one, distinct) all map to *target*."""
+        self.targets = dict.fromkeys(locations, target)
+        self._count = Counter(map(len, locations))  # length -> locations
+        self._lengths = sorted(self._count)         # distinct, ascending
 
-    def add(self, location: str, target) -> None:
-        self.targets[location] = target
-        n = len(location)
-        if n not in self._count:
-            self._count[n] = 0
-            insort(self._lengths, n)
-        self._count[n] += 1
+    def add(self, locations: list, target) -> None:
+        """Map each of *locations* (none of them present) to *target*."""
+        self.targets.update(dict.fromkeys(locations, target))
+        self._count.update(map(len, locations))
+        if len(self._count) != len(self._lengths):
+            self._lengths = sorted(self._count)
 
-    def remove(self, location: str) -> None:
-        del self.targets[location]
-        n = len(location)
-        self._count[n] -= 1
-        if not self._count[n]:
+    def remove(self, locations: list) -> None:
+        """Forget each of *locations* (all present)."""
+        targets = self.targets
+        for location in locations:
+            del targets[location]
+        self._count.subtract(map(len, locations))
+        for n in [n for n in set(map(len, locations)) if self._count[n] <= 0]:
             del self._count[n]
-            self._lengths.remove(n)
+        if len(self._count) != len(self._lengths):
+            self._lengths = sorted(self._count)
 
     def find(self, path: str):
         """The target of the longest location that prefixes *path*."""
@@ -144,7 +147,8 @@ class RouteTable:
     def __init__(self):
         # domain -> route_by_http_user -> _Locations
         self._domains = {}
-        # target -> its keys (the reverse index that makes remove cheap)
+        # target -> [(domain, user, [location])]: the reverse index that
+        # makes remove cheap
         self._keys = {}
         self._size = 0
 
@@ -161,8 +165,11 @@ class RouteTable:
         return locations is not None and location in locations.targets
 
     def keys_of(self, target) -> list:
-        """The keys registered for *target* (normalized)."""
-        return list(self._keys.get(target, ()))
+        """The ``(domain, location, user)`` keys of *target* (domains
+        normalized)."""
+        return [(domain, location, user)
+                for domain, user, locations in self._keys.get(target, ())
+                for location in locations]
 
     def add(self, keys: Iterable[tuple], target) -> None:
         """
@@ -171,42 +178,65 @@ class RouteTable:
         taken (or repeated in *keys*), :class:`~labrelay.errors.ProxyError`
         when a domain or location is too long.
         """
-        wanted = []
-        seen = set()
+        # (domain, user) -> locations; each domain normalized once
+        groups = {}
+        domains = {}
         for domain, location, user in keys:
-            if len(domain) > MAX_DOMAIN_LENGTH + 1:  # one trailing dot
-                raise ProxyError(f"domain is longer than {MAX_DOMAIN_LENGTH}"
-                                 f" characters")
+            name = domains.get(domain)
+            if name is None:
+                if len(domain) > MAX_DOMAIN_LENGTH + 1:  # one trailing dot
+                    raise ProxyError(f"domain is longer than "
+                                     f"{MAX_DOMAIN_LENGTH} characters")
+                name = domains[domain] = normalize_domain(domain)
             if len(location) > MAX_LOCATION_LENGTH:
                 raise ProxyError(f"location is longer than "
                                  f"{MAX_LOCATION_LENGTH} characters")
-            key = (normalize_domain(domain), location, user)
-            if key in seen or self.taken(*key):
-                raise RouteConflict(*key)
-            seen.add(key)
-            wanted.append(key)
-        for domain, location, user in wanted:
+            group = groups.get((name, user))
+            if group is None:
+                group = groups[(name, user)] = []
+            group.append(location)
+        for (domain, user), locations in groups.items():
+            distinct = set(locations)
+            if len(distinct) != len(locations):
+                seen = set()
+                for location in locations:
+                    if location in seen:
+                        raise RouteConflict(domain, location, user)
+                    seen.add(location)
+            existing = self._locations(domain, user)
+            if existing is not None and not distinct.isdisjoint(
+                    existing.targets):
+                raise RouteConflict(domain, min(distinct.intersection(
+                    existing.targets)), user)
+        added = 0
+        for (domain, user), locations in groups.items():
             users = self._domains.setdefault(domain, {})
-            locations = users.get(user)
-            if locations is None:
-                locations = users[user] = _Locations()
-            locations.add(location, target)
-        self._keys.setdefault(target, []).extend(wanted)
-        self._size += len(wanted)
+            table = users.get(user)
+            if table is None:
+                users[user] = _Locations(locations, target)
+            else:
+                table.add(locations, target)
+            added += len(locations)
+        self._keys.setdefault(target, []).extend(
+            (domain, user, locations)
+            for (domain, user), locations in groups.items())
+        self._size += added
 
     def remove(self, target) -> int:
         """Forget every route of *target*; return how many there were."""
-        keys = self._keys.pop(target, ())
-        for domain, location, user in keys:
+        removed = 0
+        for domain, user, locations in self._keys.pop(target, ()):
             users = self._domains[domain]
-            locations = users[user]
-            locations.remove(location)
-            if not locations.targets:
+            table = users[user]
+            removed += len(locations)
+            if len(table.targets) != len(locations):
+                table.remove(locations)
+            else:  # all of them: drop the table whole
                 del users[user]
                 if not users:
                     del self._domains[domain]
-        self._size -= len(keys)
-        return len(keys)
+        self._size -= removed
+        return removed
 
     def _find(self, domain: str, path: str, user: str):
         locations = self._locations(domain, user)
