@@ -3,7 +3,9 @@
 Fuzz labrelay's decoders and the protocols that read hostile bytes.
 
 Each target (see ``tests/test_properties.py``, which holds the drivers, the
-corpus builders and the mutator shared with the hypothesis tests) runs for
+corpus builders and the mutator shared with the hypothesis tests, and
+``tests/test_route_fuzz.py``: the vhost route table against a naive
+model) runs for
 ``--seconds`` on random inputs and on mutations of a corpus of valid inputs
 built from the frp captures in ``tests/data`` and from valid requests and
 configs.  An input that gives an outcome not seen before joins the corpus,
@@ -156,9 +158,16 @@ class Run:
         self.elapsed = time.monotonic() - start
 
 
+def all_targets() -> dict:
+    """Every target by name: the decoders' and the route table's."""
+    from tests.test_properties import TARGETS
+    from tests.test_route_fuzz import ROUTES
+    return {**TARGETS, ROUTES.name: ROUTES}
+
+
 def replay(path) -> int:
     """Run one saved input again and print what happens."""
-    from tests.test_properties import TARGETS
+    TARGETS = all_targets()
 
     with open(path) as f:
         saved = json.load(f)
@@ -175,7 +184,8 @@ def replay(path) -> int:
 
 
 def main(argv=None) -> int:
-    from tests.test_properties import TARGETS, corpus_of
+    from tests.test_properties import corpus_of
+    TARGETS = all_targets()
 
     parser = argparse.ArgumentParser(
         description="Fuzz labrelay's decoders (see tools/README.rst).")
