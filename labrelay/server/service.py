@@ -12,9 +12,12 @@ Authentication of a first message, in order: a source with too many
 delayed failures is refused without a key check; a wrong key is answered
 after a growing delay; then ``auth_timestamp_skew`` (when on), the replay
 cache and, for a Login naming a live run_id, that the run_id belongs to the
-same ``user`` (no takeover across users).  A NewWorkConn only ever joins
-the pool of the control its run_id names, and is authenticated with the
-settings that control logged in with.
+same ``user`` (no takeover across users), and the login limits
+(``max_logins_per_connection``, ``max_clients_per_user``,
+``max_clients_per_source``; a client replacing itself is not counted
+twice).  A NewWorkConn only ever joins the pool of the control its run_id
+names, and is authenticated with the settings that control logged in
+with.
 
 Run from a config file, the server reloads it on SIGHUP (:meth:`reload`,
 :mod:`labrelay.server.reload`), and under systemd (``Type=notify``) it
