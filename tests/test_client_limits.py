@@ -9,6 +9,7 @@ on the client's own proxies only.
 
 import time
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
@@ -16,6 +17,8 @@ from twisted.trial.unittest import TestCase
 
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
+from labrelay.server.reload import (ReloadResult, config_changes,
+                                   merged_config)
 
 from .harness import LogCapture, Relay, async_test, within
 from .test_hostile import FrpPeer, login
@@ -131,6 +134,24 @@ class LoginLimitTests(LimitsMixin, TestCase):
         self.assertEqual((second.error, second.run_id), ("", first.run_id))
         self.assertEqual(list(relay.server.registry.controls),
                          [first.run_id])
+
+    @async_test
+    async def test_reload_applies_to_the_next_login(self):
+        """The limits are reloadable: a lower max_clients_per_user from a
+        reload refuses the next login and leaves the live ones alone."""
+        relay = await self.relay()
+        self.assertEqual((await self.client(user="alice")).error, "")
+        self.assertEqual((await self.client(user="alice")).error, "")
+        new = attrs.evolve(relay.server.config, max_clients_per_user=1,
+                           bind_port=7001)
+        merged = merged_config(relay.server.config, new)
+        self.assertEqual(config_changes(relay.server.config, new),
+                         ReloadResult(("max_clients_per_user",),
+                                      ("bind_port",)))
+        relay.server.apply_config(merged)
+        refused = await self.client(user="alice")
+        self.assertIn("max_clients_per_user", refused.error)
+        self.assertEqual(len(relay.server.registry.controls), 2)
 
     @async_test
     async def test_defaults(self):
