@@ -238,7 +238,7 @@ class ServerConfig:
     #: proxies of all clients together
     max_proxies_total: int = 10000
     #: proxy names the traffic statistics and port memory keep
-    max_tracked_proxies: int = 10000
+    max_tracked_proxies: int = 4096
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 

@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from labrelay.protocol import messages
 from labrelay.server.dashboard import HISTORY_PAGE, MAX_PAGE
 from labrelay.server.registry import RESERVATION_SECONDS, Registry
-from labrelay.server.stats import FORGET_OFFLINE_SECONDS, ServerStats
+from labrelay.server.stats import (BUCKETS, FORGET_OFFLINE_SECONDS,
+                                   ServerStats)
 
 from .harness import async_test, within
 from .test_dashboard import DashboardRelay, Http, _Proxy
@@ -70,6 +71,23 @@ class StatsChurnTests(SynchronousTestCase):
         self.churn(10, prefix="new")
         self.assertEqual(sorted(self.stats.proxies),
                          sorted(f"new{n}" for n in range(10)))
+
+    def test_offline_names_let_go_of_their_proxies(self):
+        """An offline name with no connection left keeps no reference to
+        its proxy object (nor, through it, to its client), dashboard or
+        not; one that never carried traffic costs no traffic history."""
+        import gc
+        import weakref
+        proxy = _Proxy("gone")
+        self.stats.proxy_online(proxy)
+        self.stats.proxy_offline(proxy)
+        ref = weakref.ref(proxy)
+        del proxy
+        gc.collect()
+        self.assertIsNone(ref())
+        self.assertIsNone(self.stats.get("gone")._history)
+        in_, out = self.stats.get("gone").last_day_history(self.stats.bucket)
+        self.assertEqual((sum(in_), sum(out), len(in_)), (0, 0, BUCKETS))
 
     def test_a_name_coming_back_is_kept(self):
         """A name that comes back online is no longer a candidate for

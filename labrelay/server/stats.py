@@ -96,7 +96,13 @@ class _History:
 
 
 class ProxyStats:
-    """What is known about one proxy name."""
+    """What is known about one proxy name.  The day counts and the
+    history are made when the first byte is booked: a name that never
+    carried traffic (name churn) costs a few hundred bytes."""
+
+    __slots__ = ("name", "type", "proxy", "client_version", "last_start",
+                 "last_close", "total_in", "total_out", "_sources", "_days",
+                 "_history")
 
     def __init__(self, name: str, type_: str):
         self.name = name
@@ -110,8 +116,8 @@ class ProxyStats:
         # Proxy objects still read: the online one, and offline ones whose
         # connections are still open.  Each is [proxy, seen_in, seen_out].
         self._sources = []
-        self._days = deque(maxlen=RESERVE_DAYS)  # [day, in, out], newest last
-        self._history = _History()
+        self._days = ()        # then a deque of [day, in, out], newest last
+        self._history = None   # then a _History
 
     @property
     def online(self) -> bool:
@@ -151,6 +157,9 @@ class ProxyStats:
     def _book(self, day: int, bucket: int, n_in: int, n_out: int) -> None:
         self.total_in += n_in
         self.total_out += n_out
+        if self._history is None:
+            self._days = deque(maxlen=RESERVE_DAYS)
+            self._history = _History()
         days = self._days
         if not days or day > days[-1][0]:
             days.append([day, 0, 0])
@@ -174,6 +183,8 @@ class ProxyStats:
 
     def last_day_history(self, bucket: int) -> tuple:
         """([in], [out]) per bucket for the last day, oldest first."""
+        if self._history is None:
+            return [0] * BUCKETS, [0] * BUCKETS
         return self._history.last_day(bucket)
 
 
@@ -225,8 +236,10 @@ class ServerStats:
         now, day, bucket = self._now()
         stats = self.proxies.get(proxy.name)
         if stats is not None and stats.proxy is proxy:
-            stats.collect(day, bucket)
+            # stopped first: collecting then lets go of the proxy object
+            # (and its client's) unless connections still run through it
             stats.stopped(now)
+            stats.collect(day, bucket)
             self._offline.pop(proxy.name, None)
             self._offline[proxy.name] = None
             self._bound(now)
