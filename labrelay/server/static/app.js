@@ -185,6 +185,9 @@ function plot(entry, bucketSeconds) {
   return figure;
 }
 
+// Proxies listed per type (the API's largest page).
+const PROXIES_PAGE = 100;
+
 // /api/history is paged: the plots of PLOTS_PAGE proxies at a time.
 const PLOTS_PAGE = 20;
 let plotsOffset = 0;
@@ -226,11 +229,19 @@ async function refresh() {
     const [info, clients, history] = await Promise.all([
       getJSON("/api/serverinfo"), getJSON("/api/clients"), getJSON(historyPath())]);
     const types = Object.keys(info.proxy_type_count || {}).sort();
-    const lists = await Promise.all(types.map(t => getJSON("/api/proxy/" + encodeURIComponent(t))));
+    // one page per type: a relay may remember thousands of names
+    const lists = await Promise.all(types.map(t =>
+      getJSON("/api/proxy/" + encodeURIComponent(t) + "?limit=" + PROXIES_PAGE)));
     const proxies = [];
+    const hidden = [];
     types.forEach((type, i) => {
       for (const proxy of lists[i].proxies) proxies.push(Object.assign({type: type}, proxy));
+      const more = lists[i].total - lists[i].proxies.length;
+      if (more > 0) hidden.push(more + " more " + type);
     });
+    $("proxies-more").hidden = hidden.length === 0;
+    $("proxies-more").textContent = hidden.length ?
+      "Not shown: " + hidden.join(", ") + " (first " + PROXIES_PAGE + " of each type by name)." : "";
     renderSummary(info, clients.clients);
     renderClients(clients.clients);
     renderProxies(proxies, info);
