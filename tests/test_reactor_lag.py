@@ -9,16 +9,20 @@ frp's 10 KiB frame limit allows, back to back, and then disconnects, a
 probe (another logged-in client) sends a Ping every few milliseconds on
 its control connection and times each Pong.  The server answers a Ping as
 soon as its reactor gets a turn, so the largest round trip bounds the
-longest the reactor was blocked (plus loopback and this process); it must
-stay under :data:`MAX_LAG`.
+longest the reactor was blocked (plus loopback and this process).  Beyond
+the worst round trip of an idle stretch just before, it must stay under
+:data:`MAX_LAG` in at least one of :data:`ATTEMPTS` rounds: other
+processes share the machine's cores and hold any process off a core now
+and then, while a real stall (the quadratic route table's minute) fails
+every round.
 
 The messages: one that packs 330 domains x 330 locations (108,900 routes;
 on a quadratic route table it blocked the reactor for more than a minute),
 which the per-proxy limits refuse; then 100 proxies of 100 domains x 10
 long locations each, every one at the ``max_routes_per_proxy`` default of
 1,000 routes (100,000 routes in all, the ``max_routes_total`` default);
-then the logout that removes them all.  The figures go to test.log
-("reactor lag ...").
+then the logout that removes them all.  The best round's figures go to
+test.log ("reactor lag ...").
 """
 
 import time
@@ -41,7 +45,7 @@ from .test_hostile import FrpPeer
 #: The longest a probe round trip may take, seconds.
 MAX_LAG = 0.050
 #: Rounds of registration and logout; the best one counts.
-ATTEMPTS = 3
+ATTEMPTS = 5
 #: How often the probe sends, seconds.
 PROBE_INTERVAL = 0.005
 
@@ -130,37 +134,34 @@ class ReactorLagTests(TestCase):
         probe, _ = await self.hostile(port, PingProbe())
         probe.start()
         await within(_until(lambda: len(probe.rtts) >= 50))
-        idle = probe.worst()
 
-        figures = {"idle": idle}
-        peer, session = await self.hostile(port)
-        mark = probe.mark()
-        peer.send(freezer())
-        [refused] = await within(peer.wait_messages(messages.NewProxyResp),
-                                 20)
-        self.assertIn("max_domains_per_proxy", refused.error)
-        figures["330x330 refused"] = probe.worst(mark)
-
-        # Other processes share this machine's cores and can hold any of
-        # the three processes off a core for tens of milliseconds: the
-        # best of ATTEMPTS rounds counts (a real stall, as the quadratic
-        # table's minute, fails every round).
+        # Other processes share this machine's cores and can hold any
+        # process off a core for tens of milliseconds.  So each round
+        # first measures the probe while nothing happens (as long as the
+        # round's busy phase lasted last time) and counts, per phase, the
+        # round trip beyond that noise; and the best of ATTEMPTS rounds
+        # counts.  A real stall (the quadratic table's minute) fails every
+        # round.
         rounds = []
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                peer, session = await self.hostile(port)
-            rounds.append(await self.round(server, probe, peer, session))
-            if max(rounds[-1].values()) < MAX_LAG:
+        busy = 0.3
+        for _ in range(ATTEMPTS):
+            figures = await self.round(server, port, probe, busy)
+            busy = figures.pop("busy seconds")
+            rounds.append(figures)
+            if max(self.excess(figures).values()) < MAX_LAG:
                 break
-        best = min(rounds, key=lambda r: max(r.values()))
-        figures.update(best)
-        figures["rounds"] = len(rounds)
-        _log.info("reactor lag (max probe round trip, ms): {figures}",
-                  figures={k: round(v * 1000, 1) if k != "rounds" else v
-                           for k, v in figures.items()})
-        self.assertLess(figures["330x330 refused"], MAX_LAG, str(figures))
-        for what, lag in best.items():
+        best = min(rounds, key=lambda r: max(self.excess(r).values()))
+        _log.info("reactor lag (max Ping round trip, ms; {n} rounds): "
+                  "{figures}", n=len(rounds),
+                  figures={k: round(v * 1000, 1) for k, v in best.items()})
+        for what, lag in self.excess(best).items():
             self.assertLess(lag, MAX_LAG, f"{what}: {rounds}")
+
+    @staticmethod
+    def excess(figures: dict) -> dict:
+        """Each phase's worst round trip beyond the idle one."""
+        return {what: lag - figures["idle"] for what, lag in figures.items()
+                if what != "idle"}
 
     async def hostile(self, port, peer=None):
         """A logged-in yamux client written by hand: (peer, session)."""
@@ -168,7 +169,6 @@ class ReactorLagTests(TestCase):
                                keepalive_interval=0)
         await within(TCP4ClientEndpoint(reactor, "127.0.0.1", port)
                      .connect(Factory.forProtocol(lambda: session)))
-
 
         def close():
             closed = session.when_closed()
@@ -181,10 +181,22 @@ class ReactorLagTests(TestCase):
         await peer.log_in()
         return peer, session
 
-    async def round(self, server, probe, peer, session) -> dict:
-        """100 widest NewProxy messages back to back, then the logout:
-        the worst probe round trip of each phase."""
+    async def round(self, server, port, probe, idle_seconds) -> dict:
+        """The probe idle for *idle_seconds*; the 330 x 330 NewProxy; 100
+        widest NewProxy messages back to back; the logout: the worst probe
+        round trip of each, and how long the busy part took."""
         lags = {}
+        mark = probe.mark()
+        await deferLater(reactor, idle_seconds, lambda: None)
+        lags["idle"] = probe.worst(mark)
+        started = time.monotonic()
+        peer, session = await self.hostile(port)
+        mark = probe.mark()
+        peer.send(freezer())
+        [refused] = await within(peer.wait_messages(messages.NewProxyResp),
+                                 20)
+        self.assertIn("max_domains_per_proxy", refused.error)
+        lags["330x330 refused"] = probe.worst(mark)
         already = len([m for m in peer.messages
                        if isinstance(m, messages.NewProxyResp)])
         mark = probe.mark()
@@ -205,6 +217,7 @@ class ReactorLagTests(TestCase):
         await server.wait_for(r"client logout", since=output, timeout=30)
         await within(_until(lambda: len(probe.rtts) >= mark + 20))
         lags["logout"] = probe.worst(mark)
+        lags["busy seconds"] = time.monotonic() - started
         return lags
 
 
