@@ -19,8 +19,10 @@ from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.server.reload import (ReloadResult, config_changes,
                                    merged_config)
+from labrelay.server.vhost import Vhost
 
 from .harness import LogCapture, Relay, async_test, within
+from .test_dashboard import wait_until
 from .test_hostile import FrpPeer, login
 
 
@@ -109,7 +111,8 @@ class LoginLimitTests(LimitsMixin, TestCase):
         closed = first.when_closed()
         first.close()
         await within(closed)
-        await within(_until(lambda: len(relay.server.registry.controls) == 2))
+        await within(wait_until(
+            lambda: len(relay.server.registry.controls) == 2))
         self.assertEqual((await self.client(user="alice")).error, "")
 
     @async_test
@@ -188,21 +191,6 @@ class ProxyLimitTests(LimitsMixin, TestCase):
         self.assertEqual(len(relay.server.registry.proxies), 3)
 
 
-def _until(predicate, interval=0.01, limit=10.0):
-    """A Deferred firing once *predicate()* is true (polled; bounded)."""
-    from twisted.internet.task import deferLater
-
-    async def wait():
-        deadline = time.monotonic() + limit
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached")
-            await deferLater(reactor, interval, lambda: None)
-
-    from twisted.internet.defer import ensureDeferred
-    return ensureDeferred(wait())
-
-
 class LogoutCostTests(LimitsMixin, TestCase):
     """A client's logout touches its own routes, not everyone's."""
 
@@ -215,8 +203,8 @@ class LogoutCostTests(LimitsMixin, TestCase):
         relay = await self.relay("vhost_http_port = 0\n"
                                  "max_proxies_per_client = 0\n"
                                  "max_routes_total = 0\n")
-        from labrelay.server.vhost import Vhost
         server = relay.server
+        # a vhost without a listener: only its route table is used
         server.vhost = Vhost(server)
         log = LogCapture(self)
         others = []
@@ -251,7 +239,7 @@ class LogoutCostTests(LimitsMixin, TestCase):
 
         control._teardown = timed
         victim.transport.loseConnection()
-        await within(_until(lambda: control.closed))
+        await within(wait_until(lambda: control.closed))
         self.assertEqual(log.failures(), [])
         self.assertEqual(len(routes), 20000)
         self.assertEqual(routes.lookup("o3-7.example", "/l49"), server

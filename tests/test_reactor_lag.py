@@ -27,7 +27,7 @@ test.log ("reactor lag ...").
 
 import time
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall, deferLater
@@ -39,6 +39,7 @@ from labrelay.protocol import messages
 from labrelay.protocol.framing import MAX_BODY_LENGTH, encode_message
 
 from .harness import TOKEN, async_test, within
+from .test_dashboard import wait_until
 from .processes import free_port, server_ini, twistd, write_config
 from .test_hostile import FrpPeer
 
@@ -133,7 +134,7 @@ class ReactorLagTests(TestCase):
         await server.wait_for(rf"starting on {vhost_port}$")
         probe, _ = await self.hostile(port, PingProbe())
         probe.start()
-        await within(_until(lambda: len(probe.rtts) >= 50))
+        await within(wait_until(lambda: len(probe.rtts) >= 50))
 
         # Other processes share this machine's cores and can hold any
         # process off a core for tens of milliseconds.  So each round
@@ -215,19 +216,7 @@ class ReactorLagTests(TestCase):
         await within(closed)
         # the server logs each proxy's close; its logout line ends it
         await server.wait_for(r"client logout", since=output, timeout=30)
-        await within(_until(lambda: len(probe.rtts) >= mark + 20))
+        await within(wait_until(lambda: len(probe.rtts) >= mark + 20))
         lags["logout"] = probe.worst(mark)
         lags["busy seconds"] = time.monotonic() - started
         return lags
-
-
-def _until(predicate, interval=0.01, limit=20.0):
-    """A Deferred firing once *predicate()* is true (polled, bounded)."""
-    async def wait():
-        deadline = time.monotonic() + limit
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached")
-            await deferLater(reactor, interval, lambda: None)
-
-    return defer.ensureDeferred(wait())
