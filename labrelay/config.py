@@ -69,6 +69,11 @@ SERVER_OWN_KEYS = {
     "unauthenticated_timeout": "int", "session_idle_timeout": "int",
     "max_sessions_per_client": "int",
     "dashboard_allowed_hosts": "list",  # not a limit: the dashboard's Host
+    "max_domains_per_proxy": "int", "max_locations_per_proxy": "int",
+    "max_routes_per_proxy": "int", "max_routes_total": "int",
+    "max_logins_per_connection": "int", "max_clients_per_user": "int",
+    "max_clients_per_source": "int", "max_proxies_total": "int",
+    "max_tracked_proxies": "int",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -251,6 +256,24 @@ class ServerConfig:
     session_idle_timeout: int = 90
     #: yamux sessions without a control serving one client's pool
     max_sessions_per_client: int = 8
+    #: custom_domains + subdomain of one http proxy
+    max_domains_per_proxy: int = 100
+    #: locations of one http proxy
+    max_locations_per_proxy: int = 100
+    #: routes (domains x locations) of one http proxy
+    max_routes_per_proxy: int = 1000
+    #: vhost routes of all proxies together
+    max_routes_total: int = 100000
+    #: Logins on one TCP connection (a yamux session); frpc sends one
+    max_logins_per_connection: int = 1
+    #: clients logged in at once with the same ``user`` ("" included)
+    max_clients_per_user: int = 256
+    #: clients logged in at once from one source address
+    max_clients_per_source: int = 128
+    #: proxies of all clients together
+    max_proxies_total: int = 10000
+    #: proxy names the traffic statistics and port memory keep
+    max_tracked_proxies: int = 4096
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 

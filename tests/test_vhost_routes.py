@@ -4,11 +4,18 @@ The HTTP vhost route table: registration, conflicts, and lookup by host,
 path and basic-auth user.
 """
 
+import time
+
 from twisted.trial.unittest import SynchronousTestCase
 
+from labrelay.config import parse_server_config
+from labrelay.errors import ProxyError
+from labrelay.protocol import messages
+from labrelay.protocol.framing import MAX_BODY_LENGTH, encode_message
+from labrelay.server.http_proxy import HttpProxy
 from labrelay.server.vhost_routes import (
-    CONFLICT, RouteConflict, RouteTable, candidate_domains, normalize_domain,
-    request_host)
+    CONFLICT, MAX_DOMAIN_LENGTH, MAX_LOCATION_LENGTH, RouteConflict,
+    RouteTable, candidate_domains, normalize_domain, request_host)
 
 
 class HostNameTests(SynchronousTestCase):
@@ -154,3 +161,212 @@ class RouteTableTests(SynchronousTestCase):
         self.assertEqual(self.table.lookup("b.example.com", "/"), "kept")
         self.add("again", "a.example.com")
         self.assertEqual(self.table.lookup("a.example.com", "/"), "again")
+
+
+class NoScan(dict):
+    """A dict that refuses to be iterated: a table operation that scans
+    every domain (or every user of a domain) fails the test."""
+
+    def _scan(self, *args):
+        raise AssertionError("the route table scanned a whole dict")
+
+    __iter__ = keys = values = items = _scan
+
+
+class Probes(dict):
+    """A location dict counting its lookups."""
+
+    probes = 0
+
+    def get(self, key, default=None):
+        Probes.probes += 1
+        return super().get(key, default)
+
+
+def many_keys(domains: int, locations: int, prefix="d"):
+    """domains x locations distinct keys."""
+    return [(f"{prefix}{i}.example.com", f"/l{j}", "")
+            for i in range(domains) for j in range(locations)]
+
+
+class RouteTableCostTests(SynchronousTestCase):
+    """Registration and removal cost O(the proxy's own keys); a lookup's
+    cost does not grow with the number of routes."""
+
+    def test_remove_touches_only_own_keys(self):
+        """Removing one target never iterates the domains or users of the
+        table, however many other routes there are."""
+        table = RouteTable()
+        for n in range(200):
+            table.add(many_keys(5, 2, prefix=f"o{n}-"), f"other{n}")
+        table.add([("shared.example.com", "/a", ""),
+                   ("o7-1.example.com", "/mine", "")], "mine")
+        table.add([("shared.example.com", "/b", "")], "neighbour")
+        table._domains = NoScan(table._domains)
+        for domain, users in list(dict.items(table._domains)):
+            dict.__setitem__(table._domains, domain, NoScan(users))
+        self.assertEqual(table.remove("mine"), 2)
+        table.add([("new.example.com", "", "")], "late")
+        self.assertEqual(len(table), 200 * 10 + 2)
+        self.assertEqual(table.lookup("shared.example.com", "/b"),
+                         "neighbour")
+        self.assertIsNone(table.lookup("shared.example.com", "/a"))
+        self.assertEqual(table.lookup("o7-1.example.com", "/l1"), "other7")
+        self.assertIsNone(table.lookup("o7-1.example.com", "/mine"))
+
+    def test_big_registration_is_linear(self):
+        """300 domains x 300 locations (90,000 keys, what froze the reactor
+        for a minute) register and unregister in well under a second per
+        phase on this machine (a quadratic table takes minutes)."""
+        table = RouteTable()
+        keys = many_keys(300, 300)
+        started = time.monotonic()
+        table.add(keys, "big")
+        added = time.monotonic() - started
+        self.assertEqual(table.lookup("d299.example.com", "/l299/x"), "big")
+        started = time.monotonic()
+        self.assertEqual(table.remove("big"), 90000)
+        removed = time.monotonic() - started
+        self.assertEqual((len(table), table._domains), (0, {}))
+        self.assertLess(added, 3.0)
+        self.assertLess(removed, 3.0)
+
+    def test_lookup_probes_lengths_not_locations(self):
+        """With 5,000 locations of one length on a domain, a lookup makes
+        one dict probe per distinct registered length (at most the path's
+        length), not one per location."""
+        table = RouteTable()
+        table.add([("h.example.com", f"/{n:05d}", "") for n in range(5000)]
+                  + [("h.example.com", "", "")], "t")
+        locations = table._domains["h.example.com"][""]
+        locations.targets = Probes(locations.targets)
+        Probes.probes = 0
+        self.assertEqual(table.lookup("h.example.com", "/04999/x"), "t")
+        self.assertEqual(table.lookup("h.example.com", "/x"), "t")
+        self.assertLessEqual(Probes.probes, 3)
+
+    def test_longest_of_many_lengths(self):
+        """Locations of every length 1..40 on one domain: the longest
+        prefix of the path wins, as with the reverse-sorted scan."""
+        table = RouteTable()
+        path = "/" + "abcdefghij" * 4
+        for n in range(1, 41):
+            table.add([("h.example.com", path[:n], "")], n)
+        self.assertEqual(table.lookup("h.example.com", path[:25] + "zz"), 25)
+        self.assertEqual(table.lookup("h.example.com", path + "/more"), 40)
+        self.assertEqual(table.lookup("h.example.com", "/b"), 1)
+        self.assertEqual(table.remove(40), 1)
+        self.assertEqual(table.lookup("h.example.com", path), 39)
+
+    def test_too_long_strings_are_refused(self):
+        """A domain over 253 characters or a location over the maximum is
+        refused, and registers nothing."""
+        table = RouteTable()
+        long_domain = "a" * (MAX_DOMAIN_LENGTH - 4) + ".com.x"
+        with self.assertRaises(ProxyError):
+            table.add([("ok.example.com", "", ""), (long_domain, "", "")],
+                      "t")
+        with self.assertRaises(ProxyError):
+            table.add([("ok.example.com", "/" * (MAX_LOCATION_LENGTH + 1),
+                        "")], "t")
+        self.assertEqual(len(table), 0)
+        table.add([("a" * MAX_DOMAIN_LENGTH + ".",
+                    "/" * MAX_LOCATION_LENGTH, "")], "t")
+        self.assertEqual(len(table), 1)
+
+
+class _Stub:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class RouteLimitTests(SynchronousTestCase):
+    """The per-proxy and per-server route caps of an http proxy."""
+
+    def proxy(self, extra="", routes=None, **fields):
+        config = parse_server_config(
+            f"[common]\nvhost_http_port = 80\n{extra}")
+        vhost = _Stub(routes=routes if routes is not None else RouteTable(),
+                      port=80)
+        message = messages.NewProxy(proxy_name="p", proxy_type="http",
+                                    **fields)
+        return HttpProxy(_Stub(config=config), None, message, vhost)
+
+    def assert_refused(self, text, **kw):
+        proxy = self.proxy(**kw)
+        with self.assertRaises(ProxyError) as caught:
+            proxy.start()
+        self.assertIn(text, str(caught.exception))
+        self.assertEqual(len(proxy.vhost.routes), 0)
+
+    def test_defaults(self):
+        """The defaults: 100 domains, 100 locations, 1,000 routes per
+        proxy, 100,000 routes in all."""
+        config = parse_server_config("[common]\n")
+        self.assertEqual(
+            (config.max_domains_per_proxy, config.max_locations_per_proxy,
+             config.max_routes_per_proxy, config.max_routes_total),
+            (100, 100, 1000, 100000))
+
+    def test_caps(self):
+        """Too many domains, locations or their product are refused with a
+        message naming the key; at the cap they register."""
+        domains = [f"d{i}.example.com" for i in range(101)]
+        locations = [f"/l{i}" for i in range(101)]
+        self.assert_refused("max_domains_per_proxy (100)",
+                            custom_domains=domains)
+        self.assert_refused("max_locations_per_proxy (100)",
+                            custom_domains=["a.example.com"],
+                            locations=locations)
+        self.assert_refused("1024 routes exceed the max_routes_per_proxy "
+                            "(1000)", custom_domains=domains[:32],
+                            locations=locations[:32])
+        proxy = self.proxy(custom_domains=domains[:10],
+                           locations=locations[:100])
+        proxy.start()
+        self.assertEqual(len(proxy.vhost.routes), 1000)
+        proxy.close()
+        self.assertEqual(len(proxy.vhost.routes), 0)
+
+    def test_total_cap(self):
+        """max_routes_total counts every proxy's routes."""
+        routes = RouteTable()
+        first = self.proxy("max_routes_total = 5\n", routes,
+                           custom_domains=["a.example.com"],
+                           locations=["/1", "/2", "/3"])
+        first.start()
+        second = self.proxy("max_routes_total = 5\n", routes,
+                            custom_domains=["b.example.com"],
+                            locations=["/1", "/2", "/3"])
+        with self.assertRaises(ProxyError) as caught:
+            second.start()
+        self.assertIn("max_routes_total (5)", str(caught.exception))
+        self.assertEqual(len(routes), 3)
+
+    def test_zero_turns_a_cap_off(self):
+        """0 turns the caps off (the table still copes: O(keys))."""
+        proxy = self.proxy("max_domains_per_proxy = 0\n"
+                           "max_locations_per_proxy = 0\n"
+                           "max_routes_per_proxy = 0\n",
+                           custom_domains=[f"d{i}.x" for i in range(150)],
+                           locations=[f"/{i}" for i in range(150)])
+        proxy.start()
+        self.assertEqual(len(proxy.vhost.routes), 22500)
+
+    def test_worst_message_is_refused_cheaply(self):
+        """The largest NewProxy frp allows, packed with the most domains x
+        locations that fit in 10 KiB, is refused before any route is
+        built, in milliseconds."""
+        domains = [f"{i}.x" for i in range(680)]
+        locations = [f"/{i}" for i in range(680)]
+        message = messages.NewProxy(proxy_name="p", proxy_type="http",
+                                    custom_domains=domains,
+                                    locations=locations)
+        self.assertLessEqual(len(encode_message(message)) - 9,
+                             MAX_BODY_LENGTH)
+        proxy = self.proxy(custom_domains=domains, locations=locations)
+        started = time.monotonic()
+        with self.assertRaises(ProxyError):
+            proxy.start()
+        self.assertLess(time.monotonic() - started, 0.05)
+        self.assertEqual(len(proxy.vhost.routes), 0)

@@ -4,7 +4,9 @@ Fuzz labrelay's decoders and the protocols that read hostile bytes.
 
 Each target (see ``tests/test_properties.py``, which holds the drivers, the
 corpus builders and the mutator shared with the hypothesis tests, and
-``tests/test_admin_fuzz.py`` for the client's admin API) runs for
+``tests/test_admin_fuzz.py`` for the client's admin API,
+``tests/test_route_fuzz.py`` for the vhost route table against a naive
+model) runs for
 ``--seconds`` on random inputs and on mutations of a corpus of valid inputs
 built from the frp captures in ``tests/data`` and from valid requests and
 configs.  An input that gives an outcome not seen before joins the corpus,
@@ -72,10 +74,12 @@ def _cuts(rng, data):
 
 
 def all_targets() -> dict:
-    """Every target by name: the decoders' and the admin API's."""
+    """Every target by name: the decoders', the admin API's and the route
+    table's."""
     from tests.test_admin_fuzz import ADMIN_TARGETS
     from tests.test_properties import TARGETS
-    return {**TARGETS, **ADMIN_TARGETS}
+    from tests.test_route_fuzz import ROUTES
+    return {**TARGETS, **ADMIN_TARGETS, ROUTES.name: ROUTES}
 
 
 def _peak_rss() -> int:
@@ -182,7 +186,6 @@ def replay(path) -> int:
 
 def main(argv=None) -> int:
     from tests.test_properties import corpus_of
-
     TARGETS = all_targets()
 
     parser = argparse.ArgumentParser(

@@ -144,6 +144,12 @@ class YamuxStream:
             return
         self._reset(Failure(ConnectionAborted()))
 
+    @property
+    def session(self):
+        """The :class:`~labrelay.mux.session.YamuxSession` carrying this
+        stream (the server counts Logins per TCP connection by it)."""
+        return self._session
+
     def getPeer(self):
         return self._session.transport.getPeer()
 

@@ -7,7 +7,8 @@ connections, enforces the heartbeat timeout, and when its connection goes
 away (or a reconnect with the same run_id replaces it) it closes every
 proxy at once, so the client's ports are free again.
 
-Limits: at most ``max_proxies_per_client`` proxies; a pool of at most
+Limits: at most ``max_proxies_per_client`` proxies (and the server holds
+at most ``max_proxies_total`` in all); a pool of at most
 ``min(pool_count, max_pool_count) + 10`` idle work connections (frp clamps
 the client's pool_count the same way), so a client cannot make the server
 hold more by claiming a huge pool_count.  A CloseProxy only ever closes a
@@ -19,11 +20,19 @@ A control keeps the settings of its login (``token``, ``authenticate_*``,
 ``heartbeat_timeout``): a reload that changes them applies to the next
 logins, and this client's tunnels carry on as they were set up.
 
+A NewProxy that finds the server's registration budget spent
+(:mod:`labrelay.server.budget`) is held, with every message after it, and
+the connection paused, until the budget allows; so a client pipelining
+large NewProxy messages cannot hold the reactor.
+
 Its log lines (login, logout, proxy start and close) carry ``key=value``
 fields (:func:`labrelay.logs.kv_fields`): ``client_addr``, ``run_id``,
 ``user``, ``version``, ``proxy``, ``type``, ``remote_port`` or
-``domains``.
+``domains`` (the first :data:`LOGGED_DOMAINS` and how many more: a proxy
+may have a hundred).
 """
+
+from collections import deque
 
 from twisted.logger import Logger
 
@@ -36,12 +45,33 @@ from ..protocol.crypto import derive_key
 from .workpool import WorkConnPool
 
 
+def carrier_of(connection):
+    """What carries *connection* over the network: its yamux session under
+    tcp_mux, else its own transport (one TCP connection either way)."""
+    transport = connection.transport
+    return getattr(transport, "session", None) or transport
+
+
+#: Domains of a proxy named in one log line.
+LOGGED_DOMAINS = 5
+
+
+def shortened(items, shown: int = LOGGED_DOMAINS) -> str:
+    """*items* joined by commas, the first *shown* only and then how many
+    more (``a,b,c (+97 more)``)."""
+    items = list(items)
+    text = ",".join(items[:shown])
+    if len(items) > shown:
+        text += f" (+{len(items) - shown} more)"
+    return text
+
+
 def proxy_target(proxy) -> dict:
     """The log field naming where *proxy* is published: ``remote_port``
     (tcp) or ``domains`` (http)."""
     if proxy.type == "tcp":
         return {"remote_port": getattr(proxy, "remote_port", 0)}
-    return {"domains": ",".join(getattr(proxy, "domains", ()))}
+    return {"domains": shortened(getattr(proxy, "domains", ()))}
 
 
 class ControlSession:
@@ -54,6 +84,7 @@ class ControlSession:
         self.run_id = run_id
         self.peer = connection.peer
         self.source = connection.source
+        self.carrier = carrier_of(connection)
         self.proxies = {}   # name -> proxy
         self.closed = False
         self._started = False
@@ -69,6 +100,10 @@ class ControlSession:
             timeout=config.user_conn_timeout)
         self._heartbeat_timer = None
         self.started_at = server.clock.seconds()
+        # messages held back by the registration budget, and the call
+        # that releases them
+        self._held = None
+        self._held_call = None
 
     @property
     def user(self) -> str:
@@ -107,6 +142,36 @@ class ControlSession:
     # Messages from the client.
 
     def handle(self, message) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            return
+        if isinstance(message, messages.NewProxy):
+            delay = self.server.registration_budget.wait()
+            if delay > 0:
+                self._held = deque([message])
+                self.connection.transport.pauseProducing()
+                self._held_call = self.server.clock.callLater(
+                    delay, self._release_held)
+                return
+        self._handle(message)
+
+    def _release_held(self) -> None:
+        """Handle held messages while the budget allows; then read again."""
+        self._held_call = None
+        held, budget = self._held, self.server.registration_budget
+        while held and not self.closed:
+            if isinstance(held[0], messages.NewProxy):
+                delay = budget.wait()
+                if delay > 0:
+                    self._held_call = self.server.clock.callLater(
+                        delay, self._release_held)
+                    return
+            self._handle(held.popleft())
+        self._held = None
+        if not self.closed:
+            self.connection.transport.resumeProducing()
+
+    def _handle(self, message) -> None:
         if isinstance(message, messages.NewProxy):
             self._new_proxy(message)
         elif isinstance(message, messages.CloseProxy):
@@ -123,6 +188,7 @@ class ControlSession:
 
     def _new_proxy(self, message) -> None:
         name = message.proxy_name
+        self.server.registration_budget.spend(1)
         try:
             if not name:
                 raise ProxyError("proxy name is empty")
@@ -132,6 +198,10 @@ class ControlSession:
             if 0 < limit <= len(self.proxies):
                 raise ProxyError(f"exceed the max_proxies_per_client "
                                  f"({limit}) of this server")
+            limit = self.server.config.max_proxies_total
+            if 0 < limit <= len(self.server.registry.proxies):
+                raise ProxyError(f"the server holds its max_proxies_total "
+                                 f"({limit}) of proxies")
             proxy = self.server.create_proxy(self, message)
             remote_addr = proxy.start()
         except ProxyError as e:
@@ -145,9 +215,11 @@ class ControlSession:
             return
         self.proxies[name] = proxy
         self.server.registry.add_proxy(name, proxy)
+        self.server.registration_budget.spend(getattr(proxy, "routes", 1))
         # The line ends as frps's ("proxy [x] (tcp) started at :6000").
         self._log.info("proxy start {kv}; proxy [{name}] ({type}) started "
-                       "at {remote_addr}", name=name, remote_addr=remote_addr,
+                       "at {remote_addr}", name=name,
+                       remote_addr=shortened(remote_addr.split(",")),
                        **kv_fields(run_id=self.run_id, proxy=name,
                                    type=proxy.type, **proxy_target(proxy),
                                    client_addr=self.peer))
@@ -223,6 +295,10 @@ class ControlSession:
 
     def _teardown(self, why: str) -> None:
         self.closed = True
+        self._held = None
+        if self._held_call is not None:
+            self._held_call.cancel()
+            self._held_call = None
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
             self._heartbeat_timer = None

@@ -14,9 +14,16 @@ Routes (all ``GET``; JSON bodies, plain-text errors, as frps):
 * ``/api/clients`` (labrelay's own): the clients online with their address,
   user, version, uptime in seconds and proxy names (not their run_id,
   which identifies a client's session to the relay).
-* ``/api/history`` (labrelay's own): per proxy, bytes in and out per
-  :data:`~labrelay.server.stats.BUCKET_SECONDS` over the last day, oldest
-  first, for the page's plots.
+* ``/api/history?offset=N&limit=M`` (labrelay's own): per proxy, bytes in
+  and out per :data:`~labrelay.server.stats.BUCKET_SECONDS` over the last
+  day, oldest first, for the page's plots; one page of at most
+  :data:`MAX_PAGE` proxies (default :data:`HISTORY_PAGE`) in name order,
+  with ``total`` (how many there are), ``offset`` and ``limit``.
+* ``/api/proxy/{type}`` and ``/api/clients`` take the same optional
+  ``offset`` and ``limit`` (then at most :data:`MAX_PAGE` entries and a
+  ``total``); without them they list everything, as frp (the names are
+  bounded by ``max_tracked_proxies``, the clients by the login limits).
+  A bad ``offset`` or ``limit`` is 400.
 * ``/metrics`` with ``enable_prometheus``: frp's metric names from a
   collector reading :mod:`labrelay.server.stats` at scrape time, in a
   registry of its own.
@@ -77,6 +84,10 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 #: Delay before answering refused credentials (frp: 200 ms).
 AUTH_FAIL_DELAY = 0.2
 NOT_FOUND = "no proxy info found"
+#: Most entries in one page of a list (an entry of /api/history is ~2 KiB).
+MAX_PAGE = 100
+#: Entries in a page of /api/history when no limit is asked for.
+HISTORY_PAGE = 20
 
 _JSON = b"application/json; charset=utf-8"
 _TEXT = b"text/plain; charset=utf-8"
@@ -184,10 +195,17 @@ class DashboardApi:
         })
         return entry
 
-    def proxies(self, kind: str) -> dict:
+    def proxies(self, kind: str, page=None) -> dict:
+        """frp's list of the proxies of type *kind*; with *page* (offset,
+        limit), that slice and the ``total``."""
         self.stats.sample()
-        return {"proxies": [self._entry(s, True)
-                            for s in self.stats.by_type(kind)]}
+        entries = self.stats.by_type(kind)
+        result = {}
+        if page is not None:
+            result["total"] = len(entries)
+            entries = _sliced(entries, page)
+        result["proxies"] = [self._entry(s, True) for s in entries]
+        return result
 
     def proxy(self, kind: str, name: str):
         """One proxy's entry, or None."""
@@ -207,30 +225,68 @@ class DashboardApi:
         return {"name": name, "traffic_in": traffic_in,
                 "traffic_out": traffic_out}
 
-    def clients(self) -> dict:
+    def clients(self, page=None) -> dict:
         now = self.server.clock.seconds()
-        controls = sorted(self.server.registry.controls.values(),
+        controls = sorted((c for c in self.server.registry.controls.values()
+                           if not c.closed),
                           key=lambda c: (c.started_at, c.peer))
-        return {"clients": [{
+        result = {}
+        if page is not None:
+            result["total"] = len(controls)
+            controls = _sliced(controls, page)
+        result["clients"] = [{
             "address": control.peer, "user": control.user,
             "version": control.version,
             "hostname": control.login.hostname, "os": control.login.os,
             "arch": control.login.arch,
             "uptime_seconds": max(int(now - control.started_at), 0),
             "proxies": sorted(control.proxies),
-        } for control in controls if not control.closed]}
+        } for control in controls]
+        return result
 
-    def history(self) -> dict:
+    def history(self, page=(0, HISTORY_PAGE)) -> dict:
+        """One page (offset, limit) of the proxies' day of buckets."""
         self.stats.sample()
         bucket = self.stats.bucket
+        every = self.stats.all()
         proxies = []
-        for stats in self.stats.all():
+        for stats in _sliced(every, page):
             traffic_in, traffic_out = stats.last_day_history(bucket)
             proxies.append({"name": stats.name, "type": stats.type,
                             "traffic_in": traffic_in,
                             "traffic_out": traffic_out})
         return {"bucket_seconds": BUCKET_SECONDS,
-                "end": (bucket + 1) * BUCKET_SECONDS, "proxies": proxies}
+                "end": (bucket + 1) * BUCKET_SECONDS, "total": len(every),
+                "offset": page[0], "limit": page[1], "proxies": proxies}
+
+
+def _sliced(entries: list, page) -> list:
+    offset, limit = page
+    return entries[offset:offset + limit]
+
+
+class BadPage(ValueError):
+    """A malformed ``offset`` or ``limit`` query argument."""
+
+
+def page_of(args: dict, default_limit=None):
+    """(offset, limit) from a request's query *args* (bytes -> [bytes]),
+    the limit clamped to :data:`MAX_PAGE`; None when neither is given and
+    there is no *default_limit*.  :class:`BadPage` for a value that is
+    not a small non-negative decimal integer."""
+    values = {}
+    for name in (b"offset", b"limit"):
+        given = args.get(name)
+        if given:
+            text = given[-1]
+            if not (text.isdigit() and len(text) <= 9):
+                raise BadPage(f"{name.decode()} must be a non-negative "
+                              f"integer")
+            values[name] = int(text)
+    if not values and default_limit is None:
+        return None
+    limit = values.get(b"limit", default_limit or MAX_PAGE)
+    return values.get(b"offset", 0), min(limit, MAX_PAGE)
 
 
 # -- resources ---------------------------------------------------------------
@@ -315,12 +371,17 @@ class _Api(_Leaf):
         api = self._api
         if parts == ["serverinfo"]:
             return _json(request, api.server_info())
-        if parts == ["clients"]:
-            return _json(request, api.clients())
-        if parts == ["history"]:
-            return _json(request, api.history())
-        if len(parts) == 2 and parts[0] == "proxy" and parts[1]:
-            return _json(request, api.proxies(parts[1]))
+        try:
+            if parts == ["clients"]:
+                return _json(request, api.clients(page_of(request.args)))
+            if parts == ["history"]:
+                return _json(request, api.history(
+                    page_of(request.args, HISTORY_PAGE)))
+            if len(parts) == 2 and parts[0] == "proxy" and parts[1]:
+                return _json(request, api.proxies(parts[1],
+                                                  page_of(request.args)))
+        except BadPage as e:
+            return _text(request, 400, f"{e}\n")
         if len(parts) == 3 and parts[0] == "proxy" and all(parts[1:]):
             entry = api.proxy(parts[1], parts[2])
             if entry is None:

@@ -314,12 +314,35 @@ class HttpProxy(ProxyBase):
                              "one of them")
         return domains
 
+    def _check_route_limits(self, domains: list) -> None:
+        """Refuse a proxy with more keys than the server allows, before a
+        single route is built: one NewProxy must stay cheap to register
+        (``max_domains_per_proxy``, ``max_locations_per_proxy``,
+        ``max_routes_per_proxy``, ``max_routes_total``; 0 turns one off)."""
+        config = self.server.config
+        routes = len(domains) * len(self.locations)
+        for count, limit, what in (
+                (len(domains), config.max_domains_per_proxy,
+                 "max_domains_per_proxy"),
+                (len(self.locations), config.max_locations_per_proxy,
+                 "max_locations_per_proxy"),
+                (routes, config.max_routes_per_proxy, "max_routes_per_proxy")):
+            if 0 < limit < count:
+                raise ProxyError(f"{count} {what.split('_')[1]} exceed the "
+                                 f"{what} ({limit}) of this server")
+        limit = config.max_routes_total
+        if 0 < limit < len(self.vhost.routes) + routes:
+            raise ProxyError(f"the server holds its max_routes_total "
+                             f"({limit}) of vhost routes")
+
     def start(self) -> str:
         domains = self._wanted_domains()
+        self._check_route_limits(domains)
         self.vhost.routes.add(
             [(domain, location, self.route_by_http_user)
              for domain in domains for location in self.locations], self)
         self.domains = domains
+        self.routes = len(domains) * len(self.locations)
         port = self.vhost.port
         return ",".join(domain if port == 80 else f"{domain}:{port}"
                         for domain in domains)

@@ -19,6 +19,11 @@ What "at once" means per key:
   accepted connection;
 * ``session_idle_timeout``: the next time a session becomes idle;
 * ``max_sessions_per_client``: the next session that joins a pool;
+* ``max_domains_per_proxy``, ``max_locations_per_proxy``,
+  ``max_routes_*``, ``max_proxies_total``: the next NewProxy;
+  ``max_logins_per_connection``, ``max_clients_per_*``: the next Login;
+  ``max_tracked_proxies``: the next proxy start or close (live clients and
+  proxies stay);
 * ``auth_timestamp_skew``: the next authentication;
 * ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
   ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
@@ -58,6 +63,9 @@ RELOADABLE = frozenset({
     "authenticate_heartbeats", "authenticate_new_work_conns",
     "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
     "dashboard_user", "dashboard_pwd", "log_level",
+    "max_domains_per_proxy", "max_locations_per_proxy", "max_routes_per_proxy",
+    "max_routes_total", "max_logins_per_connection", "max_clients_per_user",
+    "max_clients_per_source", "max_proxies_total", "max_tracked_proxies",
 })
 
 #: ServerConfig fields that are not [common] keys.

@@ -24,9 +24,12 @@ Authentication of a first message, in order: a source with too many
 delayed failures is refused without a key check; a wrong key is answered
 after a growing delay; then ``auth_timestamp_skew`` (when on), the replay
 cache and, for a Login naming a live run_id, that the run_id belongs to the
-same ``user`` (no takeover across users).  A NewWorkConn only ever joins
-the pool of the control its run_id names, and is authenticated with the
-settings that control logged in with.
+same ``user`` (no takeover across users), and the login limits
+(``max_logins_per_connection``, ``max_clients_per_user``,
+``max_clients_per_source``; a client replacing itself is not counted
+twice).  A NewWorkConn only ever joins the pool of the control its run_id
+names, and is authenticated with the settings that control logged in
+with.
 
 Run from a config file, the server reloads it on SIGHUP (:meth:`reload`,
 :mod:`labrelay.server.reload`), and under systemd (``Type=notify``) it
@@ -59,7 +62,8 @@ from ..relay import set_no_delay
 from ..sdnotify import Notifier
 from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
-from .control import ControlSession
+from .budget import RegistrationBudget
+from .control import ControlSession, carrier_of
 from .guard import RateLimitedLog, ReplayCache, SourceGuard
 from .reload import SighupHandler, reload_from_file
 from .stats import ServerStats, StatsRegistry
@@ -280,8 +284,11 @@ class RelayServer(service.MultiService):
         self._ready = None            # fires once every listener listens
         self.reactor = reactor
         self.clock = reactor
-        self.stats = ServerStats(reactor)  # traffic per proxy (dashboard)
-        self.registry = StatsRegistry(reactor, self.stats)
+        # traffic per proxy (dashboard); both bounded by the live config
+        tracked = lambda: self.config.max_tracked_proxies  # noqa: E731
+        self.stats = ServerStats(reactor, max_tracked=tracked)
+        self.registry = StatsRegistry(reactor, self.stats, tracked)
+        self.registration_budget = RegistrationBudget(reactor)
         self.vhost = None
         self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self.connections = ConnectionSet()  # frp and user connections
@@ -557,6 +564,8 @@ class RelayServer(service.MultiService):
             error = (f"run_id [{run_id}] belongs to a client of another "
                      f"user")
             detail = f" (user {old.user!r}, logged in from {old.peer})"
+        if error is None:
+            error = self._client_limit_error(connection, login, old)
         if error is not None:
             self._log.warn("{peer}: login refused: {error}{detail} "
                            "(user={user!r} run_id={run_id!r})",
@@ -573,6 +582,32 @@ class RelayServer(service.MultiService):
         control = ControlSession(self, connection, login, run_id)
         self.registry.add_control(control)
         control.start()
+
+    def _client_limit_error(self, connection, login, old):
+        """Why a correct Login would exceed ``max_logins_per_connection``,
+        ``max_clients_per_user`` or ``max_clients_per_source``, or None.
+        A client replacing itself (*old*, same run_id) is not counted
+        twice."""
+        config, registry = self.config, self.registry
+        replaced = old is not None and not old.closed
+        carrier = carrier_of(connection)
+        for count, limit, key, what in (
+                (registry.clients_on_connection(carrier)
+                 - (replaced and old.carrier is carrier),
+                 config.max_logins_per_connection,
+                 "max_logins_per_connection", "on this connection"),
+                (registry.clients_of_user(login.user)
+                 - (replaced and old.user == login.user),
+                 config.max_clients_per_user, "max_clients_per_user",
+                 f"of user [{login.user}]"),
+                (registry.clients_from_source(connection.source)
+                 - (replaced and old.source == connection.source),
+                 config.max_clients_per_source, "max_clients_per_source",
+                 f"from {connection.source}")):
+            if 0 < limit <= count:
+                return (f"too many clients {what}: {count} (the {key} "
+                        f"of this server is {limit})")
+        return None
 
     def _wrong_key(self, connection, problem: str, action: str,
                    answer) -> None:

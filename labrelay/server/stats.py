@@ -10,6 +10,13 @@ connections open now, the last start and close times, and whether the proxy
 is online.  A proxy that goes offline stays listed with its figures, and is
 forgotten :data:`FORGET_OFFLINE_SECONDS` after it closed (frp: 7 days).
 
+Proxy names are chosen by clients, so their churn must not grow this
+memory: at most ``max_tracked_proxies`` names are kept (online proxies
+always are; beyond the bound the name offline the longest is forgotten
+first), and names offline for too long are forgotten as others come and
+go, with or without a dashboard sampling them.  Both cost O(1) per proxy
+start or close (offline names are kept in the order they closed).
+
 How bytes are counted, live, at no cost on the relay path: every splice
 already adds each chunk's length to its own counter
 (:class:`~labrelay.relay.Splice` ``bytes_a_to_b``/``bytes_b_to_a``, and the
@@ -31,7 +38,7 @@ calendar days, as frp's.
 
 import datetime
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 
 from .registry import Registry
 
@@ -89,7 +96,13 @@ class _History:
 
 
 class ProxyStats:
-    """What is known about one proxy name."""
+    """What is known about one proxy name.  The day counts and the
+    history are made when the first byte is booked: a name that never
+    carried traffic (name churn) costs a few hundred bytes."""
+
+    __slots__ = ("name", "type", "proxy", "client_version", "last_start",
+                 "last_close", "total_in", "total_out", "_sources", "_days",
+                 "_history")
 
     def __init__(self, name: str, type_: str):
         self.name = name
@@ -103,8 +116,8 @@ class ProxyStats:
         # Proxy objects still read: the online one, and offline ones whose
         # connections are still open.  Each is [proxy, seen_in, seen_out].
         self._sources = []
-        self._days = deque(maxlen=RESERVE_DAYS)  # [day, in, out], newest last
-        self._history = _History()
+        self._days = ()        # then a deque of [day, in, out], newest last
+        self._history = None   # then a _History
 
     @property
     def online(self) -> bool:
@@ -144,6 +157,9 @@ class ProxyStats:
     def _book(self, day: int, bucket: int, n_in: int, n_out: int) -> None:
         self.total_in += n_in
         self.total_out += n_out
+        if self._history is None:
+            self._days = deque(maxlen=RESERVE_DAYS)
+            self._history = _History()
         days = self._days
         if not days or day > days[-1][0]:
             days.append([day, 0, 0])
@@ -167,6 +183,8 @@ class ProxyStats:
 
     def last_day_history(self, bucket: int) -> tuple:
         """([in], [out]) per bucket for the last day, oldest first."""
+        if self._history is None:
+            return [0] * BUCKETS, [0] * BUCKETS
         return self._history.last_day(bucket)
 
 
@@ -176,12 +194,16 @@ class ServerStats:
 
     :param clock: an IReactorTime; ``seconds()`` dates everything.
     :param day_of: timestamp -> day number (tests use fixed-length days).
+    :param max_tracked: a callable giving the most names kept (0: no
+        bound); read each time, so a reload applies.
     """
 
-    def __init__(self, clock, day_of=local_day):
+    def __init__(self, clock, day_of=local_day, max_tracked=lambda: 0):
         self._clock = clock
         self._day_of = day_of
+        self._max_tracked = max_tracked
         self.proxies = {}  # name -> ProxyStats
+        self._offline = OrderedDict()  # offline names, longest offline first
 
     def _now(self):
         now = self._clock.seconds()
@@ -205,15 +227,41 @@ class ServerStats:
             # frp starts afresh when a name comes back with another type.
             stats = self.proxies[proxy.name] = ProxyStats(proxy.name,
                                                           proxy.type)
+        self._offline.pop(proxy.name, None)
         stats.started(proxy, now)
+        self._bound(now)
 
     def proxy_offline(self, proxy) -> None:
         """*proxy* closed (its open connections may run on)."""
         now, day, bucket = self._now()
         stats = self.proxies.get(proxy.name)
         if stats is not None and stats.proxy is proxy:
-            stats.collect(day, bucket)
+            # stopped first: collecting then lets go of the proxy object
+            # (and its client's) unless connections still run through it
             stats.stopped(now)
+            stats.collect(day, bucket)
+            self._offline.pop(proxy.name, None)
+            self._offline[proxy.name] = None
+            self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        """Forget names offline for too long (oldest first, stopping at
+        the first still too recent or still carrying connections), then
+        the longest offline ones beyond ``max_tracked``."""
+        offline, proxies = self._offline, self.proxies
+        while offline:
+            stats = proxies[next(iter(offline))]
+            if (now - stats.last_close <= FORGET_OFFLINE_SECONDS
+                    or stats.current_connections):
+                break
+            self._forget(stats.name)
+        limit = self._max_tracked()
+        while 0 < limit < len(proxies) and offline:
+            self._forget(next(iter(offline)))
+
+    def _forget(self, name: str) -> None:
+        del self.proxies[name]
+        self._offline.pop(name, None)
 
     def sample(self) -> None:
         """Book every proxy's traffic since the last sample; forget proxies
@@ -224,7 +272,7 @@ class ServerStats:
             if (not stats.online and stats.last_close is not None
                     and now - stats.last_close > FORGET_OFFLINE_SECONDS
                     and stats.current_connections == 0):
-                del self.proxies[name]
+                self._forget(name)
 
     def get(self, name: str):
         """The :class:`ProxyStats` of *name*, or None."""
@@ -263,8 +311,8 @@ class StatsRegistry(Registry):
     """The server's :class:`~labrelay.server.registry.Registry`, also
     telling a :class:`ServerStats` when proxies come and go."""
 
-    def __init__(self, clock, stats: ServerStats):
-        super().__init__(clock)
+    def __init__(self, clock, stats: ServerStats, max_remembered=lambda: 0):
+        super().__init__(clock, max_remembered)
         self.stats = stats
 
     def add_proxy(self, name, proxy) -> None:

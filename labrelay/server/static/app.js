@@ -185,21 +185,63 @@ function plot(entry, bucketSeconds) {
   return figure;
 }
 
+// Proxies listed per type (the API's largest page).
+const PROXIES_PAGE = 100;
+
+// /api/history is paged: the plots of PLOTS_PAGE proxies at a time.
+const PLOTS_PAGE = 20;
+let plotsOffset = 0;
+
+function historyPath() {
+  return "/api/history?offset=" + plotsOffset + "&limit=" + PLOTS_PAGE;
+}
+
 function renderPlots(history) {
   $("bucket").textContent = (history.bucket_seconds / 60) + " minutes";
   $("plots").replaceChildren(...history.proxies.map(entry => plot(entry, history.bucket_seconds)));
+  const shown = history.proxies.length;
+  if (!shown && history.offset > 0) {
+    // names were forgotten since: the next refresh shows the last page
+    plotsOffset = Math.max(0, Math.floor((history.total - 1) / PLOTS_PAGE) * PLOTS_PAGE);
+  }
+  $("plots-pager").hidden = history.total <= shown && history.offset === 0;
+  $("plots-range").textContent = shown ? "proxies " + (history.offset + 1) + "–" +
+    (history.offset + shown) + " of " + history.total : "";
+  $("plots-prev").disabled = history.offset === 0;
+  $("plots-next").disabled = history.offset + shown >= history.total;
 }
+
+async function turnPlots(delta) {
+  plotsOffset = Math.max(0, plotsOffset + delta);
+  try {
+    renderPlots(await getJSON(historyPath()));
+  } catch (error) {
+    $("error").textContent = "Cannot reach the relay: " + error.message;
+    $("error").hidden = false;
+  }
+}
+
+$("plots-prev").addEventListener("click", () => turnPlots(-PLOTS_PAGE));
+$("plots-next").addEventListener("click", () => turnPlots(PLOTS_PAGE));
 
 async function refresh() {
   try {
     const [info, clients, history] = await Promise.all([
-      getJSON("/api/serverinfo"), getJSON("/api/clients"), getJSON("/api/history")]);
+      getJSON("/api/serverinfo"), getJSON("/api/clients"), getJSON(historyPath())]);
     const types = Object.keys(info.proxy_type_count || {}).sort();
-    const lists = await Promise.all(types.map(t => getJSON("/api/proxy/" + encodeURIComponent(t))));
+    // one page per type: a relay may remember thousands of names
+    const lists = await Promise.all(types.map(t =>
+      getJSON("/api/proxy/" + encodeURIComponent(t) + "?limit=" + PROXIES_PAGE)));
     const proxies = [];
+    const hidden = [];
     types.forEach((type, i) => {
       for (const proxy of lists[i].proxies) proxies.push(Object.assign({type: type}, proxy));
+      const more = lists[i].total - lists[i].proxies.length;
+      if (more > 0) hidden.push(more + " more " + type);
     });
+    $("proxies-more").hidden = hidden.length === 0;
+    $("proxies-more").textContent = hidden.length ?
+      "Not shown: " + hidden.join(", ") + " (first " + PROXIES_PAGE + " of each type by name)." : "";
     renderSummary(info, clients.clients);
     renderClients(clients.clients);
     renderProxies(proxies, info);
