@@ -63,6 +63,8 @@ SERVER_KEYS = {
 SERVER_OWN_KEYS = {
     "auth_timestamp_skew": "int", "max_unauthenticated_per_source": "int",
     "max_unauthenticated_connections": "int", "max_proxies_per_client": "int",
+    "auth_pending_per_source": "int", "auth_failures_per_second": "int",
+    "work_conn_same_source": "bool",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -216,6 +218,15 @@ class ServerConfig:
     max_unauthenticated_connections: int = 1024
     #: proxies one client (control connection) may register
     max_proxies_per_client: int = 256
+    #: password attempts of one source (IPv4 address, IPv6 /64) held in
+    #: backoff at once; more are refused unchecked (labrelay.server.throttle)
+    auth_pending_per_source: int = 32
+    #: failed password checks a second, all sources together, beyond which
+    #: sources without a recent success are held the longest delay
+    auth_failures_per_second: int = 50
+    #: without tcp_mux, a work connection must come from its control's
+    #: address (with tcp_mux it must be a stream of the control's session)
+    work_conn_same_source: bool = True
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 

@@ -16,7 +16,9 @@ What "at once" means per key:
 * ``allow_ports``, ``max_ports_per_client``, ``max_proxies_per_client``,
   ``detailed_errors_to_client``: the next NewProxy (live proxies stay);
 * ``max_unauthenticated_*``: the next accepted connection;
-* ``auth_timestamp_skew``: the next authentication;
+* ``auth_timestamp_skew``, ``auth_pending_per_source``,
+  ``auth_failures_per_second``: the next authentication;
+* ``work_conn_same_source``: the next work connection;
 * ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
   ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
   next login.  A client already logged in keeps the values of its login
@@ -53,6 +55,8 @@ RELOADABLE = frozenset({
     "authenticate_heartbeats", "authenticate_new_work_conns",
     "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
     "dashboard_user", "dashboard_pwd", "log_level",
+    "auth_pending_per_source", "auth_failures_per_second",
+    "work_conn_same_source",
 })
 
 #: ServerConfig fields that are not [common] keys.
