@@ -455,7 +455,7 @@ class BruteForceTests(ServerCase):
 
     def test_too_many_pending_refuses_even_the_right_token(self):
         """While auth_pending_per_source answers to a source are held, a
-        Login from it is refused at once without a key check -- the right
+        Login from it is refused, 8 s later, without a key check -- the right
         token too, so the refusal tells nothing; hanging up does not free
         a place; another source is unaffected.  (Before, four pending
         answers refused every login of the address: a client behind a
@@ -467,17 +467,25 @@ class BruteForceTests(ServerCase):
         self.settle()
         right = self.peer("192.0.2.66")
         right.send(login())
+        self.assertEqual(right.read(), [])
+        self.reactor.advance(8)
         self.assertIn("too many failed logins", self.login_error(right))
         self.assertEqual(self.server.registry.controls, {})
         self.logged_in(host="192.0.2.67")
-        self.reactor.advance(8)
         late = self.peer("192.0.2.66")
         late.send(login(timestamp=NOW + 8))
         self.assertEqual(late.read(), [])       # held: the source is in backoff
         self.reactor.advance(8)
         [answer] = late.read()
         self.assertEqual(answer.error, "")
-        self.assertEqual(len(self.warnings("refused without checking")), 1)
+        # one line for the source within the log's interval; the next line
+        # (a later refusal) says how many were suppressed
+        self.assertEqual(len(self.warnings("from 192.0.2.66")), 1)
+        again = self.peer("192.0.2.66")
+        again.send(login(token="guess"))
+        self.reactor.advance(8)
+        [line] = self.warnings("more failures from 192.0.2.66 suppressed")
+        self.assertIn("(4 more failures", line)
 
     def test_right_token_held_not_refused(self):
         """#13: behind a NAT shared with a guesser (five wrong logins every

@@ -143,8 +143,9 @@ class CapTests(ThrottleCase):
     """Bounds on held attempts: refused unchecked beyond them."""
 
     def test_per_source_cap(self):
-        """Beyond max_pending held attempts the next is refused at once,
-        without calling verify; another source still passes."""
+        """Beyond max_pending held attempts the next is refused without
+        calling verify, max_delay later (no spinning on refusals); another
+        source still passes."""
         self.throttle.max_pending = 3
         for _ in range(3):
             self.attempt(False)
@@ -153,6 +154,7 @@ class CapTests(ThrottleCase):
         self.throttle.check("login", A, "x",
                             lambda: checked.append(1) or True).addCallback(
                                 got.append)
+        self.assertEqual(self.answered_after(got), 8)
         self.assertEqual(got[0].outcome, REFUSED)
         self.assertEqual(checked, [])
         [verdict] = self.attempt(True, host="192.0.2.67")
@@ -164,9 +166,11 @@ class CapTests(ThrottleCase):
         self.attempt(False)
         self.assertEqual(self.throttle.held_from("login", A), 1)
         self.clock.advance(0.49)
-        self.assertEqual(self.attempt(True)[0].outcome, REFUSED)
+        refused = self.attempt(True)
         self.clock.advance(0.01)
         self.assertEqual(self.throttle.held_from("login", A), 0)
+        self.clock.advance(8)
+        self.assertEqual(refused[0].outcome, REFUSED)
 
     def test_total_cap_refuses(self):
         """Once max_pending_total answers are held, a source in backoff
@@ -174,8 +178,9 @@ class CapTests(ThrottleCase):
         self.throttle.max_pending_total = 2
         self.attempt(False, host="192.0.2.1")
         self.attempt(False, host="192.0.2.2")
-        self.assertEqual(self.attempt(True, host="192.0.2.1")[0].outcome,
-                         REFUSED)
+        got = self.attempt(True, host="192.0.2.1")
+        self.clock.advance(8)
+        self.assertEqual(got[0].outcome, REFUSED)
 
     def test_close_cancels(self):
         got = self.attempt(False)

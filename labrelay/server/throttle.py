@@ -30,8 +30,9 @@ at once; its first failure is answered after ``base_delay``.
 Caps.  At most ``max_pending`` attempts of one source are held at a time
 (32 by default: a client behind a NAT shared with someone guessing five
 times every two seconds still gets a slot) and ``max_pending_total`` in
-all; beyond that an attempt is refused at once *without being checked*,
-so a refusal tells nothing about the password.  With ``max_delay`` 8 s this
+all; beyond that an attempt is refused *without being checked*, so the
+refusal tells nothing about the password.  It is answered ``max_delay``
+later too (without taking a place), so a peer cannot spin on refusals.  With ``max_delay`` 8 s this
 bounds one source to ``max_pending / max_delay`` guesses a second (4 by
 default), however many connections it opens.
 
@@ -152,7 +153,7 @@ class PasswordThrottle:
         """
         Decide one password attempt of *who* from *host*: a Deferred firing
         with a :class:`Verdict`, at once for a source not in backoff that
-        passes, else when the hold ends.  *verify* is called once, when the
+        passes, else when the hold ends (``max_delay`` for a refusal).  *verify* is called once, when the
         answer is due (never for :data:`REFUSED`).
         """
         group = source_group(host)
@@ -174,7 +175,8 @@ class PasswordThrottle:
         if ((self.max_pending > 0 and record.held >= self.max_pending) or
                 (self.max_pending_total > 0 and
                  self.held >= self.max_pending_total)):
-            return succeed(Verdict(REFUSED, group, record.total))
+            return self._later(self.max_delay, Verdict(
+                REFUSED, group, record.total, self.max_delay))
         delay = self._delay(record.total, record)
         if overloaded:
             delay = self.max_delay
@@ -192,6 +194,18 @@ class PasswordThrottle:
     def _delay(self, exponent: int, record: _Source) -> float:
         exponent = max(exponent + record.held, 0)
         return min(self.base_delay * 2 ** min(exponent, 32), self.max_delay)
+
+    def _later(self, delay: float, verdict: Verdict) -> Deferred:
+        """Fire with *verdict* after *delay* (no place held)."""
+        d = Deferred()
+
+        def fire():
+            self._timers.discard(call)
+            d.callback(verdict)
+
+        call = self._clock.callLater(delay, fire)
+        self._timers.add(call)
+        return d
 
     def _hold(self, record: _Source, delay: float, answer) -> Deferred:
         """Fire with *answer* (a Verdict, or a callable making one) after

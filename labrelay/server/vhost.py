@@ -53,6 +53,7 @@ from ..relay import (RelayedProtocol, Splice, set_no_delay,
 from .http_proxy import (HttpExchange, HttpProxy, basic_auth, header_value,
                          rewrite_request_headers, upgrade_type)
 from .proxy_base import ReadGate
+from .throttle import PASS
 from .vhost_routes import RouteTable, request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
@@ -241,6 +242,18 @@ class VhostFactory(Factory):
         return VhostConnection(self.vhost)
 
 
+class _AuthHeld:
+    """Stands for the exchange while a request's credentials are held by
+    the password throttle: it takes no body (the pump waits) and has no
+    work connection."""
+
+    accepts_body = False
+    work = None
+
+    def front_lost(self) -> None:
+        """The user left while held: the throttle's answer is dropped."""
+
+
 class VhostConnection(RelayedProtocol):
     """One user connection on the vhost port (see the module docstring)."""
 
@@ -267,6 +280,7 @@ class VhostConnection(RelayedProtocol):
         # arrived whole is checked from this.
         self._head_fed = 0
         self._head_started = False  # a non-CRLF byte of the head was seen
+        self._auth_passed = None    # the request the throttle let through
 
     # Twisted.
 
@@ -465,13 +479,7 @@ class VhostConnection(RelayedProtocol):
             self.respond(404, self.vhost.not_found_page, _HTML)
             return
         self._access.proxy = proxy.name
-        if not proxy.check_auth(user, password):
-            if absolute:
-                self.respond(407, b"Unauthorized\n", extra=[
-                    (b"Proxy-Authenticate", b'Basic realm="Restricted"')])
-            else:
-                self.respond(401, b"Unauthorized\n", extra=[
-                    (b"WWW-Authenticate", b'Basic realm="Restricted"')])
+        if not self._authorized(request, proxy, user, password, absolute):
             return
         upgrade = upgrade_type(headers)
         ip, port = host_port(self.transport.getPeer())
@@ -483,6 +491,66 @@ class VhostConnection(RelayedProtocol):
                 set_headers=proxy.set_headers, upgrade=upgrade))
         self._exchange = exchange
         exchange.start()
+
+    # Basic auth (http_user/http_pwd), through the server's throttle.
+
+    def _authorized(self, request, proxy, user, password, absolute) -> bool:
+        """
+        Whether *request* may go on to *proxy* now.  If not, it has been
+        answered (401/407) or is held by the server's password throttle
+        (:mod:`labrelay.server.throttle`): reading stops, and once it
+        passes :meth:`_on_request` takes it up again.  A request without
+        credentials is no guess: answered at once, not counted.
+        """
+        if self._auth_passed is request:
+            self._auth_passed = None
+            return True
+        if not (proxy.http_user or proxy.http_pwd):
+            return True
+        if not (user or password):
+            self._unauthorized(absolute)
+            return False
+        verdicts = []
+        decided = self.vhost.server.throttle.check(
+            "vhost", self.client_ip, proxy.name,
+            lambda: proxy.check_auth(user, password))
+        decided.addCallback(verdicts.append)
+        if verdicts and verdicts[0].outcome == PASS:
+            return True
+        if verdicts:
+            self._auth_refused(verdicts[0], proxy, absolute)
+            return False
+        held = self._exchange = _AuthHeld()
+        self.gate.pause("auth")
+        decided.addCallback(lambda _: self._auth_decided(
+            verdicts[0], held, request, proxy, absolute))
+        decided.addErrback(self._log.failure, "vhost: checking credentials")
+        return False
+
+    def _auth_decided(self, verdict, held, request, proxy, absolute) -> None:
+        if self._exchange is not held or self._closing:
+            return   # the user left meanwhile
+        self._exchange = None
+        self.gate.resume("auth")
+        if verdict.outcome == PASS:
+            self._auth_passed = request
+            self._on_request(request)
+        else:
+            self._auth_refused(verdict, proxy, absolute)
+        self.pump()
+
+    def _auth_refused(self, verdict, proxy, absolute) -> None:
+        self.vhost.server.log_auth_failure(
+            self.peer, f"wrong credentials for proxy [{proxy.name}]", verdict)
+        self._unauthorized(absolute)
+
+    def _unauthorized(self, absolute) -> None:
+        if absolute:
+            self.respond(407, b"Unauthorized\n", extra=[
+                (b"Proxy-Authenticate", b'Basic realm="Restricted"')])
+        else:
+            self.respond(401, b"Unauthorized\n", extra=[
+                (b"WWW-Authenticate", b'Basic realm="Restricted"')])
 
     # Writing responses.
 
