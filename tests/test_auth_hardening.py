@@ -10,6 +10,7 @@ on StringTransports (``tcp_mux = false``, so each peer is one frp
 connection); a few run over real loopback sockets with tcp_mux on.
 """
 
+import attrs
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -649,6 +650,43 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(config.warnings, (
             "frpc.ini [common] max_proxies_per_client: a frps key, not used "
             "here; ignored",))
+
+
+class ThrottleConfigTests(ServerCase):
+    """The throttle's and the work-connection binding's keys."""
+
+    def test_defaults(self):
+        config = parse_server_config("[common]\n")
+        self.assertEqual((config.auth_pending_per_source,
+                          config.auth_failures_per_second,
+                          config.work_conn_same_source), (32, 50, True))
+        self.assertEqual((self.server.throttle.max_pending,
+                          self.server.throttle.failure_budget), (32, 50))
+
+    def test_keys_parse_and_validate(self):
+        config = parse_server_config(
+            "[common]\nauth_pending_per_source = 8\n"
+            "auth_failures_per_second = 0\nwork_conn_same_source = false\n")
+        self.assertEqual((config.auth_pending_per_source,
+                          config.auth_failures_per_second,
+                          config.work_conn_same_source, config.warnings),
+                         (8, 0, False, ()))
+        for key in ("auth_pending_per_source", "auth_failures_per_second"):
+            with self.assertRaises(ConfigError) as caught:
+                parse_server_config(f"[common]\n{key} = -1\n")
+            self.assertIn(f"[common] {key}: must not be negative",
+                          str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            parse_server_config("[common]\nwork_conn_same_source = maybe\n")
+        self.assertIn("work_conn_same_source", str(caught.exception))
+
+    def test_reload_applies(self):
+        """A reload changes the throttle's caps at once."""
+        self.server.apply_config(attrs.evolve(
+            self.server.config, auth_pending_per_source=3,
+            auth_failures_per_second=7))
+        self.assertEqual((self.server.throttle.max_pending,
+                          self.server.throttle.failure_budget), (3, 7))
 
 
 class ClientLimitTests(ServerCase):
