@@ -412,6 +412,28 @@ class WorkConnBindingTests(ServerCase):
         self.assertEqual(control.pool.idle_count, 1)
 
 
+class IPv6SourceTests(ServerCase):
+    """Token failures are counted per IPv6 /64, not per address."""
+
+    def test_neighbour_in_the_same_64_held(self):
+        """After a wrong token from one address of a /64, a right one from
+        another address of it waits the source's delay."""
+        wrong = Peer(self, "2001:db8:5:6::1", 40001)
+        wrong.send(login(token="guess"))
+        self.reactor.advance(0.5)
+        self.assertTrue(self.login_error(wrong))
+        right = Peer(self, "2001:db8:5:6::99", 40002)
+        right.send(login())
+        self.assertEqual(right.read(), [])
+        self.reactor.advance(1)
+        [answer] = right.read()
+        self.assertEqual(answer.error, "")
+        other = Peer(self, "2001:db8:5:7::1", 40003)
+        other.send(login(timestamp=NOW + 1))
+        [answer] = other.read()
+        self.assertEqual(answer.error, "")
+
+
 class BruteForceTests(ServerCase):
     """Delayed answers to wrong tokens, per source."""
 
@@ -901,6 +923,42 @@ class MuxWorkConnBindingTests(TestCase):
         await within(log.when_logged("not a stream of its client's yamux "
                                      "session"))
         self.assertLessEqual(control.pool.idle_count, 1)  # the client's own
+        for i in range(3):
+            user = await connect_user(self, port)
+            user.transport.write(b"hi %d" % i)
+            self.assertEqual(await within(user.wait_for(4)), b"hi %d" % i)
+
+
+class NoMuxWorkConnBindingTests(TestCase):
+    """#7 without tcp_mux, on real sockets: another address is refused."""
+
+    timeout = 30
+
+    @async_test
+    async def test_work_conn_from_another_address_refused(self):
+        """An attacker on 127.0.0.2 who knows a client's run_id offers a
+        NewWorkConn for it: refused with StartWorkConn{error} and closed;
+        the client (on 127.0.0.1) still serves its users."""
+        log = LogCapture(self)
+        relay = await Relay(self, mux=False).start()
+        backend = echo_server(self)
+        client = await Client(self, relay.port, tcp_proxy("echo", backend),
+                              mux=False).start()
+        port = await client.running("echo")
+        [run_id] = relay.server.registry.controls
+        attacker = _Stream()
+        attacker.closed = defer.Deferred()
+        attacker.connectionLost = lambda reason: attacker.closed.callback(None)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port,
+                                      bindAddress=("127.0.0.2", 0))
+        await within(endpoint.connect(Factory.forProtocol(lambda: attacker)))
+        attacker.transport.write(encode_message(
+            messages.NewWorkConn(run_id=run_id)))
+        answer = await within(attacker.got)
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        await within(attacker.closed)
+        self.assertTrue(log.lines("from 127.0.0.2, but its client logged in "
+                                  "from 127.0.0.1"))
         for i in range(3):
             user = await connect_user(self, port)
             user.transport.write(b"hi %d" % i)

@@ -472,7 +472,7 @@ class RelayServer(service.MultiService):
         d = self._check_token(connection, f"user {login.user}",
                               self.config.token, login)
         d.addCallback(self._login_checked, connection, login)
-        d.addErrback(self._log.failure, "checking a login")
+        d.addErrback(lambda f: self._log.failure("checking a login", f))
 
     def _login_checked(self, verdict, connection, login) -> None:
         problem = f"login refused: wrong token (version={login.version})"
@@ -571,7 +571,8 @@ class RelayServer(service.MultiService):
         d = self._check_token(connection, f"run_id {message.run_id}",
                               control.token, message)
         d.addCallback(self._work_conn_checked, connection, message, control)
-        d.addErrback(self._log.failure, "checking a work connection")
+        d.addErrback(lambda f: self._log.failure(
+            "checking a work connection", f))
 
     def _work_conn_checked(self, verdict, connection, message,
                            control) -> None:

@@ -524,7 +524,8 @@ class VhostConnection(RelayedProtocol):
         self.gate.pause("auth")
         decided.addCallback(lambda _: self._auth_decided(
             verdicts[0], held, request, proxy, absolute))
-        decided.addErrback(self._log.failure, "vhost: checking credentials")
+        decided.addErrback(lambda f: self._log.failure(
+            "vhost: checking credentials", f))
         return False
 
     def _auth_decided(self, verdict, held, request, proxy, absolute) -> None:
