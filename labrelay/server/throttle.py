@@ -47,7 +47,9 @@ Memory.  At most ``max_sources`` sources are remembered per realm; a full
 table forgets, among its least recently failing sources, the one with the
 fewest failures and nothing held.  A source is also forgotten after
 ``quiet_period`` seconds without a failure.  Identities per source are
-capped at ``max_names``; further ones share one count.
+capped at ``max_names`` (8) and kept as hashes; further ones share one
+count.  The worst case, every table full, is about 16,384 x 9 small
+entries per realm (some 15 MB).
 
 All time comes from the injected clock; :meth:`PasswordThrottle.close`
 cancels every held answer.
@@ -72,7 +74,7 @@ MAX_PENDING = 32
 MAX_PENDING_TOTAL = 1024
 FAILURE_BUDGET = 50
 MAX_SOURCES = 16384
-MAX_NAMES = 32
+MAX_NAMES = 8
 #: Sources remembered as having succeeded (exempt from the global budget).
 MAX_KNOWN_GOOD = 4096
 
@@ -92,6 +94,12 @@ def source_group(host: str) -> str:
     return str(address)
 
 
+def _name_key(who: str) -> int:
+    """What the table keeps of a claimed identity: its hash, so an
+    attacker's 10 KiB user names cost a few bytes each."""
+    return hash(who) or 1
+
+
 @attrs.frozen
 class Verdict:
     """What :meth:`PasswordThrottle.check` decided.
@@ -109,7 +117,7 @@ class Verdict:
 
 @attrs.define
 class _Source:
-    names: OrderedDict = attrs.Factory(OrderedDict)  # who -> failures
+    names: dict = attrs.Factory(dict)  # hash(who) -> failures
     total: int = 0          # sum of names' failures
     held: int = 0           # attempts waiting for their answer
     last: float = 0.0       # time of the last failure
@@ -261,10 +269,10 @@ class PasswordThrottle:
                 record: Optional[_Source] = None) -> _Source:
         if record is None or table.get(group) is not record:
             record = table.get(group) or self._new_record(table, group, now)
+        who = _name_key(who)
         if who not in record.names and len(record.names) >= self.max_names:
-            who = ""   # the shared count of further identities
+            who = 0   # the shared count of further identities
         record.names[who] = record.names.get(who, 0) + 1
-        record.names.move_to_end(who)
         record.total += 1
         record.last = now
         table.move_to_end(group)
@@ -275,7 +283,7 @@ class PasswordThrottle:
                 now: float) -> None:
         record = table.get(group)
         if record is not None:
-            record.total -= record.names.pop(who, 0)
+            record.total -= record.names.pop(_name_key(who), 0)
             if record.total == 0 and record.held == 0:
                 del table[group]
         key = (realm, group)
