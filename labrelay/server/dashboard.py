@@ -24,7 +24,11 @@ Routes (all ``GET``; JSON bodies, plain-text errors, as frps):
 
 With ``dashboard_user`` or ``dashboard_pwd`` set, everything but
 ``/healthz`` needs HTTP basic auth; a wrong answer gets 401 with
-``WWW-Authenticate: Basic realm="Restricted"`` after 200 ms, as frp.
+``WWW-Authenticate: Basic realm="Restricted"``.  Credentials go through
+the server's password throttle (:mod:`labrelay.server.throttle`): a wrong
+answer waits at least 0.5 s (frp: 200 ms), parallel guesses from one
+address wait ever longer, and while an address is in backoff even right
+credentials are answered late.
 ``dashboard_tls_mode`` serves HTTPS with the configured certificate.
 
 Differences from frp, on purpose:
@@ -38,7 +42,7 @@ Differences from frp, on purpose:
   ``frp_server_traffic_out`` keep frp's sample names and are exposed
   untyped (PromQL's ``rate()`` works on them all the same).
 * Requests are not written to the log (the page polls every few seconds);
-  refused credentials are.
+  refused credentials are, at most once per address every 10 s.
 """
 
 import hmac

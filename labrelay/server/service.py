@@ -8,13 +8,16 @@ Each accepted connection is first admitted (the flood caps of
 becomes a yamux session whose streams are frp connections (``tcp_mux =
 true``) or is itself one frp connection.
 
-Authentication of a first message, in order: a source with too many
-delayed failures is refused without a key check; a wrong key is answered
-after a growing delay; then ``auth_timestamp_skew`` (when on), the replay
-cache and, for a Login naming a live run_id, that the run_id belongs to the
-same ``user`` (no takeover across users).  A NewWorkConn only ever joins
-the pool of the control its run_id names, and is authenticated with the
-settings that control logged in with.
+Authentication of a first message, in order: the privilege key, through
+the password throttle (``labrelay.server.throttle``: a source in backoff is
+answered late, right key or not, and one with too many attempts waiting is
+refused unchecked); then ``auth_timestamp_skew`` (when on), the replay
+cache (which also refuses a Login reusing another message type's proof)
+and, for a Login naming a live run_id, that the run_id belongs to the same
+``user`` (no takeover across users).  A NewWorkConn only ever joins the
+pool of the control its run_id names, only from that control's yamux
+session (tcp_mux) or address (:meth:`RelayServer.work_conn_binding_error`),
+and is authenticated with the settings that control logged in with.
 
 Run from a config file, the server reloads it on SIGHUP (:meth:`reload`,
 :mod:`labrelay.server.reload`), and under systemd (``Type=notify``) it
