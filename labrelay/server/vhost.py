@@ -280,7 +280,7 @@ class VhostConnection(RelayedProtocol):
         # arrived whole is checked from this.
         self._head_fed = 0
         self._head_started = False  # a non-CRLF byte of the head was seen
-        self._auth_passed = None    # the request the throttle let through
+        self._auth_passed = None    # (request, proxy) the throttle passed
 
     # Twisted.
 
@@ -502,8 +502,9 @@ class VhostConnection(RelayedProtocol):
         passes :meth:`_on_request` takes it up again.  A request without
         credentials is no guess: answered at once, not counted.
         """
-        if self._auth_passed is request:
-            self._auth_passed = None
+        passed, self._auth_passed = self._auth_passed, None
+        if passed is not None and passed[0] is request \
+                and passed[1] is proxy:   # let through, for this route
             return True
         if not (proxy.http_user or proxy.http_pwd):
             return True
@@ -515,11 +516,8 @@ class VhostConnection(RelayedProtocol):
             "vhost", self.client_ip, proxy.name,
             lambda: proxy.check_auth(user, password))
         decided.addCallback(verdicts.append)
-        if verdicts and verdicts[0].outcome == PASS:
+        if verdicts:   # only a pass is decided at once
             return True
-        if verdicts:
-            self._auth_refused(verdicts[0], proxy, absolute)
-            return False
         held = self._exchange = _AuthHeld()
         self.gate.pause("auth")
         decided.addCallback(lambda _: self._auth_decided(
@@ -534,7 +532,7 @@ class VhostConnection(RelayedProtocol):
         self._exchange = None
         self.gate.resume("auth")
         if verdict.outcome == PASS:
-            self._auth_passed = request
+            self._auth_passed = (request, proxy)
             self._on_request(request)
         else:
             self._auth_refused(verdict, proxy, absolute)
