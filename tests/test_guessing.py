@@ -55,19 +55,21 @@ def count_checks(proxy):
     return calls
 
 
+async def guarded_relay(testcase):
+    """A relay whose vhost serves HOST behind http_user/http_pwd
+    ann/s3cret; (relay, its HttpProxy)."""
+    relay = await VhostRelay(testcase).start()
+    backend = web_backend(testcase, "guarded")
+    await start_client(testcase, relay, http_proxy(
+        "web", backend, custom_domains=HOST, http_user="ann",
+        http_pwd="s3cret"), ["web"])
+    return relay, relay.server.registry.proxies["web"]
+
+
 class VhostGuessingTests(TestCase):
     """#14: http_pwd guessing from one address."""
 
     timeout = 60
-
-    async def guarded(self):
-        relay = await VhostRelay(self).start()
-        backend = web_backend(self, "guarded")
-        await start_client(self, relay, http_proxy(
-            "web", backend, custom_domains=HOST, http_user="ann",
-            http_pwd="s3cret"), ["web"])
-        proxy = relay.server.registry.proxies["web"]
-        return relay, proxy
 
     async def guess(self, relay, connections, seconds):
         """Each connection guesses in a loop (keep-alive) for *seconds*;
@@ -99,7 +101,7 @@ class VhostGuessingTests(TestCase):
         every answer is 401; a right password from another address is let
         in at once meanwhile, and from the guessing address within the
         longest delay."""
-        relay, proxy = await self.guarded()
+        relay, proxy = await guarded_relay(self)
         checks = count_checks(proxy)
         log = LogCapture(self)
         attackers = [await user_from(self, relay.http_port)
@@ -136,7 +138,7 @@ class VhostGuessingTests(TestCase):
     async def test_no_credentials_not_counted(self):
         """A request without credentials (a browser's first) gets 401 at
         once and does not put the address in backoff."""
-        relay, proxy = await self.guarded()
+        relay, proxy = await guarded_relay(self)
         user = await user_from(self, relay.http_port)
         for _ in range(5):
             reply = await within(user.request(HOST))
@@ -148,6 +150,32 @@ class VhostGuessingTests(TestCase):
         self.assertLess(reactor.seconds() - started, 0.5)
         self.assertEqual(relay.server.throttle.failures_from(
             "vhost", "127.0.0.1"), 0)
+
+
+class HeldRequestTests(TestCase):
+    """A request held by the throttle keeps its body and its place."""
+
+    timeout = 60
+
+    @async_test
+    async def test_held_post_body_reaches_the_backend(self):
+        """From an address in backoff, a POST with the right password is
+        held, then forwarded with its whole body."""
+        relay, _ = await guarded_relay(self)
+        user = await user_from(self, relay.http_port)
+        reply = await within(user.request(HOST, headers=[
+            basic("ann", "wrong")]))
+        self.assertEqual(reply.status, 401)
+        body = bytes(range(256)) * 64
+        started = reactor.seconds()
+        reply = await within(user.request(
+            HOST, "/upload", method="POST", body=body,
+            headers=[basic("ann", "s3cret")]), 15)
+        self.assertGreaterEqual(reactor.seconds() - started, 0.9)
+        self.assertEqual(reply.status, 200)
+        info = reply.json()
+        self.assertEqual((info["method"], info["body_len"]), ("POST",
+                                                              len(body)))
 
 
 class DashboardGuessingTests(TestCase):
