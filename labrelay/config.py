@@ -74,6 +74,8 @@ SERVER_OWN_KEYS = {
     "max_logins_per_connection": "int", "max_clients_per_user": "int",
     "max_clients_per_source": "int", "max_proxies_total": "int",
     "max_tracked_proxies": "int",
+    "auth_pending_per_source": "int", "auth_failures_per_second": "int",
+    "work_conn_same_source": "bool",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -274,6 +276,15 @@ class ServerConfig:
     max_proxies_total: int = 10000
     #: proxy names the traffic statistics and port memory keep
     max_tracked_proxies: int = 4096
+    #: password attempts of one source (IPv4 address, IPv6 /64) held in
+    #: backoff at once; more are refused unchecked (labrelay.server.throttle)
+    auth_pending_per_source: int = 32
+    #: failed password checks a second, all sources together, beyond which
+    #: sources without a recent success are held the longest delay
+    auth_failures_per_second: int = 50
+    #: without tcp_mux, a work connection must come from its control's
+    #: address (with tcp_mux it must be a stream of the control's session)
+    work_conn_same_source: bool = True
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 

@@ -11,6 +11,7 @@ bare frp connection) on a StringTransport, wired to a protocol built by
 the server's bind-port factory; :meth:`MuxPeer.pump` moves the bytes.
 """
 
+import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -276,7 +277,10 @@ class DeadlineTests(AdmissionCase):
 
     def test_work_conn_clears_it(self):
         """A NewWorkConn for a live client at 9 s clears the deadline of a
-        session from another address."""
+        session from another address (with work_conn_same_source =
+        false, which lets a work connection come from another session)."""
+        self.server.config = attrs.evolve(self.server.config,
+                                          work_conn_same_source=False)
         _, run_id = self.logged_in()
         peer = MuxPeer(self, "198.51.100.7")
         self.advance(9)
@@ -291,7 +295,10 @@ class VerifiedWorkConnTests(AdmissionCase):
     """With authenticate_new_work_conns, only a verified NewWorkConn
     clears the deadline."""
 
-    extra = "authenticate_new_work_conns = true\n"
+    # work connections from other sessions are refused before any key
+    # check unless the binding is relaxed (tests/test_auth_hardening.py)
+    extra = ("authenticate_new_work_conns = true\n"
+             "work_conn_same_source = false\n")
 
     def test_wrong_key_does_not_clear_it(self):
         """A NewWorkConn with a wrong key for a live run_id is refused
@@ -338,7 +345,10 @@ class PlainDeadlineTests(AdmissionCase):
 class IdleSessionTests(AdmissionCase):
     """Authenticated yamux sessions that carry nothing are closed."""
 
-    extra = "session_idle_timeout = 60\nmax_sessions_per_client = 4\n"
+    # work-only sessions exist only with the binding relaxed: by default
+    # a work connection must be a stream of its control's own session
+    extra = ("session_idle_timeout = 60\nmax_sessions_per_client = 4\n"
+             "work_conn_same_source = false\n")
 
     def test_control_session_never_idle(self):
         """A session carrying a live control stream stays open."""

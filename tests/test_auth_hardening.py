@@ -10,6 +10,7 @@ on StringTransports (``tcp_mux = false``, so each peer is one frp
 connection); a few run over real loopback sockets with tcp_mux on.
 """
 
+import attrs
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -227,7 +228,7 @@ class ReplayTests(ServerCase):
         replay.send(login())
         self.assertIn("replayed", self.login_error(replay))
         self.logged_in(timestamp=NOW + 30)
-        self.assertEqual(self.server.guard.failures_from("192.0.2.1"), 0)
+        self.assertEqual(self.server.throttle.failures_from("token", "192.0.2.1"), 0)
 
 
 class SkewTests(ServerCase):
@@ -326,6 +327,113 @@ class AuthenticatedWorkConnTests(ServerCase):
         self.assertEqual(self.server.registry.controls, {})
 
 
+    def test_work_conn_proof_replayed_as_login_refused(self):
+        """#11: the fresh proof of a NewWorkConn (which anyone can make
+        the client send by connecting to its public port) replayed at once
+        as a Login with the victim's user and run_id is refused, and the
+        victim's session survives."""
+        victim = self.logged_in(user="alice")
+        owner = self.server.registry.controls[victim.run_id]
+        self.reactor.advance(3)
+        work = self.peer()
+        work.send(work_conn(victim.run_id, timestamp=NOW + 3))
+        self.assertFalse(work.transport.disconnecting)
+        attacker = self.peer("203.0.113.7")
+        attacker.send(login(user="alice", run_id=victim.run_id,
+                            timestamp=NOW + 3))
+        self.assertIn("first used by a NewWorkConn, not a Login",
+                      self.login_error(attacker))
+        self.assertIs(self.server.registry.controls[victim.run_id], owner)
+        self.assertFalse(owner.closed)
+        self.assertEqual(owner.pool.idle_count, 1)
+
+    def test_ping_proof_not_a_login(self):
+        """A Ping's proof is not accepted as a Login either."""
+        control = self.logged_in(user="alice")
+        self.reactor.advance(30)
+        [pong] = self.ping(control, NOW + 30)
+        self.assertEqual(pong.error, "")
+        again = self.peer("203.0.113.7")
+        again.send(login(user="alice", run_id=control.run_id,
+                         timestamp=NOW + 30))
+        self.assertIn("first used by a Ping", self.login_error(again))
+
+
+class WorkConnBindingTests(ServerCase):
+    """#7: a run_id alone does not let a stranger join a client's pool."""
+
+    def victim(self):
+        victim = self.logged_in(host="192.0.2.1")
+        victim.send(messages.NewProxy(proxy_name="svc", proxy_type="tcp",
+                                      remote_port=27030))
+        victim.read()
+        return victim, self.server.registry.controls[victim.run_id]
+
+    def test_work_conn_from_another_address_refused(self):
+        """Without tcp_mux a NewWorkConn naming a live run_id from another
+        address is refused and never pooled; a user then gets the
+        client's own work connection."""
+        victim, control = self.victim()
+        thief = self.peer("203.0.113.7")
+        thief.send(messages.NewWorkConn(run_id=victim.run_id))
+        [answer] = thief.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        self.assertTrue(thief.transport.disconnecting)
+        self.assertEqual(control.pool.idle_count, 0)
+        [line] = self.warnings("work_conn_same_source")
+        self.assertIn("from 203.0.113.7, but its client logged in from "
+                      "192.0.2.1", line)
+        own = self.peer("192.0.2.1")
+        own.send(messages.NewWorkConn(run_id=victim.run_id))
+        self.user_connects(27030)
+        [start] = own.read()
+        self.assertEqual(start.proxy_name, "svc")
+
+    def test_refused_even_with_the_token(self):
+        """With authenticate_new_work_conns a valid key from another
+        address is refused too (the token is shared by every client)."""
+        self.server = self.make_server("authenticate_new_work_conns = "
+                                       "true\n")
+        victim, control = self.victim()
+        thief = self.peer("203.0.113.7")
+        thief.send(work_conn(victim.run_id))
+        [answer] = thief.read()
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        self.assertEqual(control.pool.idle_count, 0)
+
+    def test_relaxed_by_config(self):
+        """work_conn_same_source = false accepts work connections from
+        other addresses (a client whose NAT spreads its connections)."""
+        self.server = self.make_server("work_conn_same_source = false\n")
+        victim, control = self.victim()
+        other = self.peer("203.0.113.7")
+        other.send(messages.NewWorkConn(run_id=victim.run_id))
+        self.assertFalse(other.transport.disconnecting)
+        self.assertEqual(control.pool.idle_count, 1)
+
+
+class IPv6SourceTests(ServerCase):
+    """Token failures are counted per IPv6 /64, not per address."""
+
+    def test_neighbour_in_the_same_64_held(self):
+        """After a wrong token from one address of a /64, a right one from
+        another address of it waits the source's delay."""
+        wrong = Peer(self, "2001:db8:5:6::1", 40001)
+        wrong.send(login(token="guess"))
+        self.reactor.advance(0.5)
+        self.assertTrue(self.login_error(wrong))
+        right = Peer(self, "2001:db8:5:6::99", 40002)
+        right.send(login())
+        self.assertEqual(right.read(), [])
+        self.reactor.advance(1)
+        [answer] = right.read()
+        self.assertEqual(answer.error, "")
+        other = Peer(self, "2001:db8:5:7::1", 40003)
+        other.send(login(timestamp=NOW + 1))
+        [answer] = other.read()
+        self.assertEqual(answer.error, "")
+
+
 class BruteForceTests(ServerCase):
     """Delayed answers to wrong tokens, per source."""
 
@@ -346,7 +454,7 @@ class BruteForceTests(ServerCase):
         self.assertEqual(self.login_error(peer), "token in login doesn't "
                          "match token from configuration")
         [line] = self.warnings("login refused: wrong token")
-        self.assertIn("failure 1 in a row from 192.0.2.66, answering in "
+        self.assertIn("failure 1 in a row from 192.0.2.66, answered after "
                       "0.5s", line)
 
     def test_delays_grow(self):
@@ -369,22 +477,74 @@ class BruteForceTests(ServerCase):
         self.assertEqual(self.server.registry.controls, {})
 
     def test_too_many_pending_refuses_even_the_right_token(self):
-        """While a source has 4 delayed answers pending, a Login from it is
-        refused at once without a key check -- the right token too, so the
-        refusal tells nothing; hanging up does not free a slot; another
-        source is unaffected."""
+        """While auth_pending_per_source answers to a source are held, a
+        Login from it is refused, 8 s later, without a key check -- the right
+        token too, so the refusal tells nothing; hanging up does not free
+        a place; another source is unaffected.  (Before, four pending
+        answers refused every login of the address: a client behind a
+        shared NAT was locked out by five guesses; the cap is now a
+        config key, 32 by default.)"""
+        self.server = self.make_server("auth_pending_per_source = 4\n")
         guesses = [self.wrong() for _ in range(4)]
         guesses[0].transport.loseConnection()
         self.settle()
         right = self.peer("192.0.2.66")
         right.send(login())
+        self.assertEqual(right.read(), [])
+        self.reactor.advance(8)
         self.assertIn("too many failed logins", self.login_error(right))
         self.assertEqual(self.server.registry.controls, {})
         self.logged_in(host="192.0.2.67")
-        self.reactor.advance(0.5)
-        self.logged_in(host="192.0.2.66")
-        self.assertEqual(self.server.guard.failures_from("192.0.2.66"), 0)
-        self.assertEqual(len(self.warnings("refused without checking")), 1)
+        late = self.peer("192.0.2.66")
+        late.send(login(timestamp=NOW + 8))
+        self.assertEqual(late.read(), [])       # held: the source is in backoff
+        self.reactor.advance(8)
+        [answer] = late.read()
+        self.assertEqual(answer.error, "")
+        # one line for the source within the log's interval; the next line
+        # (a later refusal) says how many were suppressed
+        self.assertEqual(len(self.warnings("from 192.0.2.66")), 1)
+        again = self.peer("192.0.2.66")
+        again.send(login(token="guess"))
+        self.reactor.advance(8)
+        [line] = self.warnings("more failures from 192.0.2.66 suppressed")
+        self.assertIn("(4 more failures", line)
+
+    def test_right_token_held_not_refused(self):
+        """#13: behind a NAT shared with a guesser (five wrong logins every
+        2 s, under its own user name or the victim's), a right token is
+        never refused: it is answered after the source's delay, within
+        frpc's 10 s wait for LoginResp."""
+        for name in ("mallory", "alice"):
+            server = self.make_server("")
+            waits = []
+            for round_ in range(30):
+                for _ in range(5):
+                    self.peer("192.0.2.66").send(
+                        login(token="guess", user=name))
+                if round_ % 3 == 2:
+                    client = self.peer("192.0.2.66")
+                    client.send(login(user="alice",
+                                      timestamp=NOW + 2 * round_))
+                    waited = 0.0
+                    while not client.transport.value():
+                        self.assertLess(waited, 9)
+                        self.reactor.advance(0.25)
+                        waited += 0.25
+                    [answer] = client.read()
+                    self.assertEqual(answer.error, "")
+                    waits.append(waited)
+                    client.transport.loseConnection()
+                    remaining = 2 - waited % 2
+                else:
+                    remaining = 2
+                self.reactor.advance(remaining)
+                self.settle()
+            self.assertEqual(len(waits), 10)
+            self.assertLessEqual(max(waits), 8.25)
+            self.reactor.advance(10)
+            self.settle()
+            server.throttle.close()
 
     def test_wrong_work_conn_key_delayed(self):
         """With authenticate_new_work_conns a wrong NewWorkConn key is a
@@ -399,14 +559,14 @@ class BruteForceTests(ServerCase):
         self.reactor.advance(0.5)
         [answer] = work.read()
         self.assertEqual(answer.error, "invalid NewWorkConn")
-        self.assertEqual(server.guard.failures_from("192.0.2.1"), 1)
+        self.assertEqual(server.throttle.failures_from("token", "192.0.2.1"), 1)
         self.assertEqual(server.registry.controls[run_id].pool.idle_count, 0)
 
     def test_stop_cancels_delayed_answers(self):
         """Stopping the server leaves no delayed call behind (checked in
         the cleanup) and sends no late answer."""
         peer = self.wrong()
-        self.server.guard.close()
+        self.server.throttle.close()
         self.reactor.advance(10)
         self.assertEqual(peer.read(), [])
 
@@ -525,6 +685,43 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(config.warnings, (
             "frpc.ini [common] max_proxies_per_client: a frps key, not used "
             "here; ignored",))
+
+
+class ThrottleConfigTests(ServerCase):
+    """The throttle's and the work-connection binding's keys."""
+
+    def test_defaults(self):
+        config = parse_server_config("[common]\n")
+        self.assertEqual((config.auth_pending_per_source,
+                          config.auth_failures_per_second,
+                          config.work_conn_same_source), (32, 50, True))
+        self.assertEqual((self.server.throttle.max_pending,
+                          self.server.throttle.failure_budget), (32, 50))
+
+    def test_keys_parse_and_validate(self):
+        config = parse_server_config(
+            "[common]\nbind_addr = 127.0.0.1\nauth_pending_per_source = 8\n"
+            "auth_failures_per_second = 0\nwork_conn_same_source = false\n")
+        self.assertEqual((config.auth_pending_per_source,
+                          config.auth_failures_per_second,
+                          config.work_conn_same_source, config.warnings),
+                         (8, 0, False, ()))
+        for key in ("auth_pending_per_source", "auth_failures_per_second"):
+            with self.assertRaises(ConfigError) as caught:
+                parse_server_config(f"[common]\n{key} = -1\n")
+            self.assertIn(f"[common] {key}: must not be negative",
+                          str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            parse_server_config("[common]\nwork_conn_same_source = maybe\n")
+        self.assertIn("work_conn_same_source", str(caught.exception))
+
+    def test_reload_applies(self):
+        """A reload changes the throttle's caps at once."""
+        self.server.apply_config(attrs.evolve(
+            self.server.config, auth_pending_per_source=3,
+            auth_failures_per_second=7))
+        self.assertEqual((self.server.throttle.max_pending,
+                          self.server.throttle.failure_budget), (3, 7))
 
 
 class ClientLimitTests(ServerCase):
@@ -708,6 +905,77 @@ class MuxAdmissionTests(TestCase):
         self.assertEqual(response.error, "")
         self.assertEqual(guard.unauthenticated_from("127.0.0.1"), 1)
         self.assertFalse(second_closed.called)
+
+
+class MuxWorkConnBindingTests(TestCase):
+    """#7 with tcp_mux: work connections are streams of their client's
+    own yamux session."""
+
+    timeout = 30
+    session = MuxAdmissionTests.session
+
+    @async_test
+    async def test_stream_of_another_session_refused(self):
+        """An attacker who knows a client's run_id opens its own yamux
+        session from the same address and offers a NewWorkConn for it:
+        refused and never pooled; the client's users are still served."""
+        log = LogCapture(self)
+        relay = await Relay(self).start()
+        backend = echo_server(self)
+        client = await Client(self, relay.port,
+                              tcp_proxy("echo", backend)).start()
+        port = await client.running("echo")
+        [(run_id, control)] = relay.server.registry.controls.items()
+        attacker, _ = await self.session(relay)
+        stream = _Stream()
+        attacker.open_stream(stream)
+        stream.transport.write(encode_message(
+            messages.NewWorkConn(run_id=run_id)))
+        answer = await within(stream.got)
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        await within(log.when_logged("not a stream of its client's yamux "
+                                     "session"))
+        self.assertLessEqual(control.pool.idle_count, 1)  # the client's own
+        for i in range(3):
+            user = await connect_user(self, port)
+            user.transport.write(b"hi %d" % i)
+            self.assertEqual(await within(user.wait_for(4)), b"hi %d" % i)
+
+
+class NoMuxWorkConnBindingTests(TestCase):
+    """#7 without tcp_mux, on real sockets: another address is refused."""
+
+    timeout = 30
+
+    @async_test
+    async def test_work_conn_from_another_address_refused(self):
+        """An attacker on 127.0.0.2 who knows a client's run_id offers a
+        NewWorkConn for it: refused with StartWorkConn{error} and closed;
+        the client (on 127.0.0.1) still serves its users."""
+        log = LogCapture(self)
+        relay = await Relay(self, mux=False).start()
+        backend = echo_server(self)
+        client = await Client(self, relay.port, tcp_proxy("echo", backend),
+                              mux=False).start()
+        port = await client.running("echo")
+        [run_id] = relay.server.registry.controls
+        attacker = _Stream()
+        attacker.closed = defer.Deferred()
+        attacker.connectionLost = lambda reason: attacker.closed.callback(None)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port,
+                                      bindAddress=("127.0.0.2", 0))
+        await within(endpoint.connect(Factory.forProtocol(lambda: attacker)))
+        attacker.transport.write(encode_message(
+            messages.NewWorkConn(run_id=run_id)))
+        answer = await within(attacker.got)
+        self.assertEqual(answer.error, "invalid NewWorkConn")
+        await within(attacker.closed)
+        self.assertTrue(log.lines("from 127.0.0.2, but its client logged in "
+                                  "from 127.0.0.1"))
+        for i in range(3):
+            user = await connect_user(self, port)
+            user.transport.write(b"hi %d" % i)
+            self.assertEqual(await within(user.wait_for(4)), b"hi %d" % i)
 
 
 class RealClientTests(TestCase):

@@ -199,95 +199,6 @@ class DeadlineTests(ClockTestCase):
         self.assertEqual(guard.unauthenticated, 0)
 
 
-class FailureTests(ClockTestCase):
-    """Delaying failed authentications."""
-
-    def guard(self, **kwargs):
-        guard = SourceGuard(self.clock, **kwargs)
-        self.addCleanup(guard.close)
-        return guard
-
-    def test_delay_doubles_and_is_capped(self):
-        """0.5 s, doubling, capped at 8 s."""
-        guard = self.guard()
-        delays = [guard.record_failure("10.0.0.1")[1] for _ in range(7)]
-        self.assertEqual(delays, [0.5, 1, 2, 4, 8, 8, 8])
-        self.assertEqual(guard.failures_from("10.0.0.1"), 7)
-
-    def test_success_starts_over(self):
-        """A success from the address resets the doubling."""
-        guard = self.guard()
-        for _ in range(3):
-            guard.record_failure("10.0.0.1")
-        guard.record_success("10.0.0.1")
-        self.assertEqual(guard.record_failure("10.0.0.1"), (1, 0.5))
-
-    def test_quiet_period_starts_over(self):
-        """After the quiet period without failures, the delay is 0.5 s
-        again; just before it, the doubling goes on."""
-        guard = self.guard(quiet_period=600)
-        for _ in range(3):
-            guard.record_failure("10.0.0.1")
-        self.clock.advance(599)
-        self.assertEqual(guard.record_failure("10.0.0.1"), (4, 4))
-        self.clock.advance(601)
-        self.assertEqual(guard.record_failure("10.0.0.1"), (1, 0.5))
-
-    def test_sources_are_separate(self):
-        """One address's failures do not slow another's."""
-        guard = self.guard()
-        for _ in range(5):
-            guard.record_failure("10.0.0.1")
-        self.assertEqual(guard.record_failure("10.0.0.2"), (1, 0.5))
-
-    def test_pending_answers_refuse_further_attempts(self):
-        """While max_pending_failures answers are pending the address is
-        refused outright; once one answer fires it may try again."""
-        guard = self.guard(max_pending_failures=2)
-        answered = []
-        for i in range(2):
-            _, delay = guard.record_failure("10.0.0.1")
-            guard.answer_later("10.0.0.1", delay,
-                               lambda i=i: answered.append(i))
-        self.assertIn("too many failed logins",
-                      guard.failure_refusal("10.0.0.1"))
-        self.assertIsNone(guard.failure_refusal("10.0.0.2"))
-        self.clock.advance(0.5)
-        self.assertEqual(answered, [0])
-        self.assertIsNone(guard.failure_refusal("10.0.0.1"))
-        self.clock.advance(1)
-        self.assertEqual(answered, [0, 1])
-        self.assertEqual(guard.pending_failures("10.0.0.1"), 0)
-
-    def test_close_cancels_answers(self):
-        """close() cancels every pending answer, none is called."""
-        guard = self.guard()
-        answered = []
-        guard.answer_later("10.0.0.1", 8, lambda: answered.append(1))
-        guard.close()
-        self.clock.advance(10)
-        self.assertEqual(answered, [])
-
-    def test_memory_bounded(self):
-        """At most max_sources addresses are remembered; the least
-        recently failing one is forgotten first."""
-        guard = self.guard(max_sources=3)
-        for host in ("a", "b", "c"):
-            guard.record_failure(host)
-        guard.record_failure("a")      # a is now the most recent
-        guard.record_failure("d")      # evicts b
-        self.assertEqual(guard.tracked_failure_sources, 3)
-        self.assertEqual([guard.failures_from(h) for h in "abcd"],
-                         [2, 0, 1, 1])
-
-    def test_many_sources_stay_bounded(self):
-        """100,000 failing addresses leave max_sources records."""
-        guard = self.guard(max_sources=4096)
-        for i in range(100_000):
-            guard.record_failure(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
-        self.assertEqual(guard.tracked_failure_sources, 4096)
-
-
 class ReplayCacheTests(ClockTestCase):
     """Remembering (timestamp, privilege_key) pairs."""
 
@@ -351,6 +262,25 @@ class ReplayCacheTests(ClockTestCase):
         self.assertEqual(len(cache), 0)
 
 
+class ReplayKindTests(ClockTestCase):
+    """#11: a pair first used by another message type is never a Login."""
+
+    def test_work_conn_pair_refused_as_login(self):
+        cache = ReplayCache(self.clock)
+        cache.remember(1000, "k", "run", "NewWorkConn")
+        self.assertIn("first used by a NewWorkConn",
+                      cache.check(1000, "k", "Login"))
+
+    def test_login_pair_repeated_by_its_followers(self):
+        """frpc's own NewWorkConns and Pings within its Login's second
+        repeat the Login's pair: accepted within the grace."""
+        cache = ReplayCache(self.clock)
+        cache.remember(1000, "k", "run", "Login")
+        self.assertIsNone(cache.check(1000, "k", "NewWorkConn"))
+        self.assertIsNone(cache.check(1000, "k", "Ping"))
+        self.assertIsNone(cache.check(1000, "k", "Login"))
+
+
 class SkewTests(SynchronousTestCase):
     """timestamp_skew_error, labrelay's optional freshness check."""
 
@@ -385,6 +315,26 @@ class RateLimitedLogTests(ClockTestCase):
         self.clock.advance(10)
         self.assertEqual(log.allow("a"), 3)
         self.assertIsNone(log.allow("a"))
+
+    def test_per_key_and_kind_ceiling(self):
+        """Keys (sources) are limited each, and all keys of one kind
+        together are limited to per_kind lines per interval; what was held
+        back is reported by the key's next line."""
+        log = RateLimitedLog(self.clock, interval=10, per_kind=3)
+        allowed = [log.allow("fail", f"10.0.0.{i}") for i in range(100)]
+        self.assertEqual(allowed[:3], [0, 0, 0])
+        self.assertEqual(set(allowed[3:]), {None})
+        self.assertIsNone(log.allow("fail", "10.0.0.0"))
+        self.clock.advance(10)
+        self.assertEqual(log.allow("fail", "10.0.0.0"), 1)
+        self.assertEqual(log.allow("fail", "10.0.0.50"), 1)
+
+    def test_keys_bounded(self):
+        log = RateLimitedLog(self.clock, max_keys=5, per_kind=0)
+        for i in range(50):
+            log.allow("fail", str(i))
+        self.assertLessEqual(len(log._last), 5)
+        self.assertLessEqual(len(log._held), 5)
 
 
 class _Ticket:

@@ -25,6 +25,7 @@ from labrelay.logs import (EscapingObserver, LevelFilteredObserver,
                            make_log_observer, quote, set_log_level)
 from labrelay.protocol import messages
 from labrelay.protocol.framing import encode_message
+from labrelay.server.throttle import PasswordThrottle
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.tracking import ConnectionSet
 
@@ -246,7 +247,9 @@ class AccessLogTests(SynchronousTestCase):
         config = parse_server_config(
             "[common]\nvhost_http_port = 80\nsubdomain_host = w.test\n")
         server = _Stub(config=config, clock=self.clock,
-                       connections=ConnectionSet())
+                       connections=ConnectionSet(),
+                       throttle=PasswordThrottle(self.clock),
+                       log_auth_failure=lambda *args: None)
         self.vhost = Vhost(server)
         self.works = []
         self.proxies = []
@@ -325,15 +328,18 @@ class AccessLogTests(SynchronousTestCase):
             'duration_ms=0'])
 
     def test_unauthorized_names_user_and_proxy(self):
-        """Wrong credentials: 401 with the user name sent and the proxy."""
+        """Wrong credentials: 401 with the user name sent and the proxy,
+        after the password throttle's first delay (0.5 s)."""
         self.connection.dataReceived(
             b"GET / HTTP/1.1\r\nHost: locked.w.test\r\n"
             b"Authorization: Basic Ym9iOm5vcGU=\r\n\r\n")   # bob:nope
+        self.assertEqual(self.access_lines(), [])
+        self.clock.advance(0.5)
         [line] = self.access_lines()
         self.assertIn(' - bob [', line)
         self.assertIn('" 401 13 ', line)
         self.assertTrue(line.endswith("host=locked.w.test proxy=locked "
-                                      "duration_ms=0"))
+                                      "duration_ms=500"))
 
     def test_slow_head_is_408_without_request(self):
         """A head cut short by the head timeout: 408 and ``"-"``."""

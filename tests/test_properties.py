@@ -53,6 +53,7 @@ from labrelay.protocol.framing import (HEADER_LENGTH, MAX_BODY_LENGTH,
 from labrelay.server import service as server_service
 from labrelay.server.connection import MAX_EARLY_WORK_BYTES, ServerConnection
 from labrelay.server.service import RelayServer, _FrpConnectionFactory
+from labrelay.server.throttle import PasswordThrottle
 from labrelay.server.vhost import MAX_HEAD, Vhost
 from labrelay.tracking import ConnectionSet
 
@@ -639,7 +640,9 @@ class VhostTarget(Target):
             "[common]\nvhost_http_port = 80\n"
             "subdomain_host = web.example.test\ntoken = t\n")
         server = _Stub(config=config, clock=clock,
-                       connections=ConnectionSet())
+                       connections=ConnectionSet(),
+                       throttle=PasswordThrottle(clock),
+                       log_auth_failure=lambda *args: None)
         vhost = Vhost(server)
         works = []
 

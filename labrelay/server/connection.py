@@ -119,8 +119,15 @@ class ServerConnection(RelayedProtocol):
                 login=self.first_message is messages.Login)
 
     def ignore_input(self) -> None:
-        """The first message was refused: read nothing more."""
+        """The first message was refused, or is being checked: read
+        nothing more (until :meth:`resume_input`)."""
         self._ignoring = True
+
+    def resume_input(self) -> None:
+        """The first message was accepted after all: read on.  frpc sends
+        nothing more before the answer to its first message, so nothing
+        was dropped meanwhile."""
+        self._ignoring = False
 
     def data_before_splice(self, data):
         if self._ignoring or self._gone:

@@ -251,7 +251,7 @@ class ControlSession:
                 error, detail = "wrong privilege key", ""
             else:
                 error, detail = self.server.freshness_error(
-                    message.timestamp, message.privilege_key)
+                    message.timestamp, message.privilege_key, message.name)
             if error is not None:
                 self._log.warn("{peer}: Ping refused: {error}{detail}; "
                                "closing", peer=self.peer, error=error,
@@ -263,7 +263,8 @@ class ControlSession:
                 self.close("authentication of a heartbeat failed")
                 return
             self.server.replays.remember(message.timestamp,
-                                         message.privilege_key, self.run_id)
+                                         message.privilege_key, self.run_id,
+                                         message.name)
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.reset(self.heartbeat_timeout)
         self.connection.send(messages.Pong())

@@ -32,7 +32,11 @@ Routes (all ``GET``; JSON bodies, plain-text errors, as frps):
 
 With ``dashboard_user`` or ``dashboard_pwd`` set, everything but
 ``/healthz`` needs HTTP basic auth; a wrong answer gets 401 with
-``WWW-Authenticate: Basic realm="Restricted"`` after 200 ms, as frp.
+``WWW-Authenticate: Basic realm="Restricted"``.  Credentials go through
+the server's password throttle (:mod:`labrelay.server.throttle`): a wrong
+answer waits at least 0.5 s (frp: 200 ms), parallel guesses from one
+address wait ever longer, and while an address is in backoff even right
+credentials are answered late.
 ``dashboard_tls_mode`` serves HTTPS with the configured certificate.
 
 Every request, ``/healthz`` included, must name the dashboard in ``Host``:
@@ -53,7 +57,7 @@ Differences from frp, on purpose:
   ``frp_server_traffic_out`` keep frp's sample names and are exposed
   untyped (PromQL's ``rate()`` works on them all the same).
 * Requests are not written to the log (the page polls every few seconds);
-  refused credentials are.
+  refused credentials are, at most once per address every 10 s.
 """
 
 import hmac
@@ -64,9 +68,10 @@ import time
 
 from twisted.application import service
 from twisted.application.internet import TimerService
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.web.resource import Resource
+from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.static import File
 
@@ -77,6 +82,7 @@ from ..localweb import HostPolicy, request_denial
 from ..tls import TLSConfigError, server_tls_options
 from ..tracking import ConnectionSet
 from .stats import BUCKET_SECONDS, SAMPLE_SECONDS
+from .throttle import PASS
 
 #: The page shipped with the package.
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -336,11 +342,12 @@ class _Redirect(_Leaf):
 
 
 class _Unauthorized(_Leaf):
-    """401 after :data:`AUTH_FAIL_DELAY` (slows down password guessing)."""
+    """401 after *delay* (:data:`AUTH_FAIL_DELAY`, as frp)."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, delay: float = AUTH_FAIL_DELAY):
         super().__init__()
         self._clock = clock
+        self._delay = delay
 
     def render(self, request):
         def answer():
@@ -350,7 +357,7 @@ class _Unauthorized(_Leaf):
             request.write(b"Unauthorized\n")
             request.finish()
 
-        call = self._clock.callLater(AUTH_FAIL_DELAY, answer)
+        call = self._clock.callLater(self._delay, answer)
         request.notifyFinish().addErrback(
             lambda _: call.cancel() if call.active() else None)
         return NOT_DONE_YET
@@ -413,6 +420,37 @@ class _Static(File):
         return _NotFound()
 
 
+class _Held(_Leaf):
+    """A request whose credentials the password throttle holds: rendered
+    once *decided* fires, as the route (True) or 401 (False)."""
+
+    def __init__(self, decided, route, clock):
+        super().__init__()
+        self._decided = decided
+        self._route = route
+        self._clock = clock
+
+    def render(self, request):
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def answer(ok):
+            if gone:
+                return
+            if ok:
+                request.render(getChildForRequest(self._route(), request))
+            else:
+                request.render(_Unauthorized(self._clock, 0))
+
+        self._decided.addCallback(answer)
+        self._decided.addErrback(_log_failure)
+        return NOT_DONE_YET
+
+
+def _log_failure(failure):
+    _Root._log.failure("dashboard: answering held credentials", failure)
+
+
 class _Root(Resource):
     """Credentials first (but for /healthz), then the route."""
 
@@ -431,10 +469,14 @@ class _Root(Resource):
             return _Refused(*denial)
         if name == b"healthz":
             return _Healthz()
-        if not dashboard.authorized(request):
-            self._log.info("dashboard: refused credentials from {peer}",
-                           peer=request.getClientAddress().host)
-            return _Unauthorized(dashboard.clock)
+        decided = dashboard.check_credentials(request)
+        if decided is not True:
+            return _Held(decided, lambda: self._route(name, request),
+                         dashboard.clock)
+        return self._route(name, request)
+
+    def _route(self, name, request):
+        dashboard = self._dashboard
         if name == b"" and not request.postpath:
             return _Redirect()
         if name == b"api":
@@ -544,6 +586,7 @@ class DashboardService(service.MultiService):
         super().__init__()
         config = server.config
         self.clock = server.clock
+        self._server = server
         self.api = DashboardApi(server)
         self.assets_dir = config.assets_dir or STATIC_DIR
         self.metrics_registry = metrics_registry(server) \
@@ -602,6 +645,34 @@ class DashboardService(service.MultiService):
         same_user = hmac.compare_digest(request.getUser(), user)
         same_password = hmac.compare_digest(request.getPassword(), password)
         return same_user and same_password
+
+    def check_credentials(self, request):
+        """True when *request* may be answered now; else a Deferred firing
+        with whether it passed, after the server's password throttle
+        (:mod:`labrelay.server.throttle`) held it.  A request without
+        credentials is no guess: refused without being counted."""
+        if self._credentials is None:
+            return True
+        if not (request.getUser() or request.getPassword()):
+            return succeed(False)
+        host = request.getClientAddress().host
+        verdicts = []
+        decided = self._server.throttle.check(
+            "dashboard", host, request.getUser().decode("utf-8", "replace"),
+            lambda: self.authorized(request))
+        decided.addCallback(verdicts.append)
+        if verdicts and verdicts[0].outcome == PASS:
+            return True
+
+        def outcome(_):
+            verdict = verdicts[0]
+            if verdict.outcome == PASS:
+                return True
+            self._server.log_auth_failure(
+                f"dashboard {host}", "refused credentials", verdict)
+            return False
+
+        return decided.addCallback(outcome)
 
     def when_listening(self):
         """A Deferred firing with the dashboard's IListeningPort."""

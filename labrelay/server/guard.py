@@ -27,19 +27,9 @@ runs on an injected clock.
   NewWorkConn arrives, and they must get through a flood.  Entries exist
   only while their count is positive; admission, eviction and release
   cost O(1).
-* **failed authentications** (a wrong privilege key in a Login, or in a
-  NewWorkConn when ``authenticate_new_work_conns`` is on): the error answer
-  is delayed, 0.5 s for the first failure, doubling up to 8 s (below
-  frpc's 10 s wait for LoginResp, so a misconfigured frpc still logs the
-  server's real error).  A delayed answer holds one of the source's
-  ``max_pending_failures`` slots until its timer fires, even if the peer
-  hangs up first, so closing early buys an attacker nothing; while every
-  slot is taken, further Logins from that address are refused at once
-  *without checking the key* (a correct guess is refused too, so the
-  refusal is no oracle).  A success from the address, or ``quiet_period``
-  seconds without a failure, starts the doubling over.  At most
-  ``max_sources`` addresses are remembered; the least recently failing one
-  is forgotten first.
+
+Failed password checks are throttled by
+:class:`labrelay.server.throttle.PasswordThrottle`.
 
 :class:`ReplayCache` remembers the ``(timestamp, privilege_key)`` pairs of
 accepted authentications and refuses a pair presented again more than
@@ -60,7 +50,18 @@ those simultaneous clients), so the rule is about time alone:
   frp's 10 s first-message bound, so 11 s covers every repeat frp itself
   would accept;
 * a later repeat is a replay and is refused (Login: LoginResp error;
-  NewWorkConn: closed; Ping: the control is closed), with a log line.
+  NewWorkConn: closed; Ping: the control is closed), with a log line;
+* a Login is refused, even within the grace, when its pair was first used
+  by another message type.  A NewWorkConn travels in clear and an outsider
+  makes the server ask for one (by connecting to a public port), so
+  without this its fresh pair could be replayed as a Login that replaces
+  the client's session.  The reverse repeats are frpc's own (its first
+  NewWorkConns and a Ping made within its Login's second) and a
+  NewWorkConn or Ping grants nothing by itself (a work connection only
+  joins its own session's or address's client, a Ping travels inside the
+  control's encryption), so they keep the time rule.  The one legitimate
+  case refused is a reconnect Login made in the same second as one of the
+  client's own NewWorkConns or Pings; frpc retries a second later.
 
 Pairs are remembered for ``memory`` seconds (a day) when
 ``auth_timestamp_skew`` is off, capped at ``capacity`` entries (oldest
@@ -77,17 +78,6 @@ from collections import OrderedDict
 from typing import Callable, Optional
 
 import attrs
-
-#: First failure's delay; each further failure doubles it.
-FAILURE_BASE_DELAY = 0.5
-#: Longest delay (frpc waits 10 s for LoginResp).
-FAILURE_MAX_DELAY = 8.0
-#: Seconds without a failure after which a source starts over.
-FAILURE_QUIET_PERIOD = 600.0
-#: Delayed failure answers one source may have outstanding.
-MAX_PENDING_FAILURES = 4
-#: Addresses whose failures are remembered.
-MAX_TRACKED_SOURCES = 4096
 
 #: Seconds within which a repeated (timestamp, key) pair may be a
 #: legitimate same-second repeat (see the module docstring).
@@ -149,13 +139,6 @@ class Admission:
             self._on_end(evicted)
 
 
-@attrs.define
-class _Failures:
-    count: int = 0          # failures in the current streak
-    last: float = 0.0       # when the last one happened
-    pending: int = 0        # delayed answers not yet sent
-
-
 class SourceGuard:
     """
     Per-source bookkeeping (see the module docstring).  A cap of 0 turns
@@ -166,21 +149,11 @@ class SourceGuard:
 
     def __init__(self, clock, *, max_per_source: int = 32,
                  max_total: int = 1024,
-                 timeout: float = UNAUTHENTICATED_TIMEOUT,
-                 base_delay: float = FAILURE_BASE_DELAY,
-                 max_delay: float = FAILURE_MAX_DELAY,
-                 quiet_period: float = FAILURE_QUIET_PERIOD,
-                 max_pending_failures: int = MAX_PENDING_FAILURES,
-                 max_sources: int = MAX_TRACKED_SOURCES):
+                 timeout: float = UNAUTHENTICATED_TIMEOUT):
         self._clock = clock
         self.max_per_source = max_per_source
         self.max_total = max_total
         self.timeout = timeout
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.quiet_period = quiet_period
-        self.max_pending_failures = max_pending_failures
-        self.max_sources = max_sources
         self.unauthenticated = 0
         self.evictions = 0
         # Evictable admissions per host, oldest first; hosts by how many
@@ -192,7 +165,6 @@ class SourceGuard:
         self._protected = {}             # Admission -> None
         self._protected_from = {}        # host -> protected admissions
         self._controls = {}              # host -> live control count
-        self._failures = OrderedDict()   # host -> _Failures, LRU order
         self._timers = set()
 
     # -- unauthenticated connections -----------------------------------------
@@ -306,76 +278,6 @@ class SourceGuard:
         else:
             self._controls.pop(host, None)
 
-    # -- failed authentications ----------------------------------------------
-
-    def _record(self, host: str, create: bool) -> Optional[_Failures]:
-        record = self._failures.get(host)
-        now = self._clock.seconds()
-        if (record is not None and record.pending == 0
-                and now - record.last > self.quiet_period):
-            del self._failures[host]
-            record = None
-        if record is None and create:
-            record = self._failures[host] = _Failures(last=now)
-            while len(self._failures) > self.max_sources:
-                self._failures.popitem(last=False)
-        return record
-
-    def failure_refusal(self, host: str) -> Optional[str]:
-        """Why an authentication attempt from *host* is refused without
-        even checking it (too many delayed failures pending), or None."""
-        record = self._record(host, create=False)
-        if (record is not None and self.max_pending_failures > 0
-                and record.pending >= self.max_pending_failures):
-            return (f"too many failed logins from {host}; try again in a "
-                    f"few seconds")
-        return None
-
-    def record_failure(self, host: str) -> tuple[int, float]:
-        """A failed authentication from *host*: ``(failures in a row,
-        seconds to delay the answer)``."""
-        record = self._record(host, create=True)
-        self._failures.move_to_end(host)
-        record.count += 1
-        record.last = self._clock.seconds()
-        delay = min(self.base_delay * 2 ** min(record.count - 1, 32),
-                    self.max_delay)
-        return record.count, delay
-
-    def record_success(self, host: str) -> None:
-        """A successful authentication from *host*: the doubling starts
-        over (delayed answers already pending stay pending)."""
-        record = self._failures.get(host)
-        if record is not None:
-            record.count = 0
-
-    def failures_from(self, host: str) -> int:
-        record = self._record(host, create=False)
-        return 0 if record is None else record.count
-
-    def pending_failures(self, host: str) -> int:
-        record = self._failures.get(host)
-        return 0 if record is None else record.pending
-
-    @property
-    def tracked_failure_sources(self) -> int:
-        return len(self._failures)
-
-    def answer_later(self, host: str, delay: float,
-                     answer: Callable[[], None]) -> None:
-        """Call *answer* after *delay*, holding one of *host*'s pending
-        slots until then."""
-        record = self._record(host, create=True)
-        record.pending += 1
-
-        def fire():
-            self._timers.discard(call)
-            record.pending -= 1
-            answer()
-
-        call = self._clock.callLater(delay, fire)
-        self._timers.add(call)
-
     def close(self) -> None:
         """Cancel every delayed answer and deadline (the server is
         stopping)."""
@@ -388,11 +290,16 @@ class SourceGuard:
             admission.release()
 
 
+#: The message type whose pairs may be repeated only by the same type.
+LOGIN = "Login"
+
+
 @attrs.define
 class _Use:
     run_id: str
     first_seen: float
     expires: float
+    kind: str = LOGIN
 
 
 class ReplayCache:
@@ -423,12 +330,20 @@ class ReplayCache:
                 break
             self._uses.popitem(last=False)
 
-    def check(self, timestamp: int, key: str) -> Optional[str]:
-        """Why this pair is a replay; None if it may be accepted."""
+    def check(self, timestamp: int, key: str,
+              kind: str = LOGIN) -> Optional[str]:
+        """Why this pair, presented in a message of type *kind* (the
+        message's name), is a replay; None if it may be accepted."""
         now = self._clock.seconds()
         self._forget_expired(now)
         use = self._uses.get((timestamp, key))
-        if use is None or now - use.first_seen <= self.grace:
+        if use is None:
+            return None
+        if kind == LOGIN and use.kind != LOGIN:
+            return (f"replayed credentials: timestamp {timestamp} and its "
+                    f"privilege_key were first used by a {use.kind}, not a "
+                    f"Login")
+        if now - use.first_seen <= self.grace:
             return None
         return (f"replayed credentials: timestamp {timestamp} and its "
                 f"privilege_key were first used {now - use.first_seen:.0f}s "
@@ -439,9 +354,10 @@ class ReplayCache:
         use = self._uses.get((timestamp, key))
         return None if use is None else use.run_id
 
-    def remember(self, timestamp: int, key: str, run_id: str) -> None:
-        """Record an accepted pair and who used it first (a repeat keeps
-        its first use)."""
+    def remember(self, timestamp: int, key: str, run_id: str,
+                 kind: str = LOGIN) -> None:
+        """Record an accepted pair, who used it first and in which message
+        type (a repeat keeps its first use)."""
         pair = (timestamp, key)
         if pair in self._uses:
             return
@@ -451,30 +367,51 @@ class ReplayCache:
             expires = max(now + self.grace, timestamp + self.skew)
         else:
             expires = now + self.memory
-        self._uses[pair] = _Use(run_id, now, expires)
+        self._uses[pair] = _Use(run_id, now, expires, kind)
         while len(self._uses) > self.capacity:
             self._uses.popitem(last=False)
 
 
 class RateLimitedLog:
     """
-    At most one line per *kind* every *interval* seconds; the next line
-    says how many were held back.  Kinds are a small fixed set.
+    At most one line per *kind* (and *key*: a source, say) every
+    *interval* seconds, and at most *per_kind* lines of one kind per
+    interval over all its keys; the next line allowed says how many were
+    held back.  Kinds are a small fixed set; keys are bounded (the least
+    recently logged are forgotten, with their held-back counts).
     """
 
-    def __init__(self, clock, interval: float = 10.0):
+    def __init__(self, clock, interval: float = 10.0, per_kind: int = 20,
+                 max_keys: int = 1024):
         self._clock = clock
         self.interval = interval
-        self._last = {}        # kind -> time of the last line
-        self._held = {}        # kind -> lines held back since
+        self.per_kind = per_kind
+        self.max_keys = max_keys
+        self._last = OrderedDict()   # (kind, key) -> time of the last line
+        self._held = {}              # (kind, key) -> lines held back since
+        self._budget = {}            # kind -> (window start, lines in it)
 
-    def allow(self, kind: str) -> Optional[int]:
+    def allow(self, kind: str, key: str = "") -> Optional[int]:
         """None to stay quiet, else how many lines were held back."""
         now = self._clock.seconds()
-        last = self._last.get(kind)
-        if last is not None and now - last < self.interval:
-            self._held[kind] = self._held.get(kind, 0) + 1
+        slot = (kind, key)
+        last = self._last.get(slot)
+        start, lines = self._budget.get(kind, (now, 0))
+        if now - start >= self.interval:
+            start, lines = now, 0
+        if ((last is not None and now - last < self.interval)
+                or (key and 0 < self.per_kind <= lines)):
+            self._held[slot] = self._held.get(slot, 0) + 1
+            if last is None:   # never logged: due as soon as the budget allows
+                self._keep(slot, float("-inf"))
             return None
-        self._last[kind] = now
-        return self._held.pop(kind, 0)
+        self._budget[kind] = (start, lines + 1)
+        self._keep(slot, now)
+        return self._held.pop(slot, 0)
 
+    def _keep(self, slot, when: float) -> None:
+        self._last[slot] = when
+        self._last.move_to_end(slot)
+        while len(self._last) > self.max_keys:
+            old, _ = self._last.popitem(last=False)
+            self._held.pop(old, None)

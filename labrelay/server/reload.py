@@ -24,7 +24,9 @@ What "at once" means per key:
   ``max_logins_per_connection``, ``max_clients_per_*``: the next Login;
   ``max_tracked_proxies``: the next proxy start or close (live clients and
   proxies stay);
-* ``auth_timestamp_skew``: the next authentication;
+* ``auth_timestamp_skew``, ``auth_pending_per_source``,
+  ``auth_failures_per_second``: the next authentication;
+* ``work_conn_same_source``: the next work connection;
 * ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
   ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
   next login.  A client already logged in keeps the values of its login
@@ -66,6 +68,8 @@ RELOADABLE = frozenset({
     "max_domains_per_proxy", "max_locations_per_proxy", "max_routes_per_proxy",
     "max_routes_total", "max_logins_per_connection", "max_clients_per_user",
     "max_clients_per_source", "max_proxies_total", "max_tracked_proxies",
+    "auth_pending_per_source", "auth_failures_per_second",
+    "work_conn_same_source",
 })
 
 #: ServerConfig fields that are not [common] keys.

@@ -20,16 +20,19 @@ and its session closed.  (Without tcp_mux every work connection is its own
 TCP connection: an idle one waits in its client's pool, whose size is
 capped, and a spliced one ends with its user.)
 
-Authentication of a first message, in order: a source with too many
-delayed failures is refused without a key check; a wrong key is answered
-after a growing delay; then ``auth_timestamp_skew`` (when on), the replay
-cache and, for a Login naming a live run_id, that the run_id belongs to the
-same ``user`` (no takeover across users), and the login limits
+Authentication of a first message, in order: the privilege key, through
+the password throttle (``labrelay.server.throttle``: a source in backoff is
+answered late, right key or not, and one with too many attempts waiting is
+refused unchecked); then ``auth_timestamp_skew`` (when on), the replay
+cache (which also refuses a Login reusing another message type's proof)
+and, for a Login naming a live run_id, that the run_id belongs to the same
+``user`` (no takeover across users), and the login limits
 (``max_logins_per_connection``, ``max_clients_per_user``,
 ``max_clients_per_source``; a client replacing itself is not counted
 twice).  A NewWorkConn only ever joins the pool of the control its run_id
-names, and is authenticated with the settings that control logged in
-with.
+names, only from that control's yamux session (tcp_mux) or address
+(:meth:`RelayServer.work_conn_binding_error`), and is authenticated with
+the settings that control logged in with.
 
 Run from a config file, the server reloads it on SIGHUP (:meth:`reload`,
 :mod:`labrelay.server.reload`), and under systemd (``Type=notify``) it
@@ -64,7 +67,8 @@ from .mismatch import SERVER_MUX_ON, looks_like_plain_frp, plain_refusal
 from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .budget import RegistrationBudget
 from .control import ControlSession, carrier_of
-from .guard import RateLimitedLog, ReplayCache, SourceGuard
+from .guard import LOGIN, RateLimitedLog, ReplayCache, SourceGuard
+from .throttle import FAIL, PASS, REFUSED, PasswordThrottle
 from .reload import SighupHandler, reload_from_file
 from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
@@ -90,6 +94,11 @@ def _observe(d: Deferred) -> Deferred:
 def new_run_id() -> str:
     """16 lowercase hex characters, as frp."""
     return secrets.token_hex(8)
+
+
+def _mux_session(connection):
+    """The yamux session *connection* is a stream of, or None."""
+    return getattr(connection.transport, "_session", None)
 
 
 class ServerSession(YamuxSession):
@@ -299,6 +308,9 @@ class RelayServer(service.MultiService):
             max_total=config.max_unauthenticated_connections,
             timeout=config.unauthenticated_timeout)
         self.replays = ReplayCache(reactor, skew=config.auth_timestamp_skew)
+        self.throttle = PasswordThrottle(
+            reactor, max_pending=config.auth_pending_per_source,
+            failure_budget=config.auth_failures_per_second)
         self.quiet_log = RateLimitedLog(reactor)
         self._sniffer = factory = SniffingFactory(
             _FrpConnectionFactory(self), tls_options,
@@ -384,6 +396,7 @@ class RelayServer(service.MultiService):
         self.sighup.restore()
         self.notifier.stopping("stopping")
         self.guard.close()
+        self.throttle.close()
         for control in list(self.registry.controls.values()):
             control.close("server shutting down")
         d = super().stopService()
@@ -437,6 +450,8 @@ class RelayServer(service.MultiService):
         self.guard.max_total = config.max_unauthenticated_connections
         self.guard.timeout = config.unauthenticated_timeout
         self.replays.skew = config.auth_timestamp_skew
+        self.throttle.max_pending = config.auth_pending_per_source
+        self.throttle.failure_budget = config.auth_failures_per_second
         if self.dashboard is not None:
             self.dashboard.set_credentials(config.dashboard_user,
                                            config.dashboard_pwd)
@@ -510,53 +525,76 @@ class RelayServer(service.MultiService):
             connection.send(messages.StartWorkConn(error=error))
             connection.transport.loseConnection()
 
-    def _too_many_failures(self, connection, what: str) -> bool:
-        """Refuse at once (no key check) a source whose delayed failure
-        answers are all pending; True if it was refused."""
-        refusal = self.guard.failure_refusal(connection.source)
-        if refusal is None:
-            return False
-        held = self.quiet_log.allow("failures")
-        if held is not None:
-            self._log.warn("{peer}: {what} refused without checking it: "
-                           "{why} ({held} more refused since the last such "
-                           "line)", peer=connection.peer, what=what,
-                           why=refusal, held=held)
-        return True
+    def log_auth_failure(self, peer: str, problem: str, verdict) -> None:
+        """One line per refused password check, at most one per source
+        every few seconds (the next says how many were suppressed)."""
+        source = verdict.source
+        held = self.quiet_log.allow("auth-failure", source)
+        if held is None:
+            return
+        more = (f" ({held} more failures from {source} suppressed)"
+                if held else "")
+        if verdict.outcome == REFUSED:
+            self._log.warn("{peer}: {problem}: refused without checking it, "
+                           "too many attempts from {source} waiting for "
+                           "their answer{more}", peer=peer, problem=problem,
+                           source=source, more=more)
+            return
+        self._log.warn("{peer}: {problem}; failure {failures} in a row from "
+                       "{source}, answered after {delay:g}s{more}",
+                       peer=peer, problem=problem, failures=verdict.failures,
+                       source=source, delay=verdict.delay, more=more)
 
-    def freshness_error(self, timestamp, key):
+    def freshness_error(self, timestamp, key, kind=LOGIN):
         """Why an authenticated message's (timestamp, key) is too old, too
-        new or replayed, or None.  The log-only detail names the run_id
-        that used a replayed pair first."""
+        new or replayed, or None; *kind* is the message's type name.  The
+        log-only detail names the run_id that used a replayed pair
+        first."""
         error = timestamp_skew_error(timestamp, self.clock.seconds(),
                                      self.config.auth_timestamp_skew)
         if error is None:
-            error = self.replays.check(timestamp, key)
+            error = self.replays.check(timestamp, key, kind)
             if error is not None:
                 return error, (f" (first used by run_id "
                                f"{self.replays.first_run_id(timestamp, key)})")
         return error, ""
 
+    def _check_token(self, connection, who: str, token: str,
+                     message) -> Deferred:
+        """The throttled check of *message*'s privilege key (see
+        labrelay.server.throttle); nothing more is read from *connection*
+        until it is decided."""
+        connection.ignore_input()
+        return self.throttle.check(
+            "token", connection.source, who,
+            lambda: check_privilege_key(token, message.timestamp,
+                                        message.privilege_key))
+
     def handle_login(self, connection, login) -> None:
-        config = self.config
-        source = connection.source
-        if self._too_many_failures(connection, "login"):
+        d = self._check_token(connection, f"user {login.user}",
+                              self.config.token, login)
+        d.addCallback(self._login_checked, connection, login)
+        d.addErrback(lambda f: self._log.failure("checking a login", f))
+
+    def _login_checked(self, verdict, connection, login) -> None:
+        problem = f"login refused: wrong token (version={login.version})"
+        if verdict.outcome == REFUSED:
+            self.log_auth_failure(connection.peer, "login", verdict)
             self._refuse_login(connection, self._error_text(
-                f"too many failed logins from {source}; try again later",
+                f"too many failed logins from {connection.source}; try "
+                f"again later", "register control error"))
+            return
+        if verdict.outcome == FAIL:
+            self.log_auth_failure(connection.peer, problem, verdict)
+            self._refuse_login(connection, self._error_text(
+                "token in login doesn't match token from configuration",
                 "register control error"))
             return
-        if not check_privilege_key(config.token, login.timestamp,
-                                   login.privilege_key):
-            error = self._error_text("token in login doesn't match token "
-                                     "from configuration",
-                                     "register control error")
-            self._wrong_key(
-                connection,
-                f"login refused: wrong token (version={login.version})",
-                "answering", lambda: self._refuse_login(connection, error))
+        if not connection.alive:
             return
+        connection.resume_input()
         error, detail = self.freshness_error(login.timestamp,
-                                             login.privilege_key)
+                                             login.privilege_key, login.name)
         run_id = login.run_id or new_run_id()
         old = self.registry.controls.get(run_id)
         if error is None and old is not None and not old.closed \
@@ -574,8 +612,8 @@ class RelayServer(service.MultiService):
             self._refuse_login(connection, self._error_text(
                 error, "register control error"))
             return
-        self.guard.record_success(source)
-        self.replays.remember(login.timestamp, login.privilege_key, run_id)
+        self.replays.remember(login.timestamp, login.privilege_key, run_id,
+                              login.name)
         if old is not None:
             old.close("replaced by a new login with the same run_id")
         connection.authenticated()
@@ -609,22 +647,30 @@ class RelayServer(service.MultiService):
                         f"of this server is {limit})")
         return None
 
-    def _wrong_key(self, connection, problem: str, action: str,
-                   answer) -> None:
+    def work_conn_binding_error(self, connection, control):
         """
-        A wrong privilege key from *connection*: count the failure against
-        its source, log it, read nothing more from it, and run *answer*
-        (the refusal) after the source's growing delay.
+        Why *connection* may not join *control*'s pool although it names
+        its run_id, or None.  A run_id is no secret (it travels in clear in
+        every Login and NewWorkConn without TLS), so it alone proves
+        nothing.  With tcp_mux frpc opens its work connections as streams
+        of its control's own yamux session: a stream of another session is
+        someone else.  Without tcp_mux each is a TCP connection from the
+        client's host: one from another address is refused unless
+        ``work_conn_same_source = false`` (a client whose NAT spreads its
+        connections over several public addresses).
         """
-        source = connection.source
-        failures, delay = self.guard.record_failure(source)
-        self._log.warn("{peer}: {problem}; failure {failures} in a row from "
-                       "{source}, {action} in {delay:g}s",
-                       peer=connection.peer, problem=problem,
-                       failures=failures, source=source, action=action,
-                       delay=delay)
-        connection.ignore_input()
-        self.guard.answer_later(source, delay, answer)
+        if not self.config.work_conn_same_source:
+            return None
+        if self.config.tcp_mux:
+            session = _mux_session(connection)
+            if session is None or session is not _mux_session(
+                    control.connection):
+                return "not a stream of its client's yamux session"
+            return None
+        if connection.source != control.source:
+            return (f"from {connection.source}, but its client logged in "
+                    f"from {control.source} (work_conn_same_source)")
+        return None
 
     def handle_new_work_conn(self, connection, message) -> None:
         control = self.registry.controls.get(message.run_id)
@@ -635,32 +681,55 @@ class RelayServer(service.MultiService):
             self._refuse_work_conn(
                 connection, f"no client with run_id [{message.run_id}]")
             return
+        error = self.work_conn_binding_error(connection, control)
+        if error is not None:
+            held = self.quiet_log.allow("work-binding", connection.source)
+            if held is not None:
+                self._log.warn("{peer}: work connection for {run_id} "
+                               "refused: {error}{more}", peer=connection.peer,
+                               run_id=message.run_id, error=error,
+                               more=f" ({held} more suppressed)"
+                               if held else "")
+            self._refuse_work_conn(connection, "invalid NewWorkConn")
+            return
         # The settings of the control's login: a reload that changed the
         # token or turned this check on leaves a live client's pool alone.
-        if control.authenticate_new_work_conns:
-            source = connection.source
-            if self._too_many_failures(connection, "work connection"):
-                self._refuse_work_conn(connection, "invalid NewWorkConn")
-                return
-            if not check_privilege_key(control.token, message.timestamp,
-                                       message.privilege_key):
-                self._wrong_key(
-                    connection, "work connection with a wrong privilege key",
-                    "closing", lambda: self._refuse_work_conn(
-                        connection, "invalid NewWorkConn"))
-                return
-            error, detail = self.freshness_error(message.timestamp,
-                                                 message.privilege_key)
-            if error is not None:
-                self._log.warn("{peer}: work connection for {run_id} "
-                               "refused: {error}{detail}",
-                               peer=connection.peer, run_id=message.run_id,
-                               error=error, detail=detail)
-                self._refuse_work_conn(connection, "invalid NewWorkConn")
-                return
-            self.guard.record_success(source)
-            self.replays.remember(message.timestamp, message.privilege_key,
-                                  message.run_id)
+        if not control.authenticate_new_work_conns:
+            if self._admit_work_session(connection, control):
+                connection.authenticated()
+                control.accept_work_conn(connection)
+            return
+        d = self._check_token(connection, f"run_id {message.run_id}",
+                              control.token, message)
+        d.addCallback(self._work_conn_checked, connection, message, control)
+        d.addErrback(lambda f: self._log.failure(
+            "checking a work connection", f))
+
+    def _work_conn_checked(self, verdict, connection, message,
+                           control) -> None:
+        if verdict.outcome != PASS:
+            self.log_auth_failure(
+                connection.peer, "work connection with a wrong privilege key"
+                if verdict.outcome == FAIL else "work connection", verdict)
+            self._refuse_work_conn(connection, "invalid NewWorkConn")
+            return
+        if not connection.alive:
+            return
+        error, detail = self.freshness_error(message.timestamp,
+                                             message.privilege_key,
+                                             message.name)
+        if error is None and control.closed:
+            error = "its client has gone"
+        if error is not None:
+            self._log.warn("{peer}: work connection for {run_id} "
+                           "refused: {error}{detail}",
+                           peer=connection.peer, run_id=message.run_id,
+                           error=error, detail=detail)
+            self._refuse_work_conn(connection, "invalid NewWorkConn")
+            return
+        self.replays.remember(message.timestamp, message.privilege_key,
+                              message.run_id, message.name)
+        connection.resume_input()
         if not self._admit_work_session(connection, control):
             return
         connection.authenticated()

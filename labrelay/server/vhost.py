@@ -64,6 +64,7 @@ from .http_proxy import (HttpExchange, HttpProxy, basic_auth, body_framing,
                          header_value, rewrite_request_headers, upgrade_type)
 from .proxy_base import ReadGate
 from .vhost_request import BadRequest, framing_problem, route_target
+from .throttle import PASS
 from .vhost_routes import RouteTable, request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
@@ -252,6 +253,18 @@ class VhostFactory(Factory):
         return VhostConnection(self.vhost)
 
 
+class _AuthHeld:
+    """Stands for the exchange while a request's credentials are held by
+    the password throttle: it takes no body (the pump waits) and has no
+    work connection."""
+
+    accepts_body = False
+    work = None
+
+    def front_lost(self) -> None:
+        """The user left while held: the throttle's answer is dropped."""
+
+
 class VhostConnection(RelayedProtocol):
     """One user connection on the vhost port (see the module docstring)."""
 
@@ -279,6 +292,7 @@ class VhostConnection(RelayedProtocol):
         # (line endings, folding, repeated fields) is read from it.
         self._head = bytearray()
         self._head_started = False  # a non-CRLF byte of the head was seen
+        self._auth_passed = None    # (request, proxy) the throttle passed
 
     # Twisted.
 
@@ -503,13 +517,7 @@ class VhostConnection(RelayedProtocol):
             self.respond(404, self.vhost.not_found_page, _HTML)
             return
         self._access.proxy = proxy.name
-        if not proxy.check_auth(user, password):
-            if absolute:
-                self.respond(407, b"Unauthorized\n", extra=[
-                    (b"Proxy-Authenticate", b'Basic realm="Restricted"')])
-            else:
-                self.respond(401, b"Unauthorized\n", extra=[
-                    (b"WWW-Authenticate", b'Basic realm="Restricted"')])
+        if not self._authorized(request, proxy, user, password, absolute):
             return
         upgrade = upgrade_type(headers)
         ip, port = host_port(self.transport.getPeer())
@@ -522,6 +530,65 @@ class VhostConnection(RelayedProtocol):
                 framing=body_framing(headers)))
         self._exchange = exchange
         exchange.start()
+
+    # Basic auth (http_user/http_pwd), through the server's throttle.
+
+    def _authorized(self, request, proxy, user, password, absolute) -> bool:
+        """
+        Whether *request* may go on to *proxy* now.  If not, it has been
+        answered (401/407) or is held by the server's password throttle
+        (:mod:`labrelay.server.throttle`): reading stops, and once it
+        passes :meth:`_on_request` takes it up again.  A request without
+        credentials is no guess: answered at once, not counted.
+        """
+        passed, self._auth_passed = self._auth_passed, None
+        if passed is not None and passed[0] is request \
+                and passed[1] is proxy:   # let through, for this route
+            return True
+        if not (proxy.http_user or proxy.http_pwd):
+            return True
+        if not (user or password):
+            self._unauthorized(absolute)
+            return False
+        verdicts = []
+        decided = self.vhost.server.throttle.check(
+            "vhost", self.client_ip, proxy.name,
+            lambda: proxy.check_auth(user, password))
+        decided.addCallback(verdicts.append)
+        if verdicts:   # only a pass is decided at once
+            return True
+        held = self._exchange = _AuthHeld()
+        self.gate.pause("auth")
+        decided.addCallback(lambda _: self._auth_decided(
+            verdicts[0], held, request, proxy, absolute))
+        decided.addErrback(lambda f: self._log.failure(
+            "vhost: checking credentials", f))
+        return False
+
+    def _auth_decided(self, verdict, held, request, proxy, absolute) -> None:
+        if self._exchange is not held or self._closing:
+            return   # the user left meanwhile
+        self._exchange = None
+        self.gate.resume("auth")
+        if verdict.outcome == PASS:
+            self._auth_passed = (request, proxy)
+            self._on_request(request)
+        else:
+            self._auth_refused(verdict, proxy, absolute)
+        self.pump()
+
+    def _auth_refused(self, verdict, proxy, absolute) -> None:
+        self.vhost.server.log_auth_failure(
+            self.peer, f"wrong credentials for proxy [{proxy.name}]", verdict)
+        self._unauthorized(absolute)
+
+    def _unauthorized(self, absolute) -> None:
+        if absolute:
+            self.respond(407, b"Unauthorized\n", extra=[
+                (b"Proxy-Authenticate", b'Basic realm="Restricted"')])
+        else:
+            self.respond(401, b"Unauthorized\n", extra=[
+                (b"WWW-Authenticate", b'Basic realm="Restricted"')])
 
     # Writing responses.
 
