@@ -21,7 +21,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from labrelay import FRP_VERSION
+from labrelay import FRP_VERSION, __version__
 from labrelay import testcerts
 from labrelay.config import ConfigError, parse_server_config
 from labrelay.server import stats as stats_module
@@ -51,7 +51,7 @@ SERVERINFO_KEYS = [
     "tcpmux_httpconnect_port", "kcp_bind_port", "quic_bind_port",
     "subdomain_host", "max_pool_count", "max_ports_per_client",
     "heart_beat_timeout", "total_traffic_in", "total_traffic_out",
-    "cur_conns", "client_counts", "proxy_type_count"]
+    "cur_conns", "client_counts", "proxy_type_count", "labrelay_version"]
 ENTRY_KEYS = ["name", "conf", "today_traffic_in", "today_traffic_out",
               "cur_conns", "last_start_time", "last_close_time", "status"]
 
@@ -182,6 +182,8 @@ class ApiTests(TestCase):
         self.assertEqual(list(info), SERVERINFO_KEYS[:11] +
                          ["allow_ports_str"] + SERVERINFO_KEYS[11:])
         self.assertEqual(info["version"], FRP_VERSION)
+        self.assertEqual(info["labrelay_version"],
+                         f"labrelay {__version__} (speaks frp {FRP_VERSION})")
         self.assertEqual(info["allow_ports_str"], "1000-65000")
         self.assertEqual((info["bind_port"], info["client_counts"],
                           info["proxy_type_count"], info["cur_conns"],

@@ -110,6 +110,9 @@ class BrowserTests(TestCase):
         (run_id, control), = relay.server.registry.controls.items()
         self.assertEqual(page.clients, [control.peer])
         self.assertNotIn(run_id, html)
+        # the header names what runs, not only the frp version it speaks
+        from labrelay import VERSION_TEXT
+        self.assertIn(VERSION_TEXT, html)
         self.assertEqual(page.proxies, {"echo": {
             "status": "online", "cur_conns": 0, "today_traffic_in": 1000,
             "today_traffic_out": 1000}})

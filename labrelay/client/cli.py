@@ -22,7 +22,9 @@ import sys
 import urllib.error
 import urllib.request
 
+from .. import VERSION_TEXT
 from ..config import ConfigError, load_client_config
+from ..config_check import check_config
 from ..logs import escape_controls
 
 #: Seconds to wait for the admin API.
@@ -136,12 +138,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Talk to a running labrelay client through its admin "
                     "API (admin_addr/admin_port of its frpc.ini). Run the "
                     "client itself with: twistd labrelay-client -c frpc.ini")
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for name, what in (("reload", "apply the config file's proxy sections "
                                   "again (no restart)"),
                        ("status", "show the status of every proxy"),
-                       ("stop", "stop the client")):
+                       ("stop", "stop the client"),
+                       ("check", "check the config file without running "
+                                 "anything: its warnings, or its error")):
         command = commands.add_parser(name, help=what, description=what)
         command.add_argument("-c", "--config", default="./frpc.ini",
                              help="the client's frpc.ini (default: "
@@ -157,6 +162,9 @@ def main(argv=None, out=None, err=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error (already printed)
         return 0 if e.code in (0, None) else 1
+    if args.command == "check":
+        return check_config("labrelay-client", load_client_config,
+                            args.config, out, err)
     try:
         config = load_client_config(args.config)
         if config.admin_port <= 0:

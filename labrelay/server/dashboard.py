@@ -75,7 +75,7 @@ from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.static import File
 
-from .. import FRP_VERSION
+from .. import FRP_VERSION, VERSION_TEXT
 from ..endpoints import server_endpoint_description
 from ..listeners import StartupListener
 from ..localweb import HostPolicy, request_denial
@@ -183,6 +183,8 @@ class DashboardApi:
             "cur_conns": self.stats.current_connections(),
             "client_counts": len(self.server.registry.controls),
             "proxy_type_count": self.stats.type_counts(),
+            # labrelay's own, after frp's fields: what actually runs
+            "labrelay_version": VERSION_TEXT,
         })
         return info
 

@@ -77,7 +77,8 @@ function renderSummary(info, clients) {
   $("sum-in").dataset.value = String(info.total_traffic_in);
   $("sum-out").textContent = formatBytes(info.total_traffic_out);
   $("sum-out").dataset.value = String(info.total_traffic_out);
-  $("server").textContent = "frp " + info.version + " · bind port " + info.bind_port +
+  $("server").textContent = (info.labrelay_version || "frp " + info.version) +
+    " · bind port " + info.bind_port +
     (info.vhost_http_port ? " · http " + info.vhost_http_port : "") +
     (info.subdomain_host ? " · " + info.subdomain_host : "");
 }
