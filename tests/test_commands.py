@@ -73,3 +73,59 @@ class CheckTests(CommandCase):
                                        "/nonexistent/frpc.ini")
         self.assertEqual((code, out), (1, ""))
         self.assertIn("/nonexistent/frpc.ini: cannot read", err)
+
+
+CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "conf")
+
+
+class ShippedConfigTests(CommandCase):
+    """conf/frps.ini and conf/frpc.ini, as the README uses them."""
+
+    def env_file(self, **values) -> str:
+        return self.write("# /etc/labrelay/env\n" + "".join(
+            f"{name}='{value}'\n" for name, value in values.items()))
+
+    def test_relay_config_is_clean(self):
+        """Checked with its variables set: no warnings."""
+        self.patch(os, "environ", dict(os.environ, LABRELAY_TOKEN="a" * 32))
+        code, out, err = self.run_main(
+            server_cli.main, "check", "-c", os.path.join(CONF, "frps.ini"))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("OK (0 warnings)", out)
+
+    def test_client_config_with_env_file(self):
+        """The client's variables from an EnvironmentFile: no warnings,
+        and an admin API on loopback with a password."""
+        from labrelay.client.cli import environment
+        from labrelay.config import load_client_config
+        env = self.env_file(LABRELAY_SERVER="relay.example",
+                            LABRELAY_TOKEN="t" * 32,
+                            LABRELAY_ADMIN_PWD="p" * 32)
+        path = os.path.join(CONF, "frpc.ini")
+        code, out, err = self.run_main(client_cli.main, "--env-file", env,
+                                       "check", "-c", path)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("OK (0 warnings, 3 proxies)", out)
+        config = load_client_config(path, environment(env))
+        self.assertEqual((config.admin_addr, config.admin_port,
+                          config.admin_user, config.admin_pwd),
+                         ("127.0.0.1", 7400, "admin", "p" * 32))
+
+    def test_client_config_names_a_missing_variable(self):
+        env = self.env_file(LABRELAY_SERVER="relay.example",
+                            LABRELAY_TOKEN="t" * 32)
+        self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                   if not k.startswith("LABRELAY_")})
+        code, out, err = self.run_main(
+            client_cli.main, "--env-file", env, "check", "-c",
+            os.path.join(CONF, "frpc.ini"))
+        self.assertEqual(code, 1)
+        self.assertIn("environment variable LABRELAY_ADMIN_PWD is not set",
+                      err)
+
+    def test_missing_env_file(self):
+        code, _, err = self.run_main(client_cli.main, "--env-file",
+                                     "/nonexistent/env", "status")
+        self.assertEqual(code, 1)
+        self.assertIn("--env-file /nonexistent/env: No such file", err)

@@ -359,3 +359,94 @@ class LiveReloadTests(TestCase):
         self.assertEqual(await within(user.wait_for(3)), b"hup")
         await client.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+
+async def admin_status(port, user="", password=""):
+    """GET /api/status on 127.0.0.1:*port*: (code, body)."""
+    import base64
+    from twisted.web.client import Agent, readBody
+    from twisted.web.http_headers import Headers
+    headers = Headers({"Host": [f"127.0.0.1:{port}"]})
+    if user or password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers.addRawHeader("Authorization", f"Basic {token}")
+    agent = Agent(reactor)
+    response = await within(agent.request(
+        b"GET", f"http://127.0.0.1:{port}/api/status".encode(), headers))
+    body = await within(readBody(response))
+    return response.code, body
+
+
+def refused(port) -> bool:
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+class AdminReloadTests(TestCase):
+    """A reload starts, moves and stops the admin API and takes its new
+    credentials, so admin commands need no restart."""
+
+    timeout = 30
+
+    @async_test
+    async def test_start_move_stop(self):
+        from .processes import free_port
+        relay = await Relay(self).start()
+        path = write(self, client_text(relay.port))
+        client = file_client(self, path)
+        self.assertIsNone(client.admin)
+
+        first = free_port()
+        rewrite(path, client_text(relay.port, extra=(
+            f"admin_addr = 127.0.0.1\nadmin_port = {first}\n")))
+        self.assertEqual(client.reload().restart_keys, ())
+        await within(client.when_admin_settled())
+        self.assertEqual((await admin_status(first))[0], 200)
+
+        second = free_port()
+        rewrite(path, client_text(relay.port, extra=(
+            f"admin_addr = 127.0.0.1\nadmin_port = {second}\n"
+            f"admin_user = admin\nadmin_pwd = s3cret\n")))
+        client.reload()
+        await within(client.when_admin_settled())
+        port = await within(client.when_admin_listening())
+        self.assertEqual(port.getHost().port, second)
+        self.assertTrue(refused(first))
+        self.assertEqual((await admin_status(second))[0], 401)
+        self.assertEqual(
+            (await admin_status(second, "admin", "s3cret"))[0], 200)
+
+        rewrite(path, client_text(relay.port))
+        client.reload()
+        await within(client.when_admin_settled())
+        self.assertIsNone(client.admin)
+        self.assertTrue(refused(second))
+
+    @async_test
+    async def test_move_to_a_taken_port_keeps_the_old_one(self):
+        import socket
+        from .processes import free_port
+        relay = await Relay(self).start()
+        first = free_port()
+        text = client_text(relay.port, extra=(
+            f"admin_addr = 127.0.0.1\nadmin_port = {first}\n"))
+        path = write(self, text)
+        client = file_client(self, path)
+        await within(client.when_admin_listening())
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        log = LogCapture(self)
+        rewrite(path, client_text(relay.port, extra=(
+            f"admin_addr = 127.0.0.1\nadmin_port = "
+            f"{taken.getsockname()[1]}\n")))
+        client.reload()
+        await within(client.when_admin_settled())
+        self.assertEqual(len(log.lines("cannot listen")), 1)
+        self.assertEqual((await admin_status(first))[0], 200)
+        self.assertEqual(client.config.admin_port, first)

@@ -42,6 +42,8 @@ import ipaddress
 import json
 import re
 
+from twisted.internet.defer import maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
@@ -441,22 +443,53 @@ class AdminServer:
         warning = exposure_warning(client.config)
         if warning is not None:
             self._log.critical("{exposure}", exposure=warning)
+        self.description = description
         self.resource = AdminResource(client, reactor)
         self.connections = ConnectionSet()
         site = _QuietSite(self.resource, reactor=reactor)
+        self._factory = _TrackingFactory(site, self.connections)
+        self._reactor = reactor
+        self._port = None
         self.service = StartupListener(
-            reactor, description, _TrackingFactory(site, self.connections),
+            reactor, description, self._factory,
             program="labrelay-client", setting="admin_addr:admin_port")
 
     def when_listening(self):
         """A Deferred firing with the IListeningPort."""
+        if self._port is not None:
+            return succeed(self._port)
         return self.service.when_listening()
 
+    def listen(self):
+        """Listen now, outside start-up (a reload): a Deferred firing with
+        the IListeningPort, or failing with the bind error (nothing to
+        stop then)."""
+        d = serverFromString(self._reactor, self.description).listen(
+            self._factory)
+
+        def listening(port):
+            self._port = port
+            return port
+        return d.addCallback(listening)
+
+    def stop_listening(self):
+        """Stop accepting (a reload moved or turned off the API); requests
+        already under way, such as the one that asked for the reload, are
+        answered.  A Deferred."""
+        if self._port is not None:
+            port, self._port = self._port, None
+            return maybeDeferred(port.stopListening)
+        if self.service.parent is not None:
+            return maybeDeferred(self.service.disownServiceParent)
+        return succeed(None)
+
     def close(self):
-        """Cancel pending answers, close every admin connection; a Deferred
-        firing once they are gone."""
+        """Stop listening, cancel pending answers, close every admin
+        connection; a Deferred firing once they are gone."""
         self.resource.close()
-        return self.connections.close_all()
+        stopped = self.stop_listening()
+        closed = self.connections.close_all()
+        return stopped.addCallback(lambda _: closed)
 
 
 def admin_description(addr: str, port: int) -> str:

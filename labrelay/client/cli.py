@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -132,6 +133,26 @@ def _stop(config, out) -> None:
 _COMMANDS = {"reload": _reload, "status": _status, "stop": _stop}
 
 
+def environment(env_file) -> dict:
+    """The process environment, plus the ``NAME=value`` lines of
+    *env_file* (systemd's EnvironmentFile syntax: ``#`` comments, optional
+    quotes), which win."""
+    environ = dict(os.environ)
+    if not env_file:
+        return environ
+    with open(env_file, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith(("#", ";")) or "=" not in line:
+                continue
+            name, value = line.split("=", 1)
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            environ[name.strip()] = value
+    return environ
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labrelay-client",
@@ -139,6 +160,10 @@ def _parser() -> argparse.ArgumentParser:
                     "API (admin_addr/admin_port of its frpc.ini). Run the "
                     "client itself with: twistd labrelay-client -c frpc.ini")
     parser.add_argument("--version", action="version", version=VERSION_TEXT)
+    parser.add_argument("--env-file", metavar="FILE",
+                        help="read NAME=value lines (a systemd "
+                             "EnvironmentFile such as /etc/labrelay/env) "
+                             "for the config's {{ .Envs.NAME }} templates")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for name, what in (("reload", "apply the config file's proxy sections "
@@ -162,11 +187,19 @@ def main(argv=None, out=None, err=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error (already printed)
         return 0 if e.code in (0, None) else 1
-    if args.command == "check":
-        return check_config("labrelay-client", load_client_config,
-                            args.config, out, err)
     try:
-        config = load_client_config(args.config)
+        environ = environment(args.env_file)
+    except OSError as e:
+        print(f"labrelay-client: --env-file {args.env_file}: "
+              f"{e.strerror or e}", file=err)
+        return 1
+
+    def load(path):
+        return load_client_config(path, environ)
+    if args.command == "check":
+        return check_config("labrelay-client", load, args.config, out, err)
+    try:
+        config = load(args.config)
         if config.admin_port <= 0:
             raise CommandError(
                 f"{config.source}: admin_port is not set; set admin_port "

@@ -15,8 +15,11 @@ proxy sections are applied, as frpc does:
 
 Changes to ``[common]`` need a restart; they are logged, naming the keys.
 ``start`` and ``includes`` are the exception: they decide which proxy
-sections exist, so the new values are used (as in frpc).  A file that does
-not parse changes nothing.
+sections exist, so the new values are used (as in frpc); so are the admin
+API's keys (:data:`ADMIN_KEYS`): new credentials apply to the next request,
+and a new ``admin_addr``/``admin_port`` starts, moves or stops its listener
+(``RelayClient.apply_admin``), so ``labrelay-client status`` works without
+a restart.  A file that does not parse changes nothing.
 
 :func:`diff_proxies` and :func:`common_changes` are pure; :func:`apply`
 drives anything with the :class:`RelayClient` reload surface
@@ -34,9 +37,13 @@ from ..config import ClientConfig, ProxyConfig, load_client_config
 
 _log = Logger()
 
+#: The admin API's keys, which a reload applies.
+ADMIN_KEYS = frozenset({"admin_addr", "admin_port", "admin_user",
+                        "admin_pwd"})
+
 #: ClientConfig fields that are not [common] keys, or that a reload applies.
 _NOT_COMMON = frozenset({"proxies", "source", "warnings", "start",
-                         "includes"})
+                         "includes"}) | ADMIN_KEYS
 
 
 @attrs.frozen
@@ -105,6 +112,8 @@ def apply(client, new: ClientConfig) -> ReloadResult:
     restart_keys = common_changes(client.config, new)
     client.config = attrs.evolve(client.config, proxies=new.proxies,
                                  start=new.start, includes=new.includes)
+    if hasattr(client, "apply_admin"):
+        client.apply_admin(new)
     for warning in new.warnings:
         _log.warn("{warning}", warning=warning)
     if restart_keys:
