@@ -63,6 +63,23 @@ class PluginTests(TestCase):
                              f"{FRP_VERSION})")
 
     @async_test
+    async def test_start_summary_and_no_factory_chatter(self):
+        """One line says what the relay serves where; Twisted's factory
+        lines (object reprs) stay out, also once a tunnel runs."""
+        server = await start_server(self)
+        await server.process.wait_for(
+            rf"labrelay \S+ \(speaks frp \S+\) serving: bind port "
+            rf"127\.0\.0\.1:{server.port}; token set, TLS accepted, "
+            rf"tcp_mux on$")
+        backend = echo_server(self)
+        client = start_client(self, server.port, [("echo", backend, 0)])
+        port = await client.proxy_port("echo")
+        await echo_round_trip(self, port, size=1000)
+        for process in (server.process, client.process):
+            self.assertNotIn("Starting factory", process.output)
+            self.assertNotIn(" at 0x", process.output)
+
+    @async_test
     async def test_version_logged_at_start(self):
         from labrelay import VERSION_TEXT
         server = await start_server(self)

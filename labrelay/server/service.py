@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 from ..listeners import StartupListener
 from ..logs import install_log_observer, set_log_level
 
-from .. import FRP_VERSION
+from .. import FRP_VERSION, VERSION_TEXT
 from ..config import ConfigError
 from ..endpoints import server_endpoint_description
 from ..errors import ProxyError
@@ -224,6 +224,8 @@ class ServerSession(YamuxSession):
 class _FrpConnectionFactory(Factory):
     """Builds what runs on each accepted (and TLS-unwrapped) connection."""
 
+    noisy = False   # no "Starting factory <... at 0x...>" lines
+
     def __init__(self, server):
         self.server = server
 
@@ -242,6 +244,13 @@ class _FrpConnectionFactory(Factory):
             session.when_closed().addBoth(closed)
             return session
         return ServerConnection(server)
+
+
+def _address(address) -> str:
+    """``host:port`` of a listening address (IPv6 in brackets)."""
+    host = address.host
+    return f"[{host}]:{address.port}" if ":" in host else \
+        f"{host}:{address.port}"
 
 
 class _VhostListener(StartupListener):
@@ -362,6 +371,14 @@ class RelayServer(service.MultiService):
     def _listening(self, results, names) -> None:
         status = ", ".join(f"{name} {port.getHost().port}"
                            for name, (_, port) in zip(names, results))
+        where = ", ".join(f"{name} {_address(port.getHost())}"
+                          for name, (_, port) in zip(names, results))
+        self._log.info("{version} serving: {where}; token {token}, TLS "
+                       "{tls}, tcp_mux {mux}", version=VERSION_TEXT,
+                       where=where,
+                       token="set" if self.config.token else "EMPTY",
+                       tls="only" if self.config.tls_only else "accepted",
+                       mux="on" if self.config.tcp_mux else "off")
         self.notifier.ready(f"listening: {status}")
 
     def when_ready(self):

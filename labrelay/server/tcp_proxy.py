@@ -73,6 +73,8 @@ class UserConnection(WaitsForWork, RelayedProtocol):
 
 
 class _UserFactory(Factory):
+    noisy = False   # no "Starting factory <... at 0x...>" lines
+
     def __init__(self, proxy):
         self.proxy = proxy
 

@@ -246,6 +246,8 @@ class Vhost:
 
 
 class VhostFactory(Factory):
+    noisy = False   # no "Starting factory <... at 0x...>" lines
+
     def __init__(self, vhost):
         self.vhost = vhost
 
