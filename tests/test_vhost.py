@@ -654,6 +654,22 @@ class VhostMixin:
         self.assertEqual(reply.json()["backend"], "dot")
 
     @async_test
+    async def test_two_trailing_dots_are_400(self):
+        """One trailing dot is a host name's absolute form; two make no
+        host name, even with a catch-all route: 400, never a route."""
+        relay = await self.relay()
+        backend = web_backend(self, "any")
+        await self.client(relay, http_proxy("web", backend, subdomain="j",
+                                            custom_domains="*"), ["web"])
+        reply = await get(self, relay, f"j.{SUBDOMAIN_HOST}.")
+        self.assertEqual(reply.status, 200)
+        for host in (f"j.{SUBDOMAIN_HOST}..", f"j.{SUBDOMAIN_HOST}..:80",
+                     ".."):
+            reply = await get(self, relay, host)
+            self.assertEqual(reply.status, 400, host)
+            self.assertIn(b"trailing dot", reply.body)
+
+    @async_test
     async def test_custom_domains_wildcard_and_star(self):
         """Exact, wildcard and catch-all domains route as frp's router."""
         relay = await self.relay()

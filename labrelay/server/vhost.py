@@ -505,6 +505,12 @@ class VhostConnection(RelayedProtocol):
         user, password = basic_auth(credentials)
         self._access.user = user
         name = request_host(host.decode("latin-1"))
+        if name.endswith("."):
+            # "example.com." is the absolute form of example.com; a second
+            # trailing dot makes no host name at all
+            self.respond(400, b"Bad Request: invalid Host (more than one "
+                              b"trailing dot)\n")
+            return
         proxy = self.vhost.routes.lookup(name, path, user)
         if lenient != path and \
                 self.vhost.routes.lookup(name, lenient, user) is not proxy:
