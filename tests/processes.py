@@ -136,13 +136,14 @@ class ProcessOutput(ProcessProtocol):
         if fd == 2:
             self.stderr += text
         self.output += text
-        waiting, self._waiters = self._waiters, []
-        for regex, since, d in waiting:
+        # The list is changed in place: _bounded holds it to take a
+        # timed-out waiter out.
+        for entry in list(self._waiters):
+            regex, since, d = entry
             match = regex.search(self.output, since)
             if match:
+                self._waiters.remove(entry)
                 d.callback(match)
-            else:
-                self._waiters.append((regex, since, d))
 
     def processEnded(self, reason):
         self.ended = True
@@ -150,13 +151,15 @@ class ProcessOutput(ProcessProtocol):
                                      error.ProcessTerminated)):
             self.exit_code = reason.value.exitCode
             self.exit_signal = reason.value.signal
-        waiting, self._waiters = self._waiters, []
+        waiting = list(self._waiters)
+        self._waiters.clear()
         for regex, _, d in waiting:
             d.errback(AssertionError(
                 f"{self.name} exited ({self.describe_exit()}) before "
                 f"printing a line matching {regex.pattern!r}; output:\n"
                 f"{self.tail()}"))
-        exits, self._exit_waiters = self._exit_waiters, []
+        exits = list(self._exit_waiters)
+        self._exit_waiters.clear()
         for d in exits:
             d.callback(self.exit_code)
 
