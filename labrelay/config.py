@@ -63,6 +63,7 @@ SERVER_KEYS = {
 SERVER_OWN_KEYS = {
     "auth_timestamp_skew": "int", "max_unauthenticated_per_source": "int",
     "max_unauthenticated_connections": "int", "max_proxies_per_client": "int",
+    "max_buffered_bytes": "int",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -95,6 +96,8 @@ CLIENT_KEYS = {
     "admin_addr": "str", "admin_port": "port", "admin_user": "str",
     "admin_pwd": "str",
 }
+#: frpc.ini [common] keys of labrelay's own (frp has none of them).
+CLIENT_OWN_KEYS = {"max_buffered_bytes": "int"}
 #: frpc.ini [common] keys of frp that labrelay does not implement yet.
 CLIENT_NOT_YET = {
     "oidc_client_id": "str", "oidc_client_secret": "str",
@@ -216,6 +219,9 @@ class ServerConfig:
     max_unauthenticated_connections: int = 1024
     #: proxies one client (control connection) may register
     max_proxies_per_client: int = 256
+    #: bytes all yamux streams together may make the server hold before
+    #: their windows shrink towards 256 KiB each (labrelay.mux.budget)
+    max_buffered_bytes: int = 16 * 1024 * 1024
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -281,6 +287,8 @@ class ClientConfig:
     admin_port: int = 0  # 0: no admin API
     admin_user: str = ""
     admin_pwd: str = ""
+    #: labrelay's own (CLIENT_OWN_KEYS): as the server's max_buffered_bytes
+    max_buffered_bytes: int = 16 * 1024 * 1024
     proxies: tuple[ProxyConfig, ...] = ()
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()
@@ -335,8 +343,10 @@ def _read_common(section: Section, side: str, warnings: _Warnings):
     """Typed values of the keys set in [common], and the meta_* pairs."""
     keys, not_yet, prefixes, other_keys, other = (
         ({**SERVER_KEYS, **SERVER_OWN_KEYS}, SERVER_NOT_YET,
-         SERVER_NOT_YET_PREFIXES, CLIENT_KEYS, "frpc") if side == "server"
-        else (CLIENT_KEYS, CLIENT_NOT_YET, CLIENT_NOT_YET_PREFIXES,
+         SERVER_NOT_YET_PREFIXES, {**CLIENT_KEYS, **CLIENT_OWN_KEYS}, "frpc")
+        if side == "server"
+        else ({**CLIENT_KEYS, **CLIENT_OWN_KEYS}, CLIENT_NOT_YET,
+              CLIENT_NOT_YET_PREFIXES,
               {**SERVER_KEYS, **SERVER_OWN_KEYS}, "frps"))
     values: dict = {}
     metas: list[tuple[str, str]] = []
@@ -496,6 +506,11 @@ def parse_client_config(text: str, source: str = "frpc.ini",
     common = _common_section(doc, source)
     values, metas = _read_common(common, "client", warnings)
     _check_common(values, source)
+    for key in CLIENT_OWN_KEYS:
+        if values.get(key, 0) < 0:
+            raise _fail(source, "common", key,
+                        f"must not be negative (0 turns it off), not "
+                        f"{values[key]}")
     _check_client(values, source, warnings)
     if base_dir is None:
         base_dir = os.path.dirname(source) or os.curdir

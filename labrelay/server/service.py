@@ -41,6 +41,7 @@ from ..protocol import messages
 from ..protocol.auth import check_privilege_key, timestamp_skew_error
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
+from ..mux.budget import BufferBudget
 from ..mux.session import YamuxSession
 from ..peers import describe, set_keepalive
 from ..relay import set_no_delay
@@ -140,7 +141,8 @@ class _FrpConnectionFactory(Factory):
         if server.config.tcp_mux:
             session = ServerSession(
                 server, is_client=False, clock=server.clock,
-                keepalive_interval=server.config.tcp_mux_keepalive_interval)
+                keepalive_interval=server.config.tcp_mux_keepalive_interval,
+                budget=server.buffer_budget)
             server.sessions.add(session)
             # A session that never opens a stream holds a socket for nothing.
             idle = server.clock.callLater(server.first_message_timeout,
@@ -224,6 +226,7 @@ class RelayServer(service.MultiService):
             reactor, max_per_source=config.max_unauthenticated_per_source,
             max_total=config.max_unauthenticated_connections)
         self.replays = ReplayCache(reactor, skew=config.auth_timestamp_skew)
+        self.buffer_budget = BufferBudget(config.max_buffered_bytes)
         self.quiet_log = RateLimitedLog(reactor)
         self._sniffer = factory = SniffingFactory(
             _FrpConnectionFactory(self), tls_options,
@@ -360,6 +363,7 @@ class RelayServer(service.MultiService):
         self.guard.max_per_source = config.max_unauthenticated_per_source
         self.guard.max_total = config.max_unauthenticated_connections
         self.replays.skew = config.auth_timestamp_skew
+        self.buffer_budget.limit = config.max_buffered_bytes
         if self.dashboard is not None:
             self.dashboard.set_credentials(config.dashboard_user,
                                            config.dashboard_pwd)
