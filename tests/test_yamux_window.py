@@ -17,6 +17,7 @@ from labrelay.mux.frames import (FLAG_ACK, FLAG_SYN, INITIAL_WINDOW,
                                  TYPE_DATA, TYPE_WINDOW_UPDATE, Header)
 from labrelay.mux.session import YamuxSession
 
+from .test_server_reload import MemoryServerCase
 from .test_yamux_session import Pauser, Recorder, frame, headers
 
 KIB = 1024
@@ -277,3 +278,14 @@ class ConfigTests(SynchronousTestCase):
                 with self.assertRaises(ConfigError) as caught:
                     parse(f"[common]\nmax_buffered_bytes = {value}\n")
                 self.assertIn("max_buffered_bytes", str(caught.exception))
+
+
+class ReloadTests(MemoryServerCase):
+    """The server's budget takes a reloaded max_buffered_bytes at once."""
+
+    def test_reload_sets_the_limit(self):
+        budget = self.server.buffer_budget
+        self.assertEqual(budget.limit, 16 * MIB)
+        self.reload("max_buffered_bytes = 1048576\n")
+        self.assertIs(self.server.buffer_budget, budget)
+        self.assertEqual(budget.limit, 1 * MIB)

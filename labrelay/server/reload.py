@@ -17,6 +17,7 @@ What "at once" means per key:
   ``detailed_errors_to_client``: the next NewProxy (live proxies stay);
 * ``max_unauthenticated_*``: the next accepted connection;
 * ``auth_timestamp_skew``: the next authentication;
+* ``max_buffered_bytes``: the next window grant of each yamux stream;
 * ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
   ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
   next login.  A client already logged in keeps the values of its login
@@ -52,6 +53,7 @@ RELOADABLE = frozenset({
     "max_unauthenticated_connections", "auth_timestamp_skew", "token",
     "authenticate_heartbeats", "authenticate_new_work_conns",
     "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
+    "max_buffered_bytes",
     "dashboard_user", "dashboard_pwd", "log_level",
 })
 
