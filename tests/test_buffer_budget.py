@@ -98,17 +98,23 @@ async def connect_all(testcase, port, peers, batch=25):
 
 
 class BufferBudgetTests(TestCase):
-    """Stalled streams through real processes; both stay bounded and serve."""
+    """Stalled streams through real processes; both stay bounded and serve.
+    tcp_mux at its default (on), the client with TLS (frpc's default)."""
 
     timeout = 180
+    mux = None
+
+    @property
+    def mux_name(self):
+        return "default (on)" if self.mux is None else self.mux
 
     async def deploy(self, backend_factory):
         """A server and a client with tunnels ``echo`` and ``bulk`` (to
         *backend_factory*); return (server, client, echo port, bulk port)."""
-        server = await start_server(self)
+        server = await start_server(self, mux=self.mux)
         client = start_client(self, server.port, [
             ("echo", echo_server(self), 0),
-            ("bulk", listen(self, backend_factory), 0)])
+            ("bulk", listen(self, backend_factory), 0)], mux=self.mux)
         echo_port = await client.proxy_port("echo")
         bulk_port = await client.proxy_port("bulk")
         await echo_check(self, echo_port)  # warm up
@@ -154,10 +160,11 @@ class BufferBudgetTests(TestCase):
         after_read = self.rss(server, client)
 
         _log.info(
-            "buffer budget downloads: {count} stalled users; idle {idle}; "
+            "buffer budget downloads (tcp_mux {mux}): {count} stalled users; "
+            "idle {idle}; "
             "stalled {under} after {stall:.1f}s, backend sent {sent:.0f} MiB; "
             "echo during {echo:.0f} ms; a new user read {read:.0f} MiB in "
-            "{read_time:.2f}s; then {after}", count=count,
+            "{read_time:.2f}s; then {after}", count=count, mux=self.mux_name,
             idle=self.describe(idle), under=self.describe(under),
             stall=stall_time, sent=sent / MIB, echo=echo_time * 1000,
             read=HEALTHY_READ / MIB, read_time=read_time,
@@ -194,9 +201,10 @@ class BufferBudgetTests(TestCase):
         echo_time = await echo_check(self, echo_port)
 
         _log.info(
-            "buffer budget uploads: {count} pushing users; idle {idle}; "
+            "buffer budget uploads (tcp_mux {mux}): {count} pushing users; "
+            "idle {idle}; "
             "stalled {under} after {stall:.1f}s, users sent {sent:.0f} MiB; "
-            "echo during {echo:.0f} ms", count=count,
+            "echo during {echo:.0f} ms", count=count, mux=self.mux_name,
             idle=self.describe(idle), under=self.describe(under),
             stall=stall_time, sent=sent / MIB, echo=echo_time * 1000)
         for name in ("server", "client"):
@@ -204,3 +212,8 @@ class BufferBudgetTests(TestCase):
                             f"{name}: {self.describe(under)} with {count} "
                             f"stalled uploads")
 
+
+class NoMuxBufferBudgetTests(BufferBudgetTests):
+    """The same with tcp_mux = false: one work connection per user."""
+
+    mux = False

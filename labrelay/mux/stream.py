@@ -25,8 +25,9 @@ Flow control, in short:
 * The window starts at yamux's 256 KiB and doubles with each grant (so only
   as data flows) up to the session's maximum, while the process-wide
   :class:`~labrelay.mux.budget.BufferBudget` has room for every stream's
-  window plus held bytes; when it has not, the window falls back towards
-  256 KiB, which every stream always gets.
+  window plus held bytes; when it has not, the window halves down to
+  :data:`~labrelay.mux.budget.FLOOR` (128 KiB), which every stream always
+  gets, so a stream that is read never waits for the others.
 
 Close, in short: ``loseConnection`` sends FIN after the buffered data, drops
 any further input, and ends with ``connectionLost(ConnectionDone)`` once the
