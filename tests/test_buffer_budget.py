@@ -41,10 +41,12 @@ class StreamingBackend(Protocol):
     def connectionMade(self):
         self.pusher = Pusher(self.transport, 1 << 40)
         self.factory.pushers.append(self.pusher)
+        self.factory.count += 1
         self.pusher.start()
 
     def connectionLost(self, reason):
         self.pusher.stopped = True
+        self.factory.lost += 1
 
 
 class DeafBackend(Protocol):
@@ -53,6 +55,13 @@ class DeafBackend(Protocol):
     def connectionMade(self):
         self.transport.pauseProducing()
         self.factory.count += 1
+        # Neither reading nor writing, the reactor holds no reference to
+        # the transport: without this one the garbage collector would
+        # close the socket (a reset, with unread bytes in it).
+        self.factory.kept.append(self)
+
+    def connectionLost(self, reason):
+        self.factory.lost += 1
 
 
 class StalledUser(Protocol):
@@ -86,15 +95,32 @@ class Reader(Protocol):
         self.closed.callback(None)
 
 
-async def connect_all(testcase, port, peers, batch=25):
+def backend(protocol):
+    """A factory of *protocol* that counts connections made and lost."""
+    factory = Factory.forProtocol(protocol)
+    factory.count = factory.lost = 0
+    factory.pushers = []
+    factory.kept = []
+    return factory
+
+
+async def connect_all(testcase, port, peers, batch=10, factory=None):
     """Connect every protocol of *peers* to 127.0.0.1:*port*, *batch* at a
-    time (under the listen backlog); they are aborted at cleanup."""
+    time; with a backend *factory*, wait after each batch until the backend
+    has as many connections (so that the client never has many local dials
+    pending at once on a loaded machine).  They are aborted at cleanup."""
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10)
     testcase.addCleanup(close_all, peers)
     for first in range(0, len(peers), batch):
+        group = peers[first:first + batch]
         await within(defer.gatherResults([
             endpoint.connect(Factory.forProtocol(lambda p=p: p))
-            for p in peers[first:first + batch]]), 10)
+            for p in group]), 10)
+        if factory is not None:
+            wanted = first + len(group)
+            await poll_until(lambda: factory.count >= wanted,
+                             lambda: f"{factory.count} backend connections "
+                                     f"for {wanted} users", 30)
 
 
 class BufferBudgetTests(TestCase):
@@ -125,8 +151,14 @@ class BufferBudgetTests(TestCase):
                 "client": rss_bytes(client.pid)}
 
     @staticmethod
-    def describe(rss):
-        return ", ".join(f"{k} RSS {v / MIB:.1f} MiB" for k, v in rss.items())
+    def describe(rss, factory=None):
+        text = ", ".join(f"{k} RSS {v / MIB:.1f} MiB" for k, v in rss.items())
+        if factory is not None:
+            # A backend connection lost early makes its stream drop what
+            # the user sends (the relay then buffers nothing either).
+            text += (f"; backend connections {factory.count}, "
+                     f"lost {factory.lost}")
+        return text
 
     @async_test
     async def test_stalled_downloads(self):
@@ -134,22 +166,20 @@ class BufferBudgetTests(TestCase):
         the server under 100 MiB; the echo tunnel and a new reading user of
         the same tunnel keep working meanwhile."""
         count = 100
-        factory = Factory.forProtocol(StreamingBackend)
-        factory.pushers = []
+        factory = backend(StreamingBackend)
         server, client, echo_port, bulk_port = await self.deploy(factory)
         idle = self.rss(server, client)
 
         users = [StalledUser() for _ in range(count)]
         started = time.monotonic()
-        await connect_all(self, bulk_port, users)
-        await poll_until(lambda: len(factory.pushers) >= count,
-                         lambda: f"{len(factory.pushers)} backend connections",
-                         30)
+        await connect_all(self, bulk_port, users, factory=factory)
         sent = await stalled(factory.pushers[:count],
-                             lambda: self.describe(self.rss(server, client)),
+                             lambda: self.describe(self.rss(server, client),
+                                                   factory),
                              bound=90)
         stall_time = time.monotonic() - started
         under = self.rss(server, client)
+        self.assertEqual(factory.lost, 0, "a backend connection was lost")
 
         echo_time = await echo_check(self, echo_port)
         reader = Reader(HEALTHY_READ)
@@ -181,23 +211,22 @@ class BufferBudgetTests(TestCase):
         the client (and the server) under 100 MiB; the echo tunnel keeps
         working."""
         count = 50
-        factory = Factory.forProtocol(DeafBackend)
-        factory.count = 0
+        factory = backend(DeafBackend)
         server, client, echo_port, bulk_port = await self.deploy(factory)
         idle = self.rss(server, client)
 
         users = [PushingUser(limit=1 << 30) for _ in range(count)]
         started = time.monotonic()
-        await connect_all(self, bulk_port, users)
-        await poll_until(lambda: factory.count >= count,
-                         lambda: f"{factory.count} backend connections", 30)
+        await connect_all(self, bulk_port, users, factory=factory)
         for user in users:
             user.pusher.start()
         sent = await stalled([u.pusher for u in users],
-                             lambda: self.describe(self.rss(server, client)),
+                             lambda: self.describe(self.rss(server, client),
+                                                   factory),
                              bound=90)
         stall_time = time.monotonic() - started
         under = self.rss(server, client)
+        self.assertEqual(factory.lost, 0, "a backend connection was lost")
         echo_time = await echo_check(self, echo_port)
 
         _log.info(
