@@ -220,7 +220,7 @@ class ServerConfig:
     #: proxies one client (control connection) may register
     max_proxies_per_client: int = 256
     #: bytes all yamux streams together may make the server hold before
-    #: their windows shrink towards 256 KiB each (labrelay.mux.budget)
+    #: their windows shrink towards 128 KiB each (labrelay.mux.budget)
     max_buffered_bytes: int = 16 * 1024 * 1024
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
