@@ -18,7 +18,8 @@ from labrelay.mux.frames import (FLAG_ACK, FLAG_SYN, INITIAL_WINDOW,
 from labrelay.mux.session import YamuxSession
 
 from .test_server_reload import MemoryServerCase
-from .test_yamux_session import Pauser, Recorder, frame, headers
+from .test_yamux_session import (FakeProducer, Pauser, Recorder, frame,
+                                 headers)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -188,6 +189,30 @@ class GrantTests(_Sessions):
         [stalled] = self.stall(client2, pump2, 1)
         self.assertEqual(commitment(stalled), INITIAL_WINDOW)
         self.assertEqual(stalled.receive_buffered, INITIAL_WINDOW)
+
+
+class ProducerTests(_Sessions):
+    """A stream that holds data back keeps its producer paused."""
+
+    def test_producer_resumed_behind_our_back_is_paused_again(self):
+        """A producer registered while the session's transport is full is
+        paused; resumed by someone else (a splice resumes both sides), it
+        is paused again by the next write instead of filling the stream's
+        send buffer read after read."""
+        session = YamuxSession(is_client=True, clock=self.clock,
+                               keepalive_interval=0)
+        session.makeConnection(StringTransport())
+        self.addCleanup(session.close)
+        stream = session.open_stream(Recorder())
+        session.pauseProducing()
+        producer = FakeProducer()
+        stream.registerProducer(producer, True)
+        self.assertTrue(producer.paused)
+        for _ in range(3):
+            producer.resumeProducing()
+            stream.write(CHUNK)
+            self.assertTrue(producer.paused)
+        self.assertEqual(stream.send_buffered, 3 * len(CHUNK))
 
 
 class BudgetTests(_Sessions):

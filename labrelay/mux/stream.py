@@ -290,7 +290,11 @@ class YamuxStream:
             self._maybe_resume_producer()
 
     def _pause_producer(self) -> None:
-        if self._producer is not None and self._streaming and not self._producer_paused:
+        # Pause again even if paused already, as Twisted's transports do on
+        # every write while full: whoever resumed the producer behind our
+        # back (Splice.start resumes both sides) must not make us buffer
+        # one read after another without bound.
+        if self._producer is not None and self._streaming:
             self._producer_paused = True
             self._producer.pauseProducing()
 
