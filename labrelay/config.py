@@ -76,6 +76,7 @@ SERVER_OWN_KEYS = {
     "max_tracked_proxies": "int",
     "auth_pending_per_source": "int", "auth_failures_per_second": "int",
     "work_conn_same_source": "bool",
+    "max_buffered_bytes": "int",
 }
 #: frps.ini [common] keys of frp that labrelay does not implement yet.
 SERVER_NOT_YET = {
@@ -108,6 +109,8 @@ CLIENT_KEYS = {
     "admin_addr": "str", "admin_port": "port", "admin_user": "str",
     "admin_pwd": "str",
 }
+#: frpc.ini [common] keys of labrelay's own (frp has none of them).
+CLIENT_OWN_KEYS = {"max_buffered_bytes": "int"}
 #: frpc.ini [common] keys of frp that labrelay does not implement yet.
 CLIENT_NOT_YET = {
     "oidc_client_id": "str", "oidc_client_secret": "str",
@@ -285,6 +288,9 @@ class ServerConfig:
     #: without tcp_mux, a work connection must come from its control's
     #: address (with tcp_mux it must be a stream of the control's session)
     work_conn_same_source: bool = True
+    #: bytes all yamux streams together may make the server hold before
+    #: their windows shrink towards 128 KiB each (labrelay.mux.budget)
+    max_buffered_bytes: int = 16 * 1024 * 1024
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -350,6 +356,8 @@ class ClientConfig:
     admin_port: int = 0  # 0: no admin API
     admin_user: str = ""
     admin_pwd: str = ""
+    #: labrelay's own (CLIENT_OWN_KEYS): as the server's max_buffered_bytes
+    max_buffered_bytes: int = 16 * 1024 * 1024
     proxies: tuple[ProxyConfig, ...] = ()
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()
@@ -427,8 +435,10 @@ def _read_common(section: Section, side: str, warnings: _Warnings):
     """Typed values of the keys set in [common], and the meta_* pairs."""
     keys, not_yet, prefixes, other_keys, other = (
         ({**SERVER_KEYS, **SERVER_OWN_KEYS}, SERVER_NOT_YET,
-         SERVER_NOT_YET_PREFIXES, CLIENT_KEYS, "frpc") if side == "server"
-        else (CLIENT_KEYS, CLIENT_NOT_YET, CLIENT_NOT_YET_PREFIXES,
+         SERVER_NOT_YET_PREFIXES, {**CLIENT_KEYS, **CLIENT_OWN_KEYS}, "frpc")
+        if side == "server"
+        else ({**CLIENT_KEYS, **CLIENT_OWN_KEYS}, CLIENT_NOT_YET,
+              CLIENT_NOT_YET_PREFIXES,
               {**SERVER_KEYS, **SERVER_OWN_KEYS}, "frps"))
     values: dict = {}
     metas: list[tuple[str, str]] = []
@@ -657,6 +667,11 @@ def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
     common = _common_section(doc, source)
     values, metas = _read_common(common, "client", warnings)
     _check_common(values, source)
+    for key in CLIENT_OWN_KEYS:
+        if values.get(key, 0) < 0:
+            raise _fail(source, "common", key,
+                        f"must not be negative (0 turns it off), not "
+                        f"{values[key]}")
     _check_client(values, source, warnings)
     if base_dir is None:
         base_dir = os.path.dirname(source) or os.curdir

@@ -588,7 +588,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual([w for w in c.warnings if "unknown" in w], [])
         fields = {f.name for f in attrs.fields(ClientConfig)}
         self.assertEqual(fields - {"metas", "proxies", "source", "warnings"},
-                         set(config.CLIENT_KEYS))
+                         set(config.CLIENT_KEYS) | set(config.CLIENT_OWN_KEYS))
 
     def test_user_prefix(self):
         """With user set, proxy wire names are ``user.section``."""

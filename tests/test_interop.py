@@ -46,8 +46,11 @@ TOKEN = "labrelay-vector-token"
 KEY = derive_key(TOKEN)
 PAYLOAD = HELLO + PATTERN
 
-#: frp's yamux stream window grant: 6 MiB maximum minus the 256 KiB initial.
-WINDOW_DELTA = 6029312
+#: The window delta of labrelay's SYN and ACK frames.  frp grants its 6 MiB
+#: maximum at once (6029312 beyond the initial 256 KiB); labrelay grants
+#: nothing beyond the initial window until data has been passed on
+#: (labrelay.mux.budget), which yamux peers, frp's included, accept.
+OPEN_DELTA = 0
 DATA, WINDOW_UPDATE, PING, GO_AWAY = 0, 1, 2, 3
 SYN, ACK, FIN, RST = 1, 2, 4, 8
 
@@ -478,12 +481,12 @@ class RealFrpcToMuxServerTests(_ServerReplayMixin, SynchronousTestCase):
             self.scenario, "c2s", stream_id, kind, index))
 
     def test_control_stream(self):
-        """The session ACKs streams 1 and 3 with frp's window delta and the
+        """The session ACKs streams 1 and 3 (with no extra window) and the
         control stream answers the captured Login and NewProxys."""
         self.feed_to(3)
         headers = self.out.read()
-        self.assertEqual(headers[0], (WINDOW_UPDATE, ACK, 1, WINDOW_DELTA))
-        self.assertIn((WINDOW_UPDATE, ACK, 3, WINDOW_DELTA), headers)
+        self.assertEqual(headers[0], (WINDOW_UPDATE, ACK, 1, OPEN_DELTA))
+        self.assertIn((WINDOW_UPDATE, ACK, 3, OPEN_DELTA), headers)
         self.assertEqual({h[2] for h in headers if h[0] == DATA}, {1})
         frames = ControlReader().feed(self.out.take(1))
         self.check_login_answer(decoded(frames), frames, with_pong=False)
@@ -492,7 +495,7 @@ class RealFrpcToMuxServerTests(_ServerReplayMixin, SynchronousTestCase):
         """A user connects once *stream_id*'s NewWorkConn is in."""
         self.feed_to(stream_id)
         self.out.read()
-        self.assertIn((WINDOW_UPDATE, ACK, stream_id, WINDOW_DELTA),
+        self.assertIn((WINDOW_UPDATE, ACK, stream_id, OPEN_DELTA),
                       self.out.headers)
         self.assertEqual(self.out.take(stream_id), b"")
         raw_start, start = self.captured_start(proxy_name)
@@ -529,7 +532,7 @@ class RealFrpcToMuxServerTests(_ServerReplayMixin, SynchronousTestCase):
         self.out.read()
         headers = self.out.headers
         for stream_id in (7, 9):
-            self.assertIn((WINDOW_UPDATE, ACK, stream_id, WINDOW_DELTA),
+            self.assertIn((WINDOW_UPDATE, ACK, stream_id, OPEN_DELTA),
                           headers)
         for stream_id in (3, 5):
             self.assertIn((WINDOW_UPDATE, FIN, stream_id, 0), headers)
@@ -765,10 +768,10 @@ class MuxClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
             self.scenario, "s2c", stream_id, kind, index))
 
     def test_first_bytes(self):
-        """The session opens stream 1 with frp's window delta, then sends the
+        """The session opens stream 1 (with no extra window), then sends the
         Login on it."""
         headers = self.out.read()
-        self.assertEqual(headers[0], (WINDOW_UPDATE, SYN, 1, WINDOW_DELTA))
+        self.assertEqual(headers[0], (WINDOW_UPDATE, SYN, 1, OPEN_DELTA))
         self.assertEqual(headers[1][:3], (DATA, 0, 1))
         self.assertEqual(len(headers), 2)
         self.check_login(self.out.take(1))
@@ -788,8 +791,8 @@ class MuxClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         self.check_control_writes(frames, pings)
         self.check_running()
         self.assertEqual([h for h in self.out.headers if h[1] & SYN],
-                         [(WINDOW_UPDATE, SYN, 1, WINDOW_DELTA),
-                          (WINDOW_UPDATE, SYN, 3, WINDOW_DELTA)])
+                         [(WINDOW_UPDATE, SYN, 1, OPEN_DELTA),
+                          (WINDOW_UPDATE, SYN, 3, OPEN_DELTA)])
         self.check_new_work_conn(self.out.take(3), "ssh")
 
         self.feed_to(3, index=-1)  # StartWorkConn, HELLO, PATTERN

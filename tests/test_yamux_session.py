@@ -158,11 +158,13 @@ class OpenAcceptTests(_Base):
     """Opening, accepting and moving data."""
 
     def test_syn_and_ack_frames(self):
-        """open_stream sends WindowUpdate(SYN, max - 256 KiB); the ACK cancels the open timer."""
+        """open_stream sends WindowUpdate(SYN, 0) (the window grows only as
+        data is passed on); the peer's ACK grows our send window and cancels
+        the open timer."""
         session, transport = self.raw_session(is_client=True)
         stream = session.open_stream(Recorder())
         self.assertEqual(stream.stream_id, 1)
-        self.assertEqual(headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 6029312)])
+        self.assertEqual(headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)])
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         session.dataReceived(frame(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 6029312))
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -211,7 +213,7 @@ class OpenAcceptTests(_Base):
         proto = Recorder()
         pending[0].callback(proto)
         self.assertEqual(
-            headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 6029312)]
+            headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 0)]
         )
         self.assertEqual(proto.received, b"abc")
         session.dataReceived(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 7, 0))
@@ -303,7 +305,9 @@ class FlowControlTests(_Base):
     """Windows, producers and backpressure."""
 
     def test_stalled_stream_does_not_block_others(self):
-        """A paused stream stops its sender at one window while another stream moves 8 MiB."""
+        """A paused stream stops its sender at the initial 256 KiB window
+        (it passed nothing on, so it never granted more) while another
+        stream moves 8 MiB."""
         client, server, pump = self.pair(server_protocol=Pauser)
         producer = FakeProducer()
         stalled = client.open_stream(Recorder())
@@ -318,7 +322,7 @@ class FlowControlTests(_Base):
             pump.flush()
         self.assertTrue(producer.paused)
         [(server_stalled, stalled_sink)] = self.accepted
-        self.assertEqual(server_stalled.receive_buffered, 6 * MIB)
+        self.assertEqual(server_stalled.receive_buffered, INITIAL_WINDOW)
         self.assertEqual(stalled_sink.received, b"")
         self.assertEqual(stalled.send_window, 0)
         self.assertLessEqual(stalled.send_buffered, len(chunk))
@@ -331,7 +335,7 @@ class FlowControlTests(_Base):
         for _ in range(8):
             moving.write(payload)
             pump.flush()
-            self.assertLessEqual(server_stalled.receive_buffered, 6 * MIB)
+            self.assertLessEqual(server_stalled.receive_buffered, INITIAL_WINDOW)
         self.assertEqual(sink.received, payload * 8)
         self.assertTrue(producer.paused)
 
@@ -394,12 +398,12 @@ class FlowControlTests(_Base):
         """Data beyond the advertised window is answered with GoAway(1) and a close."""
         session, transport = self.raw_session(accept_stream=lambda s: Pauser())
         closed = session.when_closed()
-        too_much = INITIAL_WINDOW + 6029312 + 1
         session.dataReceived(
-            frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0) + frame(TYPE_DATA, 0, 1, 6 * MIB, b"a" * 6 * MIB)
+            frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
+            + frame(TYPE_DATA, 0, 1, INITIAL_WINDOW, b"a" * INITIAL_WINDOW)
         )
         self.assertFalse(transport.disconnecting)
-        session.dataReceived(frame(TYPE_DATA, 0, 1, too_much - 6 * MIB, b"a" * (too_much - 6 * MIB)))
+        session.dataReceived(frame(TYPE_DATA, 0, 1, 1, b"a"))
         self.assertEqual(headers(transport)[-1], Header(TYPE_GO_AWAY, 0, 0, 1))
         self.assertTrue(transport.disconnecting)
         self.assertIn("receive window", str(self.successResultOf(closed)))
@@ -568,7 +572,8 @@ class ReplayTests(_Base):
     """Feed what a real frpc 0.70 sent into a server session."""
 
     def test_capture_replay(self):
-        """Streams 1..9 are accepted with the captured bytes, and ACKs carry 6029312."""
+        """Streams 1..9 are accepted with the captured bytes; ACKs grant no
+        credit beyond the initial window (frp's would carry 6029312)."""
         messages = json.loads(DATA.child("messages.json").getContent())
         expected = {
             s["stream_id"]: DATA.preauthChild(s["demuxed_files"]["c2s"]).getContent()
@@ -588,7 +593,7 @@ class ReplayTests(_Base):
         self.assertEqual({k: p.received for k, p in accepted.items()}, expected)
         sent = headers(transport)
         acks = [h for h in sent if h.flags & FLAG_ACK]
-        self.assertEqual(acks, [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, i, 6029312) for i in (1, 3, 5, 7, 9)])
+        self.assertEqual(acks, [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, i, 0) for i in (1, 3, 5, 7, 9)])
         fins = [h.stream_id for h in sent if h.flags & FLAG_FIN]
         self.assertEqual(fins, [3, 5, 7])  # frpc half-closed these; our plain Recorders close too
         self.assertFalse(transport.disconnecting)

@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from ..logs import install_log_observer
 
 from ..config import ConfigError
+from ..mux.budget import BufferBudget
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
 from ..relay import set_no_delay
@@ -98,6 +99,7 @@ class RelayClient(service.MultiService):
         self.run_id = ""
         self.control = None
         self._session = None
+        self.buffer_budget = BufferBudget(config.max_buffered_bytes)
         self.proxies = {p.name: ProxyState(p) for p in config.proxies}
         self.logins = 0
         self._status_waiters = []  # (name, statuses, Deferred)
@@ -164,7 +166,8 @@ class RelayClient(service.MultiService):
 
         return ControlSession(
             is_client=True, clock=self.clock,
-            keepalive_interval=self.config.tcp_mux_keepalive_interval)
+            keepalive_interval=self.config.tcp_mux_keepalive_interval,
+            budget=self.buffer_budget)
 
     def _new_control(self):
         control = ClientControl(self)

@@ -15,7 +15,9 @@ transport.  When the transport's buffer is full it pauses every stream's
 producer and streams keep further data in their own send buffers; when the
 transport drains, the waiting streams are flushed in turn and their producers
 resumed.  Reading never needs pausing: each stream's buffering is bounded by
-its receive window.
+its receive window, and the windows of all streams of all sessions sharing
+one :class:`~labrelay.mux.budget.BufferBudget` grow beyond 256 KiB only
+while they fit in it.
 """
 
 from twisted.internet.defer import Deferred
@@ -29,6 +31,7 @@ from zope.interface import implementer
 from ..errors import LabrelayError
 from ..peers import describe
 from ..writethrough import write_now
+from .budget import BufferBudget
 from .frames import (
     FLAG_ACK,
     FLAG_FIN,
@@ -95,6 +98,9 @@ class YamuxSession(Protocol):
         before the whole session is closed (0 disables).
     :param stream_close_timeout: seconds a locally closed stream waits for the
         peer's FIN before it is reset (0 disables).
+    :param budget: the :class:`~labrelay.mux.budget.BufferBudget` shared by
+        the process's sessions (default: one of this session's own, with no
+        limit).
     """
 
     _log = Logger()
@@ -111,6 +117,7 @@ class YamuxSession(Protocol):
         accept_backlog: int = 256,
         stream_open_timeout: float = 75,
         stream_close_timeout: float = 300,
+        budget=None,
     ):
         if not INITIAL_WINDOW <= max_window <= MAX_LENGTH:
             raise ValueError(f"max_window must be between {INITIAL_WINDOW} and {MAX_LENGTH}")
@@ -123,6 +130,7 @@ class YamuxSession(Protocol):
         self._accept_backlog = accept_backlog
         self._stream_open_timeout = stream_open_timeout
         self._stream_close_timeout = stream_close_timeout
+        self._budget = budget if budget is not None else BufferBudget()
         self._parser = FrameParser(max_data_length=max_window)
         self._streams = {}
         self._next_id = 1 if is_client else 2

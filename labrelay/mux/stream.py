@@ -15,9 +15,19 @@ Flow control, in short:
   session's TCP transport paused us) a streaming producer is paused; it is
   resumed once the buffer drains.  A FIN waits behind buffered data.
 * Receiving: credit goes back to the peer (a WindowUpdate) only for bytes
-  *delivered* to the protocol, with yamux's rule of granting once at least
-  half the maximum window is owed.  A paused stream therefore buffers at most
-  one window and then holds the peer back, without touching other streams.
+  that have left this stream onward: delivered to the protocol while it
+  reads, i.e. not while its consumer (the transport it writes to) has
+  paused it; bytes delivered by the call that paused it are credited when
+  it resumes, that is once that transport's buffer has drained.  yamux's
+  rule applies: grant once at least half the window is owed.  A paused
+  stream therefore holds at most one window and then holds the peer back,
+  without touching other streams.
+* The window starts at yamux's 256 KiB and doubles with each grant (so only
+  as data flows) up to the session's maximum, while the process-wide
+  :class:`~labrelay.mux.budget.BufferBudget` has room for every stream's
+  window plus held bytes; when it has not, the window halves down to
+  :data:`~labrelay.mux.budget.FLOOR` (128 KiB), which every stream always
+  gets, so a stream that is read never waits for the others.
 
 Close, in short: ``loseConnection`` sends FIN after the buffered data, drops
 any further input, and ends with ``connectionLost(ConnectionDone)`` once the
@@ -90,6 +100,9 @@ class YamuxStream:
         self._producer_paused = False
         self._pull_call = None
         self._close_timer = None
+        self._target = INITIAL_WINDOW  # the receive window granted up to
+        self._charged = 0  # this stream's share of the session's budget
+        self._recharge()
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.stream_id}>"
@@ -126,6 +139,7 @@ class YamuxStream:
         self._discard_input = True
         self._in.clear()
         self._in_size = 0
+        self._recharge()
         if not self._remote_fin:
             # Keep crediting the peer so that it can reach its own FIN.
             self._grant()
@@ -226,6 +240,7 @@ class YamuxStream:
             return
         self.recv_window -= len(payload)
         if self._discard_input:
+            self._recharge()
             self._grant()
             return
         if (
@@ -239,7 +254,10 @@ class YamuxStream:
             self._in_size += len(payload)
             return
         if self._call(self.protocol.dataReceived, payload):
-            self._grant()
+            self._recharge()
+            if not self._reading_paused:
+                # Credit only bytes that did not fill the consumer up.
+                self._grant()
 
     def _on_remote_fin(self) -> None:
         if self._finished or self._remote_fin:
@@ -278,7 +296,11 @@ class YamuxStream:
             self._maybe_resume_producer()
 
     def _pause_producer(self) -> None:
-        if self._producer is not None and self._streaming and not self._producer_paused:
+        # Pause again even if paused already, as Twisted's transports do on
+        # every write while full: whoever resumed the producer behind our
+        # back (Splice.start resumes both sides) must not make us buffer
+        # one read after another without bound.
+        if self._producer is not None and self._streaming:
             self._producer_paused = True
             self._producer.pauseProducing()
 
@@ -326,18 +348,34 @@ class YamuxStream:
             return parts[0]
         return b"".join(parts)
 
+    def _recharge(self) -> None:
+        """Charge the budget with what the peer may make us hold now."""
+        commitment = 0 if self._finished else self.recv_window + self._in_size
+        self._session._budget.used += commitment - self._charged
+        self._charged = commitment
+
     def _grant(self, flags: int = 0) -> None:
         """
         Send credit for consumed bytes: yamux only sends an update once at
-        least half the maximum window is owed, or when a flag must go out.
+        least half the window is owed, or when a flag must go out (a SYN
+        or ACK carries no new credit: the window grows only as data flows).
         """
         if self._finished:
             return
-        delta = self._max_window - self._in_size - self.recv_window
-        if not flags and (delta < self._max_window // 2 or self._remote_fin):
+        if not flags:
+            if self._remote_fin:
+                return
+            if self._target - self._in_size - self.recv_window < self._target // 2:
+                return
+            self._recharge()
+            self._target = self._session._budget.window(
+                self._target, self._charged, self._max_window,
+                grow=not self._discard_input)
+        delta = max(self._target - self._in_size - self.recv_window, 0)
+        if not flags and delta < self._target // 2:
             return
-        delta = max(delta, 0)
         self.recv_window += delta
+        self._recharge()
         self._session._write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
 
     def _deliver(self) -> None:
@@ -353,6 +391,7 @@ class YamuxStream:
                     return
         finally:
             self._delivering = False
+            self._recharge()
         if self._finished or self._reading_paused or self._in:
             return
         self._grant()
@@ -449,6 +488,7 @@ class YamuxStream:
         self._out_size = 0
         self._in.clear()
         self._in_size = 0
+        self._recharge()
         self._session._stream_finished(self)
         self._lose_protocol(reason)
 

@@ -27,6 +27,7 @@ What "at once" means per key:
 * ``auth_timestamp_skew``, ``auth_pending_per_source``,
   ``auth_failures_per_second``: the next authentication;
 * ``work_conn_same_source``: the next work connection;
+* ``max_buffered_bytes``: the next window grant of each yamux stream;
 * ``token``, ``authenticate_heartbeats``, ``authenticate_new_work_conns``,
   ``max_pool_count``, ``user_conn_timeout``, ``heartbeat_timeout``: the
   next login.  A client already logged in keeps the values of its login
@@ -64,6 +65,7 @@ RELOADABLE = frozenset({
     "auth_timestamp_skew", "token",
     "authenticate_heartbeats", "authenticate_new_work_conns",
     "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
+    "max_buffered_bytes",
     "dashboard_user", "dashboard_pwd", "log_level",
     "max_domains_per_proxy", "max_locations_per_proxy", "max_routes_per_proxy",
     "max_routes_total", "max_logins_per_connection", "max_clients_per_user",

@@ -59,6 +59,7 @@ from ..protocol import messages
 from ..protocol.auth import check_privilege_key, timestamp_skew_error
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
+from ..mux.budget import BufferBudget
 from ..mux.session import YamuxSession
 from ..peers import describe, set_keepalive
 from ..relay import set_no_delay
@@ -234,7 +235,8 @@ class _FrpConnectionFactory(Factory):
         if server.config.tcp_mux:
             session = ServerSession(
                 server, is_client=False, clock=server.clock,
-                keepalive_interval=server.config.tcp_mux_keepalive_interval)
+                keepalive_interval=server.config.tcp_mux_keepalive_interval,
+                budget=server.buffer_budget)
             server.sessions.add(session)
 
             def closed(_):
@@ -320,6 +322,7 @@ class RelayServer(service.MultiService):
         self.throttle = PasswordThrottle(
             reactor, max_pending=config.auth_pending_per_source,
             failure_budget=config.auth_failures_per_second)
+        self.buffer_budget = BufferBudget(config.max_buffered_bytes)
         self.quiet_log = RateLimitedLog(reactor)
         self._sniffer = factory = SniffingFactory(
             _FrpConnectionFactory(self), tls_options,
@@ -469,6 +472,7 @@ class RelayServer(service.MultiService):
         self.replays.skew = config.auth_timestamp_skew
         self.throttle.max_pending = config.auth_pending_per_source
         self.throttle.failure_budget = config.auth_failures_per_second
+        self.buffer_budget.limit = config.max_buffered_bytes
         if self.dashboard is not None:
             self.dashboard.set_credentials(config.dashboard_user,
                                            config.dashboard_pwd)
