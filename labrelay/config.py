@@ -280,7 +280,7 @@ class ServerConfig:
     #: proxy names the traffic statistics and port memory keep
     max_tracked_proxies: int = 4096
     #: password attempts of one source (IPv4 address, IPv6 /64) held in
-    #: backoff at once; more are refused unchecked (labrelay.server.throttle)
+    #: backoff at once; more are refused unchecked (labrelay.throttle)
     auth_pending_per_source: int = 32
     #: failed password checks a second, all sources together, beyond which
     #: sources without a recent success are held the longest delay

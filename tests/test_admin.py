@@ -27,7 +27,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from labrelay.client import cli
 from labrelay.client.admin import (
-    AUTH_FAIL_DELAY, REDACTED, REFUSAL_LOG_SECONDS, STOP_EXIT_CODE,
+    REDACTED, REFUSAL_LOG_SECONDS, STOP_EXIT_CODE,
     AdminResource,
     config_for_display, config_to_store, exposure_warning)
 from labrelay.client.service import RelayClient
@@ -131,12 +131,14 @@ class AuthDelayTests(SynchronousTestCase):
         return AdminResource(client, self.clock)
 
     def test_refusal_waits(self):
-        """Wrong credentials get nothing before the delay, then 401 with
+        """Wrong credentials get nothing before the password throttle's
+        delay (labrelay.throttle, as every password check), then 401 with
         the Basic realm challenge."""
+        from labrelay.throttle import BASE_DELAY
         resource = self.resource()
         req = _Request(b"/api/status", user=b"admin", password=b"wrong")
         self.assertEqual(resource.render(req), NOT_DONE_YET)
-        self.clock.advance(AUTH_FAIL_DELAY - 0.01)
+        self.clock.advance(BASE_DELAY - 0.01)
         self.assertEqual(req.finished, 0)
         self.clock.advance(0.01)
         self.assertEqual((req.finished, req.responseCode), (1, 401))
@@ -144,6 +146,32 @@ class AuthDelayTests(SynchronousTestCase):
             req.responseHeaders.getRawHeaders(b"www-authenticate"),
             [b'Basic realm="Restricted"'])
         self.assertEqual(b"".join(req.written), b"Unauthorized\n")
+
+    def test_guesses_back_off(self):
+        """Each wrong guess from one source waits longer (0.5, 1, 2 ... s),
+        parallel guesses included; the right password from that source
+        still gets in once its turn comes."""
+        resource = self.resource()
+        guesses = [_Request(b"/api/status", user=b"admin",
+                            password=b"guess%d" % i) for i in range(4)]
+        for req in guesses:
+            self.assertEqual(resource.render(req), NOT_DONE_YET)
+        answered, times = [], []
+        for _ in range(200):   # 20 s in 0.1 s steps
+            self.clock.advance(0.1)
+            for req in guesses:
+                if req.finished and req not in answered:
+                    answered.append(req)
+                    times.append(self.clock.seconds())
+        self.assertEqual([req.responseCode for req in answered], [401] * 4)
+        # held one after another, not answered together
+        self.assertEqual(len(set(times)), 4, times)
+        self.assertGreaterEqual(times[-1], 3.5, times)
+        self.assertEqual(resource.throttle.failures_from("admin", ""), 4)
+        right = _Request(b"/api/status", user=b"admin", password=b"s3cret")
+        self.assertEqual(resource.render(right), NOT_DONE_YET)
+        self.clock.advance(8)
+        self.assertEqual((right.finished, right.responseCode), (1, 200))
 
     def test_disconnect_cancels_answer(self):
         """A client gone before its 401 leaves no timer behind."""

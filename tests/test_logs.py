@@ -25,7 +25,7 @@ from labrelay.logs import (EscapingObserver, LevelFilteredObserver,
                            make_log_observer, quote, set_log_level)
 from labrelay.protocol import messages
 from labrelay.protocol.framing import encode_message
-from labrelay.server.throttle import PasswordThrottle
+from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.tracking import ConnectionSet
 

@@ -53,7 +53,7 @@ from labrelay.protocol.framing import (HEADER_LENGTH, MAX_BODY_LENGTH,
 from labrelay.server import service as server_service
 from labrelay.server.connection import MAX_EARLY_WORK_BYTES, ServerConnection
 from labrelay.server.service import RelayServer, _FrpConnectionFactory
-from labrelay.server.throttle import PasswordThrottle
+from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import MAX_HEAD, Vhost
 from labrelay.tracking import ConnectionSet
 

@@ -1,12 +1,12 @@
 """
-Tests for labrelay.server.throttle: the one throttle in front of every
+Tests for labrelay.throttle: the one throttle in front of every
 password check, driven by a Clock.
 """
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay.server.throttle import (FAIL, PASS, REFUSED, PasswordThrottle,
+from labrelay.throttle import (FAIL, PASS, REFUSED, PasswordThrottle,
                                       source_group)
 
 A = "192.0.2.66"

@@ -28,8 +28,12 @@ state-changing route answers only its own method (405 otherwise): a page
 can make a browser send a ``GET`` without any of those headers.
 
 When ``admin_user`` or ``admin_pwd`` is set, every route but ``/healthz``
-needs basic auth; a refusal is answered after :data:`AUTH_FAIL_DELAY`
-seconds, on the injected clock, as frpc does.  Without a password on an
+needs basic auth.  A request without credentials is answered 401 after
+:data:`AUTH_FAIL_DELAY` seconds (as frpc does); credentials go through the
+password throttle (:mod:`labrelay.throttle`, as every password labrelay
+checks): after a wrong guess, every attempt from that source waits 0.5 s
+doubling to 8 s, parallel ones too, and refused guesses are logged at most
+once a minute.  Without a password on an
 address other than the loopback, start-up logs a loud warning.
 
 The admin web UI (``GET /``, ``/static/``) and pprof are not served.
@@ -53,6 +57,7 @@ from ..config import ConfigError
 from ..endpoints import server_endpoint_description
 from ..listeners import StartupListener
 from ..localweb import HostPolicy, request_denial
+from ..throttle import PASS, PasswordThrottle
 from ..tracking import ConnectionSet
 
 #: Seconds before a request with wrong credentials gets its 401 (frp: 200 ms).
@@ -217,6 +222,10 @@ class AdminResource(Resource):
         self._next_refusal_log = float("-inf")
         self._refusals_not_logged = 0
         self._delayed = set()  # pending 401 answers and the stop
+        self._next_auth_log = float("-inf")
+        self._auth_failures_not_logged = 0
+        #: wrong admin_user/admin_pwd guesses are held back per source
+        self.throttle = PasswordThrottle(clock)
         self._routes = {
             b"/healthz": {b"GET": self._healthz},
             b"/api/status": {b"GET": self._status},
@@ -235,8 +244,66 @@ class AdminResource(Resource):
             self._log_refusal(request, text.strip())
             request.setResponseCode(code)
             return text.encode("utf-8")
-        if path != b"/healthz" and not self._authorized(request):
-            return self._refuse(request)
+        if path == b"/healthz" or not self._has_credentials():
+            return self._route(request)
+        if not (request.getUser() or request.getPassword()):
+            return self._refuse(request)   # no guess: not counted
+        verdicts = []
+        decided = self.throttle.check(
+            "admin", getattr(request.getClientAddress(), "host", ""),
+            request.getUser().decode("utf-8", "replace"),
+            lambda: self._authorized(request))
+        decided.addCallback(verdicts.append)
+        if verdicts and verdicts[0].outcome == PASS:
+            return self._route(request)
+        return self._held(request, decided, verdicts)
+
+    def _held(self, request, decided, verdicts):
+        """Answer *request* once the throttle has decided on it."""
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def answer(_):
+            if gone:
+                return
+            if verdicts[0].outcome == PASS:
+                body = self._route(request)
+                request.write(body)
+                request.finish()
+                return
+            self._log_auth_failure(request, verdicts[0])
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", REALM)
+            request.write(b"Unauthorized\n")
+            request.finish()
+
+        decided.addCallback(answer)
+        decided.addErrback(lambda f: self._log.failure(
+            "admin API: answering held credentials", f))
+        return NOT_DONE_YET
+
+    def _log_auth_failure(self, request, verdict) -> None:
+        """At most one line per :data:`REFUSAL_LOG_SECONDS` about refused
+        credentials, counting those not logged."""
+        now = self.clock.seconds()
+        if now < self._next_auth_log:
+            self._auth_failures_not_logged += 1
+            return
+        self._log.warn("admin API: {method} {path}: wrong credentials from "
+                       "{source} ({outcome}, failure {failures} in a row, "
+                       "answered after {delay:g}s); {more} more since the "
+                       "last such line",
+                       method=request.method.decode("ascii", "replace"),
+                       path=request.path[:200].decode("ascii", "replace"),
+                       source=verdict.source, outcome=verdict.outcome,
+                       failures=verdict.failures, delay=verdict.delay,
+                       more=self._auth_failures_not_logged)
+        self._auth_failures_not_logged = 0
+        self._next_auth_log = now + REFUSAL_LOG_SECONDS
+
+    def _route(self, request) -> bytes:
+        """The answer of an admitted request."""
+        path = request.path
         methods = self._routes.get(path)
         if methods is None:
             request.setResponseCode(404)
@@ -283,6 +350,7 @@ class AdminResource(Resource):
 
     def close(self) -> None:
         """Cancel pending delayed answers and a pending stop."""
+        self.throttle.close()
         for call in list(self._delayed):
             if call.active():
                 call.cancel()

@@ -33,7 +33,7 @@ Routes (all ``GET``; JSON bodies, plain-text errors, as frps):
 With ``dashboard_user`` or ``dashboard_pwd`` set, everything but
 ``/healthz`` needs HTTP basic auth; a wrong answer gets 401 with
 ``WWW-Authenticate: Basic realm="Restricted"``.  Credentials go through
-the server's password throttle (:mod:`labrelay.server.throttle`): a wrong
+the server's password throttle (:mod:`labrelay.throttle`): a wrong
 answer waits at least 0.5 s (frp: 200 ms), parallel guesses from one
 address wait ever longer, and while an address is in backoff even right
 credentials are answered late.
@@ -82,7 +82,7 @@ from ..localweb import HostPolicy, request_denial
 from ..tls import TLSConfigError, server_tls_options
 from ..tracking import ConnectionSet
 from .stats import BUCKET_SECONDS, SAMPLE_SECONDS
-from .throttle import PASS
+from ..throttle import PASS
 
 #: The page shipped with the package.
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -651,7 +651,7 @@ class DashboardService(service.MultiService):
     def check_credentials(self, request):
         """True when *request* may be answered now; else a Deferred firing
         with whether it passed, after the server's password throttle
-        (:mod:`labrelay.server.throttle`) held it.  A request without
+        (:mod:`labrelay.throttle`) held it.  A request without
         credentials is no guess: refused without being counted."""
         if self._credentials is None:
             return True

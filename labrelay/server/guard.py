@@ -29,7 +29,7 @@ runs on an injected clock.
   cost O(1).
 
 Failed password checks are throttled by
-:class:`labrelay.server.throttle.PasswordThrottle`.
+:class:`labrelay.throttle.PasswordThrottle`.
 
 :class:`ReplayCache` remembers the ``(timestamp, privilege_key)`` pairs of
 accepted authentications and refuses a pair presented again more than

@@ -21,7 +21,7 @@ TCP connection: an idle one waits in its client's pool, whose size is
 capped, and a spliced one ends with its user.)
 
 Authentication of a first message, in order: the privilege key, through
-the password throttle (``labrelay.server.throttle``: a source in backoff is
+the password throttle (``labrelay.throttle``: a source in backoff is
 answered late, right key or not, and one with too many attempts waiting is
 refused unchecked); then ``auth_timestamp_skew`` (when on), the replay
 cache (which also refuses a Login reusing another message type's proof)
@@ -69,7 +69,7 @@ from .connection import FIRST_MESSAGE_TIMEOUT, ServerConnection
 from .budget import RegistrationBudget
 from .control import ControlSession, carrier_of
 from .guard import LOGIN, RateLimitedLog, ReplayCache, SourceGuard
-from .throttle import FAIL, PASS, REFUSED, PasswordThrottle
+from ..throttle import FAIL, PASS, REFUSED, PasswordThrottle
 from .reload import SighupHandler, reload_from_file
 from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
@@ -583,7 +583,7 @@ class RelayServer(service.MultiService):
     def _check_token(self, connection, who: str, token: str,
                      message) -> Deferred:
         """The throttled check of *message*'s privilege key (see
-        labrelay.server.throttle); nothing more is read from *connection*
+        labrelay.throttle); nothing more is read from *connection*
         until it is decided."""
         connection.ignore_input()
         return self.throttle.check(

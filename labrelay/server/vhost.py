@@ -64,7 +64,7 @@ from .http_proxy import (HttpExchange, HttpProxy, basic_auth, body_framing,
                          header_value, rewrite_request_headers, upgrade_type)
 from .proxy_base import ReadGate
 from .vhost_request import BadRequest, framing_problem, route_target
-from .throttle import PASS
+from ..throttle import PASS
 from .vhost_routes import RouteTable, request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
@@ -545,7 +545,7 @@ class VhostConnection(RelayedProtocol):
         """
         Whether *request* may go on to *proxy* now.  If not, it has been
         answered (401/407) or is held by the server's password throttle
-        (:mod:`labrelay.server.throttle`): reading stops, and once it
+        (:mod:`labrelay.throttle`): reading stops, and once it
         passes :meth:`_on_request` takes it up again.  A request without
         credentials is no guess: answered at once, not counted.
         """

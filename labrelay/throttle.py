@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_throttle -*-
 """
-One throttle for every password the server checks: the token of a Login
-(and of a NewWorkConn under ``authenticate_new_work_conns``), a vhost
-route's ``http_user``/``http_pwd`` and the dashboard's Basic auth.  Each
+One throttle for every password labrelay checks: on the server the token
+of a Login (and of a NewWorkConn under ``authenticate_new_work_conns``), a
+vhost route's ``http_user``/``http_pwd`` and the dashboard's Basic auth; on
+the client its admin API's ``admin_user``/``admin_pwd``.  Each
 kind of check is a *realm*; realms are throttled separately, and share the
 global failure budget.
 
