@@ -75,6 +75,19 @@ class JupyterProcess(ProcessProtocol):
         self.ended.callback(None)
 
 
+def jupyter_home(testcase):
+    """A fresh directory and an environment that keeps Jupyter's config,
+    data and runtime files in it: (root, env)."""
+    root = testcase.mktemp()
+    os.makedirs(root)
+    env = dict(os.environ)
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
+                 "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        env[name] = os.path.abspath(os.path.join(root, "." + name.lower()))
+    env["PYTHONUNBUFFERED"] = "1"
+    return root, env
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -153,13 +166,7 @@ class JupyterThroughVhostTests(TestCase):
                       f"(jupyter_server, ipykernel, websocket-client)")
 
     async def start_jupyter(self, token: str) -> int:
-        root = self.mktemp()
-        os.makedirs(root)
-        env = dict(os.environ)
-        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
-                     "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-            env[name] = os.path.abspath(os.path.join(root, "." + name.lower()))
-        env["PYTHONUNBUFFERED"] = "1"
+        root, env = jupyter_home(self)
         process = JupyterProcess()
         args = [sys.executable, "-m", "jupyter_server",
                 f"--ServerApp.port={free_port()}", "--ServerApp.ip=127.0.0.1",
@@ -246,13 +253,7 @@ class JupyterLabAsReadmeTests(TestCase):
                       f"the test extra (pip install '.[test]')")
 
     async def start_lab(self, argv) -> JupyterProcess:
-        root = self.mktemp()
-        os.makedirs(root)
-        env = dict(os.environ)
-        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
-                     "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-            env[name] = os.path.abspath(os.path.join(root, "." + name.lower()))
-        env["PYTHONUNBUFFERED"] = "1"
+        root, env = jupyter_home(self)
         self.assertEqual(argv[:2], ["jupyter", "lab"])
         port = free_port()
         args = [sys.executable, "-m", "jupyter", "lab"] + [

@@ -219,11 +219,9 @@ class AdminResource(Resource):
         self.client = client
         self.clock = clock
         self.policy = HostPolicy(client.config.admin_addr)
-        self._next_refusal_log = float("-inf")
-        self._refusals_not_logged = 0
+        self._refusal_log = _OncePer(clock, REFUSAL_LOG_SECONDS)
         self._delayed = set()  # pending 401 answers and the stop
-        self._next_auth_log = float("-inf")
-        self._auth_failures_not_logged = 0
+        self._auth_log = _OncePer(clock, REFUSAL_LOG_SECONDS)
         #: wrong admin_user/admin_pwd guesses are held back per source
         self.throttle = PasswordThrottle(clock)
         self._routes = {
@@ -285,9 +283,8 @@ class AdminResource(Resource):
     def _log_auth_failure(self, request, verdict) -> None:
         """At most one line per :data:`REFUSAL_LOG_SECONDS` about refused
         credentials, counting those not logged."""
-        now = self.clock.seconds()
-        if now < self._next_auth_log:
-            self._auth_failures_not_logged += 1
+        held = self._auth_log.allow()
+        if held is None:
             return
         self._log.warn("admin API: {method} {path}: wrong credentials from "
                        "{source} ({outcome}, failure {failures} in a row, "
@@ -297,9 +294,7 @@ class AdminResource(Resource):
                        path=request.path[:200].decode("ascii", "replace"),
                        source=verdict.source, outcome=verdict.outcome,
                        failures=verdict.failures, delay=verdict.delay,
-                       more=self._auth_failures_not_logged)
-        self._auth_failures_not_logged = 0
-        self._next_auth_log = now + REFUSAL_LOG_SECONDS
+                       more=held)
 
     def _route(self, request) -> bytes:
         """The answer of an admitted request."""
@@ -335,18 +330,15 @@ class AdminResource(Resource):
     def _log_refusal(self, request, why: str) -> None:
         # A page can send requests in a loop: one line per
         # REFUSAL_LOG_SECONDS, with the count of those not logged.
-        now = self.clock.seconds()
-        if now < self._next_refusal_log:
-            self._refusals_not_logged += 1
+        held = self._refusal_log.allow()
+        if held is None:
             return
         self._log.warn("admin API: {method} {path} refused: {why} (a web "
                        "page, or a foreign Host header?); {more} more "
                        "refused since the last such line",
                        method=request.method.decode("ascii", "replace"),
                        path=request.path[:200].decode("ascii", "replace"),
-                       why=why, more=self._refusals_not_logged)
-        self._refusals_not_logged = 0
-        self._next_refusal_log = now + REFUSAL_LOG_SECONDS
+                       why=why, more=held)
 
     def close(self) -> None:
         """Cancel pending delayed answers and a pending stop."""
@@ -495,6 +487,27 @@ class _TrackingFactory(WrappingFactory):
     def unregisterProtocol(self, p):
         super().unregisterProtocol(p)
         self.connections.remove(p)
+
+
+class _OncePer:
+    """Lets one log line through per *seconds*, counting those held."""
+
+    def __init__(self, clock, seconds: float):
+        self._clock = clock
+        self._seconds = seconds
+        self._next = float("-inf")
+        self._held = 0
+
+    def allow(self):
+        """None to stay silent; else how many were held back since the
+        last line allowed."""
+        now = self._clock.seconds()
+        if now < self._next:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next = now + self._seconds
+        return held
 
 
 class AdminServer:
