@@ -60,7 +60,9 @@ def prepare_service(options, service, config):
     _log.info("{version} starting, config {path}", version=VERSION_TEXT,
               path=config.source)
     for warning in config.warnings:
-        _log.warn("{warning}", warning=warning)
+        # not 'warning=': Twisted's legacy observers (trial's, twistd's) take
+        # an event with a 'warning' key for a Python warning
+        _log.warn("{config_warning}", config_warning=warning)
     probe_startup_listeners(service)
     service.log_observer = log_observer_for(options, config,
                                             daemon=daemonising(options))

@@ -115,7 +115,9 @@ def apply(client, new: ClientConfig) -> ReloadResult:
     if hasattr(client, "apply_admin"):
         client.apply_admin(new)
     for warning in new.warnings:
-        _log.warn("{warning}", warning=warning)
+        # not 'warning=': Twisted's legacy observers (trial's, twistd's) take
+        # an event with a 'warning' key for a Python warning
+        _log.warn("{config_warning}", config_warning=warning)
     if restart_keys:
         _log.warn("reload: [common] {keys} changed; that needs a restart "
                   "(only proxy sections are reloaded)",

@@ -112,7 +112,9 @@ def apply(server, new: ServerConfig) -> ReloadResult:
     result = config_changes(server.config, new)
     server.apply_config(merged_config(server.config, new))
     for warning in new.warnings:
-        _log.warn("{warning}", warning=warning)
+        # not 'warning=': Twisted's legacy observers (trial's, twistd's) take
+        # an event with a 'warning' key for a Python warning
+        _log.warn("{config_warning}", config_warning=warning)
     if result.restart_keys:
         _log.warn("reload: {keys} changed, which needs a restart (the "
                   "running value is kept until then)",
