@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_config -*-
 """
-Tests for labrelay.config and labrelay.config_ini: the frp legacy INI dialect,
-templates, defaults, validation messages, warnings, range sections, start,
-includes and the seed configs captured with real frp.
+Tests for labrelay.config (and its ini and template layers): the frp legacy
+INI dialect, templates, defaults, validation messages, warnings, range
+sections, start, includes and the seed configs captured with real frp.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from labrelay.config import (
     ClientConfig, ConfigError, PortSet, ProxyConfig, ServerConfig,
     load_client_config, load_server_config, parse_client_config,
     parse_port_ranges, parse_server_config)
-from labrelay.config_ini import parse_go_int, render_template
+from labrelay.config.ini import parse_go_int
+from labrelay.config.template import render_template
 
 DATA = FilePath(__file__).sibling("data")
 SEEDS = ("plain-mux", "plain-nomux", "login-bad-token")

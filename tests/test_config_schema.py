@@ -7,9 +7,12 @@ kept by hand before (copied here as the expectation).
 
 from __future__ import annotations
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay import config
+from labrelay.config import PortSet
+from labrelay.config.schema import key_table, reloadable_keys, setting
 from labrelay.client import reload as client_reload
 from labrelay.server import reload as server_reload
 
@@ -135,3 +138,34 @@ class GeneratedTablesTests(SynchronousTestCase):
         """A client reload applies the same [common] keys as before."""
         self.assertEqual(client_reload.ADMIN_KEYS, OLD_ADMIN_KEYS)
         self.assertEqual(client_reload._NOT_COMMON, OLD_CLIENT_NOT_COMMON)
+
+
+class SettingTests(SynchronousTestCase):
+    """schema.setting declares a key; the tables read it back."""
+
+    def test_kinds_and_flags(self):
+        """The kind follows the default unless given; own, reloadable and
+        proxy types select the tables a key lands in."""
+
+        @attrs.frozen
+        class Model:
+            plain: str = setting("x")
+            flag: bool = setting(False, reloadable=True)
+            port: int = setting(0, "port", proxy_types=("tcp",))
+            ports: PortSet = setting(PortSet(), own=True)
+            names: tuple[str, ...] = setting(())
+            source: str = "-"
+
+        self.assertEqual(key_table(Model), {
+            "plain": "str", "flag": "bool", "port": "port", "names": "list"})
+        self.assertEqual(key_table(Model, own=True), {"ports": "ports"})
+        self.assertEqual(key_table(Model, proxy_type="tcp"), {"port": "port"})
+        self.assertEqual(key_table(Model, proxy_type="http"), {})
+        self.assertEqual(set(key_table(Model, proxy_type="")),
+                         {"plain", "flag", "names"})
+        self.assertEqual(reloadable_keys(Model), {"flag"})
+
+    def test_unknown_kind(self):
+        """A kind the parsers cannot convert is refused when declared."""
+        self.assertRaises(ValueError, setting, 0, "float")
+        self.assertRaises(TypeError, setting, 0.5)

@@ -33,17 +33,18 @@ from typing import Iterable, Mapping
 import attrs
 from twisted.logger import Logger
 
-from ..config import ClientConfig, ProxyConfig, load_client_config
+from ..config import (
+    CLIENT_RELOADABLE, ClientConfig, ProxyConfig, load_client_config)
 
 _log = Logger()
 
 #: The admin API's keys, which a reload applies.
-ADMIN_KEYS = frozenset({"admin_addr", "admin_port", "admin_user",
-                        "admin_pwd"})
+ADMIN_KEYS = frozenset(key for key in CLIENT_RELOADABLE
+                       if key.startswith("admin_"))
 
-#: ClientConfig fields that are not [common] keys, or that a reload applies.
-_NOT_COMMON = frozenset({"proxies", "source", "warnings", "start",
-                         "includes"}) | ADMIN_KEYS
+#: ClientConfig fields that are not [common] keys, or that a reload applies
+#: (the fields declared reloadable in ClientConfig).
+_NOT_COMMON = frozenset({"proxies", "source", "warnings"}) | CLIENT_RELOADABLE
 
 
 @attrs.frozen

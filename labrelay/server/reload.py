@@ -52,27 +52,13 @@ import signal
 import attrs
 from twisted.logger import Logger
 
-from ..config import ServerConfig, load_server_config
+from ..config import SERVER_RELOADABLE, ServerConfig, load_server_config
 
 _log = Logger()
 
-#: [common] keys a reload applies without a restart.
-RELOADABLE = frozenset({
-    "allow_ports", "max_ports_per_client", "max_pool_count",
-    "max_proxies_per_client", "max_unauthenticated_per_source",
-    "max_unauthenticated_connections", "unauthenticated_timeout",
-    "session_idle_timeout", "max_sessions_per_client",
-    "auth_timestamp_skew", "token",
-    "authenticate_heartbeats", "authenticate_new_work_conns",
-    "user_conn_timeout", "heartbeat_timeout", "detailed_errors_to_client",
-    "max_buffered_bytes",
-    "dashboard_user", "dashboard_pwd", "log_level",
-    "max_domains_per_proxy", "max_locations_per_proxy", "max_routes_per_proxy",
-    "max_routes_total", "max_logins_per_connection", "max_clients_per_user",
-    "max_clients_per_source", "max_proxies_total", "max_tracked_proxies",
-    "auth_pending_per_source", "auth_failures_per_second",
-    "work_conn_same_source",
-})
+#: [common] keys a reload applies without a restart (the fields declared
+#: reloadable in ServerConfig).
+RELOADABLE = SERVER_RELOADABLE
 
 #: ServerConfig fields that are not [common] keys.
 _NOT_KEYS = frozenset({"source", "warnings"})
