@@ -38,7 +38,8 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
 class WaitsForWork:
     """
     What :meth:`ProxyBase.get_work_connection` expects of a user (a tcp
-    user connection, an HTTP exchange): it remembers the pending wait so
+    user connection, an HTTP request's wait in
+    :meth:`~labrelay.server.vhost.proxy.HttpProxy.open_work`): it remembers the pending wait so
     that a user who leaves can cancel it.
     """
 
