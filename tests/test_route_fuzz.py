@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.errors import ProxyError
-from labrelay.server.vhost_routes import (MAX_DOMAIN_LENGTH,
+from labrelay.server.vhost.routes import (MAX_DOMAIN_LENGTH,
                                           MAX_LOCATION_LENGTH, RouteConflict,
                                           RouteTable, candidate_domains,
                                           normalize_domain, request_host)

@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from labrelay.server.vhost_request import framing_problem
+from labrelay.server.vhost.request import framing_problem
 
 from . import test_vhost
 from .harness import async_test, connect_user, listen, within

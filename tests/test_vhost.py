@@ -28,13 +28,13 @@ from zope.interface import implementer
 from labrelay.config import parse_server_config
 from labrelay.errors import ProxyError
 from labrelay.protocol import messages
-from labrelay.server.http_proxy import (HttpProxy, basic_auth,
-                                        response_headers,
-                                        rewrite_request_headers, upgrade_type)
+from labrelay.server.vhost.headers import (basic_auth, response_headers,
+                                           rewrite_request_headers,
+                                           upgrade_type)
 from labrelay.server.service import RelayServer
-from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost
+from labrelay.server.vhost import NOT_FOUND_PAGE, HttpProxy, Vhost
 from labrelay.tracking import ConnectionSet
-from labrelay.server.vhost_routes import RouteTable
+from labrelay.server.vhost.routes import RouteTable
 from labrelay.tls import server_tls_options
 
 from .harness import (TOKEN, Client, Relay, async_test, connect_protocol,

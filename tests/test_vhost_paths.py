@@ -10,7 +10,7 @@ sent.
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from labrelay.server.vhost_request import BadRequest, route_target
+from labrelay.server.vhost.request import BadRequest, route_target
 
 from .harness import LogCapture, async_test, connect_user, within
 from .test_vhost import (VhostRelay, basic, http_proxy, http_user,

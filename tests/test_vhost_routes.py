@@ -12,8 +12,8 @@ from labrelay.config import parse_server_config
 from labrelay.errors import ProxyError
 from labrelay.protocol import messages
 from labrelay.protocol.framing import MAX_BODY_LENGTH, encode_message
-from labrelay.server.http_proxy import HttpProxy
-from labrelay.server.vhost_routes import (
+from labrelay.server.vhost.proxy import HttpProxy
+from labrelay.server.vhost.routes import (
     CONFLICT, MAX_DOMAIN_LENGTH, MAX_LOCATION_LENGTH, RouteConflict,
     RouteTable, candidate_domains, normalize_domain, request_host)
 

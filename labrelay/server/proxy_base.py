@@ -2,7 +2,8 @@
 """
 What every proxy type on the server shares: :class:`ProxyBase` (its owner,
 its counters, finding a live work connection for a user),
-:func:`join_user_to_work` (StartWorkConn, then a raw splice) and
+:func:`join_user_to_work` (a started work connection, then a raw splice;
+:mod:`~labrelay.server.worklink` starts it) and
 :class:`ReadGate` (pausing one transport's reads for several independent
 reasons, as the HTTP vhost needs).
 """
@@ -14,28 +15,19 @@ from zope.interface import implementer
 
 from ..errors import NoWorkConnection
 from ..peers import host_port
-from ..protocol import messages
-from ..protocol.codec import PayloadCodec
 from ..relay import Splice
+from .worklink import start_work_link
 
 
 def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
     """
-    Send StartWorkConn on *work* and splice it to *user* (a RelayedProtocol).
-    Shared by every proxy type.
+    Start *work* for *user* (a RelayedProtocol, :func:`start_work_link`)
+    and splice the two.  Shared by every proxy type that relays raw bytes.
     """
-    src_addr, src_port = host_port(user.transport.getPeer())
-    dst_addr, dst_port = dst
-    work.send(messages.StartWorkConn(
-        proxy_name=proxy.name, src_addr=src_addr, src_port=src_port,
-        dst_addr=dst_addr, dst_port=dst_port))
-    codec = None
-    if proxy.use_encryption or proxy.use_compression:
-        # The token of the client's login (a reload may have changed the
-        # server's since).
-        codec = PayloadCodec(proxy.control.token, proxy.use_encryption,
-                             proxy.use_compression)
-    splice = Splice(user, work, b_codec=codec, on_close=proxy.splice_closed,
+    link = start_work_link(proxy, work, src=host_port(user.transport.getPeer()),
+                           dst=dst)
+    splice = Splice(user, work, b_codec=link.codec,
+                    on_close=proxy.splice_closed,
                     description=f"proxy [{proxy.name}] {user.peer}")
     proxy.splice_opened(splice)
     splice.start(a_pending=user.take_early_data(),
@@ -46,7 +38,8 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
 class WaitsForWork:
     """
     What :meth:`ProxyBase.get_work_connection` expects of a user (a tcp
-    user connection, an HTTP exchange): it remembers the pending wait so
+    user connection, an HTTP request's wait in
+    :meth:`~labrelay.server.vhost.proxy.HttpProxy.open_work`): it remembers the pending wait so
     that a user who leaves can cancel it.
     """
 

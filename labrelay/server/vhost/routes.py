@@ -19,6 +19,13 @@ user the longest matching location wins: locations are tried in reverse
 lexicographic order with a plain string prefix test (``/api`` matches
 ``/apix``; ``""`` matches every path).
 
+A route's target is the ``type = http`` proxy that serves it
+(:class:`~labrelay.server.vhost.proxy.HttpProxy`): what the vhost asks of
+it is its settings (``name``, ``http_user`` ...) and ``open_work()``, a
+Deferred of a started work connection (as frp's
+``RouteConfig.CreateConnFn``), so the vhost never reaches a client's
+control connection or work pool itself.
+
 Host names are compared case-insensitively, without a port and without one
 trailing dot (``Example.COM.:8080`` is ``example.com``).
 
@@ -40,13 +47,13 @@ Domains are at most :data:`MAX_DOMAIN_LENGTH` characters (DNS's limit) and
 locations at most :data:`MAX_LOCATION_LENGTH`; :meth:`RouteTable.add`
 refuses longer ones.  How many keys one proxy may register is the caller's
 limit (``max_domains_per_proxy`` and friends, in
-:mod:`labrelay.server.http_proxy`).
+:mod:`labrelay.server.vhost.proxy`).
 """
 
 from collections import Counter
 from typing import Iterable, Iterator, Optional
 
-from ..errors import ProxyError
+from ...errors import ProxyError
 
 #: The error text frp sends in NewProxyResp for a taken route key.
 CONFLICT = "router config conflict"

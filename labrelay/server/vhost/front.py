@@ -1,21 +1,24 @@
 # -*- test-case-name: tests.test_vhost -*-
 """
-The HTTP virtual-host port of the server (frps ``vhost_http_port``): the
-listener's factory and one HTTP/1.1 protocol per user connection.
+The user side of the server's HTTP virtual-host port (frps
+``vhost_http_port``): one HTTP/1.1 protocol per user connection
+(:class:`VhostConnection`); :mod:`~labrelay.server.vhost.port` holds the
+vhost as a whole and builds these.
 
 Every request head on a connection is parsed with h11 (at most
 :data:`MAX_HEAD` bytes, within :attr:`Vhost.head_timeout` seconds) and
 routed on its own: a keep-alive connection may name another Host, and so
 reach another proxy and client, with each request.  A routed request
-becomes an :class:`~labrelay.server.http_proxy.HttpExchange` over one work
-connection; this module answers what needs no backend: 400 (malformed, no
-Host), 401/407 (``http_user``/``http_pwd``), 404 (no route: the built-in
-page or ``custom_404_page``), 408 (head too slow), 431 (head too large),
-and the 502/504 an exchange reports.
+becomes an :class:`~labrelay.server.vhost.exchange.HttpExchange` over
+one work connection that the route's target opens; this module answers
+what needs no backend: 400 (malformed, no Host), 401/407
+(``http_user``/``http_pwd``), 404 (no route: the built-in page or
+``custom_404_page``), 408 (head too slow), 431 (head too large), and the
+502/504 an exchange reports.
 
 Before routing, the head as received is checked for ambiguous body
 framing, and the request target is normalised
-(:mod:`~labrelay.server.vhost_request`): a request whose framing another
+(:mod:`~labrelay.server.vhost.request`): a request whose framing another
 parser could read otherwise is answered 400 and its connection closed
 (nothing after it on the connection is read as a request); the routed
 path is the normal one (dot segments, ``//`` and encoded unreserved
@@ -31,77 +34,35 @@ end with a lingering close (FIN, then input is discarded until the peer
 closes or :attr:`Vhost.linger_timeout`), so the peer reads the answer
 instead of a reset.
 
-Each request gets one access-log line (info, namespace
-``labrelay.access``) when its response ends, in the combined log format
-plus searchable fields::
-
-    client_ip - user [time] "METHOD path HTTP/1.1" status bytes_sent
-    "referer" "user-agent" host=... proxy=... duration_ms=...
-
-``user`` is the basic-auth user name sent (``-`` without one), ``time``
-when the request head arrived (UTC), ``bytes_sent`` the response body's
-size, ``proxy`` the proxy that served it (``-`` when none did).  A protocol
-switch is logged when it happens (101); a request whose user left before
-any response is logged as 499; a refusal before a request line was parsed
-(408, 400) as ``"-"``.  Request text is escaped as nginx does (``"``, ``\\``
-and non-printable bytes as ``\\xHH``).
+Each request gets one access-log line
+(:mod:`~labrelay.server.vhost.access_log`); Basic auth goes through the
+server's password throttle (:mod:`~labrelay.server.vhost.auth`); the
+pages the vhost answers by itself are in
+:mod:`~labrelay.server.vhost.pages`.
 """
 
-import time
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import h11
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-from ..logs import quote
-from ..peers import describe, host_port
-from ..relay import (RelayedProtocol, Splice, set_no_delay,
-                     supports_half_close)
-from .http_proxy import (HttpExchange, HttpProxy, basic_auth, body_framing,
-                         header_value, rewrite_request_headers, upgrade_type)
-from .proxy_base import ReadGate
-from .vhost_request import BadRequest, framing_problem, route_target
-from ..throttle import PASS
-from .vhost_routes import RouteTable, request_host
+from ...peers import describe, host_port
+from ...relay import (RelayedProtocol, Splice, set_no_delay,
+                      supports_half_close)
+from ..proxy_base import ReadGate
+from .access_log import AccessRecord, clf_escape, write_access_line
+from .auth import BasicAuthMixin
+from .exchange import HttpExchange
+from .headers import (basic_auth, body_framing, header_value,
+                      rewrite_request_headers, upgrade_type)
+from .pages import BAD_GATEWAY, GATEWAY_TIMEOUT, HTML, TEXT, refusal
+from .request import BadRequest, framing_problem, route_target
+from .routes import request_host
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
 #: far more than any browser sends; beyond it: 431.
 MAX_HEAD = 64 * 1024
-
-#: Seconds a connection has to send a complete request head (slowloris),
-#: and to stay idle between keep-alive requests.
-HEAD_TIMEOUT = 30
-
-#: Seconds a closing connection may keep sending before it is reset.
-LINGER_TIMEOUT = 5
-
-#: Idle work connections each http proxy keeps for its next requests, and
-#: the seconds one may stay idle (as frp: Go's reverse proxy transport).
-MAX_IDLE_WORK = 5
-IDLE_WORK_TIMEOUT = 60
-
-#: labrelay's page for a host (or path) that no proxy serves.
-NOT_FOUND_PAGE = b"""<!DOCTYPE html>
-<html>
-<head>
-<meta charset="utf-8">
-<title>Not Found</title>
-<style>
-  body { max-width: 36em; margin: 3em auto; padding: 0 1em;
-         font-family: Tahoma, Verdana, Arial, sans-serif; color: #333; }
-</style>
-</head>
-<body>
-<h1>Nothing is published here.</h1>
-<p>No service answers at this address right now. Check the address, or
-try again once the service behind it is connected.</p>
-<p><em>labrelay</em></p>
-</body>
-</html>
-"""
 
 #: Bytes a request line may start with (an HTTP method is a token); a TLS
 #: ClientHello or other binary junk is refused at its first byte instead
@@ -110,164 +71,8 @@ _TOKEN_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     b"!#$%&'*+-.^_`|~")
 
-_TEXT = b"text/plain; charset=utf-8"
-_HTML = b"text/html; charset=utf-8"
 
-#: The access log's own namespace, so it can be filtered or routed apart
-#: (a module-level Logger: as a class attribute it would take the class's).
-_access_log = Logger(namespace="labrelay.access")
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-           "Oct", "Nov", "Dec")
-
-
-def clf_escape(value, space: bool = False) -> str:
-    """*value* (bytes or str) for a combined-log field: ``"``, ``\\`` and
-    bytes outside 0x20-0x7e (and spaces too when *space*) become ``\\xHH``,
-    as nginx writes them; ``-`` when empty."""
-    if isinstance(value, str):
-        value = value.encode("utf-8", "replace")
-    if not value:
-        return "-"
-    out = []
-    for byte in value:
-        if byte == 0x22 or byte == 0x5c or byte < 0x20 or byte > 0x7e \
-                or (space and byte == 0x20):
-            out.append(f"\\x{byte:02X}")
-        else:
-            out.append(chr(byte))
-    return "".join(out)
-
-
-def clf_time(seconds: float) -> str:
-    """``10/Oct/2000:13:55:36 +0000`` (UTC; month names not localised)."""
-    t = time.gmtime(seconds)
-    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
-
-
-class AccessRecord:
-    """What the access-log line of one request says, gathered as it goes."""
-
-    __slots__ = ("started", "request", "referer", "user_agent", "host",
-                 "user", "proxy", "status", "bytes_sent")
-
-    def __init__(self, started: float, request=None):
-        self.started = started
-        self.request = "-" if request is None else clf_escape(request)
-        self.referer = self.user_agent = self.host = b""
-        self.user = ""
-        self.proxy = "-"
-        self.status = 0
-        self.bytes_sent = 0
-
-    @classmethod
-    def of(cls, started: float, request) -> "AccessRecord":
-        """The record of h11 *request*."""
-        record = cls(started, b"%s %s HTTP/%s" % (
-            request.method, request.target, request.http_version))
-        headers = request.headers.raw_items()
-        record.referer = header_value(headers, b"referer") or b""
-        record.user_agent = header_value(headers, b"user-agent") or b""
-        record.host = header_value(headers, b"host") or b""
-        return record
-
-
-def load_not_found_page(path: str, log=None) -> bytes:
-    """The ``custom_404_page`` file, or the built-in page when there is none
-    or it cannot be read (logged, as frps does)."""
-    if not path:
-        return NOT_FOUND_PAGE
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        if log is not None:
-            log.warn("custom_404_page {path!r} cannot be read ({error}); "
-                     "using the built-in page", path=path, error=e.strerror)
-        return NOT_FOUND_PAGE
-
-
-def write_buffered(transport) -> int:
-    """
-    Bytes written to *transport* and still held in this process (TCP
-    transport buffer, TLS application buffer, yamux stream buffers).
-    A diagnostic: it reads Twisted's private buffer attributes.
-    """
-    if transport is None:
-        return 0
-    if hasattr(transport, "send_buffered"):   # a yamux stream
-        session = getattr(transport, "_session", None)
-        return (transport.send_buffered + transport.receive_buffered
-                + write_buffered(getattr(session, "transport", None)))
-    if isinstance(transport, TLSMemoryBIOProtocol):
-        held = sum(len(b) for b in getattr(transport, "_appSendBuffer", ()))
-        return held + write_buffered(transport.transport)
-    data = getattr(transport, "dataBuffer", None)
-    if data is None:
-        return 0
-    return (len(data) - getattr(transport, "offset", 0)
-            + getattr(transport, "_tempDataLen", 0))
-
-
-class Vhost:
-    """
-    The HTTP vhost of a :class:`~labrelay.server.service.RelayServer`: its
-    route table, its pages and timeouts, its live connections.
-
-    :ivar port: the vhost port reported in NewProxyResp (the bound port once
-        listening).
-    """
-
-    _log = Logger()
-
-    def __init__(self, server):
-        config = server.config
-        self.server = server
-        self.clock = server.clock
-        self.routes = RouteTable()
-        self.port = config.vhost_http_port
-        self.response_timeout = config.vhost_http_timeout
-        self.head_timeout = HEAD_TIMEOUT
-        self.linger_timeout = LINGER_TIMEOUT
-        self.max_idle_work = MAX_IDLE_WORK
-        self.idle_work_timeout = IDLE_WORK_TIMEOUT
-        self.not_found_page = load_not_found_page(config.custom_404_page,
-                                                  self._log)
-        self.connections = set()
-        self.factory = VhostFactory(self)
-
-    def create_proxy(self, control, message) -> HttpProxy:
-        return HttpProxy(self.server, control, message, self)
-
-    def buffered_bytes(self) -> int:
-        """Bytes of HTTP traffic this process holds right now (diagnostic)."""
-        return sum(c.buffered_bytes() for c in list(self.connections))
-
-
-class VhostFactory(Factory):
-    noisy = False   # no "Starting factory <... at 0x...>" lines
-
-    def __init__(self, vhost):
-        self.vhost = vhost
-
-    def buildProtocol(self, addr):
-        return VhostConnection(self.vhost)
-
-
-class _AuthHeld:
-    """Stands for the exchange while a request's credentials are held by
-    the password throttle: it takes no body (the pump waits) and has no
-    work connection."""
-
-    accepts_body = False
-    work = None
-
-    def front_lost(self) -> None:
-        """The user left while held: the throttle's answer is dropped."""
-
-
-class VhostConnection(RelayedProtocol):
+class VhostConnection(BasicAuthMixin, RelayedProtocol):
     """One user connection on the vhost port (see the module docstring)."""
 
     _log = Logger()
@@ -347,23 +152,9 @@ class VhostConnection(RelayedProtocol):
     def _log_access(self, status_if_none: int = 0) -> None:
         """Write the current request's access-log line (once)."""
         record, self._access = self._access, None
-        if record is None:
-            return
-        status = record.status or status_if_none
-        _access_log.info(
-            '{client_ip} - {user} [{received}] "{request}" {status} '
-            '{bytes_sent} "{referer}" "{user_agent}" host={host} '
-            'proxy={proxy} duration_ms={duration_ms}',
-            client_ip=self.client_ip,
-            user=clf_escape(record.user, space=True),
-            received=clf_time(record.started), request=record.request,
-            status=status, bytes_sent=record.bytes_sent,
-            referer=clf_escape(record.referer),
-            user_agent=clf_escape(record.user_agent),
-            host=quote(record.host.decode("latin-1")),
-            proxy=quote(record.proxy),
-            duration_ms=round((self.clock.seconds() - record.started)
-                              * 1000))
+        if record is not None:
+            write_access_line(record, self.client_ip, self.clock.seconds(),
+                              status_if_none)
 
     # Timers.
 
@@ -522,7 +313,7 @@ class VhostConnection(RelayedProtocol):
         if proxy is None:
             self._log.info("{peer}: no route for {host}{path}", peer=self.peer,
                            host=clf_escape(name), path=clf_escape(path[:200]))
-            self.respond(404, self.vhost.not_found_page, _HTML)
+            self.respond(404, self.vhost.not_found_page, HTML)
             return
         self._access.proxy = proxy.name
         if not self._authorized(request, proxy, user, password, absolute):
@@ -538,65 +329,6 @@ class VhostConnection(RelayedProtocol):
                 framing=body_framing(headers)))
         self._exchange = exchange
         exchange.start()
-
-    # Basic auth (http_user/http_pwd), through the server's throttle.
-
-    def _authorized(self, request, proxy, user, password, absolute) -> bool:
-        """
-        Whether *request* may go on to *proxy* now.  If not, it has been
-        answered (401/407) or is held by the server's password throttle
-        (:mod:`labrelay.throttle`): reading stops, and once it
-        passes :meth:`_on_request` takes it up again.  A request without
-        credentials is no guess: answered at once, not counted.
-        """
-        passed, self._auth_passed = self._auth_passed, None
-        if passed is not None and passed[0] is request \
-                and passed[1] is proxy:   # let through, for this route
-            return True
-        if not (proxy.http_user or proxy.http_pwd):
-            return True
-        if not (user or password):
-            self._unauthorized(absolute)
-            return False
-        verdicts = []
-        decided = self.vhost.server.throttle.check(
-            "vhost", self.client_ip, proxy.name,
-            lambda: proxy.check_auth(user, password))
-        decided.addCallback(verdicts.append)
-        if verdicts:   # only a pass is decided at once
-            return True
-        held = self._exchange = _AuthHeld()
-        self.gate.pause("auth")
-        decided.addCallback(lambda _: self._auth_decided(
-            verdicts[0], held, request, proxy, absolute))
-        decided.addErrback(lambda f: self._log.failure(
-            "vhost: checking credentials", f))
-        return False
-
-    def _auth_decided(self, verdict, held, request, proxy, absolute) -> None:
-        if self._exchange is not held or self._closing:
-            return   # the user left meanwhile
-        self._exchange = None
-        self.gate.resume("auth")
-        if verdict.outcome == PASS:
-            self._auth_passed = (request, proxy)
-            self._on_request(request)
-        else:
-            self._auth_refused(verdict, proxy, absolute)
-        self.pump()
-
-    def _auth_refused(self, verdict, proxy, absolute) -> None:
-        self.vhost.server.log_auth_failure(
-            self.peer, f"wrong credentials for proxy [{proxy.name}]", verdict)
-        self._unauthorized(absolute)
-
-    def _unauthorized(self, absolute) -> None:
-        if absolute:
-            self.respond(407, b"Unauthorized\n", extra=[
-                (b"Proxy-Authenticate", b'Basic realm="Restricted"')])
-        else:
-            self.respond(401, b"Unauthorized\n", extra=[
-                (b"WWW-Authenticate", b'Basic realm="Restricted"')])
 
     # Writing responses.
 
@@ -626,7 +358,7 @@ class VhostConnection(RelayedProtocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
 
-    def respond(self, status: int, body: bytes = b"", content_type=_TEXT,
+    def respond(self, status: int, body: bytes = b"", content_type=TEXT,
                 extra=(), close: bool = False) -> None:
         """A complete response from the relay itself; the connection stays
         open only if the request was read to its end."""
@@ -652,11 +384,7 @@ class VhostConnection(RelayedProtocol):
         self._access.status = status
         self._access.bytes_sent = len(body)
         self._log_access()
-        self.transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n" % (
-                status, HTTPStatus(status).phrase.encode(), _TEXT, len(body))
-            + body)
+        self.transport.write(refusal(status, body))
         self._close()
 
     def _after_response(self) -> None:
@@ -701,13 +429,7 @@ class VhostConnection(RelayedProtocol):
         if self.http.our_state is not h11.SEND_RESPONSE:
             self._close()
             return
-        if status == 504:
-            body = b"Gateway Timeout: the service behind this address did " \
-                   b"not answer in time\n"
-        else:
-            body = b"Bad Gateway: the service behind this address is not " \
-                   b"reachable\n"
-        self.respond(status, body)
+        self.respond(status, GATEWAY_TIMEOUT if status == 504 else BAD_GATEWAY)
 
     def exchange_finished(self, exchange) -> None:
         if exchange is self._exchange:
@@ -737,14 +459,3 @@ class VhostConnection(RelayedProtocol):
         if backend_trailing:
             self.transport.write(backend_trailing)
         splice.start(a_pending=user_trailing)
-
-    # Diagnostics.
-
-    def buffered_bytes(self) -> int:
-        total = len(self.http.trailing_data[0])
-        total += write_buffered(self.transport)
-        exchange = self._exchange
-        if exchange is not None and exchange.work is not None:
-            total += write_buffered(exchange.work.transport)
-            total += len(exchange.backend.trailing_data[0])
-        return total

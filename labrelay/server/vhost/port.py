@@ -1,0 +1,109 @@
+# -*- test-case-name: tests.test_vhost,tests.test_vhost_reuse -*-
+"""
+The HTTP vhost as a whole (frps ``vhost_http_port``): :class:`Vhost` holds
+its route table, timeouts, pages and live connections, and makes the
+``type = http`` proxies; :class:`VhostFactory` builds one
+:class:`~labrelay.server.vhost.front.VhostConnection` per accepted user
+connection.  Also the diagnostic count of HTTP bytes held in this process
+(:meth:`Vhost.buffered_bytes`).
+"""
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+from .front import VhostConnection
+from .pages import load_not_found_page
+from .proxy import HttpProxy
+from .routes import RouteTable
+
+#: Seconds a connection has to send a complete request head (slowloris),
+#: and to stay idle between keep-alive requests.
+HEAD_TIMEOUT = 30
+
+#: Seconds a closing connection may keep sending before it is reset.
+LINGER_TIMEOUT = 5
+
+#: Idle work connections each http proxy keeps for its next requests, and
+#: the seconds one may stay idle (as frp: Go's reverse proxy transport).
+MAX_IDLE_WORK = 5
+IDLE_WORK_TIMEOUT = 60
+
+
+def write_buffered(transport) -> int:
+    """
+    Bytes written to *transport* and still held in this process (TCP
+    transport buffer, TLS application buffer, yamux stream buffers).
+    A diagnostic: it reads Twisted's private buffer attributes.
+    """
+    if transport is None:
+        return 0
+    if hasattr(transport, "send_buffered"):   # a yamux stream
+        session = getattr(transport, "_session", None)
+        return (transport.send_buffered + transport.receive_buffered
+                + write_buffered(getattr(session, "transport", None)))
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        held = sum(len(b) for b in getattr(transport, "_appSendBuffer", ()))
+        return held + write_buffered(transport.transport)
+    data = getattr(transport, "dataBuffer", None)
+    if data is None:
+        return 0
+    return (len(data) - getattr(transport, "offset", 0)
+            + getattr(transport, "_tempDataLen", 0))
+
+
+class Vhost:
+    """
+    The HTTP vhost of a :class:`~labrelay.server.service.RelayServer`: its
+    route table, its pages and timeouts, its live connections.
+
+    :ivar port: the vhost port reported in NewProxyResp (the bound port once
+        listening).
+    """
+
+    _log = Logger()
+
+    def __init__(self, server):
+        config = server.config
+        self.server = server
+        self.clock = server.clock
+        self.routes = RouteTable()
+        self.port = config.vhost_http_port
+        self.response_timeout = config.vhost_http_timeout
+        self.head_timeout = HEAD_TIMEOUT
+        self.linger_timeout = LINGER_TIMEOUT
+        self.max_idle_work = MAX_IDLE_WORK
+        self.idle_work_timeout = IDLE_WORK_TIMEOUT
+        self.not_found_page = load_not_found_page(config.custom_404_page,
+                                                  self._log)
+        self.connections = set()
+        self.factory = VhostFactory(self)
+
+    def create_proxy(self, control, message) -> HttpProxy:
+        return HttpProxy(self.server, control, message, self)
+
+    def buffered_bytes(self) -> int:
+        """Bytes of HTTP traffic this process holds right now (diagnostic)."""
+        return sum(_held_by(c) for c in list(self.connections))
+
+
+class VhostFactory(Factory):
+    noisy = False   # no "Starting factory <... at 0x...>" lines
+
+    def __init__(self, vhost):
+        self.vhost = vhost
+
+    def buildProtocol(self, addr):
+        return VhostConnection(self.vhost)
+
+
+def _held_by(connection) -> int:
+    """Bytes of *connection* (a VhostConnection) and of its current
+    exchange's work connection held in this process."""
+    total = len(connection.http.trailing_data[0])
+    total += write_buffered(connection.transport)
+    exchange = connection._exchange
+    if exchange is not None and exchange.work is not None:
+        total += write_buffered(exchange.work.transport)
+        total += len(exchange.backend.trailing_data[0])
+    return total
