@@ -352,7 +352,7 @@ class YamuxSession(Protocol):
             self._log.failure("accept_stream raised for yamux stream {stream_id}", stream_id=stream_id)
             result = None
         if isinstance(result, Deferred):
-            stream._pending_accept = True
+            stream._await_accept()
             self._pending_accepts += 1
             result.addCallbacks(
                 lambda protocol: self._accepted_later(stream, protocol),
@@ -366,8 +366,7 @@ class YamuxSession(Protocol):
         return stream
 
     def _accepted_later(self, stream, protocol) -> None:
-        if stream._pending_accept:
-            stream._pending_accept = False
+        if stream._end_accept():
             self._pending_accepts -= 1
         if stream._finished:
             return  # reset or session gone meanwhile: the protocol is never connected
@@ -504,8 +503,7 @@ class YamuxSession(Protocol):
         call = self._open_timers.pop(stream.stream_id, None)
         if call is not None:
             call.cancel()
-        if stream._pending_accept:
-            stream._pending_accept = False
+        if stream._end_accept():
             self._pending_accepts -= 1
 
     # Teardown
