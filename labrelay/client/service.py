@@ -41,12 +41,12 @@ from ..config import ConfigError
 from ..mux.budget import BufferBudget
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
-from ..relay import set_no_delay
 from ..sdnotify import Notifier
 from ..tracking import ConnectionSet
 from ..protocol import messages
 from .admin import AdminServer, admin_description
 from .control import ClientControl
+from .link import ControlMuxSession
 from .reload import reload_from_file
 from .workconn import ClientWorkConnection, quiet_factory
 
@@ -149,23 +149,8 @@ class RelayClient(service.MultiService):
         return delay
 
     def _new_session(self):
-        from ..mux.session import YamuxSession
-        client = self
-
-        class ControlSession(YamuxSession):
-            def connectionMade(self):
-                super().connectionMade()
-                # Small frames (SYN, NewWorkConn, StartWorkConn) must not
-                # wait for an ACK: without this every third new tunnelled
-                # connection stalled ~40 ms on Nagle + delayed ACK.
-                set_no_delay(self.transport)
-                control = ClientControl(client)
-                client._session = self
-                client._start_login(control)
-                self.open_stream(control)
-
-        return ControlSession(
-            is_client=True, clock=self.clock,
+        return ControlMuxSession(
+            self, clock=self.clock,
             keepalive_interval=self.config.tcp_mux_keepalive_interval,
             budget=self.buffer_budget)
 
