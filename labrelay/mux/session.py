@@ -8,7 +8,8 @@ A yamux session (frp's ``tcp_mux``) as a Twisted protocol.
 per-session: stream ids and the open/accept handshake, the accept backlog,
 keepalive pings, GoAway, the stream-open timeout and the teardown that ends
 every stream.  It behaves like hashicorp/yamux v0.1.1 as frp configures it
-(see docs/protocol.md section 9).
+(the ``yamux.Config`` frp builds; the frames are those of hashicorp/yamux's
+``spec.md``).
 
 Backpressure: the session registers itself as a streaming producer on its
 transport.  When the transport's buffer is full it pauses every stream's
