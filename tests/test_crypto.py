@@ -72,7 +72,7 @@ class PrivilegeKeyTests(SynchronousTestCase):
     """privilege_key = md5_hex(token + decimal timestamp)."""
 
     def test_protocol_vectors(self):
-        """protocol.md §4.2's two test vectors."""
+        """frp's GetAuthKey for token ``12345678`` and for an empty one."""
         self.assertEqual(privilege_key("12345678", 1700000000),
                          "3d8aac6cc09d79da303be74c311e5808")
         self.assertEqual(privilege_key("", 1700000000),
@@ -117,7 +117,8 @@ class KeyDerivationTests(SynchronousTestCase):
     """key = PBKDF2-HMAC-SHA1(token, b"frp", 64, 16)."""
 
     def test_protocol_vectors(self):
-        """protocol.md §5's two test vectors."""
+        """frp's control key (golib ``crypto``, salt "frp") for token
+        ``12345678`` and for an empty one."""
         self.assertEqual(derive_key("12345678").hex(),
                          "b7eac3f66310824c114f56f8274fdfea")
         self.assertEqual(derive_key("").hex(),

@@ -95,7 +95,7 @@ SAMPLES = [
 
 
 class WorkedExampleTests(SynchronousTestCase):
-    """protocol.md §2's worked example and the frame layout."""
+    """frp's framing (golib ``msg/json``): a worked example and the layout."""
 
     def test_req_work_conn_bytes(self):
         """ReqWorkConn encodes to exactly 72 00..02 7b 7d."""

@@ -25,7 +25,7 @@ class TypeTableTests(SynchronousTestCase):
     """The registry holds frp v1's type bytes and nothing else."""
 
     def test_type_bytes(self):
-        """Every v1 type byte maps to the message protocol.md §3 names."""
+        """Every v1 type byte maps to the message frp's ``pkg/msg`` names."""
         expected = {
             b"o": "Login", b"1": "LoginResp", b"p": "NewProxy",
             b"2": "NewProxyResp", b"c": "CloseProxy", b"w": "NewWorkConn",

@@ -347,7 +347,8 @@ class LiveReloadTests(TestCase):
         path = write(self, client_text(relay.port, proxies(("a", backend))))
         client = file_client(self, path)
         await running_port(client, "a")
-        self.assertEqual(signal.getsignal(signal.SIGHUP), client._on_sighup)
+        self.assertEqual(signal.getsignal(signal.SIGHUP),
+                         client.sighup.on_signal)
         rewrite(path, client_text(relay.port, proxies(
             ("a", backend), ("b", backend))))
         log = LogCapture(self)

@@ -155,20 +155,34 @@ class ClientControl(Protocol):
                 raise ProtocolError(f"expected LoginResp, got {message.name}")
             self._login_response(message)
             return
-        if isinstance(message, messages.ReqWorkConn):
-            self.client.open_work_connection()
-        elif isinstance(message, messages.NewProxyResp):
-            self.client.proxy_response(message)
-        elif isinstance(message, messages.Pong):
-            if message.error:
-                self._log.error("server refused a heartbeat: {error}",
-                                error=message.error)
-                self.transport.loseConnection()
-                return
-            self._last_pong = self.clock.seconds()
-        else:
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
             self._log.debug("ignoring {name} on the control connection",
                             name=message.name)
+            return
+        getattr(self, handler)(message)
+
+    #: message class -> the method handling it once logged in (by name, so
+    #: that a method patched or overridden later is the one called)
+    _HANDLERS = {
+        messages.ReqWorkConn: "_on_req_work_conn",
+        messages.NewProxyResp: "_on_new_proxy_resp",
+        messages.Pong: "_on_pong",
+    }
+
+    def _on_req_work_conn(self, message) -> None:
+        self.client.open_work_connection()
+
+    def _on_new_proxy_resp(self, message) -> None:
+        self.client.proxy_response(message)
+
+    def _on_pong(self, message) -> None:
+        if message.error:
+            self._log.error("server refused a heartbeat: {error}",
+                            error=message.error)
+            self.transport.loseConnection()
+            return
+        self._last_pong = self.clock.seconds()
 
     def _login_response(self, message) -> None:
         if self._login_timer is not None:

@@ -23,8 +23,6 @@ successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
 (:mod:`labrelay.sdnotify`); failed first logins show in its STATUS.
 """
 
-import signal
-
 import attr
 import attrs
 from twisted.application import service
@@ -41,12 +39,13 @@ from ..config import ConfigError
 from ..mux.budget import BufferBudget
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
-from ..relay import set_no_delay
 from ..sdnotify import Notifier
+from ..sighup import SighupHandler
 from ..tracking import ConnectionSet
 from ..protocol import messages
 from .admin import AdminServer, admin_description
 from .control import ClientControl
+from .link import ControlMuxSession
 from .reload import reload_from_file
 from .workconn import ClientWorkConnection, quiet_factory
 
@@ -91,7 +90,8 @@ class RelayClient(service.MultiService):
         self.notifier = notifier if notifier is not None \
             else Notifier.from_environ()
         self.config_path = config_path
-        self._previous_sighup = None  # (handler,) while ours is installed
+        #: reloads on SIGHUP while running, when there is a config file
+        self.sighup = SighupHandler(reactor, self._reload_from_signal)
         self.reactor = reactor
         self.clock = reactor
         self._endpoint = endpoint
@@ -149,23 +149,8 @@ class RelayClient(service.MultiService):
         return delay
 
     def _new_session(self):
-        from ..mux.session import YamuxSession
-        client = self
-
-        class ControlSession(YamuxSession):
-            def connectionMade(self):
-                super().connectionMade()
-                # Small frames (SYN, NewWorkConn, StartWorkConn) must not
-                # wait for an ACK: without this every third new tunnelled
-                # connection stalled ~40 ms on Nagle + delayed ACK.
-                set_no_delay(self.transport)
-                control = ClientControl(client)
-                client._session = self
-                client._start_login(control)
-                self.open_stream(control)
-
-        return ControlSession(
-            is_client=True, clock=self.clock,
+        return ControlMuxSession(
+            self, clock=self.clock,
             keepalive_interval=self.config.tcp_mux_keepalive_interval,
             budget=self.buffer_budget)
 
@@ -178,14 +163,15 @@ class RelayClient(service.MultiService):
         super().startService()
         first = self._link.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_login_failed)
-        self._install_sighup()
+        if self.config_path:
+            self.sighup.install()
 
     def setServiceParent(self, parent):
         install_log_observer(parent, self.log_observer)
         return super().setServiceParent(parent)
 
     def stopService(self):
-        self._restore_sighup()
+        self.sighup.restore()
         self.notifier.stopping("stopping")
         admin_closed = gatherResults([
             admin.close() for admin in [self.admin] + self._retired_admins
@@ -297,30 +283,6 @@ class RelayClient(service.MultiService):
         if not self.config_path:
             raise ConfigError("labrelay-client has no config file path")
         return reload_from_file(self, self.config_path)
-
-    def _install_sighup(self) -> None:
-        sighup = getattr(signal, "SIGHUP", None)
-        if sighup is None or not self.config_path:
-            return
-        try:
-            self._previous_sighup = (signal.signal(sighup, self._on_sighup),)
-        except ValueError:  # not the main thread: no handler
-            self._previous_sighup = None
-
-    def _restore_sighup(self) -> None:
-        if self._previous_sighup is None:
-            return
-        (previous,), self._previous_sighup = self._previous_sighup, None
-        if signal.getsignal(signal.SIGHUP) == self._on_sighup:
-            # None: a handler not set from Python; the default is the best
-            # that can be put back.
-            signal.signal(signal.SIGHUP, signal.SIG_DFL
-                          if previous is None else previous)
-
-    def _on_sighup(self, signum, frame) -> None:
-        # A signal handler may run in the middle of reactor code: only hand
-        # the work to the reactor (callFromThread is safe from handlers).
-        self.reactor.callFromThread(self._reload_from_signal)
 
     def _reload_from_signal(self) -> None:
         self._log.info("SIGHUP: reloading {path}", path=self.config_path)

@@ -8,7 +8,8 @@ A yamux session (frp's ``tcp_mux``) as a Twisted protocol.
 per-session: stream ids and the open/accept handshake, the accept backlog,
 keepalive pings, GoAway, the stream-open timeout and the teardown that ends
 every stream.  It behaves like hashicorp/yamux v0.1.1 as frp configures it
-(see docs/protocol.md section 9).
+(the ``yamux.Config`` frp builds; the frames are those of hashicorp/yamux's
+``spec.md``).
 
 Backpressure: the session registers itself as a streaming producer on its
 transport.  When the transport's buffer is full it pauses every stream's
@@ -352,7 +353,7 @@ class YamuxSession(Protocol):
             self._log.failure("accept_stream raised for yamux stream {stream_id}", stream_id=stream_id)
             result = None
         if isinstance(result, Deferred):
-            stream._pending_accept = True
+            stream._await_accept()
             self._pending_accepts += 1
             result.addCallbacks(
                 lambda protocol: self._accepted_later(stream, protocol),
@@ -366,8 +367,7 @@ class YamuxSession(Protocol):
         return stream
 
     def _accepted_later(self, stream, protocol) -> None:
-        if stream._pending_accept:
-            stream._pending_accept = False
+        if stream._end_accept():
             self._pending_accepts -= 1
         if stream._finished:
             return  # reset or session gone meanwhile: the protocol is never connected
@@ -504,8 +504,7 @@ class YamuxSession(Protocol):
         call = self._open_timers.pop(stream.stream_id, None)
         if call is not None:
             call.cancel()
-        if stream._pending_accept:
-            stream._pending_accept = False
+        if stream._end_accept():
             self._pending_accepts -= 1
 
     # Teardown

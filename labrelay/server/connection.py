@@ -215,24 +215,37 @@ class ServerConnection(RelayedProtocol):
             self._first_timer = None
         if self.first_message is None:
             self.first_message = type(message)
-        if isinstance(message, messages.Login):
-            self.server.handle_login(self, message)
-        elif isinstance(message, messages.NewWorkConn):
-            self.server.handle_new_work_conn(self, message)
-        elif isinstance(message, messages.NewVisitorConn):
-            self.send(messages.NewVisitorConnResp(
-                proxy_name=message.proxy_name,
-                error="visitor connections (stcp/sudp/xtcp) are not "
-                      "supported by labrelay yet"))
-            self._log.warn("{peer}: refused a visitor connection for {name}:"
-                           " not supported yet", peer=self.peer,
-                           name=message.proxy_name)
-            self.transport.loseConnection()
-            self._gone = True
-        else:
+        handler = self._FIRST_MESSAGE_HANDLERS.get(type(message))
+        if handler is None:
             raise ProtocolError(
                 f"first message is {message.name}, expected Login or "
                 f"NewWorkConn")
+        getattr(self, handler)(message)
+
+    #: first message class -> the method handling it (by name, so that a
+    #: method patched or overridden later is the one called)
+    _FIRST_MESSAGE_HANDLERS = {
+        messages.Login: "_on_login",
+        messages.NewWorkConn: "_on_new_work_conn",
+        messages.NewVisitorConn: "_refuse_visitor",
+    }
+
+    def _on_login(self, message) -> None:
+        self.server.handle_login(self, message)
+
+    def _on_new_work_conn(self, message) -> None:
+        self.server.handle_new_work_conn(self, message)
+
+    def _refuse_visitor(self, message) -> None:
+        self.send(messages.NewVisitorConnResp(
+            proxy_name=message.proxy_name,
+            error="visitor connections (stcp/sudp/xtcp) are not "
+                  "supported by labrelay yet"))
+        self._log.warn("{peer}: refused a visitor connection for {name}:"
+                       " not supported yet", peer=self.peer,
+                       name=message.proxy_name)
+        self.transport.loseConnection()
+        self._gone = True
 
     # Work connection life.
 

@@ -171,20 +171,30 @@ class ControlSession:
         if not self.closed:
             self.connection.transport.resumeProducing()
 
+    #: message class -> the method handling it (by name, so that a method
+    #: patched or overridden later is the one called)
+    _HANDLERS = {
+        messages.NewProxy: "_new_proxy",
+        messages.CloseProxy: "_on_close_proxy",
+        messages.Ping: "_ping",
+        messages.NatHoleVisitor: "_refuse_nat_hole",
+    }
+
     def _handle(self, message) -> None:
-        if isinstance(message, messages.NewProxy):
-            self._new_proxy(message)
-        elif isinstance(message, messages.CloseProxy):
-            self._close_proxy(message.proxy_name)
-        elif isinstance(message, messages.Ping):
-            self._ping(message)
-        elif isinstance(message, messages.NatHoleVisitor):
-            self.connection.send(messages.NatHoleResp(
-                transaction_id=message.transaction_id,
-                error="xtcp is not supported by labrelay yet"))
-        else:
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
             self._log.warn("{peer}: ignoring unexpected {name} on the control "
                            "connection", peer=self.peer, name=message.name)
+            return
+        getattr(self, handler)(message)
+
+    def _on_close_proxy(self, message) -> None:
+        self._close_proxy(message.proxy_name)
+
+    def _refuse_nat_hole(self, message) -> None:
+        self.connection.send(messages.NatHoleResp(
+            transaction_id=message.transaction_id,
+            error="xtcp is not supported by labrelay yet"))
 
     def _new_proxy(self, message) -> None:
         name = message.proxy_name

@@ -42,17 +42,17 @@ Listeners and routes exist once started, so their keys (``bind_*``,
 need a restart.
 
 :func:`config_changes` and :func:`merged_config` are pure;
-:class:`SighupHandler` turns SIGHUP into a reload in the reactor.
+:class:`~labrelay.sighup.SighupHandler` (re-exported here) turns SIGHUP
+into a reload in the reactor.
 """
 
 from __future__ import annotations
-
-import signal
 
 import attrs
 from twisted.logger import Logger
 
 from ..config import SERVER_RELOADABLE, ServerConfig, load_server_config
+from ..sighup import SighupHandler
 
 _log = Logger()
 
@@ -109,43 +109,6 @@ def apply(server, new: ServerConfig) -> ReloadResult:
               applied=", ".join(result.applied) if result.applied
               else "no change")
     return result
-
-
-class SighupHandler:
-    """
-    Calls *reload* in the reactor on SIGHUP while installed; :meth:`restore`
-    puts the previous handler back.
-
-    A signal handler may run in the middle of reactor code, so it only
-    hands the work over (``callFromThread`` is safe from handlers).
-    """
-
-    def __init__(self, reactor, reload):
-        self._reactor = reactor
-        self._reload = reload
-        self._previous = None   # (handler,) while ours is installed
-
-    def install(self) -> None:
-        sighup = getattr(signal, "SIGHUP", None)
-        if sighup is None or self._previous is not None:
-            return
-        try:
-            self._previous = (signal.signal(sighup, self.on_signal),)
-        except ValueError:  # not the main thread: no handler
-            self._previous = None
-
-    def restore(self) -> None:
-        if self._previous is None:
-            return
-        (previous,), self._previous = self._previous, None
-        if signal.getsignal(signal.SIGHUP) == self.on_signal:
-            # None: a handler not set from Python; the default is the best
-            # that can be put back.
-            signal.signal(signal.SIGHUP, signal.SIG_DFL
-                          if previous is None else previous)
-
-    def on_signal(self, signum, frame) -> None:
-        self._reactor.callFromThread(self._reload)
 
 
 def reload_from_file(server, path, environ=None) -> ReloadResult:
