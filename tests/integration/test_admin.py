@@ -34,12 +34,12 @@ from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config
 
-from .harness import (LogCapture, Relay, async_test, connect_user,
-                      echo_server, within)
-from .processes import (
-    REPO_ROOT, child_env, client_ini, free_port, run, start_server, twistd)
-from .test_reload import (
-    client_text, file_client, proxies, rewrite, running_port, write)
+from ..support.harness import (LogCapture, Relay, async_test, connect_user,
+                               echo_server, within)
+from ..support.processes import (REPO_ROOT, child_env, client_ini, free_port,
+                                 run, start_server, twistd)
+from ..unit.test_reload import (client_text, file_client, proxies, rewrite,
+                                running_port, write)
 
 
 def http_call(port, method, path, body=None, user=None, password=None,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_limits -*-
+# -*- test-case-name: tests.integration.test_client_limits -*-
 """
 The limits on logged-in clients and their proxies, end to end with real
 sockets: Logins per TCP connection (a yamux session can carry many
@@ -21,7 +21,7 @@ from labrelay.server.reload import (ReloadResult, config_changes,
                                    merged_config)
 from labrelay.server.vhost import Vhost
 
-from .harness import LogCapture, Relay, async_test, within
+from ..support.harness import LogCapture, Relay, async_test, within
 from .test_dashboard import wait_until
 from .test_hostile import FrpPeer, login
 
@@ -254,7 +254,7 @@ def _http(name, domains, locations):
 
 
 def _forbid_scans(routes):
-    from .test_vhost_routes import NoScan
+    from ..unit.test_vhost_routes import NoScan
     routes._domains = NoScan(routes._domains)
     for domain, users in list(dict.items(routes._domains)):
         dict.__setitem__(routes._domains, domain, NoScan(users))

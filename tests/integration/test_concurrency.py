@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_concurrency -*-
+# -*- test-case-name: tests.integration.test_concurrency -*-
 """Many user connections at once through one client."""
 
 import hashlib
@@ -9,8 +9,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
-from .harness import (Client, Relay, async_test, connect_user, echo_server,
-                      tcp_proxy, within)
+from ..support.harness import (Client, Relay, async_test, connect_user,
+                               echo_server, tcp_proxy, within)
 
 USERS = 500
 PAYLOAD = 1024 * 1024

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_dashboard -*-
+# -*- test-case-name: tests.integration.test_dashboard -*-
 """
 The server dashboard: frp's JSON API routes and field names after real
 traffic through real tunnels, labrelay's own routes, basic auth, the page,
@@ -22,7 +22,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from labrelay import FRP_VERSION, __version__
-from labrelay import testcerts
+from ..support import certs
 from labrelay.config import ConfigError, parse_server_config
 from labrelay.server import stats as stats_module
 from labrelay.server.dashboard import STATIC_DIR
@@ -31,8 +31,8 @@ from labrelay.server.service import RelayServer
 from labrelay.server.stats import BUCKETS, ServerStats
 from labrelay.tls import server_tls_options
 
-from .harness import (TOKEN, Client, async_test, connect_user, echo_server,
-                      listen, tcp_proxy, within)
+from ..support.harness import (TOKEN, Client, async_test, connect_user,
+                               echo_server, listen, tcp_proxy, within)
 from .test_admin import request
 
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -562,13 +562,13 @@ class AuthAndPageTests(TestCase):
     async def test_tls_mode(self):
         """dashboard_tls_mode serves the API over HTTPS with the configured
         certificate."""
-        cert, key = testcerts.server_certificate(["localhost"]).write_to(
+        cert, key = certs.server_certificate(["localhost"]).write_to(
             self.mktemp(), "dashboard")
         relay = await DashboardRelay(
             self, "dashboard_tls_mode = true\n"
             f"dashboard_tls_cert_file = {cert}\n"
             f"dashboard_tls_key_file = {key}\n").start()
-        https = Http(self, ca_pem=testcerts.certificate_authority().cert)
+        https = Http(self, ca_pem=certs.certificate_authority().cert)
         info = await https.json(relay.url("/api/serverinfo", "https"))
         self.assertEqual(info["version"], FRP_VERSION)
 

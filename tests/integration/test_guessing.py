@@ -14,7 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from .harness import LogCapture, async_test, within
+from ..support.harness import LogCapture, async_test, within
 from .test_vhost import (HttpUser, VhostRelay, http_proxy, start_client,
                          web_backend)
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_hostile -*-
+# -*- test-case-name: tests.integration.test_hostile -*-
 """
 Hostile input on the server's bind port, end to end with real sockets.
 
@@ -37,8 +37,8 @@ from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
                                       derive_key)
 from labrelay.protocol.framing import V2_MAGIC, MessageParser, encode_message
 
-from .harness import (TOKEN, Client, LogCapture, Relay, async_test,
-                      connect_user, echo_server, tcp_proxy, within)
+from ..support.harness import (TOKEN, Client, LogCapture, Relay, async_test,
+                               connect_user, echo_server, tcp_proxy, within)
 
 #: The shortened first-byte / first-message / idle-session bound.
 HANDSHAKE = 0.5

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.integration.test_metrics -*-
 """
 ``enable_prometheus``: ``/metrics`` on the dashboard port, with frp's metric
 names and labels, parsed back with prometheus_client's own parser after real
@@ -9,9 +9,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import TestCase
 
-from .harness import async_test
-from .test_dashboard import (DashboardRelay, Http, close_user, push,
-                             tunnel)
+from ..support.harness import async_test
+from .test_dashboard import DashboardRelay, Http, close_user, push, tunnel
 
 FRP_FAMILIES = {
     "frp_server_client_counts": "gauge",

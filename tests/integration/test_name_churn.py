@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_name_churn -*-
+# -*- test-case-name: tests.integration.test_name_churn -*-
 """
 Proxy names are chosen by clients: their churn (register, close, register
 under a new name) must leave the per-name state bounded, and the lists the
@@ -16,7 +16,7 @@ from labrelay.server.registry import RESERVATION_SECONDS, Registry
 from labrelay.server.stats import (BUCKETS, FORGET_OFFLINE_SECONDS,
                                    ServerStats)
 
-from .harness import async_test, within
+from ..support.harness import async_test, within
 from .test_dashboard import DashboardRelay, Http, _Proxy
 from .test_hostile import FrpPeer
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sdnotify -*-
+# -*- test-case-name: tests.integration.test_sdnotify -*-
 """
 systemd readiness notifications (labrelay.sdnotify): the datagrams a
 Notifier sends, READY from an in-process server once every listener
@@ -31,9 +31,10 @@ from labrelay.sdnotify import Notifier
 from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
-from .harness import TOKEN, Client, LogCapture, Relay, async_test, within
-from .processes import (TWISTD, child_env, free_port, server_ini, spawn,
-                        write_config)
+from ..support.harness import (TOKEN, Client, LogCapture, Relay, async_test,
+                               within)
+from ..support.processes import (TWISTD, child_env, free_port, server_ini,
+                                 spawn, write_config)
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_secrets -*-
+# -*- test-case-name: tests.integration.test_secrets -*-
 """Tokens and private keys never reach the logs or error messages."""
 
 import os
@@ -6,11 +6,11 @@ import os
 from twisted.trial.unittest import TestCase
 
 from labrelay.errors import LoginRefused
-from labrelay.testcerts import server_certificate, self_signed_certificate
+from ..support.certs import server_certificate, self_signed_certificate
 from labrelay.tls import TLSConfigError, server_tls_options
 
-from .harness import (Client, LogCapture, Relay, async_test, connect_user,
-                      echo_server, tcp_proxy, within)
+from ..support.harness import (Client, LogCapture, Relay, async_test,
+                               connect_user, echo_server, tcp_proxy, within)
 
 SECRET_TOKEN = "s3cret-token-that-must-not-leak"
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_smuggling -*-
+# -*- test-case-name: tests.integration.test_smuggling -*-
 """
 Request smuggling through the HTTP vhost, table-driven, on real sockets:
 a relay, a client with two ``type = http`` proxies on one domain (``/``,
@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from labrelay.server.vhost.request import framing_problem
 
 from . import test_vhost
-from .harness import async_test, connect_user, listen, within
+from ..support.harness import async_test, connect_user, listen, within
 from .test_vhost import VhostRelay, http_proxy, start_client
 
 HOST = b"app.example.org"

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls_tunnel -*-
+# -*- test-case-name: tests.integration.test_tls_tunnel -*-
 """
 Full tunnels over a TLS link between real clients and a real server on
 127.0.0.1, with and without tcp_mux: frp's default (any server certificate
@@ -19,16 +19,16 @@ from twisted.internet.task import LoopingCall
 from twisted.protocols import portforward
 from twisted.trial.unittest import TestCase
 
-from labrelay import testcerts
+from ..support import certs as testcerts
 from labrelay.errors import LoginRefused
 from labrelay.mux.session import YamuxSession
 from labrelay.server.connection import ServerConnection
 from labrelay.tls import client_tls_options, server_tls_options
 from zope.interface import implementer
 
-from .harness import (Client, LogCapture, Relay, async_test, connect_user,
-                      echo_server, listen, recording_echo_server, tcp_proxy,
-                      within)
+from ..support.harness import (Client, LogCapture, Relay, async_test,
+                               connect_user, echo_server, listen,
+                               recording_echo_server, tcp_proxy, within)
 
 #: The shortened first-byte / first-message / idle-session bound.
 HANDSHAKE = 0.5

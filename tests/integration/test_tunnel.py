@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tunnel -*-
+# -*- test-case-name: tests.integration.test_tunnel -*-
 """
 End-to-end tunnels in one process: a real server and real clients on
 127.0.0.1, with and without tcp_mux, TLS on and off.
@@ -13,8 +13,8 @@ from twisted.trial.unittest import TestCase
 
 from labrelay.errors import LoginRefused
 
-from .harness import (Client, Relay, async_test, connect_user, echo_server,
-                      tcp_proxy, within)
+from ..support.harness import (Client, Relay, async_test, connect_user,
+                               echo_server, tcp_proxy, within)
 
 
 class TunnelMixin:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost -*-
+# -*- test-case-name: tests.integration.test_vhost -*-
 """
 The HTTP vhost end to end: a real server with vhost_http_port, real
 clients with ``type = http`` proxies, HTTP backends and users on 127.0.0.1,
@@ -37,8 +37,8 @@ from labrelay.tracking import ConnectionSet
 from labrelay.server.vhost.routes import RouteTable
 from labrelay.tls import server_tls_options
 
-from .harness import (TOKEN, Client, Relay, async_test, connect_protocol,
-                      connect_user, listen, within)
+from ..support.harness import (TOKEN, Client, Relay, async_test,
+                               connect_protocol, connect_user, listen, within)
 
 SUBDOMAIN_HOST = "web.example.test"
 

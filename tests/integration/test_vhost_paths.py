@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost_paths -*-
+# -*- test-case-name: tests.integration.test_vhost_paths -*-
 """
 Request paths through the HTTP vhost, table-driven, on real sockets: a
 ``/admin`` location behind ``http_user``/``http_pwd`` and a root route on
@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.server.vhost.request import BadRequest, route_target
 
-from .harness import LogCapture, async_test, connect_user, within
+from ..support.harness import LogCapture, async_test, connect_user, within
 from .test_vhost import (VhostRelay, basic, http_proxy, http_user,
                          start_client, web_backend)
 

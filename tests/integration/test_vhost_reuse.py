@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost_reuse -*-
+# -*- test-case-name: tests.integration.test_vhost_reuse -*-
 """
 Work connections of ``type = http`` proxies kept for the next request
 (keep-alive toward the backend), end to end on real sockets, with tcp_mux
@@ -12,7 +12,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
-from .harness import async_test, listen, within
+from ..support.harness import async_test, listen, within
 from .test_vhost import (SUBDOMAIN_HOST, VhostRelay, basic, http_proxy,
                          http_user, start_client)
 

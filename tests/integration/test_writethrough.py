@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_writethrough -*-
+# -*- test-case-name: tests.integration.test_writethrough -*-
 """Tests for labrelay.writethrough: immediate sends on real TCP sockets."""
 
 import os
@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.writethrough import write_now
 
-from .harness import async_test, within
+from ..support.harness import async_test, within
 
 
 class Collect(Protocol):

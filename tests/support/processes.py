@@ -21,9 +21,11 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from . import paths
+
 #: The repository root: put first on PYTHONPATH so that twistd finds the
 #: working tree's labrelay package and twisted/plugins dropin.
-REPO_ROOT = FilePath(__file__).parent().parent().path
+REPO_ROOT = paths.REPO_ROOT.path
 
 #: twistd has no ``__main__``; this is what the ``twistd`` script runs.
 TWISTD = [sys.executable, "-c",

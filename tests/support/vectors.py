@@ -14,7 +14,7 @@ import json
 
 from twisted.python.filepath import FilePath
 
-DATA = FilePath(__file__).sibling("data")
+from .paths import DATA
 
 PLAIN_NOMUX = "plain-nomux"
 PLAIN_MUX = "plain-mux"

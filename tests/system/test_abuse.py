@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_abuse -*-
+# -*- test-case-name: tests.system.test_abuse -*-
 """
 Resource bounds under abuse, measured on real ``twistd labrelay-server``
 and ``labrelay-client`` processes (tcp_mux at its default, on).
@@ -46,11 +46,12 @@ from labrelay.protocol.framing import MessageParser, encode_message
 from labrelay.server.connection import FIRST_MESSAGE_TIMEOUT
 from labrelay.server.vhost import HEAD_TIMEOUT, LINGER_TIMEOUT
 
-from .harness import async_test, connect_user, echo_server, listen, within
-from .processes import (TOKEN, ClientProcess, client_ini, fd_count,
-                        free_port, rss_bytes, start_server, twistd,
-                        write_config)
-from .test_vhost import http_user
+from ..support.harness import (async_test, connect_user, echo_server, listen,
+                               within)
+from ..support.processes import (TOKEN, ClientProcess, client_ini, fd_count,
+                                 free_port, rss_bytes, start_server, twistd,
+                                 write_config)
+from ..integration.test_vhost import http_user
 
 KIB = 1024
 MIB = 1024 * KIB

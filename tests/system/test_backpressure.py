@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_backpressure -*-
+# -*- test-case-name: tests.system.test_backpressure -*-
 """
 Memory under backpressure: a backend sends 256 MiB as fast as it may to a
 user who does not read, through real labrelay server and client processes.
@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from .harness import async_test, listen, within
-from .processes import rss_bytes, start_client, start_server
+from ..support.harness import async_test, listen, within
+from ..support.processes import rss_bytes, start_client, start_server
 
 MIB = 1024 * 1024
 TOTAL = 256 * MIB

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_buffer_budget -*-
+# -*- test-case-name: tests.system.test_buffer_budget -*-
 """
 Memory of many stalled streams, measured on real ``twistd labrelay-server``
 and ``labrelay-client`` processes (tcp_mux at its default, on).
@@ -20,8 +20,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
-from .harness import async_test, echo_server, listen, within
-from .processes import rss_bytes, start_client, start_server
+from ..support.harness import async_test, echo_server, listen, within
+from ..support.processes import rss_bytes, start_client, start_server
 from .test_abuse import (Pusher, PushingUser, close_all, echo_check,
                          poll_until, stalled)
 

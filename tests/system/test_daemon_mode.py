@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_daemon_mode -*-
+# -*- test-case-name: tests.system.test_daemon_mode -*-
 """
 ``twistd labrelay-server`` / ``labrelay-client`` without ``-n``, as a user
 who forgot it (or an init script) runs them: a start-up failure is one line
@@ -13,9 +13,8 @@ import socket
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
-from .harness import async_test
-from .processes import (
-    TOKEN, TWISTD, free_port, run, write_config)
+from ..support.harness import async_test
+from ..support.processes import TOKEN, TWISTD, free_port, run, write_config
 
 #: Bound on how long a started daemon may take to show a log line.
 START_BOUND = 20

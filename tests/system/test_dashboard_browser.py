@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_dashboard_browser -*-
+# -*- test-case-name: tests.system.test_dashboard_browser -*-
 """
 The dashboard page in a real headless browser (Debian's ``chromium``): the
 DOM it builds from the JSON API lists the live proxy and the client, and its
@@ -21,15 +21,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from .harness import (Client, async_test, connect_user, echo_server,
-                      listen, tcp_proxy, within)
-from .test_dashboard import (DashboardRelay, close_user, push, tunnel,
-                             wait_until)
+from ..support import paths
+from ..support.harness import (Client, async_test, connect_user, echo_server,
+                               listen, tcp_proxy, within)
+from ..integration.test_dashboard import (DashboardRelay, close_user, push,
+                                          tunnel, wait_until)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT = shutil.which("timeout") or "/usr/bin/timeout"
-SCREENSHOT = FilePath(__file__).parent().parent().child("docs").child(
-    "dashboard.png")
+SCREENSHOT = paths.REPO_ROOT.child("docs").child("dashboard.png")
 #: Seconds a browser run may take before it is killed.
 BROWSER_SECONDS = 60
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_jupyter -*-
+# -*- test-case-name: tests.system.test_jupyter -*-
 """
 A real Jupyter server behind a labrelay ``type = http`` proxy: the REST
 API, a kernel started through the vhost, and code run over the kernel's
@@ -23,11 +23,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from twisted.python.filepath import FilePath
-
-from .harness import async_test, within
-from .test_vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy, http_user,
-                         start_client)
+from ..support import paths
+from ..support.harness import async_test, within
+from ..integration.test_vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy,
+                                      http_user, start_client)
 
 HOST = f"jupyter.{SUBDOMAIN_HOST}"
 NEEDED = ("jupyter_server", "ipykernel", "websocket")
@@ -217,7 +216,7 @@ class JupyterThroughVhostTests(TestCase):
         self.assertEqual(reply.json(), [])
 
 
-README = FilePath(__file__).parent().parent().child("README.rst")
+README = paths.REPO_ROOT.child("README.rst")
 
 
 def readme_command(program: str) -> list:

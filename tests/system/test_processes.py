@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_processes -*-
+# -*- test-case-name: tests.system.test_processes -*-
 """
 labrelay as users run it: ``twistd -n labrelay-server`` and ``twistd -n
 labrelay-client`` as real processes from the working tree, configured by INI
@@ -12,9 +12,9 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import TestCase
 
-from .harness import async_test, connect_user, echo_server, within
-from .processes import (
-    TWISTD, free_port, run, start_client, start_server, write_config)
+from ..support.harness import async_test, connect_user, echo_server, within
+from ..support.processes import (TWISTD, free_port, run, start_client,
+                                 start_server, write_config)
 
 SERVER_DESCRIPTION = ("frp-compatible relay server (frps): public ports for "
                       "private servers")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_reactor_lag -*-
+# -*- test-case-name: tests.system.test_reactor_lag -*-
 """
 A NewProxy never stalls the relay: measured on a real ``twistd
 labrelay-server``.
@@ -38,10 +38,10 @@ from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.framing import MAX_BODY_LENGTH, encode_message
 
-from .harness import TOKEN, async_test, within
-from .test_dashboard import wait_until
-from .processes import free_port, server_ini, twistd, write_config
-from .test_hostile import FrpPeer
+from ..support.harness import TOKEN, async_test, within
+from ..integration.test_dashboard import wait_until
+from ..support.processes import free_port, server_ini, twistd, write_config
+from ..integration.test_hostile import FrpPeer
 
 #: The longest a probe round trip may take, seconds.
 MAX_LAG = 0.050

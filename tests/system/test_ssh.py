@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ssh -*-
+# -*- test-case-name: tests.system.test_ssh -*-
 """
 The scenario labrelay exists for: OpenSSH on a private server, reached as
 ``ssh -p REMOTE_PORT user@relay`` through a real ``labrelay-client`` and a
@@ -17,8 +17,9 @@ import socket
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from .harness import async_test
-from .processes import free_port, run, spawn, start_client, start_server
+from ..support.harness import async_test
+from ..support.processes import (free_port, run, spawn, start_client,
+                                 start_server)
 
 SSHD = "/usr/sbin/sshd"
 PAYLOAD_SIZE = 32 * 1024 * 1024

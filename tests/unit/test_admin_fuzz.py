@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admin_fuzz -*-
+# -*- test-case-name: tests.unit.test_admin_fuzz -*-
 """
 The client's admin API as a fuzz target (``tools/fuzz.py --target admin``)
 and as a hypothesis property: any bytes on an admin connection are

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admission -*-
+# -*- test-case-name: tests.unit.test_admission -*-
 """
 The server's admission rules on a MemoryReactorClock: the deadline of an
 unauthenticated connection or yamux session (``unauthenticated_timeout``),
@@ -30,7 +30,7 @@ from labrelay.protocol.auth import privilege_key
 from labrelay.protocol.framing import MessageParser, encode_message
 from labrelay.server.service import RelayServer
 
-from .harness import LogCapture
+from ..support.harness import LogCapture
 
 TOKEN = "admission-token"
 NOW = 1_700_000_000

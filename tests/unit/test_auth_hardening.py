@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_auth_hardening -*-
+# -*- test-case-name: tests.unit.test_auth_hardening -*-
 """
 The server's defences around authentication: replay refusal, the optional
 timestamp skew, delayed answers to wrong tokens, caps on unauthenticated
@@ -33,9 +33,9 @@ from labrelay.protocol.framing import MessageParser, encode_message
 from labrelay.server.guard import REPEAT_GRACE
 from labrelay.server.service import RelayServer
 
-from .harness import TOKEN as RELAY_TOKEN
-from .harness import (Client, LogCapture, Relay, async_test, connect_user,
-                      echo_server, tcp_proxy, within)
+from ..support.harness import TOKEN as RELAY_TOKEN
+from ..support.harness import (Client, LogCapture, Relay, async_test,
+                               connect_user, echo_server, tcp_proxy, within)
 
 TOKEN = "hardening-token"
 NOW = 1_700_000_000

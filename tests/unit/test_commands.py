@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_commands -*-
+# -*- test-case-name: tests.unit.test_commands -*-
 """
 The console commands a new user meets first: ``labrelay-server`` and
 ``labrelay-client`` with ``--version`` and ``check``.
@@ -13,6 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from labrelay import FRP_VERSION, __version__
 from labrelay import server_cli
 from labrelay.client import cli as client_cli
+
+from ..support import paths
 
 VERSION = f"labrelay {__version__} (speaks frp {FRP_VERSION})"
 
@@ -75,8 +77,7 @@ class CheckTests(CommandCase):
         self.assertIn("/nonexistent/frpc.ini: cannot read", err)
 
 
-CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "conf")
+CONF = paths.CONF.path
 
 
 class ShippedConfigTests(CommandCase):

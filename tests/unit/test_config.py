@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 Tests for labrelay.config (and its ini and template layers): the frp legacy
 INI dialect, templates, defaults, validation messages, warnings, range
@@ -23,7 +23,8 @@ from labrelay.config import (
 from labrelay.config.ini import parse_go_int
 from labrelay.config.template import render_template
 
-DATA = FilePath(__file__).sibling("data")
+from ..support.paths import DATA
+
 SEEDS = ("plain-mux", "plain-nomux", "login-bad-token")
 
 

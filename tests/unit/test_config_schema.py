@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_schema -*-
+# -*- test-case-name: tests.unit.test_config_schema -*-
 """
 Tests for the config schema: the key tables and the reload sets generated
 from the field metadata of the config models equal the tables that were

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_crypto -*-
+# -*- test-case-name: tests.unit.test_crypto -*-
 """
 Tests for labrelay.protocol.auth, .crypto, .compression and .codec: the
 token's privilege key, the AES-128-CFB stream keyed from the token, the
@@ -29,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB
 
-from . import vectors
+from ..support import vectors
 
 VECTOR_TOKEN = "labrelay-vector-token"
 VECTOR_KEY = bytes.fromhex("cef8512ad066367af56469ab1b842836")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_framing -*-
+# -*- test-case-name: tests.unit.test_framing -*-
 """
 Tests for labrelay.protocol.framing: frp's v1 frame (type byte, int64
 big-endian length, JSON body), the incremental MessageParser and its limits.
@@ -22,7 +22,7 @@ from labrelay.protocol.framing import (
     encode_message,
 )
 
-from . import vectors
+from ..support import vectors
 
 
 def frame(type_byte: bytes, body: bytes, length: int = None) -> bytes:

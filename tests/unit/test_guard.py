@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_guard -*-
+# -*- test-case-name: tests.unit.test_guard -*-
 """
 Unit tests for labrelay.server.guard (per-source bookkeeping, the replay
 cache, rate-limited log lines), the timestamp skew check of

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_interop -*-
+# -*- test-case-name: tests.unit.test_interop -*-
 """
 Replays of the real frp 0.70 captures (tests/data) against labrelay.
 
@@ -39,8 +39,8 @@ from labrelay.protocol.framing import decode_body
 from labrelay.server import service as server_service
 from labrelay.server.service import RelayServer
 
-from .vectors import (HELLO, PATTERN, PLAIN_MUX, PLAIN_NOMUX, messages_json,
-                      read_bytes, stream_chunks)
+from ..support.vectors import (HELLO, PATTERN, PLAIN_MUX, PLAIN_NOMUX,
+                               messages_json, read_bytes, stream_chunks)
 
 TOKEN = "labrelay-vector-token"
 KEY = derive_key(TOKEN)

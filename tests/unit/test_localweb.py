@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_localweb -*-
+# -*- test-case-name: tests.unit.test_localweb -*-
 """
 The Host and Origin policy of the admin API and the dashboard
 (labrelay.localweb), as pure functions; the real-socket tests are in

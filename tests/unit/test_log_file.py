@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_log_file -*-
+# -*- test-case-name: tests.unit.test_log_file -*-
 """log_file, log_level and log_max_days: where logs go and how long they stay."""
 
 import os

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_logs -*-
+# -*- test-case-name: tests.unit.test_logs -*-
 """
 Searchable log lines (labrelay.logs, the server's control, tcp proxy and
 vhost): ``key=value`` quoting, the run-time level filter, the login,
@@ -29,10 +29,12 @@ from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.tracking import ConnectionSet
 
-from .harness import (Client, LogCapture, Relay, async_test, connect_user,
-                      listen, tcp_proxy, within)
-from .processes import TWISTD, free_port, server_ini, spawn, write_config
-from .test_vhost import VhostRelay, http_proxy, start_client, web_backend
+from ..support.harness import (Client, LogCapture, Relay, async_test,
+                               connect_user, listen, tcp_proxy, within)
+from ..support.processes import (TWISTD, free_port, server_ini, spawn,
+                                 write_config)
+from ..integration.test_vhost import (VhostRelay, http_proxy, start_client,
+                                      web_backend)
 
 
 class QuoteTests(SynchronousTestCase):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_messages -*-
+# -*- test-case-name: tests.unit.test_messages -*-
 """
 Tests for labrelay.protocol.messages: frp's JSON field names, Go's omitempty
 and string escaping, and decoding with Go's encoding/json rules.
@@ -18,7 +18,7 @@ from labrelay.protocol.framing import (
     encode_message,
 )
 
-from . import vectors
+from ..support import vectors
 
 
 class TypeTableTests(SynchronousTestCase):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_old_versions -*-
+# -*- test-case-name: tests.unit.test_old_versions -*-
 """
 What older frp releases send, accepted: pre-0.44 messages with every field
 (no omitempty), yamux peers with the 256 KiB window of frp < 0.50, and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_properties -*-
+# -*- test-case-name: tests.unit.test_properties -*-
 """
 Property-based tests of every decoder that reads bytes from the network or
 text from a config file: whatever arrives, labrelay answers with its own
@@ -29,7 +29,6 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay import FRP_VERSION
@@ -57,7 +56,7 @@ from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import MAX_HEAD, Vhost
 from labrelay.tracking import ConnectionSet
 
-from . import vectors
+from ..support import paths, vectors
 
 #: The captures' token: their Login and NewWorkConn keys are valid with it.
 TOKEN = "labrelay-vector-token"
@@ -517,8 +516,7 @@ class ConfigTarget(Target):
 
     def corpus(self):
         found = []
-        for path in (FilePath(__file__).sibling("data").globChildren("*") +
-                     [FilePath(__file__).parent().parent().child("conf")]):
+        for path in paths.DATA.globChildren("*") + [paths.CONF]:
             for ini in path.globChildren("*.ini"):
                 found.append(ini.getContent())
         return found

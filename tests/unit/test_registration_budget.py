@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registration_budget -*-
+# -*- test-case-name: tests.unit.test_registration_budget -*-
 """
 The server's registration budget: a control that pipelines large NewProxy
 messages has them handled a window at a time, in order, its connection
@@ -17,8 +17,8 @@ from labrelay.protocol.framing import encode_message
 from labrelay.server.budget import WINDOW, RegistrationBudget
 from labrelay.server.vhost import Vhost
 
-from .harness import Relay, async_test, connect_protocol, within
-from .test_hostile import FrpPeer
+from ..support.harness import Relay, async_test, connect_protocol, within
+from ..integration.test_hostile import FrpPeer
 
 from .test_properties import (TOKEN, ServerWorld, fixed_run_id, login_frame,
                               server_output)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_relay -*-
+# -*- test-case-name: tests.unit.test_relay -*-
 """Tests for labrelay.relay: producer wiring, codecs, half-close, teardown."""
 
 from twisted.internet.error import ConnectionDone

@@ -21,9 +21,9 @@ from labrelay.config import ConfigError, ProxyConfig, load_client_config, \
     parse_client_config
 from labrelay.protocol import messages
 
-from .harness import (
-    TOKEN, LogCapture, Relay, async_test, connect_user, echo_server,
-    recording_echo_server, within)
+from ..support.harness import (TOKEN, LogCapture, Relay, async_test,
+                               connect_user, echo_server,
+                               recording_echo_server, within)
 
 
 def client_text(server_port=7000, proxies="", extra=""):
@@ -395,7 +395,7 @@ class AdminReloadTests(TestCase):
 
     @async_test
     async def test_start_move_stop(self):
-        from .processes import free_port
+        from ..support.processes import free_port
         relay = await Relay(self).start()
         path = write(self, client_text(relay.port))
         client = file_client(self, path)
@@ -430,7 +430,7 @@ class AdminReloadTests(TestCase):
     @async_test
     async def test_move_to_a_taken_port_keeps_the_old_one(self):
         import socket
-        from .processes import free_port
+        from ..support.processes import free_port
         relay = await Relay(self).start()
         first = free_port()
         text = client_text(relay.port, extra=(

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_route_fuzz -*-
+# -*- test-case-name: tests.unit.test_route_fuzz -*-
 """
 The vhost route table under random scripts of registrations, removals and
 lookups, checked against a naive model (a list of routes, scanned) and

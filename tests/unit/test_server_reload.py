@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_server_reload -*-
+# -*- test-case-name: tests.unit.test_server_reload -*-
 """
 Live reload of the server's config (labrelay.server.reload, SIGHUP): which
 keys apply at once and to whom, which are reported as needing a restart,
@@ -33,10 +33,10 @@ from labrelay.server.reload import RELOADABLE, config_changes, merged_config
 from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
-from .harness import (Client, LogCapture, async_test, connect_user,
-                      echo_server, tcp_proxy, within)
+from ..support.harness import (Client, LogCapture, async_test, connect_user,
+                               echo_server, tcp_proxy, within)
 from .test_auth_hardening import NOW, TOKEN, Peer, login, work_conn
-from .test_dashboard import Http
+from ..integration.test_dashboard import Http
 
 NEW_TOKEN = "reloaded-token"
 BASE = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream_flood -*-
+# -*- test-case-name: tests.unit.test_stream_flood -*-
 """A tcp_mux peer cannot hold thousands of streams that never say what they are."""
 
 from twisted.internet.testing import MemoryReactorClock, StringTransport

@@ -26,7 +26,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from labrelay import testcerts
+from ..support import certs
 from labrelay.tls import (
     TLSConfigError,
     TLSVerificationError,
@@ -93,19 +93,19 @@ class TLSTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.dir = self.mktemp()
         os.makedirs(self.dir)
-        self.ca_file = testcerts.write_pem(
-            self.dir, "ca.crt", testcerts.certificate_authority().cert
+        self.ca_file = certs.write_pem(
+            self.dir, "ca.crt", certs.certificate_authority().cert
         )
         self.addCleanup(self._no_delayed_calls)
 
     def _no_delayed_calls(self) -> None:
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def write_pair(self, pair: testcerts.PemPair, stem: str) -> tuple[str, str]:
+    def write_pair(self, pair: certs.PemPair, stem: str) -> tuple[str, str]:
         return pair.write_to(self.dir, stem)
 
     def server_files(self, **kwargs) -> tuple[str, str]:
-        return self.write_pair(testcerts.server_certificate(**kwargs), "server")
+        return self.write_pair(certs.server_certificate(**kwargs), "server")
 
     def connect(self, server_options, client_creator, server_app=None):
         """Handshake in memory; return (server_app, client_app, pump, server_tls)."""
@@ -169,7 +169,7 @@ class ServerCertificateTests(TLSTestCase):
 
     def test_configured_self_signed(self) -> None:
         """A configured self-signed certificate passes only a non-verifying client."""
-        cert, key = self.write_pair(testcerts.self_signed_certificate(), "self")
+        cert, key = self.write_pair(certs.self_signed_certificate(), "self")
         self.assert_works(server_tls_options(cert, key), client_tls_options("localhost"))
         _, client_app = self.assert_fails(
             server_tls_options(cert, key), client_tls_options("localhost", self.ca_file)
@@ -207,7 +207,7 @@ class ServerCertificateTests(TLSTestCase):
 
     def test_client_certificate_cannot_pose_as_server(self) -> None:
         """A client certificate from the same CA is not accepted as the server's."""
-        cert, key = self.write_pair(testcerts.client_certificate(), "client-as-server")
+        cert, key = self.write_pair(certs.client_certificate(), "client-as-server")
         _, client_app = self.assert_fails(
             server_tls_options(cert, key), client_tls_options("localhost", self.ca_file)
         )
@@ -239,7 +239,7 @@ class ServerCertificateTests(TLSTestCase):
 
     def test_expired(self) -> None:
         """An expired certificate is refused by a verifying client, and the server warns."""
-        cert, key = self.write_pair(testcerts.expired_certificate(), "expired")
+        cert, key = self.write_pair(certs.expired_certificate(), "expired")
         with capturedLogs() as events:
             options = server_tls_options(cert, key)
         self.assertTrue(any("expired" in e["log_format"] for e in events))
@@ -251,7 +251,7 @@ class ServerCertificateTests(TLSTestCase):
 
     def test_expired_without_ca(self) -> None:
         """A non-verifying client accepts even an expired certificate, as frpc does."""
-        cert, key = self.write_pair(testcerts.expired_certificate(), "expired")
+        cert, key = self.write_pair(certs.expired_certificate(), "expired")
         self.assert_works(server_tls_options(cert, key), client_tls_options("localhost"))
 
 
@@ -293,7 +293,7 @@ class MutualTLSTests(TLSTestCase):
     def test_client_certificate_from_other_ca(self) -> None:
         """A client certificate signed by another CA is refused."""
         cert, key = self.write_pair(
-            testcerts.client_certificate(ca_name=testcerts.OTHER_CA_NAME), "client"
+            certs.client_certificate(ca_name=certs.OTHER_CA_NAME), "client"
         )
         server_app, _ = self.assert_fails(
             self.server, client_tls_options("localhost", cert_file=cert, key_file=key)
@@ -302,7 +302,7 @@ class MutualTLSTests(TLSTestCase):
 
     def test_right_client_certificate(self) -> None:
         """A client certificate signed by the trusted CA is accepted."""
-        cert, key = self.write_pair(testcerts.client_certificate(), "client")
+        cert, key = self.write_pair(certs.client_certificate(), "client")
         self.assert_works(
             self.server, client_tls_options("localhost", self.ca_file, cert, key)
         )
@@ -329,8 +329,8 @@ class ConfigErrorTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = self.mktemp()
         os.makedirs(self.dir)
-        self.cert, self.key = testcerts.server_certificate().write_to(self.dir, "server")
-        self.garbage = testcerts.write_pem(self.dir, "garbage.pem", b"not a pem file\n")
+        self.cert, self.key = certs.server_certificate().write_to(self.dir, "server")
+        self.garbage = certs.write_pem(self.dir, "garbage.pem", b"not a pem file\n")
 
     def assert_error(self, call, *needles: str) -> None:
         error = self.assertRaises(TLSConfigError, call)
@@ -366,7 +366,7 @@ class ConfigErrorTests(SynchronousTestCase):
 
     def test_mismatched_key(self) -> None:
         """A key that belongs to another certificate is reported with both files."""
-        _, other_key = testcerts.server_certificate().write_to(self.dir, "other")
+        _, other_key = certs.server_certificate().write_to(self.dir, "other")
         self.assert_error(
             lambda: server_tls_options(self.cert, other_key),
             other_key,
@@ -389,7 +389,7 @@ class ConfigErrorTests(SynchronousTestCase):
 
     def test_client_mismatched_key(self) -> None:
         """The client's certificate pair is checked the same way."""
-        _, other_key = testcerts.client_certificate().write_to(self.dir, "other")
+        _, other_key = certs.client_certificate().write_to(self.dir, "other")
         self.assert_error(
             lambda: client_tls_options("localhost", cert_file=self.cert, key_file=other_key),
             "does not match",
@@ -401,7 +401,7 @@ class ConfigErrorTests(SynchronousTestCase):
 
     def test_verifying_needs_a_name(self) -> None:
         """Verifying against a CA needs a server name."""
-        ca = testcerts.write_pem(self.dir, "ca.crt", testcerts.certificate_authority().cert)
+        ca = certs.write_pem(self.dir, "ca.crt", certs.certificate_authority().cert)
         self.assert_error(lambda: client_tls_options("", ca), "tls_server_name")
 
     def test_half_pair_ignored(self) -> None:

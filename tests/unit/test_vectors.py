@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vectors -*-
+# -*- test-case-name: tests.unit.test_vectors -*-
 """
 Decode the real frp 0.70 captures in tests/data with labrelay's sans-IO
 codec (MessageParser, StreamDecryptor, PayloadCodec) and check the result
@@ -15,7 +15,7 @@ from labrelay.protocol.codec import PayloadCodec
 from labrelay.protocol.crypto import StreamDecryptor, derive_key
 from labrelay.protocol.framing import MessageParser, encode_message
 
-from . import vectors
+from ..support import vectors
 
 #: What the local HTTP service answered (vectors README §1 / §4.3).
 HTTP_RESPONSE = (

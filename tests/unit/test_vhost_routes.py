@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost_routes -*-
+# -*- test-case-name: tests.unit.test_vhost_routes -*-
 """
 The HTTP vhost route table: registration, conflicts, and lookup by host,
 path and basic-auth user.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_workpool -*-
+# -*- test-case-name: tests.unit.test_workpool -*-
 """Tests for labrelay.server.workpool: pooling, replenishing and timeouts."""
 
 from twisted.internet.task import Clock

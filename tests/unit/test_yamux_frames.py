@@ -7,7 +7,6 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.errors import ProtocolError
@@ -31,7 +30,9 @@ from labrelay.mux.frames import (
     encode_header,
 )
 
-DATA = FilePath(__file__).sibling("data").child("plain-mux")
+from ..support import paths
+
+DATA = paths.DATA.child("plain-mux")
 
 
 def frame_bytes(frame_type, flags, stream_id, length, payload=b""):

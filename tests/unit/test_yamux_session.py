@@ -12,7 +12,6 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.filepath import FilePath
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -33,8 +32,10 @@ from labrelay.mux.frames import (
 )
 from labrelay.mux.session import GoAwayReceived, SessionClosed, SessionError, YamuxSession
 
+from ..support import paths
+
 MIB = 1024 * 1024
-DATA = FilePath(__file__).sibling("data").child("plain-mux")
+DATA = paths.DATA.child("plain-mux")
 
 
 class Recorder(protocol.Protocol):

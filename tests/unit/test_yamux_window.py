@@ -18,8 +18,7 @@ from labrelay.mux.frames import (FLAG_ACK, FLAG_SYN, INITIAL_WINDOW,
 from labrelay.mux.session import YamuxSession
 
 from .test_server_reload import MemoryServerCase
-from .test_yamux_session import (FakeProducer, Pauser, Recorder, frame,
-                                 headers)
+from .test_yamux_session import FakeProducer, Pauser, Recorder, frame, headers
 
 KIB = 1024
 MIB = 1024 * KIB
