@@ -1,15 +1,12 @@
-#!/usr/bin/env python3
 """
 Fuzz labrelay's decoders and the protocols that read hostile bytes.
 
-Each target (see ``tests/test_properties.py``, which holds the drivers, the
-corpus builders and the mutator shared with the hypothesis tests, and
-``tests/test_admin_fuzz.py`` for the client's admin API,
-``tests/test_route_fuzz.py`` for the vhost route table against a naive
-model) runs for
-``--seconds`` on random inputs and on mutations of a corpus of valid inputs
-built from the frp captures in ``tests/data`` and from valid requests and
-configs.  An input that gives an outcome not seen before joins the corpus,
+Each target (the drivers, the corpus builders and the mutator are in
+``tests/support/fuzz``, shared with the hypothesis tests in ``tests/unit``;
+``admin`` is the client's admin API, ``routes`` the vhost route table
+against a naive model) runs for ``--seconds`` on random inputs and on
+mutations of a corpus of valid inputs built from the frp captures in
+``tests/data`` and from valid requests and configs.  An input that gives an outcome not seen before joins the corpus,
 so later mutations start from it.
 
 A failure is an exception the target does not expect (anything but the
@@ -20,10 +17,10 @@ yamux stream, an unhandled error in a Deferred).  The first failing input
 of each kind is saved under a temporary directory; the exit status is 1 if
 any failure was found.
 
-Usage::
+Usage, from the repository root::
 
-    python3 tools/fuzz.py [--seconds N] [--target NAME ...] [--seed S]
-    python3 tools/fuzz.py --replay FILE.json
+    python3 -m tools.fuzz [--seconds N] [--target NAME ...] [--seed S]
+    python3 -m tools.fuzz --replay FILE.json
 """
 
 import argparse
@@ -37,9 +34,8 @@ import tempfile
 import time
 import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from tests.support.fuzz.core import BoundExceeded, corpus_of, mutate, normalise
+from tests.support.fuzz.targets import TARGETS
 
 #: Failures of one kind after which a target stops saving inputs.
 MAX_SAVED = 5
@@ -73,15 +69,6 @@ def _cuts(rng, data):
     return [rng.randrange(len(data) + 1) for _ in range(rng.randrange(9))]
 
 
-def all_targets() -> dict:
-    """Every target by name: the decoders', the admin API's and the route
-    table's."""
-    from tests.test_admin_fuzz import ADMIN_TARGETS
-    from tests.test_properties import TARGETS
-    from tests.test_route_fuzz import ROUTES
-    return {**TARGETS, **ADMIN_TARGETS, ROUTES.name: ROUTES}
-
-
 def _peak_rss() -> int:
     # ru_maxrss is KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -104,8 +91,6 @@ class Run:
 
     def one(self, data, cuts):
         """Run one input; record its outcome or failure."""
-        from tests.test_properties import BoundExceeded, normalise
-
         self.tried += 1
         error = None
         try:
@@ -147,8 +132,6 @@ class Run:
 
     def fuzz(self, seconds):
         """Mutate and try inputs for *seconds* (the corpus first)."""
-        from tests.test_properties import mutate
-
         start = time.monotonic()
         deadline = start + seconds
         rss_start = _peak_rss()
@@ -174,7 +157,7 @@ def replay(path) -> int:
         saved = json.load(f)
     with open(saved["input"], "rb") as f:
         data = f.read()
-    target = all_targets()[saved["target"]]
+    target = TARGETS[saved["target"]]
     print(f"{target.name}: {len(data)} bytes, cuts {saved['cuts']}")
     try:
         print("outcome:", target.run(data, saved["cuts"]))
@@ -185,9 +168,6 @@ def replay(path) -> int:
 
 
 def main(argv=None) -> int:
-    from tests.test_properties import corpus_of
-    TARGETS = all_targets()
-
     parser = argparse.ArgumentParser(
         description="Fuzz labrelay's decoders (see tools/README.rst).")
     parser.add_argument("--seconds", type=float, default=10,

@@ -6,8 +6,6 @@ back, the Host/Origin/method policy that keeps web pages out, and the
 command against a real API and a real twistd process.
 """
 
-import base64
-import http.client
 import io
 import json
 import os
@@ -34,47 +32,12 @@ from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config
 
+from ..support.config_files import client_text, proxies, rewrite, write
 from ..support.harness import (LogCapture, Relay, async_test, connect_user,
-                               echo_server, within)
+                               echo_server, file_client, running_port, within)
 from ..support.processes import (REPO_ROOT, child_env, client_ini, free_port,
                                  run, start_server, twistd)
-from ..unit.test_reload import (client_text, file_client, proxies, rewrite,
-                                running_port, write)
-
-
-def http_call(port, method, path, body=None, user=None, password=None,
-              headers=None, host=None):
-    """One blocking HTTP request to 127.0.0.1:*port*: (status, headers,
-    body).  Run it with deferToThread.  *host* replaces the ``Host``
-    header (``""``: none at all)."""
-    headers = dict(headers or {})
-    if user is not None:
-        pair = f"{user}:{password}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        if host is None:
-            connection.request(method, path, body=body, headers=headers)
-        else:
-            connection.putrequest(method, path, skip_host=True)
-            if host:
-                connection.putheader("Host", host)
-            for name, value in headers.items():
-                connection.putheader(name, value)
-            connection.putheader("Content-Length", str(len(body or b"")))
-            connection.endheaders(body)
-        response = connection.getresponse()
-        return (response.status, {k.lower(): v for k, v in
-                                  response.getheaders()}, response.read())
-    finally:
-        connection.close()
-
-
-def request(port, method, path, body=None, user=None, password=None,
-            headers=None, host=None):
-    """:func:`http_call` in a thread, bounded."""
-    return within(deferToThread(http_call, port, method, path, body, user,
-                                password, headers, host))
+from ..support.web import request
 
 
 def run_cli(*argv):

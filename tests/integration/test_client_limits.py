@@ -21,9 +21,9 @@ from labrelay.server.reload import (ReloadResult, config_changes,
                                    merged_config)
 from labrelay.server.vhost import Vhost
 
-from ..support.harness import LogCapture, Relay, async_test, within
-from .test_dashboard import wait_until
-from .test_hostile import FrpPeer, login
+from ..support.fakes import NoScan
+from ..support.frp_peer import FrpPeer, login
+from ..support.harness import LogCapture, Relay, async_test, wait_until, within
 
 
 class LimitsMixin:
@@ -254,7 +254,6 @@ def _http(name, domains, locations):
 
 
 def _forbid_scans(routes):
-    from ..unit.test_vhost_routes import NoScan
     routes._domains = NoScan(routes._domains)
     for domain, users in list(dict.items(routes._domains)):
         dict.__setitem__(routes._domains, domain, NoScan(users))

@@ -6,23 +6,16 @@ TLS mode and the start-up listener; plus unit tests of the traffic
 bookkeeping (:mod:`labrelay.server.stats`) with a fake clock.
 """
 
-import base64
 import json
 import os
 import re
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, optionsForClientTLS
-from twisted.internet.task import Clock, LoopingCall
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IPolicyForHTTPS
-from zope.interface import implementer
 
 from labrelay import FRP_VERSION, __version__
-from ..support import certs
 from labrelay.config import ConfigError, parse_server_config
 from labrelay.server import stats as stats_module
 from labrelay.server.dashboard import STATIC_DIR
@@ -31,11 +24,13 @@ from labrelay.server.service import RelayServer
 from labrelay.server.stats import BUCKETS, ServerStats
 from labrelay.tls import server_tls_options
 
-from ..support.harness import (TOKEN, Client, async_test, connect_user,
-                               echo_server, listen, tcp_proxy, within)
-from .test_admin import request
+from ..support import certs
+from ..support.dashboard import LOCAL, DashboardRelay, close_user, push, tunnel
+from ..support.fakes import StatsProxy
+from ..support.harness import (Client, async_test, connect_user, listen,
+                               wait_until, within)
+from ..support.web import Http, request
 
-LOCAL = "tcp:0:interface=127.0.0.1"
 TIME = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d$")
 
 #: frp v0.51's ``conf`` keys of a tcp proxy, in Go's order.
@@ -54,110 +49,6 @@ SERVERINFO_KEYS = [
     "cur_conns", "client_counts", "proxy_type_count", "labrelay_version"]
 ENTRY_KEYS = ["name", "conf", "today_traffic_in", "today_traffic_out",
               "cur_conns", "last_start_time", "last_close_time", "status"]
-
-
-# -- helpers shared with test_metrics and test_dashboard_browser --------------
-
-class DashboardRelay:
-    """A labrelay server with the dashboard on, every port 0."""
-
-    def __init__(self, testcase, extra="", vhost=False):
-        text = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-                f"token = {TOKEN}\ndashboard_port = 7500\n"
-                + ("vhost_http_port = 8080\nsubdomain_host = example.test\n"
-                   if vhost else "") + extra)
-        self.config = parse_server_config(text, source="frps.ini")
-        self.server = RelayServer(
-            self.config, reactor, server_tls_options(), listen=LOCAL,
-            vhost_listen=LOCAL if vhost else None, dashboard_listen=LOCAL)
-        self.testcase = testcase
-        self.vhost = vhost
-
-    async def start(self):
-        self.server.startService()
-        self.testcase.addCleanup(self.stop)
-        self.port = (await within(self.server.when_listening())).getHost().port
-        dashboard = await within(self.server.when_dashboard_listening())
-        self.dashboard_port = dashboard.getHost().port
-        if self.vhost:
-            http = await within(self.server.when_vhost_listening())
-            self.http_port = http.getHost().port
-        return self
-
-    def url(self, path, scheme="http"):
-        return f"{scheme}://127.0.0.1:{self.dashboard_port}{path}"
-
-    def stop(self):
-        if self.server.running:
-            return self.server.stopService()
-
-
-@implementer(IPolicyForHTTPS)
-class _TrustPolicy:
-    def __init__(self, ca_pem):
-        self._trust = Certificate.loadPEM(ca_pem)
-
-    def creatorForNetloc(self, hostname, port):
-        return optionsForClientTLS("localhost", trustRoot=self._trust)
-
-
-class Http:
-    """An HTTP client whose connections are closed when the test ends."""
-
-    def __init__(self, testcase, ca_pem=None):
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.retryAutomatically = False
-        kwargs = {"pool": self.pool}
-        if ca_pem is not None:
-            kwargs["contextFactory"] = _TrustPolicy(ca_pem)
-        self.agent = Agent(reactor, **kwargs)
-        testcase.addCleanup(self.pool.closeCachedConnections)
-
-    async def get(self, url, user=None, password=None, method=b"GET"):
-        """(status, headers, body) of one request."""
-        headers = Headers()
-        if user is not None:
-            raw = base64.b64encode(f"{user}:{password}".encode())
-            headers.addRawHeader(b"authorization", b"Basic " + raw)
-        response = await within(self.agent.request(method, url.encode(),
-                                                   headers))
-        body = await within(readBody(response))
-        return response.code, response.headers, body
-
-    async def json(self, url, **kw):
-        code, headers, body = await self.get(url, **kw)
-        if code != 200:
-            raise AssertionError(f"{url}: {code} {body!r}")
-        return json.loads(body)
-
-
-async def tunnel(testcase, relay, name="echo", **extra):
-    """A client with one tcp proxy to an echo backend; its remote port."""
-    backend = echo_server(testcase)
-    client = await Client(testcase, relay.port,
-                          tcp_proxy(name, backend, **extra)).start()
-    return client, await client.running(name)
-
-
-async def push(testcase, port, size, user=None):
-    """Send *size* bytes through the tunnel at *port* and wait for the echo;
-    return the (still open) user connection."""
-    user = user or await connect_user(testcase, port)
-    already = len(user.received)
-    user.transport.write(os.urandom(size))
-    await within(user.wait_for(already + size))
-    return user
-
-
-async def close_user(user, relay=None):
-    """Close *user*; with *relay*, also wait until the relay has closed
-    its side (no proxy has an open connection left)."""
-    user.transport.loseConnection()
-    await within(user.closed)
-    if relay is not None:
-        proxies = relay.server.registry.proxies
-        await within(wait_until(lambda: all(
-            p.active_splices == 0 for p in proxies.values())))
 
 
 # -- the JSON API --------------------------------------------------------------
@@ -403,21 +294,6 @@ class UpgradeEcho(Protocol):
             self.transport.write(self.HEAD + rest)
 
 
-def wait_until(predicate, interval=0.01):
-    """A Deferred firing once *predicate()* holds, for states that have
-    no event of their own (bound it with :func:`within`; cancelling it
-    stops the polling)."""
-    def check():
-        if predicate():
-            loop.stop()
-
-    loop = LoopingCall(check)
-    result = defer.Deferred(lambda _: loop.stop() if loop.running else None)
-    loop.start(interval).addCallback(
-        lambda _: None if result.called else result.callback(None))
-    return result
-
-
 class HostTests(TestCase):
     """The dashboard answers only requests naming it in Host (DNS
     rebinding), and refuses another origin's, on a real socket."""
@@ -636,23 +512,6 @@ class AuthAndPageTests(TestCase):
 
 # -- the bookkeeping, with a fake clock ---------------------------------------
 
-class _Control:
-    version = "0.51.3"
-
-
-class _Proxy:
-    """What ServerStats reads of a proxy."""
-
-    def __init__(self, name, type_="tcp"):
-        self.name = name
-        self.type = type_
-        self.control = _Control()
-        self.active_splices = 0
-        self.moved = [0, 0]
-
-    def traffic(self):
-        return tuple(self.moved)
-
 
 class StatsTests(SynchronousTestCase):
     """Days, buckets, offline proxies and draining connections."""
@@ -665,7 +524,7 @@ class StatsTests(SynchronousTestCase):
 
     def test_days_roll_over(self):
         """Each day's bytes are kept apart, today first, for 7 days."""
-        proxy = _Proxy("a")
+        proxy = StatsProxy("a")
         self.stats.proxy_online(proxy)
         for day in range(9):
             proxy.moved[0] += 10 * (day + 1)
@@ -682,7 +541,7 @@ class StatsTests(SynchronousTestCase):
     def test_history_buckets(self):
         """Bytes land in the bucket of the sample; a day later they are gone
         from the history."""
-        proxy = _Proxy("a")
+        proxy = StatsProxy("a")
         self.stats.proxy_online(proxy)
         proxy.moved[0] = 100
         self.stats.sample()
@@ -702,7 +561,7 @@ class StatsTests(SynchronousTestCase):
 
     def test_offline_then_forgotten(self):
         """An offline proxy stays listed for 7 days after it closed."""
-        proxy = _Proxy("a")
+        proxy = StatsProxy("a")
         self.stats.proxy_online(proxy)
         self.stats.proxy_offline(proxy)
         self.assertEqual(self.stats.get("a").status, "offline")
@@ -717,12 +576,12 @@ class StatsTests(SynchronousTestCase):
     def test_draining_and_restart(self):
         """A restarted proxy adds to the same figures, and the old object's
         still-open connection keeps being counted until it ends."""
-        old = _Proxy("a")
+        old = StatsProxy("a")
         self.stats.proxy_online(old)
         old.active_splices = 1
         old.moved = [10, 10]
         self.stats.proxy_offline(old)
-        new = _Proxy("a")
+        new = StatsProxy("a")
         self.stats.proxy_online(new)
         old.moved = [15, 10]
         new.moved = [1, 2]
@@ -741,11 +600,11 @@ class StatsTests(SynchronousTestCase):
 
     def test_type_change_starts_afresh(self):
         """A name coming back with another type starts new figures (frp)."""
-        tcp = _Proxy("a")
+        tcp = StatsProxy("a")
         self.stats.proxy_online(tcp)
         tcp.moved = [5, 5]
         self.stats.proxy_offline(tcp)
-        self.stats.proxy_online(_Proxy("a", "http"))
+        self.stats.proxy_online(StatsProxy("a", "http"))
         entry = self.stats.get("a")
         self.assertEqual((entry.type, entry.total_in), ("http", 0))
         self.assertEqual(self.stats.by_type("tcp"), [])

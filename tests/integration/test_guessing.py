@@ -14,9 +14,9 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from ..support.backends import web_backend
 from ..support.harness import LogCapture, async_test, within
-from .test_vhost import (HttpUser, VhostRelay, http_proxy, start_client,
-                         web_backend)
+from ..support.vhost import HttpUser, VhostRelay, http_proxy, start_client
 
 HOST = "guarded.example.org"
 WINDOW = 3.0

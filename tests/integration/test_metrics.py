@@ -9,8 +9,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import TestCase
 
+from ..support.dashboard import DashboardRelay, close_user, push, tunnel
 from ..support.harness import async_test
-from .test_dashboard import DashboardRelay, Http, close_user, push, tunnel
+from ..support.web import Http
 
 FRP_FAMILIES = {
     "frp_server_client_counts": "gauge",

@@ -16,9 +16,11 @@ from labrelay.server.registry import RESERVATION_SECONDS, Registry
 from labrelay.server.stats import (BUCKETS, FORGET_OFFLINE_SECONDS,
                                    ServerStats)
 
+from ..support.dashboard import DashboardRelay
+from ..support.fakes import StatsProxy
+from ..support.frp_peer import FrpPeer
 from ..support.harness import async_test, within
-from .test_dashboard import DashboardRelay, Http, _Proxy
-from .test_hostile import FrpPeer
+from ..support.web import Http
 
 
 class StatsChurnTests(SynchronousTestCase):
@@ -33,7 +35,7 @@ class StatsChurnTests(SynchronousTestCase):
 
     def churn(self, names, prefix="n"):
         for n in range(names):
-            proxy = _Proxy(f"{prefix}{n}")
+            proxy = StatsProxy(f"{prefix}{n}")
             self.stats.proxy_online(proxy)
             self.clock.advance(1)
             self.stats.proxy_offline(proxy)
@@ -51,7 +53,7 @@ class StatsChurnTests(SynchronousTestCase):
     def test_online_names_are_never_forgotten(self):
         """Online proxies stay, beyond the bound if need be; offline names
         go first."""
-        online = [_Proxy(f"on{n}") for n in range(150)]
+        online = [StatsProxy(f"on{n}") for n in range(150)]
         for proxy in online:
             self.stats.proxy_online(proxy)
         self.churn(500)
@@ -78,7 +80,7 @@ class StatsChurnTests(SynchronousTestCase):
         not; one that never carried traffic costs no traffic history."""
         import gc
         import weakref
-        proxy = _Proxy("gone")
+        proxy = StatsProxy("gone")
         self.stats.proxy_online(proxy)
         self.stats.proxy_offline(proxy)
         ref = weakref.ref(proxy)
@@ -92,10 +94,10 @@ class StatsChurnTests(SynchronousTestCase):
     def test_a_name_coming_back_is_kept(self):
         """A name that comes back online is no longer a candidate for
         forgetting; its figures survive the churn of others."""
-        proxy = _Proxy("keep")
+        proxy = StatsProxy("keep")
         self.stats.proxy_online(proxy)
         self.stats.proxy_offline(proxy)
-        again = _Proxy("keep")
+        again = StatsProxy("keep")
         self.stats.proxy_online(again)
         self.churn(1000)
         self.assertTrue(self.stats.get("keep").online)
@@ -178,7 +180,7 @@ class HistoryPagingTests(TestCase):
     async def relay_with_names(self, count=2000):
         relay = await DashboardRelay(self).start()
         for n in range(count):
-            proxy = _Proxy(f"p{n:05d}")
+            proxy = StatsProxy(f"p{n:05d}")
             relay.server.stats.proxy_online(proxy)
             relay.server.stats.proxy_offline(proxy)
         return relay

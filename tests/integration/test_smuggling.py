@@ -22,9 +22,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.server.vhost.request import framing_problem
 
-from . import test_vhost
+from ..support.fakes import MemoryVhostMixin
 from ..support.harness import async_test, connect_user, listen, within
-from .test_vhost import VhostRelay, http_proxy, start_client
+from ..support.vhost import VhostRelay, http_proxy, start_client
 
 HOST = b"app.example.org"
 SECRET = b"victim-secret-"
@@ -364,14 +364,9 @@ for _case in CASES:
 del _case, _payload, _test
 
 
-class ForwardedFramingTests(SynchronousTestCase):
+class ForwardedFramingTests(MemoryVhostMixin, SynchronousTestCase):
     """What the exchange writes for the framing of each hop, and when it
     keeps the work connection, on memory transports."""
-
-    # (the module, not the class, is imported: trial would run its tests
-    # here again)
-    setUp = test_vhost.ExchangeWiringTests.setUp
-    tearDown = test_vhost.ExchangeWiringTests.tearDown
 
     def exchange(self, head: bytes, body: bytes, response: bytes):
         """Send a request, answer *response*: (work connection, bytes the

@@ -12,9 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.server.vhost.request import BadRequest, route_target
 
+from ..support.backends import web_backend
 from ..support.harness import LogCapture, async_test, connect_user, within
-from .test_vhost import (VhostRelay, basic, http_proxy, http_user,
-                         start_client, web_backend)
+from ..support.vhost import (VhostRelay, basic, http_proxy, http_user,
+                             start_client)
 
 HOST = "paths.example.org"
 CREDENTIALS = basic("admin", "s3cret")

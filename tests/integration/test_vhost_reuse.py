@@ -13,8 +13,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test, listen, within
-from .test_vhost import (SUBDOMAIN_HOST, VhostRelay, basic, http_proxy,
-                         http_user, start_client)
+from ..support.vhost import (SUBDOMAIN_HOST, VhostRelay, basic, http_proxy,
+                             http_user, start_client)
 
 HOST = f"web.{SUBDOMAIN_HOST}"
 

@@ -7,8 +7,9 @@ stored in the repository.  Certificate authorities are cached per process
 (one per name), so every test that needs "the CA" gets the same one and
 generation stays cheap.  Leaf certificates are generated on each call.
 
-Every function returns a L{PemPair} of PEM bytes; L{PemPair.write_to} and
-L{write_pem} put them into a directory and return the paths.
+Every function returns a :class:`PemPair` of PEM bytes;
+:meth:`PemPair.write_to` and :func:`write_pem` put them into a directory
+and return the paths.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def _authority(name: str) -> _Authority:
 def certificate_authority(name: str = DEFAULT_CA_NAME) -> PemPair:
     """
     Return the process-wide test CA called ``name`` (generated on first use).
-    Different names give unrelated CAs, e.g. L{OTHER_CA_NAME} for "signed by
-    the wrong CA" tests.
+    Different names give unrelated CAs, e.g. :data:`OTHER_CA_NAME` for
+    "signed by the wrong CA" tests.
     """
     return _authority(name).pem
 

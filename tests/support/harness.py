@@ -11,12 +11,14 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from zope.interface import implementer
 
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
-from labrelay.config import parse_client_config, parse_server_config
+from labrelay.config import (load_client_config, parse_client_config,
+                             parse_server_config)
 from labrelay.server.service import RelayServer
 from labrelay.tls import client_tls_options, server_tls_options
 
@@ -289,3 +291,41 @@ def recording_echo_server(testcase):
         return connection
 
     return listen(testcase, Factory.forProtocol(accepted)), queue
+
+
+def wait_until(predicate, interval=0.01):
+    """A Deferred firing once *predicate()* holds, for states that have
+    no event of their own (bound it with :func:`within`; cancelling it
+    stops the polling)."""
+    def check():
+        if predicate():
+            loop.stop()
+
+    loop = LoopingCall(check)
+    result = defer.Deferred(lambda _: loop.stop() if loop.running else None)
+    loop.start(interval).addCallback(
+        lambda _: None if result.called else result.callback(None))
+    return result
+
+
+def file_client(testcase, path, admin=False):
+    """A started RelayClient run from the config file *path* (as the tap
+    builds it), with an admin API on a free port when *admin*."""
+    config = load_client_config(path)
+    client = RelayClient(
+        config, reactor, build_endpoint(reactor, config, None),
+        exit_on_fatal=False, config_path=path,
+        admin_listen="tcp:0:interface=127.0.0.1" if admin else None)
+    client.startService()
+
+    def stop():
+        if client.running:
+            return client.stopService()
+    testcase.addCleanup(stop)
+    return client
+
+
+async def running_port(client, name):
+    """Wait until proxy *name* runs; its remote port."""
+    state = await within(client.when_proxy_status(name, "running"))
+    return int(state.remote_addr.rsplit(":", 1)[1])

@@ -21,9 +21,9 @@ from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test, echo_server, listen, within
+from ..support.load import (Pusher, PushingUser, close_all, echo_check,
+                            poll_until, stalled)
 from ..support.processes import rss_bytes, start_client, start_server
-from .test_abuse import (Pusher, PushingUser, close_all, echo_check,
-                         poll_until, stalled)
 
 MIB = 1024 * 1024
 #: The RSS either process must stay under with every stream stalled.

@@ -22,10 +22,9 @@ from twisted.web.server import Site
 from twisted.web.static import Data
 
 from ..support import paths
+from ..support.dashboard import DashboardRelay, close_user, push, tunnel
 from ..support.harness import (Client, async_test, connect_user, echo_server,
-                               listen, tcp_proxy, within)
-from ..integration.test_dashboard import (DashboardRelay, close_user, push,
-                                          tunnel, wait_until)
+                               listen, tcp_proxy, wait_until, within)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT = shutil.which("timeout") or "/usr/bin/timeout"

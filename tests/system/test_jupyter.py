@@ -25,8 +25,8 @@ from twisted.trial.unittest import TestCase
 
 from ..support import paths
 from ..support.harness import async_test, within
-from ..integration.test_vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy,
-                                      http_user, start_client)
+from ..support.vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy, http_user,
+                             start_client)
 
 HOST = f"jupyter.{SUBDOMAIN_HOST}"
 NEEDED = ("jupyter_server", "ipykernel", "websocket")

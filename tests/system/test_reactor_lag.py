@@ -38,10 +38,9 @@ from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.framing import MAX_BODY_LENGTH, encode_message
 
-from ..support.harness import TOKEN, async_test, within
-from ..integration.test_dashboard import wait_until
+from ..support.frp_peer import FrpPeer
+from ..support.harness import TOKEN, async_test, wait_until, within
 from ..support.processes import free_port, server_ini, twistd, write_config
-from ..integration.test_hostile import FrpPeer
 
 #: The longest a probe round trip may take, seconds.
 MAX_LAG = 0.050

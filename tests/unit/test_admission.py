@@ -296,7 +296,7 @@ class VerifiedWorkConnTests(AdmissionCase):
     clears the deadline."""
 
     # work connections from other sessions are refused before any key
-    # check unless the binding is relaxed (tests/test_auth_hardening.py)
+    # check unless the binding is relaxed (tests/unit/test_auth_hardening.py)
     extra = ("authenticate_new_work_conns = true\n"
              "work_conn_same_source = false\n")
 

@@ -27,8 +27,6 @@ from labrelay.config import (ConfigError, parse_client_config,
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
-from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
-                                      derive_key)
 from labrelay.protocol.framing import MessageParser, encode_message
 from labrelay.server.guard import REPEAT_GRACE
 from labrelay.server.service import RelayServer
@@ -36,76 +34,7 @@ from labrelay.server.service import RelayServer
 from ..support.harness import TOKEN as RELAY_TOKEN
 from ..support.harness import (Client, LogCapture, Relay, async_test,
                                connect_user, echo_server, tcp_proxy, within)
-
-TOKEN = "hardening-token"
-NOW = 1_700_000_000
-BIND = IPv4Address("TCP", "127.0.0.1", 7000)
-
-
-def login(token=TOKEN, timestamp=NOW, **fields):
-    fields.setdefault("version", FRP_VERSION)
-    fields.setdefault("pool_count", 0)
-    return messages.Login(privilege_key=privilege_key(token, timestamp),
-                          timestamp=timestamp, **fields)
-
-
-def work_conn(run_id, token=TOKEN, timestamp=NOW):
-    return messages.NewWorkConn(run_id=run_id, timestamp=timestamp,
-                                privilege_key=privilege_key(token, timestamp))
-
-
-class Peer:
-    """One frp connection of a fake client, on a StringTransport."""
-
-    def __init__(self, case, host, port):
-        self.case = case
-        self.address = IPv4Address("TCP", host, port)
-        self.protocol = case.bind_factory.buildProtocol(self.address)
-        self.transport = StringTransport(hostAddress=BIND,
-                                         peerAddress=self.address)
-        self.protocol.makeConnection(self.transport)
-        self.lost = False
-        self._parser = MessageParser()
-        self._encryptor = self._decryptor = None
-        self.run_id = None
-        case.peers.append(self)
-
-    @property
-    def refused_at_once(self) -> bool:
-        return self.transport.disconnecting and self.transport.value() == b""
-
-    def send(self, *items) -> None:
-        data = b"".join(encode_message(m) for m in items)
-        if self._encryptor is not None:
-            data = self._encryptor.encrypt(data)
-        self.protocol.dataReceived(data)
-
-    def read(self) -> list:
-        """The messages received since the last read."""
-        data = self.transport.value()
-        self.transport.clear()
-        if self._decryptor is not None:
-            data = self._decryptor.decrypt(data)
-        self._parser.feed(data)
-        out = []
-        while True:
-            message = self._parser.next_message()
-            if message is None:
-                return out
-            out.append(message)
-            if isinstance(message, messages.LoginResp) and not message.error:
-                self.run_id = message.run_id
-                key = derive_key(TOKEN)
-                self._encryptor = StreamEncryptor(key)
-                self._decryptor = StreamDecryptor(key)
-                self._parser.feed(self._decryptor.decrypt(
-                    self._parser.take_rest()))
-
-    def lose(self) -> None:
-        """The reactor's part: deliver connectionLost once."""
-        if not self.lost:
-            self.lost = True
-            self.protocol.connectionLost(Failure(ConnectionDone()))
+from ..support.memory_server import NOW, TOKEN, Peer, login, work_conn
 
 
 class ServerCase(SynchronousTestCase):

@@ -29,12 +29,12 @@ from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.tracking import ConnectionSet
 
+from ..support.backends import web_backend
 from ..support.harness import (Client, LogCapture, Relay, async_test,
                                connect_user, listen, tcp_proxy, within)
 from ..support.processes import (TWISTD, free_port, server_ini, spawn,
                                  write_config)
-from ..integration.test_vhost import (VhostRelay, http_proxy, start_client,
-                                      web_backend)
+from ..support.vhost import VhostRelay, http_proxy, start_client
 
 
 class QuoteTests(SynchronousTestCase):

@@ -17,11 +17,11 @@ from labrelay.protocol.framing import encode_message
 from labrelay.server.budget import WINDOW, RegistrationBudget
 from labrelay.server.vhost import Vhost
 
+from ..support.frp_peer import FrpPeer
+from ..support.fuzz.core import TOKEN
+from ..support.fuzz.server import (ServerWorld, fixed_run_id, login_frame,
+                                   server_output)
 from ..support.harness import Relay, async_test, connect_protocol, within
-from ..integration.test_hostile import FrpPeer
-
-from .test_properties import (TOKEN, ServerWorld, fixed_run_id, login_frame,
-                              server_output)
 
 
 def wide(n: int) -> messages.NewProxy:

@@ -16,57 +16,14 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from labrelay.client.reload import (
     ProxyDiff, apply, common_changes, diff_proxies, reload_from_file)
 from labrelay.client.service import ProxyState, RelayClient
-from labrelay.client_tap import build_endpoint
 from labrelay.config import ConfigError, ProxyConfig, load_client_config, \
     parse_client_config
 from labrelay.protocol import messages
 
-from ..support.harness import (TOKEN, LogCapture, Relay, async_test,
-                               connect_user, echo_server,
-                               recording_echo_server, within)
-
-
-def client_text(server_port=7000, proxies="", extra=""):
-    """frpc.ini text for a plain (no TLS) client of the test relay."""
-    return (f"[common]\nserver_addr = 127.0.0.1\nserver_port = {server_port}\n"
-            f"token = {TOKEN}\ntls_enable = false\n{extra}\n{proxies}")
-
-
-def write(testcase, text, name="frpc.ini"):
-    """Write *text* to a fresh directory; return the file's path."""
-    directory = FilePath(testcase.mktemp())
-    directory.makedirs()
-    path = directory.child(name)
-    path.setContent(text.encode("utf-8"))
-    return path.path
-
-
-def rewrite(path, text):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def file_client(testcase, path, admin=False):
-    """A started RelayClient run from the config file *path* (as the tap
-    builds it), with an admin API on a free port when *admin*."""
-    config = load_client_config(path)
-    client = RelayClient(
-        config, reactor, build_endpoint(reactor, config, None),
-        exit_on_fatal=False, config_path=path,
-        admin_listen="tcp:0:interface=127.0.0.1" if admin else None)
-    client.startService()
-
-    def stop():
-        if client.running:
-            return client.stopService()
-    testcase.addCleanup(stop)
-    return client
-
-
-async def running_port(client, name):
-    """Wait until proxy *name* runs; its remote port."""
-    state = await within(client.when_proxy_status(name, "running"))
-    return int(state.remote_addr.rsplit(":", 1)[1])
+from ..support.config_files import client_text, proxies, rewrite, write
+from ..support.harness import (LogCapture, Relay, async_test, connect_user,
+                               echo_server, file_client, recording_echo_server,
+                               running_port, within)
 
 
 class FakeClient:
@@ -84,14 +41,6 @@ class FakeClient:
     def remove_proxy(self, name):
         self.calls.append(("remove", name))
         del self.proxies[name]
-
-
-def proxies(*specs):
-    """tcp proxy sections: (name, local_port[, extra lines])."""
-    text = ""
-    for name, port, *extra in specs:
-        text += f"[{name}]\nlocal_port = {port}\n" + "".join(extra) + "\n"
-    return text
 
 
 class DiffTests(SynchronousTestCase):

@@ -6,7 +6,7 @@ and that a bad file changes nothing.
 
 Most tests drive a RelayServer run from a config file on a
 MemoryReactorClock with fake frp peers (``tcp_mux = false``, the peers of
-tests.test_auth_hardening); the token, dashboard and SIGHUP tests use real
+tests.support.memory_server); the token, dashboard and SIGHUP tests use real
 loopback sockets.
 """
 
@@ -16,11 +16,8 @@ import signal
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import (LogLevel, Logger, globalLogPublisher,
                             textFileLogObserver)
-from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.config import ConfigError, ServerConfig, load_server_config, \
@@ -33,28 +30,14 @@ from labrelay.server.reload import RELOADABLE, config_changes, merged_config
 from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
+from ..support.config_files import rewrite, write_ini
 from ..support.harness import (Client, LogCapture, async_test, connect_user,
                                echo_server, tcp_proxy, within)
-from .test_auth_hardening import NOW, TOKEN, Peer, login, work_conn
-from ..integration.test_dashboard import Http
+from ..support.memory_server import (BASE, NOW, TOKEN, MemoryServerCase, login,
+                                     work_conn)
+from ..support.web import Http
 
 NEW_TOKEN = "reloaded-token"
-BASE = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-        f"token = {TOKEN}\ntcp_mux = false\n")
-
-
-def write_ini(testcase, text) -> str:
-    """Write *text* as frps.ini in a fresh directory; its path."""
-    directory = FilePath(testcase.mktemp())
-    directory.makedirs()
-    path = directory.child("frps.ini")
-    path.setContent(text.encode("utf-8"))
-    return path.path
-
-
-def rewrite(path, text) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 class PureTests(SynchronousTestCase):
@@ -87,82 +70,6 @@ class PureTests(SynchronousTestCase):
         self.assertEqual((merged.bind_port, merged.max_pool_count),
                          (7000, 2))
         self.assertEqual(config_changes(old, merged).restart_keys, ())
-
-
-class MemoryServerCase(SynchronousTestCase):
-    """A RelayServer run from a config file on a MemoryReactorClock."""
-
-    extra = ""
-
-    def setUp(self):
-        self.reactor = MemoryReactorClock()
-        self.reactor.advance(NOW)
-        self.peers = []
-        self.text = BASE + self.extra
-        self.path = write_ini(self, self.text)
-        self.server = RelayServer(
-            load_server_config(self.path), self.reactor, None,
-            config_path=self.path, notifier=Notifier(None))
-        self.server.startService()
-        self.addCleanup(self._stop)
-        [(_, self.bind_factory, _, _)] = [
-            s for s in self.reactor.tcpServers if s[0] == 7000]
-        self.log = LogCapture(self)
-
-    def _stop(self):
-        stopped = self.server.stopService()
-        for _ in range(3):
-            for peer in self.peers:
-                if peer.transport.disconnecting:
-                    peer.lose()
-        for peer in self.peers:
-            peer.lose()
-        self.successResultOf(stopped)
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
-
-    def reload(self, extra, token=TOKEN):
-        """Rewrite the file as the base config (with *token*) plus *extra*;
-        reload."""
-        rewrite(self.path, BASE.replace(TOKEN, token) + extra)
-        return self.server.reload()
-
-    def peer(self, host="192.0.2.1"):
-        return Peer(self, host, 40000 + len(self.peers))
-
-    def logged_in(self, host="192.0.2.1", **fields):
-        peer = self.peer(host)
-        peer.send(login(**fields))
-        response, *peer.after_login = peer.read()
-        self.assertEqual(response.error, "")
-        return peer
-
-    def login_error(self, peer, wait=8.0) -> str:
-        """The LoginResp error *peer* gets (delayed answers included)."""
-        self.reactor.advance(wait)
-        [response] = peer.read()
-        self.assertIsInstance(response, messages.LoginResp)
-        return response.error
-
-    def control(self, peer):
-        return self.server.registry.controls[peer.run_id]
-
-    def new_proxy(self, peer, name, port):
-        """Send NewProxy (tcp, remote_port *port*); the NewProxyResp."""
-        peer.send(messages.NewProxy(proxy_name=name, proxy_type="tcp",
-                                    remote_port=port))
-        [response] = [m for m in peer.read()
-                      if isinstance(m, messages.NewProxyResp)]
-        return response
-
-    def user_of(self, port):
-        """A user connection accepted on proxy port *port* (memory)."""
-        factory = [s for s in self.reactor.tcpServers if s[0] == port][-1][1]
-        user = factory.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
-        transport = StringTransport(
-            peerAddress=IPv4Address("TCP", "198.51.100.1", 1))
-        user.makeConnection(transport)
-        self.addCleanup(user.connectionLost, None)
-        return transport
 
 
 class TokenTests(MemoryServerCase):

@@ -17,6 +17,8 @@ from labrelay.server.vhost.routes import (
     CONFLICT, MAX_DOMAIN_LENGTH, MAX_LOCATION_LENGTH, RouteConflict,
     RouteTable, candidate_domains, normalize_domain, request_host)
 
+from ..support.fakes import NoScan
+
 
 class HostNameTests(SynchronousTestCase):
 
@@ -161,16 +163,6 @@ class RouteTableTests(SynchronousTestCase):
         self.assertEqual(self.table.lookup("b.example.com", "/"), "kept")
         self.add("again", "a.example.com")
         self.assertEqual(self.table.lookup("a.example.com", "/"), "again")
-
-
-class NoScan(dict):
-    """A dict that refuses to be iterated: a table operation that scans
-    every domain (or every user of a domain) fails the test."""
-
-    def _scan(self, *args):
-        raise AssertionError("the route table scanned a whole dict")
-
-    __iter__ = keys = values = items = _scan
 
 
 class Probes(dict):

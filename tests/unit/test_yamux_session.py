@@ -9,7 +9,7 @@ import json
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
@@ -26,36 +26,15 @@ from labrelay.mux.frames import (
     TYPE_GO_AWAY,
     TYPE_PING,
     TYPE_WINDOW_UPDATE,
-    FrameParser,
     Header,
-    encode_header,
 )
 from labrelay.mux.session import GoAwayReceived, SessionClosed, SessionError, YamuxSession
 
 from ..support import paths
+from ..support.yamux import FakeProducer, Pauser, Recorder, frame, headers
 
 MIB = 1024 * 1024
 DATA = paths.DATA.child("plain-mux")
-
-
-class Recorder(protocol.Protocol):
-    """Collects what a stream delivers; checks connectionLost comes once."""
-
-    def __init__(self):
-        self.chunks = []
-        self.lost = None
-        self.lost_count = 0
-
-    @property
-    def received(self):
-        return b"".join(self.chunks)
-
-    def dataReceived(self, data):
-        self.chunks.append(data)
-
-    def connectionLost(self, reason):
-        self.lost_count += 1
-        self.lost = reason
 
 
 @implementer(IHalfCloseableProtocol)
@@ -72,47 +51,11 @@ class HalfCloser(Recorder):
         self.write_lost = True
 
 
-class Pauser(Recorder):
-    """A Recorder that pauses its stream as soon as it is connected."""
-
-    def connectionMade(self):
-        self.transport.pauseProducing()
-
-
 class Raiser(Recorder):
     """A Recorder whose dataReceived fails."""
 
     def dataReceived(self, data):
         raise ValueError("boom")
-
-
-@implementer(IPushProducer)
-class FakeProducer:
-    """A streaming producer that records the calls it gets."""
-
-    def __init__(self):
-        self.paused = False
-        self.stopped = False
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-
-    def stopProducing(self):
-        self.stopped = True
-
-
-def frame(frame_type, flags, stream_id, length, payload=b""):
-    return encode_header(frame_type, flags, stream_id, length) + payload
-
-
-def headers(transport):
-    """The frame headers a StringTransport got, clearing it."""
-    frames = FrameParser().feed(transport.value())
-    transport.clear()
-    return [f.header for f in frames]
 
 
 class _Base(SynchronousTestCase):
@@ -431,7 +374,6 @@ class FlowControlTests(_Base):
         self.clock.advance(0)
         self.assertEqual(len(calls), 3)
         self.assertEqual([h.length for h in headers(transport)[1:]], [1, 1])
-
 
 
 class SessionLifecycleTests(_Base):

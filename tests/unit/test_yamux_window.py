@@ -17,8 +17,8 @@ from labrelay.mux.frames import (FLAG_ACK, FLAG_SYN, INITIAL_WINDOW,
                                  TYPE_DATA, TYPE_WINDOW_UPDATE, Header)
 from labrelay.mux.session import YamuxSession
 
-from .test_server_reload import MemoryServerCase
-from .test_yamux_session import FakeProducer, Pauser, Recorder, frame, headers
+from ..support.memory_server import MemoryServerCase
+from ..support.yamux import FakeProducer, Pauser, Recorder, frame, headers
 
 KIB = 1024
 MIB = 1024 * KIB
