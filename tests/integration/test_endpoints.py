@@ -1,7 +1,7 @@
+# -*- test-case-name: tests.integration.test_endpoints -*-
 """
-Tests for labrelay.endpoints: listen descriptions (in memory) and the client
-dial over real loopback sockets (plain, TLS, TLS with the 0x17 head byte),
-including what half-close does over TLS.
+labrelay.endpoints over real loopback sockets: the client dial (plain, TLS,
+TLS with the 0x17 head byte), including what half-close does over TLS.
 """
 
 from __future__ import annotations
@@ -10,76 +10,15 @@ import socket
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactor
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from labrelay.endpoints import client_endpoint, server_endpoint_description
+from labrelay.endpoints import client_endpoint
 from labrelay.sniff import SniffingFactory
 from labrelay.tls import client_tls_options, server_tls_options
-
-
-class DescriptionTests(SynchronousTestCase):
-    """server_endpoint_description builds strports strings from frp addresses."""
-
-    def listen(self, description: str):
-        memory = MemoryReactor()
-        serverFromString(memory, description).listen(Factory())
-        [(port, _, _, interface)] = memory.tcpServers
-        return port, interface
-
-    def test_ipv4(self) -> None:
-        """An IPv4 address becomes the interface."""
-        description = server_endpoint_description("0.0.0.0", 7000)
-        self.assertEqual(description, "tcp:7000:interface=0.0.0.0")
-        self.assertEqual(self.listen(description), (7000, "0.0.0.0"))
-
-    def test_ipv6(self) -> None:
-        """An IPv6 address (no brackets, as in frp's config) has its colons escaped."""
-        description = server_endpoint_description("::", 7000)
-        self.assertEqual(description, "tcp:7000:interface=\\:\\:")
-        self.assertEqual(self.listen(description), (7000, "::"))
-
-    def test_bracketed_ipv6(self) -> None:
-        """Brackets around an IPv6 address are tolerated."""
-        self.assertEqual(self.listen(server_endpoint_description("[::1]", 80)), (80, "::1"))
-
-    def test_all_interfaces(self) -> None:
-        """An empty address listens on all interfaces."""
-        self.assertEqual(server_endpoint_description("", 7000), "tcp:7000")
-
-
-class ClientEndpointShapeTests(SynchronousTestCase):
-    """client_endpoint picks the right endpoint for the configuration."""
-
-    def test_plain_is_hostname_endpoint(self) -> None:
-        """Without TLS the dial is a plain HostnameEndpoint."""
-        endpoint = client_endpoint(
-            MemoryReactor(), server_addr="relay.example", server_port=7000,
-            tls_enable=False, send_tls_first_byte=True,
-        )
-        self.assertIsInstance(endpoint, HostnameEndpoint)
-
-    def test_tls_needs_options(self) -> None:
-        """tls_enable without TLS options is a programming error."""
-        self.assertRaises(
-            ValueError, client_endpoint, MemoryReactor(), server_addr="relay.example",
-            server_port=7000, tls_enable=True, send_tls_first_byte=False,
-        )
-
-    def test_tls_endpoints(self) -> None:
-        """With TLS both variants are client endpoints."""
-        for first_byte in (False, True):
-            endpoint = client_endpoint(
-                MemoryReactor(), server_addr="relay.example", server_port=7000,
-                tls_enable=True, tls_options=client_tls_options("relay.example"),
-                send_tls_first_byte=first_byte,
-            )
-            self.assertTrue(IStreamClientEndpoint.providedBy(endpoint))
 
 
 class Peer(Protocol):

@@ -3,8 +3,8 @@
 systemd readiness notifications (labrelay.sdnotify): the datagrams a
 Notifier sends, READY from an in-process server once every listener
 listens and from a client after its first login, RELOADING/READY around a
-server reload, STOPPING, silence without ``$NOTIFY_SOCKET``, and READY from
-a real ``twistd -n labrelay-server`` process.
+server reload, STOPPING, and silence without ``$NOTIFY_SOCKET``
+(tests.system.test_sdnotify runs a real ``twistd -n labrelay-server``).
 
 The fake ``$NOTIFY_SOCKET`` is a unix datagram socket bound in a short
 temporary directory (socket paths are limited to about 100 bytes) and
@@ -12,14 +12,11 @@ read by the test.
 """
 
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 
-from twisted.internet import defer, reactor
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet import reactor
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -33,17 +30,10 @@ from labrelay.tls import server_tls_options
 
 from ..support.harness import (TOKEN, Client, LogCapture, Relay, async_test,
                                within)
-from ..support.processes import (TWISTD, child_env, free_port, server_ini,
-                                 spawn, write_config)
+from ..support.processes import write_config
+from ..support.systemd import FakeSystemd, short_dir
 
 LOCAL = "tcp:0:interface=127.0.0.1"
-
-
-def short_dir(testcase) -> str:
-    """A fresh directory with a short path, removed after the test."""
-    path = tempfile.mkdtemp(prefix="lrsd-")
-    testcase.addCleanup(shutil.rmtree, path, True)
-    return path
 
 
 def bound_socket(testcase, address):
@@ -53,28 +43,6 @@ def bound_socket(testcase, address):
     sock.bind(address)
     sock.setblocking(False)
     return sock
-
-
-class _Datagrams(DatagramProtocol):
-    def __init__(self):
-        self.queue = defer.DeferredQueue()
-
-    def datagramReceived(self, data, addr=None):
-        self.queue.put(data.decode("utf-8"))
-
-
-class FakeSystemd:
-    """A ``$NOTIFY_SOCKET`` in the test's reactor; :meth:`next` waits for
-    the next datagram."""
-
-    def __init__(self, testcase):
-        self.path = os.path.join(short_dir(testcase), "notify")
-        self._protocol = _Datagrams()
-        port = reactor.listenUNIXDatagram(self.path, self._protocol)
-        testcase.addCleanup(port.stopListening)
-
-    def next(self, seconds=10):
-        return within(self._protocol.queue.get(), seconds)
 
 
 class NotifierTests(SynchronousTestCase):
@@ -107,15 +75,6 @@ class NotifierTests(SynchronousTestCase):
         key, value = second.split("=")
         self.assertEqual(key, "MONOTONIC_USEC")
         self.assertTrue(before <= int(value) <= after)
-
-    def test_nothing_without_socket(self):
-        """Without NOTIFY_SOCKET nothing is sent and nothing fails."""
-        notifier = Notifier.from_environ({})
-        self.assertFalse(notifier.enabled)
-        for send in (notifier.ready, notifier.reloading, notifier.stopping):
-            self.assertFalse(send())
-        self.assertFalse(notifier.status("x"))
-        self.assertEqual(notifier.sent, [])
 
     def test_unreachable_socket_logged_once(self):
         """A socket that is not there: no exception, one warning."""
@@ -255,29 +214,3 @@ class ServiceTests(TestCase):
         for notifier in (relay.server.notifier, client.client.notifier):
             self.assertFalse(notifier.enabled)
             self.assertEqual(notifier.sent, [])
-
-
-class ProcessTests(TestCase):
-    """``twistd -n labrelay-server`` under a fake systemd."""
-
-    @async_test
-    async def test_twistd_server_notifies(self):
-        """The real server process sends READY=1 naming its bind port,
-        RELOADING/READY on SIGHUP, and STOPPING=1 on SIGTERM."""
-        systemd = FakeSystemd(self)
-        port = free_port()
-        path = write_config(self, "frps.ini", server_ini(port))
-        process = spawn(
-            self, "labrelay-server",
-            TWISTD + ["-n", "--pidfile=", "labrelay-server", "-c", path],
-            path=os.path.dirname(path),
-            env=child_env(NOTIFY_SOCKET=systemd.path))
-        ready = await systemd.next(30)
-        self.assertEqual(ready, f"READY=1\nSTATUS=listening: bind port {port}")
-        process.signal("HUP")
-        self.assertTrue((await systemd.next()).startswith("RELOADING=1\n"))
-        self.assertEqual(await systemd.next(), "READY=1\nSTATUS=reloaded")
-        process.signal("TERM")
-        self.assertEqual(await systemd.next(), "STOPPING=1\nSTATUS=stopping")
-        await process.when_exited()
-        self.assertIn("Server Shut Down.", process.output)

@@ -8,9 +8,7 @@ which receives the normal path), or be refused 400; the query is kept as
 sent.
 """
 
-from twisted.trial.unittest import SynchronousTestCase, TestCase
-
-from labrelay.server.vhost.request import BadRequest, route_target
+from twisted.trial.unittest import TestCase
 
 from ..support.backends import web_backend
 from ..support.harness import LogCapture, async_test, connect_user, within
@@ -118,32 +116,3 @@ class PathTests(TestCase):
             self.assertNotIn(raw, line)
         self.assertIn("\\x1B[2J\\x0D\\x0Aforged\\x07", line)
         self.assertIn("evil\\x1B]0;x\\x07.example.net", line)
-
-
-class RouteTargetTests(SynchronousTestCase):
-    """The pure target rules, without sockets."""
-
-    def test_table(self):
-        for target, (forward, path, lenient) in {
-                b"/": (b"/", "/", "/"),
-                b"/a/b/..": (b"/a/", "/a/", "/a/"),
-                b"/a/./b/.": (b"/a/b/", "/a/b/", "/a/b/"),
-                b"/../../a": (b"/a", "/a", "/a"),
-                b"/a%2fb": (b"/a%2Fb", "/a%2Fb", "/a/b"),
-                b"/caf%c3%a9?x=%2e": (b"/caf%C3%A9?x=%2e", "/caf\u00e9",
-                                      "/caf\u00e9"),
-                b"/a;p=1/b": (b"/a;p=1/b", "/a;p=1/b", "/a/b"),
-                b"/a?": (b"/a?", "/a", "/a")}.items():
-            self.assertEqual(route_target(b"GET", target),
-                             (forward, path, lenient), target)
-
-    def test_special_targets(self):
-        """``*`` for OPTIONS and CONNECT's authority pass untouched;
-        anything else that is not a path is refused."""
-        self.assertEqual(route_target(b"OPTIONS", b"*")[0], b"*")
-        self.assertEqual(route_target(b"CONNECT", b"h:443")[0], b"h:443")
-        for method, target in ((b"GET", b"*"), (b"GET", b"a/b"),
-                               (b"GET", b"/a#b"), (b"GET", b"/%"),
-                               (b"GET", b"/%g0")):
-            with self.assertRaises(BadRequest):
-                route_target(method, target)

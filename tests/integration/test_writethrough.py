@@ -6,8 +6,7 @@ import os
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 
 from labrelay.writethrough import write_now
 
@@ -67,11 +66,3 @@ class WriteNowTests(TestCase):
                            + len(client.transport.dataBuffer), 0)
         received = await within(server.wait_for(16 * 1024 * 1024), 15)
         self.assertEqual(received, b"".join(chunks))
-
-
-class FallbackTests(SynchronousTestCase):
-    def test_other_transports_use_write(self):
-        """A transport that is not a TCP socket gets an ordinary write."""
-        transport = StringTransport()
-        write_now(transport, b"abc")
-        self.assertEqual(transport.value(), b"abc")

@@ -144,15 +144,3 @@ class DaemonModeTests(TestCase):
                      START_BOUND, "start-up line in log_file")
         self.assertFalse(os.path.exists(os.path.join(directory,
                                                      "twistd.log")))
-
-
-class StartupFailureTests(TestCase):
-    def test_is_exception_and_system_exit(self):
-        """twistd's daemon parent hears of an Exception only; a foreground
-        twistd ends on SystemExit with its text and no traceback."""
-        from labrelay.listeners import StartupFailure
-        failure = StartupFailure("labrelay-server: cannot listen on x:1: y")
-        self.assertIsInstance(failure, Exception)
-        self.assertIsInstance(failure, SystemExit)
-        self.assertEqual(failure.code,
-                         "labrelay-server: cannot listen on x:1: y")

@@ -8,18 +8,12 @@ files, relaying for an echo backend in the test process.
 import os
 import socket
 
-from twisted.application.service import IServiceMaker
-from twisted.plugin import getPlugins
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test, connect_user, echo_server, within
+from ..support.plugins import CLIENT_DESCRIPTION, SERVER_DESCRIPTION
 from ..support.processes import (TWISTD, free_port, run, start_client,
                                  start_server, write_config)
-
-SERVER_DESCRIPTION = ("frp-compatible relay server (frps): public ports for "
-                      "private servers")
-CLIENT_DESCRIPTION = ("frp-compatible tunnel client (frpc): exposes local "
-                      "services via a relay")
 
 
 async def echo_round_trip(testcase, port, size=1024 * 1024):
@@ -85,19 +79,6 @@ class PluginTests(TestCase):
         server = await start_server(self)
         self.assertIn(f"{VERSION_TEXT} starting, config "
                       f"{server.config_path}", server.process.output)
-
-    def test_get_plugins_finds_both(self):
-        """getPlugins(IServiceMaker) finds both taps, pointing at the tap
-        modules."""
-        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
-        self.assertEqual(makers["labrelay-server"].module,
-                         "labrelay.server_tap")
-        self.assertEqual(makers["labrelay-client"].module,
-                         "labrelay.client_tap")
-        self.assertEqual(makers["labrelay-server"].description,
-                         SERVER_DESCRIPTION)
-        self.assertEqual(makers["labrelay-client"].description,
-                         CLIENT_DESCRIPTION)
 
 
 class RelayMixin:

@@ -1,40 +1,34 @@
 # -*- test-case-name: tests.unit.test_logs -*-
 """
 Searchable log lines (labrelay.logs, the server's control, tcp proxy and
-vhost): ``key=value`` quoting, the run-time level filter, the login,
-logout, proxy and user-connection lines on real sockets, and the HTTP
-access log on memory transports (exact lines) and through a real tunnel.
+vhost) in memory: ``key=value`` quoting, the run-time level filter, the
+HTTP access log on memory transports (exact lines), and control
+characters escaped by the observers (tests.integration.test_logs has the
+lines of real logins, proxies and user connections).
 """
 
 import io
 import os
-import re
 
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, globalLogPublisher, textFileLogObserver
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.config import parse_server_config
 from labrelay.logs import (EscapingObserver, LevelFilteredObserver,
                            escape_controls, kv, kv_fields, log_observer_for,
                            make_log_observer, quote, set_log_level)
 from labrelay.protocol import messages
-from labrelay.protocol.framing import encode_message
 from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.tracking import ConnectionSet
 
-from ..support.backends import web_backend
-from ..support.harness import (Client, LogCapture, Relay, async_test,
-                               connect_user, listen, tcp_proxy, within)
-from ..support.processes import (TWISTD, free_port, server_ini, spawn,
-                                 write_config)
-from ..support.vhost import VhostRelay, http_proxy, start_client
+from ..support.harness import LogCapture
+from ..support.log_lines import ESCAPED, FORGED, assert_one_line_each, fields
 
 
 class QuoteTests(SynchronousTestCase):
@@ -111,112 +105,6 @@ class LevelTests(SynchronousTestCase):
         change: set_log_level says so."""
         self.assertFalse(set_log_level(lambda event: None, "debug"))
         self.assertFalse(set_log_level(None, "debug"))
-
-
-def fields(line):
-    """The key=value fields of *line* (bare or double-quoted values)."""
-    return {key: value.strip('"') for key, value in re.findall(
-        r'(?:^| )(\w+)=("(?:[^"\\]|\\.)*"|[^ ;]+)', line)}
-
-
-class Twice(Protocol):
-    """A backend answering every byte twice (so bytes in != bytes out)."""
-
-    def dataReceived(self, data):
-        self.transport.write(data * 2)
-
-
-class EventLineTests(TestCase):
-    """Login, logout, proxy and user-connection lines on real sockets."""
-
-    @async_test
-    async def test_tcp_lifecycle_lines(self):
-        """One info line each for the login, the proxy's start, a user
-        connection's close (bytes both ways, duration) and, when the client
-        leaves, the proxy's close and the logout, with the fields an admin
-        searches for."""
-        log = LogCapture(self)
-        relay = await Relay(self).start()
-        backend = listen(self, Factory.forProtocol(Twice))
-        client = await Client(self, relay.port, tcp_proxy("echo", backend),
-                              extra="user = alice\n").start()
-        [name] = client.client.proxies   # named after the user
-        port = await client.running(name)
-        run_id = client.client.run_id
-        self.assertEqual(list(relay.server.registry.proxies), [name])
-
-        [login] = log.lines("client login ", f"run_id={run_id}")
-        found = fields(login)
-        self.assertEqual((found["user"], found["run_id"]), ("alice", run_id))
-        self.assertRegex(found["client_addr"], r"^127\.0\.0\.1:\d+$")
-        self.assertTrue(found["version"])
-        [start] = log.lines("proxy start ", f"proxy={name} ")
-        self.assertEqual(fields(start), dict(
-            run_id=run_id, proxy=name, type="tcp", remote_port=str(port),
-            client_addr=found["client_addr"]))
-
-        user = await connect_user(self, port)
-        user.transport.write(b"hello")
-        await within(user.wait_for(10))
-        user_addr = "127.0.0.1:%d" % user.transport.getHost().port
-        mark = log.mark()
-        user.transport.loseConnection()
-        line = await within(log.when_logged("user connection close",
-                                            since=mark))
-        closed = fields(line)
-        self.assertEqual(
-            (closed["proxy"], closed["run_id"], closed["user_addr"],
-             closed["bytes_in"], closed["bytes_out"]),
-            (name, run_id, user_addr, "5", "10"))
-        self.assertGreaterEqual(int(closed["duration_ms"]), 0)
-
-        mark = log.mark()
-        await client.stop()
-        logout = fields(await within(log.when_logged(
-            "client logout", since=mark)))
-        self.assertEqual((logout["run_id"], logout["user"],
-                          logout["client_addr"]),
-                         (run_id, "alice", found["client_addr"]))
-        self.assertTrue(logout["reason"])
-        [close] = log.lines("proxy close ", f"proxy={name} ", since=mark)
-        self.assertEqual((fields(close)["run_id"],
-                          fields(close)["remote_port"]), (run_id, str(port)))
-        # frps's wording is kept at the end of the start line
-        self.assertTrue(start.endswith(f"proxy [{name}] (tcp) started at "
-                                       f":{port}"))
-
-    @async_test
-    async def test_http_proxy_lines_name_domains(self):
-        """An http proxy's start and close lines name its domains, and a
-        request through it gets an access-log line."""
-        log = LogCapture(self)
-        relay = await VhostRelay(self).start()
-        backend = web_backend(self, "b")
-        client = await start_client(self, relay, http_proxy(
-            "web", backend, subdomain="docs"), ["web"])
-        [start] = log.lines("proxy start ", "proxy=web ")
-        self.assertEqual((fields(start)["type"], fields(start)["domains"]),
-                         ("http", "docs.web.example.test"))
-
-        user = await connect_user(self, relay.http_port)
-        user.transport.write(
-            b"GET /a/b?c=1 HTTP/1.1\r\nHost: docs.web.example.test\r\n"
-            b"Referer: http://from.example/\r\nUser-Agent: probe/1.0\r\n"
-            b"Connection: close\r\n\r\n")
-        await within(user.closed)
-        body = bytes(user.received).split(b"\r\n\r\n", 1)[1]
-        [line] = log.lines('"GET /a/b?c=1 HTTP/1.1"', "proxy=web")
-        self.assertRegex(line, (
-            r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
-            r'"GET /a/b\?c=1 HTTP/1\.1" 200 %d "http://from\.example/" '
-            r'"probe/1\.0" host=docs\.web\.example\.test proxy=web '
-            r'duration_ms=\d+$') % len(body))
-
-        mark = log.mark()
-        await client.stop()
-        close = await within(log.when_logged("proxy close ", "proxy=web ",
-                                             since=mark))
-        self.assertEqual(fields(close)["domains"], "docs.web.example.test")
 
 
 class _Stub:
@@ -398,21 +286,6 @@ class AccessLogTests(SynchronousTestCase):
 
 # -- control characters in text logs -------------------------------------------
 
-#: What a peer puts in a field to forge a line and colour the terminal.
-FORGED = "\n[fake] line\x1b[31m\x07\r"
-#: How it must come out: one line, every control written as an escape.
-ESCAPED = "\\x0a[fake] line\\x1b[31m\\x07\\x0d"
-
-
-def assert_one_line_each(testcase, text):
-    """No forged line and no raw control character in *text* (a text log);
-    each line starts like a log entry or a traceback continuation."""
-    for line in text.split("\n")[:-1]:
-        testcase.assertFalse(line.startswith("[fake]"), line)
-        testcase.assertEqual([c for c in line if not c.isprintable()
-                              and c != "\t"], [], line)
-
-
 class EscapeTests(SynchronousTestCase):
     """escape_controls and the escaping text observer, on events."""
 
@@ -515,83 +388,3 @@ class EscapeTests(SynchronousTestCase):
             text = f.read()
         self.assertIn(ESCAPED, text)
         self.assertEqual(text.count("\n"), 1)
-
-
-class TextLog:
-    """The text log a labrelay process writes (make_log_observer), of
-    every event published while a test runs."""
-
-    def __init__(self, testcase):
-        self.out = io.StringIO()
-        self.observer = make_log_observer(parse_server_config("[common]\n"),
-                                          stream=self.out)
-        globalLogPublisher.addObserver(self.observer)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.observer)
-
-    def lines(self, *substrings):
-        return [line for line in self.out.getvalue().split("\n")
-                if all(s in line for s in substrings)]
-
-
-class InjectionTests(TestCase):
-    """Peer-chosen text in real log lines, on real sockets."""
-
-    timeout = 30
-
-    @async_test
-    async def test_wrong_token_login_version(self):
-        """A wrong-token Login whose version holds a newline, ESC and BEL
-        gives one log line with them escaped."""
-        text_log = TextLog(self)  # before LogCapture: written first
-        log = LogCapture(self)
-        relay = await Relay(self, mux=False).start()
-        peer = await connect_user(self, relay.port)
-        peer.transport.write(encode_message(messages.Login(
-            version="0.51.3" + FORGED, privilege_key="0" * 32,
-            timestamp=1)))
-        await within(log.when_logged("wrong token"))
-        [line] = text_log.lines("wrong token")
-        self.assertIn(f"version=0.51.3{ESCAPED}", line)
-        assert_one_line_each(self, text_log.out.getvalue())
-
-    @async_test
-    async def test_vhost_no_route_path(self):
-        """A vhost request for an unknown host whose path decodes to CR,
-        LF, ESC and BEL gives one "no route" line with them escaped."""
-        text_log = TextLog(self)
-        log = LogCapture(self)
-        relay = await VhostRelay(self).start()
-        user = await connect_user(self, relay.http_port)
-        user.transport.write(b"GET /a%0d%0a[fake]%20line%1b[31m%07 HTTP/1.1"
-                             b"\r\nHost: nowhere.example\r\n\r\n")
-        await within(log.when_logged("no route"))
-        [line] = text_log.lines("no route")
-        # escaped where it is logged (upper-case hex, as nginx writes it)
-        self.assertIn("nowhere.example/a\\x0D\\x0A[fake] line\\x1B[31m\\x07",
-                      line)
-        assert_one_line_each(self, text_log.out.getvalue())
-
-
-class ProcessLogTests(TestCase):
-    """The same through a real twistd with --logfile=- (twistd's own text
-    observer), where it used to be written raw."""
-
-    timeout = 60
-
-    @async_test
-    async def test_twistd_logfile_observer(self):
-        """A wrong-token Login's version shows as one escaped line on the
-        output of ``twistd --logfile=- labrelay-server``."""
-        port = free_port()
-        path = write_config(self, "frps.ini", server_ini(port, mux=False))
-        process = spawn(self, "labrelay-server", TWISTD + [
-            "-n", "--pidfile=", "--logfile=-", "labrelay-server", "-c",
-            path], path=os.path.dirname(path))
-        await process.wait_for(rf"starting on {port}$")
-        peer = await connect_user(self, port)
-        peer.transport.write(encode_message(messages.Login(
-            version="0.51.3" + FORGED, privilege_key="0" * 32,
-            timestamp=1)))
-        await process.wait_for(r"wrong token")
-        self.assertIn(f"version=0.51.3{ESCAPED}", process.output)
-        assert_one_line_each(self, process.output)

@@ -1,5 +1,5 @@
 """
-The client's admin API as a fuzz target (``tools/fuzz.py --target admin``):
+The client's admin API as a fuzz target (``--target admin``):
 any bytes on an admin connection are answered or closed without an error,
 and nothing changes state (reload, stop, a rewritten config file) unless
 the request that did it passed the policy, checked here independently of

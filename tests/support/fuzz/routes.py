@@ -1,8 +1,9 @@
 """
 The vhost route table as a fuzz target: random scripts of registrations,
 removals and lookups, checked against a naive model (a list of routes,
-scanned) and against its own invariants.  ``tools/fuzz.py --target routes`` runs it
-for long, ``tests.unit.test_route_fuzz`` on hypothesis inputs.
+scanned) and against its own invariants.  ``python3 -m tools.fuzz --target
+routes`` runs it for long, ``tests.unit.test_route_fuzz`` on hypothesis
+inputs.
 
 A script is lines of text (any bytes; decoded with replacement):
 

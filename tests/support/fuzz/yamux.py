@@ -3,7 +3,6 @@ yamux as fuzz targets: the frame parser, and a server-side session whose
 streams echo, on a memory transport and a Clock.
 """
 
-
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
