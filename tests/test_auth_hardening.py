@@ -838,10 +838,10 @@ class IsolationTests(ServerCase):
         b = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
         b.send(messages.CloseProxy(proxy_name="a-svc"))
         self.assertIs(self.server.registry.proxies.get("a-svc"), proxy)
-        self.assertTrue(self.server.registry.port_taken(27020))
+        self.assertTrue(self.server.ports.taken(27020))
         a.send(messages.CloseProxy(proxy_name="a-svc"))
         self.assertNotIn("a-svc", self.server.registry.proxies)
-        self.assertFalse(self.server.registry.port_taken(27020))
+        self.assertFalse(self.server.ports.taken(27020))
 
 
 # -- real sockets, tcp_mux on ----------------------------------------------

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.protocol import messages
 from labrelay.server.dashboard import HISTORY_PAGE, MAX_PAGE
-from labrelay.server.registry import RESERVATION_SECONDS, Registry
+from labrelay.server.ports import RESERVATION_SECONDS, PortAllocator
 from labrelay.server.stats import (BUCKETS, FORGET_OFFLINE_SECONDS,
                                    ServerStats)
 
@@ -101,23 +101,23 @@ class StatsChurnTests(SynchronousTestCase):
         self.assertTrue(self.stats.get("keep").online)
 
 
-class RegistryChurnTests(SynchronousTestCase):
+class PortChurnTests(SynchronousTestCase):
     """Remembered ports under name churn."""
 
     def test_remembered_ports_are_bounded(self):
         """Ports of 10,000 names: at most max_remembered are remembered,
         the newest; expired ones go as others are taken."""
         clock = Clock()
-        registry = Registry(clock, max_remembered=lambda: 500)
+        ports = PortAllocator(clock, max_remembered=lambda: 500)
         for n in range(10000):
-            registry.take_port(10000 + n % 5000, f"p{n}")
-            registry.release_port(10000 + n % 5000, f"p{n}")
-        self.assertEqual(registry.remembered, 500)
-        self.assertEqual(registry.remembered_port("p9999"), 10000 + 4999)
-        self.assertIsNone(registry.remembered_port("p0"))
+            ports.take(10000 + n % 5000, f"p{n}")
+            ports.release(10000 + n % 5000, f"p{n}")
+        self.assertEqual(ports.remembered, 500)
+        self.assertEqual(ports.remembered_port("p9999"), 10000 + 4999)
+        self.assertIsNone(ports.remembered_port("p0"))
         clock.advance(RESERVATION_SECONDS + 1)
-        registry.take_port(1, "late")
-        self.assertEqual(registry.remembered, 1)
+        ports.take(1, "late")
+        self.assertEqual(ports.remembered, 1)
 
 
 class ChurnOverTheWireTests(TestCase):
@@ -144,7 +144,7 @@ class ChurnOverTheWireTests(TestCase):
         await within(self.ping(peer))
         self.assertEqual(server.registry.proxies, {})
         self.assertLessEqual(len(server.stats.proxies), 50)
-        self.assertLessEqual(server.registry.remembered, 50)
+        self.assertLessEqual(server.ports.remembered, 50)
         history = await Http(self).json(relay.url("/api/history"))
         self.assertLessEqual(history["total"], 50)
         self.assertEqual(len(history["proxies"]), HISTORY_PAGE)

@@ -52,7 +52,8 @@ from labrelay.protocol.framing import (HEADER_LENGTH, MAX_BODY_LENGTH,
                                        encode_message)
 from labrelay.server import service as server_service
 from labrelay.server.connection import MAX_EARLY_WORK_BYTES, ServerConnection
-from labrelay.server.service import RelayServer, _FrpConnectionFactory
+from labrelay.server.bind_port import FrpConnectionFactory
+from labrelay.server.service import RelayServer
 from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import MAX_HEAD, Vhost
 from labrelay.tracking import ConnectionSet
@@ -734,7 +735,7 @@ class ServerWorld:
         self.reactor = MemoryReactorClock()
         self.server = RelayServer(_CONFIGS[mux], self.reactor, None)
         self.server.startService()
-        self.factory = _FrpConnectionFactory(self.server)
+        self.factory = FrpConnectionFactory(self.server.context)
         self.wires = []
 
     def connect(self):

@@ -66,8 +66,8 @@ class ProxyBase:
     _log = Logger()
     type = ""
 
-    def __init__(self, server, control, message):
-        self.server = server
+    def __init__(self, context, control, message):
+        self.context = context  # labrelay.server.context.ServerContext
         self.control = control
         self.message = message
         self.name = message.proxy_name

@@ -48,8 +48,8 @@ class HttpProxy(ProxyBase):
     type = "http"
     _log = Logger()
 
-    def __init__(self, server, control, message, vhost):
-        super().__init__(server, control, message)
+    def __init__(self, context, control, message, vhost):
+        super().__init__(context, control, message)
         self.vhost = vhost
         self.http_user = message.http_user
         self.http_pwd = message.http_pwd
@@ -64,7 +64,7 @@ class HttpProxy(ProxyBase):
     def _wanted_domains(self) -> list:
         """Domains from custom_domains and subdomain, validated as frps."""
         message = self.message
-        subdomain_host = normalize_domain(self.server.config.subdomain_host)
+        subdomain_host = normalize_domain(self.context.config.subdomain_host)
         domains = []
         for domain in message.custom_domains or []:
             domain = normalize_domain(domain)
@@ -93,7 +93,7 @@ class HttpProxy(ProxyBase):
         single route is built: one NewProxy must stay cheap to register
         (``max_domains_per_proxy``, ``max_locations_per_proxy``,
         ``max_routes_per_proxy``, ``max_routes_total``; 0 turns one off)."""
-        config = self.server.config
+        config = self.context.config
         routes = len(domains) * len(self.locations)
         for count, limit, what in (
                 (len(domains), config.max_domains_per_proxy,
