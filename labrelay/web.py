@@ -12,7 +12,8 @@ What the two local web APIs, the server's dashboard
 * :class:`QuietSite`: a ``Site`` with no access log, and
   :class:`TrackingFactory`, which keeps its open connections so that
   stopping the API closes them all;
-* :func:`plain_text` and :class:`JsonFormat`: the bodies they answer with.
+* :func:`plain_text` and :class:`JsonFormat`: the bodies they answer
+  with, and :class:`Reply`, how a handler ends with another status.
 
 Which ``Host`` and ``Origin`` they accept is :mod:`labrelay.localweb`.
 """
@@ -39,6 +40,15 @@ REALM = b'Basic realm="Restricted"'
 TEXT = b"text/plain; charset=utf-8"
 #: The body of a 404, as Go's net/http words it (frps, frpc).
 PAGE_NOT_FOUND = "404 page not found\n"
+
+
+class Reply(Exception):
+    """Ends a route handler with this status *code* and *text*."""
+
+    def __init__(self, code: int, text: str = ""):
+        super().__init__(text)
+        self.code = code
+        self.text = text
 
 
 def plain_text(request, code: int, text: str) -> bytes:
@@ -255,6 +265,6 @@ class TrackingFactory(WrappingFactory):
 
 
 __all__ = ["BasicAuth", "Credentials", "JsonFormat", "QuietSite",
-           "TrackingFactory",
+           "Reply", "TrackingFactory",
            "answer_when_decided", "plain_text", "refuse_unauthorized",
            "AUTH_FAIL_DELAY", "PAGE_NOT_FOUND", "REALM", "TEXT"]

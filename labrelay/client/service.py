@@ -43,7 +43,7 @@ from ..sdnotify import Notifier
 from ..sighup import SighupHandler
 from ..tracking import ConnectionSet
 from ..protocol import messages
-from .admin import AdminServer, admin_description
+from .admin_server import AdminServer, admin_description
 from .control import ClientControl
 from .link import ControlMuxSession
 from .reload import reload_from_file
