@@ -2,7 +2,7 @@
 """
 Which requests a web API meant for its own host accepts: the ``Host`` and
 ``Origin`` checks shared by the client's admin API and the server's
-dashboard.
+dashboard (what else they share is :mod:`labrelay.web`).
 
 A browser can be made to send requests to ``127.0.0.1:7400`` by any web
 page, two ways:

@@ -27,9 +27,10 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from labrelay.client import cli
 from labrelay.client.admin import (
-    REDACTED, REFUSAL_LOG_SECONDS, STOP_EXIT_CODE,
-    AdminResource,
-    config_for_display, config_to_store, exposure_warning)
+    REFUSAL_LOG_SECONDS, STOP_EXIT_CODE, AdminResource)
+from labrelay.client.admin_config import (
+    REDACTED, config_for_display, config_to_store)
+from labrelay.client.admin_server import exposure_warning
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config
@@ -547,6 +548,7 @@ class WebPageTests(TestCase):
     def assertNothingChanged(self, before):
         self.assertEqual(FilePath(self.path).getContent(), before)
         self.assertEqual(self.client.admin.resource._delayed, set())
+        self.assertEqual(self.client.admin.resource.auth.pending, set())
         self.assertEqual(self.stops, [])
         self.assertTrue(self.client.running)
 

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.protocol import messages
-from labrelay.server.dashboard import HISTORY_PAGE, MAX_PAGE
+from labrelay.server.dashboard_api import HISTORY_PAGE, MAX_PAGE
 from labrelay.server.ports import RESERVATION_SECONDS, PortAllocator
 from labrelay.server.stats import (BUCKETS, FORGET_OFFLINE_SECONDS,
                                    ServerStats)

@@ -14,9 +14,10 @@ link counts as connected once TCP (and TLS) is up, a refused login closes
 it, and the retry policy grows the delay with consecutive login failures.
 
 With ``admin_port`` set the client also serves its admin API
-(:mod:`labrelay.client.admin`), and :meth:`RelayClient.reload` (the API's
-``/api/reload``, and SIGHUP) applies the config file's proxy sections again
-(:mod:`labrelay.client.reload`).
+(:mod:`labrelay.client.admin`; where it listens, and how a reload moves
+it, is :mod:`labrelay.client.admin_server`), and
+:meth:`RelayClient.reload` (the API's ``/api/reload``, and SIGHUP) applies
+the config file's proxy sections again (:mod:`labrelay.client.reload`).
 
 Under systemd (``Type=notify``) the client reports READY after its first
 successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
@@ -24,11 +25,9 @@ successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
 """
 
 import attr
-import attrs
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import (CancelledError, Deferred, gatherResults,
-                                    succeed)
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -43,7 +42,7 @@ from ..sdnotify import Notifier
 from ..sighup import SighupHandler
 from ..tracking import ConnectionSet
 from ..protocol import messages
-from .admin import AdminServer, admin_description
+from .admin_server import AdminListeners
 from .control import ClientControl
 from .link import ControlMuxSession
 from .reload import reload_from_file
@@ -121,13 +120,13 @@ class RelayClient(service.MultiService):
                                    retryPolicy=self._retry_delay,
                                    clock=reactor)
         self._link.setServiceParent(self)
-        self.admin = None
-        self._retired_admins = []   # moved away from by a reload
-        self._admin_settled = succeed(None)
-        if config.admin_port > 0 or admin_listen:
-            self.admin = AdminServer(self, reactor, admin_listen or (
-                admin_description(config.admin_addr, config.admin_port)))
-            self.admin.service.setServiceParent(self)
+        #: the admin API, started, moved and stopped by reloads
+        self.admin_listeners = AdminListeners(self, reactor, admin_listen)
+
+    @property
+    def admin(self):
+        """The admin API's current :class:`AdminServer`, or None."""
+        return self.admin_listeners.current
 
     @property
     def server_address(self) -> str:
@@ -173,9 +172,7 @@ class RelayClient(service.MultiService):
     def stopService(self):
         self.sighup.restore()
         self.notifier.stopping("stopping")
-        admin_closed = gatherResults([
-            admin.close() for admin in [self.admin] + self._retired_admins
-            if admin is not None])
+        admin_closed = self.admin_listeners.close()
         for state in self.proxies.values():
             if state.retry_call is not None and state.retry_call.active():
                 state.retry_call.cancel()
@@ -195,71 +192,17 @@ class RelayClient(service.MultiService):
 
     def when_admin_listening(self):
         """A Deferred firing with the admin API's IListeningPort."""
-        return self.admin.when_listening()
+        return self.admin_listeners.when_listening()
 
     def when_admin_settled(self) -> Deferred:
         """A Deferred firing once the last reload's admin changes are done
         (the new listener listening, the old one closed)."""
-        d = Deferred()
-        self._admin_settled.addBoth(lambda result: (d.callback(None),
-                                                    result)[1])
-        return d
+        return self.admin_listeners.when_settled()
 
     def apply_admin(self, new) -> Deferred:
-        d = self._apply_admin(new)
-        self._admin_settled = d
-        return d
-
-    def _apply_admin(self, new) -> Deferred:
-        """
-        A reload's admin settings (*new* a ClientConfig): new credentials
-        apply to the next request; a new ``admin_addr``/``admin_port``
-        starts, moves or stops the listener.  A move binds the new address
-        first and leaves the old one serving if that fails (logged).  A
-        Deferred firing when done.
-        """
-        old = self.config
-        self.config = attrs.evolve(old, admin_user=new.admin_user,
-                                   admin_pwd=new.admin_pwd)
-        if (new.admin_addr, new.admin_port) == (old.admin_addr,
-                                                old.admin_port):
-            return succeed(None)
-        retired = self.admin
-        if new.admin_port <= 0:
-            self.config = attrs.evolve(self.config, admin_addr=new.admin_addr,
-                                       admin_port=new.admin_port)
-            self.admin = None
-            self._log.info("reload: admin API turned off")
-            return self._retire_admin(retired)
-        where = admin_description(new.admin_addr, new.admin_port)
-        self.config = attrs.evolve(self.config, admin_addr=new.admin_addr,
-                                   admin_port=new.admin_port)
-        candidate = AdminServer(self, self.reactor, where)
-
-        def listening(port):
-            self.admin = candidate
-            self._log.info("reload: admin API now on {address}",
-                           address=f"{new.admin_addr or '0.0.0.0'}:"
-                                   f"{port.getHost().port}")
-            return self._retire_admin(retired)
-
-        def failed(failure):
-            self.config = attrs.evolve(self.config, admin_addr=old.admin_addr,
-                                       admin_port=old.admin_port)
-            self._log.error("reload: the admin API cannot listen on "
-                            "{address}: {error}; it stays where it was",
-                            address=f"{new.admin_addr or '0.0.0.0'}:"
-                                    f"{new.admin_port}",
-                            error=failure.getErrorMessage())
-        return candidate.listen().addCallbacks(listening, failed)
-
-    def _retire_admin(self, admin) -> Deferred:
-        """Stop *admin* listening; its open connections finish (and are
-        closed at the latest when the client stops)."""
-        if admin is None:
-            return succeed(None)
-        self._retired_admins.append(admin)
-        return admin.stop_listening()
+        """A reload's admin settings (*new* a ClientConfig): see
+        :class:`~labrelay.client.admin_server.AdminListeners`."""
+        return self.admin_listeners.apply(new)
 
     def stop_gracefully(self, exit_code: int = 0) -> None:
         """Stop (``POST /api/stop``): the whole process under twistd, which
