@@ -168,30 +168,31 @@ class DashboardService(service.MultiService):
     that books live traffic into the history every
     :data:`~labrelay.server.stats.SAMPLE_SECONDS`.
 
-    :param server: the :class:`~labrelay.server.service.RelayServer`.
+    :param context: the server's
+        :class:`~labrelay.server.context.ServerContext`.
     :param listen: an endpoint description overriding dashboard_addr and
         dashboard_port (tests listen on port 0).
     :raises SystemExit: one line, when the TLS files cannot be used.
     """
 
-    def __init__(self, server, listen=None):
+    def __init__(self, context, listen=None):
         super().__init__()
-        config = server.config
-        self.clock = server.clock
-        self._server = server
-        self.api = DashboardApi(server)
+        config = context.config
+        self.clock = context.clock
+        self._context = context
+        self.api = DashboardApi(context)
         self.assets_dir = config.assets_dir or STATIC_DIR
-        self.metrics_registry = metrics_registry(server) \
+        self.metrics_registry = metrics_registry(context) \
             if config.enable_prometheus else None
         self.set_credentials(config.dashboard_user, config.dashboard_pwd)
         # a request without credentials gets its 401 at once
-        self.auth = BasicAuth(server.clock, server.throttle, "dashboard",
+        self.auth = BasicAuth(context.clock, context.throttle, "dashboard",
                               lambda: self._credentials,
                               self._refused, missing_delay=0)
         self.host_policy = HostPolicy(
             config.dashboard_addr, config.dashboard_allowed_hosts,
             default_port=443 if config.dashboard_tls_mode else 80)
-        self.site = QuietSite(_Root(self), reactor=server.reactor)
+        self.site = QuietSite(_Root(self), reactor=context.reactor)
         #: the open connections, closed when the dashboard stops
         self.tracking = TrackingFactory(self.site, "dashboard")
         factory = self.tracking
@@ -208,12 +209,12 @@ class DashboardService(service.MultiService):
             factory = TLSMemoryBIOFactory(options, False, factory)
         description = listen or server_endpoint_description(
             config.dashboard_addr, config.dashboard_port)
-        self._listener = StartupListener(server.reactor, description,
+        self._listener = StartupListener(context.reactor, description,
                                          factory, program="labrelay-server")
         self._listener.setServiceParent(self)
-        self._stats = server.stats
+        self._stats = context.stats
         sampler = TimerService(SAMPLE_SECONDS, self._sample)
-        sampler.clock = server.clock
+        sampler.clock = context.clock
         sampler.setServiceParent(self)
 
     _log = Logger()
@@ -226,7 +227,7 @@ class DashboardService(service.MultiService):
     def _refused(self, request, verdict) -> None:
         if verdict is not None:   # None: no credentials, no guess
             host = getattr(request.getClientAddress(), "host", "")
-            self._server.log_auth_failure(
+            self._context.log_auth_failure(
                 f"dashboard {host}", "refused credentials", verdict)
 
     def _sample(self) -> None:

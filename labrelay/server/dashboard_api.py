@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_dashboard,tests.test_name_churn -*-
 """
 The dashboard's JSON API under ``/api/``: frp's routes (v0.51) and field
-names, from a :class:`~labrelay.server.service.RelayServer`'s live state,
+names, from the :class:`~labrelay.server.context.ServerContext`'s live state,
 plus labrelay's own ``/api/clients`` and ``/api/history``.
 
 * ``/api/serverinfo``, ``/api/proxy/{type}``, ``/api/proxy/{type}/{name}``,
@@ -97,12 +97,12 @@ def proxy_conf(proxy) -> dict:
 class DashboardApi:
     """The JSON documents, from a :class:`RelayServer`'s live state."""
 
-    def __init__(self, server):
-        self.server = server
-        self.stats = server.stats
+    def __init__(self, context):
+        self.context = context
+        self.stats = context.stats
 
     def server_info(self) -> dict:
-        config = self.server.config
+        config = self.context.config
         self.stats.sample()
         today_in, today_out = self.stats.today_totals()
         info = {
@@ -125,7 +125,7 @@ class DashboardApi:
         info.update({
             "total_traffic_in": today_in, "total_traffic_out": today_out,
             "cur_conns": self.stats.current_connections(),
-            "client_counts": len(self.server.registry.controls),
+            "client_counts": len(self.context.registry.controls),
             "proxy_type_count": self.stats.type_counts(),
             # labrelay's own, after frp's fields: what actually runs
             "labrelay_version": VERSION_TEXT,
@@ -178,8 +178,8 @@ class DashboardApi:
                 "traffic_out": traffic_out}
 
     def clients(self, page=None) -> dict:
-        now = self.server.clock.seconds()
-        controls = sorted((c for c in self.server.registry.controls.values()
+        now = self.context.clock.seconds()
+        controls = sorted((c for c in self.context.registry.controls.values()
                            if not c.closed),
                           key=lambda c: (c.started_at, c.peer))
         result = {}

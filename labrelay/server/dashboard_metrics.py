@@ -19,16 +19,16 @@ from twisted.web.resource import Resource
 class FrpCollector:
     """frps's Prometheus metrics, read from the stats at scrape time."""
 
-    def __init__(self, server):
-        self._server = server
+    def __init__(self, context):
+        self._context = context
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily, Metric
-        stats = self._server.stats
+        stats = self._context.stats
         stats.sample()
         yield GaugeMetricFamily(
             "frp_server_client_counts", "The current client counts of frps",
-            value=len(self._server.registry.controls))
+            value=len(self._context.registry.controls))
         proxies = GaugeMetricFamily("frp_server_proxy_counts",
                                     "The current proxy counts",
                                     labels=["type"])
@@ -56,12 +56,12 @@ class FrpCollector:
         yield traffic_out
 
 
-def metrics_registry(server):
+def metrics_registry(context):
     """A registry of its own (not prometheus_client's global one): frp's
     metrics plus the process_* ones, as frps's Go exporter has."""
     from prometheus_client import CollectorRegistry, ProcessCollector
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FrpCollector(server))
+    registry.register(FrpCollector(context))
     ProcessCollector(registry=registry)
     return registry
 

@@ -139,7 +139,7 @@ class RelayServer(service.MultiService):
         self.dashboard = None
         if config.dashboard_port > 0 or dashboard_listen:
             from .dashboard import DashboardService  # twisted.web: only if on
-            self.dashboard = DashboardService(self, dashboard_listen)
+            self.dashboard = DashboardService(self.context, dashboard_listen)
             self.dashboard.setServiceParent(self)
 
     def _build_context(self, config, reactor) -> None:
