@@ -64,22 +64,26 @@ class RelayedProtocol(Protocol):
     """
     Base class of the protocols that end up on one side of a splice.
 
-    Before the splice starts, bytes go to :meth:`data_before_splice`, EOF to
+    Their input goes to their :attr:`sink` (an
+    :class:`~labrelay.interfaces.ISink`: a :class:`Splice`, an HTTP
+    exchange, an idle work connection's keeper) once one is set.  Before
+    that, bytes go to :meth:`data_before_splice`, EOF to
     :meth:`eof_before_splice`.  Subclasses override those and
     :meth:`connection_ended` for their own bookkeeping.
     """
 
-    splice = None
+    #: where input goes (an ISink), or None before the splice
+    sink = None
 
     def dataReceived(self, data):
-        if self.splice is not None:
-            self.splice.forward(self, data)
+        if self.sink is not None:
+            self.sink.forward(self, data)
         else:
             self.data_before_splice(data)
 
     def readConnectionLost(self):
-        if self.splice is not None:
-            self.splice.end_of_input(self)
+        if self.sink is not None:
+            self.sink.end_of_input(self)
         else:
             self.eof_before_splice()
 
@@ -87,8 +91,8 @@ class RelayedProtocol(Protocol):
         pass
 
     def connectionLost(self, reason):
-        if self.splice is not None:
-            self.splice.connection_lost(self, reason)
+        if self.sink is not None:
+            self.sink.connection_lost(self, reason)
         self.connection_ended(reason)
 
     # Hooks for subclasses.
@@ -158,7 +162,7 @@ class Splice:
         splice (they are forwarded first); both transports are resumed.
         """
         a, b = self._a.protocol, self._b.protocol
-        a.splice = b.splice = self
+        a.sink = b.sink = self
         for side in (self._a, self._b):
             set_no_delay(side.protocol.transport)
         a.transport.registerProducer(b.transport, True)

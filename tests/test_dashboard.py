@@ -758,7 +758,7 @@ class _Splice:
 
 
 class _Front:
-    splice = None
+    sink = None
 
 
 class _Exchange(_Splice):
@@ -807,7 +807,7 @@ class ProxyTrafficTests(SynchronousTestCase):
             # what HttpExchange._switch and HttpProxy.hand_over do
             exchange.ended = True
             proxy.bytes_in += exchange.bytes_a_to_b
-            raw = exchange.front.splice = _Splice(5, 6)
+            raw = exchange.front.sink = _Splice(5, 6)
             if look_before_close:
                 self.assertEqual(proxy.traffic(), (105, 6))
             raw.bytes_a_to_b = 50

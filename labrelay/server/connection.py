@@ -179,7 +179,7 @@ class ServerConnection(RelayedProtocol):
             self._first_timer = None
         if self.control is not None:
             self.control.connection_lost(reason)
-        elif self.work_owner is not None and self.splice is None:
+        elif self.work_owner is not None and self.sink is None:
             self.work_owner.pool.discard(self)
 
     # Sending.

@@ -159,7 +159,7 @@ class ProxyBase:
                 # its bytes; the raw splice that carries on (the front
                 # connection's splice) is read from now on.
                 self._open.discard(splice)
-                splice = splice.front.splice
+                splice = splice.front.sink
                 if splice is None:
                     continue
                 self._open.add(splice)
@@ -172,7 +172,7 @@ class ProxyBase:
         traffic() looked: forget the exchange it replaced."""
         for opened in list(self._open):
             if getattr(opened, "ended", False) and \
-                    getattr(opened.front, "splice", None) is splice:
+                    getattr(opened.front, "sink", None) is splice:
                 self._open.discard(opened)
                 return
 

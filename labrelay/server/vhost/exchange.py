@@ -52,7 +52,7 @@ class WorkUnavailable(Exception):
 class IdleWork:
     """
     An idle work connection kept by *proxy* for its next request: it is the
-    connection's ``splice`` while idle, so EOF, loss or any data (a backend
+    connection's ``sink`` while idle, so EOF, loss or any data (a backend
     must not talk between requests) drop it; so does *timeout*.
     """
 
@@ -62,7 +62,7 @@ class IdleWork:
         self.proxy = proxy
         self.link = link
         self.dropped = False
-        link.work.splice = self
+        link.work.sink = self
         self._timer = clock.callLater(timeout, self.drop, "idle timeout")
 
     def take(self):
@@ -70,7 +70,7 @@ class IdleWork:
         self._stop()
         if not self.link.work.alive:
             return None
-        self.link.work.splice = None
+        self.link.work.sink = None
         return self.link
 
     def drop(self, why: str) -> None:
@@ -93,7 +93,7 @@ class IdleWork:
                 self._timer.cancel()
             self._timer = None
 
-    # The "splice" interface of the connection while idle.
+    # The sink interface of the connection while idle.
 
     def forward(self, source, data: bytes) -> None:
         self.drop("data on an idle work connection")
@@ -110,7 +110,7 @@ class HttpExchange:
     One request of *front* (a vhost connection) forwarded over one work
     connection that *proxy* (the route's target) opens, and its response.
 
-    It offers what a work connection's ``splice`` must offer
+    It offers what a work connection's ``sink`` must offer
     (``forward``, ``end_of_input``, ``connection_lost``).
     """
 
@@ -179,7 +179,7 @@ class HttpExchange:
         work = self.work = link.work
         self.codec = link.codec
         proxy = self.proxy
-        work.splice = self
+        work.sink = self
         self._opened = True
         proxy.splice_opened(self)
         self._work_gate = ReadGate(work.transport)
@@ -227,7 +227,7 @@ class HttpExchange:
                 self.front.vhost.response_timeout, self._head_timed_out)
         self._maybe_finish()
 
-    # The work connection's side (the "splice" interface).
+    # The work connection's side (its sink interface).
 
     def forward(self, source, data: bytes) -> None:
         if self.ended:

@@ -197,7 +197,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             self._pumping = False
 
     def _pump_once(self) -> None:
-        while not self._closing and self.splice is None:
+        while not self._closing and self.sink is None:
             exchange = self._exchange
             if exchange is not None and not exchange.accepts_body:
                 return
