@@ -1482,3 +1482,32 @@ class ExchangeWiringTests(SynchronousTestCase):
             b"HTTP/1.1 408 Request Timeout\r\n"))
         self.assertTrue(self.user.disconnecting)
         self.assertEqual(self.works, [])
+
+    def test_upgrade_traffic(self):
+        """After a 101 the raw splice goes on counting the same connection:
+        the proxy's traffic includes the exchange's bytes and the splice's,
+        once each, while open and after."""
+        request = (b"GET /ws HTTP/1.1\r\nHost: jupyter.web.example.test\r\n"
+                   b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        self.connection.dataReceived(request)
+        [work] = self.works
+        exchange = work.sink
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" \
+               b"Connection: Upgrade\r\n\r\n"
+        work.sink.forward(work, head)
+        self.assertIsNot(work.sink, exchange)
+        self.assertIs(self.connection.sink, work.sink)
+        sent = len(work.transport.value())
+        self.assertEqual(self.proxy.traffic(), (sent, len(head)))
+        self.connection.dataReceived(b"ping")
+        work.sink.forward(work, b"pong!")
+        self.assertEqual(self.proxy.traffic(),
+                         (sent + 4, len(head) + 5))
+        self.assertEqual((self.proxy.total_connections,
+                          self.proxy.active_splices), (1, 1))
+        work.sink.connection_lost(work, None)
+        self.connection.connectionLost(None)
+        self.assertEqual(self.proxy.traffic(),
+                         (sent + 4, len(head) + 5))
+        self.assertEqual((self.proxy.total_connections,
+                          self.proxy.active_splices), (1, 0))

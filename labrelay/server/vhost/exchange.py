@@ -181,7 +181,7 @@ class HttpExchange:
         proxy = self.proxy
         work.sink = self
         self._opened = True
-        proxy.splice_opened(self)
+        proxy.sink_opened(self)
         self._work_gate = ReadGate(work.transport)
         self.front.transport.registerProducer(self._work_gate.producer(),
                                               True)
@@ -396,7 +396,7 @@ class HttpExchange:
         self._work_gone = True  # for this exchange: it writes no more
         if self._opened:
             self._opened = False
-            self.proxy.splice_closed(self)
+            self.proxy.sink_closed(self)
         self.proxy.keep_idle(self.link)
 
     def front_lost(self) -> None:
@@ -427,7 +427,7 @@ class HttpExchange:
             self.work.transport.loseConnection()
         if self._opened:
             self._opened = False
-            self.proxy.splice_closed(self)
+            self.proxy.sink_closed(self)
 
 
 def _unregister(transport) -> None:

@@ -453,9 +453,10 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         user_trailing, _ = self.http.trailing_data
         proxy = exchange.proxy
         splice = Splice(self, exchange.work, b_codec=exchange.codec,
-                        on_close=proxy.hand_over(exchange),
+                        on_close=proxy.sink_closed,
                         description=f"proxy [{proxy.name}] {self.peer} "
                                     f"(switched protocols)")
+        proxy.sink_replaced(exchange, splice)
         if backend_trailing:
             self.transport.write(backend_trailing)
         splice.start(a_pending=user_trailing)

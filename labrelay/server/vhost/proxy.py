@@ -188,10 +188,3 @@ class HttpProxy(ProxyBase):
         else 504 (it did not give one in time)."""
         status = 502 if self.control.closed else 504
         request.deferred.errback(WorkUnavailable(error, status))
-
-    def hand_over(self, exchange):
-        """An exchange became a raw splice (Upgrade): keep counting it as
-        one connection; return the splice's on_close callback."""
-        self.bytes_in += exchange.bytes_a_to_b
-        self.bytes_out += exchange.bytes_b_to_a
-        return self.splice_closed
