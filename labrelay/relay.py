@@ -31,6 +31,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from .errors import ProtocolError
+from .interfaces import ICountedSink
 from .writethrough import write_now
 
 
@@ -124,6 +125,7 @@ class _Side:
         self.bytes_in = 0
 
 
+@implementer(ICountedSink)
 class Splice:
     """
     Relay between protocols *a* and *b*.

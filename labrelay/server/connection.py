@@ -23,8 +23,10 @@ pipeline guesses on one connection.
 """
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ..errors import ProtocolError
+from ..interfaces import IAdmissionHolder
 from ..peers import describe, host_port, set_keepalive
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
@@ -41,6 +43,7 @@ FIRST_MESSAGE_TIMEOUT = 10
 MAX_EARLY_WORK_BYTES = 256 * 1024
 
 
+@implementer(IAdmissionHolder)
 class ServerConnection(RelayedProtocol):
     _log = Logger()
 

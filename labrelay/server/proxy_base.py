@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..errors import NoWorkConnection
+from ..interfaces import IProxy, IWaitsForWork
 from ..peers import host_port
 from ..relay import Splice
 from .worklink import start_work_link
@@ -35,6 +36,7 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
     return splice
 
 
+@implementer(IWaitsForWork)
 class WaitsForWork:
     """
     What :meth:`ProxyBase.get_work_connection` expects of a user (a tcp
@@ -60,6 +62,7 @@ class WaitsForWork:
             self._waiting.cancel()
 
 
+@implementer(IProxy)
 class ProxyBase:
     """What every proxy type shares: its owner, its counters, its work conns."""
 

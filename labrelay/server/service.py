@@ -47,6 +47,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ..listeners import StartupListener
 from ..logs import install_log_observer, set_log_level
@@ -55,6 +56,7 @@ from .. import FRP_VERSION, VERSION_TEXT
 from ..config import ConfigError
 from ..endpoints import server_endpoint_description
 from ..errors import ProxyError
+from ..interfaces import IAdmissionHolder
 from ..protocol import messages
 from ..protocol.auth import check_privilege_key, timestamp_skew_error
 from ..sniff import SniffingFactory
@@ -102,6 +104,7 @@ def _mux_session(connection):
     return getattr(connection.transport, "_session", None)
 
 
+@implementer(IAdmissionHolder)
 class ServerSession(YamuxSession):
     """The server's yamux session; refuses plain frp clients clearly."""
 

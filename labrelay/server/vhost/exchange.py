@@ -30,8 +30,10 @@ pooled connection taken asks for another).
 import h11
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ...errors import ProtocolError
+from ...interfaces import ICountedSink, ISink
 from ..proxy_base import ReadGate
 from ..worklink import WorkLink
 from .headers import has_both_framings, response_headers
@@ -49,6 +51,7 @@ class WorkUnavailable(Exception):
         self.status = status
 
 
+@implementer(ISink)
 class IdleWork:
     """
     An idle work connection kept by *proxy* for its next request: it is the
@@ -105,6 +108,7 @@ class IdleWork:
         self.drop("lost while idle")
 
 
+@implementer(ICountedSink)
 class HttpExchange:
     """
     One request of *front* (a vhost connection) forwarded over one work
