@@ -36,6 +36,7 @@ from ...errors import ProtocolError
 from ...interfaces import ICountedSink, ISink
 from ..proxy_base import ReadGate
 from ..worklink import WorkLink
+from .exchange_state import HOLDING, Response, Stage, Work
 from .headers import has_both_framings, response_headers
 
 __all__ = ["HttpExchange", "IdleWork", "WorkLink", "WorkUnavailable"]
@@ -114,8 +115,8 @@ class HttpExchange:
     One request of *front* (a vhost connection) forwarded over one work
     connection that *proxy* (the route's target) opens, and its response.
 
-    It offers what a work connection's ``sink`` must offer
-    (``forward``, ``end_of_input``, ``connection_lost``).
+    It is its work connection's sink, and counts the bytes it carries.
+    Its states are named in :mod:`~labrelay.server.vhost.exchange_state`.
     """
 
     _log = Logger()
@@ -133,16 +134,13 @@ class HttpExchange:
         self.work = None
         self.codec = None
         self.link = None               # the WorkLink in use
-        self.ended = False
-        self.request_done = False
-        self.response_started = False
-        self.response_done = False
+        self.stage = Stage.WAITING
+        self.response = Response.AWAITED
+        self.request_done = False      # the user's request was read whole
         self.bytes_a_to_b = 0          # user -> work (wire bytes)
         self.bytes_b_to_a = 0          # work -> user (wire bytes)
         self._work_gate = None
-        self._work_eof = False         # the work connection sends no more
-        self._work_gone = False        # the work connection is closed
-        self._opened = False
+        self._work_state = Work.NONE
         self._head_timer = None
         self._work_wait = None         # open_work()'s Deferred, until fired
         # A backend that ignores Transfer-Encoding would read a chunked
@@ -157,9 +155,13 @@ class HttpExchange:
         return self.front.peer
 
     @property
+    def ended(self) -> bool:
+        return self.stage is Stage.ENDED
+
+    @property
     def accepts_body(self) -> bool:
         """Whether request body events can be handed to this exchange."""
-        return self.work is not None or self.ended
+        return self.stage is not Stage.WAITING
 
     # Life.
 
@@ -182,10 +184,10 @@ class HttpExchange:
         self.link = link
         work = self.work = link.work
         self.codec = link.codec
-        proxy = self.proxy
         work.sink = self
-        self._opened = True
-        proxy.sink_opened(self)
+        self.stage = Stage.FORWARDING
+        self._work_state = Work.OPEN
+        self.proxy.sink_opened(self)
         self._work_gate = ReadGate(work.transport)
         self.front.transport.registerProducer(self._work_gate.producer(),
                                               True)
@@ -205,7 +207,7 @@ class HttpExchange:
             self.front.pump()
 
     def _to_work(self, data: bytes) -> None:
-        if not data or self._work_gone or self.work is None:
+        if not data or self._work_state not in HOLDING:
             return
         if self.codec is not None:
             data = self.codec.encode(data)
@@ -213,7 +215,7 @@ class HttpExchange:
         self.work.transport.write(data)
 
     def _backend_open(self) -> bool:
-        return (self.work is not None and not self._work_gone
+        return (self._work_state in HOLDING
                 and self.backend.our_state is h11.SEND_BODY)
 
     # Request events from the front.
@@ -226,7 +228,7 @@ class HttpExchange:
         self.request_done = True
         if self._backend_open():
             self._to_work(self.backend.send(h11.EndOfMessage()))
-        if not self.response_started and not self.ended:
+        if self.response is Response.AWAITED and not self.ended:
             self._head_timer = self.front.clock.callLater(
                 self.front.vhost.response_timeout, self._head_timed_out)
         self._maybe_finish()
@@ -248,21 +250,24 @@ class HttpExchange:
             self._pump_backend()
 
     def end_of_input(self, source) -> None:
-        self._work_ended("the work connection ended")
+        if self._work_state is Work.OPEN:
+            self._work_state = Work.INPUT_ENDED
+            self._work_ended("the work connection ended")
 
     def connection_lost(self, source, reason) -> None:
-        self._work_gone = True
-        self._work_ended("the work connection was lost")
+        was_open = self._work_state is Work.OPEN
+        self._let_go(Work.CLOSED)
+        if was_open:
+            self._work_ended("the work connection was lost")
 
     def _work_ended(self, why: str) -> None:
-        if self._work_eof:
-            return
-        self._work_eof = True
+        """The backend sends no more: what it sent must be a whole
+        response."""
         if self.ended:
             return
         self.backend.receive_data(b"")
         self._pump_backend()
-        if not self.response_done and not self.ended:
+        if self.response is not Response.COMPLETE and not self.ended:
             self._backend_failed(why)
 
     def _pump_backend(self) -> None:
@@ -301,7 +306,7 @@ class HttpExchange:
                     self.front.send(h11.Data(data=event.data))
                 elif kind is h11.EndOfMessage:
                     self.front.send(h11.EndOfMessage())
-                    self.response_done = True
+                    self.response = Response.COMPLETE
                     self._maybe_finish()
                     return
                 else:
@@ -314,7 +319,7 @@ class HttpExchange:
                 return
 
     def _response_head(self) -> None:
-        self.response_started = True
+        self.response = Response.STREAMING
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -326,7 +331,7 @@ class HttpExchange:
             return
         trailing, _ = self.backend.trailing_data
         self._end()
-        self._opened = False  # the raw splice carries on the count
+        self._let_go(Work.HANDED_OVER)
         self.front.switch_protocols(self, trailing)
 
     # Endings.
@@ -337,9 +342,9 @@ class HttpExchange:
                         f"{self.front.vhost.response_timeout:g}s")
 
     def _backend_failed(self, why: str) -> None:
-        if self.response_done or self.ended:
+        if self.response is Response.COMPLETE or self.ended:
             return
-        if self.response_started:
+        if self.response is Response.STREAMING:
             self._log.warn("{peer}: proxy [{name}]: response cut: {why}",
                            peer=self.peer, name=self.proxy.name, why=why)
             self._abort()
@@ -367,7 +372,8 @@ class HttpExchange:
         self.front.exchange_broken(self)
 
     def _maybe_finish(self) -> None:
-        if self.ended or not (self.request_done and self.response_done):
+        if self.ended or not (self.request_done
+                              and self.response is Response.COMPLETE):
             return
         reusable = self._reusable()
         gate = self._work_gate
@@ -387,9 +393,8 @@ class HttpExchange:
         keep-alive on both sides, no protocol switch, nothing received
         beyond the response."""
         backend = self.backend
-        return (self.link is not None and not self._framing_doubt
-                and not self._work_gone
-                and not self._work_eof and self.work.alive
+        return (self._work_state is Work.OPEN and not self._framing_doubt
+                and self.work.alive
                 and self.upgrade is None and self.method != b"CONNECT"
                 and backend.our_state is h11.DONE
                 and backend.their_state is h11.DONE
@@ -397,10 +402,7 @@ class HttpExchange:
 
     def _release_work(self) -> None:
         """Hand the work connection back to the proxy's idle list."""
-        self._work_gone = True  # for this exchange: it writes no more
-        if self._opened:
-            self._opened = False
-            self.proxy.sink_closed(self)
+        self._let_go(Work.RELEASED)
         self.proxy.keep_idle(self.link)
 
     def front_lost(self) -> None:
@@ -414,7 +416,7 @@ class HttpExchange:
             wait.cancel()   # give up waiting for a work connection
 
     def _end(self) -> None:
-        self.ended = True
+        self.stage = Stage.ENDED
         self.front.gate.resume("work")
         if self._head_timer is not None:
             self._head_timer.cancel()
@@ -426,12 +428,20 @@ class HttpExchange:
             self._work_gate = None
 
     def _close_work(self) -> None:
-        if self.work is not None and not self._work_gone:
-            self._work_gone = True
+        if self._let_go(Work.CLOSED):
             self.work.transport.loseConnection()
-        if self._opened:
-            self._opened = False
+
+    def _let_go(self, state: Work) -> bool:
+        """Stop holding the work connection (*state*: released, handed
+        over or closed) and stop counting as an open connection of the
+        proxy (a raw Splice that carries on reports the hand-over
+        itself).  False if it was not held."""
+        if self._work_state not in HOLDING:
+            return False
+        self._work_state = state
+        if state is not Work.HANDED_OVER:
             self.proxy.sink_closed(self)
+        return True
 
 
 def _unregister(transport) -> None:
