@@ -8,7 +8,7 @@ exchange calls instead of reaching the client's control connection or
 pool).
 
 Work connections that carried a complete exchange are kept idle here
-(:class:`~labrelay.server.vhost.exchange.IdleWork`) for the proxy's next
+(:class:`~labrelay.server.vhost.idle.IdleWork`) for the proxy's next
 requests: at most :attr:`Vhost.max_idle_work` per proxy, most recently
 used first, all closed when the proxy closes.
 """
@@ -21,7 +21,8 @@ from twisted.logger import Logger
 from ...errors import ProxyError
 from ..proxy_base import ProxyBase, WaitsForWork
 from ..worklink import start_work_link
-from .exchange import IdleWork, WorkUnavailable
+from .exchange import WorkUnavailable
+from .idle import IdleWork
 from .routes import normalize_domain
 
 
