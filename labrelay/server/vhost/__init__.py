@@ -6,6 +6,8 @@ The server's HTTP virtual hosts (frps ``vhost_http_port``), split by side:
 * :mod:`.front`: the user side, one HTTP/1.1 protocol per user connection
   (with :mod:`.auth`, Basic auth through the password throttle, and
   :mod:`.pages`, what the vhost answers itself);
+* :mod:`.dispatch`: what one request head becomes (forwarded to a route's
+  proxy, or answered by the vhost), without I/O;
 * :mod:`.request`: pure checks of a request head and the routed path;
 * :mod:`.routes`: the route table (Host, path, user -> proxy);
 * :mod:`.headers`: pure header logic (hop-by-hop, rewrite, Basic
