@@ -91,6 +91,7 @@ class YamuxStream:
         self.send_window = INITIAL_WINDOW
         self.recv_window = INITIAL_WINDOW
         self._session = session
+        self._outlet = session._outlet
         self._max_window = max_window
         self._out = deque()
         self._out_offset = 0  # bytes of _out[0] already sent
@@ -206,7 +207,7 @@ class YamuxStream:
         self._producer = producer
         if streaming:
             self._producer_mode = ProducerMode.STREAMING
-            if self._out or not self._session._writable:
+            if self._out or not self._outlet.writable:
                 self._pause_producer()
         else:
             self._producer_mode = ProducerMode.PULL
@@ -296,15 +297,15 @@ class YamuxStream:
         """Send buffered data within the window, then a pending FIN."""
         if self._finished:
             return
-        session = self._session
+        outlet = self._outlet
         while self._out and self.send_window > 0:
-            if not session._writable:
-                session._wait_writable(self)
+            if not outlet.writable:
+                outlet.wait(self)
                 break
             n = min(self.send_window, self._out_size, MAX_DATA_FRAME)
             payload = self._take(n)
             self.send_window -= n
-            session._write_frame(TYPE_DATA, 0, self.stream_id, n, payload)
+            outlet.write_frame(TYPE_DATA, 0, self.stream_id, n, payload)
         if self._finished:
             return
         if self._out:
@@ -325,7 +326,7 @@ class YamuxStream:
             self._producer.pauseProducing()
 
     def _maybe_resume_producer(self) -> None:
-        if self._producer is None or self._out or not self._session._writable:
+        if self._producer is None or self._out or not self._outlet.writable:
             return
         mode = self._producer_mode
         if mode is not ProducerMode.PULL:
@@ -401,7 +402,7 @@ class YamuxStream:
             return
         self.recv_window += delta
         self._recharge()
-        self._session._write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
+        self._outlet.write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
 
     def _deliver(self) -> None:
         """Hand buffered data, then a pending FIN, to the protocol while it reads."""
@@ -454,7 +455,7 @@ class YamuxStream:
 
     def _send_fin(self) -> None:
         self._sending = _FIN_SENT
-        self._session._write_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
+        self._outlet.write_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
         if not self._discard_input and not self._protocol_gone:
             half_closeable = IHalfCloseableProtocol(self.protocol, None)
             if half_closeable is not None and not self._call(
