@@ -42,8 +42,9 @@ def supports_half_close(transport) -> bool:
     return callable(getattr(transport, "loseWriteConnection", None))
 
 
-def _unregister(transport) -> None:
-    # Strict transports (StringTransport) refuse to unregister nothing.
+def unregister_producer(transport) -> None:
+    """Unregister *transport*'s producer, if it has one (strict transports,
+    such as StringTransport, refuse to unregister nothing)."""
     try:
         transport.unregisterProducer()
     except RuntimeError:
@@ -206,7 +207,7 @@ class Splice:
         if src.input_ended and dst.input_ended:
             self._close_both()
         elif supports_half_close(dst_transport):
-            _unregister(dst_transport)
+            unregister_producer(dst_transport)
             dst_transport.loseWriteConnection()
         else:
             self._close_both()
@@ -219,7 +220,7 @@ class Splice:
         side.lost = True
         if not other.lost:
             transport = other.protocol.transport
-            _unregister(transport)
+            unregister_producer(transport)
             transport.loseConnection()
         else:
             self._finish()
@@ -228,7 +229,7 @@ class Splice:
         for side in (self._a, self._b):
             if not side.lost:
                 transport = side.protocol.transport
-                _unregister(transport)
+                unregister_producer(transport)
                 transport.loseConnection()
 
     def abort(self) -> None:
@@ -236,7 +237,7 @@ class Splice:
         for side in (self._a, self._b):
             if not side.lost:
                 transport = side.protocol.transport
-                _unregister(transport)
+                unregister_producer(transport)
                 abort = getattr(transport, "abortConnection", None)
                 (abort or transport.loseConnection)()
 

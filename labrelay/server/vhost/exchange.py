@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from ...errors import ProtocolError
 from ...interfaces import ICountedSink
+from ...relay import unregister_producer
 from ..proxy_base import ReadGate
 from ..worklink import WorkLink
 from .exchange_state import HOLDING, Response, Stage, Work
@@ -359,8 +360,8 @@ class HttpExchange:
             self._head_timer.cancel()
             self._head_timer = None
         if self._work_gate is not None:
-            _unregister(self.front.transport)
-            _unregister(self.work.transport)
+            unregister_producer(self.front.transport)
+            unregister_producer(self.work.transport)
             self.front.gate.resume("backpressure")
             self._work_gate = None
 
@@ -379,10 +380,3 @@ class HttpExchange:
         if state is not Work.HANDED_OVER:
             self.proxy.sink_closed(self)
         return True
-
-
-def _unregister(transport) -> None:
-    try:
-        transport.unregisterProducer()
-    except RuntimeError:
-        pass
