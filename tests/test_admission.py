@@ -209,7 +209,7 @@ class DeadlineTests(AdmissionCase):
             self.advance(1)
             stream = peer.open()
             stream.transport.abortConnection()
-            peer.session._send_ping()
+            peer.session._keepalive.ping()
             peer.pump()
         peer.open().transport.write(b"o\x00\x00")
         peer.pump()
@@ -227,7 +227,7 @@ class DeadlineTests(AdmissionCase):
         """A session that only answers Pings is closed at the deadline."""
         peer = MuxPeer(self, "198.51.100.7")
         for _ in range(9):
-            peer.session._send_ping()
+            peer.session._keepalive.ping()
             self.advance(1)
         self.assertFalse(peer.closed_by_server)
         self.advance(1)

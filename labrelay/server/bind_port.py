@@ -25,7 +25,9 @@ user.)
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from ..interfaces import IAdmissionHolder
 from ..mux.session import YamuxSession
 from ..peers import describe, set_keepalive
 from ..relay import set_no_delay
@@ -56,6 +58,7 @@ def admitter(guard, refusals):
     return admit
 
 
+@implementer(IAdmissionHolder)
 class ServerSession(YamuxSession):
     """The server's yamux session; refuses plain frp clients clearly."""
 

@@ -27,9 +27,11 @@ a peer cannot pipeline guesses on one connection.
 """
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .. import FRP_VERSION
 from ..errors import ProtocolError
+from ..interfaces import IAdmissionHolder
 from ..peers import describe, host_port, set_keepalive
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
@@ -48,6 +50,7 @@ FIRST_MESSAGE_TIMEOUT = 10
 MAX_EARLY_WORK_BYTES = 256 * 1024
 
 
+@implementer(IAdmissionHolder)
 class ServerConnection(RelayedProtocol):
     _log = Logger()
 
@@ -187,7 +190,7 @@ class ServerConnection(RelayedProtocol):
             self._first_timer = None
         if self.control is not None:
             self.control.connection_lost(reason)
-        elif self.work_owner is not None and self.splice is None:
+        elif self.work_owner is not None and self.sink is None:
             self.work_owner.pool.discard(self)
 
     # Sending.

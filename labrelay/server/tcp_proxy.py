@@ -53,7 +53,7 @@ class UserConnection(WaitsForWork, RelayedProtocol):
         self.proxy.connections.discard(self)
         self.proxy.context.connections.remove(self)
         self.stop_waiting()
-        splice = self.splice
+        splice = self.sink
         proxy = self.proxy
         self._log.info("user connection close {kv}", **kv_fields(
             proxy=proxy.name, run_id=proxy.control.run_id,

@@ -8,7 +8,7 @@ exchange calls instead of reaching the client's control connection or
 pool).
 
 Work connections that carried a complete exchange are kept idle here
-(:class:`~labrelay.server.vhost.exchange.IdleWork`) for the proxy's next
+(:class:`~labrelay.server.vhost.idle.IdleWork`) for the proxy's next
 requests: at most :attr:`Vhost.max_idle_work` per proxy, most recently
 used first, all closed when the proxy closes.
 """
@@ -21,7 +21,8 @@ from twisted.logger import Logger
 from ...errors import ProxyError
 from ..proxy_base import ProxyBase, WaitsForWork
 from ..worklink import start_work_link
-from .exchange import IdleWork, WorkUnavailable
+from .exchange import WorkUnavailable
+from .idle import IdleWork
 from .routes import normalize_domain
 
 
@@ -188,10 +189,3 @@ class HttpProxy(ProxyBase):
         else 504 (it did not give one in time)."""
         status = 502 if self.control.closed else 504
         request.deferred.errback(WorkUnavailable(error, status))
-
-    def hand_over(self, exchange):
-        """An exchange became a raw splice (Upgrade): keep counting it as
-        one connection; return the splice's on_close callback."""
-        self.bytes_in += exchange.bytes_a_to_b
-        self.bytes_out += exchange.bytes_b_to_a
-        return self.splice_closed
