@@ -101,7 +101,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self.client_ip = host_port(self.transport.getPeer())[0] or "-"
         self.gate = ReadGate(self.transport)
         self.vhost.connections.add(self)
-        self.vhost.server.connections.add(self)
+        self.vhost.context.connections.add(self)
         self._start_timer(self.vhost.head_timeout, self._head_timed_out)
 
     def data_before_splice(self, data):
@@ -133,7 +133,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._cancel_timer()
         self._closing = True
         self.vhost.connections.discard(self)
-        self.vhost.server.connections.remove(self)
+        self.vhost.context.connections.remove(self)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.front_lost()
