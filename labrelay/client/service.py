@@ -25,21 +25,18 @@ successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
 """
 
 import attr
-from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ..logs import install_log_observer
 
+from ..program import ProgramService
 from ..config import ConfigError
 from ..mux.budget import BufferBudget
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
-from ..sdnotify import Notifier
-from ..sighup import SighupHandler
 from ..tracking import ConnectionSet
 from ..protocol import messages
 from .admin_server import AdminListeners
@@ -64,7 +61,7 @@ class ProxyState:
     retry_call = attr.ib(default=None)
 
 
-class RelayClient(service.MultiService):
+class RelayClient(ProgramService):
     """
     :param config: a :class:`labrelay.config.ClientConfig`.
     :param endpoint: the client endpoint to the server (TLS included).
@@ -77,22 +74,11 @@ class RelayClient(service.MultiService):
         ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
 
-    #: set by the tap: twistd's log observer built from the config
-    log_observer = None
-
     _log = Logger()
 
     def __init__(self, config, reactor, endpoint, exit_on_fatal=True,
                  config_path=None, admin_listen=None, notifier=None):
-        super().__init__()
-        self.config = config
-        self.notifier = notifier if notifier is not None \
-            else Notifier.from_environ()
-        self.config_path = config_path
-        #: reloads on SIGHUP while running, when there is a config file
-        self.sighup = SighupHandler(reactor, self._reload_from_signal)
-        self.reactor = reactor
-        self.clock = reactor
+        super().__init__(config, reactor, config_path, notifier)
         self._endpoint = endpoint
         self._exit_on_fatal = exit_on_fatal
         self.run_id = ""
@@ -162,16 +148,10 @@ class RelayClient(service.MultiService):
         super().startService()
         first = self._link.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_login_failed)
-        if self.config_path:
-            self.sighup.install()
-
-    def setServiceParent(self, parent):
-        install_log_observer(parent, self.log_observer)
-        return super().setServiceParent(parent)
+        self.reload_on_sighup()
 
     def stopService(self):
-        self.sighup.restore()
-        self.notifier.stopping("stopping")
+        self.begin_stopping()
         admin_closed = self.admin_listeners.close()
         for state in self.proxies.values():
             if state.retry_call is not None and state.retry_call.active():

@@ -15,13 +15,13 @@ reports READY once every startup listener listens, RELOADING/READY around a
 reload and STOPPING (:mod:`labrelay.sdnotify`).
 """
 
-from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..program import ProgramService
 from ..listeners import StartupListener
-from ..logs import install_log_observer, set_log_level
+from ..logs import set_log_level
 
 from .. import VERSION_TEXT
 from ..config import ConfigError
@@ -30,7 +30,6 @@ from ..errors import ProxyError
 from ..sniff import SniffingFactory
 from ..tracking import ConnectionSet
 from ..mux.budget import BufferBudget
-from ..sdnotify import Notifier
 from ..throttle import PasswordThrottle
 from .auth import Authenticator, new_run_id
 from .bind_port import FrpConnectionFactory, admitter
@@ -40,7 +39,7 @@ from .context import ServerContext
 from .guard import RateLimitedLog, ReplayCache, SourceGuard
 from .ports import PortAllocator
 from .refusals import RefusalLog
-from .reload import SighupHandler, reload_from_file
+from .reload import reload_from_file
 from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
 from .vhost import Vhost
@@ -87,7 +86,7 @@ class _VhostListener(StartupListener):
         self._waitingForPort.addCallback(listening)
 
 
-class RelayServer(service.MultiService):
+class RelayServer(ProgramService):
     """
     :param config: a :class:`labrelay.config.ServerConfig`.
     :param tls_options: server TLS options (``labrelay.tls``).
@@ -103,23 +102,13 @@ class RelayServer(service.MultiService):
         ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
 
-    #: set by the tap: twistd's log observer built from the config
-    log_observer = None
-
     _log = Logger()
 
     def __init__(self, config, reactor, tls_options, listen=None,
                  vhost_listen=None, dashboard_listen=None, config_path=None,
                  notifier=None):
-        super().__init__()
-        self.config = config
-        self.config_path = config_path
-        self.notifier = notifier if notifier is not None \
-            else Notifier.from_environ()
-        self.sighup = SighupHandler(reactor, self._reload_from_signal)
+        super().__init__(config, reactor, config_path, notifier)
         self._ready = None            # fires once every listener listens
-        self.reactor = reactor
-        self.clock = reactor
         self.vhost = None
         self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self._build_context(config, reactor)
@@ -197,8 +186,7 @@ class RelayServer(service.MultiService):
 
     def startService(self):
         # Before READY can go out: systemd may send SIGHUP right after it.
-        if self.config_path:
-            self.sighup.install()
+        self.reload_on_sighup()
         super().startService()
         listeners = [("bind port", self.when_listening())]
         if self._vhost_listener is not None:
@@ -248,13 +236,8 @@ class RelayServer(service.MultiService):
         """A Deferred firing with the dashboard's IListeningPort."""
         return self.dashboard.when_listening()
 
-    def setServiceParent(self, parent):
-        install_log_observer(parent, self.log_observer)
-        return super().setServiceParent(parent)
-
     def stopService(self):
-        self.sighup.restore()
-        self.notifier.stopping("stopping")
+        self.begin_stopping()
         self.guard.close()
         self.throttle.close()
         for control in list(self.registry.controls.values()):
