@@ -24,7 +24,9 @@ successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
 (:mod:`labrelay.sdnotify`); failed first logins show in its STATUS.
 """
 
-import attr
+from typing import Any
+
+import attrs
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectingCancelledError
@@ -49,16 +51,16 @@ from .workconn import ClientWorkConnection, quiet_factory
 PROXY_RETRY_SECONDS = 30
 
 
-@attr.s
+@attrs.define
 class ProxyState:
     """What the client knows about one of its proxies (as ``frpc status``)."""
 
-    config = attr.ib()
-    status = attr.ib(default="new")   # new, wait start, running, start error,
-    #                                    closed (removed by a reload)
-    error = attr.ib(default="")
-    remote_addr = attr.ib(default="")
-    retry_call = attr.ib(default=None)
+    config: Any
+    #: new, wait start, running, start error, closed (removed by a reload)
+    status: str = "new"
+    error: str = ""
+    remote_addr: str = ""
+    retry_call: Any = None
 
 
 class RelayClient(ProgramService):

@@ -11,7 +11,7 @@ streams, windows or Twisted; :mod:`labrelay.mux.session` builds on it.
 
 import struct
 
-import attr
+import attrs
 
 from ..errors import ProtocolError
 
@@ -62,7 +62,7 @@ class FrameError(ProtocolError):
         self.frames = list(frames)
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
+@attrs.frozen
 class Header:
     """One decoded 12-byte frame header."""
 
@@ -79,7 +79,7 @@ class Header:
         )
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
+@attrs.frozen
 class Frame:
     """A header plus, for Data frames, its payload (``b""`` otherwise)."""
 
