@@ -77,7 +77,7 @@ class _TLSEndpoint:
         self._clock = clock
         self._factory_class = _HeadByteTLSFactory if head_byte else TLSFactory
 
-    def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         tls_factory = self._factory_class(
             self._tls_options, True, protocolFactory, clock=self._clock
         )

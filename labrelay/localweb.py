@@ -27,7 +27,8 @@ A request without ``Host`` is refused too: every browser sends one.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Optional, Union
 
 #: Host names that always mean "this machine".
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -56,12 +56,15 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from labrelay.tls import (TLS_HANDSHAKE_BYTE, TLS_HEAD_BYTE, TLSFactory,
-                          describe_tls_error)
+from labrelay.tls import (
+    TLS_HANDSHAKE_BYTE,
+    TLS_HEAD_BYTE,
+    TLSFactory,
+    describe_tls_error,
+)
 
 
 def peer_text(transport: Any) -> str:
@@ -123,7 +126,7 @@ class _SniffingProtocol(Protocol):
 
     _log = Logger()
 
-    def __init__(self, factory: "SniffingFactory", addr: IAddress) -> None:
+    def __init__(self, factory: SniffingFactory, addr: IAddress) -> None:
         self._factory = factory
         self._addr = addr
         self._inner: Optional[IProtocol] = None

@@ -29,7 +29,8 @@ refused server certificate is reported as :class:`TLSVerificationError`.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm

@@ -50,9 +50,17 @@ from twisted.web.resource import Resource
 
 from ..localweb import HostPolicy, request_denial
 from ..throttle import PasswordThrottle
-from ..web import (AUTH_FAIL_DELAY, PAGE_NOT_FOUND, TEXT, BasicAuth,
-                   Credentials, JsonFormat, Reply, answer_when_decided,
-                   plain_text)
+from ..web import (
+    AUTH_FAIL_DELAY,
+    PAGE_NOT_FOUND,
+    TEXT,
+    BasicAuth,
+    Credentials,
+    JsonFormat,
+    Reply,
+    answer_when_decided,
+    plain_text,
+)
 from .admin_config import reload_config, show_config, store_config
 
 #: Seconds between answering ``POST /api/stop`` and stopping (frp: 100 ms).

@@ -105,7 +105,7 @@ def _read(path: str) -> str:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise Reply(400, f"{path}: cannot read: {e}")
+        raise Reply(400, f"{path}: cannot read: {e}") from e
 
 
 def show_config(client) -> bytes:
@@ -123,14 +123,14 @@ def store_config(client, body: bytes) -> bytes:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise Reply(400, "body is not UTF-8 text")
+        raise Reply(400, "body is not UTF-8 text") from None
     path = _config_path(client)
     content = config_to_store(text, _read(path))
     try:
         with open(path, "w", encoding="utf-8") as f:
             f.write(content)
     except OSError as e:
-        raise Reply(500, f"write content to {path} failed: {e}")
+        raise Reply(500, f"write content to {path} failed: {e}") from e
     _log.info("admin API: {path} rewritten; POST /api/reload "
               "applies it", path=path)
     return b""
@@ -143,10 +143,10 @@ def reload_config(client) -> bytes:
         client.reload()
     except ConfigError as e:
         _log.warn("reload: {error}; nothing changed", error=e)
-        raise Reply(400, str(e))
+        raise Reply(400, str(e)) from e
     except Exception as e:
         _log.failure("reload failed")
-        raise Reply(500, f"reload failed: {e}")
+        raise Reply(500, f"reload failed: {e}") from e
     return b""
 
 

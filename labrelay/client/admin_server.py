@@ -19,8 +19,7 @@ from __future__ import annotations
 import ipaddress
 
 import attrs
-from twisted.internet.defer import (Deferred, gatherResults, maybeDeferred,
-                                    succeed)
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 

@@ -33,14 +33,13 @@ from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-
-from ..program import ProgramService
 from ..config import ConfigError
-from ..mux.budget import BufferBudget
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
-from ..tracking import ConnectionSet
+from ..mux.budget import BufferBudget
+from ..program import ProgramService
 from ..protocol import messages
+from ..tracking import ConnectionSet
 from .admin_server import AdminListeners
 from .control import ClientControl
 from .link import ControlMuxSession

@@ -74,9 +74,7 @@ class Header:
     def describe(self) -> str:
         """A short human form such as ``WindowUpdate[SYN] stream=1 length=6029312``."""
         names = "|".join(name for bit, name in FLAG_NAMES if self.flags & bit)
-        return "{}[{}] stream={} length={}".format(
-            TYPE_NAMES.get(self.type, str(self.type)), names, self.stream_id, self.length
-        )
+        return f"{TYPE_NAMES.get(self.type, str(self.type))}[{names}] stream={self.stream_id} length={self.length}"
 
 
 @attrs.frozen

@@ -33,9 +33,9 @@ from .. import FRP_VERSION
 from ..errors import ProtocolError
 from ..interfaces import IAdmissionHolder
 from ..peers import describe, host_port, set_keepalive
+from ..protocol import messages
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
-from ..protocol import messages
 from ..relay import RelayedProtocol, set_no_delay
 from .auth import SESSION_CAP
 from .control import ControlSession

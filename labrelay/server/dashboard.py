@@ -56,8 +56,15 @@ from ..endpoints import server_endpoint_description
 from ..listeners import StartupListener
 from ..localweb import HostPolicy, request_denial
 from ..tls import TLSConfigError, server_tls_options
-from ..web import (PAGE_NOT_FOUND, BasicAuth, Credentials, QuietSite,
-                   TrackingFactory, answer_when_decided, plain_text)
+from ..web import (
+    PAGE_NOT_FOUND,
+    BasicAuth,
+    Credentials,
+    QuietSite,
+    TrackingFactory,
+    answer_when_decided,
+    plain_text,
+)
 from .dashboard_api import ApiResource, DashboardApi
 from .dashboard_metrics import MetricsResource, metrics_registry
 from .stats import SAMPLE_SECONDS

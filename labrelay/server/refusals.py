@@ -14,8 +14,7 @@ back.
 
 from twisted.logger import Logger
 
-from .auth import (AUTH_FAILURES, WORK_BINDING, WORK_SESSIONS,
-                   throttle_refusal)
+from .auth import AUTH_FAILURES, WORK_BINDING, WORK_SESSIONS, throttle_refusal
 
 
 def _failures_held(held: int, source: str) -> str:

@@ -19,18 +19,17 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..program import ProgramService
-from ..listeners import StartupListener
-from ..logs import set_log_level
-
 from .. import VERSION_TEXT
 from ..config import ConfigError
 from ..endpoints import server_endpoint_description
 from ..errors import ProxyError
-from ..sniff import SniffingFactory
-from ..tracking import ConnectionSet
+from ..listeners import StartupListener
+from ..logs import set_log_level
 from ..mux.budget import BufferBudget
+from ..program import ProgramService
+from ..sniff import SniffingFactory
 from ..throttle import PasswordThrottle
+from ..tracking import ConnectionSet
 from .auth import Authenticator, new_run_id
 from .bind_port import FrpConnectionFactory, admitter
 from .budget import RegistrationBudget

@@ -22,6 +22,7 @@ from ..errors import ProxyError
 from ..logs import kv_fields
 from ..peers import describe, host_port
 from ..relay import RelayedProtocol, set_no_delay
+
 # ProxyBase and join_user_to_work live in proxy_base (shared with http);
 # they are re-exported here for existing imports.
 from .proxy_base import ProxyBase, WaitsForWork, join_user_to_work

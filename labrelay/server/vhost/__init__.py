@@ -27,8 +27,14 @@ from .exchange import HttpExchange, WorkLink
 from .front import MAX_HEAD, VhostConnection
 from .idle import IdleWork
 from .pages import NOT_FOUND_PAGE
-from .port import (HEAD_TIMEOUT, IDLE_WORK_TIMEOUT, LINGER_TIMEOUT,
-                   MAX_IDLE_WORK, Vhost, VhostFactory)
+from .port import (
+                   HEAD_TIMEOUT,
+                   IDLE_WORK_TIMEOUT,
+                   LINGER_TIMEOUT,
+                   MAX_IDLE_WORK,
+                   Vhost,
+                   VhostFactory,
+)
 from .proxy import HttpProxy
 from .routes import RouteTable
 

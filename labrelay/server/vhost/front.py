@@ -42,8 +42,7 @@ import h11
 from twisted.logger import Logger
 
 from ...peers import describe, host_port
-from ...relay import (RelayedProtocol, Splice, set_no_delay,
-                      supports_half_close)
+from ...relay import RelayedProtocol, Splice, set_no_delay, supports_half_close
 from ..proxy_base import ReadGate
 from .access_log import AccessRecord, write_access_line
 from .auth import BasicAuthMixin
