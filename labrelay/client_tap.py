@@ -10,10 +10,9 @@ import os
 from twisted.python import usage
 
 from . import VERSION_TEXT
-from .startup import prepare_service, refuse_config
 from .config import ConfigError, load_client_config
+from .startup import prepare_service, refuse_config
 from .tls import TLSConfigError, client_tls_options
-
 
 PROGRAM = "labrelay-client"
 

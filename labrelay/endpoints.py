@@ -3,22 +3,22 @@
 Endpoints built from configuration: the client's dial to the server and the
 server's listen descriptions.
 
-* L{client_endpoint}: frpc's connection to frps -- a L{HostnameEndpoint}
+* :func:`client_endpoint`: frpc's connection to frps -- a :class:`HostnameEndpoint`
   (optionally bound to ``connect_server_local_ip``), wrapped in TLS when
   ``tls_enable``, with frp's custom first byte ``0x17`` written on the raw
   connection just before the ClientHello when
   ``disable_custom_tls_first_byte = false``.
-* L{server_endpoint_description}: a ``strports`` description for a listen
+* :func:`server_endpoint_description`: a ``strports`` description for a listen
   address and port (IPv6 addresses are written without brackets in frp's
   config and need their colons escaped here).
 
 Half-close over TLS (measured in tests/test_endpoints.py and
-tests/test_tls.py): a TLS transport from L{TLSMemoryBIOProtocol} has no
-half-close.  It has no C{loseWriteConnection} of its own; the name resolves
-to the TCP socket's through C{ProtocolWrapper.__getattr__}, which sends a
+tests/test_tls.py): a TLS transport from :class:`TLSMemoryBIOProtocol` has no
+half-close.  It has no ``loseWriteConnection`` of its own; the name resolves
+to the TCP socket's through ``ProtocolWrapper.__getattr__``, which sends a
 raw FIN without a TLS close_notify.  The peer's TLS layer reports that as a
 lost connection and closes both directions; and a received close_notify
-also closes both directions.  C{readConnectionLost} never reaches the
+also closes both directions.  ``readConnectionLost`` never reaches the
 application, so relays over TLS must splice full-close only.
 """
 
@@ -52,7 +52,7 @@ class _HeadByteTLSProtocol(TLSTransport):
 
 
 class _HeadByteTLSFactory(TLSFactory):
-    """L{TLSMemoryBIOFactory} whose connections start with L{TLS_HEAD_BYTE}."""
+    """:class:`TLSMemoryBIOFactory` whose connections start with :data:`TLS_HEAD_BYTE`."""
 
     protocol = _HeadByteTLSProtocol
 
@@ -60,9 +60,9 @@ class _HeadByteTLSFactory(TLSFactory):
 @implementer(IStreamClientEndpoint)
 class _TLSEndpoint:
     """
-    Like C{wrapClientTLS(options, endpoint)}, with labrelay's TLS transport
-    (see L{labrelay.tls.TLSTransport}); with C{head_byte}, each connection
-    sends L{TLS_HEAD_BYTE} on the raw stream before the TLS handshake.
+    Like ``wrapClientTLS(options, endpoint)``, with labrelay's TLS transport
+    (see :class:`~labrelay.tls.TLSTransport`); with ``head_byte``, each connection
+    sends :data:`TLS_HEAD_BYTE` on the raw stream before the TLS handshake.
     """
 
     def __init__(
@@ -77,7 +77,7 @@ class _TLSEndpoint:
         self._clock = clock
         self._factory_class = _HeadByteTLSFactory if head_byte else TLSFactory
 
-    def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         tls_factory = self._factory_class(
             self._tls_options, True, protocolFactory, clock=self._clock
         )
@@ -107,7 +107,7 @@ def client_endpoint(
     :param local_ip: ``connect_server_local_ip``; bind the socket to it.
     :param tls_enable: wrap the connection in TLS.
     :param tls_options: the client connection creator (see
-        L{labrelay.tls.client_tls_options}); required with ``tls_enable``.
+        :func:`~labrelay.tls.client_tls_options`); required with ``tls_enable``.
     :param send_tls_first_byte: write ``0x17`` before the ClientHello (frp's
         ``disable_custom_tls_first_byte = false``); ignored without TLS.
     """

@@ -2,7 +2,7 @@
 """
 Which requests a web API meant for its own host accepts: the ``Host`` and
 ``Origin`` checks shared by the client's admin API and the server's
-dashboard.
+dashboard (what else they share is :mod:`labrelay.web`).
 
 A browser can be made to send requests to ``127.0.0.1:7400`` by any web
 page, two ways:
@@ -27,7 +27,8 @@ A request without ``Host`` is refused too: every browser sends one.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Optional, Union
 
 #: Host names that always mean "this machine".
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -41,10 +41,15 @@ import string
 import sys
 import time
 
-from twisted.logger import (FilteringLogObserver, ILogObserver,
-                            LegacyLogObserverWrapper, LogLevel,
-                            LogLevelFilterPredicate, formatEvent,
-                            textFileLogObserver)
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LegacyLogObserverWrapper,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
 from twisted.python.components import Componentized
 from twisted.python.logfile import DailyLogFile
 from zope.interface import implementer

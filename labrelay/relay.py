@@ -31,6 +31,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from .errors import ProtocolError
+from .interfaces import ICountedSink
 from .writethrough import write_now
 
 
@@ -41,8 +42,9 @@ def supports_half_close(transport) -> bool:
     return callable(getattr(transport, "loseWriteConnection", None))
 
 
-def _unregister(transport) -> None:
-    # Strict transports (StringTransport) refuse to unregister nothing.
+def unregister_producer(transport) -> None:
+    """Unregister *transport*'s producer, if it has one (strict transports,
+    such as StringTransport, refuse to unregister nothing)."""
     try:
         transport.unregisterProducer()
     except RuntimeError:
@@ -64,22 +66,26 @@ class RelayedProtocol(Protocol):
     """
     Base class of the protocols that end up on one side of a splice.
 
-    Before the splice starts, bytes go to :meth:`data_before_splice`, EOF to
+    Their input goes to their :attr:`sink` (an
+    :class:`~labrelay.interfaces.ISink`: a :class:`Splice`, an HTTP
+    exchange, an idle work connection's keeper) once one is set.  Before
+    that, bytes go to :meth:`data_before_splice`, EOF to
     :meth:`eof_before_splice`.  Subclasses override those and
     :meth:`connection_ended` for their own bookkeeping.
     """
 
-    splice = None
+    #: where input goes (an ISink), or None before the splice
+    sink = None
 
     def dataReceived(self, data):
-        if self.splice is not None:
-            self.splice.forward(self, data)
+        if self.sink is not None:
+            self.sink.forward(self, data)
         else:
             self.data_before_splice(data)
 
     def readConnectionLost(self):
-        if self.splice is not None:
-            self.splice.end_of_input(self)
+        if self.sink is not None:
+            self.sink.end_of_input(self)
         else:
             self.eof_before_splice()
 
@@ -87,8 +93,8 @@ class RelayedProtocol(Protocol):
         pass
 
     def connectionLost(self, reason):
-        if self.splice is not None:
-            self.splice.connection_lost(self, reason)
+        if self.sink is not None:
+            self.sink.connection_lost(self, reason)
         self.connection_ended(reason)
 
     # Hooks for subclasses.
@@ -120,6 +126,7 @@ class _Side:
         self.bytes_in = 0
 
 
+@implementer(ICountedSink)
 class Splice:
     """
     Relay between protocols *a* and *b*.
@@ -158,7 +165,7 @@ class Splice:
         splice (they are forwarded first); both transports are resumed.
         """
         a, b = self._a.protocol, self._b.protocol
-        a.splice = b.splice = self
+        a.sink = b.sink = self
         for side in (self._a, self._b):
             set_no_delay(side.protocol.transport)
         a.transport.registerProducer(b.transport, True)
@@ -200,7 +207,7 @@ class Splice:
         if src.input_ended and dst.input_ended:
             self._close_both()
         elif supports_half_close(dst_transport):
-            _unregister(dst_transport)
+            unregister_producer(dst_transport)
             dst_transport.loseWriteConnection()
         else:
             self._close_both()
@@ -213,7 +220,7 @@ class Splice:
         side.lost = True
         if not other.lost:
             transport = other.protocol.transport
-            _unregister(transport)
+            unregister_producer(transport)
             transport.loseConnection()
         else:
             self._finish()
@@ -222,7 +229,7 @@ class Splice:
         for side in (self._a, self._b):
             if not side.lost:
                 transport = side.protocol.transport
-                _unregister(transport)
+                unregister_producer(transport)
                 transport.loseConnection()
 
     def abort(self) -> None:
@@ -230,7 +237,7 @@ class Splice:
         for side in (self._a, self._b):
             if not side.lost:
                 transport = side.protocol.transport
-                _unregister(transport)
+                unregister_producer(transport)
                 abort = getattr(transport, "abortConnection", None)
                 (abort or transport.loseConnection)()
 

@@ -23,7 +23,8 @@ once and otherwise ignored: notifications must never stop the relay.
 import os
 import socket
 import time
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 from twisted.logger import Logger
 

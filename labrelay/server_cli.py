@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from . import VERSION_TEXT
-from .config_check import check_config
 from .config import load_server_config
+from .config_check import check_config
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,10 +11,9 @@ import os
 from twisted.python import usage
 
 from . import VERSION_TEXT
-from .startup import prepare_service, refuse_config
 from .config import ConfigError, load_server_config
+from .startup import prepare_service, refuse_config
 from .tls import TLSConfigError, server_tls_options
-
 
 PROGRAM = "labrelay-server"
 

@@ -9,13 +9,13 @@ frps reads one byte from every accepted connection (within 10 s):
 * anything else: plain frp, every byte kept -- unless ``tls_only`` is set,
   in which case the connection is refused.
 
-L{SniffingFactory} wraps the plain frp factory.  Its protocol waits for the
+:class:`SniffingFactory` wraps the plain frp factory.  Its protocol waits for the
 first byte (at most ``first_byte_timeout``), builds the inner protocol (the
-plain one, or a server-side L{TLSMemoryBIOProtocol} around the plain one),
+plain one, or a server-side :class:`TLSMemoryBIOProtocol` around the plain one),
 connects it to the *real* transport and then gets out of the way: reads go
 to the inner protocol without an extra call, and its writes and producer
 registration go straight to the socket.  Between the TLS layer and the frp
-protocol sits L{_TLSApplication}, equally thin, which logs a failed
+protocol sits :class:`_TLSApplication`, equally thin, which logs a failed
 handshake in one line (peer address and OpenSSL's reason).
 
 Admission: the factory's optional ``admit`` callable is asked about every
@@ -33,9 +33,9 @@ exists -- and aborts the connection, whatever is under way (a TLS
 handshake, a yamux session); when evicted it aborts it silently (the
 caller logs evictions, rate-limited).
 
-Half-close: a plain inner protocol that provides L{IHalfCloseableProtocol}
-receives C{readConnectionLost}/C{writeConnectionLost}.  A TLS inner protocol
-does not support half-close (L{TLSMemoryBIOProtocol} is not half-closeable),
+Half-close: a plain inner protocol that provides :class:`IHalfCloseableProtocol`
+receives ``readConnectionLost``/``writeConnectionLost``.  A TLS inner protocol
+does not support half-close (:class:`TLSMemoryBIOProtocol` is not half-closeable),
 so a TLS connection is always closed in both directions at once.
 """
 
@@ -56,12 +56,15 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from labrelay.tls import (TLS_HANDSHAKE_BYTE, TLS_HEAD_BYTE, TLSFactory,
-                          describe_tls_error)
+from labrelay.tls import (
+    TLS_HANDSHAKE_BYTE,
+    TLS_HEAD_BYTE,
+    TLSFactory,
+    describe_tls_error,
+)
 
 
 def peer_text(transport: Any) -> str:
@@ -123,7 +126,7 @@ class _SniffingProtocol(Protocol):
 
     _log = Logger()
 
-    def __init__(self, factory: "SniffingFactory", addr: IAddress) -> None:
+    def __init__(self, factory: SniffingFactory, addr: IAddress) -> None:
         self._factory = factory
         self._addr = addr
         self._inner: Optional[IProtocol] = None
@@ -270,8 +273,8 @@ class SniffingFactory(ServerFactory):
 
     :param plain_factory: builds the frp protocol (control/work/visitor or
         the mux session), whether the connection is TLS or plain.
-    :param tls_options: an L{IOpenSSLServerConnectionCreator} (see
-        L{labrelay.tls.server_tls_options}), or L{None} to refuse TLS.
+    :param tls_options: an :class:`IOpenSSLServerConnectionCreator` (see
+        :func:`~labrelay.tls.server_tls_options`), or ``None`` to refuse TLS.
     :param tls_only: refuse plain connections.
     :param clock: the reactor (for the first-byte timeout and TLS writes).
     :param first_byte_timeout: seconds to wait for the first byte.

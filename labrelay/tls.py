@@ -5,11 +5,11 @@ TLS configuration for the link between the relay client and server.
 This module owns turning frp's ``tls_*`` settings into pyOpenSSL-backed
 Twisted connection creators, and describing TLS failures in one line:
 
-* L{server_tls_options} (frps): the configured certificate, or a
+* :func:`server_tls_options` (frps): the configured certificate, or a
   self-signed one generated in memory at start-up when none is configured
   (as frps does); with ``tls_trusted_ca_file``, client certificates are
   required and verified against that CA.
-* L{client_tls_options} (frpc): with ``tls_trusted_ca_file`` the server's
+* :func:`client_tls_options` (frpc): with ``tls_trusted_ca_file`` the server's
   chain *and* name (DNS name or IP address, checked by service_identity)
   are verified; without it any certificate is accepted, exactly like frp's
   ``InsecureSkipVerify``.  SNI is sent whenever the server name is a DNS
@@ -19,17 +19,18 @@ The client does not use ``optionsForClientTLS``: its verify callback (as of
 Twisted 26.10) accepts a CA-signed certificate that has no subjectAltName
 for *any* name, merely logging the error.  With one CA issuing both client
 and server certificates (common for frp mTLS), that would let a client
-certificate impersonate the server.  L{_verify_callback} refuses it.
+certificate impersonate the server.  :func:`_verify_callback` refuses it.
 
-Both sides speak TLS 1.2 and 1.3 only.  Bad files raise L{TLSConfigError},
+Both sides speak TLS 1.2 and 1.3 only.  Bad files raise :class:`TLSConfigError`,
 whose message names the setting, the file and what is wrong with it; a
-refused server certificate is reported as L{TLSVerificationError}.
+refused server certificate is reported as :class:`TLSVerificationError`.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -124,7 +125,7 @@ def _load_identity(
 ) -> Optional[dict[str, Any]]:
     """
     Load a certificate (plus any chain after it) and its key, as keyword
-    arguments for L{CertificateOptions}; L{None} if the pair is not set.
+    arguments for :class:`CertificateOptions`; ``None`` if the pair is not set.
 
     frp uses the pair only when both files are set, so a half-set pair is
     ignored (with a warning) rather than rejected.
@@ -260,7 +261,7 @@ def _verify_callback(tls_protocol: Any, server_name: str) -> Any:
     Twisted's own callback (``optionsForClientTLS``) lets a CA-signed
     certificate *without any subjectAltName* through for every name, only
     logging the error; this one refuses it.  Every refusal is reported to
-    the TLS protocol as a L{TLSVerificationError}.
+    the TLS protocol as a :class:`TLSVerificationError`.
     """
     protocol_ref = [tls_protocol]
 
@@ -377,7 +378,7 @@ def describe_tls_error(reason: Union[Failure, BaseException]) -> str:
     """
     One line for a TLS failure: OpenSSL's reason strings (for example
     ``unsupported protocol``, ``tlsv1 alert unknown ca``) or, for a refused
-    server certificate, the L{TLSVerificationError} text.
+    server certificate, the :class:`TLSVerificationError` text.
     """
     error = reason.value if isinstance(reason, Failure) else reason
     if isinstance(error, SSL.Error):

@@ -60,7 +60,7 @@ def call(config, method: str, path: str, body: bytes = b"",
     request = urllib.request.Request(
         url, method=method, data=None if method == "GET" else body)
     if config.admin_user or config.admin_pwd:
-        pair = f"{config.admin_user}:{config.admin_pwd}".encode("utf-8")
+        pair = f"{config.admin_user}:{config.admin_pwd}".encode()
         request.add_header("Authorization",
                            "Basic " + base64.b64encode(pair).decode("ascii"))
     # No proxies from the environment: the admin API is local.

@@ -28,13 +28,12 @@ drives anything with the :class:`RelayClient` reload surface
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 from twisted.logger import Logger
 
-from ..config import (
-    CLIENT_RELOADABLE, ClientConfig, ProxyConfig, load_client_config)
+from ..config import CLIENT_RELOADABLE, ClientConfig, ProxyConfig, load_client_config
 
 _log = Logger()
 

@@ -14,36 +14,33 @@ link counts as connected once TCP (and TLS) is up, a refused login closes
 it, and the retry policy grows the delay with consecutive login failures.
 
 With ``admin_port`` set the client also serves its admin API
-(:mod:`labrelay.client.admin`), and :meth:`RelayClient.reload` (the API's
-``/api/reload``, and SIGHUP) applies the config file's proxy sections again
-(:mod:`labrelay.client.reload`).
+(:mod:`labrelay.client.admin`; where it listens, and how a reload moves
+it, is :mod:`labrelay.client.admin_server`), and
+:meth:`RelayClient.reload` (the API's ``/api/reload``, and SIGHUP) applies
+the config file's proxy sections again (:mod:`labrelay.client.reload`).
 
 Under systemd (``Type=notify``) the client reports READY after its first
 successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
 (:mod:`labrelay.sdnotify`); failed first logins show in its STATUS.
 """
 
-import attr
+from typing import Any
+
 import attrs
-from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import (CancelledError, Deferred, gatherResults,
-                                    succeed)
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ..logs import install_log_observer
-
 from ..config import ConfigError
-from ..mux.budget import BufferBudget
 from ..errors import LoginRefused
 from ..exitcode import exit_after_stop
-from ..sdnotify import Notifier
-from ..sighup import SighupHandler
-from ..tracking import ConnectionSet
+from ..mux.budget import BufferBudget
+from ..program import ProgramService
 from ..protocol import messages
-from .admin import AdminServer, admin_description
+from ..tracking import ConnectionSet
+from .admin_server import AdminListeners
 from .control import ClientControl
 from .link import ControlMuxSession
 from .reload import reload_from_file
@@ -53,19 +50,19 @@ from .workconn import ClientWorkConnection, quiet_factory
 PROXY_RETRY_SECONDS = 30
 
 
-@attr.s
+@attrs.define
 class ProxyState:
     """What the client knows about one of its proxies (as ``frpc status``)."""
 
-    config = attr.ib()
-    status = attr.ib(default="new")   # new, wait start, running, start error,
-    #                                    closed (removed by a reload)
-    error = attr.ib(default="")
-    remote_addr = attr.ib(default="")
-    retry_call = attr.ib(default=None)
+    config: Any
+    #: new, wait start, running, start error, closed (removed by a reload)
+    status: str = "new"
+    error: str = ""
+    remote_addr: str = ""
+    retry_call: Any = None
 
 
-class RelayClient(service.MultiService):
+class RelayClient(ProgramService):
     """
     :param config: a :class:`labrelay.config.ClientConfig`.
     :param endpoint: the client endpoint to the server (TLS included).
@@ -78,22 +75,11 @@ class RelayClient(service.MultiService):
         ``$NOTIFY_SOCKET``, which does nothing when it is unset).
     """
 
-    #: set by the tap: twistd's log observer built from the config
-    log_observer = None
-
     _log = Logger()
 
     def __init__(self, config, reactor, endpoint, exit_on_fatal=True,
                  config_path=None, admin_listen=None, notifier=None):
-        super().__init__()
-        self.config = config
-        self.notifier = notifier if notifier is not None \
-            else Notifier.from_environ()
-        self.config_path = config_path
-        #: reloads on SIGHUP while running, when there is a config file
-        self.sighup = SighupHandler(reactor, self._reload_from_signal)
-        self.reactor = reactor
-        self.clock = reactor
+        super().__init__(config, reactor, config_path, notifier)
         self._endpoint = endpoint
         self._exit_on_fatal = exit_on_fatal
         self.run_id = ""
@@ -121,13 +107,13 @@ class RelayClient(service.MultiService):
                                    retryPolicy=self._retry_delay,
                                    clock=reactor)
         self._link.setServiceParent(self)
-        self.admin = None
-        self._retired_admins = []   # moved away from by a reload
-        self._admin_settled = succeed(None)
-        if config.admin_port > 0 or admin_listen:
-            self.admin = AdminServer(self, reactor, admin_listen or (
-                admin_description(config.admin_addr, config.admin_port)))
-            self.admin.service.setServiceParent(self)
+        #: the admin API, started, moved and stopped by reloads
+        self.admin_listeners = AdminListeners(self, reactor, admin_listen)
+
+    @property
+    def admin(self):
+        """The admin API's current :class:`AdminServer`, or None."""
+        return self.admin_listeners.current
 
     @property
     def server_address(self) -> str:
@@ -163,19 +149,11 @@ class RelayClient(service.MultiService):
         super().startService()
         first = self._link.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_login_failed)
-        if self.config_path:
-            self.sighup.install()
-
-    def setServiceParent(self, parent):
-        install_log_observer(parent, self.log_observer)
-        return super().setServiceParent(parent)
+        self.reload_on_sighup()
 
     def stopService(self):
-        self.sighup.restore()
-        self.notifier.stopping("stopping")
-        admin_closed = gatherResults([
-            admin.close() for admin in [self.admin] + self._retired_admins
-            if admin is not None])
+        self.begin_stopping()
+        admin_closed = self.admin_listeners.close()
         for state in self.proxies.values():
             if state.retry_call is not None and state.retry_call.active():
                 state.retry_call.cancel()
@@ -195,71 +173,17 @@ class RelayClient(service.MultiService):
 
     def when_admin_listening(self):
         """A Deferred firing with the admin API's IListeningPort."""
-        return self.admin.when_listening()
+        return self.admin_listeners.when_listening()
 
     def when_admin_settled(self) -> Deferred:
         """A Deferred firing once the last reload's admin changes are done
         (the new listener listening, the old one closed)."""
-        d = Deferred()
-        self._admin_settled.addBoth(lambda result: (d.callback(None),
-                                                    result)[1])
-        return d
+        return self.admin_listeners.when_settled()
 
     def apply_admin(self, new) -> Deferred:
-        d = self._apply_admin(new)
-        self._admin_settled = d
-        return d
-
-    def _apply_admin(self, new) -> Deferred:
-        """
-        A reload's admin settings (*new* a ClientConfig): new credentials
-        apply to the next request; a new ``admin_addr``/``admin_port``
-        starts, moves or stops the listener.  A move binds the new address
-        first and leaves the old one serving if that fails (logged).  A
-        Deferred firing when done.
-        """
-        old = self.config
-        self.config = attrs.evolve(old, admin_user=new.admin_user,
-                                   admin_pwd=new.admin_pwd)
-        if (new.admin_addr, new.admin_port) == (old.admin_addr,
-                                                old.admin_port):
-            return succeed(None)
-        retired = self.admin
-        if new.admin_port <= 0:
-            self.config = attrs.evolve(self.config, admin_addr=new.admin_addr,
-                                       admin_port=new.admin_port)
-            self.admin = None
-            self._log.info("reload: admin API turned off")
-            return self._retire_admin(retired)
-        where = admin_description(new.admin_addr, new.admin_port)
-        self.config = attrs.evolve(self.config, admin_addr=new.admin_addr,
-                                   admin_port=new.admin_port)
-        candidate = AdminServer(self, self.reactor, where)
-
-        def listening(port):
-            self.admin = candidate
-            self._log.info("reload: admin API now on {address}",
-                           address=f"{new.admin_addr or '0.0.0.0'}:"
-                                   f"{port.getHost().port}")
-            return self._retire_admin(retired)
-
-        def failed(failure):
-            self.config = attrs.evolve(self.config, admin_addr=old.admin_addr,
-                                       admin_port=old.admin_port)
-            self._log.error("reload: the admin API cannot listen on "
-                            "{address}: {error}; it stays where it was",
-                            address=f"{new.admin_addr or '0.0.0.0'}:"
-                                    f"{new.admin_port}",
-                            error=failure.getErrorMessage())
-        return candidate.listen().addCallbacks(listening, failed)
-
-    def _retire_admin(self, admin) -> Deferred:
-        """Stop *admin* listening; its open connections finish (and are
-        closed at the latest when the client stops)."""
-        if admin is None:
-            return succeed(None)
-        self._retired_admins.append(admin)
-        return admin.stop_listening()
+        """A reload's admin settings (*new* a ClientConfig): see
+        :class:`~labrelay.client.admin_server.AdminListeners`."""
+        return self.admin_listeners.apply(new)
 
     def stop_gracefully(self, exit_code: int = 0) -> None:
         """Stop (``POST /api/stop``): the whole process under twistd, which

@@ -10,8 +10,11 @@ bytes that came right behind StartWorkConn are kept and relayed first.
 import time
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint,
-                                       TCP6ClientEndpoint)
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 

@@ -20,18 +20,39 @@ feeds the same models.  This module only re-exports the public names.
 """
 
 from .client import (
-    CLIENT_KEYS, CLIENT_OWN_KEYS, CLIENT_RELOADABLE, HTTP_PROXY_KEYS,
-    OTHER_PROXY_KEYS, PROXY_KEYS, TCP_PROXY_KEYS, ClientConfig, ProxyConfig,
-    load_client_config, parse_client_config)
+    CLIENT_KEYS,
+    CLIENT_OWN_KEYS,
+    CLIENT_RELOADABLE,
+    HTTP_PROXY_KEYS,
+    OTHER_PROXY_KEYS,
+    PROXY_KEYS,
+    TCP_PROXY_KEYS,
+    ClientConfig,
+    ProxyConfig,
+    load_client_config,
+    parse_client_config,
+)
 from .errors import ConfigError
 from .ini import PortSet, parse_port_ranges
 from .schema import (
-    CLIENT_NOT_YET, CLIENT_NOT_YET_PREFIXES, NOT_YET_DEFAULTS, OLD_KEYS,
-    PROXY_NOT_YET, PROXY_NOT_YET_PREFIXES, SERVER_NOT_YET,
-    SERVER_NOT_YET_PREFIXES)
+    CLIENT_NOT_YET,
+    CLIENT_NOT_YET_PREFIXES,
+    NOT_YET_DEFAULTS,
+    OLD_KEYS,
+    PROXY_NOT_YET,
+    PROXY_NOT_YET_PREFIXES,
+    SERVER_NOT_YET,
+    SERVER_NOT_YET_PREFIXES,
+)
 from .server import (
-    SERVER_KEYS, SERVER_OWN_KEYS, SERVER_RELOADABLE, ServerConfig,
-    is_loopback, load_server_config, parse_server_config)
+    SERVER_KEYS,
+    SERVER_OWN_KEYS,
+    SERVER_RELOADABLE,
+    ServerConfig,
+    is_loopback,
+    load_server_config,
+    parse_server_config,
+)
 
 __all__ = [
     "ConfigError", "PortSet", "parse_port_ranges", "ServerConfig",

@@ -17,21 +17,40 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 import attrs
 
 from .errors import Warnings, fail
 from .ini import DEFAULT_SECTION, IniDocument, Section
 from .schema import (
-    CLIENT_NOT_YET, CLIENT_NOT_YET_PREFIXES, MAX_RANGE_PORTS,
-    NOT_YET_PROTOCOLS, NOT_YET_PROXY_TYPES, OTHER_TYPE_PROXY_KEYS,
-    PROXY_NOT_YET, PROXY_NOT_YET_PREFIXES, SUPPORTED_PROXY_TYPES, key_table,
-    reloadable_keys, setting)
+    CLIENT_NOT_YET,
+    CLIENT_NOT_YET_PREFIXES,
+    MAX_RANGE_PORTS,
+    NOT_YET_PROTOCOLS,
+    NOT_YET_PROXY_TYPES,
+    OTHER_TYPE_PROXY_KEYS,
+    PROXY_NOT_YET,
+    PROXY_NOT_YET_PREFIXES,
+    SUPPORTED_PROXY_TYPES,
+    key_table,
+    reloadable_keys,
+    setting,
+)
 from .server import SERVER_KEYS, SERVER_OWN_KEYS
 from .values import (
-    CommonKeys, at_default, check_common, common_section, convert,
-    did_you_mean, document, read_common, read_file, warn_outside_sections)
+    CommonKeys,
+    at_default,
+    check_common,
+    common_section,
+    convert,
+    did_you_mean,
+    document,
+    read_common,
+    read_file,
+    warn_outside_sections,
+)
 
 Pairs = tuple[tuple[str, str], ...]
 

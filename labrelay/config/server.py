@@ -16,18 +16,29 @@ Unlike frp, an unparseable boolean or integer is refused, never ignored.
 from __future__ import annotations
 
 import ipaddress
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 import attrs
 
 from .errors import Warnings, fail
 from .ini import IniDocument, PortSet
 from .schema import (
-    SERVER_NOT_YET, SERVER_NOT_YET_PREFIXES, key_table, reloadable_keys,
-    setting)
+    SERVER_NOT_YET,
+    SERVER_NOT_YET_PREFIXES,
+    key_table,
+    reloadable_keys,
+    setting,
+)
 from .values import (
-    CommonKeys, check_common, common_section, document, read_common,
-    read_file, warn_outside_sections)
+    CommonKeys,
+    check_common,
+    common_section,
+    document,
+    read_common,
+    read_file,
+    warn_outside_sections,
+)
 
 
 @attrs.frozen

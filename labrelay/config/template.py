@@ -11,7 +11,8 @@ knows nothing about INI syntax or what keys mean.
 from __future__ import annotations
 
 import re
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 from .errors import IniError
 

@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Collection, Mapping
+from collections.abc import Collection, Mapping
 
 import attrs
 
 from .errors import ConfigError, IniError, Warnings, fail
 from .ini import (
-    DEFAULT_SECTION, Entry, IniDocument, Section, parse_go_bool,
-    parse_go_int, parse_port_ranges, split_list)
+    DEFAULT_SECTION,
+    Entry,
+    IniDocument,
+    Section,
+    parse_go_bool,
+    parse_go_int,
+    parse_port_ranges,
+    split_list,
+)
 from .schema import LOG_LEVELS, NOT_YET_DEFAULTS, OLD_KEYS
 from .template import render_template
 

@@ -11,7 +11,7 @@ streams, windows or Twisted; :mod:`labrelay.mux.session` builds on it.
 
 import struct
 
-import attr
+import attrs
 
 from ..errors import ProtocolError
 
@@ -62,7 +62,7 @@ class FrameError(ProtocolError):
         self.frames = list(frames)
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
+@attrs.frozen
 class Header:
     """One decoded 12-byte frame header."""
 
@@ -74,12 +74,10 @@ class Header:
     def describe(self) -> str:
         """A short human form such as ``WindowUpdate[SYN] stream=1 length=6029312``."""
         names = "|".join(name for bit, name in FLAG_NAMES if self.flags & bit)
-        return "{}[{}] stream={} length={}".format(
-            TYPE_NAMES.get(self.type, str(self.type)), names, self.stream_id, self.length
-        )
+        return f"{TYPE_NAMES.get(self.type, str(self.type))}[{names}] stream={self.stream_id} length={self.length}"
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
+@attrs.frozen
 class Frame:
     """A header plus, for Data frames, its payload (``b""`` otherwise)."""
 

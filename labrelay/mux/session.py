@@ -6,33 +6,33 @@ A yamux session (frp's ``tcp_mux``) as a Twisted protocol.
 :class:`~labrelay.mux.frames.FrameParser` and dispatches them to its
 :class:`~labrelay.mux.stream.YamuxStream` objects.  It owns what is
 per-session: stream ids and the open/accept handshake, the accept backlog,
-keepalive pings, GoAway, the stream-open timeout and the teardown that ends
-every stream.  It behaves like hashicorp/yamux v0.1.1 as frp configures it
-(the ``yamux.Config`` frp builds; the frames are those of hashicorp/yamux's
-``spec.md``).
+GoAway, the stream-open timeout and the teardown that ends every stream;
+its keepalive Pings are a :class:`~labrelay.mux.keepalive.Keepalive`.  It
+behaves like hashicorp/yamux v0.1.1 as frp configures it (the
+``yamux.Config`` frp builds; the frames are those of hashicorp/yamux's
+``spec.md``); what it can report is in :mod:`labrelay.mux.errors`.
 
 Backpressure: the session registers itself as a streaming producer on its
-transport.  When the transport's buffer is full it pauses every stream's
-producer and streams keep further data in their own send buffers; when the
-transport drains, the waiting streams are flushed in turn and their producers
-resumed.  Reading never needs pausing: each stream's buffering is bounded by
-its receive window, and the windows of all streams of all sessions sharing
-one :class:`~labrelay.mux.budget.BufferBudget` grow beyond 256 KiB only
-while they fit in it.
+transport, and every frame goes out through its
+:class:`~labrelay.mux.outlet.FrameOutlet`, which holds what a full
+transport cannot take and resumes the streams fairly when it drains.
+Reading never needs pausing: each stream's buffering is bounded by its
+receive window, and the windows of all streams of all sessions sharing one
+:class:`~labrelay.mux.budget.BufferBudget` grow beyond 256 KiB only while
+they fit in it.
 """
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..errors import LabrelayError
 from ..peers import describe
-from ..writethrough import write_now
 from .budget import BufferBudget
+from .errors import GoAwayReceived, SessionClosed, SessionError, StreamsExhausted
 from .frames import (
     FLAG_ACK,
     FLAG_FIN,
@@ -48,31 +48,18 @@ from .frames import (
     TYPE_WINDOW_UPDATE,
     FrameError,
     FrameParser,
-    encode_header,
 )
+from .keepalive import Keepalive
+from .outlet import FrameOutlet
 from .stream import YamuxStream
+
+__all__ = ["GoAwayReceived", "SessionClosed", "SessionError", "StreamsExhausted", "YamuxSession"]
 
 _GO_AWAY_NAMES = {
     GO_AWAY_NORMAL: "normal",
     GO_AWAY_PROTOCOL_ERROR: "protocol error",
     GO_AWAY_INTERNAL_ERROR: "internal error",
 }
-
-
-class SessionClosed(LabrelayError):
-    """The session has ended (or never started); no stream can be opened."""
-
-
-class GoAwayReceived(LabrelayError):
-    """The peer sent GoAway(normal): it accepts no new streams."""
-
-
-class StreamsExhausted(LabrelayError):
-    """Every stream id of our parity has been used."""
-
-
-class SessionError(LabrelayError):
-    """The session ended abnormally (protocol error, timeout, peer's GoAway error)."""
 
 
 class _Violation(Exception):
@@ -126,8 +113,9 @@ class YamuxSession(Protocol):
         self._clock = clock
         self._accept_stream = accept_stream
         self._max_window = max_window
-        self._keepalive_interval = keepalive_interval
-        self._keepalive_timeout = keepalive_timeout
+        self._keepalive = Keepalive(
+            clock, keepalive_interval, keepalive_timeout, self._send_ping, self._ping_timed_out
+        )
         self._accept_backlog = accept_backlog
         self._stream_open_timeout = stream_open_timeout
         self._stream_close_timeout = stream_close_timeout
@@ -137,28 +125,18 @@ class YamuxSession(Protocol):
         self._next_id = 1 if is_client else 2
         self._open_timers = {}
         self._pending_accepts = 0
-        self._paused = False
-        self._deferred_control = []
-        self._waiting = {}  # streams with data held back by a paused transport (ordered set)
+        self._outlet = FrameOutlet(on_flood=self._flooded)
         self._registered = False
         self._closed = False
         self._close_reason = None
         self._close_waiters = []
         self._remote_go_away = False
         self._local_go_away = False
-        self._ping_id = 0
-        self._ping_outstanding = None
-        self._keepalive_call = None
-        self._ping_timeout_call = None
 
     @property
     def streams_open(self) -> int:
         """Streams not yet fully closed, including ones awaiting accept."""
         return len(self._streams)
-
-    @property
-    def _writable(self) -> bool:
-        return not self._paused and not self._closed
 
     # Public API
 
@@ -196,7 +174,7 @@ class YamuxSession(Protocol):
         if self._closed:
             return
         self._local_go_away = True
-        self._write_frame(TYPE_GO_AWAY, 0, 0, code)
+        self._outlet.write_frame(TYPE_GO_AWAY, 0, 0, code)
         if code != GO_AWAY_NORMAL:
             self._shutdown(SessionError(f"sent GoAway({code})"))
 
@@ -222,9 +200,11 @@ class YamuxSession(Protocol):
     # IProtocol
 
     def connectionMade(self) -> None:
+        self._outlet.transport = self.transport
         self.transport.registerProducer(self, True)
         self._registered = True
-        self._schedule_keepalive()
+        if not self._closed:
+            self._keepalive.schedule()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
@@ -237,41 +217,17 @@ class YamuxSession(Protocol):
             return
         self._handle_frames(frames)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._registered = False
         self._shutdown(reason.value, transport_gone=True)
 
-    # IPushProducer: our transport's buffer
-
-    _resume_turn = 0
+    # IPushProducer: our transport's buffer (see labrelay.mux.outlet)
 
     def pauseProducing(self) -> None:
-        self._paused = True
-        for stream in list(self._streams.values()):
-            stream._pause_producer()
+        self._outlet.pause(list(self._streams.values()))
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        self._flush_deferred_control()
-        waiting = list(self._waiting)
-        self._waiting.clear()
-        for i, stream in enumerate(waiting):
-            if self._paused or self._closed:
-                for later in waiting[i:]:
-                    self._waiting[later] = None
-                return
-            stream._flush()
-        # Start each round at another stream: when the session's transport
-        # fills up again part-way, the same low stream ids must not always
-        # win and the others starve.
-        streams = list(self._streams.values())
-        if streams:
-            self._resume_turn = (self._resume_turn + 1) % len(streams)
-            streams = streams[self._resume_turn:] + streams[:self._resume_turn]
-        for stream in streams:
-            if self._paused:
-                return
-            stream._maybe_resume_producer()
+        self._outlet.resume(list(self._streams.values()))
 
     def stopProducing(self) -> None:
         """The transport is going away; connectionLost follows."""
@@ -388,13 +344,9 @@ class YamuxSession(Protocol):
 
     def _on_ping(self, header) -> None:
         if header.flags & FLAG_SYN:
-            self._write_frame(TYPE_PING, FLAG_ACK, 0, header.length)
-        elif header.flags & FLAG_ACK and header.length == self._ping_outstanding:
-            self._ping_outstanding = None
-            if self._ping_timeout_call is not None:
-                self._ping_timeout_call.cancel()
-                self._ping_timeout_call = None
-            self._schedule_keepalive()
+            self._outlet.write_frame(TYPE_PING, FLAG_ACK, 0, header.length)
+        elif header.flags & FLAG_ACK:
+            self._keepalive.answered(header.length)
 
     def _on_go_away(self, code: int) -> None:
         if code == GO_AWAY_NORMAL:
@@ -413,27 +365,23 @@ class YamuxSession(Protocol):
             peer=describe(self.transport) if self.transport is not None else "?",
             error=message,
         )
-        self._write_frame(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR)
+        self._outlet.write_frame(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR)
         self._shutdown(SessionError(f"yamux protocol error: {message}"))
+
+    def _flooded(self) -> None:
+        """The outlet held too many control frames for a peer that does
+        not read."""
+        self._protocol_error("peer keeps sending while not reading our replies")
 
     # Keepalive and timeouts
 
-    def _schedule_keepalive(self) -> None:
-        if self._keepalive_interval > 0 and not self._closed:
-            self._keepalive_call = self._clock.callLater(self._keepalive_interval, self._send_ping)
-
-    def _send_ping(self) -> None:
-        self._keepalive_call = None
-        self._ping_id = (self._ping_id + 1) & MAX_LENGTH
-        self._ping_outstanding = self._ping_id
-        self._write_frame(TYPE_PING, FLAG_SYN, 0, self._ping_id)
-        self._ping_timeout_call = self._clock.callLater(self._keepalive_timeout, self._ping_timed_out)
+    def _send_ping(self, ping_id: int) -> None:
+        self._outlet.write_frame(TYPE_PING, FLAG_SYN, 0, ping_id)
 
     def _ping_timed_out(self) -> None:
-        self._ping_timeout_call = None
         self._log.error(
             "yamux keepalive timeout: no Ping ACK within {timeout}s; closing the session",
-            timeout=self._keepalive_timeout,
+            timeout=self._keepalive.timeout,
         )
         self._shutdown(SessionError("keepalive timeout"), abort=True)
 
@@ -448,59 +396,13 @@ class YamuxSession(Protocol):
 
     # Called by streams
 
-    def _write_frame(self, frame_type, flags, stream_id, length, payload=None) -> None:
-        if self._closed or self.transport is None:
-            return
-        if self._paused and not payload and frame_type != TYPE_GO_AWAY:
-            self._defer_control(frame_type, flags, stream_id, length)
-            return
-        header = encode_header(frame_type, flags, stream_id, length)
-        # one buffer, sent at once when the socket is idle (writethrough)
-        write_now(self.transport, header + payload if payload else header)
-
-    #: control frames kept while our transport is paused before the peer
-    #: counts as one that sends without reading (a Ping or SYN flood)
-    MAX_DEFERRED_CONTROL = 1024
-
-    def _defer_control(self, frame_type, flags, stream_id, length) -> None:
-        """
-        Keep a control frame (window update, ACK, RST, Ping answer) while the
-        transport is paused: a peer that never reads must not make us write
-        a reply per request without bound.  Plain window updates of one
-        stream are summed and Ping answers keep only the latest; the rest are
-        sent, in order, when the transport resumes.
-        """
-        deferred = self._deferred_control
-        if frame_type == TYPE_WINDOW_UPDATE and flags == 0:
-            for i, (t, f, sid, n) in enumerate(deferred):
-                if t == TYPE_WINDOW_UPDATE and f == 0 and sid == stream_id:
-                    deferred[i] = (t, f, sid, n + length)
-                    return
-        elif frame_type == TYPE_PING:
-            deferred[:] = [entry for entry in deferred
-                           if entry[0] != TYPE_PING]
-        deferred.append((frame_type, flags, stream_id, length))
-        if len(deferred) > self.MAX_DEFERRED_CONTROL:
-            deferred.clear()
-            self._protocol_error(
-                "peer keeps sending while not reading our replies")
-
-    def _flush_deferred_control(self) -> None:
-        deferred, self._deferred_control = self._deferred_control, []
-        if deferred and not self._closed and self.transport is not None:
-            write_now(self.transport, b"".join(
-                encode_header(*entry) for entry in deferred))
-
     def _send_rst(self, stream_id: int) -> None:
-        self._write_frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
-
-    def _wait_writable(self, stream) -> None:
-        self._waiting[stream] = None
+        self._outlet.write_frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
 
     def _stream_finished(self, stream) -> None:
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
-        self._waiting.pop(stream, None)
+        self._outlet.forget(stream)
         call = self._open_timers.pop(stream.stream_id, None)
         if call is not None:
             call.cancel()
@@ -515,12 +417,12 @@ class YamuxSession(Protocol):
             return
         self._closed = True
         self._close_reason = reason
-        for call in (self._keepalive_call, self._ping_timeout_call, *self._open_timers.values()):
-            if call is not None and call.active():
+        self._keepalive.stop()
+        for call in self._open_timers.values():
+            if call.active():
                 call.cancel()
-        self._keepalive_call = self._ping_timeout_call = None
         self._open_timers.clear()
-        self._waiting.clear()
+        self._outlet.close()
         transport = self.transport
         if transport is not None and not transport_gone:
             if self._registered:

@@ -2,33 +2,29 @@
 """
 One yamux stream, seen by its protocol as an ordinary TCP-like transport.
 
-:class:`YamuxStream` owns everything per stream: the two flow-control windows,
-the send buffer (bytes the window or a paused session transport holds back),
-the receive buffer (bytes held while the protocol side is paused, or before an
-accept completes), the FIN/RST close state and the registered producer.  It
-sends frames through its :class:`~labrelay.mux.session.YamuxSession`.  The
-states it moves through are named in :mod:`labrelay.mux.stream_state`.
+:class:`YamuxStream` owns everything per stream: the send window, the send
+buffer (:mod:`~labrelay.mux.sendbuffer`: bytes the window or a paused
+session transport holds back), the receive window
+(:mod:`~labrelay.mux.window`), the receive buffer (bytes held while the
+protocol side is paused, or before an accept completes), the FIN/RST close
+state and the registered producer (:mod:`~labrelay.mux.producer`).  It
+sends frames through its session's :class:`~labrelay.mux.outlet.FrameOutlet`.
+The states it moves through are named in :mod:`labrelay.mux.stream_state`.
 
 Flow control, in short:
 
 * Sending: a Data frame never exceeds ``send_window``; the rest waits in the
-  send buffer.  While that buffer is non-empty (window exhausted, or the
-  session's TCP transport paused us) a streaming producer is paused; it is
-  resumed once the buffer drains.  A FIN waits behind buffered data.
+  send buffer, and while it does a streaming producer is paused.  A FIN
+  waits behind buffered data.
 * Receiving: credit goes back to the peer (a WindowUpdate) only for bytes
   that have left this stream onward: delivered to the protocol while it
   reads, i.e. not while its consumer (the transport it writes to) has
   paused it; bytes delivered by the call that paused it are credited when
-  it resumes, that is once that transport's buffer has drained.  yamux's
-  rule applies: grant once at least half the window is owed.  A paused
+  it resumes, that is once that transport's buffer has drained.  A paused
   stream therefore holds at most one window and then holds the peer back,
-  without touching other streams.
-* The window starts at yamux's 256 KiB and doubles with each grant (so only
-  as data flows) up to the session's maximum, while the process-wide
-  :class:`~labrelay.mux.budget.BufferBudget` has room for every stream's
-  window plus held bytes; when it has not, the window halves down to
-  :data:`~labrelay.mux.budget.FLOOR` (128 KiB), which every stream always
-  gets, so a stream that is read never waits for the others.
+  without touching other streams.  How large the window is (it grows only
+  as data flows, within the process-wide
+  :class:`~labrelay.mux.budget.BufferBudget`) is the receive window's.
 
 Close, in short: ``loseConnection`` sends FIN after the buffered data, drops
 any further input, and ends with ``connectionLost(ConnectionDone)`` once the
@@ -54,7 +50,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .frames import FLAG_FIN, INITIAL_WINDOW, TYPE_DATA, TYPE_WINDOW_UPDATE
-from .stream_state import Handshake, ProducerMode, Receiving, Sending
+from .producer import RegisteredProducer
+from .sendbuffer import SendBuffer
+from .socketless import SocketlessTransport
+from .stream_state import Handshake, Receiving, Sending
+from .window import ReceiveWindow
 
 #: Largest Data payload we put in one frame: large enough that the 12-byte
 #: header is noise, small enough that streams sharing a session interleave.
@@ -72,13 +72,13 @@ _FIN_DELIVERED = Receiving.FIN_DELIVERED
 
 
 @implementer(ITCPTransport, IConsumer, IPushProducer)
-class YamuxStream:
+class YamuxStream(SocketlessTransport):
     """
-    The transport of one stream's protocol (see the module docstring).
+    The transport of one stream's protocol (see the module docstring; the
+    socket-level methods are :class:`~labrelay.mux.socketless.SocketlessTransport`'s).
 
     :ivar stream_id: the yamux stream id (odd: opened by the client side).
     :ivar send_window: bytes we may still send before the peer grants more.
-    :ivar recv_window: bytes the peer may still send before we grant more.
     """
 
     _log = Logger()
@@ -89,12 +89,10 @@ class YamuxStream:
         self.connected = True
         self.disconnecting = False
         self.send_window = INITIAL_WINDOW
-        self.recv_window = INITIAL_WINDOW
+        self._window = ReceiveWindow(session._budget, max_window)
         self._session = session
-        self._max_window = max_window
-        self._out = deque()
-        self._out_offset = 0  # bytes of _out[0] already sent
-        self._out_size = 0
+        self._outlet = session._outlet
+        self._out = SendBuffer()
         self._in = deque()
         self._in_size = 0
         self._reading_paused = False  # the protocol side paused us
@@ -105,21 +103,22 @@ class YamuxStream:
         self._discard_input = False  # loseConnection: input is dropped
         self._finished = False  # gone from the session
         self._protocol_gone = False  # connectionLost was delivered
-        self._producer = None
-        self._producer_mode = ProducerMode.PULL
-        self._pull_call = None
+        self._producer = RegisteredProducer(session._clock, lambda: not self._out.size)
         self._close_timer = None
-        self._target = INITIAL_WINDOW  # the receive window granted up to
-        self._charged = 0  # this stream's share of the session's budget
         self._recharge()
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.stream_id}>"
 
     @property
+    def recv_window(self) -> int:
+        """Bytes the peer may still send before we grant more."""
+        return self._window.remaining
+
+    @property
     def send_buffered(self) -> int:
         """Bytes written by the protocol and not yet sent (window or pause)."""
-        return self._out_size
+        return self._out.size
 
     @property
     def receive_buffered(self) -> int:
@@ -134,11 +133,7 @@ class YamuxStream:
             return
         data = bytes(data)
         self._out.append(data)
-        self._out_size += len(data)
         self._flush()
-
-    def writeSequence(self, iovec) -> None:
-        self.write(b"".join(iovec))
 
     def loseConnection(self) -> None:
         """Send FIN after buffered data; ``connectionLost`` after the peer's FIN."""
@@ -167,54 +162,25 @@ class YamuxStream:
             return
         self._reset(Failure(ConnectionAborted()))
 
-    @property
-    def session(self):
-        """The :class:`~labrelay.mux.session.YamuxSession` carrying this
-        stream (the server counts Logins per TCP connection by it)."""
-        return self._session
-
-    def getPeer(self):
-        return self._session.transport.getPeer()
-
-    def getHost(self):
-        return self._session.transport.getHost()
-
-    def setTcpNoDelay(self, enabled) -> None:
-        """Harmless: a stream has no socket of its own."""
-
-    def getTcpNoDelay(self) -> bool:
-        return True
-
-    def setTcpKeepAlive(self, enabled) -> None:
-        """Harmless: the session's own keepalive pings cover every stream."""
-
-    def getTcpKeepAlive(self) -> bool:
-        return False
-
     # IConsumer
 
     def registerProducer(self, producer, streaming) -> None:
         """Twisted semantics; a stream already closed stops the producer at once."""
-        if self._producer is not None:
+        registered = self._producer.producer
+        if registered is not None:
             raise RuntimeError(
                 f"cannot register producer {producer!r}: "
-                f"{self._producer!r} is already registered on {self!r}"
+                f"{registered!r} is already registered on {self!r}"
             )
         if self._protocol_gone:
             producer.stopProducing()
             return
-        self._producer = producer
-        if streaming:
-            self._producer_mode = ProducerMode.STREAMING
-            if self._out or not self._session._writable:
-                self._pause_producer()
-        else:
-            self._producer_mode = ProducerMode.PULL
-            producer.resumeProducing()
+        self._producer.register(producer, streaming)
+        if streaming and (self._out.size or not self._outlet.writable):
+            self._producer.pause()
 
     def unregisterProducer(self) -> None:
-        self._producer = None
-        self._cancel_pull()
+        self._producer.unregister()
 
     # IPushProducer: the protocol side controls delivery to itself
 
@@ -258,7 +224,7 @@ class YamuxStream:
         """Account for and deliver (or buffer) one Data payload; the session checked the window."""
         if self._finished:
             return
-        self.recv_window -= len(payload)
+        self._window.remaining -= len(payload)
         if self._discard_input:
             self._recharge()
             self._grant()
@@ -296,18 +262,18 @@ class YamuxStream:
         """Send buffered data within the window, then a pending FIN."""
         if self._finished:
             return
-        session = self._session
-        while self._out and self.send_window > 0:
-            if not session._writable:
-                session._wait_writable(self)
+        outlet = self._outlet
+        while self._out.size and self.send_window > 0:
+            if not outlet.writable:
+                outlet.wait(self)
                 break
-            n = min(self.send_window, self._out_size, MAX_DATA_FRAME)
-            payload = self._take(n)
+            n = min(self.send_window, self._out.size, MAX_DATA_FRAME)
+            payload = self._out.take(n)
             self.send_window -= n
-            session._write_frame(TYPE_DATA, 0, self.stream_id, n, payload)
+            outlet.write_frame(TYPE_DATA, 0, self.stream_id, n, payload)
         if self._finished:
             return
-        if self._out:
+        if self._out.size:
             self._pause_producer()
         elif self._sending is not _SENDING:
             if self._sending is _FIN_QUEUED:
@@ -316,92 +282,31 @@ class YamuxStream:
             self._maybe_resume_producer()
 
     def _pause_producer(self) -> None:
-        # Pause again even if paused already, as Twisted's transports do on
-        # every write while full: whoever resumed the producer behind our
-        # back (Splice.start resumes both sides) must not make us buffer
-        # one read after another without bound.
-        if self._producer is not None and self._producer_mode is not ProducerMode.PULL:
-            self._producer_mode = ProducerMode.PAUSED
-            self._producer.pauseProducing()
+        self._producer.pause()
 
     def _maybe_resume_producer(self) -> None:
-        if self._producer is None or self._out or not self._session._writable:
-            return
-        mode = self._producer_mode
-        if mode is not ProducerMode.PULL:
-            if mode is ProducerMode.PAUSED:
-                self._producer_mode = ProducerMode.STREAMING
-                self._producer.resumeProducing()
-        elif self._pull_call is None:
-            # Never call a pull producer back from inside its own write().
-            self._pull_call = self._session._clock.callLater(0, self._pull)
-
-    def _pull(self) -> None:
-        self._pull_call = None
-        if (
-            self._producer is not None
-            and self._producer_mode is ProducerMode.PULL
-            and not self._out
-        ):
-            self._producer.resumeProducing()
-
-    def _cancel_pull(self) -> None:
-        if self._pull_call is not None:
-            self._pull_call.cancel()
-            self._pull_call = None
+        if not self._out.size and self._outlet.writable:
+            self._producer.resume()
 
     # Internals
 
-    def _take(self, n: int) -> bytes:
-        """Remove and return the first ``n`` bytes of the send buffer."""
-        self._out_size -= n
-        parts = []
-        while n:
-            head = self._out[0]
-            start = self._out_offset
-            available = len(head) - start
-            if available <= n:
-                parts.append(head if start == 0 else memoryview(head)[start:])
-                self._out.popleft()
-                self._out_offset = 0
-                n -= available
-            else:
-                parts.append(memoryview(head)[start : start + n])
-                self._out_offset = start + n
-                n = 0
-        if len(parts) == 1 and type(parts[0]) is bytes:
-            return parts[0]
-        return b"".join(parts)
-
     def _recharge(self) -> None:
         """Charge the budget with what the peer may make us hold now."""
-        commitment = 0 if self._finished else self.recv_window + self._in_size
-        self._session._budget.used += commitment - self._charged
-        self._charged = commitment
+        self._window.recharge(self._in_size, self._finished)
 
     def _grant(self, flags: int = 0) -> None:
         """
-        Send credit for consumed bytes: yamux only sends an update once at
-        least half the window is owed, or when a flag must go out (a SYN
-        or ACK carries no new credit: the window grows only as data flows).
+        Send credit for consumed bytes (:mod:`labrelay.mux.window`): none
+        after the peer's FIN; a SYN or ACK goes out with whatever is owed
+        (the window grows only as data flows).
         """
         if self._finished:
             return
-        if not flags:
-            if self._receiving is not _RECEIVING:
-                return
-            if self._target - self._in_size - self.recv_window < self._target // 2:
-                return
-            self._recharge()
-            self._target = self._session._budget.window(
-                self._target, self._charged, self._max_window,
-                grow=not self._discard_input)
-        delta = max(self._target - self._in_size - self.recv_window, 0)
-        if not flags and delta < self._target // 2:
+        if not flags and self._receiving is not _RECEIVING:
             return
-        self.recv_window += delta
-        self._recharge()
-        self._session._write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
+        delta = self._window.credit(self._in_size, grow=not self._discard_input, forced=bool(flags))
+        if delta is not None:
+            self._outlet.write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
 
     def _deliver(self) -> None:
         """Hand buffered data, then a pending FIN, to the protocol while it reads."""
@@ -454,7 +359,7 @@ class YamuxStream:
 
     def _send_fin(self) -> None:
         self._sending = _FIN_SENT
-        self._session._write_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
+        self._outlet.write_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
         if not self._discard_input and not self._protocol_gone:
             half_closeable = IHalfCloseableProtocol(self.protocol, None)
             if half_closeable is not None and not self._call(
@@ -513,7 +418,6 @@ class YamuxStream:
             self._close_timer.cancel()
             self._close_timer = None
         self._out.clear()
-        self._out_size = 0
         self._in.clear()
         self._in_size = 0
         self._recharge()
@@ -526,8 +430,7 @@ class YamuxStream:
         self._protocol_gone = True
         if self._sending is _SENDING:
             self._sending = _FIN_QUEUED
-        producer, self._producer = self._producer, None
-        self._cancel_pull()
+        producer = self._producer.take()
         if producer is not None:
             try:
                 producer.stopProducing()

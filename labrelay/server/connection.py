@@ -5,7 +5,10 @@ stream when tcp_mux is on.
 The first message decides what it is: ``Login`` makes it the control
 connection of a new :class:`~labrelay.server.control.ControlSession`,
 ``NewWorkConn`` makes it a work connection waiting in its client's pool.
-This protocol only frames, encrypts and decrypts; the decisions live in
+Whether either is allowed is the
+:class:`~labrelay.server.auth.Authenticator`'s verdict; this protocol acts
+on it (answers a refusal, replaces a control with the same run_id), and
+otherwise only frames, encrypts and decrypts; the other decisions live in
 the control session, the pool and the proxies.
 
 Until its first message has been accepted a connection holds an
@@ -15,21 +18,27 @@ time until then (``unauthenticated_timeout``: TLS handshake, first byte,
 first message, a delayed answer).  Under tcp_mux every stream shares its
 session's admission, so the session stops counting, and its deadline is
 cleared, once one stream has logged in or joined a pool; the session is
-told (:meth:`ServerSession.stream_authenticated`).  From then on each of
-its streams has ``first_message_timeout`` for its first message.  A
-first message the server refuses, or answers later (a delayed wrong-token
-answer), ends the input: nothing after it is read, so a peer cannot
-pipeline guesses on one connection.
+told (:meth:`ServerSession.stream_authenticated
+<labrelay.server.bind_port.ServerSession.stream_authenticated>`).  From
+then on each of its streams has ``first_message_timeout`` for its first
+message.  A first message the server refuses, or answers later (a
+delayed wrong-token answer), ends the input: nothing after it is read, so
+a peer cannot pipeline guesses on one connection.
 """
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from .. import FRP_VERSION
 from ..errors import ProtocolError
+from ..interfaces import IAdmissionHolder
 from ..peers import describe, host_port, set_keepalive
+from ..protocol import messages
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
-from ..protocol import messages
 from ..relay import RelayedProtocol, set_no_delay
+from .auth import SESSION_CAP
+from .control import ControlSession
 from .mismatch import SERVER_MUX_OFF, opened_yamux_stream, yamux_refusal
 
 #: Seconds a new connection (or yamux session) has to send its first message
@@ -41,11 +50,12 @@ FIRST_MESSAGE_TIMEOUT = 10
 MAX_EARLY_WORK_BYTES = 256 * 1024
 
 
+@implementer(IAdmissionHolder)
 class ServerConnection(RelayedProtocol):
     _log = Logger()
 
-    def __init__(self, server, admission=None, session=None):
-        self.server = server
+    def __init__(self, context, admission=None, session=None):
+        self.context = context
         self.admission = admission  # labrelay.server.guard.Admission
         self.session = session      # the ServerSession of a yamux stream
         self.first_message = None   # the first message's class
@@ -72,9 +82,10 @@ class ServerConnection(RelayedProtocol):
             self.source = host_port(self.transport.getPeer())[0]
         except Exception:
             self.source = ""
-        self.server.connections.add(self)
-        if not self.server.config.tcp_mux:
-            set_keepalive(self.transport, self.server.config.tcp_keepalive)
+        self.context.connections.add(self)
+        config = self.context.config
+        if not config.tcp_mux:
+            set_keepalive(self.transport, config.tcp_keepalive)
         if self.admission is None or self.admission.released:
             self.start_first_message_timer()
 
@@ -83,22 +94,22 @@ class ServerConnection(RelayedProtocol):
         message (once no deadline covers it)."""
         if (self._first_timer is None and self.first_message is None
                 and not self._gone):
-            self._first_timer = self.server.clock.callLater(
-                self.server.first_message_timeout,
+            self._first_timer = self.context.clock.callLater(
+                self.context.first_message_timeout(),
                 self._first_message_timeout)
 
     def _first_message_timeout(self):
         self._first_timer = None
         self._log.warn("{peer}: no frp message within {seconds}s; closing",
                        peer=self.peer,
-                       seconds=self.server.first_message_timeout)
+                       seconds=self.context.first_message_timeout())
         self.transport.abortConnection()
 
     def unauthenticated_timeout(self) -> None:
         """The admission's deadline passed: say why (the sniffer closes
         the connection)."""
         seconds = self.admission.timeout
-        self.server.deadline_passed(self.peer, (
+        self.context.refusals.deadline_passed(self.peer, (
             f"no frp message within {seconds}s" if self.first_message is None
             else f"not authenticated within {seconds}s "
                  f"(unauthenticated_timeout)"))
@@ -155,7 +166,7 @@ class ServerConnection(RelayedProtocol):
 
     def _refuse_yamux(self, data: bytes) -> bool:
         """A yamux client on a server without tcp_mux: say so and close."""
-        if self.server.config.tcp_mux:
+        if self.context.config.tcp_mux:
             return False
         stream_id = opened_yamux_stream(data)
         if stream_id is None:
@@ -171,7 +182,7 @@ class ServerConnection(RelayedProtocol):
 
     def connection_ended(self, reason):
         self._gone = True
-        self.server.connections.remove(self)
+        self.context.connections.remove(self)
         if self._working and self.session is not None:
             self.session.stream_ended()
         if self._first_timer is not None:
@@ -179,7 +190,7 @@ class ServerConnection(RelayedProtocol):
             self._first_timer = None
         if self.control is not None:
             self.control.connection_lost(reason)
-        elif self.work_owner is not None and self.splice is None:
+        elif self.work_owner is not None and self.sink is None:
             self.work_owner.pool.discard(self)
 
     # Sending.
@@ -230,11 +241,49 @@ class ServerConnection(RelayedProtocol):
         messages.NewVisitorConn: "_refuse_visitor",
     }
 
-    def _on_login(self, message) -> None:
-        self.server.handle_login(self, message)
+    def _on_login(self, login) -> None:
+        self.ignore_input()   # until the Authenticator has decided
+        d = self.context.authenticator.verify_login(self, login)
+        d.addCallback(self._login_verdict, login)
+        d.addErrback(lambda f: self._log.failure("checking a login", f))
+
+    def _login_verdict(self, verdict, login) -> None:
+        context = self.context
+        if not verdict.accepted:
+            context.refusals.refused(self.peer, verdict)
+            if self.alive:
+                self.send(messages.LoginResp(version=FRP_VERSION,
+                                             error=verdict.client))
+                self.transport.loseConnection()
+            return
+        self.resume_input()
+        old = context.registry.controls.get(verdict.run_id)
+        if old is not None:
+            old.close("replaced by a new login with the same run_id")
+        self.authenticated()
+        control = ControlSession(context, self, login, verdict.run_id)
+        context.registry.add_control(control)
+        control.start()
 
     def _on_new_work_conn(self, message) -> None:
-        self.server.handle_new_work_conn(self, message)
+        self.ignore_input()   # until the Authenticator has decided
+        d = self.context.authenticator.verify_work_conn(self, message)
+        d.addCallback(self._work_conn_verdict)
+        d.addErrback(lambda f: self._log.failure(
+            "checking a work connection", f))
+
+    def _work_conn_verdict(self, verdict) -> None:
+        if not verdict.accepted:
+            self.context.refusals.refused(self.peer, verdict)
+            if self.alive:
+                self.send(messages.StartWorkConn(error=verdict.client))
+                self.transport.loseConnection()
+            if verdict.reason == SESSION_CAP:
+                self.session.close()
+            return
+        self.resume_input()
+        self.authenticated()
+        self.context.registry.controls[verdict.run_id].accept_work_conn(self)
 
     def _refuse_visitor(self, message) -> None:
         self.send(messages.NewVisitorConnResp(

@@ -14,7 +14,8 @@ the client's pool_count the same way), so a client cannot make the server
 hold more by claiming a huge pool_count.  A CloseProxy only ever closes a
 proxy of this control.  With ``authenticate_heartbeats`` a Ping's key must
 be right, fresh (``auth_timestamp_skew``) and not replayed from another
-client or from long ago (the server's replay cache).
+client or from long ago (:meth:`Authenticator.verify_ping
+<labrelay.server.auth.Authenticator.verify_ping>`).
 
 A control keeps the settings of its login (``token``, ``authenticate_*``,
 ``heartbeat_timeout``): a reload that changes them applies to the next
@@ -40,7 +41,6 @@ from .. import FRP_VERSION
 from ..errors import ProxyError
 from ..logs import kv_fields
 from ..protocol import messages
-from ..protocol.auth import check_privilege_key
 from ..protocol.crypto import derive_key
 from .workpool import WorkConnPool
 
@@ -77,8 +77,8 @@ def proxy_target(proxy) -> dict:
 class ControlSession:
     _log = Logger()
 
-    def __init__(self, server, connection, login, run_id: str):
-        self.server = server
+    def __init__(self, context, connection, login, run_id: str):
+        self.context = context
         self.connection = connection
         self.login = login
         self.run_id = run_id
@@ -88,18 +88,18 @@ class ControlSession:
         self.proxies = {}   # name -> proxy
         self.closed = False
         self._started = False
-        config = server.config
+        config = context.config
         # This login's settings (see the module docstring).
         self.token = config.token
         self.authenticate_heartbeats = config.authenticate_heartbeats
         self.authenticate_new_work_conns = config.authenticate_new_work_conns
         self.heartbeat_timeout = config.heartbeat_timeout
         self.pool = WorkConnPool(
-            server.clock, self.request_work_conn,
+            context.clock, self.request_work_conn,
             capacity=self.pool_count + 10,
             timeout=config.user_conn_timeout)
         self._heartbeat_timer = None
-        self.started_at = server.clock.seconds()
+        self.started_at = context.clock.seconds()
         # messages held back by the registration budget, and the call
         # that releases them
         self._held = None
@@ -117,7 +117,7 @@ class ControlSession:
     def pool_count(self) -> int:
         """The client's pool_count, clamped to max_pool_count (as frp)."""
         return min(max(self.login.pool_count, 0),
-                   self.server.config.max_pool_count)
+                   self.context.config.max_pool_count)
 
     def start(self) -> None:
         self.connection.control = self
@@ -125,11 +125,11 @@ class ControlSession:
                                                 run_id=self.run_id))
         self.connection.start_encryption(derive_key(self.token))
         self._started = True
-        self.server.guard.control_started(self.source)
+        self.context.guard.control_started(self.source)
         for _ in range(self.pool_count):
             self.request_work_conn()
         if self.heartbeat_timeout > 0:
-            self._heartbeat_timer = self.server.clock.callLater(
+            self._heartbeat_timer = self.context.clock.callLater(
                 self.heartbeat_timeout, self._heartbeat_expired)
         self._log.info("client login {kv}", **kv_fields(
             client_addr=self.peer, run_id=self.run_id, user=self.user,
@@ -146,11 +146,11 @@ class ControlSession:
             self._held.append(message)
             return
         if isinstance(message, messages.NewProxy):
-            delay = self.server.registration_budget.wait()
+            delay = self.context.registration_budget.wait()
             if delay > 0:
                 self._held = deque([message])
                 self.connection.transport.pauseProducing()
-                self._held_call = self.server.clock.callLater(
+                self._held_call = self.context.clock.callLater(
                     delay, self._release_held)
                 return
         self._handle(message)
@@ -158,12 +158,12 @@ class ControlSession:
     def _release_held(self) -> None:
         """Handle held messages while the budget allows; then read again."""
         self._held_call = None
-        held, budget = self._held, self.server.registration_budget
+        held, budget = self._held, self.context.registration_budget
         while held and not self.closed:
             if isinstance(held[0], messages.NewProxy):
                 delay = budget.wait()
                 if delay > 0:
-                    self._held_call = self.server.clock.callLater(
+                    self._held_call = self.context.clock.callLater(
                         delay, self._release_held)
                     return
             self._handle(held.popleft())
@@ -198,34 +198,34 @@ class ControlSession:
 
     def _new_proxy(self, message) -> None:
         name = message.proxy_name
-        self.server.registration_budget.spend(1)
+        self.context.registration_budget.spend(1)
         try:
             if not name:
                 raise ProxyError("proxy name is empty")
-            if name in self.server.registry.proxies:
+            if name in self.context.registry.proxies:
                 raise ProxyError(f"proxy [{name}] already exists")
-            limit = self.server.config.max_proxies_per_client
+            limit = self.context.config.max_proxies_per_client
             if 0 < limit <= len(self.proxies):
                 raise ProxyError(f"exceed the max_proxies_per_client "
                                  f"({limit}) of this server")
-            limit = self.server.config.max_proxies_total
-            if 0 < limit <= len(self.server.registry.proxies):
+            limit = self.context.config.max_proxies_total
+            if 0 < limit <= len(self.context.registry.proxies):
                 raise ProxyError(f"the server holds its max_proxies_total "
                                  f"({limit}) of proxies")
-            proxy = self.server.create_proxy(self, message)
+            proxy = self.context.create_proxy(self, message)
             remote_addr = proxy.start()
         except ProxyError as e:
             self._log.warn("{peer}: proxy [{name}] refused: {error}",
                            peer=self.peer, name=name, error=e)
             error = str(e)
-            if not self.server.config.detailed_errors_to_client:
+            if not self.context.config.detailed_errors_to_client:
                 error = f"new proxy [{name}] error"
             self.connection.send(messages.NewProxyResp(proxy_name=name,
                                                        error=error))
             return
         self.proxies[name] = proxy
-        self.server.registry.add_proxy(name, proxy)
-        self.server.registration_budget.spend(getattr(proxy, "routes", 1))
+        self.context.registry.add_proxy(name, proxy)
+        self.context.registration_budget.spend(getattr(proxy, "routes", 1))
         # The line ends as frps's ("proxy [x] (tcp) started at :6000").
         self._log.info("proxy start {kv}; proxy [{name}] ({type}) started "
                        "at {remote_addr}", name=name,
@@ -245,7 +245,7 @@ class ControlSession:
                             "client does not own; ignored", peer=self.peer,
                             name=name)
             return
-        self.server.registry.remove_proxy(name, proxy)
+        self.context.registry.remove_proxy(name, proxy)
         proxy.close()
         self._proxy_closed(proxy, "closed by the client")
 
@@ -255,26 +255,12 @@ class ControlSession:
             **proxy_target(proxy), client_addr=self.peer, reason=why))
 
     def _ping(self, message) -> None:
-        if self.authenticate_heartbeats:
-            if not check_privilege_key(self.token, message.timestamp,
-                                       message.privilege_key):
-                error, detail = "wrong privilege key", ""
-            else:
-                error, detail = self.server.freshness_error(
-                    message.timestamp, message.privilege_key, message.name)
-            if error is not None:
-                self._log.warn("{peer}: Ping refused: {error}{detail}; "
-                               "closing", peer=self.peer, error=error,
-                               detail=detail)
-                self.connection.send(messages.Pong(
-                    error="invalid ping: token mismatch"
-                    if error == "wrong privilege key" else
-                    f"invalid ping: {error}"))
-                self.close("authentication of a heartbeat failed")
-                return
-            self.server.replays.remember(message.timestamp,
-                                         message.privilege_key, self.run_id,
-                                         message.name)
+        verdict = self.context.authenticator.verify_ping(self, message)
+        if not verdict.accepted:
+            self.context.refusals.refused(self.peer, verdict)
+            self.connection.send(messages.Pong(error=verdict.client))
+            self.close("authentication of a heartbeat failed")
+            return
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.reset(self.heartbeat_timeout)
         self.connection.send(messages.Pong())
@@ -314,15 +300,15 @@ class ControlSession:
             self._heartbeat_timer.cancel()
             self._heartbeat_timer = None
         for name, proxy in list(self.proxies.items()):
-            self.server.registry.remove_proxy(name, proxy)
+            self.context.registry.remove_proxy(name, proxy)
             proxy.close()
             self._proxy_closed(proxy, why)
         self.proxies.clear()
         self.pool.close()
-        self.server.registry.remove_control(self)
+        self.context.registry.remove_control(self)
         if self._started:
-            self.server.guard.control_ended(self.source)
+            self.context.guard.control_ended(self.source)
         self._log.info("client logout {kv}", **kv_fields(
             client_addr=self.peer, run_id=self.run_id, user=self.user,
             version=self.version, reason=why, duration_ms=round(
-                (self.server.clock.seconds() - self.started_at) * 1000)))
+                (self.context.clock.seconds() - self.started_at) * 1000)))

@@ -78,6 +78,9 @@ from collections import OrderedDict
 from typing import Callable, Optional
 
 import attrs
+from zope.interface import implementer
+
+from ..interfaces import IAdmission
 
 #: Seconds within which a repeated (timestamp, key) pair may be a
 #: legitimate same-second repeat (see the module docstring).
@@ -93,6 +96,7 @@ REPLAY_CAPACITY = 16384
 UNAUTHENTICATED_TIMEOUT = 10.0
 
 
+@implementer(IAdmission)
 class Admission:
     """
     One unauthenticated connection counted against its source, with its

@@ -12,8 +12,14 @@ frpc and labrelay clients both print it, and logs the same on its side.
 import struct
 
 from .. import FRP_VERSION
-from ..mux.frames import (FLAG_ACK, FLAG_FIN, TYPE_DATA, TYPE_GO_AWAY,
-                          TYPE_WINDOW_UPDATE, encode_header)
+from ..mux.frames import (
+    FLAG_ACK,
+    FLAG_FIN,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_WINDOW_UPDATE,
+    encode_header,
+)
 from ..protocol import messages
 from ..protocol.framing import encode_message
 

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..errors import NoWorkConnection
+from ..interfaces import IProxy, IWaitsForWork
 from ..peers import host_port
 from ..relay import Splice
 from .worklink import start_work_link
@@ -27,14 +28,15 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
     link = start_work_link(proxy, work, src=host_port(user.transport.getPeer()),
                            dst=dst)
     splice = Splice(user, work, b_codec=link.codec,
-                    on_close=proxy.splice_closed,
+                    on_close=proxy.sink_closed,
                     description=f"proxy [{proxy.name}] {user.peer}")
-    proxy.splice_opened(splice)
+    proxy.sink_opened(splice)
     splice.start(a_pending=user.take_early_data(),
                  b_pending=work.take_early_data())
     return splice
 
 
+@implementer(IWaitsForWork)
 class WaitsForWork:
     """
     What :meth:`ProxyBase.get_work_connection` expects of a user (a tcp
@@ -60,14 +62,15 @@ class WaitsForWork:
             self._waiting.cancel()
 
 
+@implementer(IProxy)
 class ProxyBase:
     """What every proxy type shares: its owner, its counters, its work conns."""
 
     _log = Logger()
     type = ""
 
-    def __init__(self, server, control, message):
-        self.server = server
+    def __init__(self, context, control, message):
+        self.context = context  # labrelay.server.context.ServerContext
         self.control = control
         self.message = message
         self.name = message.proxy_name
@@ -78,7 +81,7 @@ class ProxyBase:
         self.bytes_out = 0   # to users
         self.total_connections = 0
         self.active_splices = 0
-        self._open = set()   # open splices (or HTTP exchanges): traffic()
+        self._open = set()   # open counted sinks (splices, HTTP exchanges)
 
     def get_work_connection(self, user, on_ready) -> None:
         """
@@ -132,49 +135,45 @@ class ProxyBase:
     def user_refused(self, user, error) -> None:
         user.transport.abortConnection()
 
-    def splice_opened(self, splice) -> None:
+    # Traffic: each open counted sink (a raw Splice, an HTTP exchange)
+    # counts its own bytes; the proxy reads them when asked.
+
+    def sink_opened(self, sink) -> None:
+        """*sink* now carries one user connection."""
         self.total_connections += 1
         self.active_splices += 1
-        self._open.add(splice)
+        self._open.add(sink)
 
-    def splice_closed(self, splice) -> None:
+    def sink_closed(self, sink) -> None:
+        """*sink* is done: its bytes join the totals."""
         self.active_splices -= 1
-        self.bytes_in += splice.bytes_a_to_b
-        self.bytes_out += splice.bytes_b_to_a
-        if splice in self._open:
-            self._open.discard(splice)
-        else:
-            self._forget_switched(splice)
+        self._open.discard(sink)
+        self._fold(sink)
+
+    def sink_replaced(self, old, new) -> None:
+        """The user connection *old* carried goes on through *new* (an HTTP
+        exchange that switched protocols, now a raw Splice): still one
+        connection, *old*'s bytes join the totals, *new*'s are read from
+        now on."""
+        self._open.discard(old)
+        self._fold(old)
+        self._open.add(new)
+
+    def _fold(self, sink) -> None:
+        self.bytes_in += sink.bytes_a_to_b
+        self.bytes_out += sink.bytes_b_to_a
 
     def traffic(self) -> tuple:
         """
         (bytes in, bytes out) so far, open connections included: their
-        splices' own counters are read now, so nothing is added on the
-        relay path (:mod:`labrelay.server.stats` samples this).
+        sinks' own counters are read now, so nothing is added on the relay
+        path (:mod:`labrelay.server.stats` samples this).
         """
         total_in, total_out = self.bytes_in, self.bytes_out
-        for splice in list(self._open):
-            if getattr(splice, "ended", False):
-                # An HTTP exchange that switched protocols: hand_over added
-                # its bytes; the raw splice that carries on (the front
-                # connection's splice) is read from now on.
-                self._open.discard(splice)
-                splice = splice.front.splice
-                if splice is None:
-                    continue
-                self._open.add(splice)
-            total_in += splice.bytes_a_to_b
-            total_out += splice.bytes_b_to_a
+        for sink in self._open:
+            total_in += sink.bytes_a_to_b
+            total_out += sink.bytes_b_to_a
         return total_in, total_out
-
-    def _forget_switched(self, splice) -> None:
-        """The raw splice that followed a protocol switch closed before
-        traffic() looked: forget the exchange it replaced."""
-        for opened in list(self._open):
-            if getattr(opened, "ended", False) and \
-                    getattr(opened.front, "splice", None) is splice:
-                self._open.discard(opened)
-                return
 
 
 class ReadGate:

@@ -2,23 +2,17 @@
 """
 What the server knows about all its clients at once: control sessions by
 run_id (and how many there are per TCP connection, per ``user`` and per
-source address), proxies by name, and which remote ports are taken or
-remembered.
+source address), the yamux sessions without a control that serve each
+client (*work-only* sessions, see :mod:`labrelay.server.bind_port`), and
+proxies by name.  Which remote ports are taken or remembered is
+:mod:`labrelay.server.ports`'s.
 
 Proxy names are global on one server, as in frp (the ``user`` prefix keeps
-clients apart).  A port picked for ``remote_port = 0`` is remembered for a
-day under the proxy's name, so a client that reconnects gets it back.  At
-most :attr:`Registry.max_remembered` names are remembered (the oldest are
-forgotten first), and expired ones are forgotten as new ones come: proxy
-names are chosen by clients, so their churn must not grow this memory.
+clients apart).
 
 Every operation here costs O(1) (amortised): a client's logout touches its
 own entries only.
 """
-
-from collections import OrderedDict
-
-RESERVATION_SECONDS = 24 * 3600
 
 
 def _count(index: dict, key, delta: int) -> None:
@@ -30,26 +24,17 @@ def _count(index: dict, key, delta: int) -> None:
 
 
 class Registry:
-    """
-    :param clock: an ``IReactorTime``.
-    :param max_remembered: a callable giving the most remembered ports
-        (0: no bound); read each time, so a reload applies.
-    """
+    """Clients and proxies, and the counts the client limits read."""
 
-    def __init__(self, clock, max_remembered=lambda: 0):
-        self._clock = clock
-        self._max_remembered = max_remembered
+    def __init__(self):
         self.controls = {}   # run_id -> ControlSession
         self.proxies = {}    # proxy name -> proxy object
-        self._ports = {}     # port -> proxy name
-        # proxy name -> (port, expires), oldest reservation first
-        self._remembered = OrderedDict()
+        self.work_sessions = {}  # run_id -> its work-only yamux sessions
         # live controls per carrying TCP connection, user and source
         self._by_connection = {}
         self._by_user = {}
         self._by_source = {}
         self._counted = {}   # control -> (connection, user, source)
-
     # Controls.
 
     def add_control(self, control) -> None:
@@ -88,51 +73,22 @@ class Registry:
         if self.proxies.get(name) is proxy:
             del self.proxies[name]
 
-    # Ports.
+    # Work-only sessions.
 
-    def port_taken(self, port: int) -> bool:
-        return port in self._ports
+    def work_sessions_of(self, run_id: str) -> int:
+        """How many yamux sessions without a control serve *run_id*."""
+        return len(self.work_sessions.get(run_id, ()))
 
-    def take_port(self, port: int, name: str) -> None:
-        self._ports[port] = name
-        self._remembered.pop(name, None)
-        self._remembered[name] = (port,
-                                  self._clock.seconds() + RESERVATION_SECONDS)
-        self.forget_expired()
-        limit = self._max_remembered()
-        while 0 < limit < len(self._remembered):
-            self._remembered.popitem(last=False)
+    def bind_work_session(self, session, run_id: str) -> None:
+        """*session* (which carries no control) serves *run_id* from now
+        on (``session.work_for``)."""
+        session.work_for = run_id
+        self.work_sessions.setdefault(run_id, set()).add(session)
 
-    def release_port(self, port: int, name: str) -> None:
-        if self._ports.get(port) == name:
-            del self._ports[port]
-
-    def remembered_port(self, name: str):
-        """The port this proxy name last had, if within a day and free."""
-        entry = self._remembered.get(name)
-        if entry is None:
-            return None
-        port, expires = entry
-        if expires < self._clock.seconds():
-            del self._remembered[name]
-            return None
-        owner = self._ports.get(port)
-        if owner is not None and owner != name:
-            return None
-        return port
-
-    @property
-    def remembered(self) -> int:
-        """How many names have a remembered port."""
-        return len(self._remembered)
-
-    def forget_expired(self) -> None:
-        """Forget expired reservations; they are in expiry order, so this
-        stops at the first live one."""
-        now = self._clock.seconds()
-        remembered = self._remembered
-        while remembered:
-            name, (_, expires) = next(iter(remembered.items()))
-            if expires >= now:
-                break
-            del remembered[name]
+    def forget_work_session(self, session) -> None:
+        """*session* has ended."""
+        sessions = self.work_sessions.get(session.work_for)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.work_sessions[session.work_for]

@@ -311,8 +311,8 @@ class StatsRegistry(Registry):
     """The server's :class:`~labrelay.server.registry.Registry`, also
     telling a :class:`ServerStats` when proxies come and go."""
 
-    def __init__(self, clock, stats: ServerStats, max_remembered=lambda: 0):
-        super().__init__(clock, max_remembered)
+    def __init__(self, stats: ServerStats):
+        super().__init__()
         self.stats = stats
 
     def add_proxy(self, name, proxy) -> None:

@@ -1,6 +1,8 @@
 """
 ``type = tcp`` proxies: a listener on the relay's ``remote_port`` whose
 every user connection is joined to one of the client's work connections.
+Which port that is (``allow_ports``, taken, remembered per name) is the
+server's :class:`~labrelay.server.ports.PortAllocator`'s choice.
 
 A user connection is paused the moment it is accepted and stays paused
 until a work connection is spliced to it, so nothing it sends is read (and
@@ -12,8 +14,6 @@ fields: ``proxy``, ``run_id``, ``user_addr``, ``bytes_in`` (from the user),
 ``duration_ms``.
 """
 
-import random
-
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -22,15 +22,12 @@ from ..errors import ProxyError
 from ..logs import kv_fields
 from ..peers import describe, host_port
 from ..relay import RelayedProtocol, set_no_delay
+
 # ProxyBase and join_user_to_work live in proxy_base (shared with http);
 # they are re-exported here for existing imports.
 from .proxy_base import ProxyBase, WaitsForWork, join_user_to_work
 
-__all__ = ["PORT_CANDIDATES", "ProxyBase", "TcpProxy", "UserConnection",
-           "join_user_to_work"]
-
-#: How many free ports are tried for ``remote_port = 0`` (frp: 5).
-PORT_CANDIDATES = 5
+__all__ = ["ProxyBase", "TcpProxy", "UserConnection", "join_user_to_work"]
 
 
 class UserConnection(WaitsForWork, RelayedProtocol):
@@ -46,18 +43,18 @@ class UserConnection(WaitsForWork, RelayedProtocol):
     def connectionMade(self):
         self.transport.pauseProducing()
         set_no_delay(self.transport)
-        self._started = self.proxy.server.clock.seconds()
+        self._started = self.proxy.context.clock.seconds()
         self.peer = describe(self.transport)
         self.proxy.connections.add(self)
-        self.proxy.server.connections.add(self)
+        self.proxy.context.connections.add(self)
         self.proxy.start_user_connection(self)
 
     def connection_ended(self, reason):
         self._ended = True
         self.proxy.connections.discard(self)
-        self.proxy.server.connections.remove(self)
+        self.proxy.context.connections.remove(self)
         self.stop_waiting()
-        splice = self.splice
+        splice = self.sink
         proxy = self.proxy
         self._log.info("user connection close {kv}", **kv_fields(
             proxy=proxy.name, run_id=proxy.control.run_id,
@@ -65,7 +62,7 @@ class UserConnection(WaitsForWork, RelayedProtocol):
             bytes_in=splice.bytes_a_to_b if splice is not None else 0,
             bytes_out=splice.bytes_b_to_a if splice is not None else 0,
             duration_ms=round(
-                (proxy.server.clock.seconds() - self._started) * 1000)))
+                (proxy.context.clock.seconds() - self._started) * 1000)))
 
     @property
     def ended(self) -> bool:
@@ -85,61 +82,29 @@ class _UserFactory(Factory):
 class TcpProxy(ProxyBase):
     type = "tcp"
 
-    def __init__(self, server, control, message):
-        super().__init__(server, control, message)
+    def __init__(self, context, control, message):
+        super().__init__(context, control, message)
         self._port = None
         self.remote_port = 0
 
     def start(self) -> str:
-        config = self.server.config
-        requested = self.message.remote_port
+        limit = self.context.config.max_ports_per_client
         tcp_count = sum(1 for p in self.control.proxies.values()
                         if p.type == "tcp")
-        if config.max_ports_per_client > 0 and \
-                tcp_count >= config.max_ports_per_client:
+        if limit > 0 and tcp_count >= limit:
             raise ProxyError("exceed the max_ports_per_client")
-        if requested < 0 or requested > 65535:
-            raise ProxyError(f"remote_port {requested} is not a port")
-        if requested:
-            if requested not in config.allow_ports:
-                raise ProxyError("port not allowed")
-            if self.server.registry.port_taken(requested):
-                raise ProxyError("port already used")
-            self._listen(requested)
-        else:
-            self._listen_any()
-        self.server.registry.take_port(self.remote_port, self.name)
+        self.remote_port = self.context.ports.allocate(
+            self.name, self.message.remote_port, self._listen)
         return f":{self.remote_port}"
 
-    def _listen(self, port: int) -> None:
+    def _listen(self, port: int) -> int:
         try:
-            self._port = self.server.reactor.listenTCP(
+            self._port = self.context.reactor.listenTCP(
                 port, _UserFactory(self),
-                interface=self.server.config.proxy_bind_addr)
+                interface=self.context.config.proxy_bind_addr)
         except CannotListenError as e:
             raise ProxyError(f"port unavailable: {e.socketError}") from None
-        self.remote_port = self._port.getHost().port
-
-    def _listen_any(self) -> None:
-        registry = self.server.registry
-        allowed = self.server.config.allow_ports
-        remembered = registry.remembered_port(self.name)
-        candidates = []
-        if remembered and remembered in allowed:
-            candidates.append(remembered)
-        if allowed.is_all():
-            candidates.append(0)  # the system picks a free port
-        else:
-            free = [p for p in allowed if not registry.port_taken(p)
-                    and p != remembered]
-            candidates += random.sample(free, min(PORT_CANDIDATES, len(free)))
-        for port in candidates:
-            try:
-                self._listen(port)
-                return
-            except ProxyError:
-                continue
-        raise ProxyError("no available port")
+        return self._port.getHost().port
 
     def start_user_connection(self, user) -> None:
         # As frp: the address the user connected to (the accepted socket's
@@ -152,4 +117,4 @@ class TcpProxy(ProxyBase):
         if self._port is not None:
             self._port.stopListening()
             self._port = None
-            self.server.registry.release_port(self.remote_port, self.name)
+            self.context.ports.release(self.remote_port, self.name)

@@ -15,10 +15,13 @@ from collections import deque
 
 from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ..errors import NoWorkConnection
+from ..interfaces import IWorkConnPool
 
 
+@implementer(IWorkConnPool)
 class WorkConnPool:
     """
     :param request_more: called with no arguments to send one ReqWorkConn.

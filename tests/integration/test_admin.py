@@ -288,6 +288,7 @@ class WebPageTests(TestCase):
     def assertNothingChanged(self, before):
         self.assertEqual(FilePath(self.path).getContent(), before)
         self.assertEqual(self.client.admin.resource._delayed, set())
+        self.assertEqual(self.client.admin.resource.auth.pending, set())
         self.assertEqual(self.stops, [])
         self.assertTrue(self.client.running)
 

@@ -18,8 +18,16 @@ from labrelay.protocol.auth import privilege_key
 from labrelay.protocol.framing import MessageParser, encode_message
 
 from ..support.harness import TOKEN as RELAY_TOKEN
-from ..support.harness import (Client, LogCapture, Relay, async_test,
-                               connect_user, echo_server, tcp_proxy, within)
+from ..support.harness import (
+    Client,
+    LogCapture,
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    tcp_proxy,
+    within,
+)
 
 
 class _Stream(Protocol):

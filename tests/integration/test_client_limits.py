@@ -205,7 +205,7 @@ class LogoutCostTests(LimitsMixin, TestCase):
                                  "max_routes_total = 0\n")
         server = relay.server
         # a vhost without a listener: only its route table is used
-        server.vhost = Vhost(server)
+        server.vhost = Vhost(server.context)
         log = LogCapture(self)
         others = []
         for user in ("other", "victim"):

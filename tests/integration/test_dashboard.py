@@ -452,6 +452,6 @@ class AuthAndPageTests(TestCase):
         relay = await DashboardRelay(self).start()
         http = Http(self)
         await http.json(relay.url("/api/serverinfo"))  # a kept-alive conn
-        self.assertEqual(len(relay.server.dashboard.site.channels), 1)
+        self.assertEqual(len(relay.server.dashboard.tracking.connections), 1)
         await relay.stop()
-        self.assertEqual(len(relay.server.dashboard.site.channels), 0)
+        self.assertEqual(len(relay.server.dashboard.tracking.connections), 0)

@@ -17,8 +17,16 @@ from labrelay.protocol import messages
 from labrelay.protocol.framing import encode_message
 
 from ..support.backends import web_backend
-from ..support.harness import (Client, LogCapture, Relay, async_test,
-                               connect_user, listen, tcp_proxy, within)
+from ..support.harness import (
+    Client,
+    LogCapture,
+    Relay,
+    async_test,
+    connect_user,
+    listen,
+    tcp_proxy,
+    within,
+)
 from ..support.log_lines import ESCAPED, FORGED, assert_one_line_each, fields
 from ..support.vhost import VhostRelay, http_proxy, start_client
 

@@ -10,7 +10,7 @@ import json
 from twisted.trial.unittest import TestCase
 
 from labrelay.protocol import messages
-from labrelay.server.dashboard import HISTORY_PAGE, MAX_PAGE
+from labrelay.server.dashboard_api import HISTORY_PAGE, MAX_PAGE
 
 from ..support.dashboard import DashboardRelay
 from ..support.fakes import StatsProxy
@@ -43,7 +43,7 @@ class ChurnOverTheWireTests(TestCase):
         await within(self.ping(peer))
         self.assertEqual(server.registry.proxies, {})
         self.assertLessEqual(len(server.stats.proxies), 50)
-        self.assertLessEqual(server.registry.remembered, 50)
+        self.assertLessEqual(server.ports.remembered, 50)
         history = await Http(self).json(relay.url("/api/history"))
         self.assertLessEqual(history["total"], 50)
         self.assertEqual(len(history["proxies"]), HISTORY_PAGE)

@@ -29,7 +29,7 @@ class HeldOverSocketsTests(TestCase):
 
     async def pipeline(self, mux: bool):
         relay = await Relay(self, "vhost_http_port = 0\n", mux=mux).start()
-        relay.server.vhost = Vhost(relay.server)
+        relay.server.vhost = Vhost(relay.server.context)
         peer = FrpPeer()
         if mux:
             session = YamuxSession(is_client=True, clock=reactor,

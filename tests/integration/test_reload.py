@@ -12,9 +12,17 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from ..support.config_files import client_text, proxies, rewrite, write
-from ..support.harness import (LogCapture, Relay, async_test, connect_user,
-                               echo_server, file_client, recording_echo_server,
-                               running_port, within)
+from ..support.harness import (
+    LogCapture,
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    file_client,
+    recording_echo_server,
+    running_port,
+    within,
+)
 
 
 class LiveReloadTests(TestCase):
@@ -94,6 +102,7 @@ class LiveReloadTests(TestCase):
 async def admin_status(port, user="", password=""):
     """GET /api/status on 127.0.0.1:*port*: (code, body)."""
     import base64
+
     from twisted.web.client import Agent, readBody
     from twisted.web.http_headers import Headers
     headers = Headers({"Host": [f"127.0.0.1:{port}"]})
@@ -159,6 +168,7 @@ class AdminReloadTests(TestCase):
     @async_test
     async def test_move_to_a_taken_port_keeps_the_old_one(self):
         import socket
+
         from ..support.processes import free_port
         relay = await Relay(self).start()
         first = free_port()

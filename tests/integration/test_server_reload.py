@@ -16,8 +16,15 @@ from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
 from ..support.config_files import rewrite, write_ini
-from ..support.harness import (Client, LogCapture, async_test, connect_user,
-                               echo_server, tcp_proxy, within)
+from ..support.harness import (
+    Client,
+    LogCapture,
+    async_test,
+    connect_user,
+    echo_server,
+    tcp_proxy,
+    within,
+)
 from ..support.web import Http
 
 

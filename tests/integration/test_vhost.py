@@ -21,14 +21,30 @@ from labrelay.server.service import RelayServer
 from labrelay.server.vhost import NOT_FOUND_PAGE
 from labrelay.tls import server_tls_options
 
-from ..support.backends import (Chunks, MiB, PatternWriter, SinkBackend,
-                                SourceBackend, Stall, StreamUser,
-                                chunked_backend, closed_port, pattern_sha,
-                                web_backend)
-from ..support.harness import (Client, Relay, async_test, connect_user, listen,
-                               within)
-from ..support.vhost import (SUBDOMAIN_HOST, VhostRelay, basic, get,
-                             http_proxy, http_user, raw_user, start_client)
+from ..support.backends import (
+    Chunks,
+    MiB,
+    PatternWriter,
+    SinkBackend,
+    SourceBackend,
+    Stall,
+    StreamUser,
+    chunked_backend,
+    closed_port,
+    pattern_sha,
+    web_backend,
+)
+from ..support.harness import Client, Relay, async_test, connect_user, listen, within
+from ..support.vhost import (
+    SUBDOMAIN_HOST,
+    VhostRelay,
+    basic,
+    get,
+    http_proxy,
+    http_user,
+    raw_user,
+    start_client,
+)
 from ..support.websocket import WsEcho, WsUser, ws_accept, ws_frame
 
 

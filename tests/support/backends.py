@@ -17,7 +17,6 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-
 from .harness import listen
 
 

@@ -18,7 +18,8 @@ import datetime
 import functools
 import ipaddress
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 import attrs
 from cryptography import x509
@@ -90,7 +91,7 @@ class _Authority:
     pem: PemPair
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _authority(name: str) -> _Authority:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()

@@ -11,9 +11,15 @@ from labrelay.config import parse_server_config
 from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
-from .harness import (TOKEN, Client, connect_user, echo_server, tcp_proxy,
-                      wait_until, within)
-
+from .harness import (
+    TOKEN,
+    Client,
+    connect_user,
+    echo_server,
+    tcp_proxy,
+    wait_until,
+    within,
+)
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 

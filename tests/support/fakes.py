@@ -31,7 +31,7 @@ class FakeWork:
         self.transport = StringTransport()
         self.sent = []
         self.alive = True
-        self.splice = None
+        self.sink = None
 
     def send(self, message):
         self.sent.append(message)

@@ -12,8 +12,7 @@ from twisted.internet.protocol import Protocol
 from labrelay import FRP_VERSION
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
-from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
-                                      derive_key)
+from labrelay.protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
 from labrelay.protocol.framing import MessageParser, encode_message
 
 from .harness import TOKEN, within

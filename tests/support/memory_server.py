@@ -14,8 +14,7 @@ from labrelay import FRP_VERSION
 from labrelay.config import load_server_config
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
-from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
-                                      derive_key)
+from labrelay.protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
 from labrelay.protocol.framing import MessageParser, encode_message
 from labrelay.sdnotify import Notifier
 from labrelay.server.service import RelayServer

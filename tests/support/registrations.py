@@ -5,7 +5,6 @@ NewProxy messages large enough to spend the server's registration budget.
 from labrelay.protocol import messages
 
 
-
 def wide(n: int) -> messages.NewProxy:
     """An http proxy of 100 domains x 10 locations: 1,000 routes."""
     return messages.NewProxy(

@@ -10,7 +10,6 @@ import tempfile
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
 
-
 from .harness import within
 
 

@@ -18,7 +18,6 @@ from labrelay.tls import server_tls_options
 
 from .harness import TOKEN, Client, connect_protocol, within
 
-
 SUBDOMAIN_HOST = "web.example.test"
 
 

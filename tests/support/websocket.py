@@ -11,9 +11,7 @@ import struct
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 
-
 from .harness import within
-
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

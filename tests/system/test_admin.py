@@ -14,8 +14,15 @@ from twisted.trial.unittest import TestCase
 from labrelay.client.admin import STOP_EXIT_CODE
 
 from ..support.harness import async_test, echo_server
-from ..support.processes import (REPO_ROOT, child_env, client_ini, free_port,
-                                 run, start_server, twistd)
+from ..support.processes import (
+    REPO_ROOT,
+    child_env,
+    client_ini,
+    free_port,
+    run,
+    start_server,
+    twistd,
+)
 
 
 class ProcessTests(TestCase):

@@ -13,8 +13,7 @@ from labrelay.protocol.framing import encode_message
 
 from ..support.harness import async_test, connect_user
 from ..support.log_lines import ESCAPED, FORGED, assert_one_line_each
-from ..support.processes import (TWISTD, free_port, server_ini, spawn,
-                                 write_config)
+from ..support.processes import TWISTD, free_port, server_ini, spawn, write_config
 
 
 class ProcessLogTests(TestCase):

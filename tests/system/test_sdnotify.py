@@ -9,8 +9,14 @@ import os
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test
-from ..support.processes import (TWISTD, child_env, free_port, server_ini,
-                                 spawn, write_config)
+from ..support.processes import (
+    TWISTD,
+    child_env,
+    free_port,
+    server_ini,
+    spawn,
+    write_config,
+)
 from ..support.systemd import FakeSystemd
 
 

@@ -16,9 +16,9 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from labrelay.client import cli
-from labrelay.client.admin import (REDACTED, REFUSAL_LOG_SECONDS,
-                                   AdminResource, config_for_display,
-                                   config_to_store, exposure_warning)
+from labrelay.client.admin import REFUSAL_LOG_SECONDS, AdminResource
+from labrelay.client.admin_config import REDACTED, config_for_display, config_to_store
+from labrelay.client.admin_server import exposure_warning
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config

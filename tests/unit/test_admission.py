@@ -209,7 +209,7 @@ class DeadlineTests(AdmissionCase):
             self.advance(1)
             stream = peer.open()
             stream.transport.abortConnection()
-            peer.session._send_ping()
+            peer.session._keepalive.ping()
             peer.pump()
         peer.open().transport.write(b"o\x00\x00")
         peer.pump()
@@ -227,7 +227,7 @@ class DeadlineTests(AdmissionCase):
         """A session that only answers Pings is closed at the deadline."""
         peer = MuxPeer(self, "198.51.100.7")
         for _ in range(9):
-            peer.session._send_ping()
+            peer.session._keepalive.ping()
             self.advance(1)
         self.assertFalse(peer.closed_by_server)
         self.advance(1)
@@ -410,7 +410,7 @@ class IdleSessionTests(AdmissionCase):
             held_at_most = max(held_at_most, len(self.server.sessions) - 1)
         self.assertEqual(held_at_most, 4)
         self.assertEqual(len(held), 4)
-        self.assertEqual(len(self.server.work_sessions[run_id]), 4)
+        self.assertEqual(len(self.server.registry.work_sessions[run_id]), 4)
         self.assertEqual(self.server.guard.unauthenticated, 0)
         self.assertEqual(len(self.warnings("max_sessions_per_client = 4")),
                          1)   # rate-limited
@@ -421,7 +421,7 @@ class IdleSessionTests(AdmissionCase):
         self.assertFalse(any(p.closed_by_server for p, _ in held))
         self.advance(1)
         self.assertTrue(all(p.closed_by_server for p, _ in held))
-        self.assertEqual(self.server.work_sessions, {})
+        self.assertEqual(self.server.registry.work_sessions, {})
         self.assertEqual(len(self.server.sessions), 1)
         self.assertFalse(control.closed_by_server)
 

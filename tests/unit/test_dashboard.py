@@ -127,20 +127,6 @@ class _Splice:
         self.bytes_b_to_a = b_to_a
 
 
-class _Front:
-    splice = None
-
-
-class _Exchange(_Splice):
-    """An HTTP exchange as ProxyBase sees it."""
-
-    ended = False
-
-    def __init__(self):
-        super().__init__()
-        self.front = _Front()
-
-
 class _Message:
     proxy_name = "p"
     use_encryption = use_compression = False
@@ -154,15 +140,15 @@ class ProxyTrafficTests(SynchronousTestCase):
         return ProxyBase(None, None, _Message())
 
     def test_open_and_closed(self):
-        """Open splices count live; closed ones are folded into the
+        """Open sinks count live; closed ones are folded into the
         totals."""
         proxy = self.proxy()
         splice = _Splice()
-        proxy.splice_opened(splice)
+        proxy.sink_opened(splice)
         splice.bytes_a_to_b, splice.bytes_b_to_a = 7, 3
         self.assertEqual(proxy.traffic(), (7, 3))
         splice.bytes_a_to_b = 9
-        proxy.splice_closed(splice)
+        proxy.sink_closed(splice)
         self.assertEqual(proxy.traffic(), (9, 3))
 
     def test_switched_exchange(self):
@@ -170,20 +156,20 @@ class ProxyTrafficTests(SynchronousTestCase):
         read; nothing is counted twice."""
         for look_before_close in (True, False):
             proxy = self.proxy()
-            exchange = _Exchange()
-            proxy.splice_opened(exchange)
+            exchange = _Splice()
+            proxy.sink_opened(exchange)
             exchange.bytes_a_to_b = 100
             self.assertEqual(proxy.traffic(), (100, 0))
-            # what HttpExchange._switch and HttpProxy.hand_over do
-            exchange.ended = True
-            proxy.bytes_in += exchange.bytes_a_to_b
-            raw = exchange.front.splice = _Splice(5, 6)
+            # what VhostConnection.switch_protocols does
+            raw = _Splice(5, 6)
+            proxy.sink_replaced(exchange, raw)
             if look_before_close:
                 self.assertEqual(proxy.traffic(), (105, 6))
             raw.bytes_a_to_b = 50
-            proxy.splice_closed(raw)
+            proxy.sink_closed(raw)
             self.assertEqual(proxy.traffic(), (150, 6))
             self.assertEqual((proxy.active_splices, len(proxy._open)), (0, 0))
+            self.assertEqual(proxy.total_connections, 1)
 
 
 class PackagingTests(SynchronousTestCase):

@@ -119,7 +119,7 @@ class _Work:
         self.transport = StringTransport()
         self.sent = []
         self.alive = True
-        self.splice = None
+        self.sink = None
 
     def send(self, message):
         self.sent.append(message)
@@ -188,7 +188,7 @@ class AccessLogTests(SynchronousTestCase):
             b"Referer: http://r.test/\r\nUser-Agent: ua/2\r\n\r\n")
         [work] = self.works
         self.clock.advance(0.25)
-        work.splice.forward(work, b"HTTP/1.1 201 Created\r\n"
+        work.sink.forward(work, b"HTTP/1.1 201 Created\r\n"
                                   b"Content-Length: 5\r\n\r\nhello")
         self.assertEqual(self.access_lines(), [
             '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET /x?y=1 '
@@ -255,7 +255,7 @@ class AccessLogTests(SynchronousTestCase):
             b"GET /ws HTTP/1.1\r\nHost: app.w.test\r\nUpgrade: websocket"
             b"\r\nConnection: Upgrade\r\n\r\n")
         [work] = self.works
-        work.splice.forward(work, b"HTTP/1.1 101 Switching Protocols\r\n"
+        work.sink.forward(work, b"HTTP/1.1 101 Switching Protocols\r\n"
                                   b"Upgrade: websocket\r\n"
                                   b"Connection: Upgrade\r\n\r\n")
         [line] = self.access_lines()

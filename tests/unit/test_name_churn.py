@@ -7,9 +7,8 @@ the registry forget them within bounds.
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay.server.registry import RESERVATION_SECONDS, Registry
-from labrelay.server.stats import (BUCKETS, FORGET_OFFLINE_SECONDS,
-                                   ServerStats)
+from labrelay.server.ports import RESERVATION_SECONDS, PortAllocator
+from labrelay.server.stats import BUCKETS, FORGET_OFFLINE_SECONDS, ServerStats
 
 from ..support.fakes import StatsProxy
 
@@ -94,20 +93,20 @@ class StatsChurnTests(SynchronousTestCase):
         self.assertTrue(self.stats.get("keep").online)
 
 
-class RegistryChurnTests(SynchronousTestCase):
+class PortChurnTests(SynchronousTestCase):
     """Remembered ports under name churn."""
 
     def test_remembered_ports_are_bounded(self):
         """Ports of 10,000 names: at most max_remembered are remembered,
         the newest; expired ones go as others are taken."""
         clock = Clock()
-        registry = Registry(clock, max_remembered=lambda: 500)
+        ports = PortAllocator(clock, max_remembered=lambda: 500)
         for n in range(10000):
-            registry.take_port(10000 + n % 5000, f"p{n}")
-            registry.release_port(10000 + n % 5000, f"p{n}")
-        self.assertEqual(registry.remembered, 500)
-        self.assertEqual(registry.remembered_port("p9999"), 10000 + 4999)
-        self.assertIsNone(registry.remembered_port("p0"))
+            ports.take(10000 + n % 5000, f"p{n}")
+            ports.release(10000 + n % 5000, f"p{n}")
+        self.assertEqual(ports.remembered, 500)
+        self.assertEqual(ports.remembered_port("p9999"), 10000 + 4999)
+        self.assertIsNone(ports.remembered_port("p0"))
         clock.advance(RESERVATION_SECONDS + 1)
-        registry.take_port(1, "late")
-        self.assertEqual(registry.remembered, 1)
+        ports.take(1, "late")
+        self.assertEqual(ports.remembered, 1)

@@ -43,7 +43,7 @@ class OldMessagesTests(SynchronousTestCase):
     def test_pre_044_login_is_accepted(self):
         """A Login carrying every field, zero values included, logs in."""
         server = self.server()
-        connection = ServerConnection(server)
+        connection = ServerConnection(server.context)
         transport = StringTransport()
         connection.makeConnection(transport)
         ts = 1600000000

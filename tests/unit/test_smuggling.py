@@ -25,7 +25,7 @@ class ForwardedFramingTests(MemoryVhostMixin, SynchronousTestCase):
             + head + b"\r\n" + body)
         [work] = self.works
         sent = work.transport.value()
-        work.splice.forward(work, response)
+        work.sink.forward(work, response)
         return work, sent, self.user.value()
 
     def test_length_written_anew_and_kept(self):

@@ -7,7 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from labrelay.config import parse_server_config
 from labrelay.mux.frames import (FLAG_RST, FLAG_SYN, TYPE_WINDOW_UPDATE,
                                  FrameParser, encode_header)
-from labrelay.server.service import RelayServer, ServerSession
+from labrelay.server.bind_port import ServerSession
+from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
 
@@ -17,7 +18,8 @@ class StreamFloodTests(SynchronousTestCase):
         config = parse_server_config("[common]\ntoken = t\n")
         server = RelayServer(config, MemoryReactorClock(), server_tls_options(),
                              listen="tcp:0:interface=127.0.0.1")
-        session = ServerSession(server, is_client=False, clock=server.clock,
+        session = ServerSession(server.context, is_client=False,
+                                clock=server.clock,
                                 keepalive_interval=0)
         transport = StringTransport()
         session.makeConnection(transport)

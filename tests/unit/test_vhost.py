@@ -12,10 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from labrelay.config import parse_server_config
 from labrelay.errors import ProxyError
 from labrelay.protocol import messages
-from labrelay.server.vhost.headers import (basic_auth, response_headers,
-                                           rewrite_request_headers,
-                                           upgrade_type)
 from labrelay.server.vhost import HttpProxy
+from labrelay.server.vhost.headers import (
+    basic_auth,
+    response_headers,
+    rewrite_request_headers,
+    upgrade_type,
+)
 from labrelay.server.vhost.routes import RouteTable
 
 from ..support.fakes import MemoryVhostMixin, Stub
@@ -206,7 +209,7 @@ class ExchangeWiringTests(MemoryVhostMixin, SynchronousTestCase):
         self.assertEqual(self.user.producerState, "paused")
         work.transport.producer.resumeProducing()
         self.assertEqual(self.user.producerState, "producing")
-        work.splice.forward(work, b"HTTP/1.1 200 OK\r\nContent-Length: 2"
+        work.sink.forward(work, b"HTTP/1.1 200 OK\r\nContent-Length: 2"
                                   b"\r\nKeep-Alive: timeout=5\r\n\r\nok")
         self.assertEqual(self.user.value(), b"HTTP/1.1 200 OK\r\n"
                          b"Content-Length: 2\r\n\r\nok")
@@ -225,7 +228,7 @@ class ExchangeWiringTests(MemoryVhostMixin, SynchronousTestCase):
             b"GET /2 HTTP/1.1\r\nHost: jupyter.web.example.test\r\n\r\n")
         self.assertEqual((len(self.works), len(work.sent)), (1, 1))
         self.assertTrue(work.transport.value().startswith(b"GET /2 "))
-        work.splice.forward(work, b"HTTP/1.1 204 No Content\r\n\r\n")
+        work.sink.forward(work, b"HTTP/1.1 204 No Content\r\n\r\n")
         self.assertEqual(self.proxy.idle_work_count, 1)
         self.proxy.close()   # drops idle work connections
         self.assertEqual(self.proxy.idle_work_count, 0)
@@ -248,7 +251,7 @@ class ExchangeWiringTests(MemoryVhostMixin, SynchronousTestCase):
         self.connection.dataReceived(
             b"GET / HTTP/1.1\r\nHost: jupyter.web.example.test\r\n\r\n")
         [work] = self.works
-        work.splice.connection_lost(work, None)
+        work.sink.connection_lost(work, None)
         self.assertTrue(self.user.value().startswith(
             b"HTTP/1.1 502 Bad Gateway\r\n"))
         self.assertFalse(self.user.disconnecting)
@@ -258,9 +261,9 @@ class ExchangeWiringTests(MemoryVhostMixin, SynchronousTestCase):
         self.connection.dataReceived(
             b"GET / HTTP/1.1\r\nHost: jupyter.web.example.test\r\n\r\n")
         [work] = self.works
-        work.splice.forward(work, b"HTTP/1.1 200 OK\r\nContent-Length: 9"
+        work.sink.forward(work, b"HTTP/1.1 200 OK\r\nContent-Length: 9"
                                   b"\r\n\r\npart")
-        work.splice.end_of_input(work)
+        work.sink.end_of_input(work)
         self.assertTrue(self.user.value().endswith(b"\r\n\r\npart"))
         self.assertTrue(self.user.disconnecting)
 
@@ -272,3 +275,32 @@ class ExchangeWiringTests(MemoryVhostMixin, SynchronousTestCase):
             b"HTTP/1.1 408 Request Timeout\r\n"))
         self.assertTrue(self.user.disconnecting)
         self.assertEqual(self.works, [])
+
+    def test_upgrade_traffic(self):
+        """After a 101 the raw splice goes on counting the same connection:
+        the proxy's traffic includes the exchange's bytes and the splice's,
+        once each, while open and after."""
+        request = (b"GET /ws HTTP/1.1\r\nHost: jupyter.web.example.test\r\n"
+                   b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        self.connection.dataReceived(request)
+        [work] = self.works
+        exchange = work.sink
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" \
+               b"Connection: Upgrade\r\n\r\n"
+        work.sink.forward(work, head)
+        self.assertIsNot(work.sink, exchange)
+        self.assertIs(self.connection.sink, work.sink)
+        sent = len(work.transport.value())
+        self.assertEqual(self.proxy.traffic(), (sent, len(head)))
+        self.connection.dataReceived(b"ping")
+        work.sink.forward(work, b"pong!")
+        self.assertEqual(self.proxy.traffic(),
+                         (sent + 4, len(head) + 5))
+        self.assertEqual((self.proxy.total_connections,
+                          self.proxy.active_splices), (1, 1))
+        work.sink.connection_lost(work, None)
+        self.connection.connectionLost(None)
+        self.assertEqual(self.proxy.traffic(),
+                         (sent + 4, len(head) + 5))
+        self.assertEqual((self.proxy.total_connections,
+                          self.proxy.active_splices), (1, 0))

@@ -394,7 +394,7 @@ class SessionLifecycleTests(_Base):
             pump.flush()
         self.clock.advance(4.9)  # no new Ping yet and no timeout pending
         self.assertNoResult(closed)
-        self.assertEqual(client._ping_id, 3)
+        self.assertEqual(client._keepalive.ping_id, 3)
 
     def test_keepalive_timeout(self):
         """Without a Ping ACK within keepalive_timeout the session closes and streams end."""

@@ -6,12 +6,15 @@ The server's HTTP virtual hosts (frps ``vhost_http_port``), split by side:
 * :mod:`.front`: the user side, one HTTP/1.1 protocol per user connection
   (with :mod:`.auth`, Basic auth through the password throttle, and
   :mod:`.pages`, what the vhost answers itself);
+* :mod:`.dispatch`: what one request head becomes (forwarded to a route's
+  proxy, or answered by the vhost), without I/O;
 * :mod:`.request`: pure checks of a request head and the routed path;
 * :mod:`.routes`: the route table (Host, path, user -> proxy);
 * :mod:`.headers`: pure header logic (hop-by-hop, rewrite, Basic
   credentials, framing);
 * :mod:`.exchange`: the backend side, one request over one work
-  connection, and idle work connections kept between requests;
+  connection (its states in :mod:`.exchange_state`);
+* :mod:`.idle`: work connections kept idle between requests;
 * :mod:`.proxy`: ``type = http`` proxies, the routes' targets, which open
   the work connections (``open_work()``);
 * :mod:`.access_log`: the access-log line of each request.
@@ -20,11 +23,18 @@ The names other modules use are re-exported here.
 """
 
 from .access_log import AccessRecord, clf_escape, clf_time
-from .exchange import HttpExchange, IdleWork, WorkLink
+from .exchange import HttpExchange, WorkLink
 from .front import MAX_HEAD, VhostConnection
+from .idle import IdleWork
 from .pages import NOT_FOUND_PAGE
-from .port import (HEAD_TIMEOUT, IDLE_WORK_TIMEOUT, LINGER_TIMEOUT,
-                   MAX_IDLE_WORK, Vhost, VhostFactory)
+from .port import (
+                   HEAD_TIMEOUT,
+                   IDLE_WORK_TIMEOUT,
+                   LINGER_TIMEOUT,
+                   MAX_IDLE_WORK,
+                   Vhost,
+                   VhostFactory,
+)
 from .proxy import HttpProxy
 from .routes import RouteTable
 

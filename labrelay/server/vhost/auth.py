@@ -50,7 +50,7 @@ class BasicAuthMixin:
             self._unauthorized(absolute)
             return False
         verdicts = []
-        decided = self.vhost.server.throttle.check(
+        decided = self.vhost.context.throttle.check(
             "vhost", self.client_ip, proxy.name,
             lambda: proxy.check_auth(user, password))
         decided.addCallback(verdicts.append)
@@ -77,7 +77,7 @@ class BasicAuthMixin:
         self.pump()
 
     def _auth_refused(self, verdict, proxy, absolute) -> None:
-        self.vhost.server.log_auth_failure(
+        self.vhost.context.log_auth_failure(
             self.peer, f"wrong credentials for proxy [{proxy.name}]", verdict)
         self._unauthorized(absolute)
 

@@ -1,8 +1,7 @@
 # -*- test-case-name: tests.test_vhost,tests.test_vhost_reuse -*-
 """
 The backend side of the HTTP vhost: forwarding one HTTP request over one
-work connection (:class:`HttpExchange`), and the idle work connections
-kept between requests (:class:`IdleWork`).
+work connection (:class:`HttpExchange`).
 
 An exchange asks its route's target (the proxy) to ``open_work()``, writes
 the rewritten request (:mod:`~labrelay.server.vhost.headers`) onto the
@@ -16,13 +15,8 @@ a raw :class:`~labrelay.relay.Splice` (through the front connection).
 A work connection whose exchange ended cleanly (request and response
 both complete as h11 frames them, the request without a chunked body, the
 response not framed both ways, no ``Connection: close``, no Upgrade,
-nothing extra received) is kept idle by its proxy (:class:`IdleWork`) and
-carries that proxy's next request, as frp's reverse proxy keeps upstream
-keep-alive connections: at most :attr:`Vhost.max_idle_work` per proxy, each
-closed after :attr:`Vhost.idle_work_timeout` seconds idle, when its peer
-closes it or sends anything while idle, and when the proxy closes.  The
-connection keeps its payload codec (the cipher and compression streams
-continue), and StartWorkConn is sent only on its first use.  Any other
+nothing extra received) goes back to its proxy, which keeps it idle
+(:mod:`~labrelay.server.vhost.idle`) for its next request.  Any other
 ending closes the work connection; the client's pool replenishes (each
 pooled connection taken asks for another).
 """
@@ -30,13 +24,17 @@ pooled connection taken asks for another).
 import h11
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ...errors import ProtocolError
+from ...interfaces import ICountedSink
+from ...relay import unregister_producer
 from ..proxy_base import ReadGate
 from ..worklink import WorkLink
+from .exchange_state import HOLDING, Response, Stage, Work
 from .headers import has_both_framings, response_headers
 
-__all__ = ["HttpExchange", "IdleWork", "WorkLink", "WorkUnavailable"]
+__all__ = ["HttpExchange", "WorkLink", "WorkUnavailable"]
 
 
 class WorkUnavailable(Exception):
@@ -49,69 +47,14 @@ class WorkUnavailable(Exception):
         self.status = status
 
 
-class IdleWork:
-    """
-    An idle work connection kept by *proxy* for its next request: it is the
-    connection's ``splice`` while idle, so EOF, loss or any data (a backend
-    must not talk between requests) drop it; so does *timeout*.
-    """
-
-    _log = Logger()
-
-    def __init__(self, proxy, link, clock, timeout):
-        self.proxy = proxy
-        self.link = link
-        self.dropped = False
-        link.work.splice = self
-        self._timer = clock.callLater(timeout, self.drop, "idle timeout")
-
-    def take(self):
-        """Stop idling; the link, or None if its connection is gone."""
-        self._stop()
-        if not self.link.work.alive:
-            return None
-        self.link.work.splice = None
-        return self.link
-
-    def drop(self, why: str) -> None:
-        """Close the connection and forget it."""
-        if self.dropped:
-            return
-        self._stop()
-        self.proxy.forget_idle(self)
-        work = self.link.work
-        self._log.debug("proxy [{name}]: closing idle work connection "
-                        "{peer}: {why}", name=self.proxy.name,
-                        peer=getattr(work, "peer", "?"), why=why)
-        if work.alive:
-            work.transport.loseConnection()
-
-    def _stop(self) -> None:
-        self.dropped = True
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-
-    # The "splice" interface of the connection while idle.
-
-    def forward(self, source, data: bytes) -> None:
-        self.drop("data on an idle work connection")
-
-    def end_of_input(self, source) -> None:
-        self.drop("closed by the client while idle")
-
-    def connection_lost(self, source, reason) -> None:
-        self.drop("lost while idle")
-
-
+@implementer(ICountedSink)
 class HttpExchange:
     """
     One request of *front* (a vhost connection) forwarded over one work
     connection that *proxy* (the route's target) opens, and its response.
 
-    It offers what a work connection's ``splice`` must offer
-    (``forward``, ``end_of_input``, ``connection_lost``).
+    It is its work connection's sink, and counts the bytes it carries.
+    Its states are named in :mod:`~labrelay.server.vhost.exchange_state`.
     """
 
     _log = Logger()
@@ -129,16 +72,13 @@ class HttpExchange:
         self.work = None
         self.codec = None
         self.link = None               # the WorkLink in use
-        self.ended = False
-        self.request_done = False
-        self.response_started = False
-        self.response_done = False
+        self.stage = Stage.WAITING
+        self.response = Response.AWAITED
+        self.request_done = False      # the user's request was read whole
         self.bytes_a_to_b = 0          # user -> work (wire bytes)
         self.bytes_b_to_a = 0          # work -> user (wire bytes)
         self._work_gate = None
-        self._work_eof = False         # the work connection sends no more
-        self._work_gone = False        # the work connection is closed
-        self._opened = False
+        self._work_state = Work.NONE
         self._head_timer = None
         self._work_wait = None         # open_work()'s Deferred, until fired
         # A backend that ignores Transfer-Encoding would read a chunked
@@ -153,9 +93,13 @@ class HttpExchange:
         return self.front.peer
 
     @property
+    def ended(self) -> bool:
+        return self.stage is Stage.ENDED
+
+    @property
     def accepts_body(self) -> bool:
         """Whether request body events can be handed to this exchange."""
-        return self.work is not None or self.ended
+        return self.stage is not Stage.WAITING
 
     # Life.
 
@@ -178,10 +122,10 @@ class HttpExchange:
         self.link = link
         work = self.work = link.work
         self.codec = link.codec
-        proxy = self.proxy
-        work.splice = self
-        self._opened = True
-        proxy.splice_opened(self)
+        work.sink = self
+        self.stage = Stage.FORWARDING
+        self._work_state = Work.OPEN
+        self.proxy.sink_opened(self)
         self._work_gate = ReadGate(work.transport)
         self.front.transport.registerProducer(self._work_gate.producer(),
                                               True)
@@ -201,7 +145,7 @@ class HttpExchange:
             self.front.pump()
 
     def _to_work(self, data: bytes) -> None:
-        if not data or self._work_gone or self.work is None:
+        if not data or self._work_state not in HOLDING:
             return
         if self.codec is not None:
             data = self.codec.encode(data)
@@ -209,7 +153,7 @@ class HttpExchange:
         self.work.transport.write(data)
 
     def _backend_open(self) -> bool:
-        return (self.work is not None and not self._work_gone
+        return (self._work_state in HOLDING
                 and self.backend.our_state is h11.SEND_BODY)
 
     # Request events from the front.
@@ -222,12 +166,12 @@ class HttpExchange:
         self.request_done = True
         if self._backend_open():
             self._to_work(self.backend.send(h11.EndOfMessage()))
-        if not self.response_started and not self.ended:
+        if self.response is Response.AWAITED and not self.ended:
             self._head_timer = self.front.clock.callLater(
                 self.front.vhost.response_timeout, self._head_timed_out)
         self._maybe_finish()
 
-    # The work connection's side (the "splice" interface).
+    # The work connection's side (its sink interface).
 
     def forward(self, source, data: bytes) -> None:
         if self.ended:
@@ -244,21 +188,24 @@ class HttpExchange:
             self._pump_backend()
 
     def end_of_input(self, source) -> None:
-        self._work_ended("the work connection ended")
+        if self._work_state is Work.OPEN:
+            self._work_state = Work.INPUT_ENDED
+            self._work_ended("the work connection ended")
 
     def connection_lost(self, source, reason) -> None:
-        self._work_gone = True
-        self._work_ended("the work connection was lost")
+        was_open = self._work_state is Work.OPEN
+        self._let_go(Work.CLOSED)
+        if was_open:
+            self._work_ended("the work connection was lost")
 
     def _work_ended(self, why: str) -> None:
-        if self._work_eof:
-            return
-        self._work_eof = True
+        """The backend sends no more: what it sent must be a whole
+        response."""
         if self.ended:
             return
         self.backend.receive_data(b"")
         self._pump_backend()
-        if not self.response_done and not self.ended:
+        if self.response is not Response.COMPLETE and not self.ended:
             self._backend_failed(why)
 
     def _pump_backend(self) -> None:
@@ -297,7 +244,7 @@ class HttpExchange:
                     self.front.send(h11.Data(data=event.data))
                 elif kind is h11.EndOfMessage:
                     self.front.send(h11.EndOfMessage())
-                    self.response_done = True
+                    self.response = Response.COMPLETE
                     self._maybe_finish()
                     return
                 else:
@@ -310,7 +257,7 @@ class HttpExchange:
                 return
 
     def _response_head(self) -> None:
-        self.response_started = True
+        self.response = Response.STREAMING
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -322,7 +269,7 @@ class HttpExchange:
             return
         trailing, _ = self.backend.trailing_data
         self._end()
-        self._opened = False  # the raw splice carries on the count
+        self._let_go(Work.HANDED_OVER)
         self.front.switch_protocols(self, trailing)
 
     # Endings.
@@ -333,9 +280,9 @@ class HttpExchange:
                         f"{self.front.vhost.response_timeout:g}s")
 
     def _backend_failed(self, why: str) -> None:
-        if self.response_done or self.ended:
+        if self.response is Response.COMPLETE or self.ended:
             return
-        if self.response_started:
+        if self.response is Response.STREAMING:
             self._log.warn("{peer}: proxy [{name}]: response cut: {why}",
                            peer=self.peer, name=self.proxy.name, why=why)
             self._abort()
@@ -363,7 +310,8 @@ class HttpExchange:
         self.front.exchange_broken(self)
 
     def _maybe_finish(self) -> None:
-        if self.ended or not (self.request_done and self.response_done):
+        if self.ended or not (self.request_done
+                              and self.response is Response.COMPLETE):
             return
         reusable = self._reusable()
         gate = self._work_gate
@@ -383,9 +331,8 @@ class HttpExchange:
         keep-alive on both sides, no protocol switch, nothing received
         beyond the response."""
         backend = self.backend
-        return (self.link is not None and not self._framing_doubt
-                and not self._work_gone
-                and not self._work_eof and self.work.alive
+        return (self._work_state is Work.OPEN and not self._framing_doubt
+                and self.work.alive
                 and self.upgrade is None and self.method != b"CONNECT"
                 and backend.our_state is h11.DONE
                 and backend.their_state is h11.DONE
@@ -393,10 +340,7 @@ class HttpExchange:
 
     def _release_work(self) -> None:
         """Hand the work connection back to the proxy's idle list."""
-        self._work_gone = True  # for this exchange: it writes no more
-        if self._opened:
-            self._opened = False
-            self.proxy.splice_closed(self)
+        self._let_go(Work.RELEASED)
         self.proxy.keep_idle(self.link)
 
     def front_lost(self) -> None:
@@ -410,28 +354,29 @@ class HttpExchange:
             wait.cancel()   # give up waiting for a work connection
 
     def _end(self) -> None:
-        self.ended = True
+        self.stage = Stage.ENDED
         self.front.gate.resume("work")
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         if self._work_gate is not None:
-            _unregister(self.front.transport)
-            _unregister(self.work.transport)
+            unregister_producer(self.front.transport)
+            unregister_producer(self.work.transport)
             self.front.gate.resume("backpressure")
             self._work_gate = None
 
     def _close_work(self) -> None:
-        if self.work is not None and not self._work_gone:
-            self._work_gone = True
+        if self._let_go(Work.CLOSED):
             self.work.transport.loseConnection()
-        if self._opened:
-            self._opened = False
-            self.proxy.splice_closed(self)
 
-
-def _unregister(transport) -> None:
-    try:
-        transport.unregisterProducer()
-    except RuntimeError:
-        pass
+    def _let_go(self, state: Work) -> bool:
+        """Stop holding the work connection (*state*: released, handed
+        over or closed) and stop counting as an open connection of the
+        proxy (a raw Splice that carries on reports the hand-over
+        itself).  False if it was not held."""
+        if self._work_state not in HOLDING:
+            return False
+        self._work_state = state
+        if state is not Work.HANDED_OVER:
+            self.proxy.sink_closed(self)
+        return True

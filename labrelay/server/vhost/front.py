@@ -8,23 +8,18 @@ vhost as a whole and builds these.
 Every request head on a connection is parsed with h11 (at most
 :data:`MAX_HEAD` bytes, within :attr:`Vhost.head_timeout` seconds) and
 routed on its own: a keep-alive connection may name another Host, and so
-reach another proxy and client, with each request.  A routed request
-becomes an :class:`~labrelay.server.vhost.exchange.HttpExchange` over
-one work connection that the route's target opens; this module answers
-what needs no backend: 400 (malformed, no Host), 401/407
+reach another proxy and client, with each request.
+:mod:`~labrelay.server.vhost.dispatch` decides what a head becomes: a
+request forwarded over one work connection that the route's target
+opens (an :class:`~labrelay.server.vhost.exchange.HttpExchange`), or an
+answer from the vhost itself.  This module answers what needs no backend:
+400 (malformed, no Host, ambiguous framing or path), 401/407
 (``http_user``/``http_pwd``), 404 (no route: the built-in page or
 ``custom_404_page``), 408 (head too slow), 431 (head too large), and the
-502/504 an exchange reports.
-
-Before routing, the head as received is checked for ambiguous body
-framing, and the request target is normalised
-(:mod:`~labrelay.server.vhost.request`): a request whose framing another
-parser could read otherwise is answered 400 and its connection closed
-(nothing after it on the connection is read as a request); the routed
-path is the normal one (dot segments, ``//`` and encoded unreserved
-characters resolved), it is what the backend receives, and a path that a
-lax backend could read as another route's is answered 400.  Log lines
-write request fields with control characters escaped.
+502/504 an exchange reports.  A request whose framing another parser
+could read otherwise is answered 400 and its connection closed (nothing
+after it on the connection is read as a request).  Log lines write
+request fields with control characters escaped.
 
 Reading is switched by a :class:`~labrelay.server.proxy_base.ReadGate`:
 while waiting for a work connection, while the work connection's write
@@ -42,23 +37,19 @@ pages the vhost answers by itself are in
 """
 
 from http import HTTPStatus
-from urllib.parse import urlsplit
 
 import h11
 from twisted.logger import Logger
 
 from ...peers import describe, host_port
-from ...relay import (RelayedProtocol, Splice, set_no_delay,
-                      supports_half_close)
+from ...relay import RelayedProtocol, Splice, set_no_delay, supports_half_close
 from ..proxy_base import ReadGate
-from .access_log import AccessRecord, clf_escape, write_access_line
+from .access_log import AccessRecord, write_access_line
 from .auth import BasicAuthMixin
+from .dispatch import Forward, Refusal, dispatch
 from .exchange import HttpExchange
-from .headers import (basic_auth, body_framing, header_value,
-                      rewrite_request_headers, upgrade_type)
-from .pages import BAD_GATEWAY, GATEWAY_TIMEOUT, HTML, TEXT, refusal
-from .request import BadRequest, framing_problem, route_target
-from .routes import request_host
+from .headers import body_framing, rewrite_request_headers, upgrade_type
+from .pages import BAD_GATEWAY, GATEWAY_TIMEOUT, TEXT, refusal
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
 #: far more than any browser sends; beyond it: 431.
@@ -109,7 +100,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self.client_ip = host_port(self.transport.getPeer())[0] or "-"
         self.gate = ReadGate(self.transport)
         self.vhost.connections.add(self)
-        self.vhost.server.connections.add(self)
+        self.vhost.context.connections.add(self)
         self._start_timer(self.vhost.head_timeout, self._head_timed_out)
 
     def data_before_splice(self, data):
@@ -141,7 +132,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._cancel_timer()
         self._closing = True
         self.vhost.connections.discard(self)
-        self.vhost.server.connections.remove(self)
+        self.vhost.context.connections.remove(self)
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.front_lost()
@@ -197,7 +188,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             self._pumping = False
 
     def _pump_once(self) -> None:
-        while not self._closing and self.splice is None:
+        while not self._closing and self.sink is None:
             exchange = self._exchange
             if exchange is not None and not exchange.accepts_body:
                 return
@@ -259,71 +250,38 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
                            peer=self.peer, size=MAX_HEAD)
             self._refuse(431, "request head too large")
             return
-        problem = framing_problem(bytes(head), request.http_version)
-        if problem is not None:
-            self._log.info("{peer}: ambiguous request framing ({problem}); "
-                           "closing", peer=self.peer, problem=problem)
-            self._refuse(400, f"ambiguous request framing: {problem}")
+        decision = dispatch(request, bytes(head), self.vhost.routes,
+                            self.vhost.not_found_page)
+        if isinstance(decision, Forward):
+            self._forward(request, decision)
             return
-        headers = request.headers.raw_items()
-        target = request.target
-        host = header_value(headers, b"host")
-        absolute = target[:7].lower() == b"http://" or \
-            target[:8].lower() == b"https://"
-        if absolute:
-            host = urlsplit(target).netloc
-            # the rest of the target as sent (query and any fragment too)
-            rest = target[target.index(b"//") + 2 + len(host):]
-            target = rest if rest.startswith(b"/") else b"/" + rest
-            headers = [(n, host if n.lower() == b"host" else v)
-                       for n, v in headers]
-        if not host or not host.strip():
-            self.respond(400, b"Bad Request: no Host header\n", close=True)
+        if decision.log:
+            self._log.info("{peer}: " + decision.log, peer=self.peer,
+                           **decision.log_fields)
+        if isinstance(decision, Refusal):
+            self._refuse(decision.status, decision.text)
             return
-        try:
-            target, path, lenient = route_target(request.method, target)
-        except BadRequest as e:
-            self._log.info("{peer}: bad request target {target}: {error}",
-                           peer=self.peer, target=clf_escape(request.target),
-                           error=e)
-            self.respond(400, f"Bad Request: {e}\n".encode())
-            return
-        credentials = None
-        if absolute:
-            credentials = header_value(headers, b"proxy-authorization")
-        if not credentials:
-            credentials = header_value(headers, b"authorization")
-        user, password = basic_auth(credentials)
-        self._access.user = user
-        name = request_host(host.decode("latin-1"))
-        if name.endswith("."):
-            # "example.com." is the absolute form of example.com; a second
-            # trailing dot makes no host name at all
-            self.respond(400, b"Bad Request: invalid Host (more than one "
-                              b"trailing dot)\n")
-            return
-        proxy = self.vhost.routes.lookup(name, path, user)
-        if lenient != path and \
-                self.vhost.routes.lookup(name, lenient, user) is not proxy:
-            self._log.info("{peer}: path {path} could be read as another "
-                           "route's", peer=self.peer,
-                           path=clf_escape(target[:200]))
-            self.respond(400, b"Bad Request: ambiguous path\n")
-            return
-        if proxy is None:
-            self._log.info("{peer}: no route for {host}{path}", peer=self.peer,
-                           host=clf_escape(name), path=clf_escape(path[:200]))
-            self.respond(404, self.vhost.not_found_page, HTML)
-            return
+        if decision.user is not None:
+            self._access.user = decision.user
+        self.respond(decision.status, decision.body, decision.content_type,
+                     close=decision.close)
+
+    def _forward(self, request, decision) -> None:
+        """Start the exchange of a routed request, once its Basic auth
+        passes."""
+        proxy = decision.proxy
+        self._access.user = decision.user
         self._access.proxy = proxy.name
-        if not self._authorized(request, proxy, user, password, absolute):
+        if not self._authorized(request, proxy, decision.user,
+                                decision.password, decision.absolute):
             return
+        headers = decision.headers
         upgrade = upgrade_type(headers)
         ip, port = host_port(self.transport.getPeer())
         exchange = HttpExchange(
-            proxy, self, request, target=target, upgrade=upgrade,
+            proxy, self, request, target=decision.target, upgrade=upgrade,
             client=(ip, port), headers=rewrite_request_headers(
-                headers, client_ip=ip, original_host=host,
+                headers, client_ip=ip, original_host=decision.host,
                 host_rewrite=proxy.host_header_rewrite,
                 set_headers=proxy.set_headers, upgrade=upgrade,
                 framing=body_framing(headers)))
@@ -453,9 +411,10 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         user_trailing, _ = self.http.trailing_data
         proxy = exchange.proxy
         splice = Splice(self, exchange.work, b_codec=exchange.codec,
-                        on_close=proxy.hand_over(exchange),
+                        on_close=proxy.sink_closed,
                         description=f"proxy [{proxy.name}] {self.peer} "
                                     f"(switched protocols)")
+        proxy.sink_replaced(exchange, splice)
         if backend_trailing:
             self.transport.write(backend_trailing)
         splice.start(a_pending=user_trailing)

@@ -54,8 +54,9 @@ def write_buffered(transport) -> int:
 
 class Vhost:
     """
-    The HTTP vhost of a :class:`~labrelay.server.service.RelayServer`: its
-    route table, its pages and timeouts, its live connections.
+    The HTTP vhost of a relay: its route table, its pages and timeouts, its
+    live connections.  It sees the server only through its
+    :class:`~labrelay.server.context.ServerContext`.
 
     :ivar port: the vhost port reported in NewProxyResp (the bound port once
         listening).
@@ -63,10 +64,10 @@ class Vhost:
 
     _log = Logger()
 
-    def __init__(self, server):
-        config = server.config
-        self.server = server
-        self.clock = server.clock
+    def __init__(self, context):
+        config = context.config
+        self.context = context
+        self.clock = context.clock
         self.routes = RouteTable()
         self.port = config.vhost_http_port
         self.response_timeout = config.vhost_http_timeout
@@ -80,7 +81,7 @@ class Vhost:
         self.factory = VhostFactory(self)
 
     def create_proxy(self, control, message) -> HttpProxy:
-        return HttpProxy(self.server, control, message, self)
+        return HttpProxy(self.context, control, message, self)
 
     def buffered_bytes(self) -> int:
         """Bytes of HTTP traffic this process holds right now (diagnostic)."""

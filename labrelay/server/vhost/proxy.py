@@ -8,7 +8,7 @@ exchange calls instead of reaching the client's control connection or
 pool).
 
 Work connections that carried a complete exchange are kept idle here
-(:class:`~labrelay.server.vhost.exchange.IdleWork`) for the proxy's next
+(:class:`~labrelay.server.vhost.idle.IdleWork`) for the proxy's next
 requests: at most :attr:`Vhost.max_idle_work` per proxy, most recently
 used first, all closed when the proxy closes.
 """
@@ -21,7 +21,8 @@ from twisted.logger import Logger
 from ...errors import ProxyError
 from ..proxy_base import ProxyBase, WaitsForWork
 from ..worklink import start_work_link
-from .exchange import IdleWork, WorkUnavailable
+from .exchange import WorkUnavailable
+from .idle import IdleWork
 from .routes import normalize_domain
 
 
@@ -48,8 +49,8 @@ class HttpProxy(ProxyBase):
     type = "http"
     _log = Logger()
 
-    def __init__(self, server, control, message, vhost):
-        super().__init__(server, control, message)
+    def __init__(self, context, control, message, vhost):
+        super().__init__(context, control, message)
         self.vhost = vhost
         self.http_user = message.http_user
         self.http_pwd = message.http_pwd
@@ -64,7 +65,7 @@ class HttpProxy(ProxyBase):
     def _wanted_domains(self) -> list:
         """Domains from custom_domains and subdomain, validated as frps."""
         message = self.message
-        subdomain_host = normalize_domain(self.server.config.subdomain_host)
+        subdomain_host = normalize_domain(self.context.config.subdomain_host)
         domains = []
         for domain in message.custom_domains or []:
             domain = normalize_domain(domain)
@@ -93,7 +94,7 @@ class HttpProxy(ProxyBase):
         single route is built: one NewProxy must stay cheap to register
         (``max_domains_per_proxy``, ``max_locations_per_proxy``,
         ``max_routes_per_proxy``, ``max_routes_total``; 0 turns one off)."""
-        config = self.server.config
+        config = self.context.config
         routes = len(domains) * len(self.locations)
         for count, limit, what in (
                 (len(domains), config.max_domains_per_proxy,
@@ -188,10 +189,3 @@ class HttpProxy(ProxyBase):
         else 504 (it did not give one in time)."""
         status = 502 if self.control.closed else 504
         request.deferred.errback(WorkUnavailable(error, status))
-
-    def hand_over(self, exchange):
-        """An exchange became a raw splice (Upgrade): keep counting it as
-        one connection; return the splice's on_close callback."""
-        self.bytes_in += exchange.bytes_a_to_b
-        self.bytes_out += exchange.bytes_b_to_a
-        return self.splice_closed

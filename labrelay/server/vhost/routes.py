@@ -51,7 +51,8 @@ limit (``max_domains_per_proxy`` and friends, in
 """
 
 from collections import Counter
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Optional
 
 from ...errors import ProxyError
 

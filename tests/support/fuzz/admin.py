@@ -22,8 +22,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from labrelay.client.admin import AUTH_FAIL_DELAY, AdminResource, _QuietSite
+from labrelay.client.admin import AdminResource
 from labrelay.config import parse_client_config
+from labrelay.web import AUTH_FAIL_DELAY, QuietSite
 
 from .core import Target, bound, chunked
 
@@ -86,6 +87,11 @@ class _Client:
         self.changes.append("stop")
 
 
+def _content(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 class _Policed(AdminResource):
     """The admin resource, checking the policy (by this module's own rules)
     at every state change."""
@@ -120,11 +126,11 @@ class _Policed(AdminResource):
         return super()._reload(request)
 
     def _put_config(self, request):
-        before = self._read(self.client.config_path)
+        before = _content(self.client.config_path)
         try:
             return super()._put_config(request)
         finally:
-            if self._read(self.client.config_path) != before:
+            if _content(self.client.config_path) != before:
                 self._check(request, (b"PUT",))
                 self.client.changes.append("config")
 
@@ -178,7 +184,7 @@ class AdminTarget(Target):
         client = _Client(config, self._file(text))
         clock = Clock()
         resource = _Policed(client, clock)
-        site = _QuietSite(resource, reactor=clock)
+        site = QuietSite(resource, reactor=clock)
         wire = StringTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", PORT),
             peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))

@@ -23,8 +23,6 @@ from twisted.python.failure import Failure
 from labrelay.mux.frames import INITIAL_WINDOW
 from labrelay.protocol.framing import MAX_BODY_LENGTH
 
-
-
 #: The captures' token: their Login and NewWorkConn keys are valid with it.
 TOKEN = "labrelay-vector-token"
 #: The run_id every captured NewWorkConn is rewritten to, and the one the

@@ -5,21 +5,23 @@ payload codec and the INI configs, with corpora built from the captures.
 
 import tempfile
 
-
-from labrelay.config import (ConfigError, parse_client_config,
-                             parse_server_config)
+from labrelay.config import ConfigError, parse_client_config, parse_server_config
 from labrelay.errors import ProtocolError
 from labrelay.protocol import messages
 from labrelay.protocol.codec import PayloadCodec
 from labrelay.protocol.compression import MAX_CHUNK
 from labrelay.protocol.crypto import IV_LENGTH
-from labrelay.protocol.framing import (HEADER_LENGTH, MAX_BODY_LENGTH,
-                                       V2_MAGIC, MessageParser, decode_body,
-                                       encode_message)
+from labrelay.protocol.framing import (
+    HEADER_LENGTH,
+    MAX_BODY_LENGTH,
+    V2_MAGIC,
+    MessageParser,
+    decode_body,
+    encode_message,
+)
 
 from .. import paths, vectors
 from .core import RUN_ID, TOKEN, Target, bound, chunked, label
-
 
 TYPE_BYTES = sorted(messages.MESSAGE_TYPES)
 

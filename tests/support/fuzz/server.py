@@ -16,20 +16,23 @@ from labrelay.config import parse_server_config
 from labrelay.mux.frames import HEADER_SIZE, FrameParser
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
-from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
-                                      derive_key)
-from labrelay.protocol.framing import (HEADER_LENGTH, MAX_BODY_LENGTH,
-                                       V2_MAGIC, MessageParser, encode_message)
+from labrelay.protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
+from labrelay.protocol.framing import (
+    HEADER_LENGTH,
+    MAX_BODY_LENGTH,
+    V2_MAGIC,
+    MessageParser,
+    encode_message,
+)
 from labrelay.server import service as server_service
+from labrelay.server.bind_port import FrpConnectionFactory
 from labrelay.server.connection import MAX_EARLY_WORK_BYTES, ServerConnection
-from labrelay.server.service import RelayServer, _FrpConnectionFactory
+from labrelay.server.service import RelayServer
 
 from .. import vectors
 from .core import RUN_ID, TOKEN, Target, Wire, bound, chunked, label, lose
-from .decoders import (TYPE_BYTES, captured_messages, client_streams, frame,
-                       with_run_id)
+from .decoders import TYPE_BYTES, captured_messages, client_streams, frame, with_run_id
 from .yamux import YAMUX_TOKENS, yamux_corpus
-
 
 # -- the server's bind port --------------------------------------------------
 
@@ -61,7 +64,7 @@ class ServerWorld:
         self.reactor = MemoryReactorClock()
         self.server = RelayServer(_CONFIGS[mux], self.reactor, None)
         self.server.startService()
-        self.factory = _FrpConnectionFactory(self.server)
+        self.factory = FrpConnectionFactory(self.server.context)
         self.wires = []
 
     def connect(self):

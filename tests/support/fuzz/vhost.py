@@ -13,13 +13,12 @@ from twisted.python.failure import Failure
 
 from labrelay.config import parse_server_config
 from labrelay.protocol import messages
-from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import MAX_HEAD, Vhost
+from labrelay.throttle import PasswordThrottle
 from labrelay.tracking import ConnectionSet
 
 from .. import vectors
 from .core import Target, Wire, bound, chunked, lose
-
 
 # -- the HTTP vhost ----------------------------------------------------------
 
@@ -37,7 +36,7 @@ class FakeWork:
         self.transport = Wire(port=50000)
         self.sent = []
         self.alive = True
-        self.splice = None
+        self.sink = None
         self.answered = False
 
     def send(self, message):
@@ -145,15 +144,15 @@ class VhostTarget(Target):
         """The reactor's and the backends' part: answer new requests,
         deliver connectionLost to closed work connections."""
         for work in works:
-            if work.splice is None:
+            if work.sink is None:
                 continue
             if not work.answered and work.transport.value() \
                     and not work.transport.disconnecting:
                 work.answered = True
-                work.splice.forward(work, FakeWork.RESPONSE)
+                work.sink.forward(work, FakeWork.RESPONSE)
             if work.transport.disconnecting and not work.transport.lost:
                 work.transport.lost = True
-                work.splice.connection_lost(work, Failure(ConnectionDone()))
+                work.sink.connection_lost(work, Failure(ConnectionDone()))
 
     def run(self, data, cuts):
         clock, vhost, works = self._world()

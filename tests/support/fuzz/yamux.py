@@ -9,17 +9,26 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from labrelay import FRP_VERSION
-from labrelay.mux.frames import (FLAG_ACK, FLAG_FIN, FLAG_SYN, HEADER_SIZE,
-                                 INITIAL_WINDOW, TYPE_DATA, TYPE_GO_AWAY,
-                                 TYPE_PING, TYPE_WINDOW_UPDATE, FrameError,
-                                 FrameParser, encode_header)
+from labrelay.mux.frames import (
+    FLAG_ACK,
+    FLAG_FIN,
+    FLAG_SYN,
+    HEADER_SIZE,
+    INITIAL_WINDOW,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_PING,
+    TYPE_WINDOW_UPDATE,
+    FrameError,
+    FrameParser,
+    encode_header,
+)
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.framing import encode_message
 
 from .. import vectors
 from .core import Target, Wire, bound, chunked, label
-
 
 #: Bytes a session may write to a transport that stopped reading (a peer
 #: that sends but never reads) beyond what it owed before the pause.
