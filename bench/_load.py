@@ -334,6 +334,63 @@ def cpu_seconds(roots):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds():
+    """CPU seconds all CPUs of the machine have been busy since boot (the
+    non-idle, non-iowait fields of /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal (guest: in user)
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """CPU time the rest of the machine spends while the bench runs: all
+    busy CPU time minus that of this process and its descendants (the
+    relays, the backend, wrk, ...)."""
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.busy0 = busy_seconds()
+        self.own0 = cpu_seconds([os.getpid()])
+
+    def report(self):
+        """'other processes: X CPU-s in Y s (Z CPUs on average)'."""
+        busy = busy_seconds()
+        if busy is None or self.busy0 is None:
+            return "other processes: unknown (no /proc/stat)"
+        wall = time.monotonic() - self.t0
+        other = max(0.0, (busy - self.busy0)
+                    - (cpu_seconds([os.getpid()]) - self.own0))
+        return (f"other processes on the machine used {other:.0f} CPU-s "
+                f"during the {wall:.0f} s run ({other / wall:.2f} of "
+                f"{len(os.sched_getaffinity(0))} CPUs on average)")
+
+
+def rss_kib(roots):
+    """Resident memory (VmRSS, KiB) of each of ``roots`` with its live
+    descendants, in the order of ``roots``."""
+    table = _proc_table()
+    out = []
+    for root in roots:
+        total = 0
+        for pid in descendants([root], table):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+                            break
+            except OSError:
+                pass
+        out.append(total)
+    return out
+
+
 def _start_time(pid):
     """Start time of ``pid`` (to be sure a pid was not reused), or None."""
     try:

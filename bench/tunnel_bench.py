@@ -2,16 +2,19 @@
 """
 labrelay against a direct connection and other relays, in one run.
 
-    python3 bench/tunnel_bench.py [--quick]
+    python3 bench/tunnel_bench.py [--quick] [--frps PATH --frpc PATH]
 
 Every path carries the same client traffic to the same backend process:
 bulk upload throughput, 64-byte ping-pong RTT, sequential new-connection
-rate, and the CPU time the relay processes spent per GB of bulk data.
-See bench/README.rst for what each column means.
+rate, the CPU time the relay processes spent per GB of bulk data and their
+idle resident memory.  With frp's binaries (--frps/--frpc, or on $PATH),
+real frps/frpc rows sit next to labrelay's and a second table gives the
+labrelay / frp ratios.  See bench/README.rst for what each column means.
 """
 
 import argparse
 import getpass
+import json
 import os
 import platform
 import shutil
@@ -56,7 +59,7 @@ class Path:
             lines = self.log_text(name).splitlines()
             hits = [i for i, l in enumerate(lines)
                     if "Error" in l or "Traceback" in l or "#error" in l
-                    or "#critical" in l]
+                    or "#critical" in l or " [E] " in l]
             if hits:
                 out.append(f"{name}: " + " | ".join(
                     l.strip() for l in lines[hits[-1]:hits[-1] + 1]))
@@ -163,6 +166,71 @@ class Labrelay(Path):
         self.cpu_roots = [server.pid, client.pid]
 
 
+class Frp(Path):
+    """Real frps and frpc (binaries given with --frps/--frpc), configured in
+    frp's own TOML format; everything else left at frp's defaults."""
+
+    def __init__(self, ctx, label, tcp_mux=True, tls=True):
+        super().__init__(ctx)
+        self.label = label
+        self.tcp_mux, self.tls = tcp_mux, tls
+
+    #: ports of frps besides bind_port to wait for (see server_toml)
+    server_ports = ()
+
+    def server_toml(self):
+        """Extra top-level frps.toml lines (the vhost bench adds its own)."""
+        return ""
+
+    def client_toml(self):
+        """Extra top-level frpc.toml lines."""
+        return ""
+
+    def proxies_toml(self):
+        """The [[proxies]] of frpc.toml."""
+        self.port = _load.free_port()
+        return (f'[[proxies]]\nname = "bench"\ntype = "tcp"\n'
+                f'localIP = "127.0.0.1"\n'
+                f"localPort = {self.ctx.backend_port}\n"
+                f"remotePort = {self.port}\n")
+
+    def start(self):
+        if not self.ctx.frp:
+            raise Skip("no frps/frpc binaries")
+        frps_exe, frpc_exe = self.ctx.frp
+        tag = "".join(c if c.isalnum() else "_" for c in self.label)
+        bind_port = _load.free_port()
+        common = (f"auth.token = {json.dumps(TOKEN)}\n"
+                  f"transport.tcpMux = {toml_bool(self.tcp_mux)}\n"
+                  'log.to = "console"\nlog.level = "info"\n'
+                  "log.disablePrintColor = true\n")
+        frps = os.path.join(self.ctx.tmp, f"{tag}-frps.toml")
+        frpc = os.path.join(self.ctx.tmp, f"{tag}-frpc.toml")
+        with open(frps, "w") as f:
+            f.write(f'bindAddr = "127.0.0.1"\nbindPort = {bind_port}\n'
+                    + common + self.server_toml())
+        with open(frpc, "w") as f:
+            f.write(f'serverAddr = "127.0.0.1"\nserverPort = {bind_port}\n'
+                    "loginFailExit = true\n" + common
+                    + f"transport.tls.enable = {toml_bool(self.tls)}\n"
+                    + self.client_toml() + "\n" + self.proxies_toml())
+        slog, clog = f"{tag}-frps.log", f"{tag}-frpc.log"
+        server = self.spawn([frps_exe, "-c", frps], slog, cwd=self.ctx.tmp)
+        self.wait_for("frps listening",
+                      lambda: all(_load.port_open(p) for p in
+                                  (bind_port,) + tuple(self.server_ports)),
+                      server, slog)
+        client = self.spawn([frpc_exe, "-c", frpc], clog, cwd=self.ctx.tmp)
+        self.wait_for("'start proxy success'",
+                      lambda: "start proxy success" in self.log_text(clog),
+                      client, clog)
+        self.cpu_roots = [server.pid, client.pid]
+
+
+def toml_bool(flag):
+    return "true" if flag else "false"
+
+
 class Socat(Path):
     label = "socat (fork)"
 
@@ -226,6 +294,50 @@ class SshForward(Path):
         self.cpu_roots = [daemon.pid, client.pid]
 
 
+# -- frp binaries ----------------------------------------------------------------
+
+def add_frp_options(ap):
+    ap.add_argument("--frps", metavar="PATH", default=None,
+                    help="frps binary for the frp rows (default: 'frps' on "
+                         "$PATH; without frps and frpc the frp rows are "
+                         "left out)")
+    ap.add_argument("--frpc", metavar="PATH", default=None,
+                    help="frpc binary for the frp rows (default: 'frpc' on "
+                         "$PATH)")
+
+
+def find_frp(args):
+    """((frps, frpc), None) when both binaries are at hand, else (None, a
+    one-line note saying why the frp rows are left out).  A path given on
+    the command line that is not an executable file stops the run."""
+    for opt, given in (("--frps", args.frps), ("--frpc", args.frpc)):
+        if given and not (os.path.isfile(given) and os.access(given, os.X_OK)):
+            raise SystemExit(f"{opt} {given}: not an executable file")
+    found = {name: getattr(args, name) or shutil.which(name)
+             for name in ("frps", "frpc")}
+    missing = [name for name, exe in found.items() if not exe]
+    if missing:
+        return None, ("frp rows not measured: no " + " and no ".join(missing)
+                      + " (give --frps PATH --frpc PATH, or put them on "
+                        "$PATH)")
+    return (os.path.abspath(found["frps"]),
+            os.path.abspath(found["frpc"])), None
+
+
+def frp_version(frp):
+    """'frp 0.70.0 (frps ..., frpc ...)' for the header."""
+    vers = []
+    for exe in frp:
+        try:
+            out = subprocess.run([exe, "--version"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        vers.append(out.splitlines()[0] if out else "?")
+    v = vers[0] if vers[0] == vers[1] else " / ".join(vers)
+    return f"frp {v} (frps {frp[0]}, frpc {frp[1]})"
+
+
 # -- measuring -------------------------------------------------------------------
 
 def measure(path, args, payload):
@@ -240,6 +352,12 @@ def measure(path, args, payload):
 def _measure(path, args, payload, phase):
     row = {"label": path.label}
     port = path.port
+    if path.cpu_roots:
+        # resident memory once logged in and left idle for a few seconds
+        phase[0] = "idle RSS"
+        time.sleep(args.idle_secs)
+        row["rss"] = [k / 1024.0 for k in _load.rss_kib(path.cpu_roots)]
+        phase[0] = "echo check"
     # a few echoes through the path first: the tunnel really works
     _load.ping_pong(port, 10, warmup=0, time_cap=10.0)
 
@@ -342,7 +460,8 @@ def versions(tree):
 
 def fmt_table(rows, direct, args):
     head = ["path", "MiB/s", "Gbit/s", "x direct", "RTT p50 us", "+p50",
-            "RTT p99 us", "+p99", "conn/s", "x direct", "relay CPU-s/GB"]
+            "RTT p99 us", "+p99", "conn/s", "x direct", "relay CPU-s/GB",
+            "idle RSS MiB"]
     if args.download:
         head.insert(4, "down MiB/s")
     table = [head]
@@ -364,10 +483,59 @@ def fmt_table(rows, direct, args):
                                    if r["conn_errors"] else ""),
             f"{r['conns'] / direct['conns']:.3f}",
             f"{r['cpu_per_gb']:.2f}" if "cpu_per_gb" in r else "-",
+            fmt_rss(r["rss"]) if "rss" in r else "-",
         ]
         if args.download:
             cells.insert(4, f"{r['down_mibs']:.0f}")
         table.append(cells)
+    return align(table, left_columns=1)
+
+
+def fmt_rss(parts):
+    """'total (server+client)' in MiB."""
+    total = f"{sum(parts):.1f}"
+    if len(parts) < 2:
+        return total
+    return total + " (" + "+".join(f"{p:.1f}" for p in parts) + ")"
+
+
+def pairs(rows):
+    """(suffix, labrelay row, frp row) for each 'labrelay X' row measured
+    with a measured 'frp X' row, in table order."""
+    measured = {r["label"]: r for r in rows if "skip" not in r}
+    out = []
+    for r in rows:
+        label = r["label"]
+        if label.startswith("labrelay ") and label in measured:
+            suffix = label[len("labrelay "):]
+            other = measured.get("frp " + suffix)
+            if other is not None:
+                out.append((suffix, r, other))
+    return out
+
+
+def ratio(a, b, digits=2):
+    if a is None or b is None or not b or a != a or b != b:
+        return "-"
+    return f"{a / b:.{digits}f}"
+
+
+def fmt_ratios(rows):
+    """The 'labrelay / frp' table: one row per pair of matching rows."""
+    found = pairs(rows)
+    if not found:
+        return []
+    table = [["labrelay / frp", "MiB/s", "RTT p50", "RTT p99", "conn/s",
+              "CPU-s/GB", "idle RSS"]]
+    for suffix, lab, frp in found:
+        table.append([
+            suffix, ratio(lab["mibs"], frp["mibs"]),
+            ratio(lab["p50"], frp["p50"]), ratio(lab["p99"], frp["p99"]),
+            ratio(lab["conns"], frp["conns"]),
+            ratio(lab.get("cpu_per_gb"), frp.get("cpu_per_gb")),
+            ratio(sum(lab["rss"]) if "rss" in lab else None,
+                  sum(frp["rss"]) if "rss" in frp else None),
+        ])
     return align(table, left_columns=1)
 
 
@@ -448,22 +616,34 @@ def main():
     ap.add_argument("--no-pin", action="store_true",
                     help="measure RTT without pinning the processes to one "
                          "CPU (noisier)")
+    ap.add_argument("--idle-secs", type=float, default=3.0,
+                    help="idle time after 'start proxy success' before the "
+                         "relay's resident memory is read (default 3)")
+    add_frp_options(ap)
     args = ap.parse_args()
     args.tree = os.path.abspath(args.tree)
     args.rtt_cpu = None if args.no_pin else max(os.sched_getaffinity(0))
     if args.mib is None:
         args.mib = 64 if args.quick else 512
     args.bulk_cap = 8.0 if args.quick else 25.0     # s, all reps of a path
-    budget = 75.0 if args.quick else 290.0           # whole run, soft
+    frp, frp_note = find_frp(args)
+    relays = 6 + 2 + (4 if frp else 0)   # paths with an idle RSS reading
+    # whole run, soft: the old budget plus the extra rows and idle waits
+    budget = (75.0 if args.quick else 290.0) \
+        + (4 if frp else 0) * (6.0 if args.quick else 30.0) \
+        + relays * args.idle_secs
     hard = budget + 40.0                             # whole run, SIGALRM
 
     ctx = start_run(args.tree, hard, "labrelay-bench-")
+    ctx.frp = frp
     t_start = time.monotonic()
+    other_load = _load.OtherLoad()
     rows, notes = [], []
     interrupted = False
     try:
         for line in versions(args.tree):
             print(line, flush=True)
+        print(frp_version(frp) if frp else frp_note, flush=True)
         print(f"bulk {args.bulk_reps} x {args.mib} MiB per path "
               f"(at most {args.bulk_cap:.0f} s), "
               f"{args.pings} x 64-byte ping-pongs, new connections for "
@@ -483,14 +663,20 @@ def main():
         _load.bulk_upload(ctx.backend_port, 64 * MiB, payload)
         _load.ping_pong(ctx.backend_port, 500, time_cap=10.0)
 
-        paths = [Direct(ctx),
-                 Labrelay(ctx, "labrelay mux"),
-                 Labrelay(ctx, "labrelay no-mux", tcp_mux=False),
-                 Labrelay(ctx, "labrelay mux+enc+comp", crypt=True)]
+        paths = [Direct(ctx)]
+
+        def pair(suffix, **kw):
+            # frp's row right after labrelay's: same drift, easy to compare
+            paths.append(Labrelay(ctx, "labrelay " + suffix, **kw))
+            if frp:
+                paths.append(Frp(ctx, "frp " + suffix, **kw))
+
+        pair("mux")
+        pair("no-mux", tcp_mux=False)
+        paths.append(Labrelay(ctx, "labrelay mux+enc+comp", crypt=True))
         if not args.no_tls_rows:
-            paths += [Labrelay(ctx, "labrelay mux, no tls", tls=False),
-                      Labrelay(ctx, "labrelay no-mux, no tls",
-                               tcp_mux=False, tls=False)]
+            pair("mux, no tls", tls=False)
+            pair("no-mux, no tls", tcp_mux=False, tls=False)
         paths += [Socat(ctx), SshForward(ctx), Direct(ctx, "direct (again)")]
         for path in paths:
             left = budget - (time.monotonic() - t_start)
@@ -537,6 +723,11 @@ def main():
     for line in fmt_table(rows, direct, args):
         print(line)
     print()
+    ratios = fmt_ratios(rows)
+    for line in ratios:
+        print(line)
+    if ratios:
+        print()
     if any(r.get("capped") for r in rows):
         notes.append("* bulk transfer shortened to fit the "
                      f"{args.bulk_cap:.0f} s cap: " + ", ".join(
@@ -555,12 +746,25 @@ def main():
     notes.append("labrelay rows: tls_enable = true (the frpc default) unless "
                  "'no tls'; enc+comp = use_encryption + use_compression on "
                  "random data")
-    notes.append("frp itself (frps/frpc) is not measured: it cannot be "
-                 "downloaded here (loopback-only network)")
+    if frp:
+        notes.append("frp rows: frps/frpc from --frps/--frpc, TOML config, "
+                     "frp's defaults (transport.tls.enable = true, tcpMux = "
+                     "true) unless 'no tls' / 'no-mux'")
+    else:
+        notes.append(frp_note)
+    notes.append(f"idle RSS: VmRSS of server + client after 'start proxy "
+                 f"success' and {args.idle_secs:g} s idle, before any "
+                 "traffic (socat, ssh: the listener/sshd and ssh with their "
+                 "children)")
+    if ratios:
+        notes.append("labrelay / frp: above 1 is better for labrelay in "
+                     "MiB/s and conn/s, below 1 is better in RTT, CPU-s/GB "
+                     "and idle RSS")
     for n in notes:
         print(n)
     print(f"total time {time.monotonic() - t_start:.0f} s, "
           f"load average after: {loadavg()}")
+    print(other_load.report())
     return 130 if interrupted else 0
 
 

@@ -2,16 +2,20 @@
 """
 labrelay's HTTP vhost against direct HTTP, with wrk, in one run.
 
-    python3 bench/vhost_bench.py [--quick]
+    python3 bench/vhost_bench.py [--quick] [--frps PATH --frpc PATH]
 
 An asyncio HTTP/1.1 keep-alive backend (``bench/_load.py http-backend``)
 answers GET /small (100 bytes) and GET /big (1 MiB).  wrk loads it directly
 and through labrelay's vhost (``type = http``, ``subdomain``) with tcp_mux
-on, off, and on without TLS: requests/s and p50/p99 latency for each
-response size and connection count.  See bench/README.rst.
+on, off, and on without TLS: requests/s, p50/p99 latency and the relay's
+CPU per request for each response size and connection count.  With frp's
+binaries (--frps/--frpc, or on $PATH), real frps/frpc rows with the same
+proxy (vhostHTTPPort, ``type = "http"``) sit next to labrelay's and a second
+table gives the labrelay / frp ratios.  See bench/README.rst.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -26,7 +30,7 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True      # leave no __pycache__ in bench/
 
 import _load  # noqa: E402
-import tunnel_bench  # noqa: E402   (Path, Labrelay, versions, loadavg)
+import tunnel_bench  # noqa: E402   (Path, Labrelay, Frp, versions, ...)
 
 TOKEN = tunnel_bench.TOKEN
 SUBDOMAIN_HOST = "bench.test"
@@ -88,6 +92,32 @@ class VhostLabrelay(tunnel_bench.Labrelay):
                       lambda: "start proxy success" in self.log_text(clog),
                       client, clog)
         self.cpu_roots = [server.pid, client.pid]
+
+
+class VhostFrp(tunnel_bench.Frp):
+    """Real frps with vhostHTTPPort and subDomainHost, frpc with one
+    ``type = "http"`` proxy (subdomain ``web``) to the backend."""
+
+    def __init__(self, ctx, label, tcp_mux=True, tls=True, pool_count=None):
+        super().__init__(ctx, label, tcp_mux=tcp_mux, tls=tls)
+        self.pool_count = pool_count
+
+    def server_toml(self):
+        self.port = _load.free_port()
+        self.server_ports = (self.port,)
+        return (f"vhostHTTPPort = {self.port}\n"
+                f"subDomainHost = {json.dumps(SUBDOMAIN_HOST)}\n")
+
+    def client_toml(self):
+        if self.pool_count is None:
+            return ""
+        return f"transport.poolCount = {self.pool_count}\n"
+
+    def proxies_toml(self):
+        return (f'[[proxies]]\nname = "web"\ntype = "http"\n'
+                f'localIP = "127.0.0.1"\n'
+                f"localPort = {self.ctx.backend_port}\n"
+                f'subdomain = "web"\n')
 
 
 # -- wrk -------------------------------------------------------------------------
@@ -188,7 +218,7 @@ def measure_cell(ctx, path, args, url_path, conns):
     served = be1[1] - be0[1]
     r["be_conns_per_req"] = (be1[0] - be0[0]) / served if served else None
     if roots and r["requests"]:
-        r["cpu_ms_req"] = 1000.0 * sum(b - a for a, b in zip(cpu0, cpu1)) \
+        r["cpu_us_req"] = 1e6 * sum(b - a for a, b in zip(cpu0, cpu1)) \
             / r["requests"]
     return r
 
@@ -215,7 +245,7 @@ def fmt_delta(v, ref):
 def fmt_table(rows, ref):
     head = ["path", "resp", "conns", "req/s", "x direct", "p50 ms", "+p50",
             "p99 ms", "+p99", "errors", "relay CPU % srv/cli",
-            "relay CPU ms/req", "backend conn/req"]
+            "relay CPU us/req", "backend conn/req"]
     table = [head]
     for row in rows:
         if "skip" in row:
@@ -240,11 +270,34 @@ def fmt_table(rows, ref):
                 "-" if is_ref or not d else fmt_delta(r["p99"], d["p99"]),
                 str(r["errors"]),
                 "/".join(f"{c:.0f}" for c in r["cpu_pct"]) or "-",
-                f"{r['cpu_ms_req']:.3f}" if "cpu_ms_req" in r else "-",
+                f"{r['cpu_us_req']:.0f}" if "cpu_us_req" in r else "-",
                 f"{r['be_conns_per_req']:.3f}"
                 if r["be_conns_per_req"] is not None else "?",
             ]
             table.append(cells)
+    return tunnel_bench.align(table, left_columns=2)
+
+
+def fmt_ratios(rows):
+    """The 'labrelay / frp' table: per pair of matching rows, per response
+    size and connection count."""
+    table = [["labrelay / frp", "resp", "conns", "req/s", "p50", "p99",
+              "CPU us/req"]]
+    for suffix, lab, frp in tunnel_bench.pairs(rows):
+        theirs = {(size, conns): r for size, conns, r in frp["cells"]
+                  if "fail" not in r}
+        for size, conns, r in lab["cells"]:
+            f = theirs.get((size, conns))
+            if "fail" in r or f is None:
+                continue
+            table.append([suffix, size, str(conns),
+                          tunnel_bench.ratio(r["rps"], f["rps"]),
+                          tunnel_bench.ratio(r["p50"], f["p50"]),
+                          tunnel_bench.ratio(r["p99"], f["p99"]),
+                          tunnel_bench.ratio(r.get("cpu_us_req"),
+                                             f.get("cpu_us_req"))])
+    if len(table) == 1:
+        return []
     return tunnel_bench.align(table, left_columns=2)
 
 
@@ -270,18 +323,23 @@ def main():
     ap.add_argument("--no-tls-row", action="store_true",
                     help="leave out the tls_enable = false row")
     ap.add_argument("--pool-count", type=int, default=None,
-                    help="frpc pool_count of the labrelay rows (default: "
-                         "unset, i.e. labrelay's default)")
+                    help="frpc pool_count of the labrelay and frp rows "
+                         "(default: unset, i.e. each one's default)")
     ap.add_argument("--tree", default=REPO,
                     help="labrelay source tree to run (default: this "
                          "repository's working tree)")
+    tunnel_bench.add_frp_options(ap)
     args = ap.parse_args()
     args.tree = os.path.abspath(args.tree)
     if args.secs is None:
         args.secs = 2.0 if args.quick else 6.0
     args.conn_list = [int(c) for c in args.conns.split(",") if c.strip()]
     warm = 1.0
-    budget = 55.0 if args.quick else 170.0           # whole run, soft
+    frp, frp_note = tunnel_bench.find_frp(args)
+    per_path = len(SIZES) * (warm + len(args.conn_list) * (args.secs + 0.3))
+    n_paths = 1 + (2 if frp else 1) * (2 if args.no_tls_row else 3)
+    budget = max(55.0 if args.quick else 170.0,      # whole run, soft
+                 n_paths * (per_path + 4.0) + 10.0)
     hard = budget + 40.0                              # whole run, SIGALRM
 
     wrk = shutil.which("wrk")
@@ -291,7 +349,9 @@ def main():
 
     ctx = tunnel_bench.start_run(args.tree, hard, "labrelay-vhost-bench-")
     ctx.wrk = wrk
+    ctx.frp = frp
     t_start = time.monotonic()
+    other_load = _load.OtherLoad()
     rows, notes = [], []
     interrupted = False
     try:
@@ -300,6 +360,8 @@ def main():
             if line.startswith("others:"):
                 continue
             print(line, flush=True)
+        print(tunnel_bench.frp_version(frp) if frp else frp_note,
+              flush=True)
         wrk_v = subprocess.run([wrk, "-v"], capture_output=True, text=True,
                                timeout=10).stdout.splitlines()
         print(f"h11 {h11.__version__}; load: "
@@ -321,15 +383,20 @@ def main():
             raise RuntimeError(f"backend did not start: {line!r}")
         ctx.backend_port = int(line.split()[1])
 
-        paths = [Direct(ctx),
-                 VhostLabrelay(ctx, "labrelay mux",
-                               pool_count=args.pool_count),
-                 VhostLabrelay(ctx, "labrelay no-mux", tcp_mux=False,
-                               pool_count=args.pool_count)]
+        paths = [Direct(ctx)]
+
+        def pair(suffix, **kw):
+            # frp's row right after labrelay's: same drift, easy to compare
+            paths.append(VhostLabrelay(ctx, "labrelay " + suffix,
+                                       pool_count=args.pool_count, **kw))
+            if frp:
+                paths.append(VhostFrp(ctx, "frp " + suffix,
+                                      pool_count=args.pool_count, **kw))
+
+        pair("mux")
+        pair("no-mux", tcp_mux=False)
         if not args.no_tls_row:
-            paths.append(VhostLabrelay(ctx, "labrelay mux, no tls", tls=False,
-                                       pool_count=args.pool_count))
-        per_path = len(SIZES) * (warm + len(args.conn_list) * (args.secs + 0.3))
+            pair("mux, no tls", tls=False)
         for path in paths:
             left = budget - (time.monotonic() - t_start)
             if left < per_path * 0.8:
@@ -394,6 +461,11 @@ def main():
     for line in fmt_table(rows, ref):
         print(line)
     print()
+    ratios = fmt_ratios(rows)
+    for line in ratios:
+        print(line)
+    if ratios:
+        print()
     for row in rows:
         for size, conns, r in row.get("cells", ()):
             if r.get("errors"):
@@ -406,6 +478,15 @@ def main():
     notes.append("ratios and +deltas are against the 'direct' cell of the "
                  "same size and connection count; labrelay rows keep "
                  "tls_enable = true (the frpc default) unless 'no tls'")
+    if frp:
+        notes.append("frp rows: frps/frpc from --frps/--frpc, TOML config, "
+                     "frp's defaults (transport.tls.enable = true, tcpMux = "
+                     "true) unless 'no tls' / 'no-mux'")
+    else:
+        notes.append(frp_note)
+    if ratios:
+        notes.append("labrelay / frp: above 1 is better for labrelay in "
+                     "req/s, below 1 is better in p50, p99 and CPU us/req")
     notes.append("backend conn/req: new backend connections per request "
                  "served; labrelay keeps up to 5 idle work connections per "
                  "proxy for reuse, any other request costs a new work "
@@ -415,6 +496,7 @@ def main():
         print(n)
     print(f"total time {time.monotonic() - t_start:.0f} s, "
           f"load average after: {tunnel_bench.loadavg()}")
+    print(other_load.report())
     return 130 if interrupted else 0
 
 
