@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_endpoints -*-
+# -*- test-case-name: tests.unit.test_endpoints,tests.integration.test_endpoints -*-
 """
 Endpoints built from configuration: the client's dial to the server and the
 server's listen descriptions.
@@ -12,8 +12,8 @@ server's listen descriptions.
   address and port (IPv6 addresses are written without brackets in frp's
   config and need their colons escaped here).
 
-Half-close over TLS (measured in tests/test_endpoints.py and
-tests/test_tls.py): a TLS transport from :class:`TLSMemoryBIOProtocol` has no
+Half-close over TLS (measured in tests/unit/test_endpoints.py or tests/integration/test_endpoints.py and
+tests/unit/test_tls.py): a TLS transport from :class:`TLSMemoryBIOProtocol` has no
 half-close.  It has no ``loseWriteConnection`` of its own; the name resolves
 to the TCP socket's through ``ProtocolWrapper.__getattr__``, which sends a
 raw FIN without a TLS close_notify.  The peer's TLS layer reports that as a

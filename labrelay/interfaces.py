@@ -3,7 +3,7 @@ The contracts between labrelay's parts that are not class hierarchies.
 
 Each interface names what one part expects of objects it does not create,
 so that a new proxy type, a new kind of splice end or a test fake knows
-what to provide; ``tests/test_interfaces.py`` checks the real classes with
+what to provide; ``tests/unit/test_interfaces.py`` checks the real classes with
 ``verifyObject``.  Like Twisted's own interfaces these describe, they do
 not enforce: nothing calls ``providedBy`` on the data path.
 

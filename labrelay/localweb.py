@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_localweb,tests.test_admin,tests.test_dashboard -*-
+# -*- test-case-name: tests.unit.test_localweb,tests.unit.test_admin,tests.integration.test_admin,tests.system.test_admin,tests.unit.test_dashboard,tests.integration.test_dashboard -*-
 """
 Which requests a web API meant for its own host accepts: the ``Host`` and
 ``Origin`` checks shared by the client's admin API and the server's

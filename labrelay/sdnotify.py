@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sdnotify -*-
+# -*- test-case-name: tests.unit.test_sdnotify,tests.integration.test_sdnotify,tests.system.test_sdnotify -*-
 """
 systemd's readiness protocol (``Type=notify``), without libsystemd.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_server_reload,tests.test_reload -*-
+# -*- test-case-name: tests.unit.test_server_reload,tests.integration.test_server_reload,tests.unit.test_reload,tests.integration.test_reload -*-
 """
 SIGHUP as "reload your config file", for the server and the client alike.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sniff -*-
+# -*- test-case-name: tests.unit.test_sniff -*-
 """
 First-byte sniffing on the server's bind port: TLS or plain frp.
 

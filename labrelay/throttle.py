@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_throttle -*-
+# -*- test-case-name: tests.unit.test_throttle -*-
 """
 One throttle for every password labrelay checks: on the server the token
 of a Login (and of a NewWorkConn under ``authenticate_new_work_conns``), a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls -*-
+# -*- test-case-name: tests.unit.test_tls -*-
 """
 TLS configuration for the link between the relay client and server.
 

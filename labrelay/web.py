@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web,tests.test_admin,tests.test_dashboard -*-
+# -*- test-case-name: tests.unit.test_web,tests.unit.test_admin,tests.integration.test_admin,tests.system.test_admin,tests.unit.test_dashboard,tests.integration.test_dashboard -*-
 """
 What the two local web APIs, the server's dashboard
 (:mod:`labrelay.server.dashboard`) and the client's admin API

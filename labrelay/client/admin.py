@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admin,tests.test_admin_fuzz -*-
+# -*- test-case-name: tests.unit.test_admin,tests.integration.test_admin,tests.system.test_admin,tests.unit.test_admin_fuzz -*-
 """
 The client's admin API on ``admin_addr:admin_port``: the routes of frpc
 v0.51, for ``labrelay-client reload|status|stop`` and for scripts.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admin -*-
+# -*- test-case-name: tests.unit.test_admin,tests.integration.test_admin,tests.system.test_admin -*-
 """
 The admin API's routes on the client's config file: ``GET /api/config``,
 ``PUT /api/config`` and ``/api/reload``, and the text transformations

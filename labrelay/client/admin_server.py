@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admin,tests.test_reload -*-
+# -*- test-case-name: tests.unit.test_admin,tests.integration.test_admin,tests.system.test_admin,tests.unit.test_reload,tests.integration.test_reload -*-
 """
 Where the client's admin API listens, over the client's life.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admin -*-
+# -*- test-case-name: tests.unit.test_admin,tests.integration.test_admin,tests.system.test_admin -*-
 """
 The ``labrelay-client`` console command: ``reload``, ``status`` and ``stop``
 of a running client, through its admin API (as ``frpc reload|status|stop``).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tunnel -*-
+# -*- test-case-name: tests.integration.test_tunnel -*-
 """
 The client's link to the server when ``tcp_mux = true``: one yamux session
 whose first stream is the control connection.

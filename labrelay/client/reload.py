@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_reload -*-
+# -*- test-case-name: tests.unit.test_reload,tests.integration.test_reload -*-
 """
 Live reload of the client's proxies (``frpc reload``, ``GET /api/reload``,
 SIGHUP).

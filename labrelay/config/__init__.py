@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 labrelay's configuration: frp legacy INI files (frps.ini, frpc.ini) turned
 into frozen attrs values, with frp's defaults.

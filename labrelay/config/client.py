@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 frpc.ini: the client's settings (:class:`ClientConfig`), its proxies
 (:class:`ProxyConfig`) and their parser.

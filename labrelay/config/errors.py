@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 How the config layers report problems: :class:`IniError` (text-level syntax,
 from :mod:`.template` and :mod:`.ini`), :class:`ConfigError` (a config

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_schema -*-
+# -*- test-case-name: tests.unit.test_config_schema -*-
 """
 The config schema: what each key is, in one place per key.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 frps.ini: the server's settings (:class:`ServerConfig`) and their parser.
 

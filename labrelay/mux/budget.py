@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_window -*-
+# -*- test-case-name: tests.unit.test_yamux_window -*-
 """
 The process-wide budget of bytes that yamux peers may make this process hold.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_frames -*-
+# -*- test-case-name: tests.unit.test_yamux_frames -*-
 """
 yamux framing, sans-IO: the 12-byte header and an incremental frame parser.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_session -*-
+# -*- test-case-name: tests.unit.test_yamux_session,tests.integration.test_yamux_session -*-
 """
 A yamux session's keepalive, as hashicorp/yamux's: a Ping every
 ``keepalive_interval`` seconds, each sent once the previous one was

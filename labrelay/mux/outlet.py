@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_session,tests.test_stream_flood -*-
+# -*- test-case-name: tests.unit.test_yamux_session,tests.integration.test_yamux_session,tests.unit.test_stream_flood -*-
 """
 The one transport a yamux session writes to, as its streams share it.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_session -*-
+# -*- test-case-name: tests.unit.test_yamux_session,tests.integration.test_yamux_session -*-
 """
 The producer registered on a yamux stream (the stream is an
 ``IConsumer``), and how it is driven.

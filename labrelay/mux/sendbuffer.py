@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_session -*-
+# -*- test-case-name: tests.unit.test_yamux_session,tests.integration.test_yamux_session -*-
 """
 The bytes a yamux stream's protocol wrote and the stream has not sent yet
 (the peer's window is exhausted, or the session's transport is full).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_session -*-
+# -*- test-case-name: tests.unit.test_yamux_session,tests.integration.test_yamux_session -*-
 """
 A yamux session (frp's ``tcp_mux``) as a Twisted protocol.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_session -*-
+# -*- test-case-name: tests.unit.test_yamux_session,tests.integration.test_yamux_session -*-
 """
 What a yamux stream answers, as an ``ITCPTransport``, without a socket of
 its own: its addresses are those of its session's connection, and the TCP

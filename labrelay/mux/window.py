@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_yamux_window -*-
+# -*- test-case-name: tests.unit.test_yamux_window -*-
 """
 One yamux stream's receive window, and its share of the process-wide
 :class:`~labrelay.mux.budget.BufferBudget`.

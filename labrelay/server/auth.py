@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_auth_rules,tests.test_auth_hardening -*-
+# -*- test-case-name: tests.unit.test_auth_rules,tests.unit.test_auth_hardening,tests.integration.test_auth_hardening -*-
 """
 Who may speak to the server: :class:`Authenticator` decides each Login,
 NewWorkConn and authenticated Ping and says why in a :class:`Verdict`.

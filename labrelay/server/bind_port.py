@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_admission,tests.test_stream_flood -*-
+# -*- test-case-name: tests.unit.test_admission,tests.unit.test_stream_flood -*-
 """
 What runs on each connection accepted on the bind port.
 

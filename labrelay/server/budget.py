@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registration_budget -*-
+# -*- test-case-name: tests.unit.test_registration_budget,tests.integration.test_registration_budget -*-
 """
 How much proxy registration the server does per slice of time.
 

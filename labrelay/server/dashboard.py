@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_dashboard,tests.test_metrics,tests.test_dashboard_browser -*-
+# -*- test-case-name: tests.unit.test_dashboard,tests.integration.test_dashboard,tests.integration.test_metrics,tests.system.test_dashboard_browser -*-
 """
 The server dashboard on ``dashboard_addr:dashboard_port``: frp's HTTP API,
 a web page and Prometheus metrics; this module is its listener, its

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_dashboard,tests.test_name_churn -*-
+# -*- test-case-name: tests.unit.test_dashboard,tests.integration.test_dashboard,tests.unit.test_name_churn,tests.integration.test_name_churn -*-
 """
 The dashboard's JSON API under ``/api/``: frp's routes (v0.51) and field
 names, from the :class:`~labrelay.server.context.ServerContext`'s live state,

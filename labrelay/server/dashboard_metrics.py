@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.integration.test_metrics -*-
 """
 The dashboard's ``/metrics`` (with ``enable_prometheus``): frps's metric
 names from a collector reading :mod:`labrelay.server.stats` at scrape time,

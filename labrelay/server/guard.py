@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_guard -*-
+# -*- test-case-name: tests.unit.test_guard -*-
 """
 What the server remembers so that nobody can abuse it before (or without)
 proving the token: per-source bookkeeping, the replay cache and

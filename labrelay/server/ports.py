@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ports,tests.test_name_churn -*-
+# -*- test-case-name: tests.unit.test_ports,tests.unit.test_name_churn,tests.integration.test_name_churn -*-
 """
 Which remote port a ``type = tcp`` proxy gets: :class:`PortAllocator`
 owns ``allow_ports``, the ports taken by live proxies and the ports

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tunnel,tests.test_vhost -*-
+# -*- test-case-name: tests.integration.test_tunnel,tests.unit.test_vhost,tests.integration.test_vhost -*-
 """
 What every proxy type on the server shares: :class:`ProxyBase` (its owner,
 its counters, finding a live work connection for a user),

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_auth_rules,tests.test_auth_hardening -*-
+# -*- test-case-name: tests.unit.test_auth_rules,tests.unit.test_auth_hardening,tests.integration.test_auth_hardening -*-
 """
 The server's warnings about what it refuses: refused Logins, NewWorkConns
 and Pings (an :class:`~labrelay.server.auth.Verdict`'s log text), failed

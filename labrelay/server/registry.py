@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_limits,tests.test_name_churn -*-
+# -*- test-case-name: tests.integration.test_client_limits,tests.unit.test_name_churn,tests.integration.test_name_churn -*-
 """
 What the server knows about all its clients at once: control sessions by
 run_id (and how many there are per TCP connection, per ``user`` and per

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_server_reload -*-
+# -*- test-case-name: tests.unit.test_server_reload,tests.integration.test_server_reload -*-
 """
 Live reload of the server's settings (SIGHUP, ``systemctl reload``).
 

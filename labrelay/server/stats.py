@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_dashboard,tests.test_metrics -*-
+# -*- test-case-name: tests.unit.test_dashboard,tests.integration.test_dashboard,tests.integration.test_metrics -*-
 """
 Traffic bookkeeping for the dashboard and the Prometheus metrics.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tunnel,tests.test_vhost_reuse -*-
+# -*- test-case-name: tests.integration.test_tunnel,tests.integration.test_vhost_reuse -*-
 """
 Starting a work connection for one user: :func:`start_work_link` sends
 StartWorkConn on it and sets up the proxy's payload codec, and

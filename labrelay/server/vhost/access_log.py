@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_logs -*-
+# -*- test-case-name: tests.unit.test_logs,tests.integration.test_logs,tests.system.test_logs -*-
 """
 The vhost's access log: one line per request (info, namespace
 ``labrelay.access``) when its response ends, in the combined log format

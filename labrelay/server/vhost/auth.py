@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost,tests.test_guessing -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost,tests.integration.test_guessing -*-
 """
 Basic auth (``http_user``/``http_pwd``) on the vhost's front connection,
 through the server's password throttle (:mod:`labrelay.throttle`): a

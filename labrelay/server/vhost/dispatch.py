@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost,tests.test_vhost_paths,tests.test_smuggling -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost,tests.unit.test_vhost_paths,tests.integration.test_vhost_paths,tests.unit.test_smuggling,tests.integration.test_smuggling -*-
 """
 What one request head on the vhost becomes: a request forwarded to the
 proxy that its Host, path and Basic-auth user pick (:class:`Forward`), or

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost,tests.test_vhost_reuse -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost,tests.integration.test_vhost_reuse -*-
 """
 The named states of an :class:`~labrelay.server.vhost.exchange.HttpExchange`.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost -*-
 """
 The user side of the server's HTTP virtual-host port (frps
 ``vhost_http_port``): one HTTP/1.1 protocol per user connection

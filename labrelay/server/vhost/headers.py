@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost,tests.test_smuggling -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost,tests.unit.test_smuggling,tests.integration.test_smuggling -*-
 """
 Header logic of the HTTP vhost, pure (no I/O): reading header values,
 Basic credentials and Upgrade requests, and rewriting heads between the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost_reuse -*-
+# -*- test-case-name: tests.integration.test_vhost_reuse -*-
 """
 Work connections kept idle between HTTP requests (:class:`IdleWork`).
 

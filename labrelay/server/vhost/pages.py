@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost -*-
 """
 What the vhost answers by itself, without a backend: the "nothing is
 published here" page (or ``custom_404_page``), the 502/504 texts, and the

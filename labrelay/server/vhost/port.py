@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost,tests.test_vhost_reuse -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost,tests.integration.test_vhost_reuse -*-
 """
 The HTTP vhost as a whole (frps ``vhost_http_port``): :class:`Vhost` holds
 its route table, timeouts, pages and live connections, and makes the

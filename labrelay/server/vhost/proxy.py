@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost,tests.test_vhost_reuse -*-
+# -*- test-case-name: tests.unit.test_vhost,tests.integration.test_vhost,tests.integration.test_vhost_reuse -*-
 """
 ``type = http`` proxies (:class:`HttpProxy`): registration on the vhost
 route table (domains, locations, the server's route limits), the route

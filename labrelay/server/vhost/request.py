@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost_paths,tests.test_smuggling -*-
+# -*- test-case-name: tests.unit.test_vhost_paths,tests.integration.test_vhost_paths,tests.unit.test_smuggling,tests.integration.test_smuggling -*-
 """
 What the HTTP vhost refuses in a request head before routing it, and the
 request target it routes and forwards.  Pure functions, no I/O; a refusal

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vhost_routes -*-
+# -*- test-case-name: tests.unit.test_vhost_routes -*-
 """
 The route table of the HTTP virtual hosts: which ``type = http`` proxy
 serves a request, by Host, path and basic-auth user (frp's vhost router).
