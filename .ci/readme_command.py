@@ -11,7 +11,7 @@ def commands(text: str):
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.rstrip().endswith("::"):
-            block = [x for x in lines[i + 1:i + 4] if x.strip()]
+            block = [x for x in lines[i + 1 : i + 4] if x.strip()]
             if block and block[0].startswith("    "):
                 yield block[0].strip()
 

@@ -28,11 +28,12 @@ import struct
 import threading
 import time
 
-CHUNK = 4 << 20          # bytes per send() of the bulk client
-RECV_BUF = 1 << 20       # recv_into buffer of the sink
+CHUNK = 4 << 20  # bytes per send() of the bulk client
+RECV_BUF = 1 << 20  # recv_into buffer of the sink
 
 
 # -- backend -----------------------------------------------------------------
+
 
 def _serve(conn, pattern):
     try:
@@ -72,12 +73,12 @@ def _serve(conn, pattern):
             buf = bytearray(RECV_BUF)
             view = memoryview(buf)
             while total < want:
-                n = conn.recv_into(view[:min(RECV_BUF, want - total)])
+                n = conn.recv_into(view[: min(RECV_BUF, want - total)])
                 if not n:
                     break
                 total += n
             conn.sendall(struct.pack("!Q", total))
-            conn.recv(1)     # wait for the peer's close
+            conn.recv(1)  # wait for the peer's close
         else:
             left = want
             view = memoryview(pattern)
@@ -85,7 +86,7 @@ def _serve(conn, pattern):
                 n = min(left, len(view))
                 conn.sendall(view[:n])
                 left -= n
-            conn.recv(1)     # wait for the peer's close
+            conn.recv(1)  # wait for the peer's close
     except OSError:
         pass
     finally:
@@ -119,12 +120,12 @@ def run_backend(lifetime):
         except OSError:
             time.sleep(0.01)
             continue
-        threading.Thread(target=_serve, args=(conn, pattern),
-                         daemon=True).start()
+        threading.Thread(target=_serve, args=(conn, pattern), daemon=True).start()
     lsock.close()
 
 
 # -- measuring client ----------------------------------------------------------
+
 
 class BenchError(Exception):
     pass
@@ -212,7 +213,7 @@ def ping_pong(port, count, size=64, warmup=100, time_cap=30.0):
     """``count`` round trips of ``size`` bytes on one connection, after
     ``warmup`` unmeasured ones.  Returns the list of RTTs in ns."""
     s = _connect(port, timeout=5.0)
-    msg = bytes([0x45]) + os.urandom(size - 1)      # 'E': echo mode
+    msg = bytes([0x45]) + os.urandom(size - 1)  # 'E': echo mode
     buf = bytearray(size)
     view = memoryview(buf)
     rtts = []
@@ -274,6 +275,7 @@ def percentile(values, p):
 
 # -- processes -----------------------------------------------------------------
 
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -302,7 +304,7 @@ def _proc_table():
                 data = f.read()
         except OSError:
             continue
-        rest = data[data.rfind(b")") + 2:].split()
+        rest = data[data.rfind(b")") + 2 :].split()
         # fields after "(comm)": state=0 ppid=1 ... utime=11 stime=12
         # cutime=13 cstime=14
         table[int(name)] = (int(rest[1]), sum(int(x) for x in rest[11:15]))
@@ -364,11 +366,12 @@ class OtherLoad:
         if busy is None or self.busy0 is None:
             return "other processes: unknown (no /proc/stat)"
         wall = time.monotonic() - self.t0
-        other = max(0.0, (busy - self.busy0)
-                    - (cpu_seconds([os.getpid()]) - self.own0))
-        return (f"other processes on the machine used {other:.0f} CPU-s "
-                f"during the {wall:.0f} s run ({other / wall:.2f} of "
-                f"{len(os.sched_getaffinity(0))} CPUs on average)")
+        other = max(0.0, (busy - self.busy0) - (cpu_seconds([os.getpid()]) - self.own0))
+        return (
+            f"other processes on the machine used {other:.0f} CPU-s "
+            f"during the {wall:.0f} s run ({other / wall:.2f} of "
+            f"{len(os.sched_getaffinity(0))} CPUs on average)"
+        )
 
 
 def rss_kib(roots):
@@ -398,7 +401,7 @@ def _start_time(pid):
             data = f.read()
     except OSError:
         return None
-    return int(data[data.rfind(b")") + 2:].split()[19])
+    return int(data[data.rfind(b")") + 2 :].split()[19])
 
 
 def pin(pids, cpus):
@@ -433,8 +436,7 @@ def stop_processes(procs, grace=3.0):
     it, e.g. sshd's per-connection children), then SIGKILL what is left."""
     procs = [p for p in procs if p is not None]
     roots = [p.pid for p in procs]
-    extra = {pid: _start_time(pid)
-             for pid in descendants(roots) - set(roots)}
+    extra = {pid: _start_time(pid) for pid in descendants(roots) - set(roots)}
     for p in procs:
         if p.poll() is None:
             try:
@@ -478,10 +480,12 @@ HTTP_BIG = 1 << 20
 
 
 def _http_response(body, close=False):
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: %d\r\n%s\r\n" % (
-                len(body), b"Connection: close\r\n" if close else b"")
-            + body)
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\n%s\r\n"
+        % (len(body), b"Connection: close\r\n" if close else b"")
+        + body
+    )
 
 
 def run_http_backend(lifetime):
@@ -502,14 +506,14 @@ def run_http_backend(lifetime):
     for close in (False, True):
         canned[b"/small", close] = _http_response(small, close)
         canned[b"/big", close] = _http_response(big, close)
-    stats = [0, 0]          # connections, requests
+    stats = [0, 0]  # connections, requests
 
     class Conn(asyncio.Protocol):
         def connection_made(self, transport):
             stats[0] += 1
             self.t = transport
             self.buf = b""
-            self.skip = 0   # request body bytes still to discard
+            self.skip = 0  # request body bytes still to discard
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -528,13 +532,15 @@ def run_http_backend(lifetime):
                         self.t.close()
                         return
                     break
-                head, buf = buf[:end], buf[end + 4:]
+                head, buf = buf[:end], buf[end + 4 :]
                 lines = head.split(b"\r\n")
                 parts = lines[0].split()
                 if len(parts) != 3:
-                    self.t.write(b"HTTP/1.1 400 Bad Request\r\n"
-                                 b"Content-Length: 0\r\n"
-                                 b"Connection: close\r\n\r\n")
+                    self.t.write(
+                        b"HTTP/1.1 400 Bad Request\r\n"
+                        b"Content-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n"
+                    )
                     self.t.close()
                     return
                 method, target, version = parts
@@ -555,12 +561,13 @@ def run_http_backend(lifetime):
                 else:
                     resp = canned.get((path, close))
                     if resp is None:
-                        resp = (b"HTTP/1.1 404 Not Found\r\n"
-                                b"Content-Length: 0\r\n%s\r\n" % (
-                                    b"Connection: close\r\n" if close
-                                    else b""))
+                        resp = (
+                            b"HTTP/1.1 404 Not Found\r\n"
+                            b"Content-Length: 0\r\n%s\r\n"
+                            % (b"Connection: close\r\n" if close else b"")
+                        )
                     elif method == b"HEAD":
-                        resp = resp[:resp.index(b"\r\n\r\n") + 4]
+                        resp = resp[: resp.index(b"\r\n\r\n") + 4]
                 self.t.write(resp)
                 if close:
                     self.t.close()
@@ -584,8 +591,9 @@ def run_http_backend(lifetime):
             loop.call_soon_threadsafe(finish)
 
         threading.Thread(target=watch_stdin, daemon=True).start()
-        server = await loop.create_server(Conn, "127.0.0.1", 0, backlog=1024,
-                                          reuse_address=True)
+        server = await loop.create_server(
+            Conn, "127.0.0.1", 0, backlog=1024, reuse_address=True
+        )
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         try:
@@ -600,6 +608,7 @@ def run_http_backend(lifetime):
 def http_get(port, path, host, timeout=10.0):
     """One GET on a fresh connection: (status, body)."""
     import http.client
+
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request("GET", path, headers={"Host": host})

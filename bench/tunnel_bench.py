@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-sys.dont_write_bytecode = True      # leave no __pycache__ in bench/
+sys.dont_write_bytecode = True  # leave no __pycache__ in bench/
 
 import _load  # noqa: E402
 
@@ -41,8 +41,10 @@ class Skip(Exception):
 
 # -- the paths -------------------------------------------------------------------
 
+
 class Path:
     """One way from the measuring client to the backend."""
+
     label = "?"
 
     def __init__(self, ctx):
@@ -57,12 +59,20 @@ class Path:
         out = []
         for name in self.logs:
             lines = self.log_text(name).splitlines()
-            hits = [i for i, l in enumerate(lines)
-                    if "Error" in l or "Traceback" in l or "#error" in l
-                    or "#critical" in l or " [E] " in l]
+            hits = [
+                i
+                for i, l in enumerate(lines)
+                if "Error" in l
+                or "Traceback" in l
+                or "#error" in l
+                or "#critical" in l
+                or " [E] " in l
+            ]
             if hits:
-                out.append(f"{name}: " + " | ".join(
-                    l.strip() for l in lines[hits[-1]:hits[-1] + 1]))
+                out.append(
+                    f"{name}: "
+                    + " | ".join(l.strip() for l in lines[hits[-1] : hits[-1] + 1])
+                )
         return out
 
     def spawn(self, argv, log_name, **kw):
@@ -70,10 +80,15 @@ class Path:
         log = open(os.path.join(self.ctx.tmp, log_name), "wb")
         try:
             p = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=kw.pop("cwd", self.ctx.tree),
-                env=kw.pop("env", self.ctx.env), start_new_session=True,
-                **kw)
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=kw.pop("cwd", self.ctx.tree),
+                env=kw.pop("env", self.ctx.env),
+                start_new_session=True,
+                **kw,
+            )
         finally:
             log.close()
         self.procs.append(p)
@@ -96,8 +111,10 @@ class Path:
                 break
             time.sleep(0.05)
         tail = "\n    ".join(self.log_text(log_name).splitlines()[-8:])
-        raise RuntimeError(f"{self.label}: {what} not seen "
-                           f"(exit code {proc.poll()}); log tail:\n    {tail}")
+        raise RuntimeError(
+            f"{self.label}: {what} not seen "
+            f"(exit code {proc.poll()}); log tail:\n    {tail}"
+        )
 
     def start(self):
         raise NotImplementedError
@@ -129,9 +146,12 @@ class Labrelay(Path):
         found = shutil.which("twistd")
         if found:
             return [found]
-        return [sys.executable, "-c",
-                "import sys; from twisted.scripts.twistd import run; "
-                "sys.argv[0] = 'twistd'; run()"]
+        return [
+            sys.executable,
+            "-c",
+            "import sys; from twisted.scripts.twistd import run; "
+            "sys.argv[0] = 'twistd'; run()",
+        ]
 
     def start(self):
         tag = self.label.replace(" ", "_").replace(",", "").replace("+", "")
@@ -140,29 +160,39 @@ class Labrelay(Path):
         frps = os.path.join(self.ctx.tmp, f"{tag}-frps.ini")
         frpc = os.path.join(self.ctx.tmp, f"{tag}-frpc.ini")
         with open(frps, "w") as f:
-            f.write(f"[common]\nbind_addr = 127.0.0.1\n"
-                    f"bind_port = {bind_port}\ntoken = {TOKEN}\n"
-                    f"tcp_mux = {mux}\n")
+            f.write(
+                f"[common]\nbind_addr = 127.0.0.1\n"
+                f"bind_port = {bind_port}\ntoken = {TOKEN}\n"
+                f"tcp_mux = {mux}\n"
+            )
         with open(frpc, "w") as f:
-            f.write(f"[common]\nserver_addr = 127.0.0.1\n"
-                    f"server_port = {bind_port}\ntoken = {TOKEN}\n"
-                    f"tcp_mux = {mux}\n"
-                    f"tls_enable = {'true' if self.tls else 'false'}\n\n"
-                    f"[bench]\ntype = tcp\nlocal_ip = 127.0.0.1\n"
-                    f"local_port = {self.ctx.backend_port}\n"
-                    f"remote_port = {self.port}\n")
+            f.write(
+                f"[common]\nserver_addr = 127.0.0.1\n"
+                f"server_port = {bind_port}\ntoken = {TOKEN}\n"
+                f"tcp_mux = {mux}\n"
+                f"tls_enable = {'true' if self.tls else 'false'}\n\n"
+                f"[bench]\ntype = tcp\nlocal_ip = 127.0.0.1\n"
+                f"local_port = {self.ctx.backend_port}\n"
+                f"remote_port = {self.port}\n"
+            )
             if self.crypt:
                 f.write("use_encryption = true\nuse_compression = true\n")
         slog, clog = f"{tag}-server.log", f"{tag}-client.log"
-        server = self.spawn(self.twistd() + [
-            "-n", "--pidfile=", "labrelay-server", "-c", frps], slog)
-        self.wait_for("server listening", lambda: _load.port_open(bind_port),
-                      server, slog)
-        client = self.spawn(self.twistd() + [
-            "-n", "--pidfile=", "labrelay-client", "-c", frpc], clog)
-        self.wait_for("'start proxy success'",
-                      lambda: "start proxy success" in self.log_text(clog),
-                      client, clog)
+        server = self.spawn(
+            self.twistd() + ["-n", "--pidfile=", "labrelay-server", "-c", frps], slog
+        )
+        self.wait_for(
+            "server listening", lambda: _load.port_open(bind_port), server, slog
+        )
+        client = self.spawn(
+            self.twistd() + ["-n", "--pidfile=", "labrelay-client", "-c", frpc], clog
+        )
+        self.wait_for(
+            "'start proxy success'",
+            lambda: "start proxy success" in self.log_text(clog),
+            client,
+            clog,
+        )
         self.cpu_roots = [server.pid, client.pid]
 
 
@@ -189,10 +219,12 @@ class Frp(Path):
     def proxies_toml(self):
         """The [[proxies]] of frpc.toml."""
         self.port = _load.free_port()
-        return (f'[[proxies]]\nname = "bench"\ntype = "tcp"\n'
-                f'localIP = "127.0.0.1"\n'
-                f"localPort = {self.ctx.backend_port}\n"
-                f"remotePort = {self.port}\n")
+        return (
+            f'[[proxies]]\nname = "bench"\ntype = "tcp"\n'
+            f'localIP = "127.0.0.1"\n'
+            f"localPort = {self.ctx.backend_port}\n"
+            f"remotePort = {self.port}\n"
+        )
 
     def start(self):
         if not self.ctx.frp:
@@ -200,30 +232,47 @@ class Frp(Path):
         frps_exe, frpc_exe = self.ctx.frp
         tag = "".join(c if c.isalnum() else "_" for c in self.label)
         bind_port = _load.free_port()
-        common = (f"auth.token = {json.dumps(TOKEN)}\n"
-                  f"transport.tcpMux = {toml_bool(self.tcp_mux)}\n"
-                  'log.to = "console"\nlog.level = "info"\n'
-                  "log.disablePrintColor = true\n")
+        common = (
+            f"auth.token = {json.dumps(TOKEN)}\n"
+            f"transport.tcpMux = {toml_bool(self.tcp_mux)}\n"
+            'log.to = "console"\nlog.level = "info"\n'
+            "log.disablePrintColor = true\n"
+        )
         frps = os.path.join(self.ctx.tmp, f"{tag}-frps.toml")
         frpc = os.path.join(self.ctx.tmp, f"{tag}-frpc.toml")
         with open(frps, "w") as f:
-            f.write(f'bindAddr = "127.0.0.1"\nbindPort = {bind_port}\n'
-                    + common + self.server_toml())
+            f.write(
+                f'bindAddr = "127.0.0.1"\nbindPort = {bind_port}\n'
+                + common
+                + self.server_toml()
+            )
         with open(frpc, "w") as f:
-            f.write(f'serverAddr = "127.0.0.1"\nserverPort = {bind_port}\n'
-                    "loginFailExit = true\n" + common
-                    + f"transport.tls.enable = {toml_bool(self.tls)}\n"
-                    + self.client_toml() + "\n" + self.proxies_toml())
+            f.write(
+                f'serverAddr = "127.0.0.1"\nserverPort = {bind_port}\n'
+                "loginFailExit = true\n"
+                + common
+                + f"transport.tls.enable = {toml_bool(self.tls)}\n"
+                + self.client_toml()
+                + "\n"
+                + self.proxies_toml()
+            )
         slog, clog = f"{tag}-frps.log", f"{tag}-frpc.log"
         server = self.spawn([frps_exe, "-c", frps], slog, cwd=self.ctx.tmp)
-        self.wait_for("frps listening",
-                      lambda: all(_load.port_open(p) for p in
-                                  (bind_port,) + tuple(self.server_ports)),
-                      server, slog)
+        self.wait_for(
+            "frps listening",
+            lambda: all(
+                _load.port_open(p) for p in (bind_port,) + tuple(self.server_ports)
+            ),
+            server,
+            slog,
+        )
         client = self.spawn([frpc_exe, "-c", frpc], clog, cwd=self.ctx.tmp)
-        self.wait_for("'start proxy success'",
-                      lambda: "start proxy success" in self.log_text(clog),
-                      client, clog)
+        self.wait_for(
+            "'start proxy success'",
+            lambda: "start proxy success" in self.log_text(clog),
+            client,
+            clog,
+        )
         self.cpu_roots = [server.pid, client.pid]
 
 
@@ -239,11 +288,17 @@ class Socat(Path):
         if not exe:
             raise Skip("socat not installed (apt-get install -y socat)")
         self.port = _load.free_port()
-        p = self.spawn([
-            exe, f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr",
-            f"TCP:127.0.0.1:{self.ctx.backend_port}"], "socat.log")
-        self.wait_for("socat listening", lambda: _load.port_open(self.port),
-                      p, "socat.log")
+        p = self.spawn(
+            [
+                exe,
+                f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr",
+                f"TCP:127.0.0.1:{self.ctx.backend_port}",
+            ],
+            "socat.log",
+        )
+        self.wait_for(
+            "socat listening", lambda: _load.port_open(self.port), p, "socat.log"
+        )
         self.cpu_roots = [p.pid]
 
 
@@ -252,58 +307,96 @@ class SshForward(Path):
 
     def start(self):
         sshd = shutil.which("sshd") or (
-            "/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
+            "/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None
+        )
         ssh, keygen = shutil.which("ssh"), shutil.which("ssh-keygen")
         if not (sshd and ssh and keygen):
-            raise Skip("OpenSSH server/client not installed "
-                       "(apt-get install -y openssh-server openssh-client)")
+            raise Skip(
+                "OpenSSH server/client not installed "
+                "(apt-get install -y openssh-server openssh-client)"
+            )
         d = os.path.join(self.ctx.tmp, "ssh")
         os.makedirs(d, mode=0o700, exist_ok=True)
         for key in ("host_key", "user_key"):
-            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "",
-                            "-f", os.path.join(d, key)], check=True,
-                           stdin=subprocess.DEVNULL, timeout=20)
-        shutil.copy(os.path.join(d, "user_key.pub"),
-                    os.path.join(d, "authorized_keys"))
+            subprocess.run(
+                [keygen, "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, key)],
+                check=True,
+                stdin=subprocess.DEVNULL,
+                timeout=20,
+            )
+        shutil.copy(os.path.join(d, "user_key.pub"), os.path.join(d, "authorized_keys"))
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         sshd_port, self.port = _load.free_port(), _load.free_port()
         cfg = os.path.join(d, "sshd_config")
         with open(cfg, "w") as f:
-            f.write(f"Port {sshd_port}\nListenAddress 127.0.0.1\n"
-                    f"HostKey {d}/host_key\nPidFile none\n"
-                    f"AuthorizedKeysFile {d}/authorized_keys\n"
-                    "PermitRootLogin yes\nPubkeyAuthentication yes\n"
-                    "PasswordAuthentication no\n"
-                    "KbdInteractiveAuthentication no\nUsePAM no\n"
-                    "StrictModes no\nAllowTcpForwarding yes\n"
-                    "LogLevel ERROR\n")
+            f.write(
+                f"Port {sshd_port}\nListenAddress 127.0.0.1\n"
+                f"HostKey {d}/host_key\nPidFile none\n"
+                f"AuthorizedKeysFile {d}/authorized_keys\n"
+                "PermitRootLogin yes\nPubkeyAuthentication yes\n"
+                "PasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\nUsePAM no\n"
+                "StrictModes no\nAllowTcpForwarding yes\n"
+                "LogLevel ERROR\n"
+            )
         daemon = self.spawn([sshd, "-D", "-e", "-f", cfg], "sshd.log")
-        self.wait_for("sshd listening", lambda: _load.port_open(sshd_port),
-                      daemon, "sshd.log")
-        client = self.spawn([
-            ssh, "-N", "-F", "/dev/null", "-i", f"{d}/user_key",
-            "-p", str(sshd_port), "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
-            "-L", f"127.0.0.1:{self.port}:127.0.0.1:{self.ctx.backend_port}",
-            f"{getpass.getuser()}@127.0.0.1"], "ssh.log")
-        self.wait_for("ssh forward listening",
-                      lambda: _load.port_open(self.port), client, "ssh.log")
+        self.wait_for(
+            "sshd listening", lambda: _load.port_open(sshd_port), daemon, "sshd.log"
+        )
+        client = self.spawn(
+            [
+                ssh,
+                "-N",
+                "-F",
+                "/dev/null",
+                "-i",
+                f"{d}/user_key",
+                "-p",
+                str(sshd_port),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-L",
+                f"127.0.0.1:{self.port}:127.0.0.1:{self.ctx.backend_port}",
+                f"{getpass.getuser()}@127.0.0.1",
+            ],
+            "ssh.log",
+        )
+        self.wait_for(
+            "ssh forward listening",
+            lambda: _load.port_open(self.port),
+            client,
+            "ssh.log",
+        )
         self.cpu_roots = [daemon.pid, client.pid]
 
 
 # -- frp binaries ----------------------------------------------------------------
 
+
 def add_frp_options(ap):
-    ap.add_argument("--frps", metavar="PATH", default=None,
-                    help="frps binary for the frp rows (default: 'frps' on "
-                         "$PATH; without frps and frpc the frp rows are "
-                         "left out)")
-    ap.add_argument("--frpc", metavar="PATH", default=None,
-                    help="frpc binary for the frp rows (default: 'frpc' on "
-                         "$PATH)")
+    ap.add_argument(
+        "--frps",
+        metavar="PATH",
+        default=None,
+        help="frps binary for the frp rows (default: 'frps' on "
+        "$PATH; without frps and frpc the frp rows are "
+        "left out)",
+    )
+    ap.add_argument(
+        "--frpc",
+        metavar="PATH",
+        default=None,
+        help="frpc binary for the frp rows (default: 'frpc' on $PATH)",
+    )
 
 
 def find_frp(args):
@@ -313,15 +406,18 @@ def find_frp(args):
     for opt, given in (("--frps", args.frps), ("--frpc", args.frpc)):
         if given and not (os.path.isfile(given) and os.access(given, os.X_OK)):
             raise SystemExit(f"{opt} {given}: not an executable file")
-    found = {name: getattr(args, name) or shutil.which(name)
-             for name in ("frps", "frpc")}
+    found = {
+        name: getattr(args, name) or shutil.which(name) for name in ("frps", "frpc")
+    }
     missing = [name for name, exe in found.items() if not exe]
     if missing:
-        return None, ("frp rows not measured: no " + " and no ".join(missing)
-                      + " (give --frps PATH --frpc PATH, or put them on "
-                        "$PATH)")
-    return (os.path.abspath(found["frps"]),
-            os.path.abspath(found["frpc"])), None
+        return None, (
+            "frp rows not measured: no "
+            + " and no ".join(missing)
+            + " (give --frps PATH --frpc PATH, or put them on "
+            "$PATH)"
+        )
+    return (os.path.abspath(found["frps"]), os.path.abspath(found["frpc"])), None
 
 
 def frp_version(frp):
@@ -329,8 +425,9 @@ def frp_version(frp):
     vers = []
     for exe in frp:
         try:
-            out = subprocess.run([exe, "--version"], capture_output=True,
-                                 text=True, timeout=10).stdout.strip()
+            out = subprocess.run(
+                [exe, "--version"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""
         vers.append(out.splitlines()[0] if out else "?")
@@ -339,6 +436,7 @@ def frp_version(frp):
 
 
 # -- measuring -------------------------------------------------------------------
+
 
 def measure(path, args, payload):
     """All the measurements of one path; an error names its phase."""
@@ -373,27 +471,28 @@ def _measure(path, args, payload, phase):
     cpu0 = _load.cpu_seconds(path.cpu_roots) if path.cpu_roots else None
     runs = []
     for _ in range(args.bulk_reps):
-        runs.append(_load.bulk_upload(port, nbytes, payload,
-                                      timeout=args.bulk_cap * 3 + 30))
+        runs.append(
+            _load.bulk_upload(port, nbytes, payload, timeout=args.bulk_cap * 3 + 30)
+        )
     total = sum(b for b, _ in runs)
     if cpu0 is not None:
         cpu = _load.cpu_seconds(path.cpu_roots) - cpu0
         row["cpu_per_gb"] = cpu / (total / 1e9)
     rates = sorted(b / MiB / t for b, t in runs)
     row["bytes"] = nbytes
-    row["mibs"] = rates[len(rates) // 2]          # the median run
+    row["mibs"] = rates[len(rates) // 2]  # the median run
 
     if args.download:
         phase[0] = "download"
-        dbytes, dsecs = _load.bulk_download(port, args.mib * MiB,
-                                            args.bulk_cap)
+        dbytes, dsecs = _load.bulk_download(port, args.mib * MiB, args.bulk_cap)
         row["down_mibs"] = dbytes / MiB / dsecs
 
     phase[0] = "ping-pong"
     # every process of the run on one CPU while ping-ponging: otherwise the
     # scheduler's placement (same CPU or not) moves p50 by ~40 us at random
-    pinned = _load.pin([os.getpid()], {args.rtt_cpu}) \
-        if args.rtt_cpu is not None else {}
+    pinned = (
+        _load.pin([os.getpid()], {args.rtt_cpu}) if args.rtt_cpu is not None else {}
+    )
     try:
         rtts = _load.ping_pong(port, args.pings, time_cap=30.0)
     finally:
@@ -414,6 +513,7 @@ def _measure(path, args, payload, phase):
 
 # -- output ----------------------------------------------------------------------
 
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -424,6 +524,7 @@ def loadavg():
 
 def versions(tree):
     import twisted
+
     lines = []
     cpus = len(os.sched_getaffinity(0))
     model = ""
@@ -435,23 +536,31 @@ def versions(tree):
                     break
     except OSError:
         pass
-    lines.append(f"machine: nproc={cpus} ({model or platform.machine()}), "
-                 f"Linux {platform.release()}")
-    lines.append(f"python {platform.python_version()}, "
-                 f"twisted {twisted.__version__}, labrelay from {tree}")
-    lines.append(f"load average before the run: {loadavg()} "
-                 "(other work on this machine skews every row)")
+    lines.append(
+        f"machine: nproc={cpus} ({model or platform.machine()}), "
+        f"Linux {platform.release()}"
+    )
+    lines.append(
+        f"python {platform.python_version()}, "
+        f"twisted {twisted.__version__}, labrelay from {tree}"
+    )
+    lines.append(
+        f"load average before the run: {loadavg()} "
+        "(other work on this machine skews every row)"
+    )
     tools = []
     if shutil.which("socat"):
-        out = subprocess.run(["socat", "-V"], capture_output=True, text=True,
-                             timeout=10).stdout
+        out = subprocess.run(
+            ["socat", "-V"], capture_output=True, text=True, timeout=10
+        ).stdout
         for line in out.splitlines():
             if line.startswith("socat version"):
                 tools.append(" ".join(line.split()[:3]))
                 break
     if shutil.which("ssh"):
-        out = subprocess.run(["ssh", "-V"], capture_output=True, text=True,
-                             timeout=10).stderr.strip()
+        out = subprocess.run(
+            ["ssh", "-V"], capture_output=True, text=True, timeout=10
+        ).stderr.strip()
         tools.append(out.split(",")[0])
     if tools:
         lines.append("others: " + ", ".join(tools))
@@ -459,9 +568,20 @@ def versions(tree):
 
 
 def fmt_table(rows, direct, args):
-    head = ["path", "MiB/s", "Gbit/s", "x direct", "RTT p50 us", "+p50",
-            "RTT p99 us", "+p99", "conn/s", "x direct", "relay CPU-s/GB",
-            "idle RSS MiB"]
+    head = [
+        "path",
+        "MiB/s",
+        "Gbit/s",
+        "x direct",
+        "RTT p50 us",
+        "+p50",
+        "RTT p99 us",
+        "+p99",
+        "conn/s",
+        "x direct",
+        "relay CPU-s/GB",
+        "idle RSS MiB",
+    ]
     if args.download:
         head.insert(4, "down MiB/s")
     table = [head]
@@ -479,8 +599,8 @@ def fmt_table(rows, direct, args):
             "-" if r is direct else f"{round(r['p50'] - direct['p50']):+d}",
             f"{r['p99']:.0f}",
             "-" if r is direct else f"{round(r['p99'] - direct['p99']):+d}",
-            f"{r['conns']:.0f}" + (f" ({r['conn_errors']} err)"
-                                   if r["conn_errors"] else ""),
+            f"{r['conns']:.0f}"
+            + (f" ({r['conn_errors']} err)" if r["conn_errors"] else ""),
             f"{r['conns'] / direct['conns']:.3f}",
             f"{r['cpu_per_gb']:.2f}" if "cpu_per_gb" in r else "-",
             fmt_rss(r["rss"]) if "rss" in r else "-",
@@ -507,7 +627,7 @@ def pairs(rows):
     for r in rows:
         label = r["label"]
         if label.startswith("labrelay ") and label in measured:
-            suffix = label[len("labrelay "):]
+            suffix = label[len("labrelay ") :]
             other = measured.get("frp " + suffix)
             if other is not None:
                 out.append((suffix, r, other))
@@ -525,17 +645,32 @@ def fmt_ratios(rows):
     found = pairs(rows)
     if not found:
         return []
-    table = [["labrelay / frp", "MiB/s", "RTT p50", "RTT p99", "conn/s",
-              "CPU-s/GB", "idle RSS"]]
+    table = [
+        [
+            "labrelay / frp",
+            "MiB/s",
+            "RTT p50",
+            "RTT p99",
+            "conn/s",
+            "CPU-s/GB",
+            "idle RSS",
+        ]
+    ]
     for suffix, lab, frp in found:
-        table.append([
-            suffix, ratio(lab["mibs"], frp["mibs"]),
-            ratio(lab["p50"], frp["p50"]), ratio(lab["p99"], frp["p99"]),
-            ratio(lab["conns"], frp["conns"]),
-            ratio(lab.get("cpu_per_gb"), frp.get("cpu_per_gb")),
-            ratio(sum(lab["rss"]) if "rss" in lab else None,
-                  sum(frp["rss"]) if "rss" in frp else None),
-        ])
+        table.append(
+            [
+                suffix,
+                ratio(lab["mibs"], frp["mibs"]),
+                ratio(lab["p50"], frp["p50"]),
+                ratio(lab["p99"], frp["p99"]),
+                ratio(lab["conns"], frp["conns"]),
+                ratio(lab.get("cpu_per_gb"), frp.get("cpu_per_gb")),
+                ratio(
+                    sum(lab["rss"]) if "rss" in lab else None,
+                    sum(frp["rss"]) if "rss" in frp else None,
+                ),
+            ]
+        )
     return align(table, left_columns=1)
 
 
@@ -551,15 +686,19 @@ def align(table, left_columns):
         if len(t) != len(head):
             out.append("  ".join([t[0].ljust(widths[0])] + t[1:]))
             continue
-        out.append("  ".join(
-            c.ljust(widths[j]) if j < left_columns else c.rjust(widths[j])
-            for j, c in enumerate(t)))
+        out.append(
+            "  ".join(
+                c.ljust(widths[j]) if j < left_columns else c.rjust(widths[j])
+                for j, c in enumerate(t)
+            )
+        )
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return out
 
 
 # -- main ------------------------------------------------------------------------
+
 
 class Context:
     """What a run started (processes, a temporary directory) and runs with
@@ -576,9 +715,13 @@ def start_run(tree, hard_seconds, tmp_prefix):
     Ctrl-C all raise, so the caller's ``finally`` stops what was started),
     and return a :class:`Context` whose environment runs *tree*'s labrelay.
     """
+
     def on_signal(signum, frame):
-        raise Interrupted("time limit reached" if signum == signal.SIGALRM
-                          else f"signal {signal.Signals(signum).name}")
+        raise Interrupted(
+            "time limit reached"
+            if signum == signal.SIGALRM
+            else f"signal {signal.Signals(signum).name}"
+        )
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGALRM, on_signal)
@@ -591,48 +734,75 @@ def start_run(tree, hard_seconds, tmp_prefix):
     ctx.env = dict(os.environ)
     ctx.tree = tree
     ctx.env["PYTHONPATH"] = os.pathsep.join(
-        [tree] + [p for p in os.environ.get("PYTHONPATH", "").split(
-            os.pathsep) if p])
+        [tree] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     return ctx
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="64 MiB bulk, for a run of about one minute")
-    ap.add_argument("--mib", type=int, default=None,
-                    help="MiB per bulk transfer (default 512, --quick 64)")
-    ap.add_argument("--bulk-reps", type=int, default=3,
-                    help="bulk transfers per path; the median is shown")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="64 MiB bulk, for a run of about one minute",
+    )
+    ap.add_argument(
+        "--mib",
+        type=int,
+        default=None,
+        help="MiB per bulk transfer (default 512, --quick 64)",
+    )
+    ap.add_argument(
+        "--bulk-reps",
+        type=int,
+        default=3,
+        help="bulk transfers per path; the median is shown",
+    )
     ap.add_argument("--pings", type=int, default=2000)
     ap.add_argument("--conn-secs", type=float, default=2.0)
-    ap.add_argument("--download", action="store_true",
-                    help="also measure backend-to-client bulk throughput")
-    ap.add_argument("--no-tls-rows", action="store_true",
-                    help="leave out the tls_enable = false labrelay rows")
-    ap.add_argument("--tree", default=REPO,
-                    help="labrelay source tree to run (default: this "
-                         "repository's working tree)")
-    ap.add_argument("--no-pin", action="store_true",
-                    help="measure RTT without pinning the processes to one "
-                         "CPU (noisier)")
-    ap.add_argument("--idle-secs", type=float, default=3.0,
-                    help="idle time after 'start proxy success' before the "
-                         "relay's resident memory is read (default 3)")
+    ap.add_argument(
+        "--download",
+        action="store_true",
+        help="also measure backend-to-client bulk throughput",
+    )
+    ap.add_argument(
+        "--no-tls-rows",
+        action="store_true",
+        help="leave out the tls_enable = false labrelay rows",
+    )
+    ap.add_argument(
+        "--tree",
+        default=REPO,
+        help="labrelay source tree to run (default: this repository's working tree)",
+    )
+    ap.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="measure RTT without pinning the processes to one CPU (noisier)",
+    )
+    ap.add_argument(
+        "--idle-secs",
+        type=float,
+        default=3.0,
+        help="idle time after 'start proxy success' before the "
+        "relay's resident memory is read (default 3)",
+    )
     add_frp_options(ap)
     args = ap.parse_args()
     args.tree = os.path.abspath(args.tree)
     args.rtt_cpu = None if args.no_pin else max(os.sched_getaffinity(0))
     if args.mib is None:
         args.mib = 64 if args.quick else 512
-    args.bulk_cap = 8.0 if args.quick else 25.0     # s, all reps of a path
+    args.bulk_cap = 8.0 if args.quick else 25.0  # s, all reps of a path
     frp, frp_note = find_frp(args)
-    relays = 6 + 2 + (4 if frp else 0)   # paths with an idle RSS reading
+    relays = 6 + 2 + (4 if frp else 0)  # paths with an idle RSS reading
     # whole run, soft: the old budget plus the extra rows and idle waits
-    budget = (75.0 if args.quick else 290.0) \
-        + (4 if frp else 0) * (6.0 if args.quick else 30.0) \
+    budget = (
+        (75.0 if args.quick else 290.0)
+        + (4 if frp else 0) * (6.0 if args.quick else 30.0)
         + relays * args.idle_secs
-    hard = budget + 40.0                             # whole run, SIGALRM
+    )
+    hard = budget + 40.0  # whole run, SIGALRM
 
     ctx = start_run(args.tree, hard, "labrelay-bench-")
     ctx.frp = frp
@@ -644,21 +814,32 @@ def main():
         for line in versions(args.tree):
             print(line, flush=True)
         print(frp_version(frp) if frp else frp_note, flush=True)
-        print(f"bulk {args.bulk_reps} x {args.mib} MiB per path "
-              f"(at most {args.bulk_cap:.0f} s), "
-              f"{args.pings} x 64-byte ping-pongs, new connections for "
-              f"{args.conn_secs:g} s", flush=True)
+        print(
+            f"bulk {args.bulk_reps} x {args.mib} MiB per path "
+            f"(at most {args.bulk_cap:.0f} s), "
+            f"{args.pings} x 64-byte ping-pongs, new connections for "
+            f"{args.conn_secs:g} s",
+            flush=True,
+        )
         backend = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "_load.py"), "backend",
-             "--lifetime", str(hard + 60)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            start_new_session=True, cwd=REPO)
+            [
+                sys.executable,
+                os.path.join(HERE, "_load.py"),
+                "backend",
+                "--lifetime",
+                str(hard + 60),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            cwd=REPO,
+        )
         ctx.started.append(backend)
         line = backend.stdout.readline().decode()
         if not line.startswith("PORT "):
             raise RuntimeError(f"backend did not start: {line!r}")
         ctx.backend_port = int(line.split()[1])
-        payload = os.urandom(_load.CHUNK)    # random: incompressible
+        payload = os.urandom(_load.CHUNK)  # random: incompressible
         # warm the backend up (threads, allocator, caches) before any row
         _load.bulk_upload(ctx.backend_port, 64 * MiB, payload)
         _load.ping_pong(ctx.backend_port, 500, time_cap=10.0)
@@ -681,8 +862,7 @@ def main():
         for path in paths:
             left = budget - (time.monotonic() - t_start)
             if left < (12 if args.quick else 30):
-                rows.append({"label": path.label,
-                             "skip": "time budget used up"})
+                rows.append({"label": path.label, "skip": "time budget used up"})
                 continue
             print(f"  {path.label} ...", end="", flush=True)
             t0 = time.monotonic()
@@ -695,8 +875,9 @@ def main():
                 rows.append({"label": path.label, "skip": str(e)})
                 print(" skipped", flush=True)
             except (RuntimeError, OSError, _load.BenchError) as e:
-                rows.append({"label": path.label,
-                             "skip": f"failed: {str(e).splitlines()[0]}"})
+                rows.append(
+                    {"label": path.label, "skip": f"failed: {str(e).splitlines()[0]}"}
+                )
                 print(f" failed: {e}", flush=True)
                 for line in path.error_lines():
                     print(f"      {line[:300]}", flush=True)
@@ -707,13 +888,12 @@ def main():
         notes.append(f"run interrupted ({e or 'Ctrl-C'}); partial results")
     finally:
         signal.alarm(0)
-        for sig in (signal.SIGINT, signal.SIGTERM):    # clean up in peace
+        for sig in (signal.SIGINT, signal.SIGTERM):  # clean up in peace
             signal.signal(sig, signal.SIG_IGN)
         _load.stop_processes(list(reversed(ctx.started)))
         shutil.rmtree(ctx.tmp, ignore_errors=True)
 
-    direct = next((r for r in rows if r["label"] == "direct"
-                   and "skip" not in r), None)
+    direct = next((r for r in rows if r["label"] == "direct" and "skip" not in r), None)
     print()
     if direct is None:
         print("no direct measurement; nothing to compare")
@@ -729,41 +909,61 @@ def main():
     if ratios:
         print()
     if any(r.get("capped") for r in rows):
-        notes.append("* bulk transfer shortened to fit the "
-                     f"{args.bulk_cap:.0f} s cap: " + ", ".join(
-                         f"{r['label']} {r['bytes'] // MiB} MiB"
-                         for r in rows if r.get("capped")))
-    no_hc = [r["label"] for r in rows
-             if "skip" not in r and not r["half_close"]]
-    notes.append("half-close (send, shutdown(SHUT_WR), read the reply) "
-                 + ("fails through: " + ", ".join(no_hc) if no_hc
-                    else "works on every path"))
-    notes.append("RTT: " + ("every process pinned to CPU "
-                            f"{args.rtt_cpu} during the ping-pongs"
-                            if args.rtt_cpu is not None else "not pinned"))
-    notes.append("ratios and +deltas are against the first 'direct' row; "
-                 "'direct (again)' shows the drift within the run")
-    notes.append("labrelay rows: tls_enable = true (the frpc default) unless "
-                 "'no tls'; enc+comp = use_encryption + use_compression on "
-                 "random data")
+        notes.append(
+            "* bulk transfer shortened to fit the "
+            f"{args.bulk_cap:.0f} s cap: "
+            + ", ".join(
+                f"{r['label']} {r['bytes'] // MiB} MiB" for r in rows if r.get("capped")
+            )
+        )
+    no_hc = [r["label"] for r in rows if "skip" not in r and not r["half_close"]]
+    notes.append(
+        "half-close (send, shutdown(SHUT_WR), read the reply) "
+        + ("fails through: " + ", ".join(no_hc) if no_hc else "works on every path")
+    )
+    notes.append(
+        "RTT: "
+        + (
+            f"every process pinned to CPU {args.rtt_cpu} during the ping-pongs"
+            if args.rtt_cpu is not None
+            else "not pinned"
+        )
+    )
+    notes.append(
+        "ratios and +deltas are against the first 'direct' row; "
+        "'direct (again)' shows the drift within the run"
+    )
+    notes.append(
+        "labrelay rows: tls_enable = true (the frpc default) unless "
+        "'no tls'; enc+comp = use_encryption + use_compression on "
+        "random data"
+    )
     if frp:
-        notes.append("frp rows: frps/frpc from --frps/--frpc, TOML config, "
-                     "frp's defaults (transport.tls.enable = true, tcpMux = "
-                     "true) unless 'no tls' / 'no-mux'")
+        notes.append(
+            "frp rows: frps/frpc from --frps/--frpc, TOML config, "
+            "frp's defaults (transport.tls.enable = true, tcpMux = "
+            "true) unless 'no tls' / 'no-mux'"
+        )
     else:
         notes.append(frp_note)
-    notes.append(f"idle RSS: VmRSS of server + client after 'start proxy "
-                 f"success' and {args.idle_secs:g} s idle, before any "
-                 "traffic (socat, ssh: the listener/sshd and ssh with their "
-                 "children)")
+    notes.append(
+        f"idle RSS: VmRSS of server + client after 'start proxy "
+        f"success' and {args.idle_secs:g} s idle, before any "
+        "traffic (socat, ssh: the listener/sshd and ssh with their "
+        "children)"
+    )
     if ratios:
-        notes.append("labrelay / frp: above 1 is better for labrelay in "
-                     "MiB/s and conn/s, below 1 is better in RTT, CPU-s/GB "
-                     "and idle RSS")
+        notes.append(
+            "labrelay / frp: above 1 is better for labrelay in "
+            "MiB/s and conn/s, below 1 is better in RTT, CPU-s/GB "
+            "and idle RSS"
+        )
     for n in notes:
         print(n)
-    print(f"total time {time.monotonic() - t_start:.0f} s, "
-          f"load average after: {loadavg()}")
+    print(
+        f"total time {time.monotonic() - t_start:.0f} s, "
+        f"load average after: {loadavg()}"
+    )
     print(other_load.report())
     return 130 if interrupted else 0
 

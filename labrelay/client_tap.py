@@ -19,8 +19,9 @@ PROGRAM = "labrelay-client"
 
 class Options(usage.Options):
     synopsis = "[-c frpc.ini]"
-    longdesc = ("Run the labrelay tunnel client, configured by an frp-style "
-                "frpc.ini file.")
+    longdesc = (
+        "Run the labrelay tunnel client, configured by an frp-style frpc.ini file."
+    )
     optParameters = [
         ["config", "c", "frpc.ini", "path of the frpc.ini configuration file"],
     ]
@@ -41,31 +42,40 @@ class Options(usage.Options):
             try:
                 self.tls_options = client_tls_options(
                     config.tls_server_name or config.server_addr,
-                    config.tls_trusted_ca_file, config.tls_cert_file,
-                    config.tls_key_file)
+                    config.tls_trusted_ca_file,
+                    config.tls_cert_file,
+                    config.tls_key_file,
+                )
             except TLSConfigError as e:
-                raise refuse_config(PROGRAM, f"{config.source}: [common] {e}",
-                                    config.warnings) from None
+                raise refuse_config(
+                    PROGRAM, f"{config.source}: [common] {e}", config.warnings
+                ) from None
 
 
 def build_endpoint(reactor, config, tls_options):
     """The endpoint every connection to the server is made through."""
     from .endpoints import client_endpoint
+
     return client_endpoint(
-        reactor, server_addr=config.server_addr,
+        reactor,
+        server_addr=config.server_addr,
         server_port=config.server_port,
         dial_timeout=config.dial_server_timeout,
         local_ip=config.connect_server_local_ip,
-        tls_enable=config.tls_enable, tls_options=tls_options,
-        send_tls_first_byte=not config.disable_custom_tls_first_byte)
+        tls_enable=config.tls_enable,
+        tls_options=tls_options,
+        send_tls_first_byte=not config.disable_custom_tls_first_byte,
+    )
 
 
 def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     from .client.service import RelayClient
+
     config = options.client_config
     endpoint = build_endpoint(reactor, config, options.tls_options)
-    service = RelayClient(config, reactor, endpoint,
-                          config_path=os.path.abspath(options["config"]))
+    service = RelayClient(
+        config, reactor, endpoint, config_path=os.path.abspath(options["config"])
+    )
     return prepare_service(options, service, config)

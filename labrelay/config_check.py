@@ -20,6 +20,5 @@ def check_config(program: str, load, path: str, out, err) -> int:
         print(f"{program}: warning: {warning}", file=err)
     proxies = getattr(config, "proxies", None)
     what = f", {len(proxies)} proxies" if proxies is not None else ""
-    print(f"{config.source}: OK ({len(config.warnings)} warnings{what})",
-          file=out)
+    print(f"{config.source}: OK ({len(config.warnings)} warnings{what})", file=out)
     return 0

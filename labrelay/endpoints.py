@@ -123,9 +123,15 @@ def client_endpoint(
     if not tls_enable:
         return tcp
     if tls_options is None:
-        raise ValueError("tls_enable needs tls_options (labrelay.tls.client_tls_options)")
-    return _TLSEndpoint(tcp, tls_options, clock=reactor,  # type: ignore[arg-type]
-                        head_byte=send_tls_first_byte)
+        raise ValueError(
+            "tls_enable needs tls_options (labrelay.tls.client_tls_options)"
+        )
+    return _TLSEndpoint(
+        tcp,
+        tls_options,
+        clock=reactor,  # type: ignore[arg-type]
+        head_byte=send_tls_first_byte,
+    )
 
 
 def server_endpoint_description(addr: str, port: int) -> str:

@@ -48,8 +48,7 @@ class ICountedSink(ISink):
     """
 
     bytes_a_to_b = Attribute("bytes received from the user so far")
-    bytes_b_to_a = Attribute("bytes received from the work side (for the "
-                             "user) so far")
+    bytes_b_to_a = Attribute("bytes received from the work side (for the user) so far")
 
 
 class IProxy(Interface):

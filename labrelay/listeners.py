@@ -42,8 +42,9 @@ class StartupListener(StreamServerEndpointService):
         (``admin_addr:admin_port``); empty for the main ports.
     """
 
-    def __init__(self, reactor, description: str, factory, *,
-                 program: str, setting: str = ""):
+    def __init__(
+        self, reactor, description: str, factory, *, program: str, setting: str = ""
+    ):
         super().__init__(serverFromString(reactor, description), factory)
         # Raise the bind failure from privilegedStartService instead of
         # logging it (Twisted's strports.service does the same).
@@ -55,7 +56,8 @@ class StartupListener(StreamServerEndpointService):
     def _failure(self, interface: str, port, error) -> StartupFailure:
         return StartupFailure(
             f"{self._program}: cannot listen on {self._setting}"
-            f"{interface or '*'}:{port}: {error}")
+            f"{interface or '*'}:{port}: {error}"
+        )
 
     def privilegedStartService(self):
         try:

@@ -49,7 +49,7 @@ def split_host(value: str) -> Optional[tuple[str, Optional[int]]]:
         end = value.find("]")
         if end < 0:
             return None
-        name, rest = value[1:end], value[end + 1:]
+        name, rest = value[1:end], value[end + 1 :]
         if rest:
             if not rest.startswith(":"):
                 return None
@@ -69,8 +69,7 @@ def split_host(value: str) -> Optional[tuple[str, Optional[int]]]:
         return None
     if port_text is None:
         return name, None
-    if not port_text.isdigit() or len(port_text) > 5 \
-            or not 0 < int(port_text) < 65536:
+    if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         return None
     return name, int(port_text)
 
@@ -91,18 +90,21 @@ class HostPolicy:
         over TLS).
     """
 
-    def __init__(self, listen_addr: str, extra_names: Iterable[str] = (),
-                 default_port: int = 80):
+    def __init__(
+        self, listen_addr: str, extra_names: Iterable[str] = (), default_port: int = 80
+    ):
         names = set(LOCAL_NAMES)
         if listen_addr.strip() not in WILDCARDS:
             names.add(_bare(listen_addr))
         self.names = frozenset(names)
         self.extra_names = frozenset(
-            _bare(name).rstrip(".") for name in extra_names if name.strip())
+            _bare(name).rstrip(".") for name in extra_names if name.strip()
+        )
         self.default_port = default_port
 
-    def host_allowed(self, host: Optional[str], local_host: str,
-                     local_port: int) -> bool:
+    def host_allowed(
+        self, host: Optional[str], local_host: str, local_port: int
+    ) -> bool:
         """
         Whether a request with this ``Host`` header (None: absent), which
         arrived on *local_host*:*local_port*, names this listener.
@@ -117,11 +119,15 @@ class HostPolicy:
             return True
         if name not in self.names and name != _bare(local_host):
             return False
-        return (port if port is not None else self.default_port) \
-            == local_port
+        return (port if port is not None else self.default_port) == local_port
 
-    def cross_site(self, origin: Optional[str], fetch_site: Optional[str],
-                   host: str, scheme: Union[str, tuple] = "http") -> bool:
+    def cross_site(
+        self,
+        origin: Optional[str],
+        fetch_site: Optional[str],
+        host: str,
+        scheme: Union[str, tuple] = "http",
+    ) -> bool:
         """
         Whether a request is from another origin, by what the browser said:
         an ``Origin`` other than ``scheme://host`` (``null`` included; a
@@ -130,18 +136,24 @@ class HostPolicy:
         the address bar).  Scripts and command-line tools send neither.
         """
         if fetch_site is not None and fetch_site.strip().lower() not in (
-                "same-origin", "none"):
+            "same-origin",
+            "none",
+        ):
             return True
         if origin is None:
             return False
         schemes = (scheme,) if isinstance(scheme, str) else scheme
         return origin.strip().lower() not in {
-            f"{one}://{host.strip().lower()}" for one in schemes}
+            f"{one}://{host.strip().lower()}" for one in schemes
+        }
 
 
-def request_denial(policy: HostPolicy, request,
-                   scheme: Union[str, tuple] = "http",
-                   fetch_site: bool = True) -> Optional[tuple[int, str]]:
+def request_denial(
+    policy: HostPolicy,
+    request,
+    scheme: Union[str, tuple] = "http",
+    fetch_site: bool = True,
+) -> Optional[tuple[int, str]]:
     """
     ``(status, text)`` refusing a ``twisted.web`` *request* by *policy*, or
     None when it may go on: 421 for a ``Host`` that does not name this
@@ -151,14 +163,16 @@ def request_denial(policy: HostPolicy, request,
         may want to be opened from a link on another site, which browsers
         mark ``cross-site``; ``Origin`` is still checked).
     """
+
     def header(name: bytes) -> Optional[str]:
         value = request.getHeader(name)
         return None if value is None else value.decode("latin-1")
 
     local = request.getHost()
     host = header(b"host")
-    if not policy.host_allowed(host, getattr(local, "host", ""),
-                               getattr(local, "port", 0)):
+    if not policy.host_allowed(
+        host, getattr(local, "host", ""), getattr(local, "port", 0)
+    ):
         return 421, "421 Misdirected Request: unknown Host\n"
     site = header(b"sec-fetch-site") if fetch_site else None
     if policy.cross_site(header(b"origin"), site, host, scheme):

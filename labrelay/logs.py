@@ -54,9 +54,13 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import DailyLogFile
 from zope.interface import implementer
 
-LEVELS = {"trace": LogLevel.debug, "debug": LogLevel.debug,
-          "info": LogLevel.info, "warn": LogLevel.warn,
-          "error": LogLevel.error}
+LEVELS = {
+    "trace": LogLevel.debug,
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+}
 
 
 class PruningDailyLogFile(DailyLogFile):
@@ -92,12 +96,13 @@ def make_log_observer(config, stream=None):
         output = stream if stream is not None else sys.stdout
     else:
         path = os.path.abspath(config.log_file)
-        output = PruningDailyLogFile(os.path.basename(path),
-                                     os.path.dirname(path),
-                                     config.log_max_days)
+        output = PruningDailyLogFile(
+            os.path.basename(path), os.path.dirname(path), config.log_max_days
+        )
         output.prune()
-    return LevelFilteredObserver(EscapingObserver(textFileLogObserver(output)),
-                                 config.log_level)
+    return LevelFilteredObserver(
+        EscapingObserver(textFileLogObserver(output)), config.log_level
+    )
 
 
 def log_observer_for(options, config, daemon: bool = False):
@@ -132,8 +137,7 @@ def log_observer_for(options, config, daemon: bool = False):
 #: reconnecting service's "Scheduling retry ... <endpoint object at 0x...>"
 #: (labrelay logs its own retry line, with the server's address) and
 #: factories' "Starting factory <... at 0x...>".
-QUIET_NAMESPACES = ("twisted.application._client_service",
-                    "twisted.internet.protocol")
+QUIET_NAMESPACES = ("twisted.application._client_service", "twisted.internet.protocol")
 
 
 class LevelFilteredObserver(FilteringLogObserver):
@@ -144,7 +148,8 @@ class LevelFilteredObserver(FilteringLogObserver):
 
     def __init__(self, observer, level: str = "info"):
         self._predicate = LogLevelFilterPredicate(
-            defaultLogLevel=LEVELS.get(level, LogLevel.info))
+            defaultLogLevel=LEVELS.get(level, LogLevel.info)
+        )
         super().__init__(observer, [self._predicate])
         self.set_level(level)
 
@@ -155,8 +160,9 @@ class LevelFilteredObserver(FilteringLogObserver):
         threshold = LEVELS.get(level, LogLevel.info)
         self._predicate.defaultLogLevel = threshold
         self._predicate.setLogLevelForNamespace("", threshold)
-        quiet = threshold if threshold <= LogLevel.debug else \
-            max(threshold, LogLevel.warn)
+        quiet = (
+            threshold if threshold <= LogLevel.debug else max(threshold, LogLevel.warn)
+        )
         for namespace in QUIET_NAMESPACES:
             self._predicate.setLogLevelForNamespace(namespace, quiet)
         self.level = level
@@ -186,8 +192,13 @@ def escape_controls(text: str, keep_newlines: bool = False) -> str:
             out.append(ch)
             continue
         code = ord(ch)
-        out.append(f"\\x{code:02x}" if code < 0x100 else
-                   f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        out.append(
+            f"\\x{code:02x}"
+            if code < 0x100
+            else f"\\u{code:04x}"
+            if code < 0x10000
+            else f"\\U{code:08x}"
+        )
     return "".join(out)
 
 
@@ -206,9 +217,19 @@ class _EscapingFormatter(string.Formatter):
 
 _FORMATTER = _EscapingFormatter()
 #: Keys of an event that :func:`escaped_event` replaces by its own text.
-_RENDERED = frozenset({"log_format", "log_flattened", "log_failure",
-                       "log_text", "failure", "isError", "why", "format",
-                       "message"})
+_RENDERED = frozenset(
+    {
+        "log_format",
+        "log_flattened",
+        "log_failure",
+        "log_text",
+        "failure",
+        "isError",
+        "why",
+        "format",
+        "message",
+    }
+)
 
 
 def _message(event) -> str:
@@ -233,8 +254,12 @@ def escaped_message(event) -> str:
     with its line breaks kept and its other controls escaped.
     """
     failure = event.get("log_failure")
-    if failure is None and event.get("isError") and "failure" in event \
-            and event.get("log_format") == "{log_text}":
+    if (
+        failure is None
+        and event.get("isError")
+        and "failure" in event
+        and event.get("log_format") == "{log_text}"
+    ):
         # twisted.python.log.err: log_text is "why\ntraceback"
         failure = event["failure"]
         text = escape_controls(str(event.get("why") or "Unhandled Error"))
@@ -245,8 +270,9 @@ def escaped_message(event) -> str:
             traceback = failure.getTraceback()
         except Exception:
             traceback = "(unable to obtain traceback)"
-        text = "\n".join((text, escape_controls(traceback.rstrip("\n"),
-                                                keep_newlines=True)))
+        text = "\n".join(
+            (text, escape_controls(traceback.rstrip("\n"), keep_newlines=True))
+        )
     return text
 
 
@@ -256,8 +282,7 @@ def escaped_event(event) -> dict:
     syslog) renders it, is :func:`escaped_message`; levels, times and the
     other fields are kept.
     """
-    copy = {key: value for key, value in event.items()
-            if key not in _RENDERED}
+    copy = {key: value for key, value in event.items() if key not in _RENDERED}
     copy["log_format"] = "{log_escaped_text}"
     copy["log_escaped_text"] = escaped_message(event)
     if "log_system" in copy:
@@ -290,7 +315,7 @@ def quote(value) -> str:
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7f:
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"\\x{ord(ch):02x}")
         elif not ch.isprintable():  # U+2028 and the like: no line breaks
             out.append(f"\\u{ord(ch):04x}")
@@ -316,8 +341,9 @@ def command_line_chose_logging(options) -> bool:
     if twistd is None:
         return False
     try:
-        return bool(twistd.get("logfile") or twistd.get("syslog")
-                    or twistd.get("logger"))
+        return bool(
+            twistd.get("logfile") or twistd.get("syslog") or twistd.get("logger")
+        )
     except AttributeError:
         return False
 

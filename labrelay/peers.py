@@ -40,8 +40,11 @@ def raw_socket(transport):
             if hasattr(candidate, "setsockopt"):
                 return candidate
         session = getattr(transport, "_session", None)
-        transport = (session.transport if session is not None
-                     else getattr(transport, "transport", None))
+        transport = (
+            session.transport
+            if session is not None
+            else getattr(transport, "transport", None)
+        )
     return None
 
 
@@ -51,6 +54,7 @@ def set_keepalive(transport, seconds: int) -> None:
     dial_server_keepalive); a negative or zero value turns it off.
     """
     import socket
+
     sock = raw_socket(transport)
     if sock is None:
         return
@@ -61,7 +65,6 @@ def set_keepalive(transport, seconds: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL"):
             if hasattr(socket, option):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option),
-                                seconds)
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), seconds)
     except OSError:
         pass

@@ -33,8 +33,7 @@ class ProgramService(service.MultiService):
         super().__init__()
         self.config = config
         self.config_path = config_path
-        self.notifier = notifier if notifier is not None \
-            else Notifier.from_environ()
+        self.notifier = notifier if notifier is not None else Notifier.from_environ()
         #: reloads on SIGHUP while running, when there is a config file
         self.sighup = SighupHandler(reactor, self._reload_from_signal)
         self.reactor = reactor

@@ -138,8 +138,9 @@ class Splice:
 
     _log = Logger()
 
-    def __init__(self, a, b, *, a_codec=None, b_codec=None, on_close=None,
-                 description=""):
+    def __init__(
+        self, a, b, *, a_codec=None, b_codec=None, on_close=None, description=""
+    ):
         self._a = _Side(a, a_codec)
         self._b = _Side(b, b_codec)
         self._on_close = on_close
@@ -190,8 +191,11 @@ class Splice:
             if dst.codec is not None and data:
                 data = dst.codec.encode(data)
         except ProtocolError as e:
-            self._log.warn("{splice}: dropping both sides: {error}",
-                           splice=self.description, error=e)
+            self._log.warn(
+                "{splice}: dropping both sides: {error}",
+                splice=self.description,
+                error=e,
+            )
             self.abort()
             return
         if data:

@@ -49,8 +49,7 @@ class Notifier:
         self._failed = False
 
     @classmethod
-    def from_environ(cls, environ: Optional[Mapping[str, str]] = None
-                     ) -> "Notifier":
+    def from_environ(cls, environ: Optional[Mapping[str, str]] = None) -> "Notifier":
         """A notifier for ``$NOTIFY_SOCKET`` of *environ* (default:
         ``os.environ``)."""
         environ = os.environ if environ is None else environ
@@ -63,7 +62,7 @@ class Notifier:
     def _socket_address(self):
         address = self.address
         if address.startswith("@"):
-            return "\0" + address[1:]   # the abstract namespace
+            return "\0" + address[1:]  # the abstract namespace
         return address
 
     def notify(self, *assignments: str) -> bool:
@@ -73,8 +72,9 @@ class Notifier:
             return False
         message = "\n".join(assignments)
         try:
-            sock = socket.socket(socket.AF_UNIX,
-                                 socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock = socket.socket(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+            )
             try:
                 sock.setblocking(False)
                 sock.sendto(message.encode("utf-8"), self._socket_address())
@@ -83,8 +83,11 @@ class Notifier:
         except OSError as e:
             if not self._failed:
                 self._failed = True
-                self._log.warn("cannot notify systemd at {address}: {error}",
-                               address=self.address, error=e)
+                self._log.warn(
+                    "cannot notify systemd at {address}: {error}",
+                    address=self.address,
+                    error=e,
+                )
             return False
         self.sent.append(message)
         return True
@@ -95,9 +98,9 @@ class Notifier:
 
     def reloading(self, status: str = "") -> bool:
         """``RELOADING=1`` with the monotonic time systemd asks for."""
-        return self.notify("RELOADING=1",
-                           f"MONOTONIC_USEC={_monotonic_usec()}",
-                           *_status(status))
+        return self.notify(
+            "RELOADING=1", f"MONOTONIC_USEC={_monotonic_usec()}", *_status(status)
+        )
 
     def stopping(self, status: str = "") -> bool:
         """``STOPPING=1``."""

@@ -19,15 +19,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labrelay-server",
         description="Check a labrelay relay's frps.ini. Run the relay "
-                    "itself with: twistd -n labrelay-server -c frps.ini")
+        "itself with: twistd -n labrelay-server -c frps.ini",
+    )
     parser.add_argument("--version", action="version", version=VERSION_TEXT)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    what = ("check the config file without running anything: its warnings, "
-            "or its error")
+    what = "check the config file without running anything: its warnings, or its error"
     check = commands.add_parser("check", help=what, description=what)
-    check.add_argument("-c", "--config", default="./frps.ini",
-                       help="the relay's frps.ini (default: ./frps.ini)")
+    check.add_argument(
+        "-c",
+        "--config",
+        default="./frps.ini",
+        help="the relay's frps.ini (default: ./frps.ini)",
+    )
     return parser
 
 
@@ -39,8 +43,7 @@ def main(argv=None, out=None, err=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error
         return 0 if e.code in (0, None) else 1
-    return check_config("labrelay-server", load_server_config, args.config,
-                        out, err)
+    return check_config("labrelay-server", load_server_config, args.config, out, err)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ PROGRAM = "labrelay-server"
 
 class Options(usage.Options):
     synopsis = "[-c frps.ini]"
-    longdesc = ("Run the labrelay relay server, configured by an frp-style "
-                "frps.ini file.")
+    longdesc = (
+        "Run the labrelay relay server, configured by an frp-style frps.ini file."
+    )
     optParameters = [
         ["config", "c", "frps.ini", "path of the frps.ini configuration file"],
     ]
@@ -39,18 +40,24 @@ class Options(usage.Options):
         config = self.server_config
         try:
             self.tls_options = server_tls_options(
-                config.tls_cert_file, config.tls_key_file,
-                config.tls_trusted_ca_file)
+                config.tls_cert_file, config.tls_key_file, config.tls_trusted_ca_file
+            )
         except TLSConfigError as e:
-            raise refuse_config(PROGRAM, f"{config.source}: [common] {e}",
-                                config.warnings) from None
+            raise refuse_config(
+                PROGRAM, f"{config.source}: [common] {e}", config.warnings
+            ) from None
 
 
 def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     from .server.service import RelayServer
+
     config = options.server_config
-    service = RelayServer(config, reactor, options.tls_options,
-                          config_path=os.path.abspath(options["config"]))
+    service = RelayServer(
+        config,
+        reactor,
+        options.tls_options,
+        config_path=os.path.abspath(options["config"]),
+    )
     return prepare_service(options, service, config)

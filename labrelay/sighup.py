@@ -22,7 +22,7 @@ class SighupHandler:
     def __init__(self, reactor, reload):
         self._reactor = reactor
         self._reload = reload
-        self._previous = None   # (handler,) while ours is installed
+        self._previous = None  # (handler,) while ours is installed
 
     def install(self) -> None:
         sighup = getattr(signal, "SIGHUP", None)
@@ -40,8 +40,9 @@ class SighupHandler:
         if signal.getsignal(signal.SIGHUP) == self.on_signal:
             # None: a handler not set from Python; the default is the best
             # that can be put back.
-            signal.signal(signal.SIGHUP, signal.SIG_DFL
-                          if previous is None else previous)
+            signal.signal(
+                signal.SIGHUP, signal.SIG_DFL if previous is None else previous
+            )
 
     def on_signal(self, signum, frame) -> None:
         self._reactor.callFromThread(self._reload)

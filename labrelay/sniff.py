@@ -140,8 +140,7 @@ class _SniffingProtocol(Protocol):
     def connectionMade(self) -> None:
         admit = self._factory.admit
         if admit is not None:
-            self._admission = admit(self.transport.getPeer(),
-                                    self._admission_ended)
+            self._admission = admit(self.transport.getPeer(), self._admission_ended)
             if self._admission is None:
                 self._closing = True
                 self.transport.abortConnection()
@@ -173,9 +172,9 @@ class _SniffingProtocol(Protocol):
                 self._log.info(
                     "{peer}: {what} within {timeout}s of connecting; closing",
                     peer=peer_text(self.transport),
-                    what="no data" if self._frp is None
-                    else "not authenticated",
-                    timeout=getattr(self._admission, "timeout", "?"))
+                    what="no data" if self._frp is None else "not authenticated",
+                    timeout=getattr(self._admission, "timeout", "?"),
+                )
         self.transport.abortConnection()
 
     def _cancel_timer(self) -> None:
@@ -292,8 +291,7 @@ class SniffingFactory(ServerFactory):
         tls_only: bool,
         clock: IReactorTime,
         first_byte_timeout: float = 10,
-        admit: Optional[
-            Callable[[IAddress, Callable[[bool], None]], Any]] = None,
+        admit: Optional[Callable[[IAddress, Callable[[bool], None]], Any]] = None,
     ) -> None:
         self.plain_factory = plain_factory
         self.admit = admit

@@ -30,8 +30,7 @@ from .logs import log_observer_for
 _log = Logger()
 
 
-def refuse_config(program: str, error, warnings=(), stream=None
-                  ) -> SystemExit:
+def refuse_config(program: str, error, warnings=(), stream=None) -> SystemExit:
     """
     Write *warnings* (``labrelay-server: warning: ...``) to *stream*
     (stderr); return the ``SystemExit`` to raise, whose text is the one
@@ -57,13 +56,15 @@ def daemonising(options) -> bool:
 
 def prepare_service(options, service, config):
     """Warnings, port probes and the log observer for *service*; returns it."""
-    _log.info("{version} starting, config {path}", version=VERSION_TEXT,
-              path=config.source)
+    _log.info(
+        "{version} starting, config {path}", version=VERSION_TEXT, path=config.source
+    )
     for warning in config.warnings:
         # not 'warning=': Twisted's legacy observers (trial's, twistd's) take
         # an event with a 'warning' key for a Python warning
         _log.warn("{config_warning}", config_warning=warning)
     probe_startup_listeners(service)
-    service.log_observer = log_observer_for(options, config,
-                                            daemon=daemonising(options))
+    service.log_observer = log_observer_for(
+        options, config, daemon=daemonising(options)
+    )
     return service

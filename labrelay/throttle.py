@@ -66,7 +66,7 @@ from twisted.internet.defer import Deferred, succeed
 #: Outcomes of :meth:`PasswordThrottle.check`.
 PASS = "pass"
 FAIL = "fail"
-REFUSED = "refused"   # too many attempts held: refused, not checked
+REFUSED = "refused"  # too many attempts held: refused, not checked
 
 BASE_DELAY = 0.5
 MAX_DELAY = 8.0
@@ -110,6 +110,7 @@ class Verdict:
     :ivar failures: the source's recent failures after this attempt.
     :ivar delay: seconds the answer was held.
     """
+
     outcome: str
     source: str
     failures: int = 0
@@ -119,9 +120,9 @@ class Verdict:
 @attrs.define
 class _Source:
     names: dict = attrs.Factory(dict)  # hash(who) -> failures
-    total: int = 0          # sum of names' failures
-    held: int = 0           # attempts waiting for their answer
-    last: float = 0.0       # time of the last failure
+    total: int = 0  # sum of names' failures
+    held: int = 0  # attempts waiting for their answer
+    last: float = 0.0  # time of the last failure
 
 
 class PasswordThrottle:
@@ -132,14 +133,19 @@ class PasswordThrottle:
     :param clock: an ``IReactorTime``.
     """
 
-    def __init__(self, clock, *, base_delay: float = BASE_DELAY,
-                 max_delay: float = MAX_DELAY,
-                 quiet_period: float = QUIET_PERIOD,
-                 max_pending: int = MAX_PENDING,
-                 max_pending_total: int = MAX_PENDING_TOTAL,
-                 failure_budget: int = FAILURE_BUDGET,
-                 max_sources: int = MAX_SOURCES,
-                 max_names: int = MAX_NAMES):
+    def __init__(
+        self,
+        clock,
+        *,
+        base_delay: float = BASE_DELAY,
+        max_delay: float = MAX_DELAY,
+        quiet_period: float = QUIET_PERIOD,
+        max_pending: int = MAX_PENDING,
+        max_pending_total: int = MAX_PENDING_TOTAL,
+        failure_budget: int = FAILURE_BUDGET,
+        max_sources: int = MAX_SOURCES,
+        max_names: int = MAX_NAMES,
+    ):
         self._clock = clock
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -150,15 +156,16 @@ class PasswordThrottle:
         self.max_sources = max_sources
         self.max_names = max_names
         self.held = 0
-        self._sources = {}              # realm -> OrderedDict(group -> _Source)
-        self._good = OrderedDict()      # (realm, group) -> time of success
-        self._window = (0, 0, 0)        # (second, failures in it, in the previous)
+        self._sources = {}  # realm -> OrderedDict(group -> _Source)
+        self._good = OrderedDict()  # (realm, group) -> time of success
+        self._window = (0, 0, 0)  # (second, failures in it, in the previous)
         self._timers = set()
 
     # -- the check ------------------------------------------------------------
 
-    def check(self, realm: str, host: str, who: str,
-              verify: Callable[[], bool]) -> Deferred:
+    def check(
+        self, realm: str, host: str, who: str, verify: Callable[[], bool]
+    ) -> Deferred:
         """
         Decide one password attempt of *who* from *host*: a Deferred firing
         with a :class:`Verdict`, at once for a source not in backoff that
@@ -169,23 +176,27 @@ class PasswordThrottle:
         now = self._clock.seconds()
         table = self._sources.setdefault(realm, OrderedDict())
         record = self._record(table, group, now)
-        overloaded = (self._over_budget(now)
-                      and not self._known_good(realm, group, now))
-        if not overloaded and (record is None or
-                               (record.total == 0 and record.held == 0)):
+        overloaded = self._over_budget(now) and not self._known_good(realm, group, now)
+        if not overloaded and (
+            record is None or (record.total == 0 and record.held == 0)
+        ):
             if verify():
                 self._passed(realm, table, group, who, now)
                 return succeed(Verdict(PASS, group))
             record = self._failed(table, group, who, now)
-            return self._hold(record, self._delay(record.total - 1, record),
-                              Verdict(FAIL, group, record.total))
+            return self._hold(
+                record,
+                self._delay(record.total - 1, record),
+                Verdict(FAIL, group, record.total),
+            )
         if record is None:
             record = self._new_record(table, group, now)
-        if ((self.max_pending > 0 and record.held >= self.max_pending) or
-                (self.max_pending_total > 0 and
-                 self.held >= self.max_pending_total)):
-            return self._later(self.max_delay, Verdict(
-                REFUSED, group, record.total, self.max_delay))
+        if (self.max_pending > 0 and record.held >= self.max_pending) or (
+            self.max_pending_total > 0 and self.held >= self.max_pending_total
+        ):
+            return self._later(
+                self.max_delay, Verdict(REFUSED, group, record.total, self.max_delay)
+            )
         delay = self._delay(record.total, record)
         if overloaded:
             delay = self.max_delay
@@ -227,8 +238,9 @@ class PasswordThrottle:
             self._timers.discard(call)
             record.held -= 1
             self.held -= 1
-            verdict = answer() if callable(answer) else attrs.evolve(
-                answer, delay=delay)
+            verdict = (
+                answer() if callable(answer) else attrs.evolve(answer, delay=delay)
+            )
             d.callback(verdict)
 
         call = self._clock.callLater(delay, fire)
@@ -239,8 +251,11 @@ class PasswordThrottle:
 
     def _record(self, table, group: str, now: float) -> Optional[_Source]:
         record = table.get(group)
-        if (record is not None and record.held == 0
-                and now - record.last > self.quiet_period):
+        if (
+            record is not None
+            and record.held == 0
+            and now - record.last > self.quiet_period
+        ):
             del table[group]
             return None
         return record
@@ -266,13 +281,14 @@ class PasswordThrottle:
             victim = next(g for g in table if g != keep)
         del table[victim]
 
-    def _failed(self, table, group: str, who: str, now: float,
-                record: Optional[_Source] = None) -> _Source:
+    def _failed(
+        self, table, group: str, who: str, now: float, record: Optional[_Source] = None
+    ) -> _Source:
         if record is None or table.get(group) is not record:
             record = table.get(group) or self._new_record(table, group, now)
         who = _name_key(who)
         if who not in record.names and len(record.names) >= self.max_names:
-            who = 0   # the shared count of further identities
+            who = 0  # the shared count of further identities
         record.names[who] = record.names.get(who, 0) + 1
         record.total += 1
         record.last = now
@@ -280,8 +296,7 @@ class PasswordThrottle:
         self._count_failure(now)
         return record
 
-    def _passed(self, realm: str, table, group: str, who: str,
-                now: float) -> None:
+    def _passed(self, realm: str, table, group: str, who: str, now: float) -> None:
         record = table.get(group)
         if record is not None:
             record.total -= record.names.pop(_name_key(who), 0)
@@ -327,8 +342,11 @@ class PasswordThrottle:
     def failures_from(self, realm: str, host: str) -> int:
         """Recent failures of *host*'s source."""
         table = self._sources.get(realm, {})
-        record = self._record(table, source_group(host),
-                              self._clock.seconds()) if table else None
+        record = (
+            self._record(table, source_group(host), self._clock.seconds())
+            if table
+            else None
+        )
         return 0 if record is None else record.total
 
     def held_from(self, realm: str, host: str) -> int:

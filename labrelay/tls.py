@@ -211,7 +211,9 @@ def server_tls_options(
         identity = _self_signed_identity()
     verify: dict[str, Any] = {}
     if trusted_ca_file:
-        verify = dict(verify=True, caCerts=_load_ca(trusted_ca_file), requireCertificate=True)
+        verify = dict(
+            verify=True, caCerts=_load_ca(trusted_ca_file), requireCertificate=True
+        )
     return CertificateOptions(raiseMinimumTo=_MINIMUM_VERSION, **identity, **verify)
 
 
@@ -274,7 +276,9 @@ def _verify_callback(tls_protocol: Any, server_name: str) -> Any:
         try:
             if not ok:
                 reason = _VERIFY_CODES.get(errno, f"error {errno}")
-                return fail(TLSVerificationError(f"certificate verify failed: {reason}"))
+                return fail(
+                    TLSVerificationError(f"certificate verify failed: {reason}")
+                )
             if depth == 0:
                 _check_name(cert, server_name)
                 protocol_ref.clear()
@@ -284,7 +288,9 @@ def _verify_callback(tls_protocol: Any, server_name: str) -> Any:
         except BaseException:
             # An exception must not escape into OpenSSL: fail closed.
             _log.failure("TLS: error while verifying the server certificate")
-            return fail(TLSVerificationError("certificate verify failed: internal error"))
+            return fail(
+                TLSVerificationError("certificate verify failed: internal error")
+            )
 
     return callback
 
@@ -298,7 +304,9 @@ class _ClientTLS:
     ``InsecureSkipVerify``).
     """
 
-    def __init__(self, server_name: str, options: CertificateOptions, verify: bool) -> None:
+    def __init__(
+        self, server_name: str, options: CertificateOptions, verify: bool
+    ) -> None:
         self._options = options
         self._server_name = server_name
         self._verify = verify
@@ -355,8 +363,12 @@ def client_tls_options(
             "tls_server_name: a server name (or server_addr) is needed to verify "
             f"the server against tls_trusted_ca_file {trusted_ca_file!r}"
         )
-    roots = trustRootFromCertificates([Certificate(c) for c in _load_ca(trusted_ca_file)])
-    return _ClientTLS(server_name, CertificateOptions(trustRoot=roots, **extra), verify=True)
+    roots = trustRootFromCertificates(
+        [Certificate(c) for c in _load_ca(trusted_ca_file)]
+    )
+    return _ClientTLS(
+        server_name, CertificateOptions(trustRoot=roots, **extra), verify=True
+    )
 
 
 # -- diagnostics -----------------------------------------------------------

@@ -104,8 +104,7 @@ class Credentials:
         """Whether *request* carries this pair."""
         # Both compared, always: no early exit that times the user name.
         same_user = hmac.compare_digest(request.getUser(), self.user)
-        same_password = hmac.compare_digest(request.getPassword(),
-                                            self.password)
+        same_password = hmac.compare_digest(request.getPassword(), self.password)
         return same_user and same_password
 
 
@@ -124,10 +123,15 @@ class BasicAuth:
         refused.
     """
 
-    def __init__(self, clock, throttle, realm: str,
-                 credentials: Callable[[], Optional[Credentials]],
-                 on_refused: Callable[[object, object], None],
-                 missing_delay: float = AUTH_FAIL_DELAY):
+    def __init__(
+        self,
+        clock,
+        throttle,
+        realm: str,
+        credentials: Callable[[], Optional[Credentials]],
+        on_refused: Callable[[object, object], None],
+        missing_delay: float = AUTH_FAIL_DELAY,
+    ):
         self._clock = clock
         self.throttle = throttle
         self._realm = realm
@@ -162,8 +166,11 @@ class BasicAuth:
             return self._refuse_later(request)
         verdicts = []
         decided = self.throttle.check(
-            self._realm, getattr(request.getClientAddress(), "host", ""),
-            user.decode("utf-8", "replace"), lambda: self._matches(request))
+            self._realm,
+            getattr(request.getClientAddress(), "host", ""),
+            user.decode("utf-8", "replace"),
+            lambda: self._matches(request),
+        )
         decided.addCallback(verdicts.append)
         if verdicts and verdicts[0].outcome == PASS:
             return True
@@ -202,9 +209,9 @@ class BasicAuth:
         self.pending.clear()
 
 
-def answer_when_decided(request, decided: Deferred,
-                        allowed: Callable[[], None], log: Logger,
-                        what: str):
+def answer_when_decided(
+    request, decided: Deferred, allowed: Callable[[], None], log: Logger, what: str
+):
     """
     Hold *request* until *decided* (from :meth:`BasicAuth.check`) fires:
     then *allowed* answers it, or a 401 does; nothing if the client went
@@ -264,7 +271,18 @@ class TrackingFactory(WrappingFactory):
         self.connections.remove(p)
 
 
-__all__ = ["BasicAuth", "Credentials", "JsonFormat", "QuietSite",
-           "Reply", "TrackingFactory",
-           "answer_when_decided", "plain_text", "refuse_unauthorized",
-           "AUTH_FAIL_DELAY", "PAGE_NOT_FOUND", "REALM", "TEXT"]
+__all__ = [
+    "BasicAuth",
+    "Credentials",
+    "JsonFormat",
+    "QuietSite",
+    "Reply",
+    "TrackingFactory",
+    "answer_when_decided",
+    "plain_text",
+    "refuse_unauthorized",
+    "AUTH_FAIL_DELAY",
+    "PAGE_NOT_FOUND",
+    "REALM",
+    "TEXT",
+]

@@ -21,12 +21,15 @@ _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ENOBUFS)
 
 def write_now(transport, data: bytes) -> None:
     """Write *data* to *transport*, to the socket at once when possible."""
-    if (type(transport) in _TCP_TYPES and transport.connected
-            and not transport.disconnecting
-            and not transport._writeDisconnected
-            and not transport._writeDisconnecting
-            and not transport._tempDataLen
-            and len(transport.dataBuffer) == transport.offset):
+    if (
+        type(transport) in _TCP_TYPES
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport._writeDisconnecting
+        and not transport._tempDataLen
+        and len(transport.dataBuffer) == transport.offset
+    ):
         try:
             sent = transport.socket.send(data)
         except OSError as e:

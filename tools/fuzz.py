@@ -87,7 +87,7 @@ class Run:
         self.elapsed = 0.0
         self.outcomes = set()
         self.failures = {}  # kind -> count
-        self.saved = []     # paths of saved inputs, first first
+        self.saved = []  # paths of saved inputs, first first
 
     def one(self, data, cuts):
         """Run one input; record its outcome or failure."""
@@ -104,8 +104,7 @@ class Run:
         logged = self.logged.take()
         if error is None and logged:
             failure = logged[0]["log_failure"]
-            error = f"logged {failure.type.__name__}: " \
-                    f"{str(failure.value)[:200]}"
+            error = f"logged {failure.type.__name__}: {str(failure.value)[:200]}"
             detail = failure.getTraceback()
         if error is None:
             if outcome not in self.outcomes:
@@ -120,14 +119,21 @@ class Run:
             self.save(data, cuts, error, detail)
 
     def save(self, data, cuts, error, detail):
-        stem = os.path.join(self.save_dir,
-                            f"{self.target.name}-{len(self.saved) + 1}")
+        stem = os.path.join(self.save_dir, f"{self.target.name}-{len(self.saved) + 1}")
         with open(stem + ".bin", "wb") as f:
             f.write(data)
         with open(stem + ".json", "w") as f:
-            json.dump({"target": self.target.name, "input": stem + ".bin",
-                       "cuts": cuts, "error": error, "traceback": detail},
-                      f, indent=1)
+            json.dump(
+                {
+                    "target": self.target.name,
+                    "input": stem + ".bin",
+                    "cuts": cuts,
+                    "error": error,
+                    "traceback": detail,
+                },
+                f,
+                indent=1,
+            )
         self.saved.append(stem + ".json")
 
     def fuzz(self, seconds):
@@ -142,8 +148,9 @@ class Run:
             if rng.random() < 0.2 or not self.corpus:
                 data = _random_input(rng)
             else:
-                data = mutate(rng.choice(self.corpus), rng, self.corpus,
-                              self.target.tokens)
+                data = mutate(
+                    rng.choice(self.corpus), rng, self.corpus, self.target.tokens
+                )
             self.one(data, _cuts(rng, data))
             if self.tried % 500 == 0 and _peak_rss() - rss_start > RSS_LIMIT:
                 self.failures["peak RSS grew by more than 512 MiB"] = 1
@@ -169,49 +176,65 @@ def replay(path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        description="Fuzz labrelay's decoders (see tools/README.rst).")
-    parser.add_argument("--seconds", type=float, default=10,
-                        help="seconds per target (default 10)")
-    parser.add_argument("--target", action="append", choices=sorted(TARGETS),
-                        metavar="NAME", help="a target to run (repeatable; "
-                        "default all): " + ", ".join(TARGETS))
-    parser.add_argument("--seed", type=int, default=None,
-                        help="random seed (default: from the clock)")
-    parser.add_argument("--replay", metavar="FILE.json",
-                        help="run one saved failing input again")
+        description="Fuzz labrelay's decoders (see tools/README.rst)."
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="seconds per target (default 10)"
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        choices=sorted(TARGETS),
+        metavar="NAME",
+        help="a target to run (repeatable; default all): " + ", ".join(TARGETS),
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed (default: from the clock)"
+    )
+    parser.add_argument(
+        "--replay", metavar="FILE.json", help="run one saved failing input again"
+    )
     options = parser.parse_args(argv)
 
     from twisted.logger import globalLogBeginner
+
     logged = LoggedFailures()
-    globalLogBeginner.beginLoggingTo([logged], discardBuffer=True,
-                                     redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        [logged], discardBuffer=True, redirectStandardIO=False
+    )
     if options.replay:
         return replay(options.replay)
 
-    seed = options.seed if options.seed is not None else \
-        int(time.time() * 1000) % 2 ** 32
+    seed = options.seed if options.seed is not None else int(time.time() * 1000) % 2**32
     save_dir = tempfile.mkdtemp(prefix="labrelay-fuzz-")
     names = options.target or list(TARGETS)
-    print(f"seed {seed}, {options.seconds:g} s per target, "
-          f"failing inputs under {save_dir}")
+    print(
+        f"seed {seed}, {options.seconds:g} s per target, "
+        f"failing inputs under {save_dir}"
+    )
     runs = []
     for name in names:
         target = TARGETS[name]
-        run = Run(target, corpus_of(target), random.Random(f"{seed}:{name}"),
-                  save_dir, logged)
+        run = Run(
+            target, corpus_of(target), random.Random(f"{seed}:{name}"), save_dir, logged
+        )
         run.fuzz(options.seconds)
         runs.append(run)
 
-    header = (f"{'target':<14} {'inputs':>9} {'inputs/s':>9} "
-              f"{'outcomes':>9} {'failures':>9}  first failing input")
+    header = (
+        f"{'target':<14} {'inputs':>9} {'inputs/s':>9} "
+        f"{'outcomes':>9} {'failures':>9}  first failing input"
+    )
     print(header)
     print("-" * len(header))
     for run in runs:
         rate = run.tried / run.elapsed if run.elapsed else 0
         failures = sum(run.failures.values())
         first = run.saved[0] if run.saved else "-"
-        print(f"{run.target.name:<14} {run.tried:>9} {rate:>9.0f} "
-              f"{len(run.outcomes):>9} {failures:>9}  {first}")
+        print(
+            f"{run.target.name:<14} {run.tried:>9} {rate:>9.0f} "
+            f"{len(run.outcomes):>9} {failures:>9}  {first}"
+        )
     failed = [run for run in runs if run.failures]
     for run in failed:
         print(f"\n{run.target.name}: {len(run.failures)} kind(s) of failure")

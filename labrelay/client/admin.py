@@ -73,8 +73,9 @@ STOP_EXIT_CODE = 75
 #: At most one log line per this many seconds for refused Host/Origin.
 REFUSAL_LOG_SECONDS = 60
 #: ``/api/status`` as labrelay has always written it.
-_JSON = JsonFormat(content_type=b"application/json",
-                   separators=(", ", ": "), no_store=False)
+_JSON = JsonFormat(
+    content_type=b"application/json", separators=(", ", ": "), no_store=False
+)
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -88,16 +89,24 @@ def proxy_status(state, server_addr: str) -> dict:
     if config.type == "tcp":
         # frpc: the configured port while in error, else what frps bound
         # (NewProxyResp says ":port").
-        remote = join_host_port(server_addr, config.remote_port) \
-            if state.error else server_addr + state.remote_addr
+        remote = (
+            join_host_port(server_addr, config.remote_port)
+            if state.error
+            else server_addr + state.remote_addr
+        )
     else:
         remote = state.remote_addr
     return {
-        "name": config.name, "type": config.type, "status": state.status,
+        "name": config.name,
+        "type": config.type,
+        "status": state.status,
         "err": state.error,
         "local_addr": join_host_port(config.local_ip, config.local_port)
-        if config.local_port else "",
-        "plugin": "", "remote_addr": remote}
+        if config.local_port
+        else "",
+        "plugin": "",
+        "remote_addr": remote,
+    }
 
 
 def status_document(client) -> dict:
@@ -105,7 +114,8 @@ def status_document(client) -> dict:
     result: dict = {}
     for state in client.proxies.values():
         result.setdefault(state.config.type, []).append(
-            proxy_status(state, client.config.server_addr))
+            proxy_status(state, client.config.server_addr)
+        )
     for entries in result.values():
         entries.sort(key=lambda entry: entry["name"])
     return result
@@ -127,15 +137,19 @@ class AdminResource(Resource):
         self._auth_log = _OncePer(clock, REFUSAL_LOG_SECONDS)
         #: admin_user/admin_pwd, read per request (a reload changes them);
         #: wrong guesses are held back per source
-        self.auth = BasicAuth(clock, PasswordThrottle(clock), "admin",
-                              self._credentials, self._refused,
-                              missing_delay=AUTH_FAIL_DELAY)
+        self.auth = BasicAuth(
+            clock,
+            PasswordThrottle(clock),
+            "admin",
+            self._credentials,
+            self._refused,
+            missing_delay=AUTH_FAIL_DELAY,
+        )
         self._routes = {
             b"/healthz": {b"GET": self._healthz},
             b"/api/status": {b"GET": self._status},
             b"/api/reload": {b"POST": self._reload, b"GET": self._reload},
-            b"/api/config": {b"GET": self._get_config,
-                             b"PUT": self._put_config},
+            b"/api/config": {b"GET": self._get_config, b"PUT": self._put_config},
             b"/api/stop": {b"POST": self._stop},
         }
 
@@ -162,8 +176,13 @@ class AdminResource(Resource):
             request.write(self._route(request))
             request.finish()
 
-        return answer_when_decided(request, decided, allowed, self._log,
-                                   "admin API: answering held credentials")
+        return answer_when_decided(
+            request,
+            decided,
+            allowed,
+            self._log,
+            "admin API: answering held credentials",
+        )
 
     def _route(self, request) -> bytes:
         """The answer of an admitted request."""
@@ -172,16 +191,22 @@ class AdminResource(Resource):
         if methods is None:
             return plain_text(request, 404, PAGE_NOT_FOUND)
         handler = methods.get(request.method)
-        if path == b"/api/reload" and request.method == b"GET" \
-                and not self.auth.required:
+        if (
+            path == b"/api/reload"
+            and request.method == b"GET"
+            and not self.auth.required
+        ):
             # frpc's "reload" sends GET; a web page can make a browser send
             # one too, so it is only taken with the configured credentials.
             handler = None
         if handler is None:
             request.setResponseCode(405)
-            request.setHeader(b"allow", b", ".join(
-                m for m in methods
-                if not (m == b"GET" and path == b"/api/reload")))
+            request.setHeader(
+                b"allow",
+                b", ".join(
+                    m for m in methods if not (m == b"GET" and path == b"/api/reload")
+                ),
+            )
             return b"405 method not allowed\n"
         try:
             body = handler(request)
@@ -189,9 +214,12 @@ class AdminResource(Resource):
         except Reply as reply:
             code, body = reply.code, reply.text.encode("utf-8")
         if path != b"/healthz":
-            self._log.info("admin API: {method} {path} -> {code}",
-                           method=request.method.decode("ascii", "replace"),
-                           path=path.decode("ascii", "replace"), code=code)
+            self._log.info(
+                "admin API: {method} {path} -> {code}",
+                method=request.method.decode("ascii", "replace"),
+                path=path.decode("ascii", "replace"),
+                code=code,
+            )
         request.setResponseCode(code)
         return body
 
@@ -201,12 +229,15 @@ class AdminResource(Resource):
         held = self._refusal_log.allow()
         if held is None:
             return
-        self._log.warn("admin API: {method} {path} refused: {why} (a web "
-                       "page, or a foreign Host header?); {more} more "
-                       "refused since the last such line",
-                       method=request.method.decode("ascii", "replace"),
-                       path=request.path[:200].decode("ascii", "replace"),
-                       why=why, more=held)
+        self._log.warn(
+            "admin API: {method} {path} refused: {why} (a web "
+            "page, or a foreign Host header?); {more} more "
+            "refused since the last such line",
+            method=request.method.decode("ascii", "replace"),
+            path=request.path[:200].decode("ascii", "replace"),
+            why=why,
+            more=held,
+        )
 
     def close(self) -> None:
         """Cancel pending delayed answers and a pending stop."""
@@ -229,22 +260,28 @@ class AdminResource(Resource):
         counting those not logged."""
         method = request.method.decode("ascii", "replace")
         if verdict is None:
-            self._log.warn("admin API: {method} {path}: wrong or missing "
-                           "credentials", method=method,
-                           path=request.path.decode("ascii", "replace"))
+            self._log.warn(
+                "admin API: {method} {path}: wrong or missing credentials",
+                method=method,
+                path=request.path.decode("ascii", "replace"),
+            )
             return
         held = self._auth_log.allow()
         if held is None:
             return
-        self._log.warn("admin API: {method} {path}: wrong credentials from "
-                       "{source} ({outcome}, failure {failures} in a row, "
-                       "answered after {delay:g}s); {more} more since the "
-                       "last such line",
-                       method=method,
-                       path=request.path[:200].decode("ascii", "replace"),
-                       source=verdict.source, outcome=verdict.outcome,
-                       failures=verdict.failures, delay=verdict.delay,
-                       more=held)
+        self._log.warn(
+            "admin API: {method} {path}: wrong credentials from "
+            "{source} ({outcome}, failure {failures} in a row, "
+            "answered after {delay:g}s); {more} more since the "
+            "last such line",
+            method=method,
+            path=request.path[:200].decode("ascii", "replace"),
+            source=verdict.source,
+            outcome=verdict.outcome,
+            failures=verdict.failures,
+            delay=verdict.delay,
+            more=held,
+        )
 
     # Routes.
 
@@ -270,8 +307,7 @@ class AdminResource(Resource):
 
         call = self.clock.callLater(STOP_DELAY, stop)
         self._delayed.add(call)
-        self._log.info("admin API: stopping in {seconds}s",
-                       seconds=STOP_DELAY)
+        self._log.info("admin API: stopping in {seconds}s", seconds=STOP_DELAY)
         return b""
 
 

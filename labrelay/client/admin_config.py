@@ -22,8 +22,16 @@ from ..web import Reply
 
 #: Keys whose values ``GET /api/config`` does not show (``token`` lines are
 #: left out altogether, as frpc does).
-SECRET_KEYS = frozenset({"admin_pwd", "oidc_client_secret", "http_pwd",
-                         "sk", "group_key", "plugin_http_passwd"})
+SECRET_KEYS = frozenset(
+    {
+        "admin_pwd",
+        "oidc_client_secret",
+        "http_pwd",
+        "sk",
+        "group_key",
+        "plugin_http_passwd",
+    }
+)
 #: What ``GET /api/config`` shows instead of a secret; ``PUT`` puts the
 #: stored value back where it finds it.
 REDACTED = "<redacted>"
@@ -40,7 +48,7 @@ def _sections(text: str):
         line = row.strip()
         key = None
         if line.startswith("[") and "]" in line:
-            section = line[1:line.index("]")].strip()
+            section = line[1 : line.index("]")].strip()
         elif line and line[0] not in "#;":
             match = _KEY_LINE.match(line)
             if match:
@@ -61,7 +69,7 @@ def config_for_display(text: str) -> str:
         if line.startswith("token"):
             continue
         if key in SECRET_KEYS:
-            line = line[:_KEY_LINE.match(line).start(2)] + REDACTED
+            line = line[: _KEY_LINE.match(line).start(2)] + REDACTED
         lines.append(line)
     return "\n".join(lines)
 
@@ -74,16 +82,24 @@ def config_to_store(body: str, original: str) -> str:
     original's value for the same section and key back (or is left out),
     so no secret has to travel.
     """
-    token = next((row.strip() for row in original.split("\n")
-                  if row.strip().startswith("token")), "")
-    secrets = {(section, key): line for section, key, line
-               in _sections(original) if key in SECRET_KEYS}
+    token = next(
+        (
+            row.strip()
+            for row in original.split("\n")
+            if row.strip().startswith("token")
+        ),
+        "",
+    )
+    secrets = {
+        (section, key): line
+        for section, key, line in _sections(original)
+        if key in SECRET_KEYS
+    }
     rows = []
     for section, key, row in _sections(body):
         if row.startswith("token"):
             continue
-        if key in SECRET_KEYS and \
-                _KEY_LINE.match(row).group(2) == REDACTED:
+        if key in SECRET_KEYS and _KEY_LINE.match(row).group(2) == REDACTED:
             row = secrets.get((section, key))
             if row is None:
                 continue
@@ -131,8 +147,7 @@ def store_config(client, body: bytes) -> bytes:
             f.write(content)
     except OSError as e:
         raise Reply(500, f"write content to {path} failed: {e}") from e
-    _log.info("admin API: {path} rewritten; POST /api/reload "
-              "applies it", path=path)
+    _log.info("admin API: {path} rewritten; POST /api/reload applies it", path=path)
     return b""
 
 
@@ -150,5 +165,12 @@ def reload_config(client) -> bytes:
     return b""
 
 
-__all__ = ["config_for_display", "config_to_store", "show_config",
-           "store_config", "reload_config", "REDACTED", "SECRET_KEYS"]
+__all__ = [
+    "config_for_display",
+    "config_to_store",
+    "show_config",
+    "store_config",
+    "reload_config",
+    "REDACTED",
+    "SECRET_KEYS",
+]

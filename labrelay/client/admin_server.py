@@ -44,16 +44,19 @@ def exposure_warning(config):
         return None
     addr = config.admin_addr.strip().strip("[]")
     try:
-        if addr != "" and (addr == "localhost" or
-                           ipaddress.ip_address(addr).is_loopback):
+        if addr != "" and (
+            addr == "localhost" or ipaddress.ip_address(addr).is_loopback
+        ):
             return None
     except ValueError:
         pass  # a host name: may be anything
-    return (f"the admin API on admin_addr = {config.admin_addr or '0.0.0.0'}"
-            f", port {config.admin_port} has NO PASSWORD and is not on the "
-            f"loopback: anyone who can reach it can read the config, "
-            f"stop the client and add proxies to this machine's services. "
-            f"Set admin_user and admin_pwd, or admin_addr = 127.0.0.1")
+    return (
+        f"the admin API on admin_addr = {config.admin_addr or '0.0.0.0'}"
+        f", port {config.admin_port} has NO PASSWORD and is not on the "
+        f"loopback: anyone who can reach it can read the config, "
+        f"stop the client and add proxies to this machine's services. "
+        f"Set admin_user and admin_pwd, or admin_addr = 127.0.0.1"
+    )
 
 
 class AdminServer:
@@ -73,13 +76,18 @@ class AdminServer:
         self.description = description
         self.resource = AdminResource(client, reactor)
         self._factory = TrackingFactory(
-            QuietSite(self.resource, reactor=reactor), "admin API")
+            QuietSite(self.resource, reactor=reactor), "admin API"
+        )
         self.connections = self._factory.connections
         self._reactor = reactor
         self._port = None
         self.service = StartupListener(
-            reactor, description, self._factory,
-            program="labrelay-client", setting="admin_addr:admin_port")
+            reactor,
+            description,
+            self._factory,
+            program="labrelay-client",
+            setting="admin_addr:admin_port",
+        )
 
     def when_listening(self):
         """A Deferred firing with the IListeningPort."""
@@ -91,12 +99,12 @@ class AdminServer:
         """Listen now, outside start-up (a reload): a Deferred firing with
         the IListeningPort, or failing with the bind error (nothing to
         stop then)."""
-        d = serverFromString(self._reactor, self.description).listen(
-            self._factory)
+        d = serverFromString(self._reactor, self.description).listen(self._factory)
 
         def listening(port):
             self._port = port
             return port
+
         return d.addCallback(listening)
 
     def stop_listening(self):
@@ -141,8 +149,11 @@ class AdminListeners:
         self._settled = succeed(None)
         config = client.config
         if config.admin_port > 0 or listen:
-            self.current = AdminServer(client, reactor, listen or (
-                admin_description(config.admin_addr, config.admin_port)))
+            self.current = AdminServer(
+                client,
+                reactor,
+                listen or (admin_description(config.admin_addr, config.admin_port)),
+            )
             self.current.service.setServiceParent(client)
 
     def when_listening(self):
@@ -172,40 +183,44 @@ class AdminListeners:
         """
         client = self._client
         old = client.config
-        client.config = attrs.evolve(old, admin_user=new.admin_user,
-                                     admin_pwd=new.admin_pwd)
-        if (new.admin_addr, new.admin_port) == (old.admin_addr,
-                                                old.admin_port):
+        client.config = attrs.evolve(
+            old, admin_user=new.admin_user, admin_pwd=new.admin_pwd
+        )
+        if (new.admin_addr, new.admin_port) == (old.admin_addr, old.admin_port):
             return succeed(None)
         retired = self.current
         if new.admin_port <= 0:
             client.config = attrs.evolve(
-                client.config, admin_addr=new.admin_addr,
-                admin_port=new.admin_port)
+                client.config, admin_addr=new.admin_addr, admin_port=new.admin_port
+            )
             self.current = None
             self._log.info("reload: admin API turned off")
             return self._retire(retired)
         where = admin_description(new.admin_addr, new.admin_port)
-        client.config = attrs.evolve(client.config, admin_addr=new.admin_addr,
-                                     admin_port=new.admin_port)
+        client.config = attrs.evolve(
+            client.config, admin_addr=new.admin_addr, admin_port=new.admin_port
+        )
         candidate = AdminServer(client, self._reactor, where)
 
         def listening(port):
             self.current = candidate
-            self._log.info("reload: admin API now on {address}",
-                           address=f"{new.admin_addr or '0.0.0.0'}:"
-                                   f"{port.getHost().port}")
+            self._log.info(
+                "reload: admin API now on {address}",
+                address=f"{new.admin_addr or '0.0.0.0'}:{port.getHost().port}",
+            )
             return self._retire(retired)
 
         def failed(failure):
             client.config = attrs.evolve(
-                client.config, admin_addr=old.admin_addr,
-                admin_port=old.admin_port)
-            self._log.error("reload: the admin API cannot listen on "
-                            "{address}: {error}; it stays where it was",
-                            address=f"{new.admin_addr or '0.0.0.0'}:"
-                                    f"{new.admin_port}",
-                            error=failure.getErrorMessage())
+                client.config, admin_addr=old.admin_addr, admin_port=old.admin_port
+            )
+            self._log.error(
+                "reload: the admin API cannot listen on "
+                "{address}: {error}; it stays where it was",
+                address=f"{new.admin_addr or '0.0.0.0'}:{new.admin_port}",
+                error=failure.getErrorMessage(),
+            )
+
         return candidate.listen().addCallbacks(listening, failed)
 
     def _retire(self, admin) -> Deferred:
@@ -219,10 +234,13 @@ class AdminListeners:
     def close(self) -> Deferred:
         """Close every listener, current and retired, and their
         connections; a Deferred firing once they are gone."""
-        return gatherResults([
-            admin.close() for admin in [self.current] + self._retired
-            if admin is not None])
+        return gatherResults(
+            [
+                admin.close()
+                for admin in [self.current] + self._retired
+                if admin is not None
+            ]
+        )
 
 
-__all__ = ["AdminServer", "AdminListeners", "admin_description",
-           "exposure_warning"]
+__all__ = ["AdminServer", "AdminListeners", "admin_description", "exposure_warning"]

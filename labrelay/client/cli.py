@@ -31,11 +31,15 @@ from ..logs import escape_controls
 #: Seconds to wait for the admin API.
 TIMEOUT = 30
 #: Proxy types in the order frpc prints them; others follow, sorted.
-TYPE_ORDER = ("tcp", "udp", "http", "https", "stcp", "sudp", "xtcp",
-              "tcpmux")
-_COLUMNS = (("Name", "name"), ("Status", "status"),
-            ("LocalAddr", "local_addr"), ("Plugin", "plugin"),
-            ("RemoteAddr", "remote_addr"), ("Error", "err"))
+TYPE_ORDER = ("tcp", "udp", "http", "https", "stcp", "sudp", "xtcp", "tcpmux")
+_COLUMNS = (
+    ("Name", "name"),
+    ("Status", "status"),
+    ("LocalAddr", "local_addr"),
+    ("Plugin", "plugin"),
+    ("RemoteAddr", "remote_addr"),
+    ("Error", "err"),
+)
 
 
 class CommandError(Exception):
@@ -46,23 +50,27 @@ def admin_url(config, path: str) -> str:
     """The URL of *path* on the admin API a config describes."""
     host = config.admin_addr
     # A wildcard listen address is reached on the loopback.
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1",
-            "[::]": "::1"}.get(host, host)
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(
+        host, host
+    )
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{config.admin_port}{path}"
 
 
-def call(config, method: str, path: str, body: bytes = b"",
-         timeout: float = TIMEOUT) -> tuple[int, bytes]:
+def call(
+    config, method: str, path: str, body: bytes = b"", timeout: float = TIMEOUT
+) -> tuple[int, bytes]:
     """``(status code, body)`` of one admin API request."""
     url = admin_url(config, path)
     request = urllib.request.Request(
-        url, method=method, data=None if method == "GET" else body)
+        url, method=method, data=None if method == "GET" else body
+    )
     if config.admin_user or config.admin_pwd:
         pair = f"{config.admin_user}:{config.admin_pwd}".encode()
-        request.add_header("Authorization",
-                           "Basic " + base64.b64encode(pair).decode("ascii"))
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(pair).decode("ascii")
+        )
     # No proxies from the environment: the admin API is local.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -73,8 +81,7 @@ def call(config, method: str, path: str, body: bytes = b"",
             return e.code, e.read()
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise CommandError(f"cannot reach the admin API at {url}: {reason}"
-                           ) from None
+        raise CommandError(f"cannot reach the admin API at {url}: {reason}") from None
 
 
 def _check(code: int, body: bytes) -> None:
@@ -93,14 +100,15 @@ def format_status(document: dict) -> str:
         if not entries:
             continue
         rows = [[title for title, _ in _COLUMNS]]
-        rows += [[str(entry.get(key, "")) for _, key in _COLUMNS]
-                 for entry in entries]
-        widths = [max(len(row[i]) for row in rows)
-                  for i in range(len(_COLUMNS))]
+        rows += [[str(entry.get(key, "")) for _, key in _COLUMNS] for entry in entries]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
         lines.append(proxy_type.upper())
         for row in rows:
-            lines.append("  ".join(cell.ljust(width) for cell, width
-                                   in zip(row, widths)).rstrip())
+            lines.append(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths)
+                ).rstrip()
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -120,8 +128,9 @@ def _status(config, out) -> None:
     try:
         document = json.loads(body)
     except ValueError:
-        raise CommandError("the admin API answered /api/status with "
-                           "something that is not JSON") from None
+        raise CommandError(
+            "the admin API answered /api/status with something that is not JSON"
+        ) from None
     print(format_status(document), file=out)
 
 
@@ -157,25 +166,36 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labrelay-client",
         description="Talk to a running labrelay client through its admin "
-                    "API (admin_addr/admin_port of its frpc.ini). Run the "
-                    "client itself with: twistd labrelay-client -c frpc.ini")
+        "API (admin_addr/admin_port of its frpc.ini). Run the "
+        "client itself with: twistd labrelay-client -c frpc.ini",
+    )
     parser.add_argument("--version", action="version", version=VERSION_TEXT)
-    parser.add_argument("--env-file", metavar="FILE",
-                        help="read NAME=value lines (a systemd "
-                             "EnvironmentFile such as /etc/labrelay/env) "
-                             "for the config's {{ .Envs.NAME }} templates")
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="read NAME=value lines (a systemd "
+        "EnvironmentFile such as /etc/labrelay/env) "
+        "for the config's {{ .Envs.NAME }} templates",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for name, what in (("reload", "apply the config file's proxy sections "
-                                  "again (no restart)"),
-                       ("status", "show the status of every proxy"),
-                       ("stop", "stop the client"),
-                       ("check", "check the config file without running "
-                                 "anything: its warnings, or its error")):
+    for name, what in (
+        ("reload", "apply the config file's proxy sections again (no restart)"),
+        ("status", "show the status of every proxy"),
+        ("stop", "stop the client"),
+        (
+            "check",
+            "check the config file without running "
+            "anything: its warnings, or its error",
+        ),
+    ):
         command = commands.add_parser(name, help=what, description=what)
-        command.add_argument("-c", "--config", default="./frpc.ini",
-                             help="the client's frpc.ini (default: "
-                                  "./frpc.ini)")
+        command.add_argument(
+            "-c",
+            "--config",
+            default="./frpc.ini",
+            help="the client's frpc.ini (default: ./frpc.ini)",
+        )
     return parser
 
 
@@ -190,12 +210,14 @@ def main(argv=None, out=None, err=None) -> int:
     try:
         environ = environment(args.env_file)
     except OSError as e:
-        print(f"labrelay-client: --env-file {args.env_file}: "
-              f"{e.strerror or e}", file=err)
+        print(
+            f"labrelay-client: --env-file {args.env_file}: {e.strerror or e}", file=err
+        )
         return 1
 
     def load(path):
         return load_client_config(path, environ)
+
     if args.command == "check":
         return check_config("labrelay-client", load, args.config, out, err)
     try:
@@ -205,7 +227,8 @@ def main(argv=None, out=None, err=None) -> int:
                 f"{config.source}: admin_port is not set; set admin_port "
                 f"(and admin_addr, admin_user, admin_pwd as needed) in "
                 f"[common] and restart the client to use "
-                f"'labrelay-client {args.command}'")
+                f"'labrelay-client {args.command}'"
+            )
         _COMMANDS[args.command](config, out)
     except (ConfigError, CommandError) as e:
         print(f"labrelay-client {args.command}: {e}", file=err)

@@ -27,10 +27,19 @@ from ..tls import TLSVerificationError, describe_tls_error
 #: Seconds to wait for LoginResp (frp: 10 s).
 LOGIN_RESPONSE_TIMEOUT = 10
 
-_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64",
-            "arm64": "arm64", "i386": "386", "i686": "386", "armv7l": "arm",
-            "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-            "riscv64": "riscv64"}
+_GO_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "i386": "386",
+    "i686": "386",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 
 
 def go_os_arch():
@@ -83,13 +92,22 @@ class ClientControl(Protocol):
         set_keepalive(self.transport, config.dial_server_keepalive)
         now = int(self._wall_clock())
         os_name, arch = go_os_arch()
-        self._send(messages.Login(
-            version=FRP_VERSION, os=os_name, arch=arch, user=config.user,
-            privilege_key=privilege_key(config.token, now), timestamp=now,
-            run_id=self.client.run_id, metas=dict(config.metas) or None,
-            pool_count=config.pool_count))
+        self._send(
+            messages.Login(
+                version=FRP_VERSION,
+                os=os_name,
+                arch=arch,
+                user=config.user,
+                privilege_key=privilege_key(config.token, now),
+                timestamp=now,
+                run_id=self.client.run_id,
+                metas=dict(config.metas) or None,
+                pool_count=config.pool_count,
+            )
+        )
         self._login_timer = self.clock.callLater(
-            LOGIN_RESPONSE_TIMEOUT, self._login_timeout)
+            LOGIN_RESPONSE_TIMEOUT, self._login_timeout
+        )
 
     def dataReceived(self, data):
         if self._gone:
@@ -104,8 +122,11 @@ class ClientControl(Protocol):
                     break
                 self._dispatch(message)
         except ProtocolError as e:
-            self._log.error("control connection to {peer}: {error}; "
-                            "reconnecting", peer=self.peer, error=e)
+            self._log.error(
+                "control connection to {peer}: {error}; reconnecting",
+                peer=self.peer,
+                error=e,
+            )
             self._fail_login(e)
             self.transport.abortConnection()
 
@@ -117,12 +138,14 @@ class ClientControl(Protocol):
         self._login_timer = self._ping_call = None
         tls_error = _tls_failure(reason)
         if tls_error is not None:
-            self._fail_login(LoginRefused(f"TLS with the server failed: "
-                                          f"{tls_error}"))
+            self._fail_login(LoginRefused(f"TLS with the server failed: {tls_error}"))
         else:
-            self._fail_login(LoginRefused(
-                "the server closed the connection before answering the Login "
-                "(is tcp_mux the same on both sides?)"))
+            self._fail_login(
+                LoginRefused(
+                    "the server closed the connection before answering the Login "
+                    "(is tcp_mux the same on both sides?)"
+                )
+            )
         self.client.control_lost(self, reason)
 
     # Sending.
@@ -141,8 +164,7 @@ class ClientControl(Protocol):
 
     def _login_timeout(self):
         self._login_timer = None
-        self._fail_login(LoginRefused(
-            f"no LoginResp within {LOGIN_RESPONSE_TIMEOUT}s"))
+        self._fail_login(LoginRefused(f"no LoginResp within {LOGIN_RESPONSE_TIMEOUT}s"))
         self.transport.abortConnection()
 
     def _fail_login(self, error) -> None:
@@ -157,8 +179,9 @@ class ClientControl(Protocol):
             return
         handler = self._HANDLERS.get(type(message))
         if handler is None:
-            self._log.debug("ignoring {name} on the control connection",
-                            name=message.name)
+            self._log.debug(
+                "ignoring {name} on the control connection", name=message.name
+            )
             return
         getattr(self, handler)(message)
 
@@ -178,8 +201,7 @@ class ClientControl(Protocol):
 
     def _on_pong(self, message) -> None:
         if message.error:
-            self._log.error("server refused a heartbeat: {error}",
-                            error=message.error)
+            self._log.error("server refused a heartbeat: {error}", error=message.error)
             self.transport.loseConnection()
             return
         self._last_pong = self.clock.seconds()
@@ -218,15 +240,20 @@ class ClientControl(Protocol):
         config = self.client.config
         timeout = config.heartbeat_timeout
         if timeout > 0 and self.clock.seconds() - self._last_pong > timeout:
-            self._log.warn("no heartbeat answer from {peer} for {seconds}s; "
-                           "reconnecting", peer=self.peer, seconds=timeout)
+            self._log.warn(
+                "no heartbeat answer from {peer} for {seconds}s; reconnecting",
+                peer=self.peer,
+                seconds=timeout,
+            )
             self.transport.abortConnection()
             return
         ping = messages.Ping()
         if config.authenticate_heartbeats:
             now = int(self._wall_clock())
-            ping = messages.Ping(privilege_key=privilege_key(config.token, now),
-                                 timestamp=now)
+            ping = messages.Ping(
+                privilege_key=privilege_key(config.token, now), timestamp=now
+            )
         self.send(ping)
-        self._ping_call = self.clock.callLater(config.heartbeat_interval,
-                                               self._heartbeat)
+        self._ping_call = self.clock.callLater(
+            config.heartbeat_interval, self._heartbeat
+        )

@@ -38,8 +38,7 @@ from ..config import CLIENT_RELOADABLE, ClientConfig, ProxyConfig, load_client_c
 _log = Logger()
 
 #: The admin API's keys, which a reload applies.
-ADMIN_KEYS = frozenset(key for key in CLIENT_RELOADABLE
-                       if key.startswith("admin_"))
+ADMIN_KEYS = frozenset(key for key in CLIENT_RELOADABLE if key.startswith("admin_"))
 
 #: ClientConfig fields that are not [common] keys, or that a reload applies
 #: (the fields declared reloadable in ClientConfig).
@@ -49,6 +48,7 @@ _NOT_COMMON = frozenset({"proxies", "source", "warnings"}) | CLIENT_RELOADABLE
 @attrs.frozen
 class ProxyDiff:
     """What a reload does, by proxy name (each tuple sorted)."""
+
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
@@ -59,12 +59,14 @@ class ProxyDiff:
 class ReloadResult:
     """The outcome of one reload: the proxy diff and the [common] keys whose
     new values wait for a restart."""
+
     diff: ProxyDiff
     restart_keys: tuple[str, ...] = ()
 
 
-def diff_proxies(old: Mapping[str, ProxyConfig],
-                 new: Iterable[ProxyConfig]) -> ProxyDiff:
+def diff_proxies(
+    old: Mapping[str, ProxyConfig], new: Iterable[ProxyConfig]
+) -> ProxyDiff:
     """Compare the running proxies (name -> config) with a new list."""
     new_by_name = {p.name: p for p in new}
     added, changed, unchanged = [], [], []
@@ -76,8 +78,12 @@ def diff_proxies(old: Mapping[str, ProxyConfig],
         else:
             unchanged.append(name)
     removed = [name for name in old if name not in new_by_name]
-    return ProxyDiff(tuple(sorted(added)), tuple(sorted(removed)),
-                     tuple(sorted(changed)), tuple(sorted(unchanged)))
+    return ProxyDiff(
+        tuple(sorted(added)),
+        tuple(sorted(removed)),
+        tuple(sorted(changed)),
+        tuple(sorted(unchanged)),
+    )
 
 
 def common_changes(old: ClientConfig, new: ClientConfig) -> tuple[str, ...]:
@@ -99,8 +105,7 @@ def apply(client, new: ClientConfig) -> ReloadResult:
         anything with its ``proxies``, ``config``, ``add_proxy`` and
         ``remove_proxy``).
     """
-    old_configs = {name: state.config
-                   for name, state in client.proxies.items()}
+    old_configs = {name: state.config for name, state in client.proxies.items()}
     diff = diff_proxies(old_configs, new.proxies)
     new_by_name = {p.name: p for p in new.proxies}
     for name in diff.removed + diff.changed:
@@ -110,8 +115,9 @@ def apply(client, new: ClientConfig) -> ReloadResult:
         if proxy.name in diff.added or proxy.name in diff.changed:
             client.add_proxy(new_by_name[proxy.name])
     restart_keys = common_changes(client.config, new)
-    client.config = attrs.evolve(client.config, proxies=new.proxies,
-                                 start=new.start, includes=new.includes)
+    client.config = attrs.evolve(
+        client.config, proxies=new.proxies, start=new.start, includes=new.includes
+    )
     if hasattr(client, "apply_admin"):
         client.apply_admin(new)
     for warning in new.warnings:
@@ -119,13 +125,19 @@ def apply(client, new: ClientConfig) -> ReloadResult:
         # an event with a 'warning' key for a Python warning
         _log.warn("{config_warning}", config_warning=warning)
     if restart_keys:
-        _log.warn("reload: [common] {keys} changed; that needs a restart "
-                  "(only proxy sections are reloaded)",
-                  keys=", ".join(restart_keys))
-    _log.info("reload: {added} added, {removed} removed, {changed} changed, "
-              "{unchanged} unchanged", added=_names(diff.added),
-              removed=_names(diff.removed), changed=_names(diff.changed),
-              unchanged=len(diff.unchanged))
+        _log.warn(
+            "reload: [common] {keys} changed; that needs a restart "
+            "(only proxy sections are reloaded)",
+            keys=", ".join(restart_keys),
+        )
+    _log.info(
+        "reload: {added} added, {removed} removed, {changed} changed, "
+        "{unchanged} unchanged",
+        added=_names(diff.added),
+        removed=_names(diff.removed),
+        changed=_names(diff.changed),
+        unchanged=len(diff.unchanged),
+    )
     return ReloadResult(diff, restart_keys)
 
 
@@ -141,5 +153,11 @@ def _names(names: tuple[str, ...]) -> str:
     return "[" + ", ".join(names) + "]" if names else "none"
 
 
-__all__ = ["ProxyDiff", "ReloadResult", "diff_proxies", "common_changes",
-           "apply", "reload_from_file"]
+__all__ = [
+    "ProxyDiff",
+    "ReloadResult",
+    "diff_proxies",
+    "common_changes",
+    "apply",
+    "reload_from_file",
+]

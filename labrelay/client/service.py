@@ -77,8 +77,16 @@ class RelayClient(ProgramService):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, endpoint, exit_on_fatal=True,
-                 config_path=None, admin_listen=None, notifier=None):
+    def __init__(
+        self,
+        config,
+        reactor,
+        endpoint,
+        exit_on_fatal=True,
+        config_path=None,
+        admin_listen=None,
+        notifier=None,
+    ):
         super().__init__(config, reactor, config_path, notifier)
         self._endpoint = endpoint
         self._exit_on_fatal = exit_on_fatal
@@ -101,11 +109,11 @@ class RelayClient(ProgramService):
             factory = Factory.forProtocol(self._new_session)
         else:
             factory = Factory.forProtocol(self._new_control)
-        factory.noisy = False   # no "Starting factory" line per attempt
+        factory.noisy = False  # no "Starting factory" line per attempt
         self._backoff = backoffPolicy(initialDelay=1.0, maxDelay=20.0)
-        self._link = ClientService(endpoint, factory,
-                                   retryPolicy=self._retry_delay,
-                                   clock=reactor)
+        self._link = ClientService(
+            endpoint, factory, retryPolicy=self._retry_delay, clock=reactor
+        )
         self._link.setServiceParent(self)
         #: the admin API, started, moved and stopped by reloads
         self.admin_listeners = AdminListeners(self, reactor, admin_listen)
@@ -129,16 +137,21 @@ class RelayClient(ProgramService):
         resets ClientService's own count), with one log line saying so."""
         attempt = max(attempts, self._login_failures)
         delay = self._backoff(attempt)
-        self._log.info("connecting to server {server} again in {delay}s "
-                       "(attempt {attempt})", server=self.server_address,
-                       delay=round(delay, 1), attempt=attempt + 1)
+        self._log.info(
+            "connecting to server {server} again in {delay}s (attempt {attempt})",
+            server=self.server_address,
+            delay=round(delay, 1),
+            attempt=attempt + 1,
+        )
         return delay
 
     def _new_session(self):
         return ControlMuxSession(
-            self, clock=self.clock,
+            self,
+            clock=self.clock,
             keepalive_interval=self.config.tcp_mux_keepalive_interval,
-            budget=self.buffer_budget)
+            budget=self.buffer_budget,
+        )
 
     def _new_control(self):
         control = ClientControl(self)
@@ -229,8 +242,9 @@ class RelayClient(ProgramService):
     def _first_login_failed(self, failure):
         error = failure.value
         if isinstance(error, ConnectError):
-            error = f"cannot connect to {self.server_address}: " + \
-                " ".join(str(error).split())
+            error = f"cannot connect to {self.server_address}: " + " ".join(
+                str(error).split()
+            )
         if not self.first_login.called:
             self.first_login.errback(error)
             self.first_login.addErrback(lambda f: None)
@@ -238,16 +252,15 @@ class RelayClient(ProgramService):
             self._log.error(
                 "login to server failed: {error}; exiting because "
                 "login_fail_exit = true (set it to false to keep retrying)",
-                error=error)
+                error=error,
+            )
             if self._exit_on_fatal:
                 exit_after_stop(self.reactor, 1)
             else:
                 self.fatal_error = error
         else:
-            self._log.warn("login to server failed: {error}; retrying",
-                           error=error)
-            self.notifier.status(f"login to server failed: {error}; "
-                                 f"retrying")
+            self._log.warn("login to server failed: {error}; retrying", error=error)
+            self.notifier.status(f"login to server failed: {error}; retrying")
 
     # Link and login.
 
@@ -260,8 +273,9 @@ class RelayClient(ProgramService):
         if self.logins == 0:
             self._first_login_failed(failure)
         else:
-            self._log.warn("login to server failed: {error}; retrying",
-                           error=failure.value)
+            self._log.warn(
+                "login to server failed: {error}; retrying", error=failure.value
+            )
         self.login_errors.append(failure.value)
 
     def _logged_in(self, control):
@@ -269,16 +283,20 @@ class RelayClient(ProgramService):
         self.run_id = control.run_id
         self.logins += 1
         self._login_failures = 0
-        if self.logins == 1:   # the first success, even after failures
+        if self.logins == 1:  # the first success, even after failures
             self.notifier.ready(
                 f"logged in to {self.config.server_addr}:"
-                f"{self.config.server_port}, run_id {self.run_id}")
+                f"{self.config.server_port}, run_id {self.run_id}"
+            )
         if not self.first_login.called:
             self.first_login.callback(control)
-        self._log.info("login to server success, run_id {run_id}; "
-                       "registering {count} proxies: {names}",
-                       run_id=self.run_id, count=len(self.proxies),
-                       names=", ".join(self.proxies) or "none")
+        self._log.info(
+            "login to server success, run_id {run_id}; "
+            "registering {count} proxies: {names}",
+            run_id=self.run_id,
+            count=len(self.proxies),
+            names=", ".join(self.proxies) or "none",
+        )
         if first and not self.proxies:
             self._log.warn("no proxies configured")
         for state in self.proxies.values():
@@ -357,16 +375,24 @@ class RelayClient(ProgramService):
             return
         p = state.config
         self._set_status(state, "wait start")
-        control.send(messages.NewProxy(
-            proxy_name=p.name, proxy_type=p.type,
-            use_encryption=p.use_encryption, use_compression=p.use_compression,
-            metas=dict(p.metas) or None, remote_port=p.remote_port,
-            custom_domains=list(p.custom_domains) or None,
-            subdomain=p.subdomain, locations=list(p.locations) or None,
-            http_user=p.http_user, http_pwd=p.http_pwd,
-            host_header_rewrite=p.host_header_rewrite,
-            headers=dict(p.headers) or None,
-            route_by_http_user=p.route_by_http_user))
+        control.send(
+            messages.NewProxy(
+                proxy_name=p.name,
+                proxy_type=p.type,
+                use_encryption=p.use_encryption,
+                use_compression=p.use_compression,
+                metas=dict(p.metas) or None,
+                remote_port=p.remote_port,
+                custom_domains=list(p.custom_domains) or None,
+                subdomain=p.subdomain,
+                locations=list(p.locations) or None,
+                http_user=p.http_user,
+                http_pwd=p.http_pwd,
+                host_header_rewrite=p.host_header_rewrite,
+                headers=dict(p.headers) or None,
+                route_by_http_user=p.route_by_http_user,
+            )
+        )
 
     def proxy_response(self, message) -> None:
         state = self.proxies.get(message.proxy_name)
@@ -375,11 +401,15 @@ class RelayClient(ProgramService):
         if message.error:
             state.error = message.error
             state.remote_addr = ""
-            self._log.warn("[{name}] start error: {error}; retrying in "
-                           "{seconds}s", name=message.proxy_name,
-                           error=message.error, seconds=PROXY_RETRY_SECONDS)
+            self._log.warn(
+                "[{name}] start error: {error}; retrying in {seconds}s",
+                name=message.proxy_name,
+                error=message.error,
+                seconds=PROXY_RETRY_SECONDS,
+            )
             state.retry_call = self.clock.callLater(
-                PROXY_RETRY_SECONDS, self._register, state)
+                PROXY_RETRY_SECONDS, self._register, state
+            )
             # Last: a waiter may stop the service from here, and stopService
             # must find the retry to cancel it.
             self._set_status(state, "start error")
@@ -387,9 +417,11 @@ class RelayClient(ProgramService):
         state.error = ""
         state.remote_addr = message.remote_addr
         self._set_status(state, "running")
-        self._log.info("[{name}] start proxy success, remote address "
-                       "{remote_addr}", name=message.proxy_name,
-                       remote_addr=message.remote_addr)
+        self._log.info(
+            "[{name}] start proxy success, remote address {remote_addr}",
+            name=message.proxy_name,
+            remote_addr=message.remote_addr,
+        )
 
     # Work connections.
 
@@ -413,8 +445,10 @@ class RelayClient(ProgramService):
 
         def failed(failure):
             if not failure.check(CancelledError, ConnectingCancelledError):
-                self._log.warn("cannot open a work connection: {error}",
-                               error=failure.getErrorMessage())
+                self._log.warn(
+                    "cannot open a work connection: {error}",
+                    error=failure.getErrorMessage(),
+                )
 
         d.addBoth(dialled)
         d.addErrback(failed)

@@ -37,11 +37,9 @@ def local_endpoint(reactor, host: str, port: int):
     costs a thread hop per dial).
     """
     if isIPAddress(host):
-        return TCP4ClientEndpoint(reactor, host, port,
-                                  timeout=LOCAL_DIAL_TIMEOUT)
+        return TCP4ClientEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
     if isIPv6Address(host):
-        return TCP6ClientEndpoint(reactor, host, port,
-                                  timeout=LOCAL_DIAL_TIMEOUT)
+        return TCP6ClientEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
     return HostnameEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
 
 
@@ -90,7 +88,9 @@ class ClientWorkConnection(RelayedProtocol):
             now = int(self._wall_clock())
             message = messages.NewWorkConn(
                 run_id=self.client.run_id,
-                privilege_key=privilege_key(config.token, now), timestamp=now)
+                privilege_key=privilege_key(config.token, now),
+                timestamp=now,
+            )
         self.transport.write(encode_message(message))
 
     def connection_ended(self, reason):
@@ -110,8 +110,10 @@ class ClientWorkConnection(RelayedProtocol):
         if message is None:
             return
         if not isinstance(message, messages.StartWorkConn):
-            self._log.warn("work connection: expected StartWorkConn, got "
-                           "{name}; closing", name=message.name)
+            self._log.warn(
+                "work connection: expected StartWorkConn, got {name}; closing",
+                name=message.name,
+            )
             self.transport.abortConnection()
             return
         self._started = True
@@ -120,40 +122,51 @@ class ClientWorkConnection(RelayedProtocol):
 
     def _start(self, message) -> None:
         if message.error:
-            self._log.warn("server refused a work connection: {error}",
-                           error=message.error)
+            self._log.warn(
+                "server refused a work connection: {error}", error=message.error
+            )
             self.transport.loseConnection()
             return
         proxy = self.client.proxy_config(message.proxy_name)
         if proxy is None:
-            self._log.warn("StartWorkConn for unknown proxy [{name}]; closing",
-                           name=message.proxy_name)
+            self._log.warn(
+                "StartWorkConn for unknown proxy [{name}]; closing",
+                name=message.proxy_name,
+            )
             self.transport.loseConnection()
             return
         self.transport.pauseProducing()
-        endpoint = local_endpoint(self.client.reactor, proxy.local_ip,
-                                  proxy.local_port)
+        endpoint = local_endpoint(self.client.reactor, proxy.local_ip, proxy.local_port)
         local = LocalConnection(self.client.connections)
         d = endpoint.connect(quiet_factory(lambda: local))
 
         def connected(_):
             codec = None
             if proxy.use_encryption or proxy.use_compression:
-                codec = PayloadCodec(self.client.config.token,
-                                     proxy.use_encryption,
-                                     proxy.use_compression)
+                codec = PayloadCodec(
+                    self.client.config.token,
+                    proxy.use_encryption,
+                    proxy.use_compression,
+                )
             splice = Splice(
-                self, local, a_codec=codec,
+                self,
+                local,
+                a_codec=codec,
                 description=f"proxy [{proxy.name}] from "
-                            f"{message.src_addr}:{message.src_port}")
+                f"{message.src_addr}:{message.src_port}",
+            )
             pending, self._pending = self._pending, b""
             splice.start(a_pending=pending, b_pending=local.take_early_data())
 
         def failed(failure):
-            self._log.warn("proxy [{name}]: cannot connect to local service "
-                           "{host}:{port}: {error}", name=proxy.name,
-                           host=proxy.local_ip, port=proxy.local_port,
-                           error=failure.getErrorMessage())
+            self._log.warn(
+                "proxy [{name}]: cannot connect to local service "
+                "{host}:{port}: {error}",
+                name=proxy.name,
+                host=proxy.local_ip,
+                port=proxy.local_port,
+                error=failure.getErrorMessage(),
+            )
             self.transport.loseConnection()
 
         d.addCallbacks(connected, failed)

@@ -58,9 +58,11 @@ Pairs = tuple[tuple[str, str], ...]
 @attrs.frozen
 class ProxyConfig:
     """One tcp or http proxy of frpc.ini."""
+
     name: str
     section: str = attrs.field(
-        default=attrs.Factory(lambda self: self.name, takes_self=True))
+        default=attrs.Factory(lambda self: self.name, takes_self=True)
+    )
     type: str = setting("tcp")
     local_ip: str = setting("127.0.0.1")
     local_port: int = setting(0, "port")
@@ -81,6 +83,7 @@ class ProxyConfig:
 @attrs.frozen
 class ClientConfig:
     """frpc.ini: ``[common]`` (one attribute per implemented key) + proxies."""
+
     server_addr: str = setting("0.0.0.0")
     server_port: int = setting(7000, "port1")
     protocol: str = setting("tcp")
@@ -140,18 +143,24 @@ TCP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="tcp")
 HTTP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="http")
 #: frp keys of other proxy types and of visitors: ignored where they do not
 #: apply, as frp ignores them.
-OTHER_PROXY_KEYS = OTHER_TYPE_PROXY_KEYS | set(TCP_PROXY_KEYS) | \
-    set(HTTP_PROXY_KEYS)
+OTHER_PROXY_KEYS = OTHER_TYPE_PROXY_KEYS | set(TCP_PROXY_KEYS) | set(HTTP_PROXY_KEYS)
 
 _COMMON_KEYS = CommonKeys(
-    keys={**CLIENT_KEYS, **CLIENT_OWN_KEYS}, not_yet=CLIENT_NOT_YET,
+    keys={**CLIENT_KEYS, **CLIENT_OWN_KEYS},
+    not_yet=CLIENT_NOT_YET,
     not_yet_prefixes=CLIENT_NOT_YET_PREFIXES,
-    other_keys={**SERVER_KEYS, **SERVER_OWN_KEYS}, other="frps", metas=True)
+    other_keys={**SERVER_KEYS, **SERVER_OWN_KEYS},
+    other="frps",
+    metas=True,
+)
 
 
-def parse_client_config(text: str, source: str = "frpc.ini",
-                        environ: Optional[Mapping[str, str]] = None,
-                        base_dir: Optional[str] = None) -> ClientConfig:
+def parse_client_config(
+    text: str,
+    source: str = "frpc.ini",
+    environ: Optional[Mapping[str, str]] = None,
+    base_dir: Optional[str] = None,
+) -> ClientConfig:
     """
     Parse frpc.ini text into a :class:`ClientConfig`.  Relative ``includes``
     are resolved against ``base_dir`` (default: the directory of ``source``).
@@ -169,9 +178,12 @@ def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
     check_common(values, source)
     for key in CLIENT_OWN_KEYS:
         if values.get(key, 0) < 0:
-            raise fail(source, "common", key,
-                       f"must not be negative (0 turns it off), not "
-                       f"{values[key]}")
+            raise fail(
+                source,
+                "common",
+                key,
+                f"must not be negative (0 turns it off), not {values[key]}",
+            )
     _check_client(values, source, warnings)
     if base_dir is None:
         base_dir = os.path.dirname(source) or os.curdir
@@ -179,28 +191,43 @@ def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
         _include(doc, pattern, base_dir, source, environ, warnings)
     warn_outside_sections(doc, warnings)
     proxies = _read_proxies(doc, values, source, warnings)
-    return ClientConfig(**values, metas=metas, proxies=proxies, source=source,
-                        warnings=tuple(warnings.items))
+    return ClientConfig(
+        **values,
+        metas=metas,
+        proxies=proxies,
+        source=source,
+        warnings=tuple(warnings.items),
+    )
 
 
-def load_client_config(path, environ: Optional[Mapping[str, str]] = None
-                       ) -> ClientConfig:
+def load_client_config(
+    path, environ: Optional[Mapping[str, str]] = None
+) -> ClientConfig:
     """Read and parse an frpc.ini file (and the files it includes)."""
     source, text = read_file(path)
-    return parse_client_config(text, source, environ,
-                               os.path.dirname(source) or os.curdir)
+    return parse_client_config(
+        text, source, environ, os.path.dirname(source) or os.curdir
+    )
 
 
 def _check_client(values: dict, source: str, warnings: Warnings) -> None:
     """Validate frpc [common] and resolve frp's "unset" defaults."""
     protocol = values.get("protocol", "tcp")
     if protocol in NOT_YET_PROTOCOLS:
-        raise fail(source, "common", "protocol", f"protocol {protocol} is "
-                   f"not supported by labrelay yet; use tcp")
+        raise fail(
+            source,
+            "common",
+            "protocol",
+            f"protocol {protocol} is not supported by labrelay yet; use tcp",
+        )
     if protocol != "tcp":
-        raise fail(source, "common", "protocol",
-                   f"invalid protocol {protocol!r}; frp accepts tcp, kcp, "
-                   f"quic, websocket, wss")
+        raise fail(
+            source,
+            "common",
+            "protocol",
+            f"invalid protocol {protocol!r}; frp accepts tcp, kcp, "
+            f"quic, websocket, wss",
+        )
     if values.get("pool_count", 1) < 0:
         raise fail(source, "common", "pool_count", "must not be negative")
     tcp_mux = values.get("tcp_mux", True)
@@ -208,48 +235,75 @@ def _check_client(values: dict, source: str, warnings: Warnings) -> None:
     interval = values.setdefault("heartbeat_interval", 30)
     timeout = values["heartbeat_timeout"]
     if interval > 0 and 0 < timeout < interval:
-        raise fail(source, "common", "heartbeat_timeout", f"{timeout} is "
-                   f"less than heartbeat_interval {interval}")
+        raise fail(
+            source,
+            "common",
+            "heartbeat_timeout",
+            f"{timeout} is less than heartbeat_interval {interval}",
+        )
     if not values.get("tls_enable", True):
-        for key in ("tls_cert_file", "tls_key_file", "tls_trusted_ca_file",
-                    "tls_server_name"):
+        for key in (
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_trusted_ca_file",
+            "tls_server_name",
+        ):
             if values.get(key):
-                warnings.add(source, "common", key,
-                             "has no effect when tls_enable is false")
+                warnings.add(
+                    source, "common", key, "has no effect when tls_enable is false"
+                )
 
 
-def _include(doc: IniDocument, pattern: str, base_dir: str, source: str,
-             environ, warnings: Warnings) -> None:
+def _include(
+    doc: IniDocument,
+    pattern: str,
+    base_dir: str,
+    source: str,
+    environ,
+    warnings: Warnings,
+) -> None:
     """Append the files matching one ``includes`` entry to ``doc``."""
-    path = pattern if os.path.isabs(pattern) else \
-        os.path.join(base_dir, pattern)
+    path = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)
     directory, glob = os.path.split(path)
     directory = os.path.abspath(directory or os.curdir)
     if not os.path.isdir(directory):
-        raise fail(source, "common", "includes",
-                   f"directory {directory!r} of {pattern!r} does not exist")
+        raise fail(
+            source,
+            "common",
+            "includes",
+            f"directory {directory!r} of {pattern!r} does not exist",
+        )
     try:
         names = sorted(os.listdir(directory))
     except OSError as e:
-        raise fail(source, "common", "includes",
-                   f"cannot list {directory!r}: {e.strerror or e}") from None
-    matched = [os.path.join(directory, name) for name in names
-               if fnmatch.fnmatchcase(name, glob)
-               and os.path.isfile(os.path.join(directory, name))]
+        raise fail(
+            source,
+            "common",
+            "includes",
+            f"cannot list {directory!r}: {e.strerror or e}",
+        ) from None
+    matched = [
+        os.path.join(directory, name)
+        for name in names
+        if fnmatch.fnmatchcase(name, glob)
+        and os.path.isfile(os.path.join(directory, name))
+    ]
     if not matched:
-        warnings.add(source, "common", "includes",
-                     f"{pattern!r} matches no file")
+        warnings.add(source, "common", "includes", f"{pattern!r} matches no file")
     for file in matched:
         file, text = read_file(file)
         if "common" in document(text, file, environ, doc):
-            warnings.add(file, "common", None,
-                         "[common] of an included file is ignored")
+            warnings.add(
+                file, "common", None, "[common] of an included file is ignored"
+            )
 
 
 # -- proxies -----------------------------------------------------------------
 
-def _read_proxies(doc: IniDocument, common: dict, source: str,
-                  warnings: Warnings) -> tuple[ProxyConfig, ...]:
+
+def _read_proxies(
+    doc: IniDocument, common: dict, source: str, warnings: Warnings
+) -> tuple[ProxyConfig, ...]:
     """Every started tcp/http proxy in file order (ranges expanded in
     place)."""
     start = common.get("start", ())
@@ -268,14 +322,14 @@ def _read_proxies(doc: IniDocument, common: dict, source: str,
             if start and proxy_name not in start:
                 continue
             loaded.add(proxy_name)
-            proxy = _proxy(doc, proxy_name, name, section.source, entries,
-                           user, warnings)
+            proxy = _proxy(
+                doc, proxy_name, name, section.source, entries, user, warnings
+            )
             if proxy is not None:
                 proxies.append(proxy)
     for name in start:
         if name not in loaded:
-            warnings.add(source, "common", "start",
-                         f"no section named {name!r}")
+            warnings.add(source, "common", "start", f"no section named {name!r}")
     return tuple(proxies)
 
 
@@ -285,26 +339,36 @@ def _expand_range(doc: IniDocument, section: Section, generated: set):
     for key in ("local_port", "remote_port"):
         entry = doc.lookup(section.name, key)
         if entry is None or entry.value == "":
-            raise fail(section.source, section.name, key,
-                       "a range: section needs local_port and remote_port")
+            raise fail(
+                section.source,
+                section.name,
+                key,
+                "a range: section needs local_port and remote_port",
+            )
         written = convert(entry, section.name, key, "ports")
-        if sum(high - low + 1 for low, high in written.ranges) > \
-                MAX_RANGE_PORTS:
+        if sum(high - low + 1 for low, high in written.ranges) > MAX_RANGE_PORTS:
             raise fail(entry.source, section.name, key, "too many ports")
         ports.append((entry, written.in_order()))
     (local, local_ports), (remote, remote_ports) = ports
     if len(local_ports) != len(remote_ports):
-        raise fail(remote.source, section.name, "remote_port",
-                   f"lists {len(remote_ports)} ports but local_port lists "
-                   f"{len(local_ports)}; the counts must match")
-    prefix = section.name[len("range:"):].strip()
+        raise fail(
+            remote.source,
+            section.name,
+            "remote_port",
+            f"lists {len(remote_ports)} ports but local_port lists "
+            f"{len(local_ports)}; the counts must match",
+        )
+    prefix = section.name[len("range:") :].strip()
     views = []
-    for index, (local_port, remote_port) in enumerate(
-            zip(local_ports, remote_ports)):
+    for index, (local_port, remote_port) in enumerate(zip(local_ports, remote_ports)):
         name = f"{prefix}_{index}"
         if name in doc.sections or name in generated:
-            raise fail(section.source, section.name, None,
-                       f"generated proxy name {name!r} is already used")
+            raise fail(
+                section.source,
+                section.name,
+                None,
+                f"generated proxy name {name!r} is already used",
+            )
         generated.add(name)
         entries = dict(section.entries)
         entries["local_port"] = attrs.evolve(local, value=str(local_port))
@@ -313,14 +377,21 @@ def _expand_range(doc: IniDocument, section: Section, generated: set):
     return views
 
 
-def _proxy(doc: IniDocument, name: str, label: str, origin: str,
-           entries: dict, user: str, warnings: Warnings
-           ) -> Optional[ProxyConfig]:
+def _proxy(
+    doc: IniDocument,
+    name: str,
+    label: str,
+    origin: str,
+    entries: dict,
+    user: str,
+    warnings: Warnings,
+) -> Optional[ProxyConfig]:
     """
     One proxy from its section's own ``entries`` (keys missing there come
     from dotted parent sections, as in go-ini); None if it is skipped.
     ``label`` names the section as written (the range: section, if any).
     """
+
     def get(key: str, kind: str = "str", default=None):
         entry = entries.get(key) or doc.lookup(name, key)
         if entry is None or entry.value == "":
@@ -329,19 +400,31 @@ def _proxy(doc: IniDocument, name: str, label: str, origin: str,
 
     role = get("role", default="server")
     if role == "visitor":
-        warnings.add(origin, label, None, "visitor sections are not "
-                     "supported by labrelay yet; section skipped")
+        warnings.add(
+            origin,
+            label,
+            None,
+            "visitor sections are not supported by labrelay yet; section skipped",
+        )
         return None
     if role != "server":
-        raise fail(origin, label, "role",
-                   f"must be 'server' or 'visitor', not {role!r}")
+        raise fail(
+            origin, label, "role", f"must be 'server' or 'visitor', not {role!r}"
+        )
     ptype = get("type", default="tcp")
     plugin = get("plugin")
     if ptype in NOT_YET_PROXY_TYPES or plugin:
-        what = f"proxy type {ptype}" if ptype in NOT_YET_PROXY_TYPES else \
-            f"plugin {plugin}"
-        warnings.add(origin, label, None, f"{what} is not supported by "
-                     f"labrelay yet; section skipped")
+        what = (
+            f"proxy type {ptype}"
+            if ptype in NOT_YET_PROXY_TYPES
+            else f"plugin {plugin}"
+        )
+        warnings.add(
+            origin,
+            label,
+            None,
+            f"{what} is not supported by labrelay yet; section skipped",
+        )
         return None
     if ptype not in SUPPORTED_PROXY_TYPES:
         raise fail(origin, label, "type", f"unknown proxy type {ptype!r}")
@@ -352,47 +435,68 @@ def _proxy(doc: IniDocument, name: str, label: str, origin: str,
     for key, entry in entries.items():
         prefix = next((p for p in prefixes if key.startswith(p)), None)
         if prefix is not None:
-            pairs[prefix].append((key[len(prefix):], entry.value))
+            pairs[prefix].append((key[len(prefix) :], entry.value))
         elif key in keys:
             continue
         elif key in PROXY_NOT_YET or key.startswith(PROXY_NOT_YET_PREFIXES):
-            value = convert(entry, label, key,
-                             PROXY_NOT_YET.get(key, "str")) \
-                if entry.value != "" else None
+            value = (
+                convert(entry, label, key, PROXY_NOT_YET.get(key, "str"))
+                if entry.value != ""
+                else None
+            )
             if not at_default(key, value):
-                warnings.add(entry.source, label, key,
-                             "not supported by labrelay yet; ignored")
+                warnings.add(
+                    entry.source, label, key, "not supported by labrelay yet; ignored"
+                )
         elif key == "name":
-            warnings.add(entry.source, label, key,
-                         "ignored; the section name is the proxy name")
+            warnings.add(
+                entry.source, label, key, "ignored; the section name is the proxy name"
+            )
         elif key in OTHER_PROXY_KEYS or key.startswith("header_"):
-            warnings.add(entry.source, label, key,
-                         f"not used by {ptype} proxies; ignored")
+            warnings.add(
+                entry.source, label, key, f"not used by {ptype} proxies; ignored"
+            )
         else:
-            warnings.add(entry.source, label, key, "unknown key; ignored"
-                         + did_you_mean(key, {**keys, **PROXY_NOT_YET}))
+            warnings.add(
+                entry.source,
+                label,
+                key,
+                "unknown key; ignored" + did_you_mean(key, {**keys, **PROXY_NOT_YET}),
+            )
     local_port = get("local_port", "port", 0)
     if local_port <= 0:
-        raise fail(origin, label, "local_port",
-                   "required: the local port to forward to (1-65535)")
+        raise fail(
+            origin,
+            label,
+            "local_port",
+            "required: the local port to forward to (1-65535)",
+        )
     fields = dict(
-        name=f"{user}.{name}" if user else name, section=name, type=ptype,
-        local_ip=get("local_ip", default="127.0.0.1"), local_port=local_port,
+        name=f"{user}.{name}" if user else name,
+        section=name,
+        type=ptype,
+        local_ip=get("local_ip", default="127.0.0.1"),
+        local_port=local_port,
         use_encryption=get("use_encryption", "bool", False),
         use_compression=get("use_compression", "bool", False),
-        metas=tuple(pairs["meta_"]))
+        metas=tuple(pairs["meta_"]),
+    )
     if not http:
-        return ProxyConfig(remote_port=get("remote_port", "port", 0),
-                           **fields)
+        return ProxyConfig(remote_port=get("remote_port", "port", 0), **fields)
     for key, kind in HTTP_PROXY_KEYS.items():
         value = get(key, kind)
         if value is not None:
             fields[key] = value
     subdomain = fields.get("subdomain", "")
     if not fields.get("custom_domains") and not subdomain:
-        raise fail(origin, label, "custom_domains",
-                   "an http proxy needs custom_domains or subdomain")
+        raise fail(
+            origin,
+            label,
+            "custom_domains",
+            "an http proxy needs custom_domains or subdomain",
+        )
     if "." in subdomain or "*" in subdomain:
-        raise fail(origin, label, "subdomain",
-                   f"{subdomain!r} must not contain '.' or '*'")
+        raise fail(
+            origin, label, "subdomain", f"{subdomain!r} must not contain '.' or '*'"
+        )
     return ProxyConfig(headers=tuple(pairs["header_"]), **fields)

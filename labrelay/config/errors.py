@@ -26,8 +26,9 @@ class ConfigError(Exception):
     warnings: tuple[str, ...] = ()
 
 
-def fail(source: str, section: Optional[str], key: Optional[str],
-         what: str) -> ConfigError:
+def fail(
+    source: str, section: Optional[str], key: Optional[str], what: str
+) -> ConfigError:
     """The :class:`ConfigError` for *what* is wrong at *section*/*key*."""
     where = "" if section is None else f"[{section}] "
     where += "" if key is None else f"{key}: "
@@ -40,10 +41,12 @@ class Warnings:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def add(self, source: str, section: str, key: Optional[str],
-            what: str) -> None:
-        text = f"{source} [{section}] {key}: {what}" if key is not None \
+    def add(self, source: str, section: str, key: Optional[str], what: str) -> None:
+        text = (
+            f"{source} [{section}] {key}: {what}"
+            if key is not None
             else f"{source} [{section}]: {what}"
+        )
         if text not in self.items:
             self.items.append(text)
 

@@ -43,8 +43,9 @@ def parse_go_bool(text: str) -> bool:
         return True
     if text in _GO_FALSE:
         return False
-    raise IniError(f"expected a boolean (true/false, yes/no, on/off, 1/0), "
-                   f"got {text!r}")
+    raise IniError(
+        f"expected a boolean (true/false, yes/no, on/off, 1/0), got {text!r}"
+    )
 
 
 def parse_go_int(text: str) -> int:
@@ -94,8 +95,7 @@ def split_list(text: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=64)
-def _merged(ranges: tuple[tuple[int, int], ...]
-            ) -> tuple[tuple[int, int], ...]:
+def _merged(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     """The ranges sorted, with overlapping and adjacent ones joined."""
     merged: list[list[int]] = []
     for low, high in sorted(ranges):
@@ -114,6 +114,7 @@ class PortSet:
     The empty set is frp's default "every port": it contains, iterates and
     counts as 1..65535.
     """
+
     ranges: tuple[tuple[int, int], ...] = ()
 
     def _spans(self) -> tuple[tuple[int, int], ...]:
@@ -121,7 +122,8 @@ class PortSet:
 
     def __contains__(self, port: object) -> bool:
         return isinstance(port, int) and any(
-            low <= port <= high for low, high in self._spans())
+            low <= port <= high for low, high in self._spans()
+        )
 
     def __iter__(self):
         for low, high in self._spans():
@@ -150,8 +152,9 @@ def parse_port_ranges(text: str) -> PortSet:
         if len(bounds) > 2:
             raise ValueError(f"invalid port range {item.strip()!r}")
         if bounds[-1] < bounds[0]:
-            raise ValueError(f"invalid port range {item.strip()!r}: "
-                             f"the end is below the start")
+            raise ValueError(
+                f"invalid port range {item.strip()!r}: the end is below the start"
+            )
         ranges.append((bounds[0], bounds[-1]))
     return PortSet(tuple(ranges))
 
@@ -167,9 +170,11 @@ def _port_number(text: str, item: str) -> int:
 
 # -- the INI dialect ---------------------------------------------------------
 
+
 @attrs.frozen
 class Entry:
     """One key's value, and where it was written."""
+
     value: str
     source: str
     line: int
@@ -178,6 +183,7 @@ class Entry:
 @attrs.define
 class Section:
     """A section: its keys in first-seen order, and where it first appeared."""
+
     name: str
     source: str
     line: int
@@ -273,19 +279,18 @@ class IniDocument:
         if quote:
             close = line.find(quote, len(quote))
             if close < 0:
-                raise IniError(
-                    f"missing closing key quote in {line.strip()!r}")
-            delimiter = re.search("[=:]", line[close + len(quote):])
+                raise IniError(f"missing closing key quote in {line.strip()!r}")
+            delimiter = re.search("[=:]", line[close + len(quote) :])
             if delimiter is None:
                 return "", None
             end = close + len(quote) + delimiter.start()
-            return line[len(quote):close].strip(), line[end + 1:]
+            return line[len(quote) : close].strip(), line[end + 1 :]
         delimiter = re.search("[=:]", line)
         if delimiter is None:
             return "", None
         if delimiter.start() == 0:
             raise IniError(f"empty key name in {line.strip()!r}")
-        return line[:delimiter.start()].strip(), line[delimiter.start() + 1:]
+        return line[: delimiter.start()].strip(), line[delimiter.start() + 1 :]
 
     def _read_value(self, raw: str) -> str:
         line = raw.lstrip()
@@ -297,7 +302,7 @@ class IniDocument:
         elif line[0] == "`":
             quote = "`"
         if quote:
-            body = line[len(quote):]
+            body = line[len(quote) :]
             close = body.rfind(quote)
             if close < 0:
                 return self._read_multiline(body, quote)
@@ -305,8 +310,12 @@ class IniDocument:
         line = line.strip()
         if line.endswith("\\"):
             return self._read_continuation(line[:-1])
-        if len(line) >= 2 and line[0] == line[-1] and line[0] in "'\"" and \
-                line.count(line[0]) == 2:
+        if (
+            len(line) >= 2
+            and line[0] == line[-1]
+            and line[0] in "'\""
+            and line.count(line[0]) == 2
+        ):
             line = line[1:-1]
         return line
 

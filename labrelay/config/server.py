@@ -44,6 +44,7 @@ from .values import (
 @attrs.frozen
 class ServerConfig:
     """frps.ini ``[common]``: one attribute per implemented key."""
+
     bind_addr: str = setting("0.0.0.0")
     bind_port: int = setting(7000, "port1")
     proxy_bind_addr: str = setting("0.0.0.0")
@@ -92,11 +93,9 @@ class ServerConfig:
     #: server's clock (0: no check, as frp)
     auth_timestamp_skew: int = setting(0, own=True, reloadable=True)
     #: connections not yet past Login/NewWorkConn, per source address
-    max_unauthenticated_per_source: int = setting(
-        32, own=True, reloadable=True)
+    max_unauthenticated_per_source: int = setting(32, own=True, reloadable=True)
     #: the same in total
-    max_unauthenticated_connections: int = setting(
-        1024, own=True, reloadable=True)
+    max_unauthenticated_connections: int = setting(1024, own=True, reloadable=True)
     #: proxies one client (control connection) may register
     max_proxies_per_client: int = setting(256, own=True, reloadable=True)
     #: seconds a connection or yamux session may take to log in or join a
@@ -136,8 +135,7 @@ class ServerConfig:
     work_conn_same_source: bool = setting(True, own=True, reloadable=True)
     #: bytes all yamux streams together may make the server hold before
     #: their windows shrink towards 128 KiB each (labrelay.mux.budget)
-    max_buffered_bytes: int = setting(
-        16 * 1024 * 1024, own=True, reloadable=True)
+    max_buffered_bytes: int = setting(16 * 1024 * 1024, own=True, reloadable=True)
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
@@ -150,9 +148,9 @@ SERVER_OWN_KEYS = key_table(ServerConfig, own=True)
 SERVER_RELOADABLE = reloadable_keys(ServerConfig)
 
 
-def parse_server_config(text: str, source: str = "frps.ini",
-                        environ: Optional[Mapping[str, str]] = None
-                        ) -> ServerConfig:
+def parse_server_config(
+    text: str, source: str = "frps.ini", environ: Optional[Mapping[str, str]] = None
+) -> ServerConfig:
     """Parse frps.ini text into a :class:`ServerConfig`."""
     warnings = Warnings()
     with warnings.kept_on_error():
@@ -164,10 +162,14 @@ def _common_keys() -> CommonKeys:
     # client.py imports this module (for the frps keys it names in its
     # warnings), so the frpc keys are looked up at parse time.
     from .client import CLIENT_KEYS, CLIENT_OWN_KEYS
+
     return CommonKeys(
-        keys={**SERVER_KEYS, **SERVER_OWN_KEYS}, not_yet=SERVER_NOT_YET,
+        keys={**SERVER_KEYS, **SERVER_OWN_KEYS},
+        not_yet=SERVER_NOT_YET,
         not_yet_prefixes=SERVER_NOT_YET_PREFIXES,
-        other_keys={**CLIENT_KEYS, **CLIENT_OWN_KEYS}, other="frpc")
+        other_keys={**CLIENT_KEYS, **CLIENT_OWN_KEYS},
+        other="frpc",
+    )
 
 
 def _parse_server(text, source, environ, warnings) -> ServerConfig:
@@ -178,27 +180,36 @@ def _parse_server(text, source, environ, warnings) -> ServerConfig:
     values, _ = read_common(common, _common_keys(), warnings)
     for name, section in doc.sections.items():
         if name.startswith("plugin."):
-            warnings.add(section.source, name, None, "server plugins are not "
-                         "supported by labrelay yet; section ignored")
+            warnings.add(
+                section.source,
+                name,
+                None,
+                "server plugins are not supported by labrelay yet; section ignored",
+            )
     check_common(values, source)
     _check_dashboard(values, source, warnings)
     for key, kind in SERVER_OWN_KEYS.items():
         if kind == "int" and values.get(key, 0) < 0:
-            raise fail(source, "common", key,
-                       f"must not be negative (0 turns it off), not "
-                       f"{values[key]}")
+            raise fail(
+                source,
+                "common",
+                key,
+                f"must not be negative (0 turns it off), not {values[key]}",
+            )
     _check_token_strength(values, source, warnings)
     if values.get("unauthenticated_timeout", 1) < 1:
-        raise fail(source, "common", "unauthenticated_timeout",
-                   f"must be at least 1 (seconds), not "
-                   f"{values['unauthenticated_timeout']}")
+        raise fail(
+            source,
+            "common",
+            "unauthenticated_timeout",
+            f"must be at least 1 (seconds), not {values['unauthenticated_timeout']}",
+        )
     tcp_mux = values.get("tcp_mux", True)
     values.setdefault("heartbeat_timeout", -1 if tcp_mux else 90)
     values.setdefault("proxy_bind_addr", values.get("bind_addr", "0.0.0.0"))
     if values.get("tls_trusted_ca_file"):
         values["tls_only"] = True
-    return ServerConfig(**values, source=source,
-                        warnings=tuple(warnings.items))
+    return ServerConfig(**values, source=source, warnings=tuple(warnings.items))
 
 
 #: Shortest token that is not warned about on a public bind address.
@@ -217,21 +228,30 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def _check_token_strength(values: dict, source: str,
-                          warnings: Warnings) -> None:
+def _check_token_strength(values: dict, source: str, warnings: Warnings) -> None:
     """Warn when a relay reachable from other hosts has an empty or short
     token: anyone who can reach bind_port could then register proxies."""
     if is_loopback(values.get("bind_addr", "0.0.0.0")):
         return
     token = values.get("token", "")
     if not token:
-        warnings.add(source, "common", "token", "empty: any client that "
-                     "reaches bind_port can log in; set a random token "
-                     "(openssl rand -hex 16)")
+        warnings.add(
+            source,
+            "common",
+            "token",
+            "empty: any client that "
+            "reaches bind_port can log in; set a random token "
+            "(openssl rand -hex 16)",
+        )
     elif len(token) < MIN_TOKEN_LENGTH:
-        warnings.add(source, "common", "token", f"only {len(token)} "
-                     f"characters on a public bind_addr; use at least "
-                     f"{MIN_TOKEN_LENGTH} random ones (openssl rand -hex 16)")
+        warnings.add(
+            source,
+            "common",
+            "token",
+            f"only {len(token)} "
+            f"characters on a public bind_addr; use at least "
+            f"{MIN_TOKEN_LENGTH} random ones (openssl rand -hex 16)",
+        )
 
 
 def _check_dashboard(values: dict, source: str, warnings: Warnings) -> None:
@@ -240,28 +260,44 @@ def _check_dashboard(values: dict, source: str, warnings: Warnings) -> None:
     if values.get("dashboard_tls_mode"):
         for key in ("dashboard_tls_cert_file", "dashboard_tls_key_file"):
             if not values.get(key):
-                raise fail(source, "common", key,
-                           "required when dashboard_tls_mode is true")
+                raise fail(
+                    source, "common", key, "required when dashboard_tls_mode is true"
+                )
     else:
         for key in ("dashboard_tls_cert_file", "dashboard_tls_key_file"):
             if values.get(key):
-                warnings.add(source, "common", key, "has no effect when "
-                             "dashboard_tls_mode is false")
+                warnings.add(
+                    source,
+                    "common",
+                    key,
+                    "has no effect when dashboard_tls_mode is false",
+                )
     for name in values.get("dashboard_allowed_hosts", ()):
         if any(ch in name for ch in "/:@ ") and not name.startswith("["):
-            raise fail(source, "common", "dashboard_allowed_hosts",
-                       f"{name!r} is not a host name (no scheme, no port)")
+            raise fail(
+                source,
+                "common",
+                "dashboard_allowed_hosts",
+                f"{name!r} is not a host name (no scheme, no port)",
+            )
     if not values.get("dashboard_port"):
-        for key in ("enable_prometheus", "dashboard_user", "dashboard_pwd",
-                    "dashboard_tls_mode", "assets_dir",
-                    "dashboard_allowed_hosts"):
+        for key in (
+            "enable_prometheus",
+            "dashboard_user",
+            "dashboard_pwd",
+            "dashboard_tls_mode",
+            "assets_dir",
+            "dashboard_allowed_hosts",
+        ):
             if values.get(key):
-                warnings.add(source, "common", key,
-                             "has no effect without dashboard_port")
+                warnings.add(
+                    source, "common", key, "has no effect without dashboard_port"
+                )
 
 
-def load_server_config(path, environ: Optional[Mapping[str, str]] = None
-                       ) -> ServerConfig:
+def load_server_config(
+    path, environ: Optional[Mapping[str, str]] = None
+) -> ServerConfig:
     """Read and parse an frps.ini file."""
     source, text = read_file(path)
     return parse_server_config(text, source, environ)

@@ -19,8 +19,17 @@ from .errors import IniError
 # Whitespace as Go's text/template lexer sees it (trim markers, actions).
 _TEMPLATE_SPACE = " \t\r\n"
 _ENV_ACTION = re.compile(r"\.Envs\.([^\W\d]\w*)\Z")
-_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
-                   "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+}
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 
 
@@ -51,8 +60,9 @@ def render_template(text: str, environ: Mapping[str, str]) -> str:
             out.append(segment)
             return "".join(out)
         inner = start + 2
-        if text[inner:inner + 1] == "-" and \
-                text[inner + 1:inner + 2] in tuple(_TEMPLATE_SPACE):
+        if text[inner : inner + 1] == "-" and text[inner + 1 : inner + 2] in tuple(
+            _TEMPLATE_SPACE
+        ):
             segment = segment.rstrip(_TEMPLATE_SPACE)
             inner += 1
         out.append(segment)
@@ -74,11 +84,11 @@ def _scan_action(text: str, pos: int, line: int):
         after = close + 2
         if text.startswith("}}", after):
             return after + 2, None, False
-        if text.startswith("-}}", after + 1) and \
-                text[after:after + 1] in tuple(_TEMPLATE_SPACE):
+        if text.startswith("-}}", after + 1) and text[after : after + 1] in tuple(
+            _TEMPLATE_SPACE
+        ):
             return after + 4, None, True
-        raise IniError(f"line {line}: template: comment ends before "
-                       f"closing delimiter")
+        raise IniError(f"line {line}: template: comment ends before closing delimiter")
     i = pos
     while i < len(text):
         char = text[i]
@@ -87,18 +97,19 @@ def _scan_action(text: str, pos: int, line: int):
         elif char == "`":
             close = text.find("`", i + 1)
             if close < 0:
-                raise IniError(f"line {line}: template: unterminated raw "
-                               f"string")
+                raise IniError(f"line {line}: template: unterminated raw string")
             i = close + 1
         elif text.startswith("}}", i):
             content = text[pos:i]
-            trim = len(content) >= 2 and content[-1] == "-" and \
-                content[-2] in _TEMPLATE_SPACE
+            trim = (
+                len(content) >= 2
+                and content[-1] == "-"
+                and content[-2] in _TEMPLATE_SPACE
+            )
             return i + 2, content[:-2] if trim else content, trim
         else:
             i += 1
-    raise IniError(f"line {line}: template: unclosed action "
-                   f"(missing '}}}}')")
+    raise IniError(f"line {line}: template: unclosed action (missing '}}}}')")
 
 
 def _skip_quoted(text: str, pos: int, line: int) -> int:
@@ -129,9 +140,14 @@ def _evaluate(content: str, environ: Mapping[str, str], line: int) -> str:
         raise IniError(
             f"line {line}: {{{{ .Envs.{name} }}}}: environment variable "
             f"{name} is not set (set it; or {ALLOW_UNSET_ENVS}=1 renders "
-            f"it as frp does, as the text '<no value>')")
-    if len(action) >= 2 and action[0] == "`" and action[-1] == "`" and \
-            action.count("`") == 2:
+            f"it as frp does, as the text '<no value>')"
+        )
+    if (
+        len(action) >= 2
+        and action[0] == "`"
+        and action[-1] == "`"
+        and action.count("`") == 2
+    ):
         return action[1:-1].replace("\r", "")
     if action.startswith('"'):
         try:
@@ -146,7 +162,9 @@ def _evaluate(content: str, environ: Mapping[str, str], line: int) -> str:
     raise IniError(
         f"line {line}: template construct {{{{ {shown} }}}} is not "
         f"supported (only {{{{ .Envs.NAME }}}} and string literals are)"
-        if shown else f"line {line}: template: empty action {{{{ }}}}")
+        if shown
+        else f"line {line}: template: empty action {{{{ }}}}"
+    )
 
 
 def _unquote_go(action: str) -> Optional[str]:
@@ -164,16 +182,19 @@ def _unquote_go(action: str) -> Optional[str]:
             out.append(char)
             i += 1
             continue
-        esc = action[i + 1:i + 2]
+        esc = action[i + 1 : i + 2]
         if esc in _SIMPLE_ESCAPES:
             out.append(_SIMPLE_ESCAPES[esc])
             i += 2
         elif esc in _HEX_ESCAPES:
-            out.append(_code_point(action[i + 2:i + 2 + _HEX_ESCAPES[esc]],
-                                   16, _HEX_ESCAPES[esc]))
+            out.append(
+                _code_point(
+                    action[i + 2 : i + 2 + _HEX_ESCAPES[esc]], 16, _HEX_ESCAPES[esc]
+                )
+            )
             i += 2 + _HEX_ESCAPES[esc]
         elif esc and esc in "01234567":
-            out.append(_code_point(action[i + 1:i + 4], 8, 3))
+            out.append(_code_point(action[i + 1 : i + 4], 8, 3))
             i += 4
         else:
             escape = "\\" + esc  # repr: it may be a newline
@@ -187,7 +208,6 @@ def _code_point(digits: str, base: int, count: int) -> str:
     if len(digits) != count or any(d not in allowed for d in digits):
         raise IniError(f"template: invalid numeric escape {digits!r}")
     value = int(digits, base)
-    if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF or \
-            (base == 8 and value > 255):
+    if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF or (base == 8 and value > 255):
         raise IniError(f"template: invalid escape value {digits!r}")
     return chr(value)

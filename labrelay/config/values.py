@@ -37,6 +37,7 @@ from .template import render_template
 @attrs.frozen
 class CommonKeys:
     """What one program's ``[common]`` section may hold."""
+
     #: implemented keys (frp's and labrelay's own) -> value kind
     keys: Mapping[str, str]
     #: frp keys not implemented yet -> value kind
@@ -57,8 +58,7 @@ def at_default(key: str, value) -> bool:
 
 def did_you_mean(key: str, known) -> str:
     """`` (did you mean 'server_port'?)`` for a near miss, else ""."""
-    close = difflib.get_close_matches(key.lower(), list(known), n=1,
-                                      cutoff=0.75)
+    close = difflib.get_close_matches(key.lower(), list(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -79,8 +79,9 @@ def convert(entry: Entry, section: str, key: str, kind: str):
         raise fail(entry.source, section, key, str(e)) from None
     lowest = 1 if kind == "port1" else 0
     if kind in ("port", "port1") and not lowest <= number <= 65535:
-        raise fail(entry.source, section, key,
-                   f"port {number} is out of range {lowest}-65535")
+        raise fail(
+            entry.source, section, key, f"port {number} is out of range {lowest}-65535"
+        )
     return number
 
 
@@ -101,60 +102,90 @@ def read_common(section: Section, common: CommonKeys, warnings: Warnings):
     return values, tuple(metas)
 
 
-def _read_common_key(key: str, entry: Entry, common: CommonKeys,
-                     values: dict, metas: list, warnings: Warnings) -> None:
+def _read_common_key(
+    key: str,
+    entry: Entry,
+    common: CommonKeys,
+    values: dict,
+    metas: list,
+    warnings: Warnings,
+) -> None:
     if key in common.keys:
         if entry.value != "":
             values[key] = convert(entry, "common", key, common.keys[key])
     elif common.metas and key.startswith("meta_"):
-        metas.append((key[len("meta_"):], entry.value))
+        metas.append((key[len("meta_") :], entry.value))
     elif key in OLD_KEYS:
         warnings.add(entry.source, "common", key, OLD_KEYS[key])
     elif key in common.not_yet or key.startswith(common.not_yet_prefixes):
-        value = convert(entry, "common", key,
-                        common.not_yet.get(key, "str")) \
-            if entry.value != "" else None
+        value = (
+            convert(entry, "common", key, common.not_yet.get(key, "str"))
+            if entry.value != ""
+            else None
+        )
         if not at_default(key, value):
-            warnings.add(entry.source, "common", key,
-                         "not supported by labrelay yet; ignored")
+            warnings.add(
+                entry.source, "common", key, "not supported by labrelay yet; ignored"
+            )
     elif key in common.other_keys:
-        warnings.add(entry.source, "common", key,
-                     f"a {common.other} key, not used here; ignored")
+        warnings.add(
+            entry.source, "common", key, f"a {common.other} key, not used here; ignored"
+        )
     else:
-        warnings.add(entry.source, "common", key, "unknown key; ignored"
-                     + did_you_mean(key, common.keys))
+        warnings.add(
+            entry.source,
+            "common",
+            key,
+            "unknown key; ignored" + did_you_mean(key, common.keys),
+        )
+
+
 def check_common(values: dict, source: str) -> None:
     """Checks shared by frps and frpc [common]."""
     method = values.get("authentication_method", "token")
     if method == "oidc":
-        raise fail(source, "common", "authentication_method",
-                   "oidc is not supported by labrelay yet; use token")
+        raise fail(
+            source,
+            "common",
+            "authentication_method",
+            "oidc is not supported by labrelay yet; use token",
+        )
     if method != "token":
-        raise fail(source, "common", "authentication_method",
-                   f"invalid value {method!r}; frp accepts token or oidc")
+        raise fail(
+            source,
+            "common",
+            "authentication_method",
+            f"invalid value {method!r}; frp accepts token or oidc",
+        )
     level = values.get("log_level", "info")
     if level not in LOG_LEVELS:
-        raise fail(source, "common", "log_level",
-                   f"invalid value {level!r}; use one of "
-                   f"{', '.join(LOG_LEVELS)}")
-    for have, need in (("tls_cert_file", "tls_key_file"),
-                       ("tls_key_file", "tls_cert_file")):
+        raise fail(
+            source,
+            "common",
+            "log_level",
+            f"invalid value {level!r}; use one of {', '.join(LOG_LEVELS)}",
+        )
+    for have, need in (
+        ("tls_cert_file", "tls_key_file"),
+        ("tls_key_file", "tls_cert_file"),
+    ):
         if values.get(have) and not values.get(need):
             raise fail(source, "common", need, f"required when {have} is set")
-    values["log_way"] = "console" \
-        if values.get("log_file", "console") == "console" else "file"
+    values["log_way"] = (
+        "console" if values.get("log_file", "console") == "console" else "file"
+    )
 
 
 def warn_outside_sections(doc: IniDocument, warnings: Warnings) -> None:
     """One warning per key written before any section header."""
     section = doc.sections.get(DEFAULT_SECTION)
-    for key, entry in (section.entries.items() if section else ()):
-        warnings.add(entry.source, DEFAULT_SECTION, key,
-                     "written before any section; ignored")
+    for key, entry in section.entries.items() if section else ():
+        warnings.add(
+            entry.source, DEFAULT_SECTION, key, "written before any section; ignored"
+        )
 
 
-def document(text: str, source: str, environ, doc: IniDocument
-             ) -> list[str]:
+def document(text: str, source: str, environ, doc: IniDocument) -> list[str]:
     """Render and parse ``text`` into ``doc``; return its section headers."""
     environ = os.environ if environ is None else environ
     try:
@@ -166,8 +197,12 @@ def document(text: str, source: str, environ, doc: IniDocument
 def common_section(doc: IniDocument, source: str) -> Section:
     """The [common] section of *doc*, which frp requires."""
     if "common" not in doc.sections:
-        raise fail(source, "common", None,
-                   "section is missing; frp requires a [common] section")
+        raise fail(
+            source,
+            "common",
+            None,
+            "section is missing; frp requires a [common] section",
+        )
     return doc.sections["common"]
 
 

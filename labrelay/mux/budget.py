@@ -45,8 +45,7 @@ class BufferBudget:
         streams commit *others*."""
         return self.limit <= 0 or others + commitment <= self.limit
 
-    def window(self, current: int, charged: int, maximum: int,
-               grow: bool) -> int:
+    def window(self, current: int, charged: int, maximum: int, grow: bool) -> int:
         """
         The window a stream should grant up to next.
 

@@ -8,8 +8,7 @@ three; :meth:`~labrelay.mux.session.YamuxSession.when_closed` gives a
 
 from ..errors import LabrelayError
 
-__all__ = ["GoAwayReceived", "SessionClosed", "SessionError",
-           "StreamsExhausted"]
+__all__ = ["GoAwayReceived", "SessionClosed", "SessionError", "StreamsExhausted"]
 
 
 class SessionClosed(LabrelayError):

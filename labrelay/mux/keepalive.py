@@ -21,8 +21,7 @@ class Keepalive:
     :ivar ping_id: the opaque value of the last Ping sent.
     """
 
-    def __init__(self, clock, interval: float, timeout: float, send_ping,
-                 timed_out):
+    def __init__(self, clock, interval: float, timeout: float, send_ping, timed_out):
         self._clock = clock
         self.interval = interval
         self.timeout = timeout

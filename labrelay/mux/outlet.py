@@ -37,7 +37,7 @@ class HeldControlFrames:
 
     def __init__(self, limit: int = HELD_LIMIT):
         self.limit = limit
-        self._frames = []   # (frame_type, flags, stream_id, length)
+        self._frames = []  # (frame_type, flags, stream_id, length)
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -130,7 +130,7 @@ class FrameOutlet:
             stream._flush()
         if streams:
             self._turn = (self._turn + 1) % len(streams)
-            streams = streams[self._turn:] + streams[:self._turn]
+            streams = streams[self._turn :] + streams[: self._turn]
         for stream in streams:
             if self.paused:
                 return

@@ -72,8 +72,11 @@ class RegisteredProducer:
 
     def _pull(self) -> None:
         self._pull_call = None
-        if (self.producer is not None and self.mode is ProducerMode.PULL
-                and self._drained()):
+        if (
+            self.producer is not None
+            and self.mode is ProducerMode.PULL
+            and self._drained()
+        ):
             self.producer.resumeProducing()
 
     def _cancel_pull(self) -> None:

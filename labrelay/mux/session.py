@@ -53,7 +53,13 @@ from .keepalive import Keepalive
 from .outlet import FrameOutlet
 from .stream import YamuxStream
 
-__all__ = ["GoAwayReceived", "SessionClosed", "SessionError", "StreamsExhausted", "YamuxSession"]
+__all__ = [
+    "GoAwayReceived",
+    "SessionClosed",
+    "SessionError",
+    "StreamsExhausted",
+    "YamuxSession",
+]
 
 _GO_AWAY_NAMES = {
     GO_AWAY_NORMAL: "normal",
@@ -108,13 +114,19 @@ class YamuxSession(Protocol):
         budget=None,
     ):
         if not INITIAL_WINDOW <= max_window <= MAX_LENGTH:
-            raise ValueError(f"max_window must be between {INITIAL_WINDOW} and {MAX_LENGTH}")
+            raise ValueError(
+                f"max_window must be between {INITIAL_WINDOW} and {MAX_LENGTH}"
+            )
         self.is_client = is_client
         self._clock = clock
         self._accept_stream = accept_stream
         self._max_window = max_window
         self._keepalive = Keepalive(
-            clock, keepalive_interval, keepalive_timeout, self._send_ping, self._ping_timed_out
+            clock,
+            keepalive_interval,
+            keepalive_timeout,
+            self._send_ping,
+            self._ping_timed_out,
         )
         self._accept_backlog = accept_backlog
         self._stream_open_timeout = stream_open_timeout
@@ -259,7 +271,9 @@ class YamuxSession(Protocol):
             if stream is not None:
                 raise _Violation(f"duplicate SYN for stream {stream_id}")
             if (stream_id % 2 == 1) == self.is_client:
-                raise _Violation(f"peer opened stream {stream_id}, an id of our own parity")
+                raise _Violation(
+                    f"peer opened stream {stream_id}, an id of our own parity"
+                )
             stream = self._incoming(header)
             if stream is None:
                 return
@@ -306,7 +320,9 @@ class YamuxSession(Protocol):
         try:
             result = self._accept_stream(stream)
         except Exception:
-            self._log.failure("accept_stream raised for yamux stream {stream_id}", stream_id=stream_id)
+            self._log.failure(
+                "accept_stream raised for yamux stream {stream_id}", stream_id=stream_id
+            )
             result = None
         if isinstance(result, Deferred):
             stream._await_accept()
@@ -334,7 +350,9 @@ class YamuxSession(Protocol):
 
     def _accept_failed(self, stream, failure: Failure) -> None:
         self._log.failure(
-            "accepting yamux stream {stream_id} failed", failure, stream_id=stream.stream_id
+            "accepting yamux stream {stream_id} failed",
+            failure,
+            stream_id=stream.stream_id,
         )
         self._accepted_later(stream, None)
 
@@ -354,7 +372,11 @@ class YamuxSession(Protocol):
             self._remote_go_away = True
             return
         name = _GO_AWAY_NAMES.get(code, f"unexpected code {code}")
-        self._log.error("yamux peer sent GoAway({code}, {name}); closing the session", code=code, name=name)
+        self._log.error(
+            "yamux peer sent GoAway({code}, {name}); closing the session",
+            code=code,
+            name=name,
+        )
         self._shutdown(SessionError(f"peer sent GoAway({code}, {name})"))
 
     def _protocol_error(self, message: str) -> None:
@@ -411,7 +433,9 @@ class YamuxSession(Protocol):
 
     # Teardown
 
-    def _shutdown(self, reason: Exception, abort: bool = False, transport_gone: bool = False) -> None:
+    def _shutdown(
+        self, reason: Exception, abort: bool = False, transport_gone: bool = False
+    ) -> None:
         """End the session: timers, transport, every stream, then the waiters."""
         if self._closed:
             return

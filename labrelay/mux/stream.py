@@ -253,7 +253,11 @@ class YamuxStream(SocketlessTransport):
 
     def _on_reset(self) -> None:
         if not self._finished:
-            self._finish(Failure(ConnectionLost(f"yamux stream {self.stream_id} reset by the peer")))
+            self._finish(
+                Failure(
+                    ConnectionLost(f"yamux stream {self.stream_id} reset by the peer")
+                )
+            )
 
     def _on_session_end(self, reason: Failure) -> None:
         self._finish(reason)
@@ -304,7 +308,9 @@ class YamuxStream(SocketlessTransport):
             return
         if not flags and self._receiving is not _RECEIVING:
             return
-        delta = self._window.credit(self._in_size, grow=not self._discard_input, forced=bool(flags))
+        delta = self._window.credit(
+            self._in_size, grow=not self._discard_input, forced=bool(flags)
+        )
         if delta is not None:
             self._outlet.write_frame(TYPE_WINDOW_UPDATE, flags, self.stream_id, delta)
 
@@ -354,7 +360,9 @@ class YamuxStream(SocketlessTransport):
             self._sending = _FIN_QUEUED
         timeout = self._session._stream_close_timeout
         if start_close_timer and self._close_timer is None and timeout > 0:
-            self._close_timer = self._session._clock.callLater(timeout, self._close_timed_out)
+            self._close_timer = self._session._clock.callLater(
+                timeout, self._close_timed_out
+            )
         self._flush()
 
     def _send_fin(self) -> None:
@@ -374,7 +382,11 @@ class YamuxStream(SocketlessTransport):
             self._sending is _FIN_SENT and self._receiving is not _RECEIVING
         ):
             return
-        if self._receiving is _FIN_DELIVERED or self._discard_input or self._protocol_gone:
+        if (
+            self._receiving is _FIN_DELIVERED
+            or self._discard_input
+            or self._protocol_gone
+        ):
             self._finish(Failure(ConnectionDone("yamux stream closed")))
 
     def _close_timed_out(self) -> None:
@@ -435,11 +447,15 @@ class YamuxStream(SocketlessTransport):
             try:
                 producer.stopProducing()
             except Exception:
-                self._log.failure("producer of yamux stream {stream_id} raised", stream_id=self.stream_id)
+                self._log.failure(
+                    "producer of yamux stream {stream_id} raised",
+                    stream_id=self.stream_id,
+                )
         if self.protocol is not None:
             try:
                 self.protocol.connectionLost(reason)
             except Exception:
                 self._log.failure(
-                    "connectionLost of yamux stream {stream_id} raised", stream_id=self.stream_id
+                    "connectionLost of yamux stream {stream_id} raised",
+                    stream_id=self.stream_id,
                 )

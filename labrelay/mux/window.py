@@ -55,7 +55,8 @@ class ReceiveWindow:
                 return None
             self.recharge(held)
             self.target = self._budget.window(
-                self.target, self.charged, self._maximum, grow=grow)
+                self.target, self.charged, self._maximum, grow=grow
+            )
         delta = max(self.target - held - self.remaining, 0)
         if not forced and delta < self.target // 2:
             return None

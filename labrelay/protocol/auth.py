@@ -28,8 +28,7 @@ def check_privilege_key(token: str, timestamp: int, key: str) -> bool:
     return hmac.compare_digest(expected, key.encode("utf-8", "replace"))
 
 
-def timestamp_skew_error(timestamp: int, now: float,
-                         allowed: float) -> Optional[str]:
+def timestamp_skew_error(timestamp: int, now: float, allowed: float) -> Optional[str]:
     """
     Why *timestamp* is too far from the server's clock *now*, or None.
     *allowed* <= 0 turns the check off (frp's behaviour: clocks drift).
@@ -40,6 +39,8 @@ def timestamp_skew_error(timestamp: int, now: float,
     if abs(skew) <= allowed:
         return None
     side = "behind" if skew > 0 else "ahead of"
-    return (f"timestamp {timestamp} is {abs(skew):.0f}s {side} the server's "
-            f"clock (auth_timestamp_skew = {allowed:g}); check the client's "
-            f"clock")
+    return (
+        f"timestamp {timestamp} is {abs(skew):.0f}s {side} the server's "
+        f"clock (auth_timestamp_skew = {allowed:g}); check the client's "
+        f"clock"
+    )

@@ -28,8 +28,7 @@ ITERATIONS = 64
 @functools.lru_cache(maxsize=64)
 def derive_key(token: str) -> bytes:
     """The AES-128 key frp derives from a token."""
-    return hashlib.pbkdf2_hmac("sha1", token.encode("utf-8"), SALT,
-                               ITERATIONS, 16)
+    return hashlib.pbkdf2_hmac("sha1", token.encode("utf-8"), SALT, ITERATIONS, 16)
 
 
 class StreamEncryptor:
@@ -45,8 +44,7 @@ class StreamEncryptor:
             return b""
         if self._cipher is None:
             iv = self._iv if self._iv is not None else os.urandom(IV_LENGTH)
-            self._cipher = Cipher(algorithms.AES(self._key),
-                                  CFB(iv)).encryptor()
+            self._cipher = Cipher(algorithms.AES(self._key), CFB(iv)).encryptor()
             return iv + self._cipher.update(data)
         return self._cipher.update(data)
 
@@ -66,6 +64,5 @@ class StreamDecryptor:
                 return b""
             iv, data = self._iv[:IV_LENGTH], self._iv[IV_LENGTH:]
             self._iv = b""
-            self._cipher = Cipher(algorithms.AES(self._key),
-                                  CFB(iv)).decryptor()
+            self._cipher = Cipher(algorithms.AES(self._key), CFB(iv)).decryptor()
         return self._cipher.update(data) if data else b""

@@ -61,7 +61,7 @@ class MessageParser:
                     return None
                 raise ProtocolError(
                     "peer speaks frp wire protocol v2; labrelay speaks v1 "
-                    "(set transport.wireProtocol = \"v1\" on the frpc)"
+                    '(set transport.wireProtocol = "v1" on the frpc)'
                 )
             if type_byte == b"\x00":
                 # yamux's version byte: the peer multiplexes and we do not
@@ -125,8 +125,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 def decode_body(type_byte: bytes, body: bytes) -> Message:
     """Decode the JSON body of a frame whose type byte is known."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_not_json,
-                           parse_float=_finite_float)
+        value = json.loads(
+            body.decode("utf-8"), parse_constant=_not_json, parse_float=_finite_float
+        )
         if _SURROGATE_ESCAPE.search(body):
             # pairs decode to one character; a lone half cannot be UTF-8
             json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -100,6 +100,7 @@ class Verdict:
     :ivar source: what the rate limit counts the line against.
     :ivar run_id: an accepted Login's or NewWorkConn's client.
     """
+
     accepted: bool
     reason: str = ""
     log: str = ""
@@ -119,14 +120,30 @@ def throttle_refusal(problem: str, checked, client: str = "") -> Verdict:
     (*checked*, a :class:`labrelay.throttle.Verdict`), *problem* naming
     what was checked."""
     if checked.outcome == REFUSED:
-        return Verdict(False, THROTTLED, (
-            f"{problem}: refused without checking it, too many attempts "
-            f"from {checked.source} waiting for their answer"), client,
-            checked.delay, AUTH_FAILURES, checked.source)
-    return Verdict(False, WRONG_KEY, (
-        f"{problem}; failure {checked.failures} in a row from "
-        f"{checked.source}, answered after {checked.delay:g}s"), client,
-        checked.delay, AUTH_FAILURES, checked.source)
+        return Verdict(
+            False,
+            THROTTLED,
+            (
+                f"{problem}: refused without checking it, too many attempts "
+                f"from {checked.source} waiting for their answer"
+            ),
+            client,
+            checked.delay,
+            AUTH_FAILURES,
+            checked.source,
+        )
+    return Verdict(
+        False,
+        WRONG_KEY,
+        (
+            f"{problem}; failure {checked.failures} in a row from "
+            f"{checked.source}, answered after {checked.delay:g}s"
+        ),
+        client,
+        checked.delay,
+        AUTH_FAILURES,
+        checked.source,
+    )
 
 
 def mux_session_of(connection):
@@ -149,8 +166,9 @@ class Authenticator:
     :param new_run_id: makes the run_id of a Login that names none.
     """
 
-    def __init__(self, clock, config, registry, throttle, replays,
-                 new_run_id=new_run_id):
+    def __init__(
+        self, clock, config, registry, throttle, replays, new_run_id=new_run_id
+    ):
         self._clock = clock
         self._config = config
         self._registry = registry
@@ -162,49 +180,68 @@ class Authenticator:
 
     def verify_login(self, connection, login):
         """A Deferred firing with the :class:`Verdict` on *login*."""
-        d = self._check_token(connection, f"user {login.user}",
-                              self._config().token, login)
+        d = self._check_token(
+            connection, f"user {login.user}", self._config().token, login
+        )
         d.addCallback(self._login_checked, connection, login)
         return d
 
     def _login_checked(self, checked, connection, login) -> Verdict:
         if checked.outcome == REFUSED:
-            return throttle_refusal("login", checked, self._client_text(
-                f"too many failed logins from {connection.source}; try "
-                f"again later"))
+            return throttle_refusal(
+                "login",
+                checked,
+                self._client_text(
+                    f"too many failed logins from {connection.source}; try again later"
+                ),
+            )
         if checked.outcome == FAIL:
             return throttle_refusal(
                 f"login refused: wrong token (version={login.version})",
-                checked, self._client_text(
-                    "token in login doesn't match token from configuration"))
+                checked,
+                self._client_text(
+                    "token in login doesn't match token from configuration"
+                ),
+            )
         if not connection.alive:
             return Verdict(False, GONE, delay=checked.delay)
         reason, error, detail = self._freshness(
-            login.timestamp, login.privilege_key, login.name)
+            login.timestamp, login.privilege_key, login.name
+        )
         run_id = login.run_id or self._new_run_id()
         old = self._registry.controls.get(run_id)
-        if error is None and old is not None and not old.closed \
-                and old.user != login.user:
+        if (
+            error is None
+            and old is not None
+            and not old.closed
+            and old.user != login.user
+        ):
             reason = FOREIGN_RUN_ID
-            error = (f"run_id [{run_id}] belongs to a client of another "
-                     f"user")
+            error = f"run_id [{run_id}] belongs to a client of another user"
             detail = f" (user {old.user!r}, logged in from {old.peer})"
         if error is None:
-            reason, error = CLIENT_LIMIT, self._client_limit_error(
-                connection, login, old)
+            reason, error = (
+                CLIENT_LIMIT,
+                self._client_limit_error(connection, login, old),
+            )
         if error is not None:
-            return Verdict(False, reason, (
-                f"login refused: {error}{detail} (user={login.user!r} "
-                f"run_id={login.run_id!r})"), self._client_text(error),
-                checked.delay)
-        self._replays.remember(login.timestamp, login.privilege_key, run_id,
-                               login.name)
+            return Verdict(
+                False,
+                reason,
+                (
+                    f"login refused: {error}{detail} (user={login.user!r} "
+                    f"run_id={login.run_id!r})"
+                ),
+                self._client_text(error),
+                checked.delay,
+            )
+        self._replays.remember(login.timestamp, login.privilege_key, run_id, login.name)
         return Verdict(True, delay=checked.delay, run_id=run_id)
 
-    def _client_text(self, detailed: str,
-                     summary: str = "register control error") -> str:
-        return detailed if self._config().detailed_errors_to_client \
-            else summary
+    def _client_text(
+        self, detailed: str, summary: str = "register control error"
+    ) -> str:
+        return detailed if self._config().detailed_errors_to_client else summary
 
     def _client_limit_error(self, connection, login, old):
         """Why a correct Login would exceed ``max_logins_per_connection``,
@@ -215,21 +252,33 @@ class Authenticator:
         replaced = old is not None and not old.closed
         carrier = carrier_of(connection)
         for count, limit, key, what in (
-                (registry.clients_on_connection(carrier)
-                 - (replaced and old.carrier is carrier),
-                 config.max_logins_per_connection,
-                 "max_logins_per_connection", "on this connection"),
-                (registry.clients_of_user(login.user)
-                 - (replaced and old.user == login.user),
-                 config.max_clients_per_user, "max_clients_per_user",
-                 f"of user [{login.user}]"),
-                (registry.clients_from_source(connection.source)
-                 - (replaced and old.source == connection.source),
-                 config.max_clients_per_source, "max_clients_per_source",
-                 f"from {connection.source}")):
+            (
+                registry.clients_on_connection(carrier)
+                - (replaced and old.carrier is carrier),
+                config.max_logins_per_connection,
+                "max_logins_per_connection",
+                "on this connection",
+            ),
+            (
+                registry.clients_of_user(login.user)
+                - (replaced and old.user == login.user),
+                config.max_clients_per_user,
+                "max_clients_per_user",
+                f"of user [{login.user}]",
+            ),
+            (
+                registry.clients_from_source(connection.source)
+                - (replaced and old.source == connection.source),
+                config.max_clients_per_source,
+                "max_clients_per_source",
+                f"from {connection.source}",
+            ),
+        ):
             if 0 < limit <= count:
-                return (f"too many clients {what}: {count} (the {key} "
-                        f"of this server is {limit})")
+                return (
+                    f"too many clients {what}: {count} (the {key} "
+                    f"of this server is {limit})"
+                )
         return None
 
     # NewWorkConn.
@@ -240,43 +289,61 @@ class Authenticator:
         run_id = message.run_id
         control = self._registry.controls.get(run_id)
         if control is None or control.closed:
-            return succeed(Verdict(
-                False, UNKNOWN_RUN_ID, f"work connection for unknown run_id "
-                f"{run_id!r}; closing", f"no client with run_id [{run_id}]"))
+            return succeed(
+                Verdict(
+                    False,
+                    UNKNOWN_RUN_ID,
+                    f"work connection for unknown run_id {run_id!r}; closing",
+                    f"no client with run_id [{run_id}]",
+                )
+            )
         error = self.work_conn_binding_error(connection, control)
         if error is not None:
-            return succeed(Verdict(
-                False, WRONG_CARRIER, f"work connection for {run_id} "
-                f"refused: {error}", INVALID_WORK_CONN, quiet=WORK_BINDING,
-                source=connection.source))
+            return succeed(
+                Verdict(
+                    False,
+                    WRONG_CARRIER,
+                    f"work connection for {run_id} refused: {error}",
+                    INVALID_WORK_CONN,
+                    quiet=WORK_BINDING,
+                    source=connection.source,
+                )
+            )
         # The settings of the control's login: a reload that changed the
         # token or turned this check on leaves a live client's pool alone.
         if not control.authenticate_new_work_conns:
             return succeed(self._work_session_verdict(connection, control))
-        d = self._check_token(connection, f"run_id {run_id}", control.token,
-                              message)
+        d = self._check_token(connection, f"run_id {run_id}", control.token, message)
         d.addCallback(self._work_conn_checked, connection, message, control)
         return d
 
-    def _work_conn_checked(self, checked, connection, message,
-                           control) -> Verdict:
+    def _work_conn_checked(self, checked, connection, message, control) -> Verdict:
         if checked.outcome != PASS:
             return throttle_refusal(
                 "work connection with a wrong privilege key"
-                if checked.outcome == FAIL else "work connection", checked,
-                INVALID_WORK_CONN)
+                if checked.outcome == FAIL
+                else "work connection",
+                checked,
+                INVALID_WORK_CONN,
+            )
         if not connection.alive:
             return Verdict(False, GONE, delay=checked.delay)
         reason, error, detail = self._freshness(
-            message.timestamp, message.privilege_key, message.name)
+            message.timestamp, message.privilege_key, message.name
+        )
         if error is None and control.closed:
             reason, error = CLIENT_GONE, "its client has gone"
         if error is not None:
-            return Verdict(False, reason, (
-                f"work connection for {message.run_id} refused: "
-                f"{error}{detail}"), INVALID_WORK_CONN, checked.delay)
-        self._replays.remember(message.timestamp, message.privilege_key,
-                               message.run_id, message.name)
+            return Verdict(
+                False,
+                reason,
+                (f"work connection for {message.run_id} refused: {error}{detail}"),
+                INVALID_WORK_CONN,
+                checked.delay,
+            )
+        self._replays.remember(
+            message.timestamp, message.privilege_key, message.run_id, message.name
+        )
         return self._work_session_verdict(connection, control, checked.delay)
 
     def work_conn_binding_error(self, connection, control):
@@ -296,17 +363,17 @@ class Authenticator:
             return None
         if config.tcp_mux:
             session = mux_session_of(connection)
-            if session is None or session is not mux_session_of(
-                    control.connection):
+            if session is None or session is not mux_session_of(control.connection):
                 return "not a stream of its client's yamux session"
             return None
         if connection.source != control.source:
-            return (f"from {connection.source}, but its client logged in "
-                    f"from {control.source} (work_conn_same_source)")
+            return (
+                f"from {connection.source}, but its client logged in "
+                f"from {control.source} (work_conn_same_source)"
+            )
         return None
 
-    def _work_session_verdict(self, connection, control,
-                              delay: float = 0.0) -> Verdict:
+    def _work_session_verdict(self, connection, control, delay: float = 0.0) -> Verdict:
         """
         Accept a work connection, binding its session to *control*'s
         client if it is a stream of a session without a control; refuse
@@ -322,15 +389,24 @@ class Authenticator:
         if session.work_for is not None:
             why = f"the session already serves run_id {session.work_for}"
         elif cap > 0 and count >= cap:
-            why = (f"{count} sessions without a control already serve this "
-                   f"client (max_sessions_per_client = {cap})")
+            why = (
+                f"{count} sessions without a control already serve this "
+                f"client (max_sessions_per_client = {cap})"
+            )
         else:
             self._registry.bind_work_session(session, run_id)
             return Verdict(True, delay=delay, run_id=run_id)
-        return Verdict(False, SESSION_CAP, (
-            f"work connection for {run_id} refused and its yamux session "
-            f"closed: {why}"), "too many sessions for this client", delay,
-            WORK_SESSIONS)
+        return Verdict(
+            False,
+            SESSION_CAP,
+            (
+                f"work connection for {run_id} refused and its yamux session "
+                f"closed: {why}"
+            ),
+            "too many sessions for this client",
+            delay,
+            WORK_SESSIONS,
+        )
 
     # Ping.
 
@@ -340,19 +416,21 @@ class Authenticator:
         ``authenticate_heartbeats``)."""
         if not control.authenticate_heartbeats:
             return ACCEPTED
-        if not check_privilege_key(control.token, ping.timestamp,
-                                   ping.privilege_key):
+        if not check_privilege_key(control.token, ping.timestamp, ping.privilege_key):
             reason, error, detail = WRONG_KEY, "wrong privilege key", ""
             client = "invalid ping: token mismatch"
         else:
             reason, error, detail = self._freshness(
-                ping.timestamp, ping.privilege_key, ping.name)
+                ping.timestamp, ping.privilege_key, ping.name
+            )
             client = f"invalid ping: {error}"
         if error is not None:
-            return Verdict(False, reason,
-                           f"Ping refused: {error}{detail}; closing", client)
-        self._replays.remember(ping.timestamp, ping.privilege_key,
-                               control.run_id, ping.name)
+            return Verdict(
+                False, reason, f"Ping refused: {error}{detail}; closing", client
+            )
+        self._replays.remember(
+            ping.timestamp, ping.privilege_key, control.run_id, ping.name
+        )
         return ACCEPTED
 
     # Shared rules.
@@ -362,22 +440,32 @@ class Authenticator:
         labrelay.throttle): a Deferred firing with the throttle's
         verdict."""
         return self._throttle.check(
-            "token", connection.source, who,
-            lambda: check_privilege_key(token, message.timestamp,
-                                        message.privilege_key))
+            "token",
+            connection.source,
+            who,
+            lambda: check_privilege_key(
+                token, message.timestamp, message.privilege_key
+            ),
+        )
 
     def _freshness(self, timestamp, key, kind: str) -> tuple:
         """``(reason, error, detail)``: why an authenticated message's
         (timestamp, key) is too old, too new or replayed (error None: it
         is fresh); *kind* is the message's type name.  The log-only
         *detail* names the run_id that used a replayed pair first."""
-        error = timestamp_skew_error(timestamp, self._clock.seconds(),
-                                     self._config().auth_timestamp_skew)
+        error = timestamp_skew_error(
+            timestamp, self._clock.seconds(), self._config().auth_timestamp_skew
+        )
         if error is not None:
             return STALE, error, ""
         error = self._replays.check(timestamp, key, kind)
         if error is not None:
-            return REPLAYED, error, (
-                f" (first used by run_id "
-                f"{self._replays.first_run_id(timestamp, key)})")
+            return (
+                REPLAYED,
+                error,
+                (
+                    f" (first used by run_id "
+                    f"{self._replays.first_run_id(timestamp, key)})"
+                ),
+            )
         return "", None, ""

@@ -44,6 +44,7 @@ def admitter(guard, refusals):
     it at once; *refusals* (a
     :class:`~labrelay.server.refusals.RefusalLog`) says so.
     """
+
     def admit(address, ended):
         host = getattr(address, "host", "") or ""
         refusal = guard.admission_refusal(host)
@@ -76,7 +77,7 @@ class ServerSession(YamuxSession):
         super().__init__(accept_stream=self._frp_stream, **kwargs)
         self._context = context
         self._had_stream = False
-        self._working = 0         # streams that logged in or joined a pool
+        self._working = 0  # streams that logged in or joined a pool
         self._idle_call = None
 
     def adopt_admission(self, admission) -> None:
@@ -85,15 +86,19 @@ class ServerSession(YamuxSession):
     def unauthenticated_timeout(self) -> None:
         """The admission's deadline passed: say why (the sniffer closes
         the connection)."""
-        silent = [c for c in getattr(self, "_unidentified", ())
-                  if c.alive and c.first_message is None]
+        silent = [
+            c
+            for c in getattr(self, "_unidentified", ())
+            if c.alive and c.first_message is None
+        ]
         seconds = self.admission.timeout
         if silent:
-            why = f"no frp message within {seconds}s on a stream of this " \
-                  f"yamux session"
+            why = f"no frp message within {seconds}s on a stream of this yamux session"
         elif self._had_stream:
-            why = (f"no stream of this yamux session logged in or joined a "
-                   f"pool within {seconds}s (unauthenticated_timeout)")
+            why = (
+                f"no stream of this yamux session logged in or joined a "
+                f"pool within {seconds}s (unauthenticated_timeout)"
+            )
         else:
             why = f"yamux session opened no stream within {seconds}s"
         self._context.refusals.deadline_passed(describe(self.transport), why)
@@ -115,17 +120,25 @@ class ServerSession(YamuxSession):
         """A stream that had logged in or joined a pool has ended."""
         self._working -= 1
         timeout = self._context.config.session_idle_timeout
-        if (self._working == 0 and timeout > 0 and not self._closed
-                and self._idle_call is None):
+        if (
+            self._working == 0
+            and timeout > 0
+            and not self._closed
+            and self._idle_call is None
+        ):
             self._idle_call = self._context.clock.callLater(
-                timeout, self._idle, timeout)
+                timeout, self._idle, timeout
+            )
 
     def _idle(self, timeout) -> None:
         self._idle_call = None
-        self._log.info("{peer}: yamux session has carried no control or work"
-                       " connection for {seconds}s (session_idle_timeout); "
-                       "closing", peer=describe(self.transport),
-                       seconds=timeout)
+        self._log.info(
+            "{peer}: yamux session has carried no control or work"
+            " connection for {seconds}s (session_idle_timeout); "
+            "closing",
+            peer=describe(self.transport),
+            seconds=timeout,
+        )
         self.close()
 
     def session_ended(self) -> None:
@@ -141,19 +154,25 @@ class ServerSession(YamuxSession):
     MAX_UNIDENTIFIED_STREAMS = 64
 
     def _frp_stream(self, stream):
-        waiting = [c for c in getattr(self, "_unidentified", ())
-                   if c.alive and c.control is None and c.work_owner is None]
+        waiting = [
+            c
+            for c in getattr(self, "_unidentified", ())
+            if c.alive and c.control is None and c.work_owner is None
+        ]
         if len(waiting) >= self.MAX_UNIDENTIFIED_STREAMS:
             if len(waiting) == self.MAX_UNIDENTIFIED_STREAMS:
                 self._log.warn(
                     "{peer}: {count} yamux streams opened without a first "
-                    "message; refusing more", peer=describe(self.transport),
-                    count=len(waiting))
+                    "message; refusing more",
+                    peer=describe(self.transport),
+                    count=len(waiting),
+                )
             self._unidentified = waiting
             return None
         self._had_stream = True
-        connection = ServerConnection(self._context, admission=self.admission,
-                                      session=self)
+        connection = ServerConnection(
+            self._context, admission=self.admission, session=self
+        )
         waiting.append(connection)
         self._unidentified = waiting
         return connection
@@ -167,8 +186,11 @@ class ServerSession(YamuxSession):
         if self._first and data:
             self._first = False
             if looks_like_plain_frp(data):
-                self._log.warn("{peer}: {error}", peer=describe(self.transport),
-                               error=SERVER_MUX_ON)
+                self._log.warn(
+                    "{peer}: {error}",
+                    peer=describe(self.transport),
+                    error=SERVER_MUX_ON,
+                )
                 self.transport.write(plain_refusal(SERVER_MUX_ON))
                 self.transport.loseConnection()
                 return
@@ -178,7 +200,7 @@ class ServerSession(YamuxSession):
 class FrpConnectionFactory(Factory):
     """Builds what runs on each accepted (and TLS-unwrapped) connection."""
 
-    noisy = False   # no "Starting factory <... at 0x...>" lines
+    noisy = False  # no "Starting factory <... at 0x...>" lines
 
     def __init__(self, context):
         self.context = context
@@ -188,9 +210,12 @@ class FrpConnectionFactory(Factory):
         config = context.config
         if config.tcp_mux:
             session = ServerSession(
-                context, is_client=False, clock=context.clock,
+                context,
+                is_client=False,
+                clock=context.clock,
                 keepalive_interval=config.tcp_mux_keepalive_interval,
-                budget=context.buffer_budget)
+                budget=context.buffer_budget,
+            )
             context.sessions.add(session)
 
             def closed(_):

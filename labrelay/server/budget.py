@@ -26,8 +26,9 @@ class RegistrationBudget:
     :param clock: an ``IReactorTime``.
     """
 
-    def __init__(self, clock, per_window: int = ROUTES_PER_WINDOW,
-                 window: float = WINDOW):
+    def __init__(
+        self, clock, per_window: int = ROUTES_PER_WINDOW, window: float = WINDOW
+    ):
         self._clock = clock
         self.per_window = per_window
         self.window = window
@@ -36,8 +37,9 @@ class RegistrationBudget:
 
     def _current(self) -> float:
         now = self._clock.seconds()
-        if (self._start is None or now >= self._start + self.window
-                or now < self._start):  # (a clock set back)
+        if (
+            self._start is None or now >= self._start + self.window or now < self._start
+        ):  # (a clock set back)
             self._start, self._spent = now, 0
         return now
 

@@ -57,12 +57,12 @@ class ServerConnection(RelayedProtocol):
     def __init__(self, context, admission=None, session=None):
         self.context = context
         self.admission = admission  # labrelay.server.guard.Admission
-        self.session = session      # the ServerSession of a yamux stream
-        self.first_message = None   # the first message's class
-        self._working = False       # logged in or joined a pool
+        self.session = session  # the ServerSession of a yamux stream
+        self.first_message = None  # the first message's class
+        self._working = False  # logged in or joined a pool
         self.peer = "?"
-        self.source = ""        # the peer's address, without the port
-        self.control = None     # ControlSession, when this is a control
+        self.source = ""  # the peer's address, without the port
+        self.control = None  # ControlSession, when this is a control
         self.work_owner = None  # ControlSession, when this is a work connection
         self._parser = MessageParser()
         self._encryptor = None
@@ -92,27 +92,32 @@ class ServerConnection(RelayedProtocol):
     def start_first_message_timer(self) -> None:
         """Give this connection first_message_timeout for its first
         message (once no deadline covers it)."""
-        if (self._first_timer is None and self.first_message is None
-                and not self._gone):
+        if self._first_timer is None and self.first_message is None and not self._gone:
             self._first_timer = self.context.clock.callLater(
-                self.context.first_message_timeout(),
-                self._first_message_timeout)
+                self.context.first_message_timeout(), self._first_message_timeout
+            )
 
     def _first_message_timeout(self):
         self._first_timer = None
-        self._log.warn("{peer}: no frp message within {seconds}s; closing",
-                       peer=self.peer,
-                       seconds=self.context.first_message_timeout())
+        self._log.warn(
+            "{peer}: no frp message within {seconds}s; closing",
+            peer=self.peer,
+            seconds=self.context.first_message_timeout(),
+        )
         self.transport.abortConnection()
 
     def unauthenticated_timeout(self) -> None:
         """The admission's deadline passed: say why (the sniffer closes
         the connection)."""
         seconds = self.admission.timeout
-        self.context.refusals.deadline_passed(self.peer, (
-            f"no frp message within {seconds}s" if self.first_message is None
-            else f"not authenticated within {seconds}s "
-                 f"(unauthenticated_timeout)"))
+        self.context.refusals.deadline_passed(
+            self.peer,
+            (
+                f"no frp message within {seconds}s"
+                if self.first_message is None
+                else f"not authenticated within {seconds}s (unauthenticated_timeout)"
+            ),
+        )
 
     def adopt_admission(self, admission) -> None:
         """This connection counts as unauthenticated until
@@ -127,7 +132,8 @@ class ServerConnection(RelayedProtocol):
         if self.session is not None and not self._working:
             self._working = True
             self.session.stream_authenticated(
-                login=self.first_message is messages.Login)
+                login=self.first_message is messages.Login
+            )
 
     def ignore_input(self) -> None:
         """The first message was refused, or is being checked: read
@@ -155,8 +161,7 @@ class ServerConnection(RelayedProtocol):
                 return
         self._parser.feed(data)
         try:
-            while (self.work_owner is None and not self._gone
-                   and not self._ignoring):
+            while self.work_owner is None and not self._gone and not self._ignoring:
                 message = self._parser.next_message()
                 if message is None:
                     break
@@ -209,10 +214,16 @@ class ServerConnection(RelayedProtocol):
         self._parser.feed(self._decryptor.decrypt(rest))
 
     def protocol_error(self, text: str) -> None:
-        role = ("control" if self.control else
-                "work connection" if self.work_owner else "connection")
-        self._log.warn("{peer}: closing {role}: {error}",
-                       peer=self.peer, role=role, error=text)
+        role = (
+            "control"
+            if self.control
+            else "work connection"
+            if self.work_owner
+            else "connection"
+        )
+        self._log.warn(
+            "{peer}: closing {role}: {error}", peer=self.peer, role=role, error=text
+        )
         self.transport.abortConnection()
 
     # Dispatch.
@@ -229,8 +240,8 @@ class ServerConnection(RelayedProtocol):
         handler = self._FIRST_MESSAGE_HANDLERS.get(type(message))
         if handler is None:
             raise ProtocolError(
-                f"first message is {message.name}, expected Login or "
-                f"NewWorkConn")
+                f"first message is {message.name}, expected Login or NewWorkConn"
+            )
         getattr(self, handler)(message)
 
     #: first message class -> the method handling it (by name, so that a
@@ -242,7 +253,7 @@ class ServerConnection(RelayedProtocol):
     }
 
     def _on_login(self, login) -> None:
-        self.ignore_input()   # until the Authenticator has decided
+        self.ignore_input()  # until the Authenticator has decided
         d = self.context.authenticator.verify_login(self, login)
         d.addCallback(self._login_verdict, login)
         d.addErrback(lambda f: self._log.failure("checking a login", f))
@@ -252,8 +263,7 @@ class ServerConnection(RelayedProtocol):
         if not verdict.accepted:
             context.refusals.refused(self.peer, verdict)
             if self.alive:
-                self.send(messages.LoginResp(version=FRP_VERSION,
-                                             error=verdict.client))
+                self.send(messages.LoginResp(version=FRP_VERSION, error=verdict.client))
                 self.transport.loseConnection()
             return
         self.resume_input()
@@ -266,11 +276,10 @@ class ServerConnection(RelayedProtocol):
         control.start()
 
     def _on_new_work_conn(self, message) -> None:
-        self.ignore_input()   # until the Authenticator has decided
+        self.ignore_input()  # until the Authenticator has decided
         d = self.context.authenticator.verify_work_conn(self, message)
         d.addCallback(self._work_conn_verdict)
-        d.addErrback(lambda f: self._log.failure(
-            "checking a work connection", f))
+        d.addErrback(lambda f: self._log.failure("checking a work connection", f))
 
     def _work_conn_verdict(self, verdict) -> None:
         if not verdict.accepted:
@@ -286,13 +295,18 @@ class ServerConnection(RelayedProtocol):
         self.context.registry.controls[verdict.run_id].accept_work_conn(self)
 
     def _refuse_visitor(self, message) -> None:
-        self.send(messages.NewVisitorConnResp(
-            proxy_name=message.proxy_name,
-            error="visitor connections (stcp/sudp/xtcp) are not "
-                  "supported by labrelay yet"))
-        self._log.warn("{peer}: refused a visitor connection for {name}:"
-                       " not supported yet", peer=self.peer,
-                       name=message.proxy_name)
+        self.send(
+            messages.NewVisitorConnResp(
+                proxy_name=message.proxy_name,
+                error="visitor connections (stcp/sudp/xtcp) are not "
+                "supported by labrelay yet",
+            )
+        )
+        self._log.warn(
+            "{peer}: refused a visitor connection for {name}: not supported yet",
+            peer=self.peer,
+            name=message.proxy_name,
+        )
         self.transport.loseConnection()
         self._gone = True
 
@@ -308,8 +322,7 @@ class ServerConnection(RelayedProtocol):
         self._early.append(data)
         self._early_size += len(data)
         if self._early_size > MAX_EARLY_WORK_BYTES:
-            self.protocol_error("idle work connection sent data before "
-                                "StartWorkConn")
+            self.protocol_error("idle work connection sent data before StartWorkConn")
 
     def take_early_data(self) -> bytes:
         data = b"".join(self._early)
@@ -318,8 +331,9 @@ class ServerConnection(RelayedProtocol):
 
     def discard(self, why: str) -> None:
         """Close this idle work connection (the pool does not want it)."""
-        self._log.debug("{peer}: closing work connection: {why}",
-                        peer=self.peer, why=why)
+        self._log.debug(
+            "{peer}: closing work connection: {why}", peer=self.peer, why=why
+        )
         self.transport.loseConnection()
 
     @property

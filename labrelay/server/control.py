@@ -85,7 +85,7 @@ class ControlSession:
         self.peer = connection.peer
         self.source = connection.source
         self.carrier = carrier_of(connection)
-        self.proxies = {}   # name -> proxy
+        self.proxies = {}  # name -> proxy
         self.closed = False
         self._started = False
         config = context.config
@@ -95,9 +95,11 @@ class ControlSession:
         self.authenticate_new_work_conns = config.authenticate_new_work_conns
         self.heartbeat_timeout = config.heartbeat_timeout
         self.pool = WorkConnPool(
-            context.clock, self.request_work_conn,
+            context.clock,
+            self.request_work_conn,
             capacity=self.pool_count + 10,
-            timeout=config.user_conn_timeout)
+            timeout=config.user_conn_timeout,
+        )
         self._heartbeat_timer = None
         self.started_at = context.clock.seconds()
         # messages held back by the registration budget, and the call
@@ -116,13 +118,13 @@ class ControlSession:
     @property
     def pool_count(self) -> int:
         """The client's pool_count, clamped to max_pool_count (as frp)."""
-        return min(max(self.login.pool_count, 0),
-                   self.context.config.max_pool_count)
+        return min(max(self.login.pool_count, 0), self.context.config.max_pool_count)
 
     def start(self) -> None:
         self.connection.control = self
-        self.connection.send(messages.LoginResp(version=FRP_VERSION,
-                                                run_id=self.run_id))
+        self.connection.send(
+            messages.LoginResp(version=FRP_VERSION, run_id=self.run_id)
+        )
         self.connection.start_encryption(derive_key(self.token))
         self._started = True
         self.context.guard.control_started(self.source)
@@ -130,10 +132,18 @@ class ControlSession:
             self.request_work_conn()
         if self.heartbeat_timeout > 0:
             self._heartbeat_timer = self.context.clock.callLater(
-                self.heartbeat_timeout, self._heartbeat_expired)
-        self._log.info("client login {kv}", **kv_fields(
-            client_addr=self.peer, run_id=self.run_id, user=self.user,
-            version=self.version, pool_count=self.login.pool_count))
+                self.heartbeat_timeout, self._heartbeat_expired
+            )
+        self._log.info(
+            "client login {kv}",
+            **kv_fields(
+                client_addr=self.peer,
+                run_id=self.run_id,
+                user=self.user,
+                version=self.version,
+                pool_count=self.login.pool_count,
+            ),
+        )
 
     def request_work_conn(self) -> None:
         if not self.closed:
@@ -151,7 +161,8 @@ class ControlSession:
                 self._held = deque([message])
                 self.connection.transport.pauseProducing()
                 self._held_call = self.context.clock.callLater(
-                    delay, self._release_held)
+                    delay, self._release_held
+                )
                 return
         self._handle(message)
 
@@ -164,7 +175,8 @@ class ControlSession:
                 delay = budget.wait()
                 if delay > 0:
                     self._held_call = self.context.clock.callLater(
-                        delay, self._release_held)
+                        delay, self._release_held
+                    )
                     return
             self._handle(held.popleft())
         self._held = None
@@ -183,8 +195,11 @@ class ControlSession:
     def _handle(self, message) -> None:
         handler = self._HANDLERS.get(type(message))
         if handler is None:
-            self._log.warn("{peer}: ignoring unexpected {name} on the control "
-                           "connection", peer=self.peer, name=message.name)
+            self._log.warn(
+                "{peer}: ignoring unexpected {name} on the control connection",
+                peer=self.peer,
+                name=message.name,
+            )
             return
         getattr(self, handler)(message)
 
@@ -192,9 +207,12 @@ class ControlSession:
         self._close_proxy(message.proxy_name)
 
     def _refuse_nat_hole(self, message) -> None:
-        self.connection.send(messages.NatHoleResp(
-            transaction_id=message.transaction_id,
-            error="xtcp is not supported by labrelay yet"))
+        self.connection.send(
+            messages.NatHoleResp(
+                transaction_id=message.transaction_id,
+                error="xtcp is not supported by labrelay yet",
+            )
+        )
 
     def _new_proxy(self, message) -> None:
         name = message.proxy_name
@@ -206,53 +224,76 @@ class ControlSession:
                 raise ProxyError(f"proxy [{name}] already exists")
             limit = self.context.config.max_proxies_per_client
             if 0 < limit <= len(self.proxies):
-                raise ProxyError(f"exceed the max_proxies_per_client "
-                                 f"({limit}) of this server")
+                raise ProxyError(
+                    f"exceed the max_proxies_per_client ({limit}) of this server"
+                )
             limit = self.context.config.max_proxies_total
             if 0 < limit <= len(self.context.registry.proxies):
-                raise ProxyError(f"the server holds its max_proxies_total "
-                                 f"({limit}) of proxies")
+                raise ProxyError(
+                    f"the server holds its max_proxies_total ({limit}) of proxies"
+                )
             proxy = self.context.create_proxy(self, message)
             remote_addr = proxy.start()
         except ProxyError as e:
-            self._log.warn("{peer}: proxy [{name}] refused: {error}",
-                           peer=self.peer, name=name, error=e)
+            self._log.warn(
+                "{peer}: proxy [{name}] refused: {error}",
+                peer=self.peer,
+                name=name,
+                error=e,
+            )
             error = str(e)
             if not self.context.config.detailed_errors_to_client:
                 error = f"new proxy [{name}] error"
-            self.connection.send(messages.NewProxyResp(proxy_name=name,
-                                                       error=error))
+            self.connection.send(messages.NewProxyResp(proxy_name=name, error=error))
             return
         self.proxies[name] = proxy
         self.context.registry.add_proxy(name, proxy)
         self.context.registration_budget.spend(getattr(proxy, "routes", 1))
         # The line ends as frps's ("proxy [x] (tcp) started at :6000").
-        self._log.info("proxy start {kv}; proxy [{name}] ({type}) started "
-                       "at {remote_addr}", name=name,
-                       remote_addr=shortened(remote_addr.split(",")),
-                       **kv_fields(run_id=self.run_id, proxy=name,
-                                   type=proxy.type, **proxy_target(proxy),
-                                   client_addr=self.peer))
-        self.connection.send(messages.NewProxyResp(proxy_name=name,
-                                                   remote_addr=remote_addr))
+        self._log.info(
+            "proxy start {kv}; proxy [{name}] ({type}) started at {remote_addr}",
+            name=name,
+            remote_addr=shortened(remote_addr.split(",")),
+            **kv_fields(
+                run_id=self.run_id,
+                proxy=name,
+                type=proxy.type,
+                **proxy_target(proxy),
+                client_addr=self.peer,
+            ),
+        )
+        self.connection.send(
+            messages.NewProxyResp(proxy_name=name, remote_addr=remote_addr)
+        )
 
     def _close_proxy(self, name: str) -> None:
         # Only this control's own proxies: a name registered by another
         # client is not in self.proxies.
         proxy = self.proxies.pop(name, None)
         if proxy is None:
-            self._log.debug("{peer}: CloseProxy for [{name}], which this "
-                            "client does not own; ignored", peer=self.peer,
-                            name=name)
+            self._log.debug(
+                "{peer}: CloseProxy for [{name}], which this "
+                "client does not own; ignored",
+                peer=self.peer,
+                name=name,
+            )
             return
         self.context.registry.remove_proxy(name, proxy)
         proxy.close()
         self._proxy_closed(proxy, "closed by the client")
 
     def _proxy_closed(self, proxy, why: str) -> None:
-        self._log.info("proxy close {kv}", **kv_fields(
-            run_id=self.run_id, proxy=proxy.name, type=proxy.type,
-            **proxy_target(proxy), client_addr=self.peer, reason=why))
+        self._log.info(
+            "proxy close {kv}",
+            **kv_fields(
+                run_id=self.run_id,
+                proxy=proxy.name,
+                type=proxy.type,
+                **proxy_target(proxy),
+                client_addr=self.peer,
+                reason=why,
+            ),
+        )
 
     def _ping(self, message) -> None:
         verdict = self.context.authenticator.verify_ping(self, message)
@@ -267,9 +308,11 @@ class ControlSession:
 
     def _heartbeat_expired(self) -> None:
         self._heartbeat_timer = None
-        self._log.warn("{peer}: no heartbeat for {seconds}s; closing the "
-                       "control connection", peer=self.peer,
-                       seconds=self.heartbeat_timeout)
+        self._log.warn(
+            "{peer}: no heartbeat for {seconds}s; closing the control connection",
+            peer=self.peer,
+            seconds=self.heartbeat_timeout,
+        )
         self.close("heartbeat timeout")
 
     # Work connections.
@@ -308,7 +351,16 @@ class ControlSession:
         self.context.registry.remove_control(self)
         if self._started:
             self.context.guard.control_ended(self.source)
-        self._log.info("client logout {kv}", **kv_fields(
-            client_addr=self.peer, run_id=self.run_id, user=self.user,
-            version=self.version, reason=why, duration_ms=round(
-                (self.context.clock.seconds() - self.started_at) * 1000)))
+        self._log.info(
+            "client logout {kv}",
+            **kv_fields(
+                client_addr=self.peer,
+                run_id=self.run_id,
+                user=self.user,
+                version=self.version,
+                reason=why,
+                duration_ms=round(
+                    (self.context.clock.seconds() - self.started_at) * 1000
+                ),
+            ),
+        )

@@ -70,8 +70,7 @@ from .dashboard_metrics import MetricsResource, metrics_registry
 from .stats import SAMPLE_SECONDS
 
 #: The page shipped with the package.
-STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                          "static")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
 class _Leaf(Resource):
@@ -125,10 +124,12 @@ class _Held(_Leaf):
 
     def render(self, request):
         return answer_when_decided(
-            request, self._decided,
-            lambda: request.render(getChildForRequest(self._route(),
-                                                      request)),
-            _Root._log, "dashboard: answering held credentials")
+            request,
+            self._decided,
+            lambda: request.render(getChildForRequest(self._route(), request)),
+            _Root._log,
+            "dashboard: answering held credentials",
+        )
 
 
 class _Root(Resource):
@@ -144,8 +145,9 @@ class _Root(Resource):
     def getChildWithDefault(self, name, request):
         dashboard = self._dashboard
         # either scheme: a TLS proxy in front may serve it as https
-        denial = request_denial(dashboard.host_policy, request,
-                                ("http", "https"), fetch_site=False)
+        denial = request_denial(
+            dashboard.host_policy, request, ("http", "https"), fetch_site=False
+        )
         if denial is not None:
             return _Refused(*denial)
         if name == b"healthz":
@@ -189,35 +191,48 @@ class DashboardService(service.MultiService):
         self._context = context
         self.api = DashboardApi(context)
         self.assets_dir = config.assets_dir or STATIC_DIR
-        self.metrics_registry = metrics_registry(context) \
-            if config.enable_prometheus else None
+        self.metrics_registry = (
+            metrics_registry(context) if config.enable_prometheus else None
+        )
         self.set_credentials(config.dashboard_user, config.dashboard_pwd)
         # a request without credentials gets its 401 at once
-        self.auth = BasicAuth(context.clock, context.throttle, "dashboard",
-                              lambda: self._credentials,
-                              self._refused, missing_delay=0)
+        self.auth = BasicAuth(
+            context.clock,
+            context.throttle,
+            "dashboard",
+            lambda: self._credentials,
+            self._refused,
+            missing_delay=0,
+        )
         self.host_policy = HostPolicy(
-            config.dashboard_addr, config.dashboard_allowed_hosts,
-            default_port=443 if config.dashboard_tls_mode else 80)
+            config.dashboard_addr,
+            config.dashboard_allowed_hosts,
+            default_port=443 if config.dashboard_tls_mode else 80,
+        )
         self.site = QuietSite(_Root(self), reactor=context.reactor)
         #: the open connections, closed when the dashboard stops
         self.tracking = TrackingFactory(self.site, "dashboard")
         factory = self.tracking
         if config.dashboard_tls_mode:
             try:
-                options = server_tls_options(config.dashboard_tls_cert_file,
-                                             config.dashboard_tls_key_file)
+                options = server_tls_options(
+                    config.dashboard_tls_cert_file, config.dashboard_tls_key_file
+                )
             except TLSConfigError as e:
                 # labrelay.tls names the bind port's keys; say which pair
-                why = re.sub(r"\btls_(cert|key)_file\b",
-                             r"dashboard_tls_\1_file", str(e))
-                raise SystemExit(f"labrelay-server: {config.source}: [common] "
-                                 f"{why}") from None
+                why = re.sub(
+                    r"\btls_(cert|key)_file\b", r"dashboard_tls_\1_file", str(e)
+                )
+                raise SystemExit(
+                    f"labrelay-server: {config.source}: [common] {why}"
+                ) from None
             factory = TLSMemoryBIOFactory(options, False, factory)
         description = listen or server_endpoint_description(
-            config.dashboard_addr, config.dashboard_port)
-        self._listener = StartupListener(context.reactor, description,
-                                         factory, program="labrelay-server")
+            config.dashboard_addr, config.dashboard_port
+        )
+        self._listener = StartupListener(
+            context.reactor, description, factory, program="labrelay-server"
+        )
         self._listener.setServiceParent(self)
         self._stats = context.stats
         sampler = TimerService(SAMPLE_SECONDS, self._sample)
@@ -232,10 +247,11 @@ class DashboardService(service.MultiService):
         self._credentials = Credentials.from_config(user, password)
 
     def _refused(self, request, verdict) -> None:
-        if verdict is not None:   # None: no credentials, no guess
+        if verdict is not None:  # None: no credentials, no guess
             host = getattr(request.getClientAddress(), "host", "")
             self._context.log_auth_failure(
-                f"dashboard {host}", "refused credentials", verdict)
+                f"dashboard {host}", "refused credentials", verdict
+            )
 
     def _sample(self) -> None:
         # An exception would stop the TimerService for good.

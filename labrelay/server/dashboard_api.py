@@ -53,8 +53,9 @@ def format_time(timestamp) -> str:
 
 def _ports_text(ports) -> str:
     """``allow_ports`` written back as frp shows it (``1000-2000,3000``)."""
-    return ",".join(str(low) if low == high else f"{low}-{high}"
-                    for low, high in ports.ranges)
+    return ",".join(
+        str(low) if low == high else f"{low}-{high}" for low, high in ports.ranges
+    )
 
 
 def proxy_conf(proxy) -> dict:
@@ -67,22 +68,29 @@ def proxy_conf(proxy) -> dict:
     m = proxy.message
     kind = m.proxy_type or proxy.type
     conf = {
-        "name": m.proxy_name, "type": kind,
+        "name": m.proxy_name,
+        "type": kind,
         "use_encryption": m.use_encryption,
         "use_compression": m.use_compression,
-        "group": m.group, "group_key": m.group_key,
+        "group": m.group,
+        "group_key": m.group_key,
         "proxy_protocol_version": "",
         "bandwidth_limit": m.bandwidth_limit,
         "bandwidth_limit_mode": m.bandwidth_limit_mode,
-        "metas": m.metas, "local_ip": "", "local_port": 0, "plugin": "",
-        "PluginParams": None, "health_check_type": "",
-        "health_check_timeout_s": 0, "health_check_max_failed": 0,
-        "health_check_interval_s": 0, "health_check_url": "",
+        "metas": m.metas,
+        "local_ip": "",
+        "local_port": 0,
+        "plugin": "",
+        "PluginParams": None,
+        "health_check_type": "",
+        "health_check_timeout_s": 0,
+        "health_check_max_failed": 0,
+        "health_check_interval_s": 0,
+        "health_check_url": "",
     }
     if kind in ("tcp", "udp"):
         # frps writes the port it bound back into the config (remote_port 0)
-        conf["remote_port"] = getattr(proxy, "remote_port", 0) or \
-            m.remote_port
+        conf["remote_port"] = getattr(proxy, "remote_port", 0) or m.remote_port
     elif kind in ("http", "https", "tcpmux"):
         conf["custom_domains"] = m.custom_domains
         conf["subdomain"] = m.subdomain
@@ -106,45 +114,60 @@ class DashboardApi:
         self.stats.sample()
         today_in, today_out = self.stats.today_totals()
         info = {
-            "version": FRP_VERSION, "bind_port": config.bind_port,
+            "version": FRP_VERSION,
+            "bind_port": config.bind_port,
             "vhost_http_port": config.vhost_http_port,
         }
-        for key in ("vhost_https_port", "tcpmux_httpconnect_port",
-                    "kcp_bind_port", "quic_bind_port"):
+        for key in (
+            "vhost_https_port",
+            "tcpmux_httpconnect_port",
+            "kcp_bind_port",
+            "quic_bind_port",
+        ):
             info[key] = getattr(config, key, 0)  # not implemented yet: 0
-        info.update({
-            "subdomain_host": config.subdomain_host,
-            "max_pool_count": config.max_pool_count,
-            "max_ports_per_client": config.max_ports_per_client,
-            "heart_beat_timeout": config.heartbeat_timeout,
-        })
+        info.update(
+            {
+                "subdomain_host": config.subdomain_host,
+                "max_pool_count": config.max_pool_count,
+                "max_ports_per_client": config.max_ports_per_client,
+                "heart_beat_timeout": config.heartbeat_timeout,
+            }
+        )
         if config.allow_ports.ranges:
             info["allow_ports_str"] = _ports_text(config.allow_ports)
         if config.tls_only:
             info["tls_only"] = True
-        info.update({
-            "total_traffic_in": today_in, "total_traffic_out": today_out,
-            "cur_conns": self.stats.current_connections(),
-            "client_counts": len(self.context.registry.controls),
-            "proxy_type_count": self.stats.type_counts(),
-            # labrelay's own, after frp's fields: what actually runs
-            "labrelay_version": VERSION_TEXT,
-        })
+        info.update(
+            {
+                "total_traffic_in": today_in,
+                "total_traffic_out": today_out,
+                "cur_conns": self.stats.current_connections(),
+                "client_counts": len(self.context.registry.controls),
+                "proxy_type_count": self.stats.type_counts(),
+                # labrelay's own, after frp's fields: what actually runs
+                "labrelay_version": VERSION_TEXT,
+            }
+        )
         return info
 
     def _entry(self, stats, with_version: bool) -> dict:
         today_in, today_out = stats.day_traffic(self.stats.today)
-        entry = {"name": stats.name,
-                 "conf": proxy_conf(stats.proxy) if stats.online else None}
+        entry = {
+            "name": stats.name,
+            "conf": proxy_conf(stats.proxy) if stats.online else None,
+        }
         if with_version and stats.online and stats.client_version:
             entry["client_version"] = stats.client_version
-        entry.update({
-            "today_traffic_in": today_in, "today_traffic_out": today_out,
-            "cur_conns": stats.current_connections,
-            "last_start_time": format_time(stats.last_start),
-            "last_close_time": format_time(stats.last_close),
-            "status": stats.status,
-        })
+        entry.update(
+            {
+                "today_traffic_in": today_in,
+                "today_traffic_out": today_out,
+                "cur_conns": stats.current_connections,
+                "last_start_time": format_time(stats.last_start),
+                "last_close_time": format_time(stats.last_close),
+                "status": stats.status,
+            }
+        )
         return entry
 
     def proxies(self, kind: str, page=None) -> dict:
@@ -174,26 +197,31 @@ class DashboardApi:
         if stats is None:
             return None
         traffic_in, traffic_out = stats.last_days(self.stats.today)
-        return {"name": name, "traffic_in": traffic_in,
-                "traffic_out": traffic_out}
+        return {"name": name, "traffic_in": traffic_in, "traffic_out": traffic_out}
 
     def clients(self, page=None) -> dict:
         now = self.context.clock.seconds()
-        controls = sorted((c for c in self.context.registry.controls.values()
-                           if not c.closed),
-                          key=lambda c: (c.started_at, c.peer))
+        controls = sorted(
+            (c for c in self.context.registry.controls.values() if not c.closed),
+            key=lambda c: (c.started_at, c.peer),
+        )
         result = {}
         if page is not None:
             result["total"] = len(controls)
             controls = _sliced(controls, page)
-        result["clients"] = [{
-            "address": control.peer, "user": control.user,
-            "version": control.version,
-            "hostname": control.login.hostname, "os": control.login.os,
-            "arch": control.login.arch,
-            "uptime_seconds": max(int(now - control.started_at), 0),
-            "proxies": sorted(control.proxies),
-        } for control in controls]
+        result["clients"] = [
+            {
+                "address": control.peer,
+                "user": control.user,
+                "version": control.version,
+                "hostname": control.login.hostname,
+                "os": control.login.os,
+                "arch": control.login.arch,
+                "uptime_seconds": max(int(now - control.started_at), 0),
+                "proxies": sorted(control.proxies),
+            }
+            for control in controls
+        ]
         return result
 
     def history(self, page=(0, HISTORY_PAGE)) -> dict:
@@ -204,17 +232,27 @@ class DashboardApi:
         proxies = []
         for stats in _sliced(every, page):
             traffic_in, traffic_out = stats.last_day_history(bucket)
-            proxies.append({"name": stats.name, "type": stats.type,
-                            "traffic_in": traffic_in,
-                            "traffic_out": traffic_out})
-        return {"bucket_seconds": BUCKET_SECONDS,
-                "end": (bucket + 1) * BUCKET_SECONDS, "total": len(every),
-                "offset": page[0], "limit": page[1], "proxies": proxies}
+            proxies.append(
+                {
+                    "name": stats.name,
+                    "type": stats.type,
+                    "traffic_in": traffic_in,
+                    "traffic_out": traffic_out,
+                }
+            )
+        return {
+            "bucket_seconds": BUCKET_SECONDS,
+            "end": (bucket + 1) * BUCKET_SECONDS,
+            "total": len(every),
+            "offset": page[0],
+            "limit": page[1],
+            "proxies": proxies,
+        }
 
 
 def _sliced(entries: list, page) -> list:
     offset, limit = page
-    return entries[offset:offset + limit]
+    return entries[offset : offset + limit]
 
 
 class BadPage(ValueError):
@@ -232,8 +270,7 @@ def page_of(args: dict, default_limit=None):
         if given:
             text = given[-1]
             if not (text.isdigit() and len(text) <= 9):
-                raise BadPage(f"{name.decode()} must be a non-negative "
-                              f"integer")
+                raise BadPage(f"{name.decode()} must be a non-negative integer")
             values[name] = int(text)
     if not values and default_limit is None:
         return None
@@ -262,11 +299,11 @@ class ApiResource(Resource):
             if parts == ["clients"]:
                 return _JSON.body(request, api.clients(page_of(request.args)))
             if parts == ["history"]:
-                return _JSON.body(request, api.history(
-                    page_of(request.args, HISTORY_PAGE)))
+                return _JSON.body(
+                    request, api.history(page_of(request.args, HISTORY_PAGE))
+                )
             if len(parts) == 2 and parts[0] == "proxy" and parts[1]:
-                return _JSON.body(request, api.proxies(
-                    parts[1], page_of(request.args)))
+                return _JSON.body(request, api.proxies(parts[1], page_of(request.args)))
         except BadPage as e:
             return plain_text(request, 400, f"{e}\n")
         if len(parts) == 3 and parts[0] == "proxy" and all(parts[1:]):

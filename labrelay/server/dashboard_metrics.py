@@ -24,33 +24,35 @@ class FrpCollector:
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily, Metric
+
         stats = self._context.stats
         stats.sample()
         yield GaugeMetricFamily(
-            "frp_server_client_counts", "The current client counts of frps",
-            value=len(self._context.registry.controls))
-        proxies = GaugeMetricFamily("frp_server_proxy_counts",
-                                    "The current proxy counts",
-                                    labels=["type"])
+            "frp_server_client_counts",
+            "The current client counts of frps",
+            value=len(self._context.registry.controls),
+        )
+        proxies = GaugeMetricFamily(
+            "frp_server_proxy_counts", "The current proxy counts", labels=["type"]
+        )
         for kind, count in sorted(stats.type_counts().items()):
             proxies.add_metric([kind], count)
         yield proxies
-        connections = GaugeMetricFamily("frp_server_connection_counts",
-                                        "The current connection counts",
-                                        labels=["name", "type"])
+        connections = GaugeMetricFamily(
+            "frp_server_connection_counts",
+            "The current connection counts",
+            labels=["name", "type"],
+        )
         # frp's names for what are counters; see the module docstring.
-        traffic_in = Metric("frp_server_traffic_in", "The total in traffic",
-                            "unknown")
-        traffic_out = Metric("frp_server_traffic_out",
-                             "The total out traffic", "unknown")
+        traffic_in = Metric("frp_server_traffic_in", "The total in traffic", "unknown")
+        traffic_out = Metric(
+            "frp_server_traffic_out", "The total out traffic", "unknown"
+        )
         for entry in stats.all():
             labels = {"name": entry.name, "type": entry.type}
-            connections.add_metric([entry.name, entry.type],
-                                   entry.current_connections)
-            traffic_in.add_sample("frp_server_traffic_in", labels,
-                                  entry.total_in)
-            traffic_out.add_sample("frp_server_traffic_out", labels,
-                                   entry.total_out)
+            connections.add_metric([entry.name, entry.type], entry.current_connections)
+            traffic_in.add_sample("frp_server_traffic_in", labels, entry.total_in)
+            traffic_out.add_sample("frp_server_traffic_out", labels, entry.total_out)
         yield connections
         yield traffic_in
         yield traffic_out
@@ -60,6 +62,7 @@ def metrics_registry(context):
     """A registry of its own (not prometheus_client's global one): frp's
     metrics plus the process_* ones, as frps's Go exporter has."""
     from prometheus_client import CollectorRegistry, ProcessCollector
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FrpCollector(context))
     ProcessCollector(registry=registry)
@@ -77,5 +80,6 @@ class MetricsResource(Resource):
 
     def render_GET(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
         return generate_latest(self._registry)

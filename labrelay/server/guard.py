@@ -106,11 +106,23 @@ class Admission:
     connection.
     """
 
-    __slots__ = ("_guard", "host", "released", "protected", "timeout",
-                 "_on_end", "_timer")
+    __slots__ = (
+        "_guard",
+        "host",
+        "released",
+        "protected",
+        "timeout",
+        "_on_end",
+        "_timer",
+    )
 
-    def __init__(self, guard: "SourceGuard", host: str,
-                 on_end: Optional[Callable[[bool], None]], protected: bool):
+    def __init__(
+        self,
+        guard: "SourceGuard",
+        host: str,
+        on_end: Optional[Callable[[bool], None]],
+        protected: bool,
+    ):
         self._guard = guard
         self.host = host
         self.released = False
@@ -120,8 +132,7 @@ class Admission:
         self._on_end = on_end
         self._timer = None
         if guard.timeout > 0:
-            self._timer = guard._clock.callLater(guard.timeout, self._end,
-                                                 False)
+            self._timer = guard._clock.callLater(guard.timeout, self._end, False)
 
     def release(self) -> None:
         if not self.released:
@@ -151,9 +162,14 @@ class SourceGuard:
     :param clock: an ``IReactorTime``.
     """
 
-    def __init__(self, clock, *, max_per_source: int = 32,
-                 max_total: int = 1024,
-                 timeout: float = UNAUTHENTICATED_TIMEOUT):
+    def __init__(
+        self,
+        clock,
+        *,
+        max_per_source: int = 32,
+        max_total: int = 1024,
+        timeout: float = UNAUTHENTICATED_TIMEOUT,
+    ):
         self._clock = clock
         self.max_per_source = max_per_source
         self.max_total = max_total
@@ -163,12 +179,12 @@ class SourceGuard:
         # Evictable admissions per host, oldest first; hosts by how many
         # they hold (count -> hosts, in the order they reached it), so the
         # host holding the most is found in O(1).
-        self._queues = {}                # host -> {Admission: None}
-        self._by_count = {}              # count -> {host: None}
+        self._queues = {}  # host -> {Admission: None}
+        self._by_count = {}  # count -> {host: None}
         self._most = 0
-        self._protected = {}             # Admission -> None
-        self._protected_from = {}        # host -> protected admissions
-        self._controls = {}              # host -> live control count
+        self._protected = {}  # Admission -> None
+        self._protected_from = {}  # host -> protected admissions
+        self._controls = {}  # host -> live control count
         self._timers = set()
 
     # -- unauthenticated connections -----------------------------------------
@@ -184,29 +200,41 @@ class SourceGuard:
             if self.max_total > 0 and count >= self.max_total:
                 # a client's pool is a few connections; this many means
                 # someone shares its address to flood
-                return (f"{count} unauthenticated connections from {host}, "
-                        f"which has a logged-in client "
-                        f"(max_unauthenticated_connections = "
-                        f"{self.max_total})")
+                return (
+                    f"{count} unauthenticated connections from {host}, "
+                    f"which has a logged-in client "
+                    f"(max_unauthenticated_connections = "
+                    f"{self.max_total})"
+                )
             return None
         count = len(self._queues.get(host, ()))
         if self.max_per_source > 0 and count >= self.max_per_source:
-            return (f"{count} unauthenticated connections from {host} "
-                    f"(max_unauthenticated_per_source = "
-                    f"{self.max_per_source})")
-        if (self.max_total > 0 and self.unauthenticated >= self.max_total
-                and not self._queues):
-            return (f"{self.unauthenticated} unauthenticated connections in "
-                    f"total (max_unauthenticated_connections = "
-                    f"{self.max_total}), none of them evictable")
+            return (
+                f"{count} unauthenticated connections from {host} "
+                f"(max_unauthenticated_per_source = "
+                f"{self.max_per_source})"
+            )
+        if (
+            self.max_total > 0
+            and self.unauthenticated >= self.max_total
+            and not self._queues
+        ):
+            return (
+                f"{self.unauthenticated} unauthenticated connections in "
+                f"total (max_unauthenticated_connections = "
+                f"{self.max_total}), none of them evictable"
+            )
         return None
 
     def make_room(self) -> Optional[str]:
         """If ``max_total`` are pending, evict the oldest pending
         connection of the address holding the most (its holder is told to
         close it); return that address, or None if nothing was evicted."""
-        if (self.max_total <= 0 or self.unauthenticated < self.max_total
-                or not self._queues):
+        if (
+            self.max_total <= 0
+            or self.unauthenticated < self.max_total
+            or not self._queues
+        ):
             return None
         host = next(iter(self._by_count[self._most]))
         victim = next(iter(self._queues[host]))
@@ -214,8 +242,9 @@ class SourceGuard:
         victim._end(True)
         return host
 
-    def admit(self, host: str,
-              on_end: Optional[Callable[[bool], None]] = None) -> Admission:
+    def admit(
+        self, host: str, on_end: Optional[Callable[[bool], None]] = None
+    ) -> Admission:
         """Count one more unauthenticated connection from *host*; *on_end*
         is called (with ``evicted``) if its deadline passes or it is
         evicted."""
@@ -245,8 +274,7 @@ class SourceGuard:
             self._most = new if new else max(self._by_count, default=0)
 
     def unauthenticated_from(self, host: str) -> int:
-        return (len(self._queues.get(host, ()))
-                + self._protected_from.get(host, 0))
+        return len(self._queues.get(host, ())) + self._protected_from.get(host, 0)
 
     def _release(self, admission: Admission) -> None:
         self.unauthenticated = max(self.unauthenticated - 1, 0)
@@ -314,15 +342,21 @@ class ReplayCache:
     :param skew: the server's ``auth_timestamp_skew`` (0 = off).
     """
 
-    def __init__(self, clock, *, skew: float = 0, grace: float = REPEAT_GRACE,
-                 memory: float = REPLAY_MEMORY,
-                 capacity: int = REPLAY_CAPACITY):
+    def __init__(
+        self,
+        clock,
+        *,
+        skew: float = 0,
+        grace: float = REPEAT_GRACE,
+        memory: float = REPLAY_MEMORY,
+        capacity: int = REPLAY_CAPACITY,
+    ):
         self._clock = clock
         self.skew = skew
         self.grace = grace
         self.memory = memory
         self.capacity = capacity
-        self._uses = OrderedDict()   # (timestamp, key) -> _Use
+        self._uses = OrderedDict()  # (timestamp, key) -> _Use
 
     def __len__(self):
         return len(self._uses)
@@ -334,8 +368,7 @@ class ReplayCache:
                 break
             self._uses.popitem(last=False)
 
-    def check(self, timestamp: int, key: str,
-              kind: str = LOGIN) -> Optional[str]:
+    def check(self, timestamp: int, key: str, kind: str = LOGIN) -> Optional[str]:
         """Why this pair, presented in a message of type *kind* (the
         message's name), is a replay; None if it may be accepted."""
         now = self._clock.seconds()
@@ -344,22 +377,27 @@ class ReplayCache:
         if use is None:
             return None
         if kind == LOGIN and use.kind != LOGIN:
-            return (f"replayed credentials: timestamp {timestamp} and its "
-                    f"privilege_key were first used by a {use.kind}, not a "
-                    f"Login")
+            return (
+                f"replayed credentials: timestamp {timestamp} and its "
+                f"privilege_key were first used by a {use.kind}, not a "
+                f"Login"
+            )
         if now - use.first_seen <= self.grace:
             return None
-        return (f"replayed credentials: timestamp {timestamp} and its "
-                f"privilege_key were first used {now - use.first_seen:.0f}s "
-                f"ago")
+        return (
+            f"replayed credentials: timestamp {timestamp} and its "
+            f"privilege_key were first used {now - use.first_seen:.0f}s "
+            f"ago"
+        )
 
     def first_run_id(self, timestamp: int, key: str) -> Optional[str]:
         """The run_id of the pair's first use, if remembered (for logs)."""
         use = self._uses.get((timestamp, key))
         return None if use is None else use.run_id
 
-    def remember(self, timestamp: int, key: str, run_id: str,
-                 kind: str = LOGIN) -> None:
+    def remember(
+        self, timestamp: int, key: str, run_id: str, kind: str = LOGIN
+    ) -> None:
         """Record an accepted pair, who used it first and in which message
         type (a repeat keeps its first use)."""
         pair = (timestamp, key)
@@ -385,15 +423,16 @@ class RateLimitedLog:
     recently logged are forgotten, with their held-back counts).
     """
 
-    def __init__(self, clock, interval: float = 10.0, per_kind: int = 20,
-                 max_keys: int = 1024):
+    def __init__(
+        self, clock, interval: float = 10.0, per_kind: int = 20, max_keys: int = 1024
+    ):
         self._clock = clock
         self.interval = interval
         self.per_kind = per_kind
         self.max_keys = max_keys
-        self._last = OrderedDict()   # (kind, key) -> time of the last line
-        self._held = {}              # (kind, key) -> lines held back since
-        self._budget = {}            # kind -> (window start, lines in it)
+        self._last = OrderedDict()  # (kind, key) -> time of the last line
+        self._held = {}  # (kind, key) -> lines held back since
+        self._budget = {}  # kind -> (window start, lines in it)
 
     def allow(self, kind: str, key: str = "") -> Optional[int]:
         """None to stay quiet, else how many lines were held back."""
@@ -403,10 +442,11 @@ class RateLimitedLog:
         start, lines = self._budget.get(kind, (now, 0))
         if now - start >= self.interval:
             start, lines = now, 0
-        if ((last is not None and now - last < self.interval)
-                or (key and 0 < self.per_kind <= lines)):
+        if (last is not None and now - last < self.interval) or (
+            key and 0 < self.per_kind <= lines
+        ):
             self._held[slot] = self._held.get(slot, 0) + 1
-            if last is None:   # never logged: due as soon as the budget allows
+            if last is None:  # never logged: due as soon as the budget allows
                 self._keep(slot, float("-inf"))
             return None
         self._budget[kind] = (start, lines + 1)

@@ -23,12 +23,16 @@ from ..mux.frames import (
 from ..protocol import messages
 from ..protocol.framing import encode_message
 
-SERVER_MUX_ON = ("tcp_mux mismatch: the server has tcp_mux = true but this "
-                 "client has tcp_mux = false; set tcp_mux the same on both "
-                 "sides")
-SERVER_MUX_OFF = ("tcp_mux mismatch: the server has tcp_mux = false but this "
-                  "client has tcp_mux = true; set tcp_mux the same on both "
-                  "sides")
+SERVER_MUX_ON = (
+    "tcp_mux mismatch: the server has tcp_mux = true but this "
+    "client has tcp_mux = false; set tcp_mux the same on both "
+    "sides"
+)
+SERVER_MUX_OFF = (
+    "tcp_mux mismatch: the server has tcp_mux = false but this "
+    "client has tcp_mux = true; set tcp_mux the same on both "
+    "sides"
+)
 
 
 def looks_like_plain_frp(data: bytes) -> bool:
@@ -52,9 +56,12 @@ def plain_refusal(text: str) -> bytes:
 def yamux_refusal(stream_id: int, text: str) -> bytes:
     """Accept *stream_id*, answer a LoginResp error on it, close, go away."""
     body = plain_refusal(text)
-    return b"".join([
-        encode_header(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, 0),
-        encode_header(TYPE_DATA, 0, stream_id, len(body)), body,
-        encode_header(TYPE_WINDOW_UPDATE, FLAG_FIN, stream_id, 0),
-        encode_header(TYPE_GO_AWAY, 0, 0, 0),
-    ])
+    return b"".join(
+        [
+            encode_header(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, 0),
+            encode_header(TYPE_DATA, 0, stream_id, len(body)),
+            body,
+            encode_header(TYPE_WINDOW_UPDATE, FLAG_FIN, stream_id, 0),
+            encode_header(TYPE_GO_AWAY, 0, 0, 0),
+        ]
+    )

@@ -43,13 +43,14 @@ class PortAllocator:
         predictable).
     """
 
-    def __init__(self, clock, allow_ports=PortSet, max_remembered=lambda: 0,
-                 sample=random.sample):
+    def __init__(
+        self, clock, allow_ports=PortSet, max_remembered=lambda: 0, sample=random.sample
+    ):
         self._clock = clock
         self._allow_ports = allow_ports
         self._max_remembered = max_remembered
         self._sample = sample
-        self._taken = {}      # port -> proxy name
+        self._taken = {}  # port -> proxy name
         # proxy name -> (port, expires), oldest reservation first
         self._remembered = OrderedDict()
 
@@ -84,8 +85,7 @@ class PortAllocator:
         if allowed.is_all():
             candidates.append(0)  # the system picks a free port
         else:
-            free = [p for p in allowed if not self.taken(p)
-                    and p != remembered]
+            free = [p for p in allowed if not self.taken(p) and p != remembered]
             candidates += self._sample(free, min(PORT_CANDIDATES, len(free)))
         for port in candidates:
             try:
@@ -105,8 +105,7 @@ class PortAllocator:
         the name for :data:`RESERVATION_SECONDS`."""
         self._taken[port] = name
         self._remembered.pop(name, None)
-        self._remembered[name] = (port,
-                                  self._clock.seconds() + RESERVATION_SECONDS)
+        self._remembered[name] = (port, self._clock.seconds() + RESERVATION_SECONDS)
         self.forget_expired()
         limit = self._max_remembered()
         while 0 < limit < len(self._remembered):

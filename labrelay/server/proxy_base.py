@@ -25,14 +25,18 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
     Start *work* for *user* (a RelayedProtocol, :func:`start_work_link`)
     and splice the two.  Shared by every proxy type that relays raw bytes.
     """
-    link = start_work_link(proxy, work, src=host_port(user.transport.getPeer()),
-                           dst=dst)
-    splice = Splice(user, work, b_codec=link.codec,
-                    on_close=proxy.sink_closed,
-                    description=f"proxy [{proxy.name}] {user.peer}")
+    link = start_work_link(
+        proxy, work, src=host_port(user.transport.getPeer()), dst=dst
+    )
+    splice = Splice(
+        user,
+        work,
+        b_codec=link.codec,
+        on_close=proxy.sink_closed,
+        description=f"proxy [{proxy.name}] {user.peer}",
+    )
     proxy.sink_opened(splice)
-    splice.start(a_pending=user.take_early_data(),
-                 b_pending=work.take_early_data())
+    splice.start(a_pending=user.take_early_data(), b_pending=work.take_early_data())
     return splice
 
 
@@ -77,11 +81,11 @@ class ProxyBase:
         self.use_encryption = message.use_encryption
         self.use_compression = message.use_compression
         self.connections = set()
-        self.bytes_in = 0    # from users
-        self.bytes_out = 0   # to users
+        self.bytes_in = 0  # from users
+        self.bytes_out = 0  # to users
         self.total_connections = 0
         self.active_splices = 0
-        self._open = set()   # open counted sinks (splices, HTTP exchanges)
+        self._open = set()  # open counted sinks (splices, HTTP exchanges)
 
     def get_work_connection(self, user, on_ready) -> None:
         """
@@ -125,9 +129,12 @@ class ProxyBase:
         def failed(error):
             if user.ended:
                 return
-            self._log.warn("proxy [{name}] {peer}: {error}; closing the user "
-                           "connection", name=self.name, peer=user.peer,
-                           error=error)
+            self._log.warn(
+                "proxy [{name}] {peer}: {error}; closing the user connection",
+                name=self.name,
+                peer=user.peer,
+                error=error,
+            )
             self.user_refused(user, error)
 
         try_once()

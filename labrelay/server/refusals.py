@@ -18,8 +18,7 @@ from .auth import AUTH_FAILURES, WORK_BINDING, WORK_SESSIONS, throttle_refusal
 
 
 def _failures_held(held: int, source: str) -> str:
-    return f" ({held} more failures from {source} suppressed)" if held \
-        else ""
+    return f" ({held} more failures from {source} suppressed)" if held else ""
 
 
 def _held(held: int, source: str) -> str:
@@ -56,16 +55,17 @@ class RefusalLog:
             return
         limit = _LIMITS.get(verdict.quiet)
         if limit is None:
-            self._log.warn("{peer}: {refusal}", peer=peer,
-                           refusal=verdict.log)
+            self._log.warn("{peer}: {refusal}", peer=peer, refusal=verdict.log)
             return
         per_source, held_back = limit
-        held = self.quiet.allow(verdict.quiet,
-                                verdict.source if per_source else "")
+        held = self.quiet.allow(verdict.quiet, verdict.source if per_source else "")
         if held is not None:
-            self._log.warn("{peer}: {refusal}{more}", peer=peer,
-                           refusal=verdict.log,
-                           more=held_back(held, verdict.source))
+            self._log.warn(
+                "{peer}: {refusal}{more}",
+                peer=peer,
+                refusal=verdict.log,
+                more=held_back(held, verdict.source),
+            )
 
     def auth_failure(self, peer: str, problem: str, checked) -> None:
         """One line per refused password check (*checked*, a
@@ -79,10 +79,10 @@ class RefusalLog:
         many were held back."""
         held = self.quiet.allow("deadline")
         if held is not None:
-            more = f" ({held} more such closes since the last line)" \
-                if held else ""
-            self._log.warn("{peer}: {why}; closing{more}", peer=peer,
-                           why=why, more=more)
+            more = f" ({held} more such closes since the last line)" if held else ""
+            self._log.warn(
+                "{peer}: {why}; closing{more}", peer=peer, why=why, more=more
+            )
 
     def evicted(self, count: int, victim: str, source: str) -> None:
         """The oldest unauthenticated connection of *victim* was closed to
@@ -94,13 +94,21 @@ class RefusalLog:
                 "unauthenticated_connections); closing the oldest "
                 "one from {victim} to admit one from {source} "
                 "({held} more evicted since the last such line)",
-                count=count, victim=victim, source=source, held=held)
+                count=count,
+                victim=victim,
+                source=source,
+                held=held,
+            )
 
     def not_admitted(self, why: str, source: str) -> None:
         """A new connection from *source* was refused at once: *why*."""
         held = self.quiet.allow("admission")
         if held is not None:
-            self._log.warn("refusing new connections: {why}; closing them at "
-                           "once (this one from {source}; {held} more "
-                           "refused since the last such line)", why=why,
-                           source=source, held=held)
+            self._log.warn(
+                "refusing new connections: {why}; closing them at "
+                "once (this one from {source}; {held} more "
+                "refused since the last such line)",
+                why=why,
+                source=source,
+                held=held,
+            )

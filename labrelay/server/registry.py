@@ -27,14 +27,15 @@ class Registry:
     """Clients and proxies, and the counts the client limits read."""
 
     def __init__(self):
-        self.controls = {}   # run_id -> ControlSession
-        self.proxies = {}    # proxy name -> proxy object
+        self.controls = {}  # run_id -> ControlSession
+        self.proxies = {}  # proxy name -> proxy object
         self.work_sessions = {}  # run_id -> its work-only yamux sessions
         # live controls per carrying TCP connection, user and source
         self._by_connection = {}
         self._by_user = {}
         self._by_source = {}
-        self._counted = {}   # control -> (connection, user, source)
+        self._counted = {}  # control -> (connection, user, source)
+
     # Controls.
 
     def add_control(self, control) -> None:

@@ -68,6 +68,7 @@ _NOT_KEYS = frozenset({"source", "warnings"})
 class ReloadResult:
     """The keys whose new values apply now, and those waiting for a
     restart (each in ServerConfig field order)."""
+
     applied: tuple[str, ...] = ()
     restart_keys: tuple[str, ...] = ()
 
@@ -86,8 +87,9 @@ def config_changes(old: ServerConfig, new: ServerConfig) -> ReloadResult:
 
 def merged_config(old: ServerConfig, new: ServerConfig) -> ServerConfig:
     """*old* with the reloadable keys of *new* (and its warnings)."""
-    return attrs.evolve(old, warnings=new.warnings,
-                        **{name: getattr(new, name) for name in RELOADABLE})
+    return attrs.evolve(
+        old, warnings=new.warnings, **{name: getattr(new, name) for name in RELOADABLE}
+    )
 
 
 def apply(server, new: ServerConfig) -> ReloadResult:
@@ -102,12 +104,15 @@ def apply(server, new: ServerConfig) -> ReloadResult:
         # an event with a 'warning' key for a Python warning
         _log.warn("{config_warning}", config_warning=warning)
     if result.restart_keys:
-        _log.warn("reload: {keys} changed, which needs a restart (the "
-                  "running value is kept until then)",
-                  keys=", ".join(result.restart_keys))
-    _log.info("reload: applied {applied}",
-              applied=", ".join(result.applied) if result.applied
-              else "no change")
+        _log.warn(
+            "reload: {keys} changed, which needs a restart (the "
+            "running value is kept until then)",
+            keys=", ".join(result.restart_keys),
+        )
+    _log.info(
+        "reload: applied {applied}",
+        applied=", ".join(result.applied) if result.applied else "no change",
+    )
     return result
 
 
@@ -119,5 +124,12 @@ def reload_from_file(server, path, environ=None) -> ReloadResult:
     return apply(server, load_server_config(path, environ))
 
 
-__all__ = ["RELOADABLE", "ReloadResult", "SighupHandler", "apply",
-           "config_changes", "merged_config", "reload_from_file"]
+__all__ = [
+    "RELOADABLE",
+    "ReloadResult",
+    "SighupHandler",
+    "apply",
+    "config_changes",
+    "merged_config",
+    "reload_from_file",
+]

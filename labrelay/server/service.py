@@ -65,8 +65,7 @@ def _observe(d: Deferred) -> Deferred:
 def _address(address) -> str:
     """``host:port`` of a listening address (IPv6 in brackets)."""
     host = address.host
-    return f"[{host}]:{address.port}" if ":" in host else \
-        f"{host}:{address.port}"
+    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
 
 
 class _VhostListener(StartupListener):
@@ -103,23 +102,36 @@ class RelayServer(ProgramService):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, tls_options, listen=None,
-                 vhost_listen=None, dashboard_listen=None, config_path=None,
-                 notifier=None):
+    def __init__(
+        self,
+        config,
+        reactor,
+        tls_options,
+        listen=None,
+        vhost_listen=None,
+        dashboard_listen=None,
+        config_path=None,
+        notifier=None,
+    ):
         super().__init__(config, reactor, config_path, notifier)
-        self._ready = None            # fires once every listener listens
+        self._ready = None  # fires once every listener listens
         self.vhost = None
         self.first_message_timeout = FIRST_MESSAGE_TIMEOUT
         self._build_context(config, reactor)
         self._sniffer = factory = SniffingFactory(
-            FrpConnectionFactory(self.context), tls_options,
-            tls_only=config.tls_only, clock=reactor,
+            FrpConnectionFactory(self.context),
+            tls_options,
+            tls_only=config.tls_only,
+            clock=reactor,
             first_byte_timeout=FIRST_MESSAGE_TIMEOUT,
-            admit=admitter(self.guard, self.refusals))
+            admit=admitter(self.guard, self.refusals),
+        )
         description = listen or server_endpoint_description(
-            config.bind_addr, config.bind_port)
-        self._listener = StartupListener(reactor, description, factory,
-                                         program="labrelay-server")
+            config.bind_addr, config.bind_port
+        )
+        self._listener = StartupListener(
+            reactor, description, factory, program="labrelay-server"
+        )
         self._listener.setServiceParent(self)
         self._vhost_listener = None
         if config.vhost_http_port > 0 or vhost_listen:
@@ -127,6 +139,7 @@ class RelayServer(ProgramService):
         self.dashboard = None
         if config.dashboard_port > 0 or dashboard_listen:
             from .dashboard import DashboardService  # twisted.web: only if on
+
             self.dashboard = DashboardService(self.context, dashboard_listen)
             self.dashboard.setServiceParent(self)
 
@@ -140,35 +153,53 @@ class RelayServer(ProgramService):
         self.stats = ServerStats(reactor, max_tracked=tracked)
         self.registry = StatsRegistry(self.stats)
         self.ports = PortAllocator(
-            reactor, lambda: self.config.allow_ports, max_remembered=tracked)
+            reactor, lambda: self.config.allow_ports, max_remembered=tracked
+        )
         self.registration_budget = RegistrationBudget(reactor)
         self.connections = ConnectionSet()  # frp and user connections
-        self.sessions = set()               # yamux sessions (tcp_mux)
+        self.sessions = set()  # yamux sessions (tcp_mux)
         self.guard = SourceGuard(
-            reactor, max_per_source=config.max_unauthenticated_per_source,
+            reactor,
+            max_per_source=config.max_unauthenticated_per_source,
             max_total=config.max_unauthenticated_connections,
-            timeout=config.unauthenticated_timeout)
+            timeout=config.unauthenticated_timeout,
+        )
         self.replays = ReplayCache(reactor, skew=config.auth_timestamp_skew)
         self.throttle = PasswordThrottle(
-            reactor, max_pending=config.auth_pending_per_source,
-            failure_budget=config.auth_failures_per_second)
+            reactor,
+            max_pending=config.auth_pending_per_source,
+            failure_budget=config.auth_failures_per_second,
+        )
         self.buffer_budget = BufferBudget(config.max_buffered_bytes)
         self.quiet_log = RateLimitedLog(reactor)
         self.refusals = RefusalLog(self.quiet_log)
         # new_run_id is looked up at each login (tests patch it here)
         self.authenticator = Authenticator(
-            reactor, live_config, self.registry, self.throttle, self.replays,
-            new_run_id=lambda: new_run_id())
+            reactor,
+            live_config,
+            self.registry,
+            self.throttle,
+            self.replays,
+            new_run_id=lambda: new_run_id(),
+        )
         self.context = ServerContext(
-            reactor=reactor, clock=reactor, get_config=live_config,
-            registry=self.registry, ports=self.ports, stats=self.stats,
-            guard=self.guard, authenticator=self.authenticator,
-            throttle=self.throttle, refusals=self.refusals,
+            reactor=reactor,
+            clock=reactor,
+            get_config=live_config,
+            registry=self.registry,
+            ports=self.ports,
+            stats=self.stats,
+            guard=self.guard,
+            authenticator=self.authenticator,
+            throttle=self.throttle,
+            refusals=self.refusals,
             registration_budget=self.registration_budget,
-            buffer_budget=self.buffer_budget, connections=self.connections,
+            buffer_budget=self.buffer_budget,
+            connections=self.connections,
             sessions=self.sessions,
             first_message_timeout=lambda: self.first_message_timeout,
-            create_proxy=self.create_proxy)
+            create_proxy=self.create_proxy,
+        )
 
     def _start_vhost(self, description) -> None:
         """The HTTP vhost and its listener, a start-up listener like the
@@ -176,9 +207,11 @@ class RelayServer(ProgramService):
         config = self.config
         self.vhost = Vhost(self.context)
         description = description or server_endpoint_description(
-            config.proxy_bind_addr, config.vhost_http_port)
-        listener = _VhostListener(self.reactor, description,
-                                  self.vhost.factory, program="labrelay-server")
+            config.proxy_bind_addr, config.vhost_http_port
+        )
+        listener = _VhostListener(
+            self.reactor, description, self.vhost.factory, program="labrelay-server"
+        )
         listener.vhost = self.vhost
         listener.setServiceParent(self)
         self._vhost_listener = listener
@@ -193,22 +226,30 @@ class RelayServer(ProgramService):
         if self.dashboard is not None:
             listeners.append(("dashboard", self.when_dashboard_listening()))
         names = [name for name, _ in listeners]
-        self._ready = DeferredList([_observe(d) for _, d in listeners],
-                                   fireOnOneErrback=True, consumeErrors=True)
+        self._ready = DeferredList(
+            [_observe(d) for _, d in listeners],
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        )
         self._ready.addCallback(self._listening, names)
         self._ready.addErrback(lambda failure: None)  # start-up fails anyway
 
     def _listening(self, results, names) -> None:
-        status = ", ".join(f"{name} {port.getHost().port}"
-                           for name, (_, port) in zip(names, results))
-        where = ", ".join(f"{name} {_address(port.getHost())}"
-                          for name, (_, port) in zip(names, results))
-        self._log.info("{version} serving: {where}; token {token}, TLS "
-                       "{tls}, tcp_mux {mux}", version=VERSION_TEXT,
-                       where=where,
-                       token="set" if self.config.token else "EMPTY",
-                       tls="only" if self.config.tls_only else "accepted",
-                       mux="on" if self.config.tcp_mux else "off")
+        status = ", ".join(
+            f"{name} {port.getHost().port}" for name, (_, port) in zip(names, results)
+        )
+        where = ", ".join(
+            f"{name} {_address(port.getHost())}"
+            for name, (_, port) in zip(names, results)
+        )
+        self._log.info(
+            "{version} serving: {where}; token {token}, TLS {tls}, tcp_mux {mux}",
+            version=VERSION_TEXT,
+            where=where,
+            token="set" if self.config.token else "EMPTY",
+            tls="only" if self.config.tls_only else "accepted",
+            mux="on" if self.config.tcp_mux else "off",
+        )
         self.notifier.ready(f"listening: {status}")
 
     def when_ready(self):
@@ -276,8 +317,7 @@ class RelayServer(ProgramService):
             raise
         status = "reloaded"
         if result.restart_keys:
-            status += (f"; waiting for a restart: "
-                       f"{', '.join(result.restart_keys)}")
+            status += f"; waiting for a restart: {', '.join(result.restart_keys)}"
         self.notifier.ready(status)
         return result
 
@@ -296,13 +336,17 @@ class RelayServer(ProgramService):
         self.throttle.failure_budget = config.auth_failures_per_second
         self.buffer_budget.limit = config.max_buffered_bytes
         if self.dashboard is not None:
-            self.dashboard.set_credentials(config.dashboard_user,
-                                           config.dashboard_pwd)
-        if not set_log_level(self.log_observer, config.log_level) \
-                and config.log_level != old_level:
-            self._log.warn("reload: log_level = {level} is not applied: the "
-                           "log destination was chosen on twistd's command "
-                           "line, not by log_file", level=config.log_level)
+            self.dashboard.set_credentials(config.dashboard_user, config.dashboard_pwd)
+        if (
+            not set_log_level(self.log_observer, config.log_level)
+            and config.log_level != old_level
+        ):
+            self._log.warn(
+                "reload: log_level = {level} is not applied: the "
+                "log destination was chosen on twistd's command "
+                "line, not by log_file",
+                level=config.log_level,
+            )
 
     def _reload_from_signal(self) -> None:
         self._log.info("SIGHUP: reloading {path}", path=self.config_path)
@@ -327,8 +371,6 @@ class RelayServer(ProgramService):
             return TcpProxy(self.context, control, message)
         if kind == "http":
             if self.vhost is None:
-                raise ProxyError("type [http] needs vhost_http_port set on "
-                                 "the server")
+                raise ProxyError("type [http] needs vhost_http_port set on the server")
             return self.vhost.create_proxy(control, message)
-        raise ProxyError(f"proxy type [{kind}] is not supported by labrelay "
-                         f"yet")
+        raise ProxyError(f"proxy type [{kind}] is not supported by labrelay yet")

@@ -76,8 +76,9 @@ class _History:
         if self._newest is None:
             self._newest = bucket
         elif bucket > self._newest:
-            for skipped in range(self._newest + 1,
-                                 min(bucket, self._newest + BUCKETS) + 1):
+            for skipped in range(
+                self._newest + 1, min(bucket, self._newest + BUCKETS) + 1
+            ):
                 self._in[skipped % BUCKETS] = 0
                 self._out[skipped % BUCKETS] = 0
             self._newest = bucket
@@ -100,24 +101,34 @@ class ProxyStats:
     history are made when the first byte is booked: a name that never
     carried traffic (name churn) costs a few hundred bytes."""
 
-    __slots__ = ("name", "type", "proxy", "client_version", "last_start",
-                 "last_close", "total_in", "total_out", "_sources", "_days",
-                 "_history")
+    __slots__ = (
+        "name",
+        "type",
+        "proxy",
+        "client_version",
+        "last_start",
+        "last_close",
+        "total_in",
+        "total_out",
+        "_sources",
+        "_days",
+        "_history",
+    )
 
     def __init__(self, name: str, type_: str):
         self.name = name
         self.type = type_
-        self.proxy = None           # the online proxy object, if any
-        self.client_version = ""    # of the client that last started it
-        self.last_start = None      # timestamps
+        self.proxy = None  # the online proxy object, if any
+        self.client_version = ""  # of the client that last started it
+        self.last_start = None  # timestamps
         self.last_close = None
-        self.total_in = 0           # since start-up (Prometheus counters)
+        self.total_in = 0  # since start-up (Prometheus counters)
         self.total_out = 0
         # Proxy objects still read: the online one, and offline ones whose
         # connections are still open.  Each is [proxy, seen_in, seen_out].
         self._sources = []
-        self._days = ()        # then a deque of [day, in, out], newest last
-        self._history = None   # then a _History
+        self._days = ()  # then a deque of [day, in, out], newest last
+        self._history = None  # then a _History
 
     @property
     def online(self) -> bool:
@@ -146,8 +157,7 @@ class ProxyStats:
         for source in list(self._sources):
             proxy = source[0]
             now_in, now_out = proxy.traffic()
-            d_in, d_out = max(now_in - source[1], 0), \
-                max(now_out - source[2], 0)
+            d_in, d_out = max(now_in - source[1], 0), max(now_out - source[2], 0)
             source[1], source[2] = now_in, now_out
             if d_in or d_out:
                 self._book(day, bucket, d_in, d_out)
@@ -225,8 +235,7 @@ class ServerStats:
             stats.collect(day, bucket)
         if stats is None or stats.type != proxy.type:
             # frp starts afresh when a name comes back with another type.
-            stats = self.proxies[proxy.name] = ProxyStats(proxy.name,
-                                                          proxy.type)
+            stats = self.proxies[proxy.name] = ProxyStats(proxy.name, proxy.type)
         self._offline.pop(proxy.name, None)
         stats.started(proxy, now)
         self._bound(now)
@@ -251,8 +260,10 @@ class ServerStats:
         offline, proxies = self._offline, self.proxies
         while offline:
             stats = proxies[next(iter(offline))]
-            if (now - stats.last_close <= FORGET_OFFLINE_SECONDS
-                    or stats.current_connections):
+            if (
+                now - stats.last_close <= FORGET_OFFLINE_SECONDS
+                or stats.current_connections
+            ):
                 break
             self._forget(stats.name)
         limit = self._max_tracked()
@@ -269,9 +280,12 @@ class ServerStats:
         now, day, bucket = self._now()
         for name, stats in list(self.proxies.items()):
             stats.collect(day, bucket)
-            if (not stats.online and stats.last_close is not None
-                    and now - stats.last_close > FORGET_OFFLINE_SECONDS
-                    and stats.current_connections == 0):
+            if (
+                not stats.online
+                and stats.last_close is not None
+                and now - stats.last_close > FORGET_OFFLINE_SECONDS
+                and stats.current_connections == 0
+            ):
                 self._forget(name)
 
     def get(self, name: str):
@@ -280,8 +294,9 @@ class ServerStats:
 
     def by_type(self, type_: str) -> list:
         """The :class:`ProxyStats` of type *type_*, sorted by name."""
-        return sorted((s for s in self.proxies.values() if s.type == type_),
-                      key=lambda s: s.name)
+        return sorted(
+            (s for s in self.proxies.values() if s.type == type_), key=lambda s: s.name
+        )
 
     def all(self) -> list:
         return sorted(self.proxies.values(), key=lambda s: (s.type, s.name))

@@ -56,13 +56,19 @@ class UserConnection(WaitsForWork, RelayedProtocol):
         self.stop_waiting()
         splice = self.sink
         proxy = self.proxy
-        self._log.info("user connection close {kv}", **kv_fields(
-            proxy=proxy.name, run_id=proxy.control.run_id,
-            user_addr=self.peer,
-            bytes_in=splice.bytes_a_to_b if splice is not None else 0,
-            bytes_out=splice.bytes_b_to_a if splice is not None else 0,
-            duration_ms=round(
-                (proxy.context.clock.seconds() - self._started) * 1000)))
+        self._log.info(
+            "user connection close {kv}",
+            **kv_fields(
+                proxy=proxy.name,
+                run_id=proxy.control.run_id,
+                user_addr=self.peer,
+                bytes_in=splice.bytes_a_to_b if splice is not None else 0,
+                bytes_out=splice.bytes_b_to_a if splice is not None else 0,
+                duration_ms=round(
+                    (proxy.context.clock.seconds() - self._started) * 1000
+                ),
+            ),
+        )
 
     @property
     def ended(self) -> bool:
@@ -70,7 +76,7 @@ class UserConnection(WaitsForWork, RelayedProtocol):
 
 
 class _UserFactory(Factory):
-    noisy = False   # no "Starting factory <... at 0x...>" lines
+    noisy = False  # no "Starting factory <... at 0x...>" lines
 
     def __init__(self, proxy):
         self.proxy = proxy
@@ -89,19 +95,19 @@ class TcpProxy(ProxyBase):
 
     def start(self) -> str:
         limit = self.context.config.max_ports_per_client
-        tcp_count = sum(1 for p in self.control.proxies.values()
-                        if p.type == "tcp")
+        tcp_count = sum(1 for p in self.control.proxies.values() if p.type == "tcp")
         if limit > 0 and tcp_count >= limit:
             raise ProxyError("exceed the max_ports_per_client")
         self.remote_port = self.context.ports.allocate(
-            self.name, self.message.remote_port, self._listen)
+            self.name, self.message.remote_port, self._listen
+        )
         return f":{self.remote_port}"
 
     def _listen(self, port: int) -> int:
         try:
             self._port = self.context.reactor.listenTCP(
-                port, _UserFactory(self),
-                interface=self.context.config.proxy_bind_addr)
+                port, _UserFactory(self), interface=self.context.config.proxy_bind_addr
+            )
         except CannotListenError as e:
             raise ProxyError(f"port unavailable: {e.socketError}") from None
         return self._port.getHost().port
@@ -111,7 +117,8 @@ class TcpProxy(ProxyBase):
         # own address), not the listener's, which may be 0.0.0.0.
         dst = host_port(user.transport.getHost())
         self.get_work_connection(
-            user, lambda work: join_user_to_work(self, user, work, dst=dst))
+            user, lambda work: join_user_to_work(self, user, work, dst=dst)
+        )
 
     def close(self) -> None:
         if self._port is not None:

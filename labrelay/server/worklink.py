@@ -34,13 +34,20 @@ def start_work_link(proxy, work, *, src=("", 0), dst=("", 0)) -> WorkLink:
     """
     src_addr, src_port = src
     dst_addr, dst_port = dst
-    work.send(messages.StartWorkConn(
-        proxy_name=proxy.name, src_addr=src_addr, src_port=src_port,
-        dst_addr=dst_addr, dst_port=dst_port))
+    work.send(
+        messages.StartWorkConn(
+            proxy_name=proxy.name,
+            src_addr=src_addr,
+            src_port=src_port,
+            dst_addr=dst_addr,
+            dst_port=dst_port,
+        )
+    )
     codec = None
     if proxy.use_encryption or proxy.use_compression:
         # The token of the client's login (a reload may have changed the
         # server's since).
-        codec = PayloadCodec(proxy.control.token, proxy.use_encryption,
-                             proxy.use_compression)
+        codec = PayloadCodec(
+            proxy.control.token, proxy.use_encryption, proxy.use_compression
+        )
     return WorkLink(work, codec)

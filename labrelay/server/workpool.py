@@ -91,8 +91,7 @@ class WorkConnPool:
 
         def failed(failure):
             if failure.check(TimeoutError):
-                raise NoWorkConnection(
-                    f"no work connection within {self._timeout:g}s")
+                raise NoWorkConnection(f"no work connection within {self._timeout:g}s")
             return failure
 
         waiter.addCallbacks(got, failed)

@@ -27,8 +27,15 @@ from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config
 
 from ..support.config_files import client_text, proxies, rewrite, write
-from ..support.harness import (Relay, async_test, connect_user, echo_server,
-                               file_client, running_port, within)
+from ..support.harness import (
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    file_client,
+    running_port,
+    within,
+)
 from ..support.processes import free_port
 from ..support.web import request
 
@@ -65,9 +72,12 @@ class AdminAPITests(TestCase):
     async def start(self, proxy_text="", extra="", relay=None):
         self.relay = relay or await Relay(self).start()
         self.backend = echo_server(self)
-        self.path = write(self, client_text(
-            self.relay.port, proxy_text or proxies(("echo", self.backend)),
-            extra))
+        self.path = write(
+            self,
+            client_text(
+                self.relay.port, proxy_text or proxies(("echo", self.backend)), extra
+            ),
+        )
         self.client = file_client(self, self.path, admin=True)
         self.port = await admin_port(self.client)
         return self.client
@@ -78,23 +88,34 @@ class AdminAPITests(TestCase):
         server's remote address, the local address and start errors."""
         relay = await Relay(self).start()
         backend = echo_server(self)
-        text = (f"[zz]\nlocal_port = {backend}\nremote_port = {relay.port}\n"
-                f"[aa]\nlocal_port = {backend}\n")
+        text = (
+            f"[zz]\nlocal_port = {backend}\nremote_port = {relay.port}\n"
+            f"[aa]\nlocal_port = {backend}\n"
+        )
         client = await self.start(text, relay=relay)
         remote = await running_port(client, "aa")
         await within(client.when_proxy_status("zz", "start error"))
         code, headers, body = await request(self.port, "GET", "/api/status")
-        self.assertEqual((code, headers["content-type"]),
-                         (200, "application/json"))
+        self.assertEqual((code, headers["content-type"]), (200, "application/json"))
         document = json.loads(body)
         self.assertEqual(list(document), ["tcp"])
         aa, zz = document["tcp"]
-        self.assertEqual(aa, {
-            "name": "aa", "type": "tcp", "status": "running", "err": "",
-            "local_addr": f"127.0.0.1:{backend}", "plugin": "",
-            "remote_addr": f"127.0.0.1:{remote}"})
-        self.assertEqual((zz["name"], zz["status"], zz["remote_addr"]),
-                         ("zz", "start error", f"127.0.0.1:{relay.port}"))
+        self.assertEqual(
+            aa,
+            {
+                "name": "aa",
+                "type": "tcp",
+                "status": "running",
+                "err": "",
+                "local_addr": f"127.0.0.1:{backend}",
+                "plugin": "",
+                "remote_addr": f"127.0.0.1:{remote}",
+            },
+        )
+        self.assertEqual(
+            (zz["name"], zz["status"], zz["remote_addr"]),
+            ("zz", "start error", f"127.0.0.1:{relay.port}"),
+        )
         self.assertTrue(zz["err"])
 
     @async_test
@@ -103,16 +124,19 @@ class AdminAPITests(TestCase):
         realm challenge, the right one gets in, /healthz needs none."""
         await self.start(extra="admin_user = admin\nadmin_pwd = s3cret\n")
         code, headers, body = await request(
-            self.port, "GET", "/api/status", user="admin", password="nope")
-        self.assertEqual((code, headers["www-authenticate"], body),
-                         (401, 'Basic realm="Restricted"', b"Unauthorized\n"))
+            self.port, "GET", "/api/status", user="admin", password="nope"
+        )
+        self.assertEqual(
+            (code, headers["www-authenticate"], body),
+            (401, 'Basic realm="Restricted"', b"Unauthorized\n"),
+        )
         code, _, _ = await request(self.port, "GET", "/api/status")
         self.assertEqual(code, 401)
-        code, _, body = await request(self.port, "GET", "/api/status",
-                                      user="admin", password="s3cret")
+        code, _, body = await request(
+            self.port, "GET", "/api/status", user="admin", password="s3cret"
+        )
         self.assertEqual((code, list(json.loads(body))), (200, ["tcp"]))
-        self.assertEqual((await request(self.port, "GET", "/healthz"))[::2],
-                         (200, b""))
+        self.assertEqual((await request(self.port, "GET", "/healthz"))[::2], (200, b""))
 
     @async_test
     async def test_reload_route(self):
@@ -120,10 +144,15 @@ class AdminAPITests(TestCase):
         file gives 400 with the error text and changes nothing."""
         client = await self.start()
         await running_port(client, "echo")
-        rewrite(self.path, client_text(self.relay.port, proxies(
-            ("echo", self.backend), ("more", self.backend))))
-        self.assertEqual((await request(self.port, "POST", "/api/reload"))
-                         [::2], (200, b""))
+        rewrite(
+            self.path,
+            client_text(
+                self.relay.port, proxies(("echo", self.backend), ("more", self.backend))
+            ),
+        )
+        self.assertEqual(
+            (await request(self.port, "POST", "/api/reload"))[::2], (200, b"")
+        )
         port = await running_port(client, "more")
         user = await connect_user(self, port)
         user.transport.write(b"hi")
@@ -142,6 +171,7 @@ class AdminAPITests(TestCase):
 
         def broken():
             raise RuntimeError("disk on fire")
+
         client.reload = broken
         code, _, body = await request(self.port, "POST", "/api/reload")
         self.assertEqual(code, 500)
@@ -160,18 +190,18 @@ class AdminAPITests(TestCase):
         text = body.decode()
         self.assertNotIn("token", text)
         self.assertIn(f"server_port = {self.relay.port}", text)
-        new = (text.replace("[common]", "[common]\ntoken = stolen") +
-               f"\n  [more]\n  local_port = {self.backend}\n")
-        code, _, _ = await request(self.port, "PUT", "/api/config",
-                                   body=new.encode())
+        new = (
+            text.replace("[common]", "[common]\ntoken = stolen")
+            + f"\n  [more]\n  local_port = {self.backend}\n"
+        )
+        code, _, _ = await request(self.port, "PUT", "/api/config", body=new.encode())
         self.assertEqual(code, 200)
         stored = FilePath(self.path).getContent().decode()
         self.assertNotIn("stolen", stored)
         self.assertIn("[common]\ntoken = harness-token\n", stored)
         self.assertIn("\n[more]\nlocal_port = ", stored)
         self.assertNotIn("more", client.proxies)  # not applied yet
-        self.assertEqual((await request(self.port, "POST", "/api/reload"))
-                         [0], 200)
+        self.assertEqual((await request(self.port, "POST", "/api/reload"))[0], 200)
         await running_port(client, "more")  # logged in with the kept token
         code, _, body = await request(self.port, "GET", "/api/config")
         self.assertNotIn(b"token", body)
@@ -184,16 +214,19 @@ class AdminAPITests(TestCase):
         variable, a token kept out of the file included)."""
         os.environ["LABRELAY_TEST_ADMIN_SECRET"] = "env-secret-value"
         self.addCleanup(os.environ.pop, "LABRELAY_TEST_ADMIN_SECRET")
-        await self.start(extra='log_level = {{ "debug" }}\nuser = '
-                               '{{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}\n')
+        await self.start(
+            extra='log_level = {{ "debug" }}\nuser = '
+            "{{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}\n"
+        )
         body = (await request(self.port, "GET", "/api/config"))[2]
         self.assertIn(b'log_level = {{ "debug" }}\n', body)
         self.assertIn(b"{{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}", body)
         self.assertNotIn(b"env-secret-value", body)
         # The attack: PUT a file naming the variable, then GET it back.
         text = body.decode() + "\nmeta_x = {{ .Envs.LABRELAY_TEST_ADMIN_SECRET }}"
-        self.assertEqual((await request(self.port, "PUT", "/api/config",
-                                        body=text.encode()))[0], 200)
+        self.assertEqual(
+            (await request(self.port, "PUT", "/api/config", body=text.encode()))[0], 200
+        )
         body = (await request(self.port, "GET", "/api/config"))[2]
         self.assertIn(b"meta_x = {{ .Envs.", body)
         self.assertNotIn(b"env-secret-value", body)
@@ -204,8 +237,7 @@ class AdminAPITests(TestCase):
         left alone."""
         await self.start()
         before = FilePath(self.path).getContent()
-        code, _, body = await request(self.port, "PUT", "/api/config",
-                                      body=b"")
+        code, _, body = await request(self.port, "PUT", "/api/config", body=b"")
         self.assertEqual((code, body), (400, b"body can't be empty"))
         self.assertEqual(FilePath(self.path).getContent(), before)
 
@@ -213,17 +245,21 @@ class AdminAPITests(TestCase):
     async def test_no_config_file(self):
         """A client without a config file answers /api/config with 400."""
         config = parse_client_config(client_text())
-        client = RelayClient(config, reactor, build_endpoint(
-            reactor, config, None), exit_on_fatal=False,
-            admin_listen="tcp:0:interface=127.0.0.1")
+        client = RelayClient(
+            config,
+            reactor,
+            build_endpoint(reactor, config, None),
+            exit_on_fatal=False,
+            admin_listen="tcp:0:interface=127.0.0.1",
+        )
         client.startService()
         self.addCleanup(client.stopService)
         port = await admin_port(client)
         for method, body in (("GET", None), ("PUT", b"[common]\n")):
-            code, _, text = await request(port, method, "/api/config",
-                                          body=body)
-            self.assertEqual((code, text), (
-                400, b"labrelay-client has no config file path"))
+            code, _, text = await request(port, method, "/api/config", body=body)
+            self.assertEqual(
+                (code, text), (400, b"labrelay-client has no config file path")
+            )
 
     @async_test
     async def test_stop(self):
@@ -235,6 +271,7 @@ class AdminAPITests(TestCase):
         def stop(exit_code=0):
             original(exit_code)
             stopped.callback((client.running, exit_code))
+
         client.stop_gracefully = stop
         code, _, _ = await request(self.port, "POST", "/api/stop")
         self.assertEqual(code, 200)
@@ -246,8 +283,7 @@ class AdminAPITests(TestCase):
         a 405."""
         await self.start()
         self.assertEqual((await request(self.port, "GET", "/nope"))[0], 404)
-        self.assertEqual((await request(self.port, "POST", "/api/status"))
-                         [0], 405)
+        self.assertEqual((await request(self.port, "POST", "/api/status"))[0], 405)
 
     def test_port_taken(self):
         """An admin port already in use fails start-up with one line naming
@@ -257,10 +293,10 @@ class AdminAPITests(TestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        config = parse_client_config(client_text(
-            extra=f"admin_port = {port}\n"))
-        client = RelayClient(config, reactor, build_endpoint(
-            reactor, config, None), exit_on_fatal=False)
+        config = parse_client_config(client_text(extra=f"admin_port = {port}\n"))
+        client = RelayClient(
+            config, reactor, build_endpoint(reactor, config, None), exit_on_fatal=False
+        )
         error = self.assertRaises(SystemExit, client.privilegedStartService)
         self.assertIn(f"admin_addr:admin_port 127.0.0.1:{port}", str(error))
         self.assertNotIsInstance(error, CannotListenError)
@@ -276,8 +312,9 @@ class WebPageTests(TestCase):
     async def start(self, extra=""):
         self.relay = await Relay(self).start()
         self.backend = echo_server(self)
-        self.path = write(self, client_text(
-            self.relay.port, proxies(("echo", self.backend)), extra))
+        self.path = write(
+            self, client_text(self.relay.port, proxies(("echo", self.backend)), extra)
+        )
         self.client = file_client(self, self.path, admin=True)
         self.port = await admin_port(self.client)
         await running_port(self.client, "echo")
@@ -300,18 +337,27 @@ class WebPageTests(TestCase):
         await self.start()
         before = FilePath(self.path).getContent()
         port = self.port
-        for host in (f"evil.example:{port}", "evil.example",
-                     f"127.0.0.1.evil.example:{port}",
-                     f"localhost.:{port + 1}", f"localhost:{port + 1}",
-                     "127.0.0.1", f"127.0.0.2:{port}", f"evil@127.0.0.1:{port}",
-                     f"[::1]x:{port}", ""):
+        for host in (
+            f"evil.example:{port}",
+            "evil.example",
+            f"127.0.0.1.evil.example:{port}",
+            f"localhost.:{port + 1}",
+            f"localhost:{port + 1}",
+            "127.0.0.1",
+            f"127.0.0.2:{port}",
+            f"evil@127.0.0.1:{port}",
+            f"[::1]x:{port}",
+            "",
+        ):
             for method, path, body in (
-                    ("GET", "/healthz", None), ("GET", "/api/status", None),
-                    ("GET", "/api/config", None),
-                    ("PUT", "/api/config", b"[common]\nx = 1\n"),
-                    ("POST", "/api/reload", b""), ("POST", "/api/stop", b"")):
-                code, _, text = await request(port, method, path, body,
-                                              host=host)
+                ("GET", "/healthz", None),
+                ("GET", "/api/status", None),
+                ("GET", "/api/config", None),
+                ("PUT", "/api/config", b"[common]\nx = 1\n"),
+                ("POST", "/api/reload", b""),
+                ("POST", "/api/stop", b""),
+            ):
+                code, _, text = await request(port, method, path, body, host=host)
                 self.assertEqual(code, 421, (host, method, path))
                 self.assertNotIn(b"server_port", text)
         self.assertNothingChanged(before)
@@ -321,10 +367,10 @@ class WebPageTests(TestCase):
         """localhost, 127.0.0.1, [::1] and admin_addr with the API's port
         are accepted (any case, a trailing dot)."""
         await self.start(extra="admin_addr = MyBox.example\n")
-        for host in ("localhost", "LocalHost.", "127.0.0.1", "[::1]",
-                     "mybox.example"):
-            code, _, _ = await request(self.port, "GET", "/api/status",
-                                       host=f"{host}:{self.port}")
+        for host in ("localhost", "LocalHost.", "127.0.0.1", "[::1]", "mybox.example"):
+            code, _, _ = await request(
+                self.port, "GET", "/api/status", host=f"{host}:{self.port}"
+            )
             self.assertEqual(code, 200, host)
 
     @async_test
@@ -335,19 +381,29 @@ class WebPageTests(TestCase):
         credentials are checked; nothing is changed."""
         await self.start(extra="admin_user = a\nadmin_pwd = b\n")
         before = FilePath(self.path).getContent()
-        for headers in ({"Origin": "http://evil.example"},
-                        {"Origin": f"http://localhost:{self.port + 1}"},
-                        {"Origin": f"https://127.0.0.1:{self.port}"},
-                        {"Origin": "null"},
-                        {"Sec-Fetch-Site": "cross-site"},
-                        {"Sec-Fetch-Site": "same-site"}):
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Origin": f"http://localhost:{self.port + 1}"},
+            {"Origin": f"https://127.0.0.1:{self.port}"},
+            {"Origin": "null"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-site"},
+        ):
             for method, path, body in (
-                    ("POST", "/api/stop", b""), ("POST", "/api/reload", b""),
-                    ("PUT", "/api/config", b"[common]\nx = 1\n"),
-                    ("GET", "/api/config", None)):
-                code, _, _ = await request(self.port, method, path, body,
-                                           user="a", password="b",
-                                           headers=headers)
+                ("POST", "/api/stop", b""),
+                ("POST", "/api/reload", b""),
+                ("PUT", "/api/config", b"[common]\nx = 1\n"),
+                ("GET", "/api/config", None),
+            ):
+                code, _, _ = await request(
+                    self.port,
+                    method,
+                    path,
+                    body,
+                    user="a",
+                    password="b",
+                    headers=headers,
+                )
                 self.assertEqual(code, 403, (headers, method, path))
         self.assertNothingChanged(before)
 
@@ -356,11 +412,14 @@ class WebPageTests(TestCase):
         """The API's own origin, and Sec-Fetch-Site same-origin or none,
         pass."""
         await self.start()
-        for headers in ({"Origin": f"http://127.0.0.1:{self.port}"},
-                        {"Sec-Fetch-Site": "same-origin"},
-                        {"Sec-Fetch-Site": "none"}):
-            code, _, _ = await request(self.port, "POST", "/api/reload", b"",
-                                       headers=headers)
+        for headers in (
+            {"Origin": f"http://127.0.0.1:{self.port}"},
+            {"Sec-Fetch-Site": "same-origin"},
+            {"Sec-Fetch-Site": "none"},
+        ):
+            code, _, _ = await request(
+                self.port, "POST", "/api/reload", b"", headers=headers
+            )
             self.assertEqual(code, 200, headers)
 
     @async_test
@@ -368,18 +427,19 @@ class WebPageTests(TestCase):
         """Without credentials configured, GET /api/reload is 405 (Allow:
         POST) and changes nothing; GET /api/stop is 405 too; POST works."""
         client = await self.start()
-        rewrite(self.path, client_text(self.relay.port, proxies(
-            ("echo", self.backend), ("more", self.backend))))
+        rewrite(
+            self.path,
+            client_text(
+                self.relay.port, proxies(("echo", self.backend), ("more", self.backend))
+            ),
+        )
         code, headers, _ = await request(self.port, "GET", "/api/reload")
         self.assertEqual((code, headers["allow"]), (405, "POST"))
-        self.assertEqual((await request(self.port, "GET", "/api/stop"))[0],
-                         405)
-        self.assertEqual((await request(self.port, "PUT", "/api/reload",
-                                        b""))[0], 405)
+        self.assertEqual((await request(self.port, "GET", "/api/stop"))[0], 405)
+        self.assertEqual((await request(self.port, "PUT", "/api/reload", b""))[0], 405)
         self.assertNotIn("more", client.proxies)
         self.assertEqual(self.stops, [])
-        self.assertEqual((await request(self.port, "POST", "/api/reload",
-                                        b""))[0], 200)
+        self.assertEqual((await request(self.port, "POST", "/api/reload", b""))[0], 200)
         await running_port(client, "more")
 
     @async_test
@@ -387,13 +447,19 @@ class WebPageTests(TestCase):
         """frpc's own "frpc reload" sends GET with basic auth: accepted
         when credentials are configured and given (401 without)."""
         client = await self.start(extra="admin_user = a\nadmin_pwd = b\n")
-        rewrite(self.path, client_text(self.relay.port, proxies(
-            ("echo", self.backend), ("more", self.backend)),
-            "admin_user = a\nadmin_pwd = b\n"))
-        self.assertEqual((await request(self.port, "GET", "/api/reload"))[0],
-                         401)
-        self.assertEqual((await request(self.port, "GET", "/api/reload",
-                                        user="a", password="b"))[0], 200)
+        rewrite(
+            self.path,
+            client_text(
+                self.relay.port,
+                proxies(("echo", self.backend), ("more", self.backend)),
+                "admin_user = a\nadmin_pwd = b\n",
+            ),
+        )
+        self.assertEqual((await request(self.port, "GET", "/api/reload"))[0], 401)
+        self.assertEqual(
+            (await request(self.port, "GET", "/api/reload", user="a", password="b"))[0],
+            200,
+        )
         await running_port(client, "more")
 
 
@@ -405,15 +471,18 @@ class CommandTests(TestCase):
     async def start(self, extra=""):
         self.relay = await Relay(self).start()
         self.backend = echo_server(self)
-        self.path = write(self, client_text(
-            self.relay.port, proxies(("echo", self.backend)), extra))
+        self.path = write(
+            self, client_text(self.relay.port, proxies(("echo", self.backend)), extra)
+        )
         self.client = file_client(self, self.path, admin=True)
         self.remote = await running_port(self.client, "echo")
         port = await admin_port(self.client)
         # The command reads its own copy, naming the port bound above.
-        self.cli_path = write(self, client_text(
-            self.relay.port, extra=extra + f"admin_port = {port}\n"),
-            name="cli.ini")
+        self.cli_path = write(
+            self,
+            client_text(self.relay.port, extra=extra + f"admin_port = {port}\n"),
+            name="cli.ini",
+        )
         return self.client
 
     @async_test
@@ -424,22 +493,36 @@ class CommandTests(TestCase):
         self.assertEqual((code, err), (0, ""))
         lines = out.splitlines()
         self.assertEqual(lines[:3], ["Proxy Status...", "", "TCP"])
-        self.assertEqual(lines[3].split(), ["Name", "Status", "LocalAddr",
-                                            "Plugin", "RemoteAddr", "Error"])
-        self.assertEqual(lines[4].split(), [
-            "echo", "running", f"127.0.0.1:{self.backend}",
-            f"127.0.0.1:{self.remote}"])
+        self.assertEqual(
+            lines[3].split(),
+            ["Name", "Status", "LocalAddr", "Plugin", "RemoteAddr", "Error"],
+        )
+        self.assertEqual(
+            lines[4].split(),
+            [
+                "echo",
+                "running",
+                f"127.0.0.1:{self.backend}",
+                f"127.0.0.1:{self.remote}",
+            ],
+        )
 
     @async_test
     async def test_reload(self):
         """reload applies the file and exits 0; a bad file exits 1 with the
         server's 400 text."""
         await self.start(extra="admin_user = a\nadmin_pwd = b\n")
-        rewrite(self.path, client_text(self.relay.port, proxies(
-            ("echo", self.backend), ("more", self.backend)),
-            "admin_user = a\nadmin_pwd = b\n"))
-        self.assertEqual(await run_cli("reload", "-c", self.cli_path),
-                         (0, "reload success\n", ""))
+        rewrite(
+            self.path,
+            client_text(
+                self.relay.port,
+                proxies(("echo", self.backend), ("more", self.backend)),
+                "admin_user = a\nadmin_pwd = b\n",
+            ),
+        )
+        self.assertEqual(
+            await run_cli("reload", "-c", self.cli_path), (0, "reload success\n", "")
+        )
         await running_port(self.client, "more")
         rewrite(self.path, "no common section\n")
         code, out, err = await run_cli("reload", "-c", self.cli_path)
@@ -452,10 +535,15 @@ class CommandTests(TestCase):
         """reload works against an API without credentials (it sends
         POST: a GET would be refused with 405)."""
         await self.start()
-        rewrite(self.path, client_text(self.relay.port, proxies(
-            ("echo", self.backend), ("more", self.backend))))
-        self.assertEqual(await run_cli("reload", "-c", self.cli_path),
-                         (0, "reload success\n", ""))
+        rewrite(
+            self.path,
+            client_text(
+                self.relay.port, proxies(("echo", self.backend), ("more", self.backend))
+            ),
+        )
+        self.assertEqual(
+            await run_cli("reload", "-c", self.cli_path), (0, "reload success\n", "")
+        )
         await running_port(self.client, "more")
 
     @async_test
@@ -472,20 +560,26 @@ class CommandTests(TestCase):
                 if request.method != b"GET":
                     request.setResponseCode(405)
                 return b""
+
         port = await within(listen_web(self, FrpcAdmin()))
         path = write(self, client_text(extra=f"admin_port = {port}\n"))
-        self.assertEqual(await run_cli("reload", "-c", path),
-                         (0, "reload success\n", ""))
-        self.assertEqual(seen, [(b"POST", b"/api/reload"),
-                                (b"GET", b"/api/reload")])
+        self.assertEqual(
+            await run_cli("reload", "-c", path), (0, "reload success\n", "")
+        )
+        self.assertEqual(seen, [(b"POST", b"/api/reload"), (b"GET", b"/api/reload")])
 
     @async_test
     async def test_wrong_password(self):
         """A wrong admin_pwd in the command's file exits 1 with code
         [401]."""
         await self.start(extra="admin_user = a\nadmin_pwd = b\n")
-        rewrite(self.cli_path, FilePath(self.cli_path).getContent().decode()
-                .replace("admin_pwd = b", "admin_pwd = c"))
+        rewrite(
+            self.cli_path,
+            FilePath(self.cli_path)
+            .getContent()
+            .decode()
+            .replace("admin_pwd = b", "admin_pwd = c"),
+        )
         code, _, err = await run_cli("status", "-c", self.cli_path)
         self.assertEqual(code, 1)
         self.assertIn("code [401]", err)

@@ -51,8 +51,7 @@ class MuxAdmissionTests(TestCase):
     timeout = 30
 
     async def session(self, relay):
-        session = YamuxSession(is_client=True, clock=reactor,
-                               keepalive_interval=0)
+        session = YamuxSession(is_client=True, clock=reactor, keepalive_interval=0)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port)
         await within(endpoint.connect(Factory.forProtocol(lambda: session)))
         closed = session.when_closed()
@@ -60,6 +59,7 @@ class MuxAdmissionTests(TestCase):
         def close():
             session.close()
             return within(closed)
+
         self.addCleanup(close)
         return session, closed
 
@@ -69,22 +69,30 @@ class MuxAdmissionTests(TestCase):
         connection is refused at once; once a stream of the first session
         logs in, that session no longer counts."""
         log = LogCapture(self)
-        relay = await Relay(self, extra="max_unauthenticated_per_source = "
-                                        "2\n").start()
+        relay = await Relay(self, extra="max_unauthenticated_per_source = 2\n").start()
         guard = relay.server.guard
         first, _ = await self.session(relay)
         second, second_closed = await self.session(relay)
         _, third_closed = await self.session(relay)
         await within(third_closed)
-        await within(log.when_logged("refusing new connections",
-                                     "max_unauthenticated_per_source = 2"))
+        await within(
+            log.when_logged(
+                "refusing new connections", "max_unauthenticated_per_source = 2"
+            )
+        )
         self.assertEqual(guard.unauthenticated_from("127.0.0.1"), 2)
         stream = _Stream()
         first.open_stream(stream)
         now = int(reactor.seconds())
-        stream.transport.write(encode_message(messages.Login(
-            version=FRP_VERSION, timestamp=now,
-            privilege_key=privilege_key(RELAY_TOKEN, now))))
+        stream.transport.write(
+            encode_message(
+                messages.Login(
+                    version=FRP_VERSION,
+                    timestamp=now,
+                    privilege_key=privilege_key(RELAY_TOKEN, now),
+                )
+            )
+        )
         response = await within(stream.got)
         self.assertEqual(response.error, "")
         self.assertEqual(guard.unauthenticated_from("127.0.0.1"), 1)
@@ -106,19 +114,16 @@ class MuxWorkConnBindingTests(TestCase):
         log = LogCapture(self)
         relay = await Relay(self).start()
         backend = echo_server(self)
-        client = await Client(self, relay.port,
-                              tcp_proxy("echo", backend)).start()
+        client = await Client(self, relay.port, tcp_proxy("echo", backend)).start()
         port = await client.running("echo")
         [(run_id, control)] = relay.server.registry.controls.items()
         attacker, _ = await self.session(relay)
         stream = _Stream()
         attacker.open_stream(stream)
-        stream.transport.write(encode_message(
-            messages.NewWorkConn(run_id=run_id)))
+        stream.transport.write(encode_message(messages.NewWorkConn(run_id=run_id)))
         answer = await within(stream.got)
         self.assertEqual(answer.error, "invalid NewWorkConn")
-        await within(log.when_logged("not a stream of its client's yamux "
-                                     "session"))
+        await within(log.when_logged("not a stream of its client's yamux session"))
         self.assertLessEqual(control.pool.idle_count, 1)  # the client's own
         for i in range(3):
             user = await connect_user(self, port)
@@ -139,23 +144,25 @@ class NoMuxWorkConnBindingTests(TestCase):
         log = LogCapture(self)
         relay = await Relay(self, mux=False).start()
         backend = echo_server(self)
-        client = await Client(self, relay.port, tcp_proxy("echo", backend),
-                              mux=False).start()
+        client = await Client(
+            self, relay.port, tcp_proxy("echo", backend), mux=False
+        ).start()
         port = await client.running("echo")
         [run_id] = relay.server.registry.controls
         attacker = _Stream()
         attacker.closed = defer.Deferred()
         attacker.connectionLost = lambda reason: attacker.closed.callback(None)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port,
-                                      bindAddress=("127.0.0.2", 0))
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", relay.port, bindAddress=("127.0.0.2", 0)
+        )
         await within(endpoint.connect(Factory.forProtocol(lambda: attacker)))
-        attacker.transport.write(encode_message(
-            messages.NewWorkConn(run_id=run_id)))
+        attacker.transport.write(encode_message(messages.NewWorkConn(run_id=run_id)))
         answer = await within(attacker.got)
         self.assertEqual(answer.error, "invalid NewWorkConn")
         await within(attacker.closed)
-        self.assertTrue(log.lines("from 127.0.0.2, but its client logged in "
-                                  "from 127.0.0.1"))
+        self.assertTrue(
+            log.lines("from 127.0.0.2, but its client logged in from 127.0.0.1")
+        )
         for i in range(3):
             user = await connect_user(self, port)
             user.transport.write(b"hi %d" % i)
@@ -166,16 +173,20 @@ class RealClientTests(TestCase):
     """labrelay's own client keeps working with every check on."""
 
     timeout = 30
-    AUTH = ("authenticate_new_work_conns = true\n"
-            "authenticate_heartbeats = true\n")
+    AUTH = "authenticate_new_work_conns = true\nauthenticate_heartbeats = true\n"
 
     async def round_trips(self, mux):
-        relay = await Relay(self, mux=mux, extra=self.AUTH +
-                            "auth_timestamp_skew = 30\n").start()
+        relay = await Relay(
+            self, mux=mux, extra=self.AUTH + "auth_timestamp_skew = 30\n"
+        ).start()
         backend = echo_server(self)
-        client = await Client(self, relay.port, tcp_proxy("echo", backend),
-                              mux=mux, extra=self.AUTH +
-                              "pool_count = 3\n").start()
+        client = await Client(
+            self,
+            relay.port,
+            tcp_proxy("echo", backend),
+            mux=mux,
+            extra=self.AUTH + "pool_count = 3\n",
+        ).start()
         port = await client.running("echo")
         # four users: the three pooled work connections (whose keys repeat
         # the Login's within its second) and one asked for later

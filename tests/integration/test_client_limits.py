@@ -17,8 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
-from labrelay.server.reload import (ReloadResult, config_changes,
-                                   merged_config)
+from labrelay.server.reload import ReloadResult, config_changes, merged_config
 from labrelay.server.vhost import Vhost
 
 from ..support.fakes import NoScan
@@ -35,10 +34,10 @@ class LimitsMixin:
 
     async def session(self, source="127.0.0.1"):
         """A fresh yamux session to the relay from *source*."""
-        session = YamuxSession(is_client=True, clock=reactor,
-                               keepalive_interval=0)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relay.port,
-                                      timeout=5, bindAddress=(source, 0))
+        session = YamuxSession(is_client=True, clock=reactor, keepalive_interval=0)
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", self.relay.port, timeout=5, bindAddress=(source, 0)
+        )
         await within(endpoint.connect(Factory.forProtocol(lambda: session)))
 
         def close():
@@ -64,7 +63,6 @@ class LimitsMixin:
 
 
 class LoginLimitTests(LimitsMixin, TestCase):
-
     @async_test
     async def test_one_login_per_connection(self):
         """200 Logins over one yamux session: the first is accepted, each
@@ -102,8 +100,7 @@ class LoginLimitTests(LimitsMixin, TestCase):
         alice is refused, bob is not, and a logout frees a slot."""
         relay = await self.relay("max_clients_per_user = 2\n")
         first = await self.session()
-        self.assertEqual((await self.attempt(first, user="alice"))[0].error,
-                         "")
+        self.assertEqual((await self.attempt(first, user="alice"))[0].error, "")
         self.assertEqual((await self.client(user="alice")).error, "")
         refused = await self.client(user="alice")
         self.assertIn("max_clients_per_user", refused.error)
@@ -111,8 +108,7 @@ class LoginLimitTests(LimitsMixin, TestCase):
         closed = first.when_closed()
         first.close()
         await within(closed)
-        await within(wait_until(
-            lambda: len(relay.server.registry.controls) == 2))
+        await within(wait_until(lambda: len(relay.server.registry.controls) == 2))
         self.assertEqual((await self.client(user="alice")).error, "")
 
     @async_test
@@ -130,13 +126,13 @@ class LoginLimitTests(LimitsMixin, TestCase):
     async def test_reconnect_with_same_run_id_is_not_counted_twice(self):
         """A client logging in again with its run_id (the old session not
         yet gone) replaces itself even at max_clients_per_user = 1."""
-        relay = await self.relay("max_clients_per_user = 1\n"
-                                 "max_clients_per_source = 1\n")
+        relay = await self.relay(
+            "max_clients_per_user = 1\nmax_clients_per_source = 1\n"
+        )
         first = await self.client(user="alice")
         second = await self.client(user="alice", run_id=first.run_id)
         self.assertEqual((second.error, second.run_id), ("", first.run_id))
-        self.assertEqual(list(relay.server.registry.controls),
-                         [first.run_id])
+        self.assertEqual(list(relay.server.registry.controls), [first.run_id])
 
     @async_test
     async def test_reload_applies_to_the_next_login(self):
@@ -145,12 +141,12 @@ class LoginLimitTests(LimitsMixin, TestCase):
         relay = await self.relay()
         self.assertEqual((await self.client(user="alice")).error, "")
         self.assertEqual((await self.client(user="alice")).error, "")
-        new = attrs.evolve(relay.server.config, max_clients_per_user=1,
-                           bind_port=7001)
+        new = attrs.evolve(relay.server.config, max_clients_per_user=1, bind_port=7001)
         merged = merged_config(relay.server.config, new)
-        self.assertEqual(config_changes(relay.server.config, new),
-                         ReloadResult(("max_clients_per_user",),
-                                      ("bind_port",)))
+        self.assertEqual(
+            config_changes(relay.server.config, new),
+            ReloadResult(("max_clients_per_user",), ("bind_port",)),
+        )
         relay.server.apply_config(merged)
         refused = await self.client(user="alice")
         self.assertIn("max_clients_per_user", refused.error)
@@ -162,13 +158,17 @@ class LoginLimitTests(LimitsMixin, TestCase):
         per source, 10,000 proxies in all."""
         config = (await self.relay()).config
         self.assertEqual(
-            (config.max_logins_per_connection, config.max_clients_per_user,
-             config.max_clients_per_source, config.max_proxies_total),
-            (1, 256, 128, 10000))
+            (
+                config.max_logins_per_connection,
+                config.max_clients_per_user,
+                config.max_clients_per_source,
+                config.max_proxies_total,
+            ),
+            (1, 256, 128, 10000),
+        )
 
 
 class ProxyLimitTests(LimitsMixin, TestCase):
-
     @async_test
     async def test_proxies_total(self):
         """max_proxies_total counts every client's proxies."""
@@ -180,11 +180,12 @@ class ProxyLimitTests(LimitsMixin, TestCase):
             self.assertEqual(response.error, "")
             peers.append(peer)
         for n in range(4):
-            peers[n % 2].send(messages.NewProxy(
-                proxy_name=f"p{n}", proxy_type="tcp", remote_port=0))
-        answers = (await within(peers[0].wait_messages(
-            messages.NewProxyResp, 2)) + await within(peers[1].wait_messages(
-                messages.NewProxyResp, 2)))
+            peers[n % 2].send(
+                messages.NewProxy(proxy_name=f"p{n}", proxy_type="tcp", remote_port=0)
+            )
+        answers = await within(
+            peers[0].wait_messages(messages.NewProxyResp, 2)
+        ) + await within(peers[1].wait_messages(messages.NewProxyResp, 2))
         errors = sorted(a.error for a in answers)
         self.assertEqual(errors[:3], ["", "", ""])
         self.assertIn("max_proxies_total (3)", errors[3])
@@ -200,35 +201,32 @@ class LogoutCostTests(LimitsMixin, TestCase):
         proxies of 500 routes each logs out without scanning the route
         table (a dict that refuses iteration would fail it), within a
         bound, and leaves the others' routes in place."""
-        relay = await self.relay("vhost_http_port = 0\n"
-                                 "max_proxies_per_client = 0\n"
-                                 "max_routes_total = 0\n")
+        relay = await self.relay(
+            "vhost_http_port = 0\nmax_proxies_per_client = 0\nmax_routes_total = 0\n"
+        )
         server = relay.server
         # a vhost without a listener: only its route table is used
         server.vhost = Vhost(server.context)
         log = LogCapture(self)
         others = []
         for user in ("other", "victim"):
-            response, peer = await self.attempt(await self.session(),
-                                                user=user)
+            response, peer = await self.attempt(await self.session(), user=user)
             self.assertEqual(response.error, "")
             others.append(peer)
         other, victim = others
         for n in range(40):
-            other.send(_http(f"o{n}", [f"o{n}-{d}.example" for d in range(10)],
-                             50))
+            other.send(_http(f"o{n}", [f"o{n}-{d}.example" for d in range(10)], 50))
         for n in range(20):
-            victim.send(_http(f"v{n}", [f"v{n}-{d}.example" for d in range(5)],
-                              100))
+            victim.send(_http(f"v{n}", [f"v{n}-{d}.example" for d in range(5)], 100))
         await within(other.wait_messages(messages.NewProxyResp, 40), 30)
-        answers = await within(victim.wait_messages(messages.NewProxyResp, 20),
-                               30)
+        answers = await within(victim.wait_messages(messages.NewProxyResp, 20), 30)
         self.assertEqual([a.error for a in answers if a.error], [])
         routes = server.vhost.routes
         self.assertEqual(len(routes), 30000)
         _forbid_scans(routes)
-        (control,) = [c for c in server.registry.controls.values()
-                      if c.user == "victim"]
+        (control,) = [
+            c for c in server.registry.controls.values() if c.user == "victim"
+        ]
         spent = []
         teardown = control._teardown
 
@@ -242,15 +240,19 @@ class LogoutCostTests(LimitsMixin, TestCase):
         await within(wait_until(lambda: control.closed))
         self.assertEqual(log.failures(), [])
         self.assertEqual(len(routes), 20000)
-        self.assertEqual(routes.lookup("o3-7.example", "/l49"), server
-                         .registry.proxies["o3"])
+        self.assertEqual(
+            routes.lookup("o3-7.example", "/l49"), server.registry.proxies["o3"]
+        )
         self.assertLess(spent[0], 1.0)
 
 
 def _http(name, domains, locations):
-    return messages.NewProxy(proxy_name=name, proxy_type="http",
-                             custom_domains=domains,
-                             locations=[f"/l{n}" for n in range(locations)])
+    return messages.NewProxy(
+        proxy_name=name,
+        proxy_type="http",
+        custom_domains=domains,
+        locations=[f"/l{n}" for n in range(locations)],
+    )
 
 
 def _forbid_scans(routes):

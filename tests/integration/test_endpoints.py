@@ -88,7 +88,9 @@ class LoopbackTests(TestCase):
 
     def sniffing_server(self, peer_class=Peer, **kwargs) -> tuple[ServerSide, int]:
         frp = ServerSide(peer_class, echo=True, **kwargs)
-        sniffing = SniffingFactory(frp, server_tls_options(), tls_only=False, clock=reactor)
+        sniffing = SniffingFactory(
+            frp, server_tls_options(), tls_only=False, clock=reactor
+        )
         return frp, self.listen(sniffing)
 
     def dial(self, port: int, peer: Peer, host="127.0.0.1", **kwargs) -> Deferred:
@@ -96,7 +98,9 @@ class LoopbackTests(TestCase):
         options.update(kwargs)
         if options["tls_enable"]:
             options.setdefault("tls_options", client_tls_options(host))
-        endpoint = client_endpoint(reactor, server_addr=host, server_port=port, **options)
+        endpoint = client_endpoint(
+            reactor, server_addr=host, server_port=port, **options
+        )
         return endpoint.connect(Factory.forProtocol(lambda: peer))
 
     @inlineCallbacks
@@ -142,7 +146,9 @@ class LoopbackTests(TestCase):
         except OSError:
             raise self.skipTest("no IPv6")
         frp = ServerSide(echo=True)
-        port = self.listen(SniffingFactory(frp, None, tls_only=False, clock=reactor), "::1")
+        port = self.listen(
+            SniffingFactory(frp, None, tls_only=False, clock=reactor), "::1"
+        )
         client = Peer(expect=2)
         yield self.dial(port, client, host="::1", tls_enable=False)
         client.transport.write(b"v6")

@@ -31,14 +31,16 @@ def basic(user, password):
 async def user_from(testcase, port, source="127.0.0.1"):
     """An HttpUser connected from *source* (any 127.x.y.z)."""
     user = HttpUser()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5,
-                                  bindAddress=(source, 0))
+    endpoint = TCP4ClientEndpoint(
+        reactor, "127.0.0.1", port, timeout=5, bindAddress=(source, 0)
+    )
     await within(endpoint.connect(Factory.forProtocol(lambda: user)))
 
     def close():
         if user.transport.connected:
             user.transport.abortConnection()
         return within(user.closed)
+
     testcase.addCleanup(close)
     return user
 
@@ -51,6 +53,7 @@ def count_checks(proxy):
     def counting(user, password):
         calls.append(time.monotonic())
         return original(user, password)
+
     proxy.check_auth = counting
     return calls
 
@@ -60,9 +63,14 @@ async def guarded_relay(testcase):
     ann/s3cret; (relay, its HttpProxy)."""
     relay = await VhostRelay(testcase).start()
     backend = web_backend(testcase, "guarded")
-    await start_client(testcase, relay, http_proxy(
-        "web", backend, custom_domains=HOST, http_user="ann",
-        http_pwd="s3cret"), ["web"])
+    await start_client(
+        testcase,
+        relay,
+        http_proxy(
+            "web", backend, custom_domains=HOST, http_user="ann", http_pwd="s3cret"
+        ),
+        ["web"],
+    )
     return relay, relay.server.registry.proxies["web"]
 
 
@@ -81,8 +89,7 @@ class VhostGuessingTests(TestCase):
             i = 0
             while reactor.seconds() < stop and i < 100000:
                 i += 1
-                waiting = user.request(HOST, headers=[
-                    basic("ann", f"guess-{n}-{i}")])
+                waiting = user.request(HOST, headers=[basic("ann", f"guess-{n}-{i}")])
                 left = stop - reactor.seconds() + 0.01
                 try:
                     reply = await within(waiting, max(left, 0.01))
@@ -90,8 +97,9 @@ class VhostGuessingTests(TestCase):
                     return
                 answers.append(reply.status)
 
-        await defer.DeferredList([defer.ensureDeferred(loop(u, n))
-                                  for n, u in enumerate(connections)])
+        await defer.DeferredList(
+            [defer.ensureDeferred(loop(u, n)) for n, u in enumerate(connections)]
+        )
         return answers
 
     @async_test
@@ -104,14 +112,12 @@ class VhostGuessingTests(TestCase):
         relay, proxy = await guarded_relay(self)
         checks = count_checks(proxy)
         log = LogCapture(self)
-        attackers = [await user_from(self, relay.http_port)
-                     for _ in range(PARALLEL)]
+        attackers = [await user_from(self, relay.http_port) for _ in range(PARALLEL)]
         guessing = defer.ensureDeferred(self.guess(relay, attackers, WINDOW))
         await within(log.when_logged("wrong credentials for proxy [web]"))
         other = await user_from(self, relay.http_port, "127.0.0.2")
         started = reactor.seconds()
-        reply = await within(other.request(HOST, headers=[
-            basic("ann", "s3cret")]))
+        reply = await within(other.request(HOST, headers=[basic("ann", "s3cret")]))
         self.assertEqual(reply.status, 200)
         self.assertLess(reactor.seconds() - started, 0.5)
         answers = await within(guessing, 20)
@@ -127,8 +133,7 @@ class VhostGuessingTests(TestCase):
         self.assertEqual(throttle.held_from("vhost", "127.0.0.1"), 0)
         same = await user_from(self, relay.http_port)
         started = reactor.seconds()
-        reply = await within(same.request(HOST, headers=[
-            basic("ann", "s3cret")]), 15)
+        reply = await within(same.request(HOST, headers=[basic("ann", "s3cret")]), 15)
         self.assertEqual(reply.status, 200)
         self.assertLessEqual(reactor.seconds() - started, 8.5)
         lines = log.lines("wrong credentials for proxy [web]")
@@ -144,12 +149,10 @@ class VhostGuessingTests(TestCase):
             reply = await within(user.request(HOST))
             self.assertEqual(reply.status, 401)
         started = reactor.seconds()
-        reply = await within(user.request(HOST, headers=[
-            basic("ann", "s3cret")]))
+        reply = await within(user.request(HOST, headers=[basic("ann", "s3cret")]))
         self.assertEqual(reply.status, 200)
         self.assertLess(reactor.seconds() - started, 0.5)
-        self.assertEqual(relay.server.throttle.failures_from(
-            "vhost", "127.0.0.1"), 0)
+        self.assertEqual(relay.server.throttle.failures_from("vhost", "127.0.0.1"), 0)
 
 
 class HeldRequestTests(TestCase):
@@ -163,19 +166,24 @@ class HeldRequestTests(TestCase):
         held, then forwarded with its whole body."""
         relay, _ = await guarded_relay(self)
         user = await user_from(self, relay.http_port)
-        reply = await within(user.request(HOST, headers=[
-            basic("ann", "wrong")]))
+        reply = await within(user.request(HOST, headers=[basic("ann", "wrong")]))
         self.assertEqual(reply.status, 401)
         body = bytes(range(256)) * 64
         started = reactor.seconds()
-        reply = await within(user.request(
-            HOST, "/upload", method="POST", body=body,
-            headers=[basic("ann", "s3cret")]), 15)
+        reply = await within(
+            user.request(
+                HOST,
+                "/upload",
+                method="POST",
+                body=body,
+                headers=[basic("ann", "s3cret")],
+            ),
+            15,
+        )
         self.assertGreaterEqual(reactor.seconds() - started, 0.9)
         self.assertEqual(reply.status, 200)
         info = reply.json()
-        self.assertEqual((info["method"], info["body_len"]), ("POST",
-                                                              len(body)))
+        self.assertEqual((info["method"], info["body_len"]), ("POST", len(body)))
 
 
 class DashboardGuessingTests(TestCase):
@@ -188,25 +196,39 @@ class DashboardGuessingTests(TestCase):
         """30 parallel wrong guesses are not all answered after 200 ms
         (main: each waited 200 ms on its own, ~1,000/s): they are answered
         over several seconds, and logged in at most two lines."""
-        relay = VhostRelay(self, extra="dashboard_user = admin\n"
-                                      "dashboard_pwd = s3cret\n")
+        relay = VhostRelay(
+            self, extra="dashboard_user = admin\ndashboard_pwd = s3cret\n"
+        )
         relay.server = type(relay.server)(
-            relay.config, reactor, None, listen="tcp:0:interface=127.0.0.1",
-            dashboard_listen="tcp:0:interface=127.0.0.1")
+            relay.config,
+            reactor,
+            None,
+            listen="tcp:0:interface=127.0.0.1",
+            dashboard_listen="tcp:0:interface=127.0.0.1",
+        )
         relay.server.startService()
         self.addCleanup(relay.server.stopService)
-        port = (await within(relay.server.when_dashboard_listening())
-                ).getHost().port
+        port = (await within(relay.server.when_dashboard_listening())).getHost().port
         log = LogCapture(self)
         users = [await user_from(self, port) for _ in range(30)]
         started = reactor.seconds()
-        replies = await within(defer.gatherResults([
-            user.request(f"127.0.0.1:{port}", "/api/serverinfo",
-                         headers=[basic("admin", f"guess{i}")])
-            for i, user in enumerate(users)]), 20)
+        replies = await within(
+            defer.gatherResults(
+                [
+                    user.request(
+                        f"127.0.0.1:{port}",
+                        "/api/serverinfo",
+                        headers=[basic("admin", f"guess{i}")],
+                    )
+                    for i, user in enumerate(users)
+                ]
+            ),
+            20,
+        )
         took = reactor.seconds() - started
         self.assertEqual({r.status for r in replies}, {401})
         self.assertGreaterEqual(took, 7.5)
         self.assertLessEqual(len(log.lines("refused credentials")), 2)
-        self.assertEqual(relay.server.throttle.failures_from(
-            "dashboard", "127.0.0.1"), 30)
+        self.assertEqual(
+            relay.server.throttle.failures_from("dashboard", "127.0.0.1"), 30
+        )

@@ -24,17 +24,32 @@ from twisted.internet.protocol import Factory
 from twisted.logger import LogLevel
 from twisted.trial.unittest import TestCase
 
-from labrelay.mux.frames import (FLAG_ACK, FLAG_SYN, GO_AWAY_PROTOCOL_ERROR,
-                                 TYPE_DATA, TYPE_GO_AWAY, TYPE_PING,
-                                 TYPE_WINDOW_UPDATE, FrameParser,
-                                 encode_header)
+from labrelay.mux.frames import (
+    FLAG_ACK,
+    FLAG_SYN,
+    GO_AWAY_PROTOCOL_ERROR,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_PING,
+    TYPE_WINDOW_UPDATE,
+    FrameParser,
+    encode_header,
+)
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.framing import V2_MAGIC, MessageParser
 
 from ..support.frp_peer import FrpPeer, login
-from ..support.harness import (Client, LogCapture, Relay, async_test,
-                               connect_user, echo_server, tcp_proxy, within)
+from ..support.harness import (
+    Client,
+    LogCapture,
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    tcp_proxy,
+    within,
+)
 
 #: The shortened first-byte / first-message / idle-session bound.
 HANDSHAKE = 0.5
@@ -77,8 +92,9 @@ class HostileMixin:
         self.relay = await Relay(self, mux=self.mux, extra=extra).start()
         self.relay.server.set_handshake_timeouts(handshake)
         backend = echo_server(self)
-        client = await Client(self, self.relay.port, tcp_proxy("echo", backend),
-                              mux=self.mux).start()
+        client = await Client(
+            self, self.relay.port, tcp_proxy("echo", backend), mux=self.mux
+        ).start()
         self.tunnel_port = await client.running("echo")
         self.late_clients = 0
         self.log = LogCapture(self)
@@ -86,9 +102,13 @@ class HostileMixin:
     # Hostile connections.
 
     async def _connect(self, protocol, source=None):
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.relay.port,
-                                      timeout=5, bindAddress=source and (
-                                          source, 0))
+        endpoint = TCP4ClientEndpoint(
+            reactor,
+            "127.0.0.1",
+            self.relay.port,
+            timeout=5,
+            bindAddress=source and (source, 0),
+        )
         factory = Factory.forProtocol(lambda: protocol)
         factory.noisy = False
         await within(endpoint.connect(factory))
@@ -109,8 +129,7 @@ class HostileMixin:
         of a fresh yamux session."""
         if not self.mux:
             return await self.open_raw()
-        session = YamuxSession(is_client=True, clock=reactor,
-                               keepalive_interval=0)
+        session = YamuxSession(is_client=True, clock=reactor, keepalive_interval=0)
         label = await self._connect(session)
         self.addCleanup(self._close_session, session)
         peer = FrpPeer()
@@ -139,8 +158,7 @@ class HostileMixin:
         """The server closes *peer* on the handshake bound: not before it,
         and not long after."""
         received = await within(peer.closed, HANDSHAKE + PROMPT)
-        self.assertGreaterEqual(peer.closed_at - peer.connected_at,
-                                HANDSHAKE * 0.8)
+        self.assertGreaterEqual(peer.closed_at - peer.connected_at, HANDSHAKE * 0.8)
         return received
 
     def assert_one_line(self, peer, *substrings):
@@ -148,12 +166,15 @@ class HostileMixin:
         The server logged exactly one line about *peer* saying all of
         *substrings*, logged no other warning about it, and no traceback.
         """
-        about = [(level, text) for level, text, _ in self.log.events
-                 if level is not None and peer.label + ":" in text]
-        matching = [text for _, text in about
-                    if all(s in text for s in substrings)]
-        self.assertEqual(len(matching), 1, f"lines about {peer.label} "
-                         f"saying {substrings}: {about!r}")
+        about = [
+            (level, text)
+            for level, text, _ in self.log.events
+            if level is not None and peer.label + ":" in text
+        ]
+        matching = [text for _, text in about if all(s in text for s in substrings)]
+        self.assertEqual(
+            len(matching), 1, f"lines about {peer.label} saying {substrings}: {about!r}"
+        )
         warnings = [text for level, text in about if level >= LogLevel.warn]
         self.assertLessEqual(set(warnings), set(matching), warnings)
         self.assertEqual(self.log.failures(), [])
@@ -165,13 +186,13 @@ class HostileMixin:
         user = await connect_user(self, self.tunnel_port)
         payload = os.urandom(256 * 1024)
         user.transport.write(payload)
-        self.assertEqual(await within(user.wait_for(len(payload)), 10),
-                         payload)
+        self.assertEqual(await within(user.wait_for(len(payload)), 10), payload)
         self.late_clients += 1
         name = f"late{self.late_clients}"
         backend = echo_server(self)
-        client = await Client(self, self.relay.port, tcp_proxy(name, backend),
-                              mux=self.mux).start()
+        client = await Client(
+            self, self.relay.port, tcp_proxy(name, backend), mux=self.mux
+        ).start()
         await within(client.client.first_login)
         port = await client.running(name)
         user = await connect_user(self, port)
@@ -189,8 +210,9 @@ class HostileMixin:
         received = await self.assert_closed_promptly(peer)
         if self.mux:
             self.assertEqual(received, GO_AWAY_PROTOCOL)
-            self.assert_one_line(peer, "yamux protocol error",
-                                 "unsupported yamux version 254")
+            self.assert_one_line(
+                peer, "yamux protocol error", "unsupported yamux version 254"
+            )
         else:
             self.assertEqual(received, b"")
             self.assert_one_line(peer, "unknown message type byte b'\\xfe'")
@@ -227,8 +249,7 @@ class HostileMixin:
         received = await self.assert_closed_after_bound(peer)
         self.assertEqual(received, b"")
         if self.mux:
-            self.assert_one_line(peer, "yamux session opened no stream "
-                                       "within 0.5s")
+            self.assert_one_line(peer, "yamux session opened no stream within 0.5s")
         else:
             self.assert_one_line(peer, "no frp message within 0.5s")
         await self.assert_still_serving()
@@ -245,12 +266,17 @@ class HostileMixin:
             return peer
 
         started = reactor.seconds()
-        peers = await within(defer.gatherResults(
-            [defer.ensureDeferred(attack(i)) for i in range(200)]), 20)
+        peers = await within(
+            defer.gatherResults([defer.ensureDeferred(attack(i)) for i in range(200)]),
+            20,
+        )
         await within(defer.gatherResults([p.closed for p in peers]), 20)
         self.assertLess(reactor.seconds() - started, 20)
-        expected = ("unsupported yamux version 254" if self.mux else
-                    "unknown message type byte b'\\xfe'")
+        expected = (
+            "unsupported yamux version 254"
+            if self.mux
+            else "unknown message type byte b'\\xfe'"
+        )
         for peer in peers:
             self.assert_one_line(peer, expected)
         # only the tunnel's client is left
@@ -272,32 +298,36 @@ class HostileMixin:
         """
         cap = 20
         await self.start_tunnel(
-            extra=f"max_unauthenticated_connections = {cap}\n"
-                  f"pool_count = 0\n", handshake=10)
+            extra=f"max_unauthenticated_connections = {cap}\npool_count = 0\n",
+            handshake=10,
+        )
         # what a yamux session or an frp connection accepts without
         # identifying itself: a Ping, or the first bytes of a frame head
-        hello = (encode_header(TYPE_PING, FLAG_SYN, 0, 1) if self.mux
-                 else b"o\x00\x00")
+        hello = encode_header(TYPE_PING, FLAG_SYN, 0, 1) if self.mux else b"o\x00\x00"
         flood = []
         for i in range(3 * cap):
             peer = await self.open_raw(source=f"127.0.0.{2 + i % 4}")
             peer.send_raw(hello)
             flood.append(peer)
-        await within(defer.gatherResults([p.closed for p in flood[:cap]]),
-                      PROMPT)
+        await within(defer.gatherResults([p.closed for p in flood[:cap]]), PROMPT)
         guard = self.relay.server.guard
         self.assertLessEqual(guard.unauthenticated, cap)
         for i in range(3):
             user = await connect_user(self, self.tunnel_port)
             user.transport.write(b"through the flood %d" % i)
-            self.assertEqual(await within(user.wait_for(19), 10),
-                             b"through the flood %d" % i)
+            self.assertEqual(
+                await within(user.wait_for(19), 10), b"through the flood %d" % i
+            )
             user.transport.loseConnection()
             await within(user.closed)
         backend = echo_server(self)
-        fresh = Client(self, self.relay.port, tcp_proxy("fresh", backend),
-                       mux=self.mux,
-                       extra="connect_server_local_ip = 127.0.0.9\n")
+        fresh = Client(
+            self,
+            self.relay.port,
+            tcp_proxy("fresh", backend),
+            mux=self.mux,
+            extra="connect_server_local_ip = 127.0.0.9\n",
+        )
         started = reactor.seconds()
         await fresh.start()
         await within(fresh.client.first_login, PROMPT)
@@ -306,10 +336,8 @@ class HostileMixin:
         user = await connect_user(self, port)
         user.transport.write(b"fresh")
         self.assertEqual(await within(user.wait_for(5)), b"fresh")
-        self.assertTrue(self.log.lines("closing the oldest one from "
-                                       "127.0.0."))
-        self.assertEqual(
-            self.log.lines("refusing new connections"), [])
+        self.assertTrue(self.log.lines("closing the oldest one from 127.0.0."))
+        self.assertEqual(self.log.lines("refusing new connections"), [])
 
     # Cases for both tcp_mux settings: frp frames.
 
@@ -333,8 +361,7 @@ class HostileMixin:
         peer = await self.open_frp()
         peer.send_raw(frame(b"o", b"{", length=10241))
         await self.assert_closed_promptly(peer)
-        self.assert_one_line(peer, "message length 10241 exceeds the limit "
-                                   "of 10240")
+        self.assert_one_line(peer, "message length 10241 exceeds the limit of 10240")
         await self.assert_still_serving()
 
     @async_test
@@ -366,8 +393,7 @@ class HostileMixin:
             peer.send_raw(frame(b"o", body))
             received = await self.assert_closed_promptly(peer)
             self.assertEqual(received, b"")
-            self.assert_one_line(peer, f"message body is JSON {kind}, "
-                                       f"not an object")
+            self.assert_one_line(peer, f"message body is JSON {kind}, not an object")
         self.assertEqual(len(self.relay.server.registry.controls), 1)
         await self.assert_still_serving()
 
@@ -394,8 +420,9 @@ class HostileMixin:
         received = await self.assert_closed_promptly(peer)
         [response] = decode_all(received)
         self.assertIsInstance(response, messages.LoginResp)
-        self.assertEqual(response.error, "token in login doesn't match token "
-                                         "from configuration")
+        self.assertEqual(
+            response.error, "token in login doesn't match token from configuration"
+        )
         self.assertEqual(response.run_id, "")
         self.assert_one_line(peer, "login refused: wrong token")
         self.assertEqual(len(self.relay.server.registry.controls), 1)
@@ -425,19 +452,17 @@ class HostileMixin:
         peer = await self.open_frp()
         await peer.log_in()
         for name, port in (("huge", 70000), ("negative", -1)):
-            peer.send(messages.NewProxy(proxy_name=name, proxy_type="tcp",
-                                        remote_port=port))
-        huge, negative = await within(peer.wait_messages(
-            messages.NewProxyResp, 2))
-        self.assertEqual((huge.proxy_name, negative.proxy_name),
-                         ("huge", "negative"))
+            peer.send(
+                messages.NewProxy(proxy_name=name, proxy_type="tcp", remote_port=port)
+            )
+        huge, negative = await within(peer.wait_messages(messages.NewProxyResp, 2))
+        self.assertEqual((huge.proxy_name, negative.proxy_name), ("huge", "negative"))
         self.assertIn("70000", huge.error)
         self.assertIn("-1", negative.error)
         self.assertEqual((huge.remote_addr, negative.remote_addr), ("", ""))
         self.assertNotIn("huge", self.relay.server.registry.proxies)
         self.assertNotIn("negative", self.relay.server.registry.proxies)
-        refusals = self.log.lines(peer.label + ":", "refused",
-                                  min_level=LogLevel.warn)
+        refusals = self.log.lines(peer.label + ":", "refused", min_level=LogLevel.warn)
         self.assertEqual(len(refusals), 2, refusals)
         self.assertIn("proxy [huge] refused", refusals[0])
         self.assertIn("proxy [negative] refused", refusals[1])
@@ -460,8 +485,7 @@ class HostileMixin:
         self.assertIn(response.run_id, self.relay.server.registry.controls)
         peer.send_raw(frame(b"Z", b"{}"))
         await self.assert_closed_promptly(peer)
-        self.assert_one_line(peer, "closing control",
-                             "unknown message type byte b'Z'")
+        self.assert_one_line(peer, "closing control", "unknown message type byte b'Z'")
         self.assertNotIn(response.run_id, self.relay.server.registry.controls)
         self.assertEqual(len(self.relay.server.registry.controls), 1)
         await self.assert_still_serving()
@@ -499,8 +523,7 @@ class NoMuxHostileTests(HostileMixin, TestCase):
         peer.send_raw(encode_header(TYPE_PING, FLAG_SYN, 0, 1))
         received = await self.assert_closed_promptly(peer)
         self.assertEqual(received, b"")
-        self.assert_one_line(peer, "unknown message type byte b'\\x00'",
-                             "tcp_mux")
+        self.assert_one_line(peer, "unknown message type byte b'\\x00'", "tcp_mux")
         await self.assert_still_serving()
 
 
@@ -533,7 +556,6 @@ class MuxHostileTests(HostileMixin, TestCase):
         received = await self.assert_closed_after_bound(peer)
         # the session was alive (it answered the ping) until the bound
         self.assertEqual(received, encode_header(TYPE_PING, FLAG_ACK, 0, 7))
-        self.assert_one_line(peer, "yamux session opened no stream "
-                                   "within 0.5s")
+        self.assert_one_line(peer, "yamux session opened no stream within 0.5s")
         self.assertEqual(len(self.relay.server.sessions), 1)  # the tunnel's
         await self.assert_still_serving()

@@ -26,13 +26,16 @@ async def scrape(http, relay, **kw):
     """{family name: (type, {(sample name, labels): value})}."""
     code, headers, body = await http.get(relay.url("/metrics"), **kw)
     assert code == 200, (code, body)
-    assert headers.getRawHeaders(b"content-type")[0].startswith(
-        b"text/plain; version=")
+    assert headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain; version=")
     families = {}
     for family in text_string_to_metric_families(body.decode()):
-        families[family.name] = (family.type, {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for s in family.samples})
+        families[family.name] = (
+            family.type,
+            {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for s in family.samples
+            },
+        )
     return families
 
 
@@ -48,36 +51,52 @@ class MetricsTests(TestCase):
         relay = await DashboardRelay(self, "enable_prometheus = true\n").start()
         http = Http(self)
         families = await scrape(http, relay)
-        self.assertEqual({name: families[name][0] for name in FRP_FAMILIES},
-                         FRP_FAMILIES)
-        self.assertEqual(families["frp_server_client_counts"][1],
-                         {("frp_server_client_counts", ()): 0.0})
+        self.assertEqual(
+            {name: families[name][0] for name in FRP_FAMILIES}, FRP_FAMILIES
+        )
+        self.assertEqual(
+            families["frp_server_client_counts"][1],
+            {("frp_server_client_counts", ()): 0.0},
+        )
         self.assertIn("process_resident_memory_bytes", families)
 
         _, port = await tunnel(self, relay, name="echo")
         user = await push(self, port, 2500)
         families = await scrape(http, relay)
         labels = (("name", "echo"), ("type", "tcp"))
-        self.assertEqual(families["frp_server_client_counts"][1],
-                         {("frp_server_client_counts", ()): 1.0})
-        self.assertEqual(families["frp_server_proxy_counts"][1],
-                         {("frp_server_proxy_counts", (("type", "tcp"),)):
-                          1.0})
-        self.assertEqual(families["frp_server_connection_counts"][1],
-                         {("frp_server_connection_counts", labels): 1.0})
+        self.assertEqual(
+            families["frp_server_client_counts"][1],
+            {("frp_server_client_counts", ()): 1.0},
+        )
+        self.assertEqual(
+            families["frp_server_proxy_counts"][1],
+            {("frp_server_proxy_counts", (("type", "tcp"),)): 1.0},
+        )
+        self.assertEqual(
+            families["frp_server_connection_counts"][1],
+            {("frp_server_connection_counts", labels): 1.0},
+        )
         # live: counted while the connection is open
-        self.assertEqual(families["frp_server_traffic_in"][1],
-                         {("frp_server_traffic_in", labels): 2500.0})
-        self.assertEqual(families["frp_server_traffic_out"][1],
-                         {("frp_server_traffic_out", labels): 2500.0})
+        self.assertEqual(
+            families["frp_server_traffic_in"][1],
+            {("frp_server_traffic_in", labels): 2500.0},
+        )
+        self.assertEqual(
+            families["frp_server_traffic_out"][1],
+            {("frp_server_traffic_out", labels): 2500.0},
+        )
 
         await push(self, port, 500, user)
         await close_user(user, relay)
         families = await scrape(http, relay)
-        self.assertEqual(families["frp_server_connection_counts"][1],
-                         {("frp_server_connection_counts", labels): 0.0})
-        self.assertEqual(families["frp_server_traffic_in"][1],
-                         {("frp_server_traffic_in", labels): 3000.0})
+        self.assertEqual(
+            families["frp_server_connection_counts"][1],
+            {("frp_server_connection_counts", labels): 0.0},
+        )
+        self.assertEqual(
+            families["frp_server_traffic_in"][1],
+            {("frp_server_traffic_in", labels): 3000.0},
+        )
 
     @async_test
     async def test_exposition_text(self):
@@ -89,10 +108,8 @@ class MetricsTests(TestCase):
         await close_user(await push(self, port, 10), relay)
         _, _, body = await http.get(relay.url("/metrics"))
         lines = body.decode().splitlines()
-        self.assertIn('frp_server_traffic_in{name="ssh",type="tcp"} 10.0',
-                      lines)
-        self.assertIn('frp_server_traffic_out{name="ssh",type="tcp"} 10.0',
-                      lines)
+        self.assertIn('frp_server_traffic_in{name="ssh",type="tcp"} 10.0', lines)
+        self.assertIn('frp_server_traffic_out{name="ssh",type="tcp"} 10.0', lines)
         self.assertIn("frp_server_client_counts 1.0", lines)
         self.assertFalse([line for line in lines if "_total{name=" in line])
 
@@ -102,18 +119,21 @@ class MetricsTests(TestCase):
         prometheus_client's global one (two servers do not collide)."""
         first = await DashboardRelay(self, "enable_prometheus = true\n").start()
         second = await DashboardRelay(self, "enable_prometheus = true\n").start()
-        self.assertIsNot(first.server.dashboard.metrics_registry,
-                         second.server.dashboard.metrics_registry)
-        self.assertNotIn("frp_server_client_counts",
-                         {m.name for m in REGISTRY.collect()})
+        self.assertIsNot(
+            first.server.dashboard.metrics_registry,
+            second.server.dashboard.metrics_registry,
+        )
+        self.assertNotIn(
+            "frp_server_client_counts", {m.name for m in REGISTRY.collect()}
+        )
 
     @async_test
     async def test_auth_and_off(self):
         """/metrics needs the dashboard credentials, and is 404 without
         enable_prometheus."""
         relay = await DashboardRelay(
-            self, "enable_prometheus = true\ndashboard_user = u\n"
-            "dashboard_pwd = p\n").start()
+            self, "enable_prometheus = true\ndashboard_user = u\ndashboard_pwd = p\n"
+        ).start()
         http = Http(self)
         code, _, _ = await http.get(relay.url("/metrics"))
         self.assertEqual(code, 401)

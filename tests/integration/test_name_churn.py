@@ -30,14 +30,17 @@ class ChurnOverTheWireTests(TestCase):
         max_tracked_proxies = 50: the stats and the port memory hold at
         most 50 names, and /api/history says so."""
         relay = await DashboardRelay(
-            self, "tcp_mux = false\nmax_tracked_proxies = 50\n").start()
+            self, "tcp_mux = false\nmax_tracked_proxies = 50\n"
+        ).start()
         peer = await self.log_in(relay)
         for n in range(300):
-            peer.send(messages.NewProxy(proxy_name=f"churn{n}",
-                                        proxy_type="tcp", remote_port=0))
+            peer.send(
+                messages.NewProxy(
+                    proxy_name=f"churn{n}", proxy_type="tcp", remote_port=0
+                )
+            )
             peer.send(messages.CloseProxy(proxy_name=f"churn{n}"))
-        answers = await within(peer.wait_messages(messages.NewProxyResp,
-                                                  300), 30)
+        answers = await within(peer.wait_messages(messages.NewProxyResp, 300), 30)
         self.assertEqual([a.error for a in answers if a.error], [])
         server = relay.server
         await within(self.ping(peer))
@@ -52,18 +55,23 @@ class ChurnOverTheWireTests(TestCase):
         from twisted.internet import reactor
         from twisted.internet.endpoints import TCP4ClientEndpoint
         from twisted.internet.protocol import Factory
+
         peer = FrpPeer()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port)
         await within(endpoint.connect(Factory.forProtocol(lambda: peer)))
-        self.addCleanup(lambda: None if peer.closed.called else (
-            peer.transport.abortConnection(), within(peer.closed))[1])
+        self.addCleanup(
+            lambda: (
+                None
+                if peer.closed.called
+                else (peer.transport.abortConnection(), within(peer.closed))[1]
+            )
+        )
         await peer.log_in()
         return peer
 
     async def ping(self, peer):
         """A Pong after everything sent so far was handled."""
-        count = len([m for m in peer.messages if isinstance(m,
-                                                            messages.Pong)])
+        count = len([m for m in peer.messages if isinstance(m, messages.Pong)])
         peer.send(messages.Ping())
         await peer.wait_messages(messages.Pong, count + 1)
 
@@ -91,16 +99,18 @@ class HistoryPagingTests(TestCase):
         http = Http(self)
         code, _, body = await http.get(relay.url("/api/history"))
         first = json.loads(body)
-        self.assertEqual((code, first["total"], first["offset"],
-                          len(first["proxies"])), (200, 2000, 0, HISTORY_PAGE))
+        self.assertEqual(
+            (code, first["total"], first["offset"], len(first["proxies"])),
+            (200, 2000, 0, HISTORY_PAGE),
+        )
         self.assertLess(len(body), HISTORY_PAGE * 2048)
         big = await http.json(relay.url("/api/history?limit=100000"))
-        self.assertEqual((big["limit"], len(big["proxies"])),
-                         (MAX_PAGE, MAX_PAGE))
+        self.assertEqual((big["limit"], len(big["proxies"])), (MAX_PAGE, MAX_PAGE))
         seen = []
         for offset in range(0, 2000, MAX_PAGE):
-            page = await http.json(relay.url(
-                f"/api/history?offset={offset}&limit={MAX_PAGE}"))
+            page = await http.json(
+                relay.url(f"/api/history?offset={offset}&limit={MAX_PAGE}")
+            )
             seen += [entry["name"] for entry in page["proxies"]]
         self.assertEqual(seen, [f"p{n:05d}" for n in range(2000)])
         past = await http.json(relay.url("/api/history?offset=5000"))
@@ -112,8 +122,7 @@ class HistoryPagingTests(TestCase):
         400, not a traceback."""
         relay = await self.relay_with_names(3)
         http = Http(self)
-        for query in ("limit=x", "offset=-1", "limit=1e9",
-                      "offset=99999999999"):
+        for query in ("limit=x", "offset=-1", "limit=1e9", "offset=99999999999"):
             code, _, _ = await http.get(relay.url(f"/api/history?{query}"))
             self.assertEqual(code, 400, query)
         code, _, _ = await http.get(relay.url("/api/proxy/tcp?limit=-"))
@@ -126,10 +135,11 @@ class HistoryPagingTests(TestCase):
         relay = await self.relay_with_names(250)
         http = Http(self)
         page = await http.json(relay.url("/api/proxy/tcp?offset=10&limit=5"))
-        self.assertEqual((page["total"], [e["name"] for e in page["proxies"]]),
-                         (250, [f"p{n:05d}" for n in range(10, 15)]))
+        self.assertEqual(
+            (page["total"], [e["name"] for e in page["proxies"]]),
+            (250, [f"p{n:05d}" for n in range(10, 15)]),
+        )
         every = await http.json(relay.url("/api/proxy/tcp"))
-        self.assertEqual((len(every["proxies"]), "total" in every),
-                         (250, False))
+        self.assertEqual((len(every["proxies"]), "total" in every), (250, False))
         clients = await http.json(relay.url("/api/clients?limit=5"))
         self.assertEqual((clients["total"], clients["clients"]), (0, []))

@@ -32,10 +32,12 @@ class HeldOverSocketsTests(TestCase):
         relay.server.vhost = Vhost(relay.server.context)
         peer = FrpPeer()
         if mux:
-            session = YamuxSession(is_client=True, clock=reactor,
-                                   keepalive_interval=0)
-            await within(TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port)
-                         .connect(Factory.forProtocol(lambda: session)))
+            session = YamuxSession(is_client=True, clock=reactor, keepalive_interval=0)
+            await within(
+                TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port).connect(
+                    Factory.forProtocol(lambda: session)
+                )
+            )
 
             def close():
                 closed = session.when_closed()
@@ -47,12 +49,18 @@ class HeldOverSocketsTests(TestCase):
         else:
             await connect_protocol(self, relay.port, peer)
         await peer.log_in()
-        peer.send_raw(b"".join(encode_message(m) for m in
-                               [wide(n) for n in range(6)]
-                               + [messages.Ping()]))
+        peer.send_raw(
+            b"".join(
+                encode_message(m)
+                for m in [wide(n) for n in range(6)] + [messages.Ping()]
+            )
+        )
         await within(peer.wait_messages(messages.Pong))
-        names = [type(m).__name__ for m in peer.messages
-                 if isinstance(m, (messages.NewProxyResp, messages.Pong))]
+        names = [
+            type(m).__name__
+            for m in peer.messages
+            if isinstance(m, (messages.NewProxyResp, messages.Pong))
+        ]
         self.assertEqual(names, ["NewProxyResp"] * 6 + ["Pong"])
         self.assertEqual(len(relay.server.vhost.routes), 6000)
 

@@ -39,8 +39,7 @@ class LiveReloadTests(TestCase):
         relay = await Relay(self).start()
         backend = echo_server(self)
         other, accepted = recording_echo_server(self)
-        before = proxies(("keep", backend), ("gone", backend),
-                         ("change", backend))
+        before = proxies(("keep", backend), ("gone", backend), ("change", backend))
         path = write(self, client_text(relay.port, before))
         client = file_client(self, path)
         keep = await running_port(client, "keep")
@@ -50,12 +49,18 @@ class LiveReloadTests(TestCase):
         user.transport.write(b"before")
         await within(user.wait_for(6))
 
-        rewrite(path, client_text(relay.port, proxies(
-            ("keep", backend), ("change", other), ("new", backend))))
+        rewrite(
+            path,
+            client_text(
+                relay.port,
+                proxies(("keep", backend), ("change", other), ("new", backend)),
+            ),
+        )
         result = client.reload()
-        self.assertEqual((result.diff.added, result.diff.removed,
-                          result.diff.changed),
-                         (("new",), ("gone",), ("change",)))
+        self.assertEqual(
+            (result.diff.added, result.diff.removed, result.diff.changed),
+            (("new",), ("gone",), ("change",)),
+        )
         new = await running_port(client, "new")
         changed = await running_port(client, "change")
 
@@ -84,10 +89,8 @@ class LiveReloadTests(TestCase):
         path = write(self, client_text(relay.port, proxies(("a", backend))))
         client = file_client(self, path)
         await running_port(client, "a")
-        self.assertEqual(signal.getsignal(signal.SIGHUP),
-                         client.sighup.on_signal)
-        rewrite(path, client_text(relay.port, proxies(
-            ("a", backend), ("b", backend))))
+        self.assertEqual(signal.getsignal(signal.SIGHUP), client.sighup.on_signal)
+        rewrite(path, client_text(relay.port, proxies(("a", backend), ("b", backend))))
         log = LogCapture(self)
         os.kill(os.getpid(), signal.SIGHUP)
         await within(log.when_logged("reload: [b] added"))
@@ -105,19 +108,22 @@ async def admin_status(port, user="", password=""):
 
     from twisted.web.client import Agent, readBody
     from twisted.web.http_headers import Headers
+
     headers = Headers({"Host": [f"127.0.0.1:{port}"]})
     if user or password:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         headers.addRawHeader("Authorization", f"Basic {token}")
     agent = Agent(reactor)
-    response = await within(agent.request(
-        b"GET", f"http://127.0.0.1:{port}/api/status".encode(), headers))
+    response = await within(
+        agent.request(b"GET", f"http://127.0.0.1:{port}/api/status".encode(), headers)
+    )
     body = await within(readBody(response))
     return response.code, body
 
 
 def refused(port) -> bool:
     import socket
+
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2):
             return False
@@ -134,30 +140,41 @@ class AdminReloadTests(TestCase):
     @async_test
     async def test_start_move_stop(self):
         from ..support.processes import free_port
+
         relay = await Relay(self).start()
         path = write(self, client_text(relay.port))
         client = file_client(self, path)
         self.assertIsNone(client.admin)
 
         first = free_port()
-        rewrite(path, client_text(relay.port, extra=(
-            f"admin_addr = 127.0.0.1\nadmin_port = {first}\n")))
+        rewrite(
+            path,
+            client_text(
+                relay.port, extra=(f"admin_addr = 127.0.0.1\nadmin_port = {first}\n")
+            ),
+        )
         self.assertEqual(client.reload().restart_keys, ())
         await within(client.when_admin_settled())
         self.assertEqual((await admin_status(first))[0], 200)
 
         second = free_port()
-        rewrite(path, client_text(relay.port, extra=(
-            f"admin_addr = 127.0.0.1\nadmin_port = {second}\n"
-            f"admin_user = admin\nadmin_pwd = s3cret\n")))
+        rewrite(
+            path,
+            client_text(
+                relay.port,
+                extra=(
+                    f"admin_addr = 127.0.0.1\nadmin_port = {second}\n"
+                    f"admin_user = admin\nadmin_pwd = s3cret\n"
+                ),
+            ),
+        )
         client.reload()
         await within(client.when_admin_settled())
         port = await within(client.when_admin_listening())
         self.assertEqual(port.getHost().port, second)
         self.assertTrue(refused(first))
         self.assertEqual((await admin_status(second))[0], 401)
-        self.assertEqual(
-            (await admin_status(second, "admin", "s3cret"))[0], 200)
+        self.assertEqual((await admin_status(second, "admin", "s3cret"))[0], 200)
 
         rewrite(path, client_text(relay.port))
         client.reload()
@@ -170,10 +187,12 @@ class AdminReloadTests(TestCase):
         import socket
 
         from ..support.processes import free_port
+
         relay = await Relay(self).start()
         first = free_port()
-        text = client_text(relay.port, extra=(
-            f"admin_addr = 127.0.0.1\nadmin_port = {first}\n"))
+        text = client_text(
+            relay.port, extra=(f"admin_addr = 127.0.0.1\nadmin_port = {first}\n")
+        )
         path = write(self, text)
         client = file_client(self, path)
         await within(client.when_admin_listening())
@@ -182,9 +201,15 @@ class AdminReloadTests(TestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         log = LogCapture(self)
-        rewrite(path, client_text(relay.port, extra=(
-            f"admin_addr = 127.0.0.1\nadmin_port = "
-            f"{taken.getsockname()[1]}\n")))
+        rewrite(
+            path,
+            client_text(
+                relay.port,
+                extra=(
+                    f"admin_addr = 127.0.0.1\nadmin_port = {taken.getsockname()[1]}\n"
+                ),
+            ),
+        )
         client.reload()
         await within(client.when_admin_settled())
         self.assertEqual(len(log.lines("cannot listen")), 1)

@@ -22,14 +22,17 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
-from labrelay.config import ConfigError, load_client_config, \
-    load_server_config, parse_server_config
+from labrelay.config import (
+    ConfigError,
+    load_client_config,
+    load_server_config,
+    parse_server_config,
+)
 from labrelay.sdnotify import Notifier
 from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
-from ..support.harness import (TOKEN, Client, LogCapture, Relay, async_test,
-                               within)
+from ..support.harness import TOKEN, Client, LogCapture, Relay, async_test, within
 from ..support.processes import write_config
 from ..support.systemd import FakeSystemd, short_dir
 
@@ -82,8 +85,9 @@ class NotifierTests(SynchronousTestCase):
         notifier = Notifier(os.path.join(short_dir(self), "missing"))
         self.assertFalse(notifier.ready())
         self.assertFalse(notifier.stopping())
-        self.assertEqual(len(log.lines("cannot notify systemd",
-                                       min_level=LogLevel.warn)), 1)
+        self.assertEqual(
+            len(log.lines("cannot notify systemd", min_level=LogLevel.warn)), 1
+        )
 
 
 class ServiceTests(TestCase):
@@ -96,19 +100,33 @@ class ServiceTests(TestCase):
         systemd = FakeSystemd(self)
         config = parse_server_config(
             "[common]\nbind_addr = 127.0.0.1\nvhost_http_port = 8080\n"
-            "dashboard_port = 7500\n")
-        server = RelayServer(config, reactor, server_tls_options(),
-                             listen=LOCAL, vhost_listen=LOCAL,
-                             dashboard_listen=LOCAL,
-                             notifier=Notifier(systemd.path))
+            "dashboard_port = 7500\n"
+        )
+        server = RelayServer(
+            config,
+            reactor,
+            server_tls_options(),
+            listen=LOCAL,
+            vhost_listen=LOCAL,
+            dashboard_listen=LOCAL,
+            notifier=Notifier(systemd.path),
+        )
         server.startService()
         self.addCleanup(server.stopService)
         message = await systemd.next()
-        ports = [(await within(d)).getHost().port for d in (
-            server.when_listening(), server.when_vhost_listening(),
-            server.when_dashboard_listening())]
-        self.assertEqual(message, "READY=1\nSTATUS=listening: bind port %d, "
-                         "vhost port %d, dashboard %d" % tuple(ports))
+        ports = [
+            (await within(d)).getHost().port
+            for d in (
+                server.when_listening(),
+                server.when_vhost_listening(),
+                server.when_dashboard_listening(),
+            )
+        ]
+        self.assertEqual(
+            message,
+            "READY=1\nSTATUS=listening: bind port %d, "
+            "vhost port %d, dashboard %d" % tuple(ports),
+        )
         await within(server.when_ready())
 
     @async_test
@@ -117,20 +135,24 @@ class ServiceTests(TestCase):
         and stopping is STOPPING=1."""
         systemd = FakeSystemd(self)
         path = write_config(self, "frps.ini", "[common]\n")
-        server = RelayServer(load_server_config(path), reactor,
-                             server_tls_options(), listen=LOCAL,
-                             config_path=path,
-                             notifier=Notifier(systemd.path))
+        server = RelayServer(
+            load_server_config(path),
+            reactor,
+            server_tls_options(),
+            listen=LOCAL,
+            config_path=path,
+            notifier=Notifier(systemd.path),
+        )
         server.startService()
-        self.addCleanup(lambda: server.stopService() if server.running
-                        else None)
+        self.addCleanup(lambda: server.stopService() if server.running else None)
         self.assertTrue((await systemd.next()).startswith("READY=1\n"))
 
         with open(path, "a") as f:
             f.write("max_pool_count = 2\n")
         server.reload()
-        self.assertTrue((await systemd.next()).startswith(
-            "RELOADING=1\nMONOTONIC_USEC="))
+        self.assertTrue(
+            (await systemd.next()).startswith("RELOADING=1\nMONOTONIC_USEC=")
+        )
         self.assertEqual(await systemd.next(), "READY=1\nSTATUS=reloaded")
 
         with open(path, "a") as f:
@@ -139,8 +161,9 @@ class ServiceTests(TestCase):
             server.reload()
         self.assertTrue((await systemd.next()).startswith("RELOADING=1\n"))
         ready = await systemd.next()
-        self.assertTrue(ready.startswith(
-            "READY=1\nSTATUS=reload failed, nothing changed: "), ready)
+        self.assertTrue(
+            ready.startswith("READY=1\nSTATUS=reload failed, nothing changed: "), ready
+        )
 
         await server.stopService()
         self.assertEqual(await systemd.next(), "STOPPING=1\nSTATUS=stopping")
@@ -156,9 +179,13 @@ class ServiceTests(TestCase):
         await client.start()
         message = await systemd.next()
         self.assertTrue(client.client.first_login.called)
-        self.assertEqual(message, (
-            f"READY=1\nSTATUS=logged in to 127.0.0.1:{relay.port}, run_id "
-            f"{client.client.run_id}"))
+        self.assertEqual(
+            message,
+            (
+                f"READY=1\nSTATUS=logged in to 127.0.0.1:{relay.port}, run_id "
+                f"{client.client.run_id}"
+            ),
+        )
         await client.stop()
         self.assertEqual(await systemd.next(), "STOPPING=1\nSTATUS=stopping")
 
@@ -168,14 +195,23 @@ class ServiceTests(TestCase):
         then READY=1."""
         systemd = FakeSystemd(self)
         relay = await Relay(self).start()
-        path = write_config(self, "frpc.ini", (
-            f"[common]\nserver_addr = 127.0.0.1\nserver_port = {relay.port}"
-            f"\ntoken = {TOKEN}\ntls_enable = false\n"))
+        path = write_config(
+            self,
+            "frpc.ini",
+            (
+                f"[common]\nserver_addr = 127.0.0.1\nserver_port = {relay.port}"
+                f"\ntoken = {TOKEN}\ntls_enable = false\n"
+            ),
+        )
         config = load_client_config(path)
-        client = RelayClient(config, reactor,
-                             build_endpoint(reactor, config, None),
-                             exit_on_fatal=False, config_path=path,
-                             notifier=Notifier(systemd.path))
+        client = RelayClient(
+            config,
+            reactor,
+            build_endpoint(reactor, config, None),
+            exit_on_fatal=False,
+            config_path=path,
+            notifier=Notifier(systemd.path),
+        )
         client.startService()
         self.addCleanup(client.stopService)
         self.assertTrue((await systemd.next()).startswith("READY=1\n"))
@@ -189,13 +225,13 @@ class ServiceTests(TestCase):
         STATUS and is not READY."""
         systemd = FakeSystemd(self)
         relay = await Relay(self).start()
-        client = Client(self, relay.port, token="wrong",
-                        extra="login_fail_exit = false\n")
+        client = Client(
+            self, relay.port, token="wrong", extra="login_fail_exit = false\n"
+        )
         client.client.notifier = Notifier(systemd.path)
         await client.start()
         message = await systemd.next()
-        self.assertTrue(message.startswith(
-            "STATUS=login to server failed: "), message)
+        self.assertTrue(message.startswith("STATUS=login to server failed: "), message)
         self.assertTrue(message.endswith("; retrying"), message)
         self.assertEqual(client.client.logins, 0)
 

@@ -6,8 +6,16 @@ from twisted.trial.unittest import TestCase
 
 from labrelay.errors import LoginRefused
 
-from ..support.harness import (Client, LogCapture, Relay, async_test,
-                               connect_user, echo_server, tcp_proxy, within)
+from ..support.harness import (
+    Client,
+    LogCapture,
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    tcp_proxy,
+    within,
+)
 
 SECRET_TOKEN = "s3cret-token-that-must-not-leak"
 
@@ -26,8 +34,9 @@ class SecretsTests(TestCase):
         log = LogCapture(self)
         relay = await Relay(self, f"token = {SECRET_TOKEN}\n").start()
         backend = echo_server(self)
-        client = await Client(self, relay.port, tcp_proxy("p", backend),
-                              token=SECRET_TOKEN).start()
+        client = await Client(
+            self, relay.port, tcp_proxy("p", backend), token=SECRET_TOKEN
+        ).start()
         port = await client.running("p")
         user = await connect_user(self, port)
         user.transport.write(b"x" * 1000)

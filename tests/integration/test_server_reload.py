@@ -34,16 +34,21 @@ class LiveTests(TestCase):
 
     def start_server(self, text, **listen):
         path = write_ini(self, text)
-        server = RelayServer(load_server_config(path), reactor,
-                             server_tls_options(),
-                             listen="tcp:0:interface=127.0.0.1",
-                             config_path=path, notifier=Notifier(None),
-                             **listen)
+        server = RelayServer(
+            load_server_config(path),
+            reactor,
+            server_tls_options(),
+            listen="tcp:0:interface=127.0.0.1",
+            config_path=path,
+            notifier=Notifier(None),
+            **listen,
+        )
         server.startService()
 
         def stop():
             if server.running:
                 return server.stopService()
+
         self.addCleanup(stop)
         return server, path
 
@@ -52,16 +57,20 @@ class LiveTests(TestCase):
         """An encrypted tunnel whose work connections are signed keeps
         working (open and new connections) after the token changes; a new
         client needs the new token."""
-        text = ("[common]\nbind_addr = 127.0.0.1\ntoken = first\n"
-                "authenticate_new_work_conns = true\n")
+        text = (
+            "[common]\nbind_addr = 127.0.0.1\ntoken = first\n"
+            "authenticate_new_work_conns = true\n"
+        )
         server, path = self.start_server(text)
         port = (await within(server.when_listening())).getHost().port
         backend = echo_server(self)
         client = await Client(
-            self, port, tcp_proxy("enc", backend, use_encryption="true",
-                                  use_compression="true"),
+            self,
+            port,
+            tcp_proxy("enc", backend, use_encryption="true", use_compression="true"),
             extra="authenticate_new_work_conns = true\n",
-            token="first").start()
+            token="first",
+        ).start()
         remote = await client.running("enc")
         user = await connect_user(self, remote)
         user.transport.write(b"before")
@@ -71,7 +80,7 @@ class LiveTests(TestCase):
         self.assertEqual(server.reload().applied, ("token",))
         user.transport.write(b"after")
         self.assertEqual(await within(user.wait_for(11)), b"beforeafter")
-        for round_trip in (b"one", b"two"):   # each takes a new work conn
+        for round_trip in (b"one", b"two"):  # each takes a new work conn
             other = await connect_user(self, remote)
             other.transport.write(round_trip)
             self.assertEqual(await within(other.wait_for(3)), round_trip)
@@ -88,19 +97,20 @@ class LiveTests(TestCase):
     async def test_dashboard_credentials(self):
         """New dashboard credentials are required at once; the old ones
         are refused."""
-        text = ("[common]\nbind_addr = 127.0.0.1\ndashboard_port = 7500\n"
-                "dashboard_user = admin\ndashboard_pwd = old-pass\n")
+        text = (
+            "[common]\nbind_addr = 127.0.0.1\ndashboard_port = 7500\n"
+            "dashboard_user = admin\ndashboard_pwd = old-pass\n"
+        )
         server, path = self.start_server(
-            text, dashboard_listen="tcp:0:interface=127.0.0.1")
+            text, dashboard_listen="tcp:0:interface=127.0.0.1"
+        )
         dashboard = await within(server.when_dashboard_listening())
         url = f"http://127.0.0.1:{dashboard.getHost().port}/api/serverinfo"
         http = Http(self)
         code, _, _ = await http.get(url, user="admin", password="old-pass")
         self.assertEqual(code, 200)
-        rewrite(path, text.replace("old-pass", "new-pass")
-                .replace("= admin", "= root"))
-        self.assertEqual(server.reload().applied,
-                         ("dashboard_user", "dashboard_pwd"))
+        rewrite(path, text.replace("old-pass", "new-pass").replace("= admin", "= root"))
+        self.assertEqual(server.reload().applied, ("dashboard_user", "dashboard_pwd"))
         code, _, _ = await http.get(url, user="admin", password="old-pass")
         self.assertEqual(code, 401)
         code, _, _ = await http.get(url, user="root", password="new-pass")
@@ -114,8 +124,7 @@ class LiveTests(TestCase):
         text = "[common]\nbind_addr = 127.0.0.1\n"
         server, path = self.start_server(text)
         await within(server.when_listening())
-        self.assertEqual(signal.getsignal(signal.SIGHUP),
-                         server.sighup.on_signal)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), server.sighup.on_signal)
         rewrite(path, text + "max_proxies_per_client = 3\n")
         log = LogCapture(self)
         os.kill(os.getpid(), signal.SIGHUP)

@@ -35,14 +35,15 @@ ADMIN_PAGE = b"ADMIN-SECRET"
 AFTER = b"GET /after HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
 
 PAYLOADS = {
-    "admin": b"GET /admin HTTP/1.1\r\nHost: " + HOST +
-             b"\r\nContent-Length: 7\r\n\r\n",
-    "capture": b"POST /capture HTTP/1.1\r\nHost: " + HOST +
-               b"\r\nContent-Length: 300\r\n\r\n",
+    "admin": b"GET /admin HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 7\r\n\r\n",
+    "capture": b"POST /capture HTTP/1.1\r\nHost: "
+    + HOST
+    + b"\r\nContent-Length: 300\r\n\r\n",
 }
 
 
 # -- the naive backend ----------------------------------------------------------
+
 
 class Seen:
     """One request as the naive backend read it."""
@@ -77,7 +78,7 @@ class NaiveConnection(Protocol):
     def __init__(self, factory):
         self.factory = factory
         self.buffer = b""
-        self.pending = None   # (method, target, headers, length)
+        self.pending = None  # (method, target, headers, length)
         self.done = False
 
     def dataReceived(self, data):
@@ -93,14 +94,16 @@ class NaiveConnection(Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return False
-            head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             lines = head.split(b"\r\n")
             parts = lines[0].split(b" ")
             if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
                 self.factory.garbage.append(lines[0])
-                self.transport.write(b"HTTP/1.1 400 Bad Request\r\n"
-                                     b"Content-Length: 0\r\n"
-                                     b"Connection: close\r\n\r\n")
+                self.transport.write(
+                    b"HTTP/1.1 400 Bad Request\r\n"
+                    b"Content-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
                 self.transport.loseConnection()
                 self.done = True
                 return False
@@ -126,12 +129,14 @@ class NaiveConnection(Protocol):
             answer += b" " + ADMIN_PAGE
         if target.startswith(b"/capture"):
             answer += b" body=" + body
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
-                             % len(answer) + answer)
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer
+        )
         return True
 
 
 # -- attacks --------------------------------------------------------------------
+
 
 def request(lines, body=b"", line=b"POST / HTTP/1.1", eol=b"\r\n"):
     """A raw request: *line*, Host, then header *lines*, then *body*."""
@@ -156,59 +161,70 @@ def cl_te(*te_lines, cl_first=True):
         cl = [b"Content-Length: " + rechunk_length(payload)]
         lines = cl + list(te_lines) if cl_first else list(te_lines) + cl
         return request(lines, chunked(payload))
+
     return build
 
 
 def te_only(*te_lines, body=chunked):
     def build(payload):
         return request(te_lines, body(payload))
+
     return build
 
 
 def cl_only(*cl_values):
     def build(payload):
         return request([b"Content-Length: " + v for v in cl_values], payload)
+
     return build
 
 
 def with_length(template):
     """Content-Length lines from *template* (``%d``: the payload's length)."""
+
     def build(payload):
-        lines = [line.replace(b"%d", b"%d" % len(payload))
-                 for line in template]
+        lines = [line.replace(b"%d", b"%d" % len(payload)) for line in template]
         return request(lines, payload)
+
     return build
 
 
 def bare_lf(payload):
-    return request([b"Content-Length: %d" % len(payload)], payload,
-                   eol=b"\n")
+    return request([b"Content-Length: %d" % len(payload)], payload, eol=b"\n")
 
 
 def mixed_lf(payload):
-    return (b"POST / HTTP/1.1\r\nHost: " + HOST + b"\nContent-Length: %d"
-            b"\r\n\r\n" % len(payload) + payload)
+    return (
+        b"POST / HTTP/1.1\r\nHost: " + HOST + b"\nContent-Length: %d"
+        b"\r\n\r\n" % len(payload) + payload
+    )
 
 
 def http10_te(payload):
-    return request([b"Transfer-Encoding: chunked"], chunked(payload),
-                   line=b"POST / HTTP/1.0")
+    return request(
+        [b"Transfer-Encoding: chunked"], chunked(payload), line=b"POST / HTTP/1.0"
+    )
 
 
 def overflow(payload):
     """A chunk size that wraps to the payload's length in 64 bits."""
-    return request([b"Transfer-Encoding: chunked"],
-                   b"1%016x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n")
+    return request(
+        [b"Transfer-Encoding: chunked"],
+        b"1%016x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n",
+    )
 
 
 def overlong_size(payload):
-    return request([b"Transfer-Encoding: chunked"],
-                   b"1%020x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n")
+    return request(
+        [b"Transfer-Encoding: chunked"],
+        b"1%020x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n",
+    )
 
 
 def chunk_lines_lf(payload):
-    return request([b"Transfer-Encoding: chunked"],
-                   b"%x\n" % len(payload) + payload + b"\n0\n\n")
+    return request(
+        [b"Transfer-Encoding: chunked"], b"%x\n" % len(payload) + payload + b"\n0\n\n"
+    )
 
 
 REFUSED, SAFE = "refused", "safe"
@@ -218,49 +234,55 @@ CASES = {
     "cl_te": (cl_te(b"Transfer-Encoding: chunked"), REFUSED),
     "te_cl": (cl_te(b"Transfer-Encoding: chunked", cl_first=False), REFUSED),
     "te_obs_fold": (cl_te(b"Transfer-Encoding:", b" chunked"), REFUSED),
-    "te_behind_fold": (cl_te(b"X-Pad: a", b"\tTransfer-Encoding: chunked"),
-                       REFUSED),
-    "fold_only": (with_length([b"X-Pad: a", b" b",
-                               b"Content-Length: %d"]), REFUSED),
+    "te_behind_fold": (cl_te(b"X-Pad: a", b"\tTransfer-Encoding: chunked"), REFUSED),
+    "fold_only": (with_length([b"X-Pad: a", b" b", b"Content-Length: %d"]), REFUSED),
     "te_capitalised": (cl_te(b"Transfer-Encoding: Chunked"), REFUSED),
     "te_trailing_space": (cl_te(b"Transfer-Encoding: chunked "), REFUSED),
     "te_tab": (cl_te(b"Transfer-Encoding:\tchunked"), REFUSED),
-    "te_chunked_identity": (cl_te(b"Transfer-Encoding: chunked, identity"),
-                            REFUSED),
+    "te_chunked_identity": (cl_te(b"Transfer-Encoding: chunked, identity"), REFUSED),
     "te_gzip": (cl_te(b"Transfer-Encoding: gzip"), REFUSED),
     "te_gzip_chunked": (cl_te(b"Transfer-Encoding: gzip, chunked"), REFUSED),
     "te_xchunked": (cl_te(b"Transfer-Encoding: xchunked"), REFUSED),
-    "te_twice": (te_only(b"Transfer-Encoding: chunked",
-                         b"Transfer-Encoding: chunked"), REFUSED),
-    "te_identity_then_chunked": (te_only(b"Transfer-Encoding: identity",
-                                         b"Transfer-Encoding: chunked"),
-                                 REFUSED),
+    "te_twice": (
+        te_only(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked"),
+        REFUSED,
+    ),
+    "te_identity_then_chunked": (
+        te_only(b"Transfer-Encoding: identity", b"Transfer-Encoding: chunked"),
+        REFUSED,
+    ),
     "te_underscore": (cl_te(b"Transfer_Encoding: chunked"), REFUSED),
     "te_http10": (http10_te, REFUSED),
-    "cl_twice_same": (with_length([b"Content-Length: %d",
-                                   b"Content-Length: %d"]), REFUSED),
-    "cl_conflict": (with_length([b"Content-Length: 0",
-                                 b"Content-Length: %d"]), REFUSED),
+    "cl_twice_same": (
+        with_length([b"Content-Length: %d", b"Content-Length: %d"]),
+        REFUSED,
+    ),
+    "cl_conflict": (
+        with_length([b"Content-Length: 0", b"Content-Length: %d"]),
+        REFUSED,
+    ),
     "cl_list": (with_length([b"Content-Length: %d, %d"]), REFUSED),
     "cl_plus": (with_length([b"Content-Length: +%d"]), REFUSED),
     "cl_hex": (cl_only(b"0x10"), REFUSED),
     "cl_negative": (cl_only(b"-1"), REFUSED),
     "cl_underscore": (cl_only(b"1_0"), REFUSED),
     "cl_underscore_name": (with_length([b"Content_Length: %d"]), REFUSED),
-    "host_twice": (with_length([b"Host: other.example.org",
-                                b"Content-Length: %d"]), REFUSED),
+    "host_twice": (
+        with_length([b"Host: other.example.org", b"Content-Length: %d"]),
+        REFUSED,
+    ),
     "bare_lf": (bare_lf, REFUSED),
     "bare_lf_one_line": (mixed_lf, REFUSED),
     "chunk_size_overflow": (overflow, SAFE),
     "chunk_size_overlong": (overlong_size, SAFE),
     "chunk_lines_bare_lf": (chunk_lines_lf, SAFE),
     "chunked_alone": (te_only(b"Transfer-Encoding: chunked"), SAFE),
-    "chunked_capitalised_alone": (te_only(b"Transfer-Encoding: CHUNKED"),
-                                  SAFE),
+    "chunked_capitalised_alone": (te_only(b"Transfer-Encoding: CHUNKED"), SAFE),
 }
 
 
 # -- the tests ------------------------------------------------------------------
+
 
 def status_of(raw: bytes):
     """The status code of the first response in *raw*, or None."""
@@ -277,10 +299,14 @@ class SmugglingTests(TestCase):
         port = listen(self, self.backend)
         self.relay = await VhostRelay(self).start()
         domain = HOST.decode()
-        proxies = (http_proxy("web", port, custom_domains=domain)
-                   + http_proxy("admin", port, custom_domains=domain,
-                                locations="/admin", http_user="admin",
-                                http_pwd="s3cret"))
+        proxies = http_proxy("web", port, custom_domains=domain) + http_proxy(
+            "admin",
+            port,
+            custom_domains=domain,
+            locations="/admin",
+            http_user="admin",
+            http_pwd="s3cret",
+        )
         await start_client(self, self.relay, proxies, ["web", "admin"])
 
     async def raw(self, data: bytes, half_close: bool, seconds=10):
@@ -300,7 +326,9 @@ class SmugglingTests(TestCase):
         received, _ = await self.raw(
             b"GET /victim HTTP/1.1\r\nHost: " + HOST + b"\r\n"
             b"Cookie: session=" + SECRET + b"x" * 300 + b"\r\n"
-            b"Connection: close\r\n\r\n", half_close=False)
+            b"Connection: close\r\n\r\n",
+            half_close=False,
+        )
         return received
 
     async def check(self, case: str, payload: str):
@@ -316,17 +344,19 @@ class SmugglingTests(TestCase):
         mine = await self.victim()
         seen = self.backend.seen
         self.assertEqual(
-            [s for s in seen if s.target.startswith((b"/admin",
-                                                     b"/capture"))], [])
+            [s for s in seen if s.target.startswith((b"/admin", b"/capture"))], []
+        )
         self.assertEqual([s for s in seen if SECRET in s.body], [])
         self.assertEqual(mine.count(b"HTTP/1.1 "), 1, mine)
-        self.assertEqual((status_of(mine), mine.split(b"\r\n\r\n", 1)[1]),
-                         (200, b"naive /victim"))
+        self.assertEqual(
+            (status_of(mine), mine.split(b"\r\n\r\n", 1)[1]), (200, b"naive /victim")
+        )
         for received in (got, mine):
             self.assertNotIn(ADMIN_PAGE, received)
         if expected is REFUSED:
-            self.assertEqual((status_of(got), got.count(b"HTTP/1.1 "),
-                              closed), (400, 1, True), got)
+            self.assertEqual(
+                (status_of(got), got.count(b"HTTP/1.1 "), closed), (400, 1, True), got
+            )
             self.assertIn(b"Connection: close\r\n", got)
             self.assertEqual([s.target for s in seen], [b"/victim"])
 
@@ -335,12 +365,18 @@ class SmugglingTests(TestCase):
         """The /admin location answers 401 without credentials (the route
         the attacks try to reach), 200 with them."""
         await self.setup()
-        got, _ = await self.raw(b"GET /admin HTTP/1.1\r\nHost: " + HOST +
-                                b"\r\nConnection: close\r\n\r\n", False)
+        got, _ = await self.raw(
+            b"GET /admin HTTP/1.1\r\nHost: " + HOST + b"\r\nConnection: close\r\n\r\n",
+            False,
+        )
         self.assertEqual(status_of(got), 401)
-        got, _ = await self.raw(b"GET /admin HTTP/1.1\r\nHost: " + HOST +
-                                b"\r\nAuthorization: Basic YWRtaW46czNjcmV0"
-                                b"\r\nConnection: close\r\n\r\n", False)
+        got, _ = await self.raw(
+            b"GET /admin HTTP/1.1\r\nHost: "
+            + HOST
+            + b"\r\nAuthorization: Basic YWRtaW46czNjcmV0"
+            b"\r\nConnection: close\r\n\r\n",
+            False,
+        )
         self.assertEqual(status_of(got), 200)
         self.assertIn(ADMIN_PAGE, got)
         self.assertEqual(self.backend.garbage, [])
@@ -349,6 +385,7 @@ class SmugglingTests(TestCase):
 def _make(case, payload):
     async def test(self):
         await self.check(case, payload)
+
     test.__name__ = f"test_{case}_{payload}"
     test.__doc__ = f"{case} smuggling {payload}: {CASES[case][1]}."
     return async_test(test)

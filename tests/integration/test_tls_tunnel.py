@@ -18,17 +18,26 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.protocols import portforward
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
-from ..support import certs as testcerts
 from labrelay.errors import LoginRefused
 from labrelay.mux.session import YamuxSession
 from labrelay.server.connection import ServerConnection
 from labrelay.tls import client_tls_options, server_tls_options
-from zope.interface import implementer
 
-from ..support.harness import (Client, LogCapture, Relay, async_test,
-                               connect_user, echo_server, listen,
-                               recording_echo_server, tcp_proxy, within)
+from ..support import certs as testcerts
+from ..support.harness import (
+    Client,
+    LogCapture,
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    listen,
+    recording_echo_server,
+    tcp_proxy,
+    within,
+)
 
 #: The shortened first-byte / first-message / idle-session bound.
 HANDSHAKE = 0.5
@@ -68,39 +77,49 @@ class TLSTunnelMixin:
         unrelated CA and a self-signed server certificate, as files."""
         directory = self.mktemp()
         paths = SimpleNamespace()
-        paths.ca = testcerts.write_pem(directory, "ca.crt",
-                                       testcerts.certificate_authority().cert)
+        paths.ca = testcerts.write_pem(
+            directory, "ca.crt", testcerts.certificate_authority().cert
+        )
         paths.server_cert, paths.server_key = testcerts.server_certificate(
             dns_names=(SERVER_NAME,), ip_addresses=("127.0.0.1",)
         ).write_to(directory, "server")
-        paths.client_cert, paths.client_key = testcerts.client_certificate(
-        ).write_to(directory, "client")
+        paths.client_cert, paths.client_key = testcerts.client_certificate().write_to(
+            directory, "client"
+        )
         paths.other_cert, paths.other_key = testcerts.client_certificate(
-            ca_name=testcerts.OTHER_CA_NAME).write_to(directory, "other")
-        paths.self_cert, paths.self_key = testcerts.self_signed_certificate(
-        ).write_to(directory, "self")
+            ca_name=testcerts.OTHER_CA_NAME
+        ).write_to(directory, "other")
+        paths.self_cert, paths.self_key = testcerts.self_signed_certificate().write_to(
+            directory, "self"
+        )
         return paths
 
     async def relay(self, tls_options, extra=""):
-        relay = await Relay(self, extra, mux=self.mux,
-                            tls_options=tls_options).start()
+        relay = await Relay(self, extra, mux=self.mux, tls_options=tls_options).start()
         relay.server.set_handshake_timeouts(HANDSHAKE)
         return relay
 
-    async def tunnel(self, relay, extra="", tls=True, port=None, name="echo",
-                     backend=None):
+    async def tunnel(
+        self, relay, extra="", tls=True, port=None, name="echo", backend=None
+    ):
         """A client with one echo proxy; returns (client, remote port)."""
         backend = backend or echo_server(self)
-        client = await Client(self, port or relay.port,
-                              tcp_proxy(name, backend), extra, mux=self.mux,
-                              tls=tls).start()
+        client = await Client(
+            self,
+            port or relay.port,
+            tcp_proxy(name, backend),
+            extra,
+            mux=self.mux,
+            tls=tls,
+        ).start()
         await within(client.client.first_login)
         return client, await client.running(name)
 
     async def refused(self, relay, extra="", tls=True):
         """Start a client that must fail to log in; return its error."""
-        client = Client(self, relay.port, tcp_proxy("never", 1), extra,
-                        mux=self.mux, tls=tls)
+        client = Client(
+            self, relay.port, tcp_proxy("never", 1), extra, mux=self.mux, tls=tls
+        )
         first = client.client.first_login
         await client.start()
         with self.assertRaises(LoginRefused) as caught:
@@ -114,8 +133,11 @@ class TLSTunnelMixin:
         if self.mux:
             transports = [s.transport for s in relay.server.sessions]
         else:
-            transports = [c.transport for c in relay.server.connections
-                          if isinstance(c, ServerConnection)]
+            transports = [
+                c.transport
+                for c in relay.server.connections
+                if isinstance(c, ServerConnection)
+            ]
         self.assertTrue(transports)
         for transport in transports:
             self.assertTrue(ISSLTransport.providedBy(transport), transport)
@@ -124,8 +146,9 @@ class TLSTunnelMixin:
         user = await connect_user(self, port)
         user.transport.write(payload)
         received = await within(user.wait_for(len(payload)), 30)
-        self.assertEqual(hashlib.sha256(received).hexdigest(),
-                         hashlib.sha256(payload).hexdigest())
+        self.assertEqual(
+            hashlib.sha256(received).hexdigest(), hashlib.sha256(payload).hexdigest()
+        )
 
     # (a) frp's default client: TLS without a CA.
 
@@ -134,8 +157,7 @@ class TLSTunnelMixin:
         """A default TLS client (no CA) against a server with a self-signed
         certificate relays 1 MiB byte-exact, over TLS, with no head byte."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.self_cert,
-                                                    certs.self_key))
+        relay = await self.relay(server_tls_options(certs.self_cert, certs.self_key))
         tap_port, heads = head_tap(self, relay.port)
         _, port = await self.tunnel(relay, port=tap_port)
         await self.echo(port, os.urandom(1024 * 1024))
@@ -157,8 +179,7 @@ class TLSTunnelMixin:
         """A user sends 300 kB and half-closes; return (payload, the
         backend's connection, the user)."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.self_cert,
-                                                    certs.self_key))
+        relay = await self.relay(server_tls_options(certs.self_cert, certs.self_key))
         backend_port, accepted = recording_echo_server(self)
         _, port = await self.tunnel(relay, backend=backend_port)
         user = await connect_user(self, port)
@@ -181,7 +202,7 @@ class TLSTunnelMixin:
         if self.mux:
             self.assertEqual(received, payload)
         else:
-            self.assertEqual(received, payload[:len(received)])
+            self.assertEqual(received, payload[: len(received)])
 
     @async_test
     async def test_half_close_ends_backend_input(self):
@@ -197,11 +218,11 @@ class TLSTunnelMixin:
         """disable_custom_tls_first_byte = false puts 0x17 before each
         ClientHello, and the server takes it."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.self_cert,
-                                                    certs.self_key))
+        relay = await self.relay(server_tls_options(certs.self_cert, certs.self_key))
         tap_port, heads = head_tap(self, relay.port)
         _, port = await self.tunnel(
-            relay, "disable_custom_tls_first_byte = false\n", port=tap_port)
+            relay, "disable_custom_tls_first_byte = false\n", port=tap_port
+        )
         await self.echo(port, os.urandom(200000))
         self.assert_links_are_tls(relay)
         self.assertTrue(heads)
@@ -215,10 +236,10 @@ class TLSTunnelMixin:
         """With tls_trusted_ca_file the client verifies the server's
         certificate against server_addr 127.0.0.1 (an IP SAN)."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.server_cert,
-                                                    certs.server_key))
-        _, port = await self.tunnel(
-            relay, f"tls_trusted_ca_file = {certs.ca}\n")
+        relay = await self.relay(
+            server_tls_options(certs.server_cert, certs.server_key)
+        )
+        _, port = await self.tunnel(relay, f"tls_trusted_ca_file = {certs.ca}\n")
         await self.echo(port)
         self.assert_links_are_tls(relay)
 
@@ -227,11 +248,13 @@ class TLSTunnelMixin:
         """tls_server_name = relay.example.test is checked against the
         certificate's DNS SAN."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.server_cert,
-                                                    certs.server_key))
+        relay = await self.relay(
+            server_tls_options(certs.server_cert, certs.server_key)
+        )
         _, port = await self.tunnel(
-            relay, f"tls_trusted_ca_file = {certs.ca}\n"
-                   f"tls_server_name = {SERVER_NAME}\n")
+            relay,
+            f"tls_trusted_ca_file = {certs.ca}\ntls_server_name = {SERVER_NAME}\n",
+        )
         await self.echo(port)
 
     @async_test
@@ -239,11 +262,13 @@ class TLSTunnelMixin:
         """A server name the certificate does not carry fails the login
         with an error about the certificate."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.server_cert,
-                                                    certs.server_key))
+        relay = await self.relay(
+            server_tls_options(certs.server_cert, certs.server_key)
+        )
         error = await self.refused(
-            relay, f"tls_trusted_ca_file = {certs.ca}\n"
-                   f"tls_server_name = wrong.example.test\n")
+            relay,
+            f"tls_trusted_ca_file = {certs.ca}\ntls_server_name = wrong.example.test\n",
+        )
         self.assertIn("TLS with the server failed", error)
         self.assertIn("certificate", error)
         self.assertIn("wrong.example.test", error)
@@ -253,8 +278,7 @@ class TLSTunnelMixin:
         """A self-signed server certificate fails a verifying client's
         login with an error about the certificate."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.self_cert,
-                                                    certs.self_key))
+        relay = await self.relay(server_tls_options(certs.self_cert, certs.self_key))
         error = await self.refused(relay, f"tls_trusted_ca_file = {certs.ca}\n")
         self.assertIn("TLS with the server failed", error)
         self.assertIn("certificate verify failed", error)
@@ -262,19 +286,20 @@ class TLSTunnelMixin:
     # (d) mutual TLS.
 
     def mtls_options(self, certs):
-        return server_tls_options(certs.server_cert, certs.server_key,
-                                  certs.ca)
+        return server_tls_options(certs.server_cert, certs.server_key, certs.ca)
 
     @async_test
     async def test_mtls_client_certificate(self):
         """A server with tls_trusted_ca_file accepts a client presenting a
         certificate from that CA."""
         certs = self.make_certs()
-        relay = await self.relay(self.mtls_options(certs),
-                                 f"tls_trusted_ca_file = {certs.ca}\n")
+        relay = await self.relay(
+            self.mtls_options(certs), f"tls_trusted_ca_file = {certs.ca}\n"
+        )
         _, port = await self.tunnel(
-            relay, f"tls_cert_file = {certs.client_cert}\n"
-                   f"tls_key_file = {certs.client_key}\n")
+            relay,
+            f"tls_cert_file = {certs.client_cert}\ntls_key_file = {certs.client_key}\n",
+        )
         await self.echo(port, os.urandom(100000))
         self.assert_links_are_tls(relay)
 
@@ -283,8 +308,9 @@ class TLSTunnelMixin:
         """A TLS client with no certificate is refused by an mTLS server;
         both sides say it is about the certificate."""
         certs = self.make_certs()
-        relay = await self.relay(self.mtls_options(certs),
-                                 f"tls_trusted_ca_file = {certs.ca}\n")
+        relay = await self.relay(
+            self.mtls_options(certs), f"tls_trusted_ca_file = {certs.ca}\n"
+        )
         log = LogCapture(self)
         error = await self.refused(relay)
         self.assertIn("TLS with the server failed", error)
@@ -297,12 +323,14 @@ class TLSTunnelMixin:
         """A client certificate from an unrelated CA is refused, and the
         client is told the CA is unknown."""
         certs = self.make_certs()
-        relay = await self.relay(self.mtls_options(certs),
-                                 f"tls_trusted_ca_file = {certs.ca}\n")
+        relay = await self.relay(
+            self.mtls_options(certs), f"tls_trusted_ca_file = {certs.ca}\n"
+        )
         log = LogCapture(self)
-        error = await self.refused(relay,
-                                   f"tls_cert_file = {certs.other_cert}\n"
-                                   f"tls_key_file = {certs.other_key}\n")
+        error = await self.refused(
+            relay,
+            f"tls_cert_file = {certs.other_cert}\ntls_key_file = {certs.other_key}\n",
+        )
         self.assertIn("TLS with the server failed", error)
         self.assertIn("unknown ca", error)
         line = await within(log.when_logged("TLS handshake failed"))
@@ -312,15 +340,14 @@ class TLSTunnelMixin:
     async def test_mtls_refuses_plain(self):
         """An mTLS server (tls_only implied) refuses a plain client."""
         certs = self.make_certs()
-        relay = await self.relay(self.mtls_options(certs),
-                                 f"tls_trusted_ca_file = {certs.ca}\n")
+        relay = await self.relay(
+            self.mtls_options(certs), f"tls_trusted_ca_file = {certs.ca}\n"
+        )
         self.assertTrue(relay.config.tls_only)
         log = LogCapture(self)
         error = await self.refused(relay, tls=False)
-        self.assertIn("closed the connection before answering the Login",
-                      error)
-        await within(log.when_logged("refusing a non-TLS connection",
-                                     "tls_only"))
+        self.assertIn("closed the connection before answering the Login", error)
+        await within(log.when_logged("refusing a non-TLS connection", "tls_only"))
 
     # (e) tls_only without client certificates.
 
@@ -329,18 +356,16 @@ class TLSTunnelMixin:
         """tls_only = true refuses a plain client with one server line and
         serves a TLS client."""
         certs = self.make_certs()
-        relay = await self.relay(server_tls_options(certs.self_cert,
-                                                    certs.self_key),
-                                 "tls_only = true\n")
+        relay = await self.relay(
+            server_tls_options(certs.self_cert, certs.self_key), "tls_only = true\n"
+        )
         log = LogCapture(self)
         await self.refused(relay, tls=False)
-        lines = log.lines("refusing a non-TLS connection", "tls_only",
-                          "first byte 0x")
+        lines = log.lines("refusing a non-TLS connection", "tls_only", "first byte 0x")
         self.assertEqual(len(lines), 1, lines)
         _, port = await self.tunnel(relay)
         await self.echo(port, os.urandom(100000))
         self.assert_links_are_tls(relay)
-
 
     # (f) the unauthenticated deadline covers TLS.
 
@@ -357,7 +382,8 @@ class TLSTunnelMixin:
         busy = _BusyPeer() if self.mux else _TricklingPeer()
         endpoint = wrapClientTLS(
             client_tls_options("127.0.0.1"),
-            TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port, timeout=5))
+            TCP4ClientEndpoint(reactor, "127.0.0.1", relay.port, timeout=5),
+        )
         started = reactor.seconds()
         await within(endpoint.connect(Factory.forProtocol(lambda: busy)))
         self.addCleanup(busy.stop)
@@ -420,7 +446,7 @@ class _TricklingPeer(Protocol):
         self._loop.start(0.1)
 
     def tick(self):
-        self.transport.write(self.FRAME[self.ticks:self.ticks + 1])
+        self.transport.write(self.FRAME[self.ticks : self.ticks + 1])
         self.ticks += 1
 
     def stop(self):

@@ -13,8 +13,15 @@ from twisted.trial.unittest import TestCase
 
 from labrelay.errors import LoginRefused
 
-from ..support.harness import (Client, Relay, async_test, connect_user,
-                               echo_server, tcp_proxy, within)
+from ..support.harness import (
+    Client,
+    Relay,
+    async_test,
+    connect_user,
+    echo_server,
+    tcp_proxy,
+    within,
+)
 
 
 class TunnelMixin:
@@ -26,14 +33,14 @@ class TunnelMixin:
         return await Relay(self, extra, mux=self.mux).start()
 
     async def client(self, relay, proxies, extra="", **kw):
-        return await Client(self, relay.port, proxies, extra, mux=self.mux,
-                            tls=self.tls, **kw).start()
+        return await Client(
+            self, relay.port, proxies, extra, mux=self.mux, tls=self.tls, **kw
+        ).start()
 
     async def echo_tunnel(self, **proxy_options):
         relay = await self.relay()
         backend = echo_server(self)
-        client = await self.client(relay, tcp_proxy("echo", backend,
-                                                    **proxy_options))
+        client = await self.client(relay, tcp_proxy("echo", backend, **proxy_options))
         port = await client.running("echo")
         return relay, client, port
 
@@ -45,14 +52,16 @@ class TunnelMixin:
         payload = os.urandom(1024 * 1024)
         user.transport.write(payload)
         received = await within(user.wait_for(len(payload)), 30)
-        self.assertEqual(hashlib.sha256(received).hexdigest(),
-                         hashlib.sha256(payload).hexdigest())
+        self.assertEqual(
+            hashlib.sha256(received).hexdigest(), hashlib.sha256(payload).hexdigest()
+        )
 
     @async_test
     async def test_encryption_and_compression(self):
         """use_encryption + use_compression relay byte-exact."""
-        _, _, port = await self.echo_tunnel(use_encryption="true",
-                                            use_compression="true")
+        _, _, port = await self.echo_tunnel(
+            use_encryption="true", use_compression="true"
+        )
         user = await connect_user(self, port)
         payload = b"compressible " * 50000 + os.urandom(100000)
         user.transport.write(payload)
@@ -77,8 +86,9 @@ class TunnelMixin:
         ports = []
         for name in ("gpu-c", "gpu-d"):
             backend = echo_server(self)
-            client = await self.client(relay, tcp_proxy(name, backend),
-                                       extra=f"user = {name}\n")
+            client = await self.client(
+                relay, tcp_proxy(name, backend), extra=f"user = {name}\n"
+            )
             ports.append(await client.running(f"{name}.{name}"))
         self.assertNotEqual(ports[0], ports[1])
         for port in ports:
@@ -91,14 +101,16 @@ class TunnelMixin:
         """A proxy refused for its port leaves the client's other proxies working."""
         relay = await self.relay()
         backend = echo_server(self)
-        first = await self.client(relay, tcp_proxy("first", backend),
-                                  extra="user = a\n")
+        first = await self.client(
+            relay, tcp_proxy("first", backend), extra="user = a\n"
+        )
         taken = await first.running("a.first")
         second = await self.client(
-            relay, tcp_proxy("clash", backend, remote_port=taken)
-            + tcp_proxy("fine", backend), extra="user = b\n")
-        state = await within(second.client.when_proxy_status(
-            "b.clash", "start error"))
+            relay,
+            tcp_proxy("clash", backend, remote_port=taken) + tcp_proxy("fine", backend),
+            extra="user = b\n",
+        )
+        state = await within(second.client.when_proxy_status("b.clash", "start error"))
         self.assertEqual(state.error, "port already used")
         port = await second.running("b.fine")
         user = await connect_user(self, port)
@@ -110,10 +122,8 @@ class TunnelMixin:
         """A remote_port outside allow_ports is refused with frp's error."""
         relay = await self.relay("allow_ports = 20000-20010\n")
         backend = echo_server(self)
-        client = await self.client(relay, tcp_proxy("x", backend,
-                                                    remote_port=30000))
-        state = await within(client.client.when_proxy_status(
-            "x", "start error"))
+        client = await self.client(relay, tcp_proxy("x", backend, remote_port=30000))
+        state = await within(client.client.when_proxy_status("x", "start error"))
         self.assertEqual(state.error, "port not allowed")
 
     @async_test
@@ -137,8 +147,7 @@ class TunnelMixin:
     async def test_wrong_token_refused(self):
         """A wrong token is refused with frp's error text."""
         relay = await self.relay()
-        client = Client(self, relay.port, "", mux=self.mux, tls=self.tls,
-                        token="wrong")
+        client = Client(self, relay.port, "", mux=self.mux, tls=self.tls, token="wrong")
         d = client.client.first_login
         await client.start()
         with self.assertRaises(LoginRefused) as caught:
@@ -178,10 +187,15 @@ class HeartbeatTests(TestCase):
     async def test_client_reconnects_when_pongs_stop(self):
         """A server that stops answering Pings is left and logged in again."""
         from labrelay.server.control import ControlSession
+
         relay = await Relay(self, mux=False).start()
         client = await Client(
-            self, relay.port, "", mux=False,
-            extra="heartbeat_interval = 1\nheartbeat_timeout = 2\n").start()
+            self,
+            relay.port,
+            "",
+            mux=False,
+            extra="heartbeat_interval = 1\nheartbeat_timeout = 2\n",
+        ).start()
         await within(client.client.first_login)
         self.patch(ControlSession, "_ping", lambda self, message: None)
         for _ in range(600):
@@ -194,8 +208,9 @@ class HeartbeatTests(TestCase):
     async def test_server_drops_silent_client(self):
         """A client that sends no Ping is closed after heartbeat_timeout."""
         relay = await Relay(self, "heartbeat_timeout = 1\n", mux=False).start()
-        client = await Client(self, relay.port, "", mux=False,
-                              extra="heartbeat_interval = 0\n").start()
+        client = await Client(
+            self, relay.port, "", mux=False, extra="heartbeat_interval = 0\n"
+        ).start()
         await within(client.client.first_login)
         run_id = client.client.run_id
         control = relay.server.registry.controls[run_id]
@@ -243,10 +258,13 @@ class KeepAliveTests(TestCase):
     async def test_keepalive_idle_times(self):
         """Both ends of the client's link get the configured keep-alive idle."""
         import socket
+
         from labrelay.peers import raw_socket
+
         relay = await Relay(self, "tcp_keepalive = 123\n").start()
-        client = await Client(self, relay.port, "",
-                              extra="dial_server_keepalive = 45\n").start()
+        client = await Client(
+            self, relay.port, "", extra="dial_server_keepalive = 45\n"
+        ).start()
         await within(client.client.first_login)
         [session] = relay.server.sessions
         server_side = raw_socket(session.transport)
@@ -255,11 +273,13 @@ class KeepAliveTests(TestCase):
         self.assertEqual(server_side.getsockopt(*idle), 123)
         self.assertEqual(client_side.getsockopt(*idle), 45)
         self.assertEqual(
-            client_side.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
+            client_side.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1
+        )
 
 
 def _tick():
     from twisted.internet.task import deferLater
+
     return deferLater(reactor, 0.01, lambda: None)
 
 

@@ -57,14 +57,16 @@ class VhostMixin:
         return await VhostRelay(self, extra, mux=self.mux, **kw).start()
 
     async def client(self, relay, proxies, names, extra=""):
-        return await start_client(self, relay, proxies, names, extra,
-                                  mux=self.mux, tls=self.tls)
+        return await start_client(
+            self, relay, proxies, names, extra, mux=self.mux, tls=self.tls
+        )
 
     async def one_proxy(self, **options):
         relay = await self.relay()
         backend = web_backend(self, "alpha")
-        client = await self.client(relay, http_proxy("web", backend,
-                                                     **options), ["web"])
+        client = await self.client(
+            relay, http_proxy("web", backend, **options), ["web"]
+        )
         return relay, client
 
     @async_test
@@ -72,19 +74,25 @@ class VhostMixin:
         """A subdomain routes to its backend with the forwarding headers set."""
         relay, client = await self.one_proxy(subdomain="jupyter")
         state = client.client.proxies["web"]
-        self.assertEqual(state.remote_addr,
-                         f"jupyter.{SUBDOMAIN_HOST}:{relay.http_port}")
-        reply = await get(self, relay, f"jupyter.{SUBDOMAIN_HOST}",
-                          "/lab?x=1", headers=[("Connection", "close")])
+        self.assertEqual(
+            state.remote_addr, f"jupyter.{SUBDOMAIN_HOST}:{relay.http_port}"
+        )
+        reply = await get(
+            self,
+            relay,
+            f"jupyter.{SUBDOMAIN_HOST}",
+            "/lab?x=1",
+            headers=[("Connection", "close")],
+        )
         self.assertEqual(reply.status, 200)
         info = reply.json()
-        self.assertEqual((info["backend"], info["method"], info["uri"]),
-                         ("alpha", "GET", "/lab?x=1"))
+        self.assertEqual(
+            (info["backend"], info["method"], info["uri"]), ("alpha", "GET", "/lab?x=1")
+        )
         headers = info["headers"]
         self.assertEqual(headers["host"], [f"jupyter.{SUBDOMAIN_HOST}"])
         self.assertEqual(headers["x-forwarded-for"], ["127.0.0.1"])
-        self.assertEqual(headers["x-forwarded-host"],
-                         [f"jupyter.{SUBDOMAIN_HOST}"])
+        self.assertEqual(headers["x-forwarded-host"], [f"jupyter.{SUBDOMAIN_HOST}"])
         self.assertEqual(headers["x-forwarded-proto"], ["http"])
         self.assertEqual(headers["x-real-ip"], ["127.0.0.1"])
         self.assertNotIn("connection", headers)
@@ -95,10 +103,10 @@ class VhostMixin:
         subdomain_host is written with a trailing dot."""
         relay = await self.relay(subdomain_host=SUBDOMAIN_HOST + ".")
         backend = web_backend(self, "dot")
-        await self.client(relay, http_proxy("web", backend,
-                                            subdomain="jupyter"), ["web"])
-        reply = await get(self, relay, f"jupyter.{SUBDOMAIN_HOST}.:"
-                                       f"{relay.http_port}")
+        await self.client(
+            relay, http_proxy("web", backend, subdomain="jupyter"), ["web"]
+        )
+        reply = await get(self, relay, f"jupyter.{SUBDOMAIN_HOST}.:{relay.http_port}")
         self.assertEqual(reply.status, 200)
         self.assertEqual(reply.json()["backend"], "dot")
 
@@ -108,12 +116,14 @@ class VhostMixin:
         host name, even with a catch-all route: 400, never a route."""
         relay = await self.relay()
         backend = web_backend(self, "any")
-        await self.client(relay, http_proxy("web", backend, subdomain="j",
-                                            custom_domains="*"), ["web"])
+        await self.client(
+            relay,
+            http_proxy("web", backend, subdomain="j", custom_domains="*"),
+            ["web"],
+        )
         reply = await get(self, relay, f"j.{SUBDOMAIN_HOST}.")
         self.assertEqual(reply.status, 200)
-        for host in (f"j.{SUBDOMAIN_HOST}..", f"j.{SUBDOMAIN_HOST}..:80",
-                     ".."):
+        for host in (f"j.{SUBDOMAIN_HOST}..", f"j.{SUBDOMAIN_HOST}..:80", ".."):
             reply = await get(self, relay, host)
             self.assertEqual(reply.status, 400, host)
             self.assertIn(b"trailing dot", reply.body)
@@ -122,37 +132,41 @@ class VhostMixin:
     async def test_custom_domains_wildcard_and_star(self):
         """Exact, wildcard and catch-all domains route as frp's router."""
         relay = await self.relay()
-        ports = {name: web_backend(self, name)
-                 for name in ("exact", "wild", "star")}
-        proxies = (http_proxy("exact", ports["exact"],
-                              custom_domains="app.example.org")
-                   + http_proxy("wild", ports["wild"],
-                                custom_domains="*.example.org")
-                   + http_proxy("star", ports["star"], custom_domains="*"))
+        ports = {name: web_backend(self, name) for name in ("exact", "wild", "star")}
+        proxies = (
+            http_proxy("exact", ports["exact"], custom_domains="app.example.org")
+            + http_proxy("wild", ports["wild"], custom_domains="*.example.org")
+            + http_proxy("star", ports["star"], custom_domains="*")
+        )
         await self.client(relay, proxies, ["exact", "wild", "star"])
         user = await http_user(self, relay.http_port)
-        for host, backend in (("APP.example.org", "exact"),
-                              ("other.example.org:81", "wild"),
-                              ("a.b.example.org", "wild"),
-                              ("example.com", "star"),
-                              ("app.example.org", "exact")):
+        for host, backend in (
+            ("APP.example.org", "exact"),
+            ("other.example.org:81", "wild"),
+            ("a.b.example.org", "wild"),
+            ("example.com", "star"),
+            ("app.example.org", "exact"),
+        ):
             reply = await user.request(host)
-            self.assertEqual((host, reply.json()["backend"]),
-                             (host, backend))
+            self.assertEqual((host, reply.json()["backend"]), (host, backend))
 
     @async_test
     async def test_locations_longest_prefix(self):
         """The longest matching location prefix picks the proxy."""
         relay = await self.relay()
         root, api = web_backend(self, "root"), web_backend(self, "api")
-        proxies = (http_proxy("root", root, custom_domains="h.example.org")
-                   + http_proxy("api", api, custom_domains="h.example.org",
-                                locations="/api,/rpc"))
+        proxies = http_proxy("root", root, custom_domains="h.example.org") + http_proxy(
+            "api", api, custom_domains="h.example.org", locations="/api,/rpc"
+        )
         await self.client(relay, proxies, ["root", "api"])
         user = await http_user(self, relay.http_port)
-        for path, backend in (("/api/v1", "api"), ("/apix", "api"),
-                              ("/rpc", "api"), ("/", "root"),
-                              ("/other/api", "root")):
+        for path, backend in (
+            ("/api/v1", "api"),
+            ("/apix", "api"),
+            ("/rpc", "api"),
+            ("/", "root"),
+            ("/other/api", "root"),
+        ):
             reply = await user.request("h.example.org", path)
             self.assertEqual((path, reply.json()["backend"]), (path, backend))
 
@@ -161,16 +175,14 @@ class VhostMixin:
         """route_by_http_user sends that user's requests to its own proxy."""
         relay = await self.relay()
         alice, others = web_backend(self, "alice"), web_backend(self, "any")
-        proxies = (http_proxy("alice", alice, custom_domains="u.example.org",
-                              route_by_http_user="alice")
-                   + http_proxy("any", others, custom_domains="u.example.org"))
+        proxies = http_proxy(
+            "alice", alice, custom_domains="u.example.org", route_by_http_user="alice"
+        ) + http_proxy("any", others, custom_domains="u.example.org")
         await self.client(relay, proxies, ["alice", "any"])
         user = await http_user(self, relay.http_port)
-        reply = await user.request("u.example.org",
-                                   headers=[basic("alice", "pw")])
+        reply = await user.request("u.example.org", headers=[basic("alice", "pw")])
         self.assertEqual(reply.json()["backend"], "alice")
-        reply = await user.request("u.example.org",
-                                   headers=[basic("bob", "pw")])
+        reply = await user.request("u.example.org", headers=[basic("bob", "pw")])
         self.assertEqual(reply.json()["backend"], "any")
         reply = await user.request("u.example.org")
         self.assertEqual(reply.json()["backend"], "any")
@@ -178,32 +190,48 @@ class VhostMixin:
     @async_test
     async def test_basic_auth(self):
         """http_user/http_pwd answer 401 without the right credentials."""
-        relay, _ = await self.one_proxy(custom_domains="auth.example.org",
-                                        http_user="ann", http_pwd="s3cret")
+        relay, _ = await self.one_proxy(
+            custom_domains="auth.example.org", http_user="ann", http_pwd="s3cret"
+        )
         user = await http_user(self, relay.http_port)
-        for headers in ([], [basic("ann", "wrong")], [basic("bob", "s3cret")],
-                        [("Authorization", "Basic !!!")]):
+        for headers in (
+            [],
+            [basic("ann", "wrong")],
+            [basic("bob", "s3cret")],
+            [("Authorization", "Basic !!!")],
+        ):
             reply = await user.request("auth.example.org", headers=headers)
             self.assertEqual(reply.status, 401)
-            self.assertEqual(reply.headers["www-authenticate"],
-                             'Basic realm="Restricted"')
+            self.assertEqual(
+                reply.headers["www-authenticate"], 'Basic realm="Restricted"'
+            )
             self.assertEqual(reply.body, b"Unauthorized\n")
-        reply = await user.request("auth.example.org",
-                                   headers=[basic("ann", "s3cret")])
+        reply = await user.request("auth.example.org", headers=[basic("ann", "s3cret")])
         self.assertEqual(reply.status, 200)
-        self.assertEqual(reply.json()["headers"]["authorization"],
-                         [basic("ann", "s3cret")[1]])
+        self.assertEqual(
+            reply.json()["headers"]["authorization"], [basic("ann", "s3cret")[1]]
+        )
 
     @async_test
     async def test_host_rewrite_and_headers(self):
         """host_header_rewrite replaces Host; header_* sets request headers;
         X-Forwarded-For is appended to."""
         relay, _ = await self.one_proxy(
-            custom_domains="rw.example.org", host_header_rewrite="inner.local",
-            header_X_From_Where="frp", header_X_Replaced="relay")
-        reply = await get(self, relay, "rw.example.org:8080", headers=[
-            ("X-Replaced", "user"), ("X-Forwarded-For", "2.2.2.2"),
-            ("X-Forwarded-Host", "spoofed")])
+            custom_domains="rw.example.org",
+            host_header_rewrite="inner.local",
+            header_X_From_Where="frp",
+            header_X_Replaced="relay",
+        )
+        reply = await get(
+            self,
+            relay,
+            "rw.example.org:8080",
+            headers=[
+                ("X-Replaced", "user"),
+                ("X-Forwarded-For", "2.2.2.2"),
+                ("X-Forwarded-Host", "spoofed"),
+            ],
+        )
         headers = reply.json()["headers"]
         self.assertEqual(headers["host"], ["inner.local"])
         self.assertEqual(headers["x-from-where"], ["frp"])
@@ -218,15 +246,17 @@ class VhostMixin:
         relay = await self.relay()
         for name in ("alpha", "beta"):
             backend = web_backend(self, name)
-            await self.client(relay, http_proxy(name, backend, subdomain=name),
-                              [f"{name}.{name}"], extra=f"user = {name}\n")
+            await self.client(
+                relay,
+                http_proxy(name, backend, subdomain=name),
+                [f"{name}.{name}"],
+                extra=f"user = {name}\n",
+            )
         user = await http_user(self, relay.http_port)
         for name in ("alpha", "beta", "alpha", "beta"):
-            reply = await user.request(f"{name}.{SUBDOMAIN_HOST}",
-                                       f"/{name}")
+            reply = await user.request(f"{name}.{SUBDOMAIN_HOST}", f"/{name}")
             info = reply.json()
-            self.assertEqual((info["backend"], info["uri"]),
-                             (name, f"/{name}"))
+            self.assertEqual((info["backend"], info["uri"]), (name, f"/{name}"))
         self.assertTrue(user.transport.connected)
 
     @async_test
@@ -236,8 +266,7 @@ class VhostMixin:
         user = await http_user(self, relay.http_port)
         reply = await user.request("unknown.example.org")
         self.assertEqual(reply.status, 404)
-        self.assertEqual(reply.headers["content-type"],
-                         "text/html; charset=utf-8")
+        self.assertEqual(reply.headers["content-type"], "text/html; charset=utf-8")
         self.assertIn(b"<title>Not Found</title>", reply.body)
         self.assertEqual(reply.body, NOT_FOUND_PAGE)
         reply = await user.request(f"known.{SUBDOMAIN_HOST}")
@@ -254,10 +283,10 @@ class VhostMixin:
         self.assertEqual(reply.status, 404)
         self.assertEqual(reply.body, b"")
         reply = await get(self, relay, "nobody.example.org")
-        self.assertEqual(reply.body,
-                         b"<html><title>Not Found</title>our own page</html>\n")
-        self.assertEqual(reply.headers["content-type"],
-                         "text/html; charset=utf-8")
+        self.assertEqual(
+            reply.body, b"<html><title>Not Found</title>our own page</html>\n"
+        )
+        self.assertEqual(reply.headers["content-type"], "text/html; charset=utf-8")
 
     @async_test
     async def test_local_service_down(self):
@@ -266,9 +295,12 @@ class VhostMixin:
         relay = await self.relay()
         dead = await within(closed_port(self))
         alive = web_backend(self, "alive")
-        await self.client(relay, http_proxy("dead", dead, subdomain="dead")
-                          + http_proxy("alive", alive, subdomain="alive"),
-                          ["dead", "alive"])
+        await self.client(
+            relay,
+            http_proxy("dead", dead, subdomain="dead")
+            + http_proxy("alive", alive, subdomain="alive"),
+            ["dead", "alive"],
+        )
         user = await http_user(self, relay.http_port)
         reply = await user.request(f"dead.{SUBDOMAIN_HOST}")
         self.assertEqual(reply.status, 502)
@@ -280,9 +312,12 @@ class VhostMixin:
         """No work connection within user_conn_timeout answers 504."""
         relay = await self.relay("user_conn_timeout = 1\n")
         backend = web_backend(self, "idle")
-        client = await self.client(relay, http_proxy("web", backend,
-                                                     subdomain="idle"),
-                                   ["web"], extra="pool_count = 0\n")
+        client = await self.client(
+            relay,
+            http_proxy("web", backend, subdomain="idle"),
+            ["web"],
+            extra="pool_count = 0\n",
+        )
         # the client stops answering ReqWorkConn
         client.client.open_work_connection = lambda: None
         reply = await get(self, relay, f"idle.{SUBDOMAIN_HOST}")
@@ -292,14 +327,18 @@ class VhostMixin:
     async def test_encryption_and_compression(self):
         """An http proxy with use_encryption and use_compression relays a
         request body and a response byte-exact."""
-        relay, _ = await self.one_proxy(subdomain="enc", use_encryption="true",
-                                        use_compression="true")
+        relay, _ = await self.one_proxy(
+            subdomain="enc", use_encryption="true", use_compression="true"
+        )
         body = b"compressible " * 20000 + os.urandom(50000)
-        reply = await get(self, relay, f"enc.{SUBDOMAIN_HOST}", "/post",
-                          method="POST", body=body)
+        reply = await get(
+            self, relay, f"enc.{SUBDOMAIN_HOST}", "/post", method="POST", body=body
+        )
         info = reply.json()
-        self.assertEqual((info["body_len"], info["body_sha"]),
-                         (len(body), hashlib.sha256(body).hexdigest()))
+        self.assertEqual(
+            (info["body_len"], info["body_sha"]),
+            (len(body), hashlib.sha256(body).hexdigest()),
+        )
 
     @async_test
     async def test_chunked_both_ways(self):
@@ -307,23 +346,36 @@ class VhostMixin:
         through whole."""
         relay = await self.relay()
         inspect, chunks = web_backend(self, "in"), chunked_backend(self)
-        await self.client(relay, http_proxy("in", inspect, subdomain="in")
-                          + http_proxy("out", chunks, subdomain="out"),
-                          ["in", "out"])
+        await self.client(
+            relay,
+            http_proxy("in", inspect, subdomain="in")
+            + http_proxy("out", chunks, subdomain="out"),
+            ["in", "out"],
+        )
         user = await http_user(self, relay.http_port)
         body = os.urandom(200000)
         user._waiting = d = defer.Deferred()
         http = user.http
-        user.transport.write(http.send(h11.Request(
-            method="POST", target="/up", headers=[
-                ("Host", f"in.{SUBDOMAIN_HOST}"),
-                ("Transfer-Encoding", "chunked")])))
+        user.transport.write(
+            http.send(
+                h11.Request(
+                    method="POST",
+                    target="/up",
+                    headers=[
+                        ("Host", f"in.{SUBDOMAIN_HOST}"),
+                        ("Transfer-Encoding", "chunked"),
+                    ],
+                )
+            )
+        )
         for i in range(0, len(body), 30000):
-            user.transport.write(http.send(h11.Data(data=body[i:i + 30000])))
+            user.transport.write(http.send(h11.Data(data=body[i : i + 30000])))
         user.transport.write(http.send(h11.EndOfMessage()))
         info = (await within(d)).json()
-        self.assertEqual((info["body_len"], info["body_sha"]),
-                         (len(body), hashlib.sha256(body).hexdigest()))
+        self.assertEqual(
+            (info["body_len"], info["body_sha"]),
+            (len(body), hashlib.sha256(body).hexdigest()),
+        )
         reply = await user.request(f"out.{SUBDOMAIN_HOST}")
         self.assertEqual(reply.headers.get("transfer-encoding"), "chunked")
         self.assertEqual(reply.body, b"".join(Chunks.parts))
@@ -333,14 +385,21 @@ class VhostMixin:
         """A second proxy on the same domain is refused with frp's error."""
         relay = await self.relay()
         backend = web_backend(self, "first")
-        await self.client(relay, http_proxy("first", backend, subdomain="same"),
-                          ["a.first"], extra="user = a\n")
-        second = await Client(self, relay.port,
-                              http_proxy("second", backend, subdomain="same"),
-                              "user = b\n", mux=self.mux,
-                              tls=self.tls).start()
-        state = await within(second.client.when_proxy_status(
-            "b.second", "start error"))
+        await self.client(
+            relay,
+            http_proxy("first", backend, subdomain="same"),
+            ["a.first"],
+            extra="user = a\n",
+        )
+        second = await Client(
+            self,
+            relay.port,
+            http_proxy("second", backend, subdomain="same"),
+            "user = b\n",
+            mux=self.mux,
+            tls=self.tls,
+        ).start()
+        state = await within(second.client.when_proxy_status("b.second", "start error"))
         self.assertEqual(state.error, "router config conflict")
 
     @async_test
@@ -348,9 +407,9 @@ class VhostMixin:
         """When the client goes, its hosts answer 404 and can be taken again."""
         relay = await self.relay()
         backend = web_backend(self, "gone")
-        client = await self.client(relay, http_proxy("web", backend,
-                                                     subdomain="gone"),
-                                   ["web"])
+        client = await self.client(
+            relay, http_proxy("web", backend, subdomain="gone"), ["web"]
+        )
         reply = await get(self, relay, f"gone.{SUBDOMAIN_HOST}")
         self.assertEqual(reply.status, 200)
         await within(client.client.stopService())
@@ -361,8 +420,7 @@ class VhostMixin:
         self.assertEqual(len(relay.vhost.routes), 0)
         reply = await get(self, relay, f"gone.{SUBDOMAIN_HOST}")
         self.assertEqual(reply.status, 404)
-        await self.client(relay, http_proxy("web", backend, subdomain="gone"),
-                          ["web"])
+        await self.client(relay, http_proxy("web", backend, subdomain="gone"), ["web"])
         reply = await get(self, relay, f"gone.{SUBDOMAIN_HOST}")
         self.assertEqual(reply.status, 200)
 
@@ -371,20 +429,25 @@ class VhostMixin:
         """A request head over 64 KiB is answered 431 and closed."""
         relay, _ = await self.one_proxy(subdomain="big")
         user = await connect_user(self, relay.http_port)
-        user.transport.write(b"GET / HTTP/1.1\r\nHost: big." +
-                             SUBDOMAIN_HOST.encode() + b"\r\nX-Big: " +
-                             b"a" * (70 * 1024) + b"\r\n\r\n")
+        user.transport.write(
+            b"GET / HTTP/1.1\r\nHost: big."
+            + SUBDOMAIN_HOST.encode()
+            + b"\r\nX-Big: "
+            + b"a" * (70 * 1024)
+            + b"\r\n\r\n"
+        )
         received = await within(user.closed)
-        self.assertTrue(received.startswith(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), received)
+        self.assertTrue(
+            received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            received,
+        )
         self.assertIn(b"\r\nConnection: close\r\n", received)
 
     @async_test
     async def test_missing_host(self):
         """A request without Host (HTTP/1.1 or 1.0) is answered 400 and closed."""
         relay, _ = await self.one_proxy(subdomain="any")
-        for request in (b"GET / HTTP/1.1\r\n\r\n",
-                        b"GET / HTTP/1.0\r\n\r\n"):
+        for request in (b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"):
             user = await connect_user(self, relay.http_port)
             user.transport.write(request)
             received = await within(user.closed)
@@ -395,11 +458,11 @@ class VhostMixin:
     async def test_garbage_does_not_disturb_others(self):
         """Garbage on the vhost port gets 400; other users are still served."""
         relay, _ = await self.one_proxy(subdomain="fine")
-        for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc" +
-                        os.urandom(300),
-                        b"GET / HTTP/1.1\r\nHost: fine\r\nno colon here"
-                        b"\r\n\r\n",
-                        b"BREW /pot HTCPCP/1.0\r\n\r\n"):
+        for garbage in (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc" + os.urandom(300),
+            b"GET / HTTP/1.1\r\nHost: fine\r\nno colon here\r\n\r\n",
+            b"BREW /pot HTCPCP/1.0\r\n\r\n",
+        ):
             user = await connect_user(self, relay.http_port)
             user.transport.write(garbage)
             reply = await get(self, relay, f"fine.{SUBDOMAIN_HOST}")
@@ -431,8 +494,9 @@ class VhostMixin:
         resource = Stall()
         self.addCleanup(resource.cancel)
         backend = listen(self, Site(resource))
-        await self.client(relay, http_proxy("slow", backend, subdomain="slow"),
-                          ["slow"])
+        await self.client(
+            relay, http_proxy("slow", backend, subdomain="slow"), ["slow"]
+        )
         reply = await get(self, relay, f"slow.{SUBDOMAIN_HOST}", "/stall")
         self.assertEqual(reply.status, 504)
         reply = await get(self, relay, f"slow.{SUBDOMAIN_HOST}", "/sse")
@@ -449,21 +513,23 @@ class VhostMixin:
     async def test_websocket_echo_encrypted(self):
         """The upgraded connection keeps the work connection's encryption
         and compression streams going."""
-        await self.websocket_echo(use_encryption="true",
-                                  use_compression="true")
+        await self.websocket_echo(use_encryption="true", use_compression="true")
 
     async def websocket_echo(self, **options):
         relay = await self.relay()
         backend = listen(self, Factory.forProtocol(WsEcho))
-        await self.client(relay, http_proxy("ws", backend, subdomain="ws",
-                                            **options), ["ws"])
+        await self.client(
+            relay, http_proxy("ws", backend, subdomain="ws", **options), ["ws"]
+        )
         user = await raw_user(self, relay.http_port, WsUser())
         key = base64.b64encode(os.urandom(16))
         user.transport.write(
-            b"GET /socket HTTP/1.1\r\nHost: ws." + SUBDOMAIN_HOST.encode()
+            b"GET /socket HTTP/1.1\r\nHost: ws."
+            + SUBDOMAIN_HOST.encode()
             + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13"
-            b"\r\n\r\n" + ws_frame(1, b"hello", b"abcd"))
+            b"\r\n\r\n" + ws_frame(1, b"hello", b"abcd")
+        )
         head = await user.head()
         lines = head.split(b"\r\n")
         self.assertEqual(lines[0], b"HTTP/1.1 101 Switching Protocols")
@@ -495,14 +561,21 @@ class VhostMixin:
             return sinks[-1]
 
         backend = listen(self, Factory.forProtocol(sink))
-        await self.client(relay, http_proxy("up", backend, subdomain="up"),
-                          ["up"])
+        await self.client(relay, http_proxy("up", backend, subdomain="up"), ["up"])
         user = await http_user(self, relay.http_port)
         user._waiting = d = defer.Deferred()
-        user.transport.write(user.http.send(h11.Request(
-            method="PUT", target="/big", headers=[
-                ("Host", f"up.{SUBDOMAIN_HOST}"),
-                ("Content-Length", str(total))])))
+        user.transport.write(
+            user.http.send(
+                h11.Request(
+                    method="PUT",
+                    target="/big",
+                    headers=[
+                        ("Host", f"up.{SUBDOMAIN_HOST}"),
+                        ("Content-Length", str(total)),
+                    ],
+                )
+            )
+        )
         user.http.send(h11.Data(data=b"\0" * total))  # only for h11's count
         user.http.send(h11.EndOfMessage())
         writer = PatternWriter(user.transport, total, sample)
@@ -523,14 +596,16 @@ class VhostMixin:
         def sample():
             peak[0] = max(peak[0], relay.vhost.buffered_bytes())
 
-        backend = listen(self, Factory.forProtocol(
-            lambda: SourceBackend(total, sample)))
-        await self.client(relay, http_proxy("down", backend,
-                                            subdomain="down"), ["down"])
-        user = await raw_user(self, relay.http_port,
-                              StreamUser(total, sample))
-        user.transport.write(b"GET /big HTTP/1.1\r\nHost: down." +
-                             SUBDOMAIN_HOST.encode() + b"\r\n\r\n")
+        backend = listen(
+            self, Factory.forProtocol(lambda: SourceBackend(total, sample))
+        )
+        await self.client(
+            relay, http_proxy("down", backend, subdomain="down"), ["down"]
+        )
+        user = await raw_user(self, relay.http_port, StreamUser(total, sample))
+        user.transport.write(
+            b"GET /big HTTP/1.1\r\nHost: down." + SUBDOMAIN_HOST.encode() + b"\r\n\r\n"
+        )
         digest = await within(user.reader.done, 90)
         self.assertEqual(user.status, b"HTTP/1.1 200 OK")
         self.assertEqual(digest, pattern_sha(total))
@@ -542,27 +617,35 @@ class VhostMixin:
         """Requests written back to back, to two hosts, are answered in
         order; a HEAD answer carries no body; Connection: close closes."""
         relay = await self.relay()
-        proxies = "".join(http_proxy(name, web_backend(self, name),
-                                     subdomain=name)
-                          for name in ("alpha", "beta"))
+        proxies = "".join(
+            http_proxy(name, web_backend(self, name), subdomain=name)
+            for name in ("alpha", "beta")
+        )
         await self.client(relay, proxies, ["alpha", "beta"])
         user = await connect_user(self, relay.http_port)
-        sent = [("GET", "/1", "alpha", []), ("HEAD", "/2", "beta", []),
-                ("GET", "/3", "beta", [("Connection", "close")])]
+        sent = [
+            ("GET", "/1", "alpha", []),
+            ("HEAD", "/2", "beta", []),
+            ("GET", "/3", "beta", [("Connection", "close")]),
+        ]
         for method, target, name, extra in sent:
             user.transport.write(
                 f"{method} {target} HTTP/1.1\r\nHost: {name}."
                 f"{SUBDOMAIN_HOST}\r\n".encode()
                 + b"".join(f"{k}: {v}\r\n".encode() for k, v in extra)
-                + b"\r\n")
+                + b"\r\n"
+            )
         received = await within(user.closed)
         parser = h11.Connection(h11.CLIENT)
         parser.receive_data(received)
         parser.receive_data(b"")
         answers = []
         for method, target, name, extra in sent:
-            parser.send(h11.Request(method=method, target=target, headers=[
-                ("Host", name)] + extra))
+            parser.send(
+                h11.Request(
+                    method=method, target=target, headers=[("Host", name)] + extra
+                )
+            )
             parser.send(h11.EndOfMessage())
             body = b""
             while True:
@@ -595,6 +678,7 @@ class NoMuxTests(VhostMixin, TestCase):
 
 class TlsNoMuxTests(VhostMixin, TestCase):
     """Work connections are TLS connections of their own."""
+
     mux = False
     tls = True
 
@@ -607,25 +691,26 @@ class VhostServiceTests(TestCase):
         """Without vhost_http_port an http proxy is refused and says why."""
         relay = await Relay(self).start()
         self.assertIsNone(relay.server.vhost)
-        client = await Client(self, relay.port,
-                              http_proxy("web", 1, subdomain="x")).start()
-        state = await within(client.client.when_proxy_status(
-            "web", "start error"))
+        client = await Client(
+            self, relay.port, http_proxy("web", 1, subdomain="x")
+        ).start()
+        state = await within(client.client.when_proxy_status("web", "start error"))
         self.assertIn("vhost_http_port", state.error)
 
     def test_bind_failure_fails_startup(self):
         """A vhost port that cannot be bound stops start-up with one line."""
-        taken = reactor.listenTCP(0, Factory.forProtocol(Protocol),
-                                  interface="127.0.0.1")
+        taken = reactor.listenTCP(
+            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
+        )
         self.addCleanup(taken.stopListening)
         number = taken.getHost().port
         config = parse_server_config(
-            "[common]\nbind_addr = 127.0.0.1\n"
-            f"vhost_http_port = {number}\n")
-        server = RelayServer(config, reactor, server_tls_options(),
-                             listen="tcp:0:interface=127.0.0.1")
+            f"[common]\nbind_addr = 127.0.0.1\nvhost_http_port = {number}\n"
+        )
+        server = RelayServer(
+            config, reactor, server_tls_options(), listen="tcp:0:interface=127.0.0.1"
+        )
         with self.assertRaises(SystemExit) as caught:
             server.privilegedStartService()
-        self.assertIn(f"cannot listen on 127.0.0.1:{number}",
-                      str(caught.exception))
+        self.assertIn(f"cannot listen on 127.0.0.1:{number}", str(caught.exception))
         return server._listener.stopService()

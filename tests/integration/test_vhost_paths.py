@@ -12,8 +12,7 @@ from twisted.trial.unittest import TestCase
 
 from ..support.backends import web_backend
 from ..support.harness import LogCapture, async_test, connect_user, within
-from ..support.vhost import (VhostRelay, basic, http_proxy, http_user,
-                             start_client)
+from ..support.vhost import VhostRelay, basic, http_proxy, http_user, start_client
 
 HOST = "paths.example.org"
 CREDENTIALS = basic("admin", "s3cret")
@@ -36,8 +35,7 @@ CASES = {
     f"http://{HOST}": ("root", "/"),
     f"http://{HOST}/a/./b?": ("root", "/a/b?"),
     "/admin/..": ("root", "/"),
-    "/public/../index.html?next=/../admin": ("root",
-                                             "/index.html?next=/../admin"),
+    "/public/../index.html?next=/../admin": ("root", "/index.html?next=/../admin"),
     "/api/queues/%2f/q": ("root", "/api/queues/%2F/q"),
     "/my%20file~": ("root", "/my%20file~"),
     "/x/..%2Fadmin": 400,
@@ -59,11 +57,16 @@ class PathTests(TestCase):
 
     async def setup(self):
         relay = await VhostRelay(self).start()
-        proxies = (http_proxy("root", web_backend(self, "root"),
-                              custom_domains=HOST)
-                   + http_proxy("admin", web_backend(self, "admin"),
-                                custom_domains=HOST, locations="/admin",
-                                http_user="admin", http_pwd="s3cret"))
+        proxies = http_proxy(
+            "root", web_backend(self, "root"), custom_domains=HOST
+        ) + http_proxy(
+            "admin",
+            web_backend(self, "admin"),
+            custom_domains=HOST,
+            locations="/admin",
+            http_user="admin",
+            http_pwd="s3cret",
+        )
         await start_client(self, relay, proxies, ["root", "admin"])
         return relay
 
@@ -85,8 +88,9 @@ class PathTests(TestCase):
             if route == "admin":
                 # absolute-form is a proxy request: 407, Proxy-Authorization
                 proxied = target.startswith("http://")
-                self.assertEqual((target, plain.status),
-                                 (target, 407 if proxied else 401))
+                self.assertEqual(
+                    (target, plain.status), (target, 407 if proxied else 401)
+                )
                 name, value = CREDENTIALS
                 if proxied:
                     name = "Proxy-Authorization"
@@ -95,8 +99,9 @@ class PathTests(TestCase):
                 reply = plain
             self.assertEqual((target, reply.status), (target, 200))
             info = reply.json()
-            self.assertEqual((target, info["backend"], info["uri"]),
-                             (target, route, forwarded))
+            self.assertEqual(
+                (target, info["backend"], info["uri"]), (target, route, forwarded)
+            )
 
     @async_test
     async def test_no_route_log_escaped(self):
@@ -108,7 +113,8 @@ class PathTests(TestCase):
         user.transport.write(
             b"GET /%1b[2J%0d%0aforged%07 HTTP/1.1\r\n"
             b"Host: evil\x1b]0;x\x07.example.net\r\n"
-            b"Connection: close\r\n\r\n")
+            b"Connection: close\r\n\r\n"
+        )
         received = await within(user.closed)
         self.assertTrue(received.startswith(b"HTTP/1.1 404 "))
         [line] = logs.lines("no route for")

@@ -13,8 +13,14 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test, listen, within
-from ..support.vhost import (SUBDOMAIN_HOST, VhostRelay, basic, http_proxy,
-                             http_user, start_client)
+from ..support.vhost import (
+    SUBDOMAIN_HOST,
+    VhostRelay,
+    basic,
+    http_proxy,
+    http_user,
+    start_client,
+)
 
 HOST = f"web.{SUBDOMAIN_HOST}"
 
@@ -47,8 +53,9 @@ class Backend(Factory):
             if len(self.gone) >= count:
                 return
             await sleep(0.02)
-        raise AssertionError(f"{len(self.gone)} backend connections closed,"
-                             f" expected {count}")
+        raise AssertionError(
+            f"{len(self.gone)} backend connections closed, expected {count}"
+        )
 
 
 class BackendConnection(Protocol):
@@ -100,10 +107,14 @@ class BackendConnection(Protocol):
             return
         request = self.request
         body = request.target + b"|" + b"".join(self.body)
-        auth = dict((k.lower(), v) for k, v in
-                    request.headers.raw_items()).get(b"authorization", b"-")
-        headers = [(b"Content-Length", b"%d" % len(body)),
-                   (b"X-Conn", b"%d" % self.number), (b"X-Auth", auth)]
+        auth = {k.lower(): v for k, v in request.headers.raw_items()}.get(
+            b"authorization", b"-"
+        )
+        headers = [
+            (b"Content-Length", b"%d" % len(body)),
+            (b"X-Conn", b"%d" % self.number),
+            (b"X-Auth", auth),
+        ]
         if self.factory.close:
             headers.append((b"Connection", b"close"))
         out = self.http.send(h11.Response(status_code=200, headers=headers))
@@ -117,7 +128,8 @@ class BackendConnection(Protocol):
             self.http.start_next_cycle()
             if self.factory.idle_close is not None:
                 self.idle_timer = reactor.callLater(
-                    self.factory.idle_close, self.transport.loseConnection)
+                    self.factory.idle_close, self.transport.loseConnection
+                )
             if self.factory.delay:
                 self._pump()
 
@@ -145,8 +157,12 @@ class ReuseMixin:
         self.backend = backend or Backend()
         port = listen(self, self.backend)
         self.frpc = await start_client(
-            self, self.relay, http_proxy("web", port, subdomain="web",
-                                         **options), ["web"], mux=self.mux)
+            self,
+            self.relay,
+            http_proxy("web", port, subdomain="web", **options),
+            ["web"],
+            mux=self.mux,
+        )
         self.proxy = self.relay.server.registry.proxies["web"]
         return self.backend
 
@@ -158,22 +174,22 @@ class ReuseMixin:
         backend = await self.setup()
         user = await http_user(self, self.relay.http_port)
         for i in range(3):
-            reply = await user.request(HOST, f"/a{i}",
-                                       headers=[basic("ann", "x")])
-            self.assertEqual((reply.status, reply.body),
-                             (200, f"/a{i}|".encode()))
+            reply = await user.request(HOST, f"/a{i}", headers=[basic("ann", "x")])
+            self.assertEqual((reply.status, reply.body), (200, f"/a{i}|".encode()))
             self.assertEqual(reply.headers["x-conn"], "1")
-            self.assertEqual(reply.headers["x-auth"],
-                             basic("ann", "x")[1])
+            self.assertEqual(reply.headers["x-auth"], basic("ann", "x")[1])
         self.assertEqual(self.proxy.idle_work_count, 1)
         other = await http_user(self, self.relay.http_port)
         reply = await other.request(HOST, "/b", headers=[basic("bob", "y")])
-        self.assertEqual((reply.body, reply.headers["x-conn"],
-                          reply.headers["x-auth"]),
-                         (b"/b|", "1", basic("bob", "y")[1]))
+        self.assertEqual(
+            (reply.body, reply.headers["x-conn"], reply.headers["x-auth"]),
+            (b"/b|", "1", basic("bob", "y")[1]),
+        )
         reply = await user.request(HOST, "/c")
-        self.assertEqual((reply.body, reply.headers["x-conn"],
-                          reply.headers["x-auth"]), (b"/c|", "1", "-"))
+        self.assertEqual(
+            (reply.body, reply.headers["x-conn"], reply.headers["x-auth"]),
+            (b"/c|", "1", "-"),
+        )
         self.assertEqual(backend.accepted, 1)
         self.assertEqual(self.proxy.total_connections, 5)
         self.assertEqual(self.proxy.active_splices, 0)
@@ -186,8 +202,7 @@ class ReuseMixin:
         user = await http_user(self, self.relay.http_port)
         for i in range(3):
             reply = await user.request(HOST, f"/{i}")
-            self.assertEqual((reply.status, reply.headers["x-conn"]),
-                             (200, str(i + 1)))
+            self.assertEqual((reply.status, reply.headers["x-conn"]), (200, str(i + 1)))
             self.assertEqual(self.proxy.idle_work_count, 0)
         self.assertEqual(backend.accepted, 3)
 
@@ -204,8 +219,7 @@ class ReuseMixin:
         await until(lambda: self.proxy.idle_work_count == 0, what="expiry")
         await backend.closed_count(1)
         reply = await user.request(HOST, "/2")
-        self.assertEqual((reply.status, reply.headers["x-conn"]),
-                         (200, "2"))
+        self.assertEqual((reply.status, reply.headers["x-conn"]), (200, "2"))
 
     @async_test
     async def test_backend_closes_idle_connection(self):
@@ -216,24 +230,19 @@ class ReuseMixin:
         reply = await user.request(HOST, "/1")
         self.assertEqual(reply.headers["x-conn"], "1")
         await backend.closed_count(1)
-        await until(lambda: self.proxy.idle_work_count == 0,
-                    what="idle drop")
+        await until(lambda: self.proxy.idle_work_count == 0, what="idle drop")
         reply = await user.request(HOST, "/2")
-        self.assertEqual((reply.status, reply.headers["x-conn"]),
-                         (200, "2"))
+        self.assertEqual((reply.status, reply.headers["x-conn"]), (200, "2"))
 
     @async_test
     async def test_encrypted_compressed_reuse_byte_exact(self):
         """use_encryption + use_compression: the codec carries on across
         requests on one work connection; bodies arrive byte-exact."""
-        backend = await self.setup(use_encryption="true",
-                                   use_compression="true")
-        users = [await http_user(self, self.relay.http_port)
-                 for _ in range(2)]
+        backend = await self.setup(use_encryption="true", use_compression="true")
+        users = [await http_user(self, self.relay.http_port) for _ in range(2)]
         for i, size in enumerate([0, 1, 5000, 200000, 70000, 3, 1 << 20]):
             body = os.urandom(size // 2) + b"z" * (size - size // 2)
-            reply = await users[i % 2].request(HOST, f"/p{i}", method="POST",
-                                               body=body)
+            reply = await users[i % 2].request(HOST, f"/p{i}", method="POST", body=body)
             self.assertEqual(reply.status, 200)
             self.assertEqual(reply.body, f"/p{i}|".encode() + body)
             self.assertEqual(reply.headers["x-conn"], "1")
@@ -243,10 +252,10 @@ class ReuseMixin:
     async def test_at_most_five_kept(self):
         """Concurrent requests each take a work connection; five are kept."""
         backend = await self.setup(Backend(delay=0.3))
-        users = [await http_user(self, self.relay.http_port)
-                 for _ in range(7)]
+        users = [await http_user(self, self.relay.http_port) for _ in range(7)]
         replies = await defer.gatherResults(
-            [u.request(HOST, f"/{i}") for i, u in enumerate(users)])
+            [u.request(HOST, f"/{i}") for i, u in enumerate(users)]
+        )
         self.assertEqual([r.status for r in replies], [200] * 7)
         self.assertEqual(backend.accepted, 7)
         self.assertEqual(self.proxy.idle_work_count, 5)

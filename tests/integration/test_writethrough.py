@@ -38,12 +38,15 @@ class WriteNowTests(TestCase):
 
     async def pair(self):
         server = Collect()
-        port = reactor.listenTCP(0, Factory.forProtocol(lambda: server),
-                                 interface="127.0.0.1")
+        port = reactor.listenTCP(
+            0, Factory.forProtocol(lambda: server), interface="127.0.0.1"
+        )
         self.addCleanup(port.stopListening)
-        client = await within(TCP4ClientEndpoint(
-            reactor, "127.0.0.1", port.getHost().port).connect(
-                Factory.forProtocol(Protocol)))
+        client = await within(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+                Factory.forProtocol(Protocol)
+            )
+        )
         self.addCleanup(client.transport.abortConnection)
         return client, server
 
@@ -62,7 +65,8 @@ class WriteNowTests(TestCase):
         chunks = [os.urandom(1024 * 1024) for _ in range(16)]
         for chunk in chunks:
             write_now(client.transport, chunk)
-        self.assertGreater(client.transport._tempDataLen
-                           + len(client.transport.dataBuffer), 0)
+        self.assertGreater(
+            client.transport._tempDataLen + len(client.transport.dataBuffer), 0
+        )
         received = await within(server.wait_for(16 * 1024 * 1024), 15)
         self.assertEqual(received, b"".join(chunks))

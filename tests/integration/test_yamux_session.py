@@ -63,11 +63,15 @@ class LoopbackTests(TestCase):
         servers = []
 
         def make_server():
-            session = YamuxSession(is_client=False, clock=reactor, accept_stream=lambda s: _Echo())
+            session = YamuxSession(
+                is_client=False, clock=reactor, accept_stream=lambda s: _Echo()
+            )
             servers.append(session)
             return session
 
-        port = reactor.listenTCP(0, protocol.Factory.forProtocol(make_server), interface="127.0.0.1")
+        port = reactor.listenTCP(
+            0, protocol.Factory.forProtocol(make_server), interface="127.0.0.1"
+        )
         self.addCleanup(port.stopListening)
         client = _ClientSession(is_client=True, clock=reactor)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
@@ -76,7 +80,9 @@ class LoopbackTests(TestCase):
         pingers = [_Pinger(p) for p in payloads]
         for p in pingers:
             client.open_stream(p)
-        results = yield defer.gatherResults([p.done for p in pingers]).addTimeout(30, reactor)
+        results = yield defer.gatherResults([p.done for p in pingers]).addTimeout(
+            30, reactor
+        )
         self.assertEqual(results, payloads)
         self.assertEqual(client.streams_open, 0)
         server_closed = servers[0].when_closed()

@@ -34,10 +34,14 @@ class Inspect(Resource):
         headers = {}
         for key, values in request.requestHeaders.getAllRawHeaders():
             headers[key.decode().lower()] = [v.decode() for v in values]
-        info = {"backend": self.name, "method": request.method.decode(),
-                "uri": request.uri.decode(), "headers": headers,
-                "body_len": len(body),
-                "body_sha": hashlib.sha256(body).hexdigest()}
+        info = {
+            "backend": self.name,
+            "method": request.method.decode(),
+            "uri": request.uri.decode(),
+            "headers": headers,
+            "body_len": len(body),
+            "body_sha": hashlib.sha256(body).hexdigest(),
+        }
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(info).encode()
 
@@ -69,8 +73,7 @@ def chunked_backend(testcase):
 
 def closed_port(testcase):
     """A port on which nothing listens."""
-    port = reactor.listenTCP(0, Factory.forProtocol(Protocol),
-                             interface="127.0.0.1")
+    port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
     number = port.getHost().port
     return port.stopListening().addCallback(lambda _: number)
 
@@ -144,7 +147,7 @@ class PatternWriter:
             offset = self.sent % MiB
             n = min(self.chunk, self.total - self.sent)
             self.sent += n
-            self.transport.write(BLOCK[offset:offset + n])
+            self.transport.write(BLOCK[offset : offset + n])
             self.on_write()
         if self.sent >= self.total and not self.done.called:
             self.transport.unregisterProducer()
@@ -161,8 +164,9 @@ class SlowReader:
     """Reads a byte stream, hashing it, and stops reading for *pause*
     seconds after every *every* bytes: a slow consumer."""
 
-    def __init__(self, transport, total, every=4 * MiB, pause=0.02,
-                 on_read=lambda: None):
+    def __init__(
+        self, transport, total, every=4 * MiB, pause=0.02, on_read=lambda: None
+    ):
         self.transport = transport
         self.total = total
         self.got = 0
@@ -184,8 +188,7 @@ class SlowReader:
         elif self.got >= self.next_pause:
             self.next_pause += self.every
             self.transport.pauseProducing()
-            self.call = reactor.callLater(self.pause,
-                                          self.transport.resumeProducing)
+            self.call = reactor.callLater(self.pause, self.transport.resumeProducing)
 
     def cancel(self):
         if self.call is not None and self.call.active():
@@ -207,17 +210,22 @@ class SinkBackend(Protocol):
             if b"\r\n\r\n" not in self.head:
                 return
             head, data = self.head.split(b"\r\n\r\n", 1)
-            length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")][0])
-            self.reader = SlowReader(self.transport, length,
-                                     on_read=self.on_read)
+            length = int(
+                [
+                    line.split(b":", 1)[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ][0]
+            )
+            self.reader = SlowReader(self.transport, length, on_read=self.on_read)
             self.reader.done.addCallback(self._answer)
         if data:
             self.reader.feed(data)
 
     def _answer(self, digest):
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n"
-                             + digest.encode())
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + digest.encode()
+        )
         return digest
 
     def connectionLost(self, reason):
@@ -237,10 +245,10 @@ class SourceBackend(Protocol):
     def dataReceived(self, data):
         self.head += data
         if self.writer is None and b"\r\n\r\n" in self.head:
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
-                                 b"\r\n" % self.total)
-            self.writer = PatternWriter(self.transport, self.total,
-                                        self.on_write)
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.total
+            )
+            self.writer = PatternWriter(self.transport, self.total, self.on_write)
             self.writer.start()
 
 
@@ -256,8 +264,7 @@ class StreamUser(Protocol):
         self.closed = defer.Deferred()
 
     def connectionMade(self):
-        self.reader = SlowReader(self.transport, self.total,
-                                 on_read=self.on_read)
+        self.reader = SlowReader(self.transport, self.total, on_read=self.on_read)
 
     def dataReceived(self, data):
         if self.status is None:

@@ -234,5 +234,10 @@ def self_signed_certificate(
     ip_addresses = tuple(ip_addresses)
     common_name = (dns_names + ip_addresses + ("labrelay self-signed",))[0]
     return _leaf(
-        common_name, dns_names, ip_addresses, ExtendedKeyUsageOID.SERVER_AUTH, None, False
+        common_name,
+        dns_names,
+        ip_addresses,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        None,
+        False,
     )

@@ -11,8 +11,10 @@ from .harness import TOKEN
 
 def client_text(server_port=7000, proxies="", extra=""):
     """frpc.ini text for a plain (no TLS) client of the test relay."""
-    return (f"[common]\nserver_addr = 127.0.0.1\nserver_port = {server_port}\n"
-            f"token = {TOKEN}\ntls_enable = false\n{extra}\n{proxies}")
+    return (
+        f"[common]\nserver_addr = 127.0.0.1\nserver_port = {server_port}\n"
+        f"token = {TOKEN}\ntls_enable = false\n{extra}\n{proxies}"
+    )
 
 
 def write(testcase, text, name="frpc.ini"):

@@ -28,14 +28,25 @@ class DashboardRelay:
     """A labrelay server with the dashboard on, every port 0."""
 
     def __init__(self, testcase, extra="", vhost=False):
-        text = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-                f"token = {TOKEN}\ndashboard_port = 7500\n"
-                + ("vhost_http_port = 8080\nsubdomain_host = example.test\n"
-                   if vhost else "") + extra)
+        text = (
+            "[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
+            f"token = {TOKEN}\ndashboard_port = 7500\n"
+            + (
+                "vhost_http_port = 8080\nsubdomain_host = example.test\n"
+                if vhost
+                else ""
+            )
+            + extra
+        )
         self.config = parse_server_config(text, source="frps.ini")
         self.server = RelayServer(
-            self.config, reactor, server_tls_options(), listen=LOCAL,
-            vhost_listen=LOCAL if vhost else None, dashboard_listen=LOCAL)
+            self.config,
+            reactor,
+            server_tls_options(),
+            listen=LOCAL,
+            vhost_listen=LOCAL if vhost else None,
+            dashboard_listen=LOCAL,
+        )
         self.testcase = testcase
         self.vhost = vhost
 
@@ -61,8 +72,9 @@ class DashboardRelay:
 async def tunnel(testcase, relay, name="echo", **extra):
     """A client with one tcp proxy to an echo backend; its remote port."""
     backend = echo_server(testcase)
-    client = await Client(testcase, relay.port,
-                          tcp_proxy(name, backend, **extra)).start()
+    client = await Client(
+        testcase, relay.port, tcp_proxy(name, backend, **extra)
+    ).start()
     return client, await client.running(name)
 
 
@@ -83,5 +95,6 @@ async def close_user(user, relay=None):
     await within(user.closed)
     if relay is not None:
         proxies = relay.server.registry.proxies
-        await within(wait_until(lambda: all(
-            p.active_splices == 0 for p in proxies.values())))
+        await within(
+            wait_until(lambda: all(p.active_splices == 0 for p in proxies.values()))
+        )

@@ -52,9 +52,9 @@ class MemoryVhostMixin:
         self.clock = Clock()
         config = parse_server_config(
             "[common]\nvhost_http_port = 80\nsubdomain_host = "
-            f"{SUBDOMAIN_HOST}\ntoken = t\n")
-        server = Stub(config=config, clock=self.clock,
-                      connections=ConnectionSet())
+            f"{SUBDOMAIN_HOST}\ntoken = t\n"
+        )
+        server = Stub(config=config, clock=self.clock, connections=ConnectionSet())
         self.vhost = Vhost(server)
         self.works = []
 
@@ -62,13 +62,15 @@ class MemoryVhostMixin:
             self.works.append(FakeWork())
             return defer.succeed(self.works[-1])
 
-        control = Stub(login=Stub(pool_count=1), closed=False,
-                       pool=Stub(get=get))
-        self.proxy = self.vhost.create_proxy(control, messages.NewProxy(
-            proxy_name="jupyter", proxy_type="http", subdomain="jupyter"))
+        control = Stub(login=Stub(pool_count=1), closed=False, pool=Stub(get=get))
+        self.proxy = self.vhost.create_proxy(
+            control,
+            messages.NewProxy(
+                proxy_name="jupyter", proxy_type="http", subdomain="jupyter"
+            ),
+        )
         self.assertEqual(self.proxy.start(), f"jupyter.{SUBDOMAIN_HOST}")
-        self.user = StringTransport(
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+        self.user = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
         self.connection = self.vhost.factory.buildProtocol(None)
         self.connection.makeConnection(self.user)
 

@@ -21,8 +21,12 @@ from .harness import TOKEN, within
 def login(token=TOKEN, **fields) -> messages.Login:
     """A Login as frpc sends it, its privilege key made with *token*."""
     now = int(time.time())
-    return messages.Login(version=FRP_VERSION, privilege_key=privilege_key(
-        token, now), timestamp=now, **fields)
+    return messages.Login(
+        version=FRP_VERSION,
+        privilege_key=privilege_key(token, now),
+        timestamp=now,
+        **fields,
+    )
 
 
 class FrpPeer(Protocol):
@@ -74,7 +78,7 @@ class FrpPeer(Protocol):
         return d
 
     def _decode(self) -> None:
-        fresh = bytes(self.received[self._parsed:])
+        fresh = bytes(self.received[self._parsed :])
         self._parsed = len(self.received)
         if self._decryptor is not None:
             fresh = self._decryptor.decrypt(fresh)
@@ -89,8 +93,7 @@ class FrpPeer(Protocol):
                 key = derive_key(TOKEN)
                 self._encryptor = StreamEncryptor(key)
                 self._decryptor = StreamDecryptor(key)
-                self._parser.feed(self._decryptor.decrypt(
-                    self._parser.take_rest()))
+                self._parser.feed(self._decryptor.decrypt(self._parser.take_rest()))
         still = []
         for kind, count, d in self._waiting:
             found = [m for m in self.messages if isinstance(m, kind)]

@@ -17,8 +17,7 @@ from zope.interface import implementer
 
 from labrelay.client.service import RelayClient
 from labrelay.client_tap import build_endpoint
-from labrelay.config import (load_client_config, parse_client_config,
-                             parse_server_config)
+from labrelay.config import load_client_config, parse_client_config, parse_server_config
 from labrelay.server.service import RelayServer
 from labrelay.tls import client_tls_options, server_tls_options
 
@@ -27,9 +26,11 @@ TOKEN = "harness-token"
 
 def async_test(f):
     """Run an ``async def`` test method under trial."""
+
     @functools.wraps(f)
     def wrapper(self, *args, **kwargs):
         return defer.ensureDeferred(f(self, *args, **kwargs))
+
     return wrapper
 
 
@@ -130,6 +131,7 @@ async def connect_protocol(testcase, port, user):
         if user.transport.connected:
             user.transport.abortConnection()
         return within(user.closed)
+
     testcase.addCleanup(close)
     return user
 
@@ -138,12 +140,17 @@ class Relay:
     """A labrelay server in this process."""
 
     def __init__(self, testcase, extra="", mux=True, tls_options=None):
-        text = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-                f"token = {TOKEN}\ntcp_mux = {str(mux).lower()}\n" + extra)
+        text = (
+            "[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
+            f"token = {TOKEN}\ntcp_mux = {str(mux).lower()}\n" + extra
+        )
         self.config = parse_server_config(text, source="frps.ini")
         self.server = RelayServer(
-            self.config, reactor, tls_options or server_tls_options(),
-            listen="tcp:0:interface=127.0.0.1")
+            self.config,
+            reactor,
+            tls_options or server_tls_options(),
+            listen="tcp:0:interface=127.0.0.1",
+        )
         self.testcase = testcase
 
     async def start(self):
@@ -161,23 +168,37 @@ class Relay:
 class Client:
     """A labrelay client in this process."""
 
-    def __init__(self, testcase, relay_port, proxies="", extra="", mux=True,
-                 tls=False, token=TOKEN):
-        text = ("[common]\nserver_addr = 127.0.0.1\n"
-                f"server_port = {relay_port}\ntoken = {token}\n"
-                f"tcp_mux = {str(mux).lower()}\n"
-                f"tls_enable = {str(tls).lower()}\n" + extra + "\n" + proxies)
+    def __init__(
+        self,
+        testcase,
+        relay_port,
+        proxies="",
+        extra="",
+        mux=True,
+        tls=False,
+        token=TOKEN,
+    ):
+        text = (
+            "[common]\nserver_addr = 127.0.0.1\n"
+            f"server_port = {relay_port}\ntoken = {token}\n"
+            f"tcp_mux = {str(mux).lower()}\n"
+            f"tls_enable = {str(tls).lower()}\n" + extra + "\n" + proxies
+        )
         self.config = parse_client_config(text, source="frpc.ini")
         tls_options = None
         if self.config.tls_enable:
             tls_options = client_tls_options(
                 self.config.tls_server_name or self.config.server_addr,
-                self.config.tls_trusted_ca_file, self.config.tls_cert_file,
-                self.config.tls_key_file)
+                self.config.tls_trusted_ca_file,
+                self.config.tls_cert_file,
+                self.config.tls_key_file,
+            )
         self.client = RelayClient(
-            self.config, reactor, build_endpoint(reactor, self.config,
-                                                 tls_options),
-            exit_on_fatal=False)
+            self.config,
+            reactor,
+            build_endpoint(reactor, self.config, tls_options),
+            exit_on_fatal=False,
+        )
         self.testcase = testcase
 
     async def start(self):
@@ -196,8 +217,13 @@ class Client:
 
 
 def tcp_proxy(name, local_port, remote_port=0, **extra):
-    lines = [f"[{name}]", "type = tcp", "local_ip = 127.0.0.1",
-             f"local_port = {local_port}", f"remote_port = {remote_port}"]
+    lines = [
+        f"[{name}]",
+        "type = tcp",
+        "local_ip = 127.0.0.1",
+        f"local_port = {local_port}",
+        f"remote_port = {remote_port}",
+    ]
     lines += [f"{k} = {v}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
 
@@ -216,8 +242,7 @@ class LogCapture:
 
     def _observe(self, event):
         text = formatEvent(event)
-        self.events.append((event.get("log_level"), text,
-                            "log_failure" in event))
+        self.events.append((event.get("log_level"), text, "log_failure" in event))
         still = []
         for substrings, d in self._waiting:
             if d.called:
@@ -234,9 +259,13 @@ class LogCapture:
 
     def lines(self, *substrings, since=0, min_level=LogLevel.info):
         """Lines at *min_level* or above containing every one of *substrings*."""
-        return [text for level, text, _ in self.events[since:]
-                if level is not None and level >= min_level
-                and all(s in text for s in substrings)]
+        return [
+            text
+            for level, text, _ in self.events[since:]
+            if level is not None
+            and level >= min_level
+            and all(s in text for s in substrings)
+        ]
 
     def failures(self, since=0):
         """Lines that carried a traceback (log_failure)."""
@@ -251,7 +280,6 @@ class LogCapture:
         d = defer.Deferred()
         self._waiting.append((substrings, d))
         return d
-
 
 
 class RecordingEcho(_Collecting, Echo):
@@ -297,6 +325,7 @@ def wait_until(predicate, interval=0.01):
     """A Deferred firing once *predicate()* holds, for states that have
     no event of their own (bound it with :func:`within`; cancelling it
     stops the polling)."""
+
     def check():
         if predicate():
             loop.stop()
@@ -304,7 +333,8 @@ def wait_until(predicate, interval=0.01):
     loop = LoopingCall(check)
     result = defer.Deferred(lambda _: loop.stop() if loop.running else None)
     loop.start(interval).addCallback(
-        lambda _: None if result.called else result.callback(None))
+        lambda _: None if result.called else result.callback(None)
+    )
     return result
 
 
@@ -313,14 +343,19 @@ def file_client(testcase, path, admin=False):
     builds it), with an admin API on a free port when *admin*."""
     config = load_client_config(path)
     client = RelayClient(
-        config, reactor, build_endpoint(reactor, config, None),
-        exit_on_fatal=False, config_path=path,
-        admin_listen="tcp:0:interface=127.0.0.1" if admin else None)
+        config,
+        reactor,
+        build_endpoint(reactor, config, None),
+        exit_on_fatal=False,
+        config_path=path,
+        admin_listen="tcp:0:interface=127.0.0.1" if admin else None,
+    )
     client.startService()
 
     def stop():
         if client.running:
             return client.stopService()
+
     testcase.addCleanup(stop)
     return client
 

@@ -39,8 +39,7 @@ async def poll_until(predicate, describe, bound, interval=0.1):
 def close_all(peers):
     """Abort every connected protocol of *peers* (each with a ``closed``
     Deferred); a Deferred firing once all are closed."""
-    connected = [p for p in peers
-                 if getattr(p, "transport", None) is not None]
+    connected = [p for p in peers if getattr(p, "transport", None) is not None]
     for p in connected:
         if not p.closed.called:
             p.transport.abortConnection()
@@ -54,8 +53,9 @@ async def echo_check(testcase, port):
     user = await connect_user(testcase, port)
     user.transport.write(ECHO_PAYLOAD)
     got = await within(user.wait_for(len(ECHO_PAYLOAD)), 20)
-    testcase.assertEqual(got, ECHO_PAYLOAD, "the tunnel did not echo "
-                         "byte-exact during the abuse")
+    testcase.assertEqual(
+        got, ECHO_PAYLOAD, "the tunnel did not echo byte-exact during the abuse"
+    )
     user.transport.loseConnection()
     await within(user.closed, 10)
     return time.monotonic() - started
@@ -102,10 +102,12 @@ async def stalled(pushers, describe, checks=20, interval=0.05, bound=60):
         if done:
             raise AssertionError(
                 f"a sender wrote its whole {done[0].limit / MIB:.0f} MiB "
-                f"although nobody read: the relay buffered it ({describe()})")
+                f"although nobody read: the relay buffered it ({describe()})"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"the senders never stayed paused in {bound}s ({describe()})")
+                f"the senders never stayed paused in {bound}s ({describe()})"
+            )
         await deferLater(reactor, interval, lambda: None)
         total = sum(p.sent for p in pushers)
         if all(p.paused for p in pushers) and total == last:

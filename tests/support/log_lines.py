@@ -9,8 +9,10 @@ import re
 
 def fields(line):
     """The key=value fields of *line* (bare or double-quoted values)."""
-    return {key: value.strip('"') for key, value in re.findall(
-        r'(?:^| )(\w+)=("(?:[^"\\]|\\.)*"|[^ ;]+)', line)}
+    return {
+        key: value.strip('"')
+        for key, value in re.findall(r'(?:^| )(\w+)=("(?:[^"\\]|\\.)*"|[^ ;]+)', line)
+    }
 
 
 #: What a peer puts in a field to forge a line and colour the terminal.
@@ -24,5 +26,6 @@ def assert_one_line_each(testcase, text):
     each line starts like a log entry or a traceback continuation."""
     for line in text.split("\n")[:-1]:
         testcase.assertFalse(line.startswith("[fake]"), line)
-        testcase.assertEqual([c for c in line if not c.isprintable()
-                              and c != "\t"], [], line)
+        testcase.assertEqual(
+            [c for c in line if not c.isprintable() and c != "\t"], [], line
+        )

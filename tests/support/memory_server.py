@@ -30,13 +30,17 @@ BIND = IPv4Address("TCP", "127.0.0.1", 7000)
 def login(token=TOKEN, timestamp=NOW, **fields):
     fields.setdefault("version", FRP_VERSION)
     fields.setdefault("pool_count", 0)
-    return messages.Login(privilege_key=privilege_key(token, timestamp),
-                          timestamp=timestamp, **fields)
+    return messages.Login(
+        privilege_key=privilege_key(token, timestamp), timestamp=timestamp, **fields
+    )
 
 
 def work_conn(run_id, token=TOKEN, timestamp=NOW):
-    return messages.NewWorkConn(run_id=run_id, timestamp=timestamp,
-                                privilege_key=privilege_key(token, timestamp))
+    return messages.NewWorkConn(
+        run_id=run_id,
+        timestamp=timestamp,
+        privilege_key=privilege_key(token, timestamp),
+    )
 
 
 class Peer:
@@ -46,8 +50,7 @@ class Peer:
         self.case = case
         self.address = IPv4Address("TCP", host, port)
         self.protocol = case.bind_factory.buildProtocol(self.address)
-        self.transport = StringTransport(hostAddress=BIND,
-                                         peerAddress=self.address)
+        self.transport = StringTransport(hostAddress=BIND, peerAddress=self.address)
         self.protocol.makeConnection(self.transport)
         self.lost = False
         self._parser = MessageParser()
@@ -83,8 +86,7 @@ class Peer:
                 key = derive_key(TOKEN)
                 self._encryptor = StreamEncryptor(key)
                 self._decryptor = StreamDecryptor(key)
-                self._parser.feed(self._decryptor.decrypt(
-                    self._parser.take_rest()))
+                self._parser.feed(self._decryptor.decrypt(self._parser.take_rest()))
 
     def lose(self) -> None:
         """The reactor's part: deliver connectionLost once."""
@@ -93,8 +95,10 @@ class Peer:
             self.protocol.connectionLost(Failure(ConnectionDone()))
 
 
-BASE = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-        f"token = {TOKEN}\ntcp_mux = false\n")
+BASE = (
+    "[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
+    f"token = {TOKEN}\ntcp_mux = false\n"
+)
 
 
 class MemoryServerCase(SynchronousTestCase):
@@ -109,12 +113,17 @@ class MemoryServerCase(SynchronousTestCase):
         self.text = BASE + self.extra
         self.path = write_ini(self, self.text)
         self.server = RelayServer(
-            load_server_config(self.path), self.reactor, None,
-            config_path=self.path, notifier=Notifier(None))
+            load_server_config(self.path),
+            self.reactor,
+            None,
+            config_path=self.path,
+            notifier=Notifier(None),
+        )
         self.server.startService()
         self.addCleanup(self._stop)
         [(_, self.bind_factory, _, _)] = [
-            s for s in self.reactor.tcpServers if s[0] == 7000]
+            s for s in self.reactor.tcpServers if s[0] == 7000
+        ]
         self.log = LogCapture(self)
 
     def _stop(self):
@@ -156,18 +165,17 @@ class MemoryServerCase(SynchronousTestCase):
 
     def new_proxy(self, peer, name, port):
         """Send NewProxy (tcp, remote_port *port*); the NewProxyResp."""
-        peer.send(messages.NewProxy(proxy_name=name, proxy_type="tcp",
-                                    remote_port=port))
-        [response] = [m for m in peer.read()
-                      if isinstance(m, messages.NewProxyResp)]
+        peer.send(
+            messages.NewProxy(proxy_name=name, proxy_type="tcp", remote_port=port)
+        )
+        [response] = [m for m in peer.read() if isinstance(m, messages.NewProxyResp)]
         return response
 
     def user_of(self, port):
         """A user connection accepted on proxy port *port* (memory)."""
         factory = [s for s in self.reactor.tcpServers if s[0] == port][-1][1]
         user = factory.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
-        transport = StringTransport(
-            peerAddress=IPv4Address("TCP", "198.51.100.1", 1))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "198.51.100.1", 1))
         user.makeConnection(transport)
         self.addCleanup(user.connectionLost, None)
         return transport

@@ -28,9 +28,11 @@ from . import paths
 REPO_ROOT = paths.REPO_ROOT.path
 
 #: twistd has no ``__main__``; this is what the ``twistd`` script runs.
-TWISTD = [sys.executable, "-c",
-          "import sys; sys.argv[0] = 'twistd'; "
-          "from twisted.scripts.twistd import run; run()"]
+TWISTD = [
+    sys.executable,
+    "-c",
+    "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
+]
 
 TOKEN = "process-test-token"
 
@@ -64,8 +66,7 @@ def child_env(**extra) -> dict:
     """The environment of a spawned process: ours, with the repo root first
     on PYTHONPATH and unbuffered output."""
     env = dict(os.environ)
-    path = [REPO_ROOT] + [p for p in env.get("PYTHONPATH", "").split(
-        os.pathsep) if p]
+    path = [REPO_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(path)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -75,17 +76,21 @@ def child_env(**extra) -> dict:
 def _bounded(d, waiters, entry, timeout, message):
     """*d*, failing with AssertionError(message()) when *entry* is still in
     *waiters* after *timeout* seconds (it is then taken out)."""
+
     def expire():
         if entry in waiters:
             waiters.remove(entry)
             d.errback(AssertionError(message()))
+
     call = reactor.callLater(timeout, expire)
 
     def done(result):
         if call.active():
             call.cancel()
         return result
+
     return d.addBoth(done)
+
 
 class ProcessOutput(ProcessProtocol):
     """
@@ -111,8 +116,8 @@ class ProcessOutput(ProcessProtocol):
         self.exit_signal = None
         self._stdin_data = stdin_data
         self._decoders = {
-            fd: codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for fd in (1, 2)}
+            fd: codecs.getincrementaldecoder("utf-8")(errors="replace") for fd in (1, 2)
+        }
         self._waiters = []  # (regex, since, Deferred)
         self._exit_waiters = []
 
@@ -149,17 +154,19 @@ class ProcessOutput(ProcessProtocol):
 
     def processEnded(self, reason):
         self.ended = True
-        if isinstance(reason.value, (error.ProcessDone,
-                                     error.ProcessTerminated)):
+        if isinstance(reason.value, (error.ProcessDone, error.ProcessTerminated)):
             self.exit_code = reason.value.exitCode
             self.exit_signal = reason.value.signal
         waiting = list(self._waiters)
         self._waiters.clear()
         for regex, _, d in waiting:
-            d.errback(AssertionError(
-                f"{self.name} exited ({self.describe_exit()}) before "
-                f"printing a line matching {regex.pattern!r}; output:\n"
-                f"{self.tail()}"))
+            d.errback(
+                AssertionError(
+                    f"{self.name} exited ({self.describe_exit()}) before "
+                    f"printing a line matching {regex.pattern!r}; output:\n"
+                    f"{self.tail()}"
+                )
+            )
         exits = list(self._exit_waiters)
         self._exit_waiters.clear()
         for d in exits:
@@ -194,15 +201,25 @@ class ProcessOutput(ProcessProtocol):
         if match:
             return defer.succeed(match)
         if self.ended:
-            return defer.fail(AssertionError(
-                f"{self.name} has exited ({self.describe_exit()}) without a "
-                f"line matching {pattern!r}; output:\n{self.tail()}"))
+            return defer.fail(
+                AssertionError(
+                    f"{self.name} has exited ({self.describe_exit()}) without a "
+                    f"line matching {pattern!r}; output:\n{self.tail()}"
+                )
+            )
         d = defer.Deferred()
         entry = (regex, since, d)
         self._waiters.append(entry)
-        return _bounded(d, self._waiters, entry, timeout, lambda: (
-            f"{self.name}: no line matching {pattern!r} within "
-            f"{timeout}s; output so far:\n{self.tail()}"))
+        return _bounded(
+            d,
+            self._waiters,
+            entry,
+            timeout,
+            lambda: (
+                f"{self.name}: no line matching {pattern!r} within "
+                f"{timeout}s; output so far:\n{self.tail()}"
+            ),
+        )
 
     def when_exited(self, timeout=15):
         """A Deferred firing with the exit code (None after a signal); it
@@ -211,9 +228,16 @@ class ProcessOutput(ProcessProtocol):
             return defer.succeed(self.exit_code)
         d = defer.Deferred()
         self._exit_waiters.append(d)
-        return _bounded(d, self._exit_waiters, d, timeout, lambda: (
-            f"{self.name} (pid {self.pid}) still running after "
-            f"{timeout}s; output so far:\n{self.tail()}"))
+        return _bounded(
+            d,
+            self._exit_waiters,
+            d,
+            timeout,
+            lambda: (
+                f"{self.name} (pid {self.pid}) still running after "
+                f"{timeout}s; output so far:\n{self.tail()}"
+            ),
+        )
 
     def signal(self, name) -> None:
         """Send signal *name* ("TERM", "KILL") unless the process has ended."""
@@ -233,13 +257,26 @@ class ProcessOutput(ProcessProtocol):
             except AssertionError:
                 self.signal("KILL")
                 await self.when_exited(timeout)
-        _log.info("{name} (pid {pid}) ended with {how}; output:\n{output}",
-                  name=self.name, pid=self.pid, how=self.describe_exit(),
-                  output=self.tail(20000))
+        _log.info(
+            "{name} (pid {pid}) ended with {how}; output:\n{output}",
+            name=self.name,
+            pid=self.pid,
+            how=self.describe_exit(),
+            output=self.tail(20000),
+        )
 
 
-def spawn(testcase, name, argv, *, path=None, env=None, binary_stdout=False,
-          stdin_data=None, stdin_fd=None):
+def spawn(
+    testcase,
+    name,
+    argv,
+    *,
+    path=None,
+    env=None,
+    binary_stdout=False,
+    stdin_data=None,
+    stdin_fd=None,
+):
     """
     Start *argv* as a child process of the test; it is stopped (and waited
     for) in the test's cleanup.  Returns its :class:`ProcessOutput`.
@@ -247,12 +284,16 @@ def spawn(testcase, name, argv, *, path=None, env=None, binary_stdout=False,
     :param stdin_data: bytes written to its stdin, which is then closed.
     :param stdin_fd: a file descriptor of ours to give it as stdin.
     """
-    protocol = ProcessOutput(name, binary_stdout=binary_stdout,
-                             stdin_data=stdin_data)
+    protocol = ProcessOutput(name, binary_stdout=binary_stdout, stdin_data=stdin_data)
     child_fds = {0: "w" if stdin_fd is None else stdin_fd, 1: "r", 2: "r"}
-    reactor.spawnProcess(protocol, argv[0], argv,
-                         env=child_env() if env is None else env,
-                         path=path, childFDs=child_fds)
+    reactor.spawnProcess(
+        protocol,
+        argv[0],
+        argv,
+        env=child_env() if env is None else env,
+        path=path,
+        childFDs=child_fds,
+    )
     testcase.addCleanup(lambda: defer.ensureDeferred(protocol.stop()))
     return protocol
 
@@ -267,11 +308,13 @@ async def run(testcase, name, argv, timeout=60, **kwargs):
 def twistd(testcase, command, config_path, name=None, cwd=None):
     """Spawn ``twistd -n --pidfile= COMMAND -c CONFIG`` from the working tree."""
     argv = TWISTD + ["-n", "--pidfile=", command, "-c", config_path]
-    return spawn(testcase, name or command, argv,
-                 path=cwd or os.path.dirname(config_path))
+    return spawn(
+        testcase, name or command, argv, path=cwd or os.path.dirname(config_path)
+    )
 
 
 # Configurations and labrelay processes.
+
 
 def _mux_line(mux) -> str:
     """``tcp_mux`` as a config line; None leaves frp's default (on)."""
@@ -279,19 +322,23 @@ def _mux_line(mux) -> str:
 
 
 def server_ini(bind_port, mux=None, token=TOKEN, extra="") -> str:
-    return ("[common]\nbind_addr = 127.0.0.1\n"
-            f"bind_port = {bind_port}\ntoken = {token}\n"
-            + _mux_line(mux) + extra)
+    return (
+        "[common]\nbind_addr = 127.0.0.1\n"
+        f"bind_port = {bind_port}\ntoken = {token}\n" + _mux_line(mux) + extra
+    )
 
 
 def client_ini(server_port, proxies, mux=None, token=TOKEN, extra="") -> str:
     """*proxies*: (name, local_port, remote_port) triples of tcp proxies."""
-    text = ("[common]\nserver_addr = 127.0.0.1\n"
-            f"server_port = {server_port}\ntoken = {token}\n"
-            + _mux_line(mux) + extra)
+    text = (
+        "[common]\nserver_addr = 127.0.0.1\n"
+        f"server_port = {server_port}\ntoken = {token}\n" + _mux_line(mux) + extra
+    )
     for name, local_port, remote_port in proxies:
-        text += (f"\n[{name}]\ntype = tcp\nlocal_ip = 127.0.0.1\n"
-                 f"local_port = {local_port}\nremote_port = {remote_port}\n")
+        text += (
+            f"\n[{name}]\ntype = tcp\nlocal_ip = 127.0.0.1\n"
+            f"local_port = {local_port}\nremote_port = {remote_port}\n"
+        )
     return text
 
 
@@ -317,13 +364,11 @@ class ServerProcess:
         return self.process.pid
 
 
-async def start_server(testcase, mux=None, port=None, extra="",
-                       name="labrelay-server"):
+async def start_server(testcase, mux=None, port=None, extra="", name="labrelay-server"):
     """Start a server on *port* (default: a free one); wait until it
     listens."""
     port = port or free_port()
-    path = write_config(testcase, "frps.ini",
-                        server_ini(port, mux=mux, extra=extra))
+    path = write_config(testcase, "frps.ini", server_ini(port, mux=mux, extra=extra))
     process = twistd(testcase, "labrelay-server", path, name=name)
     await process.wait_for(rf"starting on {port}$")
     return ServerProcess(process, port, path)
@@ -345,14 +390,26 @@ class ClientProcess:
         *since*); return its remote port."""
         match = await self.process.wait_for(
             rf"\[{re.escape(name)}\] start proxy success, remote address "
-            rf"\S*:(\d+)$", since=since, timeout=timeout)
+            rf"\S*:(\d+)$",
+            since=since,
+            timeout=timeout,
+        )
         return int(match.group(1))
 
 
-def start_client(testcase, server_port, proxies, mux=None, token=TOKEN,
-                 extra="", name="labrelay-client"):
+def start_client(
+    testcase,
+    server_port,
+    proxies,
+    mux=None,
+    token=TOKEN,
+    extra="",
+    name="labrelay-client",
+):
     """Spawn a client; wait with :meth:`ClientProcess.proxy_port`."""
-    path = write_config(testcase, "frpc.ini", client_ini(
-        server_port, proxies, mux=mux, token=token, extra=extra))
-    return ClientProcess(twistd(testcase, "labrelay-client", path, name=name),
-                         path)
+    path = write_config(
+        testcase,
+        "frpc.ini",
+        client_ini(server_port, proxies, mux=mux, token=token, extra=extra),
+    )
+    return ClientProcess(twistd(testcase, "labrelay-client", path, name=name), path)

@@ -42,7 +42,7 @@ def _file(scenario: str, relative: str) -> FilePath:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def messages_json(scenario: str) -> dict:
     """The scenario's decoded listing (messages.json), parsed."""
     return json.loads(_file(scenario, "messages.json").getContent())
@@ -64,19 +64,21 @@ def stream_chunks(scenario: str, conn_id: str, direction: str) -> list:
     """One direction of a TCP connection as the relay's reads delivered it."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}")
-    recording = json.loads(
-        read_bytes(scenario, f"streams/{conn_id}.json"))
-    return [bytes.fromhex(event["hex"]) for event in recording["chunks"]
-            if event.get("dir") == direction and "hex" in event]
+    recording = json.loads(read_bytes(scenario, f"streams/{conn_id}.json"))
+    return [
+        bytes.fromhex(event["hex"])
+        for event in recording["chunks"]
+        if event.get("dir") == direction and "hex" in event
+    ]
 
 
-def demuxed_bytes(scenario: str, stream_id: int, direction: str,
-                  conn_id: str = "conn-01") -> bytes:
+def demuxed_bytes(
+    scenario: str, stream_id: int, direction: str, conn_id: str = "conn-01"
+) -> bytes:
     """The payload of one yamux stream in one direction (plain-mux only)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}")
-    return read_bytes(
-        scenario, f"demuxed/{conn_id}.stream-{stream_id}.{direction}.bin")
+    return read_bytes(scenario, f"demuxed/{conn_id}.stream-{stream_id}.{direction}.bin")
 
 
 def documents(scenario: str) -> list:
@@ -91,14 +93,16 @@ def documents(scenario: str) -> list:
     for connection in messages_json(scenario)["connections"]:
         if connection["role"] == "yamux-session":
             for stream in connection["streams"]:
-                raw = {direction: read_bytes(
-                    scenario, stream["demuxed_files"][direction])
-                    for direction in DIRECTIONS}
+                raw = {
+                    direction: read_bytes(scenario, stream["demuxed_files"][direction])
+                    for direction in DIRECTIONS
+                }
                 found.append((stream, raw))
         else:
-            raw = {direction: stream_bytes(scenario, connection["id"],
-                                           direction)
-                   for direction in DIRECTIONS}
+            raw = {
+                direction: stream_bytes(scenario, connection["id"], direction)
+                for direction in DIRECTIONS
+            }
             found.append((connection, raw))
     return found
 

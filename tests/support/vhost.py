@@ -24,17 +24,21 @@ SUBDOMAIN_HOST = "web.example.test"
 class VhostRelay:
     """A labrelay server with an HTTP vhost, both on port 0."""
 
-    def __init__(self, testcase, extra="", mux=True,
-                 subdomain_host=SUBDOMAIN_HOST):
-        text = ("[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-                f"token = {TOKEN}\ntcp_mux = {str(mux).lower()}\n"
-                "vhost_http_port = 8080\n"
-                f"subdomain_host = {subdomain_host}\n" + extra)
+    def __init__(self, testcase, extra="", mux=True, subdomain_host=SUBDOMAIN_HOST):
+        text = (
+            "[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
+            f"token = {TOKEN}\ntcp_mux = {str(mux).lower()}\n"
+            "vhost_http_port = 8080\n"
+            f"subdomain_host = {subdomain_host}\n" + extra
+        )
         self.config = parse_server_config(text, source="frps.ini")
         self.server = RelayServer(
-            self.config, reactor, server_tls_options(),
+            self.config,
+            reactor,
+            server_tls_options(),
             listen="tcp:0:interface=127.0.0.1",
-            vhost_listen="tcp:0:interface=127.0.0.1")
+            vhost_listen="tcp:0:interface=127.0.0.1",
+        )
         self.vhost = self.server.vhost
         self.testcase = testcase
 
@@ -55,20 +59,24 @@ class VhostRelay:
 def http_proxy(name, local_port, **options):
     """An frpc.ini ``type = http`` section; option names with ``-`` are
     passed as ``header_X_From`` -> ``header_X-From``."""
-    lines = [f"[{name}]", "type = http", "local_ip = 127.0.0.1",
-             f"local_port = {local_port}"]
+    lines = [
+        f"[{name}]",
+        "type = http",
+        "local_ip = 127.0.0.1",
+        f"local_port = {local_port}",
+    ]
     for key, value in options.items():
         if key.startswith("header_"):
-            key = "header_" + key[len("header_"):].replace("_", "-")
+            key = "header_" + key[len("header_") :].replace("_", "-")
         lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"
 
 
-async def start_client(testcase, relay, proxies, names, extra="", mux=True,
-                       tls=False):
+async def start_client(testcase, relay, proxies, names, extra="", mux=True, tls=False):
     """A client with *proxies*; waits until every one of *names* runs."""
-    client = await Client(testcase, relay.port, proxies, extra, mux=mux,
-                          tls=tls).start()
+    client = await Client(
+        testcase, relay.port, proxies, extra, mux=mux, tls=tls
+    ).start()
     for name in names:
         await within(client.client.when_proxy_status(name, "running"))
     return client
@@ -90,8 +98,8 @@ async def raw_user(testcase, port, protocol):
 class Reply:
     def __init__(self, status, headers, body):
         self.status = status
-        self.headers = headers    # lower-case name -> last value (str)
-        self.raw_headers = []     # (name, value) in order
+        self.headers = headers  # lower-case name -> last value (str)
+        self.raw_headers = []  # (name, value) in order
         self.body = body
 
     def json(self):
@@ -131,8 +139,12 @@ class HttpUser(Protocol):
             elif isinstance(event, h11.Response):
                 self._reply = Reply(
                     event.status_code,
-                    {k.decode().lower(): v.decode()
-                     for k, v in event.headers.raw_items()}, b"")
+                    {
+                        k.decode().lower(): v.decode()
+                        for k, v in event.headers.raw_items()
+                    },
+                    b"",
+                )
                 self._reply.raw_headers = list(event.headers.raw_items())
             elif isinstance(event, h11.Data):
                 self._body.append(bytes(event.data))
@@ -141,8 +153,10 @@ class HttpUser(Protocol):
                 reply.body = b"".join(self._body)
                 self._body = []
                 d, self._waiting = self._waiting, None
-                if self.http.our_state is h11.DONE and \
-                        self.http.their_state is h11.DONE:
+                if (
+                    self.http.our_state is h11.DONE
+                    and self.http.their_state is h11.DONE
+                ):
                     self.http.start_next_cycle()
                 d.callback(reply)
 
@@ -150,12 +164,13 @@ class HttpUser(Protocol):
         """Send one request; a Deferred firing with its :class:`Reply`."""
         hdrs = [("Host", host)] + list(headers)
         if body is not None and not any(
-                k.lower() in ("content-length", "transfer-encoding")
-                for k, _ in hdrs):
+            k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs
+        ):
             hdrs.append(("Content-Length", str(len(body))))
         self._waiting = d = defer.Deferred()
-        self.transport.write(self.http.send(h11.Request(
-            method=method, target=target, headers=hdrs)))
+        self.transport.write(
+            self.http.send(h11.Request(method=method, target=target, headers=hdrs))
+        )
         if body:
             self.transport.write(self.http.send(h11.Data(data=body)))
         self.transport.write(self.http.send(h11.EndOfMessage()))

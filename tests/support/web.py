@@ -47,8 +47,7 @@ class Http:
         if user is not None:
             raw = base64.b64encode(f"{user}:{password}".encode())
             headers.addRawHeader(b"authorization", b"Basic " + raw)
-        response = await within(self.agent.request(method, url.encode(),
-                                                   headers))
+        response = await within(self.agent.request(method, url.encode(), headers))
         body = await within(readBody(response))
         return response.code, response.headers, body
 
@@ -59,8 +58,9 @@ class Http:
         return json.loads(body)
 
 
-def http_call(port, method, path, body=None, user=None, password=None,
-              headers=None, host=None):
+def http_call(
+    port, method, path, body=None, user=None, password=None, headers=None, host=None
+):
     """One blocking HTTP request to 127.0.0.1:*port*: (status, headers,
     body).  Run it with deferToThread.  *host* replaces the ``Host``
     header (``""``: none at all)."""
@@ -81,14 +81,21 @@ def http_call(port, method, path, body=None, user=None, password=None,
             connection.putheader("Content-Length", str(len(body or b"")))
             connection.endheaders(body)
         response = connection.getresponse()
-        return (response.status, {k.lower(): v for k, v in
-                                  response.getheaders()}, response.read())
+        return (
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            response.read(),
+        )
     finally:
         connection.close()
 
 
-def request(port, method, path, body=None, user=None, password=None,
-            headers=None, host=None):
+def request(
+    port, method, path, body=None, user=None, password=None, headers=None, host=None
+):
     """:func:`http_call` in a thread, bounded."""
-    return within(deferToThread(http_call, port, method, path, body, user,
-                                password, headers, host))
+    return within(
+        deferToThread(
+            http_call, port, method, path, body, user, password, headers, host
+        )
+    )

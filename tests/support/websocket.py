@@ -42,8 +42,9 @@ def _xor(payload: bytes, mask: bytes) -> bytes:
     if not n:
         return b""
     key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big")
-            ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
+        n, "big"
+    )
 
 
 def ws_parse(buf: bytes):
@@ -61,13 +62,13 @@ def ws_parse(buf: bytes):
         n, i = struct.unpack(">Q", buf[2:10])[0], 10
     mask = b""
     if masked:
-        mask, i = buf[i:i + 4], i + 4
+        mask, i = buf[i : i + 4], i + 4
     if len(buf) < i + n:
         return None
-    payload = buf[i:i + n]
+    payload = buf[i : i + n]
     if masked:
         payload = _xor(payload, mask)
-    return opcode, payload, buf[i + n:]
+    return opcode, payload, buf[i + n :]
 
 
 class WsEcho(Protocol):
@@ -88,7 +89,9 @@ class WsEcho(Protocol):
             self.transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                + ws_accept(fields[b"sec-websocket-key"]) + b"\r\n\r\n")
+                + ws_accept(fields[b"sec-websocket-key"])
+                + b"\r\n\r\n"
+            )
             self.upgraded = True
         while True:
             frame = ws_parse(self.buf)
@@ -137,6 +140,7 @@ class WsUser(Protocol):
             if b"\r\n\r\n" in self.buf:
                 head, self.buf = self.buf.split(b"\r\n\r\n", 1)
                 return head
+
         return self._wait(test)
 
     def frame(self):
@@ -145,4 +149,5 @@ class WsUser(Protocol):
             if frame is not None:
                 self.buf = frame[2]
                 return frame[:2]
+
         return self._wait(test)

@@ -40,18 +40,31 @@ from labrelay import FRP_VERSION
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
-from labrelay.protocol.crypto import (StreamDecryptor, StreamEncryptor,
-                                      derive_key)
+from labrelay.protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
 from labrelay.protocol.framing import MessageParser, encode_message
 from labrelay.server.connection import FIRST_MESSAGE_TIMEOUT
 from labrelay.server.vhost import HEAD_TIMEOUT, LINGER_TIMEOUT
 
 from ..support.harness import async_test, echo_server, listen, within
-from ..support.load import (Pusher, PushingUser, close_all, echo_check,
-                            poll_until, stalled)
-from ..support.processes import (TOKEN, ClientProcess, client_ini, fd_count,
-                                 free_port, rss_bytes, start_server, twistd,
-                                 write_config)
+from ..support.load import (
+    Pusher,
+    PushingUser,
+    close_all,
+    echo_check,
+    poll_until,
+    stalled,
+)
+from ..support.processes import (
+    TOKEN,
+    ClientProcess,
+    client_ini,
+    fd_count,
+    free_port,
+    rss_bytes,
+    start_server,
+    twistd,
+    write_config,
+)
 from ..support.vhost import http_user
 
 KIB = 1024
@@ -74,6 +87,7 @@ _log = Logger()
 
 # -- measuring -----------------------------------------------------------------
 
+
 class Snapshot:
     """The server's VmRSS and open descriptors at one moment."""
 
@@ -91,7 +105,8 @@ async def fds_back_to(testcase, pid, idle_fds, bound):
     await poll_until(
         lambda: fd_count(pid) <= idle_fds + FD_SLACK,
         lambda: f"server still has {fd_count(pid)} fds (idle {idle_fds})",
-        bound)
+        bound,
+    )
     return fd_count(pid)
 
 
@@ -107,19 +122,26 @@ async def open_many(testcase, pid, idle_fds, port, peers, batch=25):
     testcase.addCleanup(close_all, peers)
     started = time.monotonic()
     for first in range(0, len(peers), batch):
-        group = peers[first:first + batch]
-        await within(defer.gatherResults([
-            endpoint.connect(Factory.forProtocol(lambda p=p: p))
-            for p in group]), 10)
-        opened = peers[:first + len(group)]
+        group = peers[first : first + batch]
+        await within(
+            defer.gatherResults(
+                [endpoint.connect(Factory.forProtocol(lambda p=p: p)) for p in group]
+            ),
+            10,
+        )
+        opened = peers[: first + len(group)]
 
         def held():
             return sum(p.closed_at is None for p in opened)
 
         await poll_until(
             lambda: fd_count(pid) - idle_fds >= held(),
-            lambda: f"the server has {fd_count(pid)} fds (idle {idle_fds}) "
-                    f"for {held()} open connections", HANDSHAKE_BOUND)
+            lambda: (
+                f"the server has {fd_count(pid)} fds (idle {idle_fds}) "
+                f"for {held()} open connections"
+            ),
+            HANDSHAKE_BOUND,
+        )
     return time.monotonic() - started
 
 
@@ -164,16 +186,15 @@ class Deployment:
             extra += f"vhost_http_port = {self.vhost_port}\n"
         self.server = await start_server(testcase, extra=extra)
         if self.vhost_port:
-            await self.server.process.wait_for(
-                rf"starting on {self.vhost_port}$")
-        text = client_ini(self.server.port,
-                          [("echo", echo_server(testcase), 0)])
+            await self.server.process.wait_for(rf"starting on {self.vhost_port}$")
+        text = client_ini(self.server.port, [("echo", echo_server(testcase), 0)])
         for name, port, domain in http:
-            text += (f"\n[{name}]\ntype = http\nlocal_ip = 127.0.0.1\n"
-                     f"local_port = {port}\ncustom_domains = {domain}\n")
+            text += (
+                f"\n[{name}]\ntype = http\nlocal_ip = 127.0.0.1\n"
+                f"local_port = {port}\ncustom_domains = {domain}\n"
+            )
         path = write_config(testcase, "frpc.ini", text)
-        self.client = ClientProcess(
-            twistd(testcase, "labrelay-client", path), path)
+        self.client = ClientProcess(twistd(testcase, "labrelay-client", path), path)
         self.tcp_port = await self.client.proxy_port("echo")
         for name, _, _ in http:
             await self.client.proxy_port(name)
@@ -200,8 +221,9 @@ class Deployment:
         still, last = 0, None
         while still < checks:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the server's fd count did not settle "
-                                     f"within {bound}s (now {last})")
+                raise AssertionError(
+                    f"the server's fd count did not settle within {bound}s (now {last})"
+                )
             await deferLater(reactor, interval, lambda: None)
             count = fd_count(self.pid)
             still = still + 1 if count == last else 0
@@ -210,6 +232,7 @@ class Deployment:
 
 
 # -- abusive peers -------------------------------------------------------------
+
 
 class IdleSocket(Protocol):
     """Connects and never sends a byte; notes when it was connected and
@@ -233,8 +256,7 @@ class Slowloris(Protocol):
     """Sends an endless request head one byte per :meth:`tick`, and keeps
     sending after the server's answer and FIN."""
 
-    HEAD = (b"GET / HTTP/1.1\r\nHost: web.test\r\nX-Slow: "
-            + b"a" * 200)
+    HEAD = b"GET / HTTP/1.1\r\nHost: web.test\r\nX-Slow: " + b"a" * 200
 
     def __init__(self):
         self.sent = 0
@@ -249,7 +271,7 @@ class Slowloris(Protocol):
 
     def tick(self):
         if self.closed_at is None:
-            self.transport.write(self.HEAD[self.sent % len(self.HEAD):][:1])
+            self.transport.write(self.HEAD[self.sent % len(self.HEAD) :][:1])
             self.sent += 1
 
     def dataReceived(self, data):
@@ -281,9 +303,11 @@ class BulkBackend(Protocol):
     def dataReceived(self, data):
         self.head += data
         if self.pusher is None and b"\r\n\r\n" in self.head:
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: "
-                                 b"application/octet-stream\r\n"
-                                 b"Content-Length: %d\r\n\r\n" % self.total)
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: "
+                b"application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % self.total
+            )
             self.pusher = Pusher(self.transport, self.total)
             self.factory.answering.callback(self)
             self.pusher.start()
@@ -303,14 +327,16 @@ class StalledHttpUser(Protocol):
 
     def connectionMade(self):
         self.transport.pauseProducing()
-        self.transport.write(b"GET /big HTTP/1.1\r\nHost: %s\r\n\r\n"
-                             % self.host.encode())
+        self.transport.write(
+            b"GET /big HTTP/1.1\r\nHost: %s\r\n\r\n" % self.host.encode()
+        )
 
     def connectionLost(self, reason):
         self.closed.callback(None)
 
 
 # -- a raw yamux client that stops reading -------------------------------------
+
 
 class _RawControl(Protocol):
     """The abuser's control stream: Login, one tcp proxy, and a work stream
@@ -323,9 +349,14 @@ class _RawControl(Protocol):
 
     def connectionMade(self):
         now = int(time.time())
-        self.send(messages.Login(
-            version=FRP_VERSION, privilege_key=privilege_key(TOKEN, now),
-            timestamp=now, pool_count=0))
+        self.send(
+            messages.Login(
+                version=FRP_VERSION,
+                privilege_key=privilege_key(TOKEN, now),
+                timestamp=now,
+                pool_count=0,
+            )
+        )
 
     def send(self, message):
         data = encode_message(message)
@@ -355,14 +386,14 @@ class _RawControl(Protocol):
             self.decryptor = StreamDecryptor(key)
             rest = self.parser.take_rest()
             self.parser.feed(self.decryptor.decrypt(rest))
-            self.send(messages.NewProxy(proxy_name="abuse",
-                                        proxy_type="tcp", remote_port=0))
+            self.send(
+                messages.NewProxy(proxy_name="abuse", proxy_type="tcp", remote_port=0)
+            )
         elif isinstance(message, messages.NewProxyResp):
             if message.error:
                 abuser.registered.errback(AssertionError(message.error))
             else:
-                abuser.registered.callback(
-                    int(message.remote_addr.rsplit(":", 1)[1]))
+                abuser.registered.callback(int(message.remote_addr.rsplit(":", 1)[1]))
         elif isinstance(message, messages.ReqWorkConn):
             abuser.session.open_stream(_RawWork(abuser))
 
@@ -377,9 +408,15 @@ class _RawWork(Protocol):
 
     def connectionMade(self):
         now = int(time.time())
-        self.transport.write(encode_message(messages.NewWorkConn(
-            run_id=self.abuser.run_id,
-            privilege_key=privilege_key(TOKEN, now), timestamp=now)))
+        self.transport.write(
+            encode_message(
+                messages.NewWorkConn(
+                    run_id=self.abuser.run_id,
+                    privilege_key=privilege_key(TOKEN, now),
+                    timestamp=now,
+                )
+            )
+        )
 
     def dataReceived(self, data):
         if not self.started:
@@ -426,6 +463,7 @@ class Abuser(YamuxSession):
 
 
 # -- a flood of sessions that never log in --------------------------------------
+
 
 class SquattingSession(YamuxSession):
     """
@@ -481,8 +519,9 @@ class SessionFlood:
     def _connect(self, source):
         self.connections += 1
         session = SquattingSession(self, source)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port,
-                                      timeout=10, bindAddress=(source, 0))
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", self.port, timeout=10, bindAddress=(source, 0)
+        )
         factory = Factory.forProtocol(lambda: session)
         factory.noisy = False
         d = endpoint.connect(factory)
@@ -503,9 +542,15 @@ class SessionFlood:
         listen backlog); return the seconds it took."""
         started = time.monotonic()
         for first in range(0, self.size, batch):
-            await within(defer.gatherResults([
-                self._connect(self.sources[i % len(self.sources)])
-                for i in range(first, min(first + batch, self.size))]), 20)
+            await within(
+                defer.gatherResults(
+                    [
+                        self._connect(self.sources[i % len(self.sources)])
+                        for i in range(first, min(first + batch, self.size))
+                    ]
+                ),
+                20,
+            )
         return time.monotonic() - started
 
     def lost(self, session):
@@ -544,9 +589,16 @@ class _LoginStream(Protocol):
 
     def connectionMade(self):
         now = int(time.time())
-        self.transport.write(encode_message(messages.Login(
-            version=FRP_VERSION, privilege_key=privilege_key(TOKEN, now),
-            timestamp=now, pool_count=0)))
+        self.transport.write(
+            encode_message(
+                messages.Login(
+                    version=FRP_VERSION,
+                    privilege_key=privilege_key(TOKEN, now),
+                    timestamp=now,
+                    pool_count=0,
+                )
+            )
+        )
 
     def dataReceived(self, data):
         self.parser.feed(data)
@@ -569,14 +621,13 @@ async def fresh_login(port, source, bound, retry=0.5):
     attempts = 0
     while time.monotonic() - started < bound:
         attempts += 1
-        session = YamuxSession(is_client=True, clock=reactor,
-                               keepalive_interval=0)
+        session = YamuxSession(is_client=True, clock=reactor, keepalive_interval=0)
         answered = defer.Deferred()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5,
-                                      bindAddress=(source, 0))
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", port, timeout=5, bindAddress=(source, 0)
+        )
         try:
-            await within(endpoint.connect(
-                Factory.forProtocol(lambda: session)), 5)
+            await within(endpoint.connect(Factory.forProtocol(lambda: session)), 5)
             session.open_stream(_LoginStream(answered))
             response = await within(answered, 5)
         except Exception:
@@ -587,11 +638,13 @@ async def fresh_login(port, source, bound, retry=0.5):
         if response is not None and not response.error:
             return time.monotonic() - started, attempts
         await deferLater(reactor, retry, lambda: None)
-    raise AssertionError(f"a correct Login from {source} was kept out for "
-                         f"{bound}s ({attempts} attempts)")
+    raise AssertionError(
+        f"a correct Login from {source} was kept out for {bound}s ({attempts} attempts)"
+    )
 
 
 # -- the tests -----------------------------------------------------------------
+
 
 class AbuseTests(TestCase):
     """Abuse against real processes; the server stays bounded and serves."""
@@ -605,20 +658,27 @@ class AbuseTests(TestCase):
         if soft >= wanted:
             return
         if hard != resource.RLIM_INFINITY and hard < wanted:
-            self.fail(f"RLIMIT_NOFILE hard limit {hard} < {wanted}: raise "
-                      f"it to run this test")
+            self.fail(
+                f"RLIMIT_NOFILE hard limit {hard} < {wanted}: raise it to run this test"
+            )
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE,
-                        (soft, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
 
     def report(self, name, idle, under, after, bound, **numbers):
         """Log one test's measurements (to _trial_temp/test.log)."""
         extra = ", ".join(f"{k} {v}" for k, v in numbers.items())
-        _log.info("abuse {name}: idle {idle}; under abuse {under} (growth "
-                  "{growth:+.1f} MiB, bound {bound:.1f} MiB); after {after} "
-                  "fds; {extra}", name=name, idle=idle, under=under,
-                  growth=(under.rss - idle.rss) / MIB, bound=bound / MIB,
-                  after=after, extra=extra)
+        _log.info(
+            "abuse {name}: idle {idle}; under abuse {under} (growth "
+            "{growth:+.1f} MiB, bound {bound:.1f} MiB); after {after} "
+            "fds; {extra}",
+            name=name,
+            idle=idle,
+            under=under,
+            growth=(under.rss - idle.rss) / MIB,
+            bound=bound / MIB,
+            after=after,
+            extra=extra,
+        )
 
     @async_test
     async def test_idle_unauthenticated_sockets(self):
@@ -630,25 +690,33 @@ class AbuseTests(TestCase):
         idle = await relay.idle_snapshot()
 
         sockets = [IdleSocket() for _ in range(count)]
-        opened_in = await open_many(self, relay.pid, idle.fds,
-                                    relay.server.port, sockets)
+        opened_in = await open_many(
+            self, relay.pid, idle.fds, relay.server.port, sockets
+        )
         under = relay.snapshot()
         held = sum(s.closed_at is None for s in sockets)
         echo_time = await echo_check(self, relay.tcp_port)
 
         lifetimes = await within(
             defer.gatherResults([s.closed for s in sockets]),
-            HANDSHAKE_BOUND + SLACK + opened_in)
+            HANDSHAKE_BOUND + SLACK + opened_in,
+        )
         after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
 
         # Per pending socket the server keeps a transport, a sniffing
         # protocol and a timer (a few KiB); 16 KiB each is the bound.
         bound = count * 16 * KIB
-        self.report("idle sockets", idle, under, after, bound,
-                    opened_in=f"{opened_in:.2f}s", held_at_once=held,
-                    closed_after=f"{min(lifetimes):.2f}-"
-                                 f"{max(lifetimes):.2f}s",
-                    echo_during=f"{echo_time * 1000:.0f}ms")
+        self.report(
+            "idle sockets",
+            idle,
+            under,
+            after,
+            bound,
+            opened_in=f"{opened_in:.2f}s",
+            held_at_once=held,
+            closed_after=f"{min(lifetimes):.2f}-{max(lifetimes):.2f}s",
+            echo_during=f"{echo_time * 1000:.0f}ms",
+        )
         # A cap on unauthenticated connections may refuse some at once;
         # each one held is a descriptor until the handshake bound.
         self.assertGreaterEqual(under.fds, idle.fds + held)
@@ -676,34 +744,43 @@ class AbuseTests(TestCase):
         # the total cap is reached: evicting (or, before, refusing)
         await relay.server.process.wait_for(
             "closing the oldest one from|refusing new connections",
-            since=mark, timeout=20)
+            since=mark,
+            timeout=20,
+        )
         under = relay.snapshot()
         # once when the cap is first reached, once 10 s later, in the
         # steady state: sessions with a stream, reconnecting as fast as
         # they are evicted or reach their deadline (the server's second
         # rate-limited eviction line)
-        first, attempts = await fresh_login(
-            relay.server.port, "127.0.0.200", bound)
+        first, attempts = await fresh_login(relay.server.port, "127.0.0.200", bound)
         await relay.server.process.wait_for(
             r"\([1-9]\d* more evicted since|within 10s.*; closing",
-            since=mark, timeout=20)
-        later, more = await fresh_login(
-            relay.server.port, "127.0.0.201", bound)
+            since=mark,
+            timeout=20,
+        )
+        later, more = await fresh_login(relay.server.port, "127.0.0.201", bound)
         login_time, attempts = max(first, later), attempts + more
         echo_time = await echo_check(self, relay.tcp_port)
         live = len(flood.live)
         await flood.stop()
-        after = await fds_back_to(self, relay.pid, idle.fds,
-                                  HANDSHAKE_BOUND + SLACK)
+        after = await fds_back_to(self, relay.pid, idle.fds, HANDSHAKE_BOUND + SLACK)
         bound_rss = size * 32 * KIB
-        self.report("session flood", idle, under, after, bound_rss,
-                    sessions=size, sources=len(sources),
-                    opened_in=f"{opened_in:.2f}s",
-                    fresh_login_after=f"{first:.2f}s and {later:.2f}s",
-                    login_attempts=attempts, live_at_end=live,
-                    connections=flood.connections,
-                    closed_by_server=flood.closed_by_server,
-                    echo_during=f"{echo_time * 1000:.0f}ms")
+        self.report(
+            "session flood",
+            idle,
+            under,
+            after,
+            bound_rss,
+            sessions=size,
+            sources=len(sources),
+            opened_in=f"{opened_in:.2f}s",
+            fresh_login_after=f"{first:.2f}s and {later:.2f}s",
+            login_attempts=attempts,
+            live_at_end=live,
+            connections=flood.connections,
+            closed_by_server=flood.closed_by_server,
+            echo_during=f"{echo_time * 1000:.0f}ms",
+        )
         self.assertLessEqual(login_time, bound)
         self.assertLess(under.rss - idle.rss, bound_rss)
 
@@ -715,7 +792,8 @@ class AbuseTests(TestCase):
         count = 200
         self.raise_fd_limit(count + 1024)
         relay = await Deployment().start(
-            self, http=[("web", web_backend(self), "web.test")])
+            self, http=[("web", web_backend(self), "web.test")]
+        )
         idle = await relay.idle_snapshot()
 
         slow = [Slowloris() for _ in range(count)]
@@ -740,36 +818,44 @@ class AbuseTests(TestCase):
         under = relay.snapshot()
         web_time = await web_check(self, relay.vhost_port)
         echo_time = await echo_check(self, relay.tcp_port)
-        self.assertEqual(sum(s.closed_at is not None for s in slow), 0,
-                         "slow heads were closed before the head bound")
+        self.assertEqual(
+            sum(s.closed_at is not None for s in slow),
+            0,
+            "slow heads were closed before the head bound",
+        )
 
         lifetimes = await within(
             defer.gatherResults([s.closed for s in slow]),
-            HEAD_BOUND + LINGER_BOUND + 2 * SLACK)
+            HEAD_BOUND + LINGER_BOUND + 2 * SLACK,
+        )
         await within(looping, 5)
         after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
 
-        answered = [s.eof_at - s.connected_at for s in slow
-                    if s.eof_at is not None]
+        answered = [s.eof_at - s.connected_at for s in slow if s.eof_at is not None]
         # Per slow connection: a transport, an h11 connection holding at
         # most ~40 head bytes, a timer (a few KiB); 32 KiB each is the bound.
         bound = count * 32 * KIB
-        self.report("slowloris", idle, under, after, bound,
-                    head_sent=f"{slow[0].sent} bytes",
-                    answered_408_after=f"{min(answered):.2f}-"
-                                       f"{max(answered):.2f}s"
-                                       if answered else "never",
-                    closed_after=f"{min(lifetimes):.2f}-"
-                                 f"{max(lifetimes):.2f}s",
-                    web_during=f"{web_time * 1000:.0f}ms",
-                    echo_during=f"{echo_time * 1000:.0f}ms")
+        self.report(
+            "slowloris",
+            idle,
+            under,
+            after,
+            bound,
+            head_sent=f"{slow[0].sent} bytes",
+            answered_408_after=f"{min(answered):.2f}-{max(answered):.2f}s"
+            if answered
+            else "never",
+            closed_after=f"{min(lifetimes):.2f}-{max(lifetimes):.2f}s",
+            web_during=f"{web_time * 1000:.0f}ms",
+            echo_during=f"{echo_time * 1000:.0f}ms",
+        )
         self.assertEqual(
             [s.received.split(b"\r\n", 1)[0] for s in slow],
-            [b"HTTP/1.1 408 Request Timeout"] * count)
+            [b"HTTP/1.1 408 Request Timeout"] * count,
+        )
         self.assertLess(under.rss - idle.rss, bound)
         self.assertGreaterEqual(min(lifetimes), HEAD_BOUND - 1)
-        self.assertLessEqual(max(lifetimes),
-                             HEAD_BOUND + LINGER_BOUND + SLACK)
+        self.assertLessEqual(max(lifetimes), HEAD_BOUND + LINGER_BOUND + SLACK)
 
     @async_test
     async def test_yamux_client_that_never_reads(self):
@@ -777,15 +863,17 @@ class AbuseTests(TestCase):
         which never reads costs the server far less than its windows allow,
         other clients keep working, and the keepalive ends it."""
         streams = 32
-        keepalive = 2   # server's tcp_mux_keepalive_interval (seconds)
+        keepalive = 2  # server's tcp_mux_keepalive_interval (seconds)
         ping_bound = 10  # YamuxSession keepalive_timeout
         relay = await Deployment().start(
-            self, server_extra=f"tcp_mux_keepalive_interval = {keepalive}\n")
+            self, server_extra=f"tcp_mux_keepalive_interval = {keepalive}\n"
+        )
         idle = await relay.idle_snapshot()
 
         abuser = Abuser()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.server.port,
-                                      timeout=10)
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", relay.server.port, timeout=10
+        )
         await within(endpoint.connect(Factory.forProtocol(lambda: abuser)))
 
         def close_abuser():
@@ -796,11 +884,13 @@ class AbuseTests(TestCase):
         abuse_port = await within(abuser.registered)
 
         users = [PushingUser(limit=32 * MIB) for _ in range(streams)]
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", abuse_port,
-                                      timeout=10)
-        await within(defer.gatherResults([
-            endpoint.connect(Factory.forProtocol(lambda u=u: u))
-            for u in users]), 20)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", abuse_port, timeout=10)
+        await within(
+            defer.gatherResults(
+                [endpoint.connect(Factory.forProtocol(lambda u=u: u)) for u in users]
+            ),
+            20,
+        )
         self.addCleanup(close_all, users)
         await within(abuser.when_started(streams), 20)
 
@@ -808,16 +898,22 @@ class AbuseTests(TestCase):
         stopped_at = time.monotonic()
         for user in users:
             user.pusher.start()
-        sent = await stalled([u.pusher for u in users],
-                             lambda: str(relay.snapshot()), bound=20)
+        sent = await stalled(
+            [u.pusher for u in users], lambda: str(relay.snapshot()), bound=20
+        )
         stall_time = time.monotonic() - stopped_at
         under = relay.snapshot()
         echo_time = await echo_check(self, relay.tcp_port)
-        self.assertEqual(sum(u.closed.called for u in users), 0,
-                         "users were closed before the keepalive bound")
+        self.assertEqual(
+            sum(u.closed.called for u in users),
+            0,
+            "users were closed before the keepalive bound",
+        )
 
-        await within(defer.gatherResults([u.closed for u in users]),
-                     keepalive + ping_bound + SLACK)
+        await within(
+            defer.gatherResults([u.closed for u in users]),
+            keepalive + ping_bound + SLACK,
+        )
         ended_after = time.monotonic() - stopped_at
         after = await fds_back_to(self, relay.pid, idle.fds, SLACK)
         await relay.server.process.wait_for("yamux keepalive timeout")
@@ -829,12 +925,19 @@ class AbuseTests(TestCase):
         # buffer: the bound is 256 KiB per stream plus 8 MiB.
         window_bound = streams * 6 * MIB
         bound = streams * 256 * KIB + 8 * MIB
-        self.report("non-reading yamux client", idle, under, after, bound,
-                    streams=streams, users_sent=f"{sent / MIB:.1f} MiB",
-                    stalled_after=f"{stall_time:.2f}s",
-                    window_bound=f"{window_bound / MIB:.0f} MiB",
-                    echo_during=f"{echo_time * 1000:.0f}ms",
-                    dropped_after=f"{ended_after:.2f}s")
+        self.report(
+            "non-reading yamux client",
+            idle,
+            under,
+            after,
+            bound,
+            streams=streams,
+            users_sent=f"{sent / MIB:.1f} MiB",
+            stalled_after=f"{stall_time:.2f}s",
+            window_bound=f"{window_bound / MIB:.0f} MiB",
+            echo_during=f"{echo_time * 1000:.0f}ms",
+            dropped_after=f"{ended_after:.2f}s",
+        )
         self.assertLess(under.rss - idle.rss, bound)
 
     @async_test
@@ -844,20 +947,24 @@ class AbuseTests(TestCase):
         cancelling frees everything."""
         bulk = Factory.forProtocol(BulkBackend)
         bulk.answering = defer.Deferred()
-        relay = await Deployment().start(self, http=[
-            ("web", web_backend(self), "web.test"),
-            ("bulk", listen(self, bulk), "bulk.test")])
+        relay = await Deployment().start(
+            self,
+            http=[
+                ("web", web_backend(self), "web.test"),
+                ("bulk", listen(self, bulk), "bulk.test"),
+            ],
+        )
         idle = await relay.idle_snapshot()
 
         user = StalledHttpUser("bulk.test")
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", relay.vhost_port,
-                                      timeout=10)
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", relay.vhost_port, timeout=10
+        )
         await within(endpoint.connect(Factory.forProtocol(lambda: user)))
         self.addCleanup(close_all, [user])
         backend = await within(bulk.answering)
         started = time.monotonic()
-        sent = await stalled([backend.pusher],
-                             lambda: str(relay.snapshot()), bound=30)
+        sent = await stalled([backend.pusher], lambda: str(relay.snapshot()), bound=30)
         stall_time = time.monotonic() - started
         under = relay.snapshot()
         web_time = await web_check(self, relay.vhost_port)
@@ -873,10 +980,16 @@ class AbuseTests(TestCase):
         # A stalled stream buffers at most its 6 MiB receive window in the
         # server, plus the user's transport buffer; 12 MiB is the bound.
         bound = 12 * MIB
-        self.report("vhost non-reader", idle, under, after, bound,
-                    backend_sent=f"{sent / MIB:.1f} MiB",
-                    stalled_after=f"{stall_time:.2f}s",
-                    web_during=f"{web_time * 1000:.0f}ms",
-                    echo_during=f"{echo_time * 1000:.0f}ms",
-                    backend_closed_after_cancel=f"{freed_after:.2f}s")
+        self.report(
+            "vhost non-reader",
+            idle,
+            under,
+            after,
+            bound,
+            backend_sent=f"{sent / MIB:.1f} MiB",
+            stalled_after=f"{stall_time:.2f}s",
+            web_during=f"{web_time * 1000:.0f}ms",
+            echo_during=f"{echo_time * 1000:.0f}ms",
+            backend_closed_after_cancel=f"{freed_after:.2f}s",
+        )
         self.assertLess(under.rss - idle.rss, bound)

@@ -42,20 +42,32 @@ class ProcessTests(TestCase):
         directory.makedirs()
         path = directory.child("frpc.ini").path
         with open(path, "w") as f:
-            f.write(client_ini(server.port, [("echo", backend, 0)],
-                               extra=f"admin_port = {port}\n"))
+            f.write(
+                client_ini(
+                    server.port, [("echo", backend, 0)], extra=f"admin_port = {port}\n"
+                )
+            )
         process = twistd(self, "labrelay-client", path)
         await process.wait_for(r"\[echo\] start proxy success")
         command = [sys.executable, "-m", "labrelay.client.cli"]
-        status = await run(self, "status", command + ["status", "-c", path],
-                           path=REPO_ROOT, env=child_env())
+        status = await run(
+            self,
+            "status",
+            command + ["status", "-c", path],
+            path=REPO_ROOT,
+            env=child_env(),
+        )
         self.assertEqual(status.exit_code, 0, status.tail())
         self.assertIn("running", status.output)
-        stop = await run(self, "stop", command + ["stop", "-c", path],
-                         path=REPO_ROOT, env=child_env())
+        stop = await run(
+            self,
+            "stop",
+            command + ["stop", "-c", path],
+            path=REPO_ROOT,
+            env=child_env(),
+        )
         self.assertEqual(stop.exit_code, 0, stop.tail())
-        self.assertEqual(await process.when_exited(10), STOP_EXIT_CODE,
-                         process.tail())
+        self.assertEqual(await process.when_exited(10), STOP_EXIT_CODE, process.tail())
 
     @async_test
     async def test_sigterm_is_a_clean_exit(self):
@@ -68,11 +80,17 @@ class ProcessTests(TestCase):
         directory.makedirs()
         path = directory.child("frpc.ini").path
         with open(path, "w") as f:
-            f.write(client_ini(server.port, [("echo", backend, 0)],
-                               extra=f"admin_port = {free_port()}\n"))
+            f.write(
+                client_ini(
+                    server.port,
+                    [("echo", backend, 0)],
+                    extra=f"admin_port = {free_port()}\n",
+                )
+            )
         process = twistd(self, "labrelay-client", path)
         await process.wait_for(r"\[echo\] start proxy success")
         process.signal("TERM")
         await process.when_exited(10)
-        self.assertEqual(process.describe_exit(), f"signal {int(signal.SIGTERM)}",
-                         process.tail())
+        self.assertEqual(
+            process.describe_exit(), f"signal {int(signal.SIGTERM)}", process.tail()
+        )

@@ -102,8 +102,7 @@ class StalledReader(Protocol):
         self.closed.callback(self.received)
 
 
-async def stays_paused(sender, describe, checks=20, interval=0.05,
-                       bound=60):
+async def stays_paused(sender, describe, checks=20, interval=0.05, bound=60):
     """Wait until *sender* is paused and stays paused, having sent nothing
     more, for *checks* consecutive checks *interval* seconds apart.  Fail at
     once if it sends everything: then something downstream buffered it."""
@@ -113,11 +112,13 @@ async def stays_paused(sender, describe, checks=20, interval=0.05,
         if sender.sent >= TOTAL:
             raise AssertionError(
                 "the backend wrote all 256 MiB while the user was not "
-                f"reading: the relay buffered it ({describe()})")
+                f"reading: the relay buffered it ({describe()})"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"the backend never stayed paused for {checks} checks in "
-                f"{bound}s (sent {sender.sent} bytes; {describe()})")
+                f"{bound}s (sent {sender.sent} bytes; {describe()})"
+            )
         await deferLater(reactor, interval, lambda: None)
         if sender.paused and sender.sent == last:
             still += 1
@@ -141,25 +142,26 @@ class BackpressureMixin:
         factory.connected = defer.Deferred()
         backend = listen(self, factory)
         server = await start_server(self, mux=self.mux)
-        client = start_client(self, server.port, [("bulk", backend, 0)],
-                              mux=self.mux)
+        client = start_client(self, server.port, [("bulk", backend, 0)], mux=self.mux)
         port = await client.proxy_port("bulk")
 
         def rss():
-            return {"server": rss_bytes(server.pid),
-                    "client": rss_bytes(client.pid)}
+            return {"server": rss_bytes(server.pid), "client": rss_bytes(client.pid)}
 
         def describe():
-            return ", ".join(f"{k} RSS {v / MIB:.1f} MiB"
-                             for k, v in rss().items())
+            return ", ".join(f"{k} RSS {v / MIB:.1f} MiB" for k, v in rss().items())
+
         idle = rss()
 
         started = time.monotonic()
         user = StalledReader()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
         await within(endpoint.connect(Factory.forProtocol(lambda: user)))
-        self.addCleanup(lambda: user.transport.abortConnection()
-                        if user.transport.connected else None)
+        self.addCleanup(
+            lambda: (
+                user.transport.abortConnection() if user.transport.connected else None
+            )
+        )
         sender = await within(factory.connected)
         await within(sender.first_pause)
         await stays_paused(sender, describe)
@@ -179,19 +181,27 @@ class BackpressureMixin:
             "MiB); backend stalled after {stalled_after:.1f}s having sent "
             "{in_flight:.1f} MiB; 256 MiB delivered in {elapsed:.1f}s",
             mux="default (on)" if self.mux is None else self.mux,
-            si=idle["server"] / MIB, ci=idle["client"] / MIB,
-            ss=stalled["server"] / MIB, cs=stalled["client"] / MIB,
-            sg=growth["server"] / MIB, cg=growth["client"] / MIB,
-            limit=self.limit, stalled_after=stalled_after,
-            in_flight=in_flight / MIB, elapsed=elapsed)
+            si=idle["server"] / MIB,
+            ci=idle["client"] / MIB,
+            ss=stalled["server"] / MIB,
+            cs=stalled["client"] / MIB,
+            sg=growth["server"] / MIB,
+            cg=growth["client"] / MIB,
+            limit=self.limit,
+            stalled_after=stalled_after,
+            in_flight=in_flight / MIB,
+            elapsed=elapsed,
+        )
 
         self.assertEqual(received, TOTAL)
         self.assertEqual(user.digest.hexdigest(), expected_sha256())
         for name, grew in growth.items():
             self.assertLess(
-                grew, self.limit * MIB,
+                grew,
+                self.limit * MIB,
                 f"{name} RSS grew {grew / MIB:.1f} MiB while the user "
-                f"stalled (idle {idle[name] / MIB:.1f} MiB)")
+                f"stalled (idle {idle[name] / MIB:.1f} MiB)",
+            )
 
 
 class DefaultMuxBackpressureTests(BackpressureMixin, TestCase):

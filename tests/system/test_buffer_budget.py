@@ -21,8 +21,14 @@ from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test, echo_server, listen, within
-from ..support.load import (Pusher, PushingUser, close_all, echo_check,
-                            poll_until, stalled)
+from ..support.load import (
+    Pusher,
+    PushingUser,
+    close_all,
+    echo_check,
+    poll_until,
+    stalled,
+)
 from ..support.processes import rss_bytes, start_client, start_server
 
 MIB = 1024 * 1024
@@ -112,15 +118,20 @@ async def connect_all(testcase, port, peers, batch=10, factory=None):
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10)
     testcase.addCleanup(close_all, peers)
     for first in range(0, len(peers), batch):
-        group = peers[first:first + batch]
-        await within(defer.gatherResults([
-            endpoint.connect(Factory.forProtocol(lambda p=p: p))
-            for p in group]), 10)
+        group = peers[first : first + batch]
+        await within(
+            defer.gatherResults(
+                [endpoint.connect(Factory.forProtocol(lambda p=p: p)) for p in group]
+            ),
+            10,
+        )
         if factory is not None:
             wanted = first + len(group)
-            await poll_until(lambda: factory.count >= wanted,
-                             lambda: f"{factory.count} backend connections "
-                                     f"for {wanted} users", 30)
+            await poll_until(
+                lambda: factory.count >= wanted,
+                lambda: f"{factory.count} backend connections for {wanted} users",
+                30,
+            )
 
 
 class BufferBudgetTests(TestCase):
@@ -138,17 +149,22 @@ class BufferBudgetTests(TestCase):
         """A server and a client with tunnels ``echo`` and ``bulk`` (to
         *backend_factory*); return (server, client, echo port, bulk port)."""
         server = await start_server(self, mux=self.mux)
-        client = start_client(self, server.port, [
-            ("echo", echo_server(self), 0),
-            ("bulk", listen(self, backend_factory), 0)], mux=self.mux)
+        client = start_client(
+            self,
+            server.port,
+            [
+                ("echo", echo_server(self), 0),
+                ("bulk", listen(self, backend_factory), 0),
+            ],
+            mux=self.mux,
+        )
         echo_port = await client.proxy_port("echo")
         bulk_port = await client.proxy_port("bulk")
         await echo_check(self, echo_port)  # warm up
         return server, client, echo_port, bulk_port
 
     def rss(self, server, client):
-        return {"server": rss_bytes(server.pid),
-                "client": rss_bytes(client.pid)}
+        return {"server": rss_bytes(server.pid), "client": rss_bytes(client.pid)}
 
     @staticmethod
     def describe(rss, factory=None):
@@ -156,8 +172,7 @@ class BufferBudgetTests(TestCase):
         if factory is not None:
             # A backend connection lost early makes its stream drop what
             # the user sends (the relay then buffers nothing either).
-            text += (f"; backend connections {factory.count}, "
-                     f"lost {factory.lost}")
+            text += f"; backend connections {factory.count}, lost {factory.lost}"
         return text
 
     @async_test
@@ -173,10 +188,11 @@ class BufferBudgetTests(TestCase):
         users = [StalledUser() for _ in range(count)]
         started = time.monotonic()
         await connect_all(self, bulk_port, users, factory=factory)
-        sent = await stalled(factory.pushers[:count],
-                             lambda: self.describe(self.rss(server, client),
-                                                   factory),
-                             bound=90)
+        sent = await stalled(
+            factory.pushers[:count],
+            lambda: self.describe(self.rss(server, client), factory),
+            bound=90,
+        )
         stall_time = time.monotonic() - started
         under = self.rss(server, client)
         self.assertEqual(factory.lost, 0, "a backend connection was lost")
@@ -194,15 +210,24 @@ class BufferBudgetTests(TestCase):
             "idle {idle}; "
             "stalled {under} after {stall:.1f}s, backend sent {sent:.0f} MiB; "
             "echo during {echo:.0f} ms; a new user read {read:.0f} MiB in "
-            "{read_time:.2f}s; then {after}", count=count, mux=self.mux_name,
-            idle=self.describe(idle), under=self.describe(under),
-            stall=stall_time, sent=sent / MIB, echo=echo_time * 1000,
-            read=HEALTHY_READ / MIB, read_time=read_time,
-            after=self.describe(after_read))
+            "{read_time:.2f}s; then {after}",
+            count=count,
+            mux=self.mux_name,
+            idle=self.describe(idle),
+            under=self.describe(under),
+            stall=stall_time,
+            sent=sent / MIB,
+            echo=echo_time * 1000,
+            read=HEALTHY_READ / MIB,
+            read_time=read_time,
+            after=self.describe(after_read),
+        )
         for name in ("server", "client"):
-            self.assertLess(under[name], RSS_BOUND,
-                            f"{name}: {self.describe(under)} with {count} "
-                            f"stalled users")
+            self.assertLess(
+                under[name],
+                RSS_BOUND,
+                f"{name}: {self.describe(under)} with {count} stalled users",
+            )
             self.assertLess(after_read[name], RSS_BOUND)
 
     @async_test
@@ -220,10 +245,11 @@ class BufferBudgetTests(TestCase):
         await connect_all(self, bulk_port, users, factory=factory)
         for user in users:
             user.pusher.start()
-        sent = await stalled([u.pusher for u in users],
-                             lambda: self.describe(self.rss(server, client),
-                                                   factory),
-                             bound=90)
+        sent = await stalled(
+            [u.pusher for u in users],
+            lambda: self.describe(self.rss(server, client), factory),
+            bound=90,
+        )
         stall_time = time.monotonic() - started
         under = self.rss(server, client)
         self.assertEqual(factory.lost, 0, "a backend connection was lost")
@@ -233,13 +259,21 @@ class BufferBudgetTests(TestCase):
             "buffer budget uploads (tcp_mux {mux}): {count} pushing users; "
             "idle {idle}; "
             "stalled {under} after {stall:.1f}s, users sent {sent:.0f} MiB; "
-            "echo during {echo:.0f} ms", count=count, mux=self.mux_name,
-            idle=self.describe(idle), under=self.describe(under),
-            stall=stall_time, sent=sent / MIB, echo=echo_time * 1000)
+            "echo during {echo:.0f} ms",
+            count=count,
+            mux=self.mux_name,
+            idle=self.describe(idle),
+            under=self.describe(under),
+            stall=stall_time,
+            sent=sent / MIB,
+            echo=echo_time * 1000,
+        )
         for name in ("server", "client"):
-            self.assertLess(under[name], RSS_BOUND,
-                            f"{name}: {self.describe(under)} with {count} "
-                            f"stalled uploads")
+            self.assertLess(
+                under[name],
+                RSS_BOUND,
+                f"{name}: {self.describe(under)} with {count} stalled uploads",
+            )
 
 
 class NoMuxBufferBudgetTests(BufferBudgetTests):

@@ -62,9 +62,13 @@ class DaemonModeTests(TestCase):
         directory = os.path.dirname(path)
         pidfile = os.path.join(directory, "twistd.pid")
         self.addCleanup(self._kill_daemon, pidfile)
-        process = await run(self, command, TWISTD + [
-            f"--pidfile={pidfile}", command, "-c", path],
-            timeout=30, path=directory)
+        process = await run(
+            self,
+            command,
+            TWISTD + [f"--pidfile={pidfile}", command, "-c", path],
+            timeout=30,
+            path=directory,
+        )
         return process, directory
 
     async def _kill_daemon(self, pidfile):
@@ -83,23 +87,30 @@ class DaemonModeTests(TestCase):
     async def test_bind_port_taken_exits_1_with_one_line(self):
         port = self.taken_port()
         process, directory = await self.daemon(
-            "labrelay-server", "[common]\nbind_addr = 127.0.0.1\n"
-            f"bind_port = {port}\ntoken = {TOKEN}\n")
+            "labrelay-server",
+            f"[common]\nbind_addr = 127.0.0.1\nbind_port = {port}\ntoken = {TOKEN}\n",
+        )
         self.assertEqual(process.exit_code, 1, process.tail())
         lines = [line for line in process.output.splitlines() if line]
-        self.assertEqual(lines, [
-            f"labrelay-server: cannot listen on 127.0.0.1:{port}: "
-            f"[Errno 98] Address already in use"], process.output)
-        self.assertFalse(os.path.exists(
-            os.path.join(directory, "twistd.pid")))
+        self.assertEqual(
+            lines,
+            [
+                f"labrelay-server: cannot listen on 127.0.0.1:{port}: "
+                f"[Errno 98] Address already in use"
+            ],
+            process.output,
+        )
+        self.assertFalse(os.path.exists(os.path.join(directory, "twistd.pid")))
 
     @async_test
     async def test_vhost_port_taken_exits_1(self):
         port = self.taken_port()
         process, _ = await self.daemon(
-            "labrelay-server", "[common]\nbind_addr = 127.0.0.1\n"
+            "labrelay-server",
+            "[common]\nbind_addr = 127.0.0.1\n"
             f"bind_port = {free_port()}\nproxy_bind_addr = 127.0.0.1\n"
-            f"vhost_http_port = {port}\ntoken = {TOKEN}\n")
+            f"vhost_http_port = {port}\ntoken = {TOKEN}\n",
+        )
         self.assertEqual(process.exit_code, 1, process.tail())
         self.assertIn(f"cannot listen on 127.0.0.1:{port}", process.output)
 
@@ -107,9 +118,11 @@ class DaemonModeTests(TestCase):
     async def test_client_admin_port_taken_exits_1(self):
         port = self.taken_port()
         process, _ = await self.daemon(
-            "labrelay-client", "[common]\nserver_addr = 127.0.0.1\n"
+            "labrelay-client",
+            "[common]\nserver_addr = 127.0.0.1\n"
             f"server_port = {free_port()}\ntoken = {TOKEN}\n"
-            f"admin_addr = 127.0.0.1\nadmin_port = {port}\n")
+            f"admin_addr = 127.0.0.1\nadmin_port = {port}\n",
+        )
         self.assertEqual(process.exit_code, 1, process.tail())
         self.assertIn(f"127.0.0.1:{port}", process.output)
         self.assertIn("Address already in use", process.output)
@@ -118,12 +131,16 @@ class DaemonModeTests(TestCase):
     async def test_started_daemon_logs_to_twistd_log(self):
         port = free_port()
         process, directory = await self.daemon(
-            "labrelay-server", "[common]\nbind_addr = 127.0.0.1\n"
-            f"bind_port = {port}\ntoken = {TOKEN}\n")
+            "labrelay-server",
+            f"[common]\nbind_addr = 127.0.0.1\nbind_port = {port}\ntoken = {TOKEN}\n",
+        )
         self.assertEqual(process.exit_code, 0, process.tail())
         log = os.path.join(directory, "twistd.log")
-        await _until(lambda: f"starting on {port}" in _text(log),
-                     START_BOUND, f"'starting on {port}' in twistd.log")
+        await _until(
+            lambda: f"starting on {port}" in _text(log),
+            START_BOUND,
+            f"'starting on {port}' in twistd.log",
+        )
         pid = int(_text(os.path.join(directory, "twistd.pid")))
         self.assertTrue(_alive(pid))
         with socket.create_connection(("127.0.0.1", port), timeout=5):
@@ -136,11 +153,15 @@ class DaemonModeTests(TestCase):
     async def test_log_file_setting_wins_in_daemon_mode(self):
         port = free_port()
         process, directory = await self.daemon(
-            "labrelay-server", "[common]\nbind_addr = 127.0.0.1\n"
-            f"bind_port = {port}\ntoken = {TOKEN}\nlog_file = relay.log\n")
+            "labrelay-server",
+            "[common]\nbind_addr = 127.0.0.1\n"
+            f"bind_port = {port}\ntoken = {TOKEN}\nlog_file = relay.log\n",
+        )
         self.assertEqual(process.exit_code, 0, process.tail())
         log = os.path.join(directory, "relay.log")
-        await _until(lambda: f"starting on {port}" in _text(log),
-                     START_BOUND, "start-up line in log_file")
-        self.assertFalse(os.path.exists(os.path.join(directory,
-                                                     "twistd.log")))
+        await _until(
+            lambda: f"starting on {port}" in _text(log),
+            START_BOUND,
+            "start-up line in log_file",
+        )
+        self.assertFalse(os.path.exists(os.path.join(directory, "twistd.log")))

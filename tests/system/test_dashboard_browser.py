@@ -23,8 +23,16 @@ from twisted.web.static import Data
 
 from ..support import paths
 from ..support.dashboard import DashboardRelay, close_user, push, tunnel
-from ..support.harness import (Client, async_test, connect_user, echo_server,
-                               listen, tcp_proxy, wait_until, within)
+from ..support.harness import (
+    Client,
+    async_test,
+    connect_user,
+    echo_server,
+    listen,
+    tcp_proxy,
+    wait_until,
+    within,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT = shutil.which("timeout") or "/usr/bin/timeout"
@@ -74,19 +82,33 @@ async def browse(testcase, url, *extra):
     DOM it dumps once the page's scripts have run (*extra* arguments, such
     as ``--screenshot``, replace ``--dump-dom``)."""
     if not os.access(CHROMIUM, os.X_OK):
-        raise AssertionError(f"{CHROMIUM} is missing: install Debian's "
-                             f"chromium (.ci/run does)")
+        raise AssertionError(
+            f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+        )
     home = os.path.abspath(testcase.mktemp())
     os.makedirs(home)
-    args = ["-k", "5", str(BROWSER_SECONDS), CHROMIUM, "--headless",
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            f"--user-data-dir={home}", "--virtual-time-budget=5000",
-            *(extra or ["--dump-dom"]), url]
+    args = [
+        "-k",
+        "5",
+        str(BROWSER_SECONDS),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={home}",
+        "--virtual-time-budget=5000",
+        *(extra or ["--dump-dom"]),
+        url,
+    ]
     env = dict(os.environ, HOME=home)
     out, err, code = await within(
         getProcessOutputAndValue(TIMEOUT, args, env=env, reactor=reactor),
-        BROWSER_SECONDS + 15)
+        BROWSER_SECONDS + 15,
+    )
     if code != 0:
         raise AssertionError(f"chromium exited {code}: {err[-2000:]!r}")
     return out.decode("utf-8")
@@ -106,21 +128,36 @@ class BrowserTests(TestCase):
         await close_user(await push(self, port, 1000), relay)
         html = await browse(self, relay.url("/"))
         page = PageRows(html)
-        (run_id, control), = relay.server.registry.controls.items()
+        ((run_id, control),) = relay.server.registry.controls.items()
         self.assertEqual(page.clients, [control.peer])
         self.assertNotIn(run_id, html)
         # the header names what runs, not only the frp version it speaks
         from labrelay import VERSION_TEXT
+
         self.assertIn(VERSION_TEXT, html)
-        self.assertEqual(page.proxies, {"echo": {
-            "status": "online", "cur_conns": 0, "today_traffic_in": 1000,
-            "today_traffic_out": 1000}})
+        self.assertEqual(
+            page.proxies,
+            {
+                "echo": {
+                    "status": "online",
+                    "cur_conns": 0,
+                    "today_traffic_in": 1000,
+                    "today_traffic_out": 1000,
+                }
+            },
+        )
 
         user = await push(self, port, 5000)
         page = PageRows(await browse(self, relay.url("/")))
-        self.assertEqual(page.proxies["echo"], {
-            "status": "online", "cur_conns": 1, "today_traffic_in": 6000,
-            "today_traffic_out": 6000})
+        self.assertEqual(
+            page.proxies["echo"],
+            {
+                "status": "online",
+                "cur_conns": 1,
+                "today_traffic_in": 6000,
+                "today_traffic_out": 6000,
+            },
+        )
         await close_user(user, relay)
 
     @async_test
@@ -133,41 +170,60 @@ class BrowserTests(TestCase):
             screenshot = FilePath(self.mktemp()).child("dashboard.png")
         relay = await DashboardRelay(self, vhost=True).start()
         backend = echo_server(self)
-        alice = await Client(self, relay.port, tcp_proxy("ssh", backend) +
-                             tcp_proxy("postgres", backend),
-                             extra="user = alice\n").start()
+        alice = await Client(
+            self,
+            relay.port,
+            tcp_proxy("ssh", backend) + tcp_proxy("postgres", backend),
+            extra="user = alice\n",
+        ).start()
         ssh = await alice.running("alice.ssh")
         postgres = await alice.running("alice.postgres")
         page = Resource()
         page.putChild(b"", Data(b"<p>notebook</p>\n" * 4000, "text/html"))
         web = listen(self, Site(page))
-        bob = await Client(self, relay.port, (
-            "[web]\ntype = http\nlocal_ip = 127.0.0.1\n"
-            f"local_port = {web}\nsubdomain = notebook\n"),
-            extra="user = bob\n").start()
+        bob = await Client(
+            self,
+            relay.port,
+            (
+                "[web]\ntype = http\nlocal_ip = 127.0.0.1\n"
+                f"local_port = {web}\nsubdomain = notebook\n"
+            ),
+            extra="user = bob\n",
+        ).start()
         await within(bob.client.when_proxy_status("bob.web", "running"))
         for _ in range(3):
             user = await connect_user(self, relay.http_port)
-            user.transport.write(b"GET / HTTP/1.1\r\nHost: notebook."
-                                 b"example.test\r\nConnection: close\r\n\r\n")
+            user.transport.write(
+                b"GET / HTTP/1.1\r\nHost: notebook."
+                b"example.test\r\nConnection: close\r\n\r\n"
+            )
             await within(user.closed)
-        old = await Client(self, relay.port, tcp_proxy("legacy", backend),
-                           extra="user = carol\n").start()
+        old = await Client(
+            self, relay.port, tcp_proxy("legacy", backend), extra="user = carol\n"
+        ).start()
         legacy = await old.running("carol.legacy")
         await close_user(await push(self, legacy, 48 * 1024), relay)
         await old.stop()
-        await within(wait_until(
-            lambda: "carol.legacy" not in relay.server.registry.proxies))
+        await within(
+            wait_until(lambda: "carol.legacy" not in relay.server.registry.proxies)
+        )
         await close_user(await push(self, ssh, 300 * 1024), relay)
         open_user = await push(self, postgres, 2 * 1024 * 1024)
         screenshot.parent().makedirs(ignoreExistingDirectory=True)
-        await browse(self, relay.url("/"), f"--screenshot={screenshot.path}",
-                     "--window-size=1280,800", "--hide-scrollbars")
+        await browse(
+            self,
+            relay.url("/"),
+            f"--screenshot={screenshot.path}",
+            "--window-size=1280,800",
+            "--hide-scrollbars",
+        )
         self.assertTrue(screenshot.exists())
         with open(screenshot.path, "rb") as f:
             head = f.read(24)
         self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
-        width, height = int.from_bytes(head[16:20], "big"), \
-            int.from_bytes(head[20:24], "big")
+        width, height = (
+            int.from_bytes(head[16:20], "big"),
+            int.from_bytes(head[20:24], "big"),
+        )
         self.assertEqual((width, height), (1280, 800))
         await close_user(open_user, relay)

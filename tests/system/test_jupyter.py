@@ -25,8 +25,13 @@ from twisted.trial.unittest import TestCase
 
 from ..support import paths
 from ..support.harness import async_test, within
-from ..support.vhost import (SUBDOMAIN_HOST, VhostRelay, http_proxy, http_user,
-                             start_client)
+from ..support.vhost import (
+    SUBDOMAIN_HOST,
+    VhostRelay,
+    http_proxy,
+    http_user,
+    start_client,
+)
 
 HOST = f"jupyter.{SUBDOMAIN_HOST}"
 NEEDED = ("jupyter_server", "ipykernel", "websocket")
@@ -68,9 +73,12 @@ class JupyterProcess(ProcessProtocol):
 
     def processEnded(self, reason):
         if not self.running.called:
-            self.running.errback(AssertionError(
-                "jupyter_server exited before serving:\n"
-                + "".join(self.output)[-3000:]))
+            self.running.errback(
+                AssertionError(
+                    "jupyter_server exited before serving:\n"
+                    + "".join(self.output)[-3000:]
+                )
+            )
         self.ended.callback(None)
 
 
@@ -80,8 +88,12 @@ def jupyter_home(testcase):
     root = testcase.mktemp()
     os.makedirs(root)
     env = dict(os.environ)
-    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR",
-                 "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+    for name in (
+        "JUPYTER_CONFIG_DIR",
+        "JUPYTER_DATA_DIR",
+        "JUPYTER_RUNTIME_DIR",
+        "IPYTHONDIR",
+    ):
         env[name] = os.path.abspath(os.path.join(root, "." + name.lower()))
     env["PYTHONUNBUFFERED"] = "1"
     return root, env
@@ -89,39 +101,61 @@ def jupyter_home(testcase):
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def execute_over_websocket(port: int, kernel_id: str, token: str,
-                           code: str, cookie: str = "") -> dict:
+def execute_over_websocket(
+    port: int, kernel_id: str, token: str, code: str, cookie: str = ""
+) -> dict:
     """
     (In a thread.) Open the kernel's channels WebSocket through the vhost at
     127.0.0.1:*port* with Host ``HOST``, send an execute_request for *code*
     (Jupyter messaging v5.3) and return the execute_result's content.
     """
     import websocket
+
     url = f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels"
     if token:
         url += f"?token={token}"
-    ws = websocket.create_connection(url, timeout=KERNEL_RESULT, host=HOST,
-                                     origin=f"http://{HOST}",
-                                     cookie=cookie or None)
+    ws = websocket.create_connection(
+        url,
+        timeout=KERNEL_RESULT,
+        host=HOST,
+        origin=f"http://{HOST}",
+        cookie=cookie or None,
+    )
     try:
         session = uuid.uuid4().hex
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "labrelay-test",
-                       "session": session, "msg_type": "execute_request",
-                       "version": "5.3",
-                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                             time.gmtime())},
-            "parent_header": {}, "metadata": {}, "buffers": [],
-            "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": True,
-                        "user_expressions": {}, "allow_stdin": False,
-                        "stop_on_error": True}}))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": "labrelay-test",
+                        "session": session,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "buffers": [],
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": True,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         deadline = time.monotonic() + KERNEL_RESULT
         while time.monotonic() < deadline:
             message = json.loads(ws.recv())
@@ -157,28 +191,33 @@ class JupyterThroughVhostTests(TestCase):
     timeout = 240
 
     def setUp(self):
-        missing = [name for name in NEEDED
-                   if importlib.util.find_spec(name) is None]
+        missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
         if missing:
-            self.fail(f"{', '.join(missing)} not installed: this test needs "
-                      f"the test extra, e.g. pip install -e '.[test]' "
-                      f"(jupyter_server, ipykernel, websocket-client)")
+            self.fail(
+                f"{', '.join(missing)} not installed: this test needs "
+                f"the test extra, e.g. pip install -e '.[test]' "
+                f"(jupyter_server, ipykernel, websocket-client)"
+            )
 
     async def start_jupyter(self, token: str) -> int:
         root, env = jupyter_home(self)
         process = JupyterProcess()
-        args = [sys.executable, "-m", "jupyter_server",
-                f"--ServerApp.port={free_port()}", "--ServerApp.ip=127.0.0.1",
-                f"--IdentityProvider.token={token}",
-                "--ServerApp.open_browser=False",
-                f"--ServerApp.root_dir={os.path.abspath(root)}",
-                # requests arrive with Host jupyter.web.example.test
-                "--ServerApp.allow_remote_access=True",
-                "--ServerApp.port_retries=0", "--allow-root"]
-        transport = reactor.spawnProcess(process, sys.executable, args,
-                                         env=env)
-        self.addCleanup(lambda: defer.ensureDeferred(
-            stop_jupyter(process, transport)))
+        args = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--ServerApp.port={free_port()}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.open_browser=False",
+            f"--ServerApp.root_dir={os.path.abspath(root)}",
+            # requests arrive with Host jupyter.web.example.test
+            "--ServerApp.allow_remote_access=True",
+            "--ServerApp.port_retries=0",
+            "--allow-root",
+        ]
+        transport = reactor.spawnProcess(process, sys.executable, args, env=env)
+        self.addCleanup(lambda: defer.ensureDeferred(stop_jupyter(process, transport)))
         return await within(process.running, JUPYTER_START)
 
     @async_test
@@ -188,8 +227,12 @@ class JupyterThroughVhostTests(TestCase):
         token = secrets.token_hex(16)
         jupyter_port = await self.start_jupyter(token)
         relay = await VhostRelay(self).start()
-        await start_client(self, relay, http_proxy(
-            "jupyter", jupyter_port, subdomain="jupyter"), ["jupyter"])
+        await start_client(
+            self,
+            relay,
+            http_proxy("jupyter", jupyter_port, subdomain="jupyter"),
+            ["jupyter"],
+        )
         auth = [("Authorization", f"token {token}")]
         user = await http_user(self, relay.http_port)
 
@@ -198,19 +241,26 @@ class JupyterThroughVhostTests(TestCase):
         self.assertIn("started", reply.json())
 
         reply = await user.request(
-            HOST, "/api/kernels", method="POST",
+            HOST,
+            "/api/kernels",
+            method="POST",
             headers=auth + [("Content-Type", "application/json")],
-            body=json.dumps({"name": "python3"}).encode())
+            body=json.dumps({"name": "python3"}).encode(),
+        )
         self.assertEqual(reply.status, 201, reply.body)
         kernel_id = reply.json()["id"]
 
-        content = await within(deferToThread(
-            execute_over_websocket, relay.http_port, kernel_id, token, "1+1"),
-            KERNEL_RESULT + 10)
+        content = await within(
+            deferToThread(
+                execute_over_websocket, relay.http_port, kernel_id, token, "1+1"
+            ),
+            KERNEL_RESULT + 10,
+        )
         self.assertEqual(content["data"]["text/plain"], "2")
 
-        reply = await user.request(HOST, f"/api/kernels/{kernel_id}",
-                                   method="DELETE", headers=auth)
+        reply = await user.request(
+            HOST, f"/api/kernels/{kernel_id}", method="DELETE", headers=auth
+        )
         self.assertEqual(reply.status, 204, reply.body)
         reply = await user.request(HOST, "/api/kernels", headers=auth)
         self.assertEqual(reply.json(), [])
@@ -230,9 +280,11 @@ def readme_command(program: str) -> list:
 def login_cookie(reply) -> str:
     """The Cookie header a browser sends after *reply* (Jupyter's login by
     token sets its session cookies)."""
-    cookie = "; ".join(value.decode("latin-1").split(";")[0]
-                       for name, value in reply.raw_headers
-                       if name.lower() == b"set-cookie")
+    cookie = "; ".join(
+        value.decode("latin-1").split(";")[0]
+        for name, value in reply.raw_headers
+        if name.lower() == b"set-cookie"
+    )
     assert cookie, reply.raw_headers
     return cookie
 
@@ -245,34 +297,43 @@ class JupyterLabAsReadmeTests(TestCase):
     timeout = 240
 
     def setUp(self):
-        missing = [name for name in NEEDED + ("jupyterlab",)
-                   if importlib.util.find_spec(name) is None]
+        missing = [
+            name
+            for name in NEEDED + ("jupyterlab",)
+            if importlib.util.find_spec(name) is None
+        ]
         if missing:
-            self.fail(f"{', '.join(missing)} not installed: this test needs "
-                      f"the test extra (pip install '.[test]')")
+            self.fail(
+                f"{', '.join(missing)} not installed: this test needs "
+                f"the test extra (pip install '.[test]')"
+            )
 
     async def start_lab(self, argv) -> JupyterProcess:
         root, env = jupyter_home(self)
         self.assertEqual(argv[:2], ["jupyter", "lab"])
         port = free_port()
         args = [sys.executable, "-m", "jupyter", "lab"] + [
-            f"--port={port}" if arg.startswith("--port=") else arg
-            for arg in argv[2:]]
+            f"--port={port}" if arg.startswith("--port=") else arg for arg in argv[2:]
+        ]
         self.assertIn(f"--port={port}", args)
         if os.geteuid() == 0:
-            args.append("--allow-root")   # as the README says for root
+            args.append("--allow-root")  # as the README says for root
         process = JupyterProcess()
-        transport = reactor.spawnProcess(process, sys.executable, args,
-                                         env=env, path=root)
-        self.addCleanup(lambda: defer.ensureDeferred(
-            stop_jupyter(process, transport)))
+        transport = reactor.spawnProcess(
+            process, sys.executable, args, env=env, path=root
+        )
+        self.addCleanup(lambda: defer.ensureDeferred(stop_jupyter(process, transport)))
         process.port = await within(process.running, JUPYTER_START)
         return process
 
     async def relay_to(self, port, **options):
         relay = await VhostRelay(self).start()
-        await start_client(self, relay, http_proxy(
-            "jupyter", port, subdomain="jupyter", **options), ["jupyter"])
+        await start_client(
+            self,
+            relay,
+            http_proxy("jupyter", port, subdomain="jupyter", **options),
+            ["jupyter"],
+        )
         return relay
 
     @async_test
@@ -291,13 +352,24 @@ class JupyterLabAsReadmeTests(TestCase):
         self.assertIn(b"JupyterLab", reply.body)
         cookie = login_cookie(reply)
         reply = await user.request(
-            HOST, "/api/kernels", method="POST",
+            HOST,
+            "/api/kernels",
+            method="POST",
             headers=auth + [("Content-Type", "application/json")],
-            body=json.dumps({"name": "python3"}).encode())
+            body=json.dumps({"name": "python3"}).encode(),
+        )
         self.assertEqual(reply.status, 201, reply.body)
-        content = await within(deferToThread(
-            execute_over_websocket, relay.http_port, reply.json()["id"],
-            "", "6*7", cookie), KERNEL_RESULT + 10)
+        content = await within(
+            deferToThread(
+                execute_over_websocket,
+                relay.http_port,
+                reply.json()["id"],
+                "",
+                "6*7",
+                cookie,
+            ),
+            KERNEL_RESULT + 10,
+        )
         self.assertEqual(content["data"]["text/plain"], "42")
 
     @async_test
@@ -305,8 +377,11 @@ class JupyterLabAsReadmeTests(TestCase):
         """Without the README's --ServerApp.allow_remote_access=True,
         Jupyter on 127.0.0.1 refuses the relayed name: the README's flag
         is what makes it work."""
-        argv = [arg for arg in readme_command("jupyter lab")
-                if not arg.startswith("--ServerApp.allow_remote_access")]
+        argv = [
+            arg
+            for arg in readme_command("jupyter lab")
+            if not arg.startswith("--ServerApp.allow_remote_access")
+        ]
         lab = await self.start_lab(argv)
         relay = await self.relay_to(lab.port)
         user = await http_user(self, relay.http_port)
@@ -318,8 +393,11 @@ class JupyterLabAsReadmeTests(TestCase):
         """The README's trade-off: host_header_rewrite instead of the flag
         serves the page, and Jupyter refuses a browser's kernel websocket
         (logged in by cookie, its Origin naming the relayed host)."""
-        argv = [arg for arg in readme_command("jupyter lab")
-                if not arg.startswith("--ServerApp.allow_remote_access")]
+        argv = [
+            arg
+            for arg in readme_command("jupyter lab")
+            if not arg.startswith("--ServerApp.allow_remote_access")
+        ]
         lab = await self.start_lab(argv)
         token = lab.token()
         relay = await self.relay_to(lab.port, host_header_rewrite="127.0.0.1")
@@ -328,14 +406,30 @@ class JupyterLabAsReadmeTests(TestCase):
         self.assertEqual(reply.status, 200, reply.body[:500])
         cookie = login_cookie(reply)
         reply = await user.request(
-            HOST, "/api/kernels", method="POST",
-            headers=[("Authorization", f"token {token}"),
-                     ("Content-Type", "application/json")],
-            body=json.dumps({"name": "python3"}).encode())
+            HOST,
+            "/api/kernels",
+            method="POST",
+            headers=[
+                ("Authorization", f"token {token}"),
+                ("Content-Type", "application/json"),
+            ],
+            body=json.dumps({"name": "python3"}).encode(),
+        )
         self.assertEqual(reply.status, 201, reply.body)
         import websocket
-        failure = await self.assertFailure(within(deferToThread(
-            execute_over_websocket, relay.http_port, reply.json()["id"],
-            "", "1", cookie), KERNEL_RESULT + 10),
-            websocket.WebSocketBadStatusException)
+
+        failure = await self.assertFailure(
+            within(
+                deferToThread(
+                    execute_over_websocket,
+                    relay.http_port,
+                    reply.json()["id"],
+                    "",
+                    "1",
+                    cookie,
+                ),
+                KERNEL_RESULT + 10,
+            ),
+            websocket.WebSocketBadStatusException,
+        )
         self.assertEqual(failure.status_code, 403)

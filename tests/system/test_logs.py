@@ -28,14 +28,21 @@ class ProcessLogTests(TestCase):
         output of ``twistd --logfile=- labrelay-server``."""
         port = free_port()
         path = write_config(self, "frps.ini", server_ini(port, mux=False))
-        process = spawn(self, "labrelay-server", TWISTD + [
-            "-n", "--pidfile=", "--logfile=-", "labrelay-server", "-c",
-            path], path=os.path.dirname(path))
+        process = spawn(
+            self,
+            "labrelay-server",
+            TWISTD + ["-n", "--pidfile=", "--logfile=-", "labrelay-server", "-c", path],
+            path=os.path.dirname(path),
+        )
         await process.wait_for(rf"starting on {port}$")
         peer = await connect_user(self, port)
-        peer.transport.write(encode_message(messages.Login(
-            version="0.51.3" + FORGED, privilege_key="0" * 32,
-            timestamp=1)))
+        peer.transport.write(
+            encode_message(
+                messages.Login(
+                    version="0.51.3" + FORGED, privilege_key="0" * 32, timestamp=1
+                )
+            )
+        )
         await process.wait_for(r"wrong token")
         self.assertIn(f"version=0.51.3{ESCAPED}", process.output)
         assert_one_line_each(self, process.output)

@@ -76,8 +76,10 @@ class PingProbe(FrpPeer):
     def dataReceived(self, data):
         super().dataReceived(data)
         self._decode()
-        if any(isinstance(m, messages.Pong) for m in self.messages) \
-                and self._sent is not None:
+        if (
+            any(isinstance(m, messages.Pong) for m in self.messages)
+            and self._sent is not None
+        ):
             self.rtts.append(time.monotonic() - self._sent)
             self._sent = None
         del self.messages[:]
@@ -96,29 +98,31 @@ class PingProbe(FrpPeer):
 
 
 def http_new_proxy(name: str, domains: list, locations: list):
-    message = messages.NewProxy(proxy_name=name, proxy_type="http",
-                                custom_domains=domains, locations=locations)
+    message = messages.NewProxy(
+        proxy_name=name, proxy_type="http", custom_domains=domains, locations=locations
+    )
     assert len(encode_message(message)) - 9 <= MAX_BODY_LENGTH
     return message
 
 
 def freezer():
     """330 x 330 short keys in one 10 KiB NewProxy."""
-    return http_new_proxy("freezer", [f"d{i}.x" for i in range(330)],
-                          [f"/{i}" for i in range(330)])
+    return http_new_proxy(
+        "freezer", [f"d{i}.x" for i in range(330)], [f"/{i}" for i in range(330)]
+    )
 
 
 def widest(n: int):
     """100 domains x 10 locations of ~480 characters: 1,000 long routes,
     as close to 10 KiB as it gets."""
     return http_new_proxy(
-        f"wide{n}", [f"{n}-{i:03d}-{'a' * 24}.example.test"
-                     for i in range(100)],
-        [f"/{j}{'x' * 480}" for j in range(10)])
+        f"wide{n}",
+        [f"{n}-{i:03d}-{'a' * 24}.example.test" for i in range(100)],
+        [f"/{j}{'x' * 480}" for j in range(10)],
+    )
 
 
 class ReactorLagTests(TestCase):
-
     timeout = 180
 
     @async_test
@@ -127,8 +131,11 @@ class ReactorLagTests(TestCase):
         registered, and their client logs out, no Pong to another client
         takes MAX_LAG or more."""
         port, vhost_port = free_port(), free_port()
-        path = write_config(self, "frps.ini", server_ini(
-            port, token=TOKEN, extra=f"vhost_http_port = {vhost_port}\n"))
+        path = write_config(
+            self,
+            "frps.ini",
+            server_ini(port, token=TOKEN, extra=f"vhost_http_port = {vhost_port}\n"),
+        )
         server = twistd(self, "labrelay-server", path)
         await server.wait_for(rf"starting on {vhost_port}$")
         probe, _ = await self.hostile(port, PingProbe())
@@ -151,24 +158,31 @@ class ReactorLagTests(TestCase):
             if max(self.excess(figures).values()) < MAX_LAG:
                 break
         best = min(rounds, key=lambda r: max(self.excess(r).values()))
-        _log.info("reactor lag (max Ping round trip, ms; {n} rounds): "
-                  "{figures}", n=len(rounds),
-                  figures={k: round(v * 1000, 1) for k, v in best.items()})
+        _log.info(
+            "reactor lag (max Ping round trip, ms; {n} rounds): {figures}",
+            n=len(rounds),
+            figures={k: round(v * 1000, 1) for k, v in best.items()},
+        )
         for what, lag in self.excess(best).items():
             self.assertLess(lag, MAX_LAG, f"{what}: {rounds}")
 
     @staticmethod
     def excess(figures: dict) -> dict:
         """Each phase's worst round trip beyond the idle one."""
-        return {what: lag - figures["idle"] for what, lag in figures.items()
-                if what != "idle"}
+        return {
+            what: lag - figures["idle"]
+            for what, lag in figures.items()
+            if what != "idle"
+        }
 
     async def hostile(self, port, peer=None):
         """A logged-in yamux client written by hand: (peer, session)."""
-        session = YamuxSession(is_client=True, clock=reactor,
-                               keepalive_interval=0)
-        await within(TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-                     .connect(Factory.forProtocol(lambda: session)))
+        session = YamuxSession(is_client=True, clock=reactor, keepalive_interval=0)
+        await within(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(
+                Factory.forProtocol(lambda: session)
+            )
+        )
 
         def close():
             closed = session.when_closed()
@@ -193,20 +207,21 @@ class ReactorLagTests(TestCase):
         peer, session = await self.hostile(port)
         mark = probe.mark()
         peer.send(freezer())
-        [refused] = await within(peer.wait_messages(messages.NewProxyResp),
-                                 20)
+        [refused] = await within(peer.wait_messages(messages.NewProxyResp), 20)
         self.assertIn("max_domains_per_proxy", refused.error)
         lags["330x330 refused"] = probe.worst(mark)
-        already = len([m for m in peer.messages
-                       if isinstance(m, messages.NewProxyResp)])
+        already = len(
+            [m for m in peer.messages if isinstance(m, messages.NewProxyResp)]
+        )
         mark = probe.mark()
         for n in range(100):
             peer.send(widest(n))
             # one message per turn: this process must not block its own
             # reactor (the probe's clock) while it encrypts a megabyte
             await deferLater(reactor, 0, lambda: None)
-        answers = await within(peer.wait_messages(messages.NewProxyResp,
-                                                  already + 100), 60)
+        answers = await within(
+            peer.wait_messages(messages.NewProxyResp, already + 100), 60
+        )
         self.assertEqual([a.error for a in answers[already:] if a.error], [])
         lags["100 x 1,000 routes"] = probe.worst(mark)
         mark, output = probe.mark(), server.mark()

@@ -31,10 +31,12 @@ class ProcessTests(TestCase):
         port = free_port()
         path = write_config(self, "frps.ini", server_ini(port))
         process = spawn(
-            self, "labrelay-server",
+            self,
+            "labrelay-server",
             TWISTD + ["-n", "--pidfile=", "labrelay-server", "-c", path],
             path=os.path.dirname(path),
-            env=child_env(NOTIFY_SOCKET=systemd.path))
+            env=child_env(NOTIFY_SOCKET=systemd.path),
+        )
         ready = await systemd.next(30)
         self.assertEqual(ready, f"READY=1\nSTATUS=listening: bind port {port}")
         process.signal("HUP")

@@ -18,8 +18,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from ..support.harness import async_test
-from ..support.processes import (free_port, run, spawn, start_client,
-                                 start_server)
+from ..support.processes import free_port, run, spawn, start_client, start_server
 
 SSHD = "/usr/sbin/sshd"
 PAYLOAD_SIZE = 32 * 1024 * 1024
@@ -30,7 +29,8 @@ def _program(name):
     if path is None:
         raise AssertionError(
             f"{name} is not installed; the ssh tests need OpenSSH "
-            "(.ci/run installs openssh-server and openssh-client)")
+            "(.ci/run installs openssh-server and openssh-client)"
+        )
     return path
 
 
@@ -42,8 +42,10 @@ class SshMixin:
 
     def setUp(self):
         if not os.access(SSHD, os.X_OK):
-            self.fail(f"{SSHD} is missing; the ssh tests need OpenSSH "
-                      "(.ci/run installs openssh-server)")
+            self.fail(
+                f"{SSHD} is missing; the ssh tests need OpenSSH "
+                "(.ci/run installs openssh-server)"
+            )
         self.ssh = _program("ssh")
         self.ssh_keygen = _program("ssh-keygen")
         self.user = "root" if os.geteuid() == 0 else getpass.getuser()
@@ -53,9 +55,22 @@ class SshMixin:
     async def keygen(self, name):
         """Generate an ed25519 key pair in the test's directory."""
         key = self.dir.child(name).path
-        process = await run(self, "ssh-keygen", [
-            self.ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C",
-            "labrelay-test", "-f", key])
+        process = await run(
+            self,
+            "ssh-keygen",
+            [
+                self.ssh_keygen,
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "labrelay-test",
+                "-f",
+                key,
+            ],
+        )
         self.assertEqual(process.exit_code, 0, process.tail())
         return key
 
@@ -71,38 +86,60 @@ class SshMixin:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         port = free_port()
         config = self.dir.child("sshd_config")
-        config.setContent("\n".join([
-            "ListenAddress 127.0.0.1",
-            f"Port {port}",
-            f"HostKey {host_key}",
-            f"AuthorizedKeysFile {authorized.path}",
-            f"PidFile {self.dir.child('sshd.pid').path}",
-            "UsePAM no",
-            "StrictModes no",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin " + ("yes" if os.geteuid() == 0 else "no"),
-            "",
-        ]).encode())
-        sshd = spawn(self, "sshd", [SSHD, "-D", "-e", "-f", config.path],
-                     path=self.dir.path)
-        await sshd.wait_for(
-            rf"Server listening on 127\.0\.0\.1 port {port}\.")
+        config.setContent(
+            "\n".join(
+                [
+                    "ListenAddress 127.0.0.1",
+                    f"Port {port}",
+                    f"HostKey {host_key}",
+                    f"AuthorizedKeysFile {authorized.path}",
+                    f"PidFile {self.dir.child('sshd.pid').path}",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin " + ("yes" if os.geteuid() == 0 else "no"),
+                    "",
+                ]
+            ).encode()
+        )
+        sshd = spawn(
+            self, "sshd", [SSHD, "-D", "-e", "-f", config.path], path=self.dir.path
+        )
+        await sshd.wait_for(rf"Server listening on 127\.0\.0\.1 port {port}\.")
         return port
 
     def ssh_argv(self, port, command):
-        return [self.ssh, "-F", "/dev/null", "-p", str(port),
-                "-i", self.client_key, "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
-                f"{self.user}@127.0.0.1", command]
+        return [
+            self.ssh,
+            "-F",
+            "/dev/null",
+            "-p",
+            str(port),
+            "-i",
+            self.client_key,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=20",
+            f"{self.user}@127.0.0.1",
+            command,
+        ]
 
     async def ssh_run(self, port, command, **kwargs):
         """Run ``ssh ... COMMAND`` through remote *port*; assert it
         succeeds; return its ProcessOutput."""
-        process = await run(self, "ssh", self.ssh_argv(port, command),
-                            timeout=90, **kwargs)
+        process = await run(
+            self, "ssh", self.ssh_argv(port, command), timeout=90, **kwargs
+        )
         self.assertEqual(process.exit_code, 0, process.tail())
         return process
 
@@ -115,12 +152,17 @@ class SshMixin:
         for i in range(clients):
             name = f"ssh{i}"
             remote = free_port()
-            client = start_client(self, server.port,
-                                  [(name, sshd_port, remote)], mux=self.mux,
-                                  name=f"labrelay-client-{i}")
+            client = start_client(
+                self,
+                server.port,
+                [(name, sshd_port, remote)],
+                mux=self.mux,
+                name=f"labrelay-client-{i}",
+            )
             self.assertEqual(await client.proxy_port(name), remote)
             await server.process.wait_for(
-                rf"proxy \[{name}\] \(tcp\) started at :{remote}$")
+                rf"proxy \[{name}\] \(tcp\) started at :{remote}$"
+            )
             ports.append(remote)
         return ports
 
@@ -130,8 +172,7 @@ class SshMixin:
         lands on the private server."""
         (port,) = await self.tunnel()
         process = await self.ssh_run(port, "echo hello-from-$(hostname)")
-        self.assertEqual(process.output.strip(),
-                         f"hello-from-{socket.gethostname()}")
+        self.assertEqual(process.output.strip(), f"hello-from-{socket.gethostname()}")
 
     @async_test
     async def test_cat_32_mib(self):
@@ -139,11 +180,13 @@ class SshMixin:
         byte-exact."""
         (port,) = await self.tunnel()
         payload = os.urandom(PAYLOAD_SIZE)
-        process = await self.ssh_run(port, "cat", stdin_data=payload,
-                                     binary_stdout=True)
+        process = await self.ssh_run(
+            port, "cat", stdin_data=payload, binary_stdout=True
+        )
         self.assertEqual(process.stdout_bytes, PAYLOAD_SIZE)
-        self.assertEqual(process.stdout_sha256.hexdigest(),
-                         hashlib.sha256(payload).hexdigest())
+        self.assertEqual(
+            process.stdout_sha256.hexdigest(), hashlib.sha256(payload).hexdigest()
+        )
 
     @async_test
     async def test_sha256sum_of_stdin(self):
@@ -154,10 +197,8 @@ class SshMixin:
         payload = os.urandom(PAYLOAD_SIZE)
         data.setContent(payload)
         with open(data.path, "rb") as f:
-            process = await self.ssh_run(port, "sha256sum",
-                                         stdin_fd=f.fileno())
-        self.assertEqual(process.output.split()[0],
-                         hashlib.sha256(payload).hexdigest())
+            process = await self.ssh_run(port, "sha256sum", stdin_fd=f.fileno())
+        self.assertEqual(process.output.split()[0], hashlib.sha256(payload).hexdigest())
 
     @async_test
     async def test_two_clients(self):

@@ -49,12 +49,11 @@ class AuthDelayTests(SynchronousTestCase):
 
     def resource(self):
         self.clock = Clock()
-        config = parse_client_config(client_text(
-            extra="admin_user = admin\nadmin_pwd = s3cret\n"))
-        client = RelayClient(config, self.clock, object(),
-                             exit_on_fatal=False)
-        self.addCleanup(lambda: self.assertEqual(
-            self.clock.getDelayedCalls(), []))
+        config = parse_client_config(
+            client_text(extra="admin_user = admin\nadmin_pwd = s3cret\n")
+        )
+        client = RelayClient(config, self.clock, object(), exit_on_fatal=False)
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
         return AdminResource(client, self.clock)
 
     def test_refusal_waits(self):
@@ -62,6 +61,7 @@ class AuthDelayTests(SynchronousTestCase):
         delay (labrelay.throttle, as every password check), then 401 with
         the Basic realm challenge."""
         from labrelay.throttle import BASE_DELAY
+
         resource = self.resource()
         req = _Request(b"/api/status", user=b"admin", password=b"wrong")
         self.assertEqual(resource.render(req), NOT_DONE_YET)
@@ -71,7 +71,8 @@ class AuthDelayTests(SynchronousTestCase):
         self.assertEqual((req.finished, req.responseCode), (1, 401))
         self.assertEqual(
             req.responseHeaders.getRawHeaders(b"www-authenticate"),
-            [b'Basic realm="Restricted"'])
+            [b'Basic realm="Restricted"'],
+        )
         self.assertEqual(b"".join(req.written), b"Unauthorized\n")
 
     def test_guesses_back_off(self):
@@ -79,12 +80,14 @@ class AuthDelayTests(SynchronousTestCase):
         parallel guesses included; the right password from that source
         still gets in once its turn comes."""
         resource = self.resource()
-        guesses = [_Request(b"/api/status", user=b"admin",
-                            password=b"guess%d" % i) for i in range(4)]
+        guesses = [
+            _Request(b"/api/status", user=b"admin", password=b"guess%d" % i)
+            for i in range(4)
+        ]
         for req in guesses:
             self.assertEqual(resource.render(req), NOT_DONE_YET)
         answered, times = [], []
-        for _ in range(200):   # 20 s in 0.1 s steps
+        for _ in range(200):  # 20 s in 0.1 s steps
             self.clock.advance(0.1)
             for req in guesses:
                 if req.finished and req not in answered:
@@ -130,23 +133,26 @@ class ConfigTextTests(SynchronousTestCase):
         """Lines are trimmed and every line starting with token is left
         out."""
         self.assertEqual(
-            config_for_display("[common]\n  token = x\n server_port = 7\n"
-                               "token=y\n"),
-            "[common]\nserver_port = 7\n")
+            config_for_display("[common]\n  token = x\n server_port = 7\ntoken=y\n"),
+            "[common]\nserver_port = 7\n",
+        )
 
     def test_store_puts_original_token_back(self):
         """Body token lines are dropped and the original file's token line
         follows [common]."""
         original = "[common]\n  token = secret\nserver_port = 1\n"
         body = "[common]\ntoken = evil\n  server_port = 2\n[a]\nlocal_port=3"
-        self.assertEqual(config_to_store(body, original),
-                         "[common]\ntoken = secret\nserver_port = 2\n[a]\n"
-                         "local_port=3")
+        self.assertEqual(
+            config_to_store(body, original),
+            "[common]\ntoken = secret\nserver_port = 2\n[a]\nlocal_port=3",
+        )
 
     def test_store_without_original_token(self):
         """Without a token in the original file none is written."""
-        self.assertEqual(config_to_store("[common]\ntoken = evil\nx = 1",
-                                         "[common]\n"), "[common]\nx = 1")
+        self.assertEqual(
+            config_to_store("[common]\ntoken = evil\nx = 1", "[common]\n"),
+            "[common]\nx = 1",
+        )
 
 
 class RefusalLogTests(SynchronousTestCase):
@@ -156,15 +162,17 @@ class RefusalLogTests(SynchronousTestCase):
         """Refused Host/Origin requests log one line per
         REFUSAL_LOG_SECONDS, the next one counting those not logged."""
         clock = Clock()
-        client = RelayClient(parse_client_config(client_text()), clock,
-                             object(), exit_on_fatal=False)
+        client = RelayClient(
+            parse_client_config(client_text()), clock, object(), exit_on_fatal=False
+        )
         resource = AdminResource(client, clock)
         logs = LogCapture(self)
         for _ in range(50):
             request = _Request(b"/api/stop", method=b"POST")
             request.requestHeaders.setRawHeaders(b"host", [b"evil.example"])
-            self.assertEqual(resource.render(request),
-                             b"421 Misdirected Request: unknown Host\n")
+            self.assertEqual(
+                resource.render(request), b"421 Misdirected Request: unknown Host\n"
+            )
         self.assertEqual(len(logs.lines("admin API", "refused")), 1)
         clock.advance(REFUSAL_LOG_SECONDS)
         resource.render(request)
@@ -175,9 +183,11 @@ class RefusalLogTests(SynchronousTestCase):
 class SecretTextTests(SynchronousTestCase):
     """Secrets other than the token in GET and PUT /api/config."""
 
-    ORIGINAL = ("[common]\ntoken = t0k\nadmin_user = a\nadmin_pwd = pw1\n"
-                "[web]\ntype = http\nhttp_pwd = pw2\n"
-                "[sec]\ntype = stcp\nsk : pw3\n")
+    ORIGINAL = (
+        "[common]\ntoken = t0k\nadmin_user = a\nadmin_pwd = pw1\n"
+        "[web]\ntype = http\nhttp_pwd = pw2\n"
+        "[sec]\ntype = stcp\nsk : pw3\n"
+    )
 
     def test_display_redacts_secrets(self):
         """admin_pwd, http_pwd and sk values are shown as REDACTED, with
@@ -193,8 +203,7 @@ class SecretTextTests(SynchronousTestCase):
         """PUT of what GET showed stores the original secrets, each in its
         own section; a changed value is taken as written."""
         shown = config_for_display(self.ORIGINAL)
-        self.assertEqual(config_to_store(shown, self.ORIGINAL),
-                         self.ORIGINAL)
+        self.assertEqual(config_to_store(shown, self.ORIGINAL), self.ORIGINAL)
         changed = shown.replace(f"http_pwd = {REDACTED}", "http_pwd = new")
         stored = config_to_store(changed, self.ORIGINAL)
         self.assertIn("[web]\ntype = http\nhttp_pwd = new", stored)
@@ -212,8 +221,9 @@ class ExposureWarningTests(SynchronousTestCase):
     """The start-up warning for an admin API open to the network."""
 
     def warning(self, extra):
-        return exposure_warning(parse_client_config(client_text(
-            extra="admin_port = 7400\n" + extra)))
+        return exposure_warning(
+            parse_client_config(client_text(extra="admin_port = 7400\n" + extra))
+        )
 
     def test_open_on_the_network(self):
         """No password on a wildcard or a non-loopback address warns."""
@@ -224,21 +234,30 @@ class ExposureWarningTests(SynchronousTestCase):
 
     def test_quiet_cases(self):
         """The loopback, or a password, does not warn."""
-        for extra in ("", "admin_addr = 127.0.0.2\n", "admin_addr = ::1\n",
-                      "admin_addr = localhost\n",
-                      "admin_addr = 0.0.0.0\nadmin_pwd = x\n"):
+        for extra in (
+            "",
+            "admin_addr = 127.0.0.2\n",
+            "admin_addr = ::1\n",
+            "admin_addr = localhost\n",
+            "admin_addr = 0.0.0.0\nadmin_pwd = x\n",
+        ):
             self.assertIsNone(self.warning(extra), extra)
 
     def test_logged_at_start(self):
         """A client listening on 0.0.0.0 without a password logs the
         warning as critical when its admin API is built."""
         logs = LogCapture(self)
-        config = parse_client_config(client_text(
-            extra="admin_addr = 0.0.0.0\nadmin_port = 7400\n"))
+        config = parse_client_config(
+            client_text(extra="admin_addr = 0.0.0.0\nadmin_port = 7400\n")
+        )
         reactor = MemoryReactorClock()
-        client = RelayClient(config, reactor, build_endpoint(
-            reactor, config, None), exit_on_fatal=False,
-            admin_listen="tcp:0:interface=127.0.0.1")
+        client = RelayClient(
+            config,
+            reactor,
+            build_endpoint(reactor, config, None),
+            exit_on_fatal=False,
+            admin_listen="tcp:0:interface=127.0.0.1",
+        )
         self.assertTrue(logs.lines("NO PASSWORD"))
         self.assertIsNotNone(client.admin)
 
@@ -249,7 +268,8 @@ class StatusTableTests(SynchronousTestCase):
     def test_format_status_order(self):
         """Types print in frpc's order (tcp before http), empty ones not
         at all."""
-        text = cli.format_status({"http": [{"name": "w"}], "udp": [],
-                                  "tcp": [{"name": "t"}]})
+        text = cli.format_status(
+            {"http": [{"name": "w"}], "udp": [], "tcp": [{"name": "t"}]}
+        )
         self.assertLess(text.index("TCP"), text.index("HTTP"))
         self.assertNotIn("UDP", text)

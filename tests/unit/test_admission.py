@@ -39,13 +39,18 @@ BIND = IPv4Address("TCP", "127.0.0.1", 7000)
 
 def login(**fields):
     fields.setdefault("pool_count", 0)
-    return messages.Login(version=FRP_VERSION, timestamp=NOW,
-                          privilege_key=privilege_key(TOKEN, NOW), **fields)
+    return messages.Login(
+        version=FRP_VERSION,
+        timestamp=NOW,
+        privilege_key=privilege_key(TOKEN, NOW),
+        **fields,
+    )
 
 
 def work_conn(run_id, token=TOKEN):
-    return messages.NewWorkConn(run_id=run_id, timestamp=NOW,
-                                privilege_key=privilege_key(token, NOW))
+    return messages.NewWorkConn(
+        run_id=run_id, timestamp=NOW, privilege_key=privilege_key(token, NOW)
+    )
 
 
 @implementer(IHalfCloseableProtocol)
@@ -91,12 +96,11 @@ class MuxPeer:
         port = 40000 + len(case.peers)
         address = IPv4Address("TCP", host, port)
         self.server_side = case.bind_factory.buildProtocol(address)
-        self.server_transport = StringTransport(hostAddress=BIND,
-                                                peerAddress=address)
-        self.session = YamuxSession(is_client=True, clock=case.reactor,
-                                    keepalive_interval=0)
-        self.client_transport = StringTransport(hostAddress=address,
-                                                peerAddress=BIND)
+        self.server_transport = StringTransport(hostAddress=BIND, peerAddress=address)
+        self.session = YamuxSession(
+            is_client=True, clock=case.reactor, keepalive_interval=0
+        )
+        self.client_transport = StringTransport(hostAddress=address, peerAddress=BIND)
         self.lost = False
         self.server_side.makeConnection(self.server_transport)
         self.session.makeConnection(self.client_transport)
@@ -131,8 +135,7 @@ class MuxPeer:
                 self.server_side.dataReceived(up)
             if down and not self.lost:
                 self.session.dataReceived(down)
-        if (self.server_transport.disconnecting
-                or self.client_transport.disconnecting):
+        if self.server_transport.disconnecting or self.client_transport.disconnecting:
             self.lose()
 
     def lose(self) -> None:
@@ -156,13 +159,14 @@ class AdmissionCase(SynchronousTestCase):
         self.log = LogCapture(self)
         config = parse_server_config(
             f"[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-            f"token = {TOKEN}\ntcp_mux = {str(self.mux).lower()}\n"
-            + self.extra)
+            f"token = {TOKEN}\ntcp_mux = {str(self.mux).lower()}\n" + self.extra
+        )
         self.server = RelayServer(config, self.reactor, None)
         self.server.startService()
         self.addCleanup(self._stop)
         [(_, self.bind_factory, _, _)] = [
-            s for s in self.reactor.tcpServers if s[0] == 7000][-1:]
+            s for s in self.reactor.tcpServers if s[0] == 7000
+        ][-1:]
 
     def _stop(self):
         stopped = self.server.stopService()
@@ -239,9 +243,13 @@ class DeadlineTests(AdmissionCase):
         """A wrong-token Login on one stream and a NewWorkConn for an
         unknown run_id on another leave the deadline running."""
         peer = MuxPeer(self, "198.51.100.7")
-        wrong = peer.open(messages.Login(
-            version=FRP_VERSION, timestamp=NOW,
-            privilege_key=privilege_key("wrong", NOW)))
+        wrong = peer.open(
+            messages.Login(
+                version=FRP_VERSION,
+                timestamp=NOW,
+                privilege_key=privilege_key("wrong", NOW),
+            )
+        )
         unknown = peer.open(work_conn("0123456789abcdef"))
         self.advance(1)
         self.assertTrue(wrong.received[0].error)
@@ -279,8 +287,9 @@ class DeadlineTests(AdmissionCase):
         """A NewWorkConn for a live client at 9 s clears the deadline of a
         session from another address (with work_conn_same_source =
         false, which lets a work connection come from another session)."""
-        self.server.config = attrs.evolve(self.server.config,
-                                          work_conn_same_source=False)
+        self.server.config = attrs.evolve(
+            self.server.config, work_conn_same_source=False
+        )
         _, run_id = self.logged_in()
         peer = MuxPeer(self, "198.51.100.7")
         self.advance(9)
@@ -297,8 +306,7 @@ class VerifiedWorkConnTests(AdmissionCase):
 
     # work connections from other sessions are refused before any key
     # check unless the binding is relaxed (tests/unit/test_auth_hardening.py)
-    extra = ("authenticate_new_work_conns = true\n"
-             "work_conn_same_source = false\n")
+    extra = "authenticate_new_work_conns = true\nwork_conn_same_source = false\n"
 
     def test_wrong_key_does_not_clear_it(self):
         """A NewWorkConn with a wrong key for a live run_id is refused
@@ -333,7 +341,7 @@ class PlainDeadlineTests(AdmissionCase):
         protocol, transport = self.connect("198.51.100.7")
         head = b"o\x00\x00\x00\x00\x00\x00\x00\x05"
         for i in range(9):
-            protocol.dataReceived(head[i:i + 1])
+            protocol.dataReceived(head[i : i + 1])
             self.reactor.advance(1)
         self.assertFalse(transport.disconnecting)
         self.reactor.advance(1)
@@ -347,8 +355,10 @@ class IdleSessionTests(AdmissionCase):
 
     # work-only sessions exist only with the binding relaxed: by default
     # a work connection must be a stream of its control's own session
-    extra = ("session_idle_timeout = 60\nmax_sessions_per_client = 4\n"
-             "work_conn_same_source = false\n")
+    extra = (
+        "session_idle_timeout = 60\nmax_sessions_per_client = 4\n"
+        "work_conn_same_source = false\n"
+    )
 
     def test_control_session_never_idle(self):
         """A session carrying a live control stream stays open."""
@@ -364,7 +374,7 @@ class IdleSessionTests(AdmissionCase):
         self.advance(5)
         new = MuxPeer(self, "192.0.2.2")
         new.open(login(run_id=run_id))
-        old.pump()   # the old control's close reaches its client
+        old.pump()  # the old control's close reaches its client
         self.advance(59)
         self.assertFalse(old.closed_by_server)
         self.advance(1)
@@ -398,13 +408,14 @@ class IdleSessionTests(AdmissionCase):
         control, run_id = self.logged_in("192.0.2.1")
         held_at_most = 0
         held = []
-        for i in range(5000):
+        for _i in range(5000):
             peer = MuxPeer(self, "203.0.113.9")
             stream = peer.open(work_conn(run_id))
             if peer.closed_by_server:
-                self.assertEqual(stream.received[0].error,
-                                 "too many sessions for this client")
-                self.peers.remove(peer)   # gone: keep the list short
+                self.assertEqual(
+                    stream.received[0].error, "too many sessions for this client"
+                )
+                self.peers.remove(peer)  # gone: keep the list short
             else:
                 held.append((peer, stream))
             held_at_most = max(held_at_most, len(self.server.sessions) - 1)
@@ -412,8 +423,9 @@ class IdleSessionTests(AdmissionCase):
         self.assertEqual(len(held), 4)
         self.assertEqual(len(self.server.registry.work_sessions[run_id]), 4)
         self.assertEqual(self.server.guard.unauthenticated, 0)
-        self.assertEqual(len(self.warnings("max_sessions_per_client = 4")),
-                         1)   # rate-limited
+        self.assertEqual(
+            len(self.warnings("max_sessions_per_client = 4")), 1
+        )  # rate-limited
         for peer, stream in held:
             stream.transport.loseConnection()
             peer.pump()
@@ -432,8 +444,7 @@ class IdleSessionTests(AdmissionCase):
         peer = MuxPeer(self, "203.0.113.9")
         peer.open(work_conn(first))
         other = peer.open(work_conn(second))
-        self.assertEqual(other.received[0].error,
-                         "too many sessions for this client")
+        self.assertEqual(other.received[0].error, "too many sessions for this client")
         self.assertTrue(peer.closed_by_server)
 
 
@@ -442,29 +453,43 @@ class ConfigKeyTests(SynchronousTestCase):
 
     def test_defaults(self):
         config = parse_server_config("[common]\n")
-        self.assertEqual((config.unauthenticated_timeout,
-                          config.session_idle_timeout,
-                          config.max_sessions_per_client), (10, 90, 8))
+        self.assertEqual(
+            (
+                config.unauthenticated_timeout,
+                config.session_idle_timeout,
+                config.max_sessions_per_client,
+            ),
+            (10, 90, 8),
+        )
 
     def test_values(self):
         config = parse_server_config(
             "[common]\nbind_addr = 127.0.0.1\nunauthenticated_timeout = 3\n"
-            "session_idle_timeout = 0\nmax_sessions_per_client = 0\n")
-        self.assertEqual((config.unauthenticated_timeout,
-                          config.session_idle_timeout,
-                          config.max_sessions_per_client, config.warnings),
-                         (3, 0, 0, ()))
+            "session_idle_timeout = 0\nmax_sessions_per_client = 0\n"
+        )
+        self.assertEqual(
+            (
+                config.unauthenticated_timeout,
+                config.session_idle_timeout,
+                config.max_sessions_per_client,
+                config.warnings,
+            ),
+            (3, 0, 0, ()),
+        )
 
     def test_deadline_cannot_be_off(self):
         """unauthenticated_timeout = 0 is refused, naming the key."""
         with self.assertRaises(ConfigError) as caught:
             parse_server_config("[common]\nunauthenticated_timeout = 0\n")
-        self.assertIn("[common] unauthenticated_timeout: must be at least 1",
-                      str(caught.exception))
+        self.assertIn(
+            "[common] unauthenticated_timeout: must be at least 1",
+            str(caught.exception),
+        )
 
     def test_negative_refused(self):
         for key in ("session_idle_timeout", "max_sessions_per_client"):
             with self.assertRaises(ConfigError) as caught:
                 parse_server_config(f"[common]\n{key} = -1\n")
-            self.assertIn(f"[common] {key}: must not be negative",
-                          str(caught.exception))
+            self.assertIn(
+                f"[common] {key}: must not be negative", str(caught.exception)
+            )

@@ -19,8 +19,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay.config import (ConfigError, parse_client_config,
-                             parse_server_config)
+from labrelay.config import ConfigError, parse_client_config, parse_server_config
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
 from labrelay.server.guard import REPEAT_GRACE
@@ -45,12 +44,14 @@ class ServerCase(SynchronousTestCase):
     def make_server(self, extra):
         config = parse_server_config(
             f"[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
-            f"token = {TOKEN}\ntcp_mux = false\n" + extra)
+            f"token = {TOKEN}\ntcp_mux = false\n" + extra
+        )
         server = RelayServer(config, self.reactor, None)
         server.startService()
         self.addCleanup(self._stop, server)
         [(_, self.bind_factory, _, _)] = [
-            s for s in self.reactor.tcpServers if s[0] == 7000][-1:]
+            s for s in self.reactor.tcpServers if s[0] == 7000
+        ][-1:]
         return server
 
     def _stop(self, server):
@@ -97,8 +98,8 @@ class ServerCase(SynchronousTestCase):
         address = IPv4Address("TCP", "198.51.100.9", 50000)
         protocol = factory.buildProtocol(address)
         transport = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", port),
-            peerAddress=address)
+            hostAddress=IPv4Address("TCP", "127.0.0.1", port), peerAddress=address
+        )
         protocol.makeConnection(transport)
         self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
         return transport
@@ -185,8 +186,10 @@ class AuthenticatedWorkConnTests(ServerCase):
     """authenticate_new_work_conns and authenticate_heartbeats keys are
     checked for freshness too."""
 
-    extra = ("authenticate_new_work_conns = true\n"
-             "authenticate_heartbeats = true\nauth_timestamp_skew = 3600\n")
+    extra = (
+        "authenticate_new_work_conns = true\n"
+        "authenticate_heartbeats = true\nauth_timestamp_skew = 3600\n"
+    )
 
     def test_work_conn_same_second_as_login_accepted(self):
         """frpc's first NewWorkConns repeat the Login's pair: accepted."""
@@ -223,9 +226,11 @@ class AuthenticatedWorkConnTests(ServerCase):
         self.assertEqual(len(self.warnings("behind the server's clock")), 1)
 
     def ping(self, control, timestamp):
-        control.send(messages.Ping(
-            timestamp=timestamp,
-            privilege_key=privilege_key(TOKEN, timestamp)))
+        control.send(
+            messages.Ping(
+                timestamp=timestamp, privilege_key=privilege_key(TOKEN, timestamp)
+            )
+        )
         return [m for m in control.read() if isinstance(m, messages.Pong)]
 
     def test_fresh_pings_answered(self):
@@ -248,7 +253,6 @@ class AuthenticatedWorkConnTests(ServerCase):
         self.assertTrue(control.transport.disconnecting)
         self.assertEqual(self.server.registry.controls, {})
 
-
     def test_work_conn_proof_replayed_as_login_refused(self):
         """#11: the fresh proof of a NewWorkConn (which anyone can make
         the client send by connecting to its public port) replayed at once
@@ -261,10 +265,10 @@ class AuthenticatedWorkConnTests(ServerCase):
         work.send(work_conn(victim.run_id, timestamp=NOW + 3))
         self.assertFalse(work.transport.disconnecting)
         attacker = self.peer("203.0.113.7")
-        attacker.send(login(user="alice", run_id=victim.run_id,
-                            timestamp=NOW + 3))
-        self.assertIn("first used by a NewWorkConn, not a Login",
-                      self.login_error(attacker))
+        attacker.send(login(user="alice", run_id=victim.run_id, timestamp=NOW + 3))
+        self.assertIn(
+            "first used by a NewWorkConn, not a Login", self.login_error(attacker)
+        )
         self.assertIs(self.server.registry.controls[victim.run_id], owner)
         self.assertFalse(owner.closed)
         self.assertEqual(owner.pool.idle_count, 1)
@@ -276,8 +280,7 @@ class AuthenticatedWorkConnTests(ServerCase):
         [pong] = self.ping(control, NOW + 30)
         self.assertEqual(pong.error, "")
         again = self.peer("203.0.113.7")
-        again.send(login(user="alice", run_id=control.run_id,
-                         timestamp=NOW + 30))
+        again.send(login(user="alice", run_id=control.run_id, timestamp=NOW + 30))
         self.assertIn("first used by a Ping", self.login_error(again))
 
 
@@ -286,8 +289,9 @@ class WorkConnBindingTests(ServerCase):
 
     def victim(self):
         victim = self.logged_in(host="192.0.2.1")
-        victim.send(messages.NewProxy(proxy_name="svc", proxy_type="tcp",
-                                      remote_port=27030))
+        victim.send(
+            messages.NewProxy(proxy_name="svc", proxy_type="tcp", remote_port=27030)
+        )
         victim.read()
         return victim, self.server.registry.controls[victim.run_id]
 
@@ -303,8 +307,7 @@ class WorkConnBindingTests(ServerCase):
         self.assertTrue(thief.transport.disconnecting)
         self.assertEqual(control.pool.idle_count, 0)
         [line] = self.warnings("work_conn_same_source")
-        self.assertIn("from 203.0.113.7, but its client logged in from "
-                      "192.0.2.1", line)
+        self.assertIn("from 203.0.113.7, but its client logged in from 192.0.2.1", line)
         own = self.peer("192.0.2.1")
         own.send(messages.NewWorkConn(run_id=victim.run_id))
         self.user_connects(27030)
@@ -314,8 +317,7 @@ class WorkConnBindingTests(ServerCase):
     def test_refused_even_with_the_token(self):
         """With authenticate_new_work_conns a valid key from another
         address is refused too (the token is shared by every client)."""
-        self.server = self.make_server("authenticate_new_work_conns = "
-                                       "true\n")
+        self.server = self.make_server("authenticate_new_work_conns = true\n")
         victim, control = self.victim()
         thief = self.peer("203.0.113.7")
         thief.send(work_conn(victim.run_id))
@@ -373,11 +375,12 @@ class BruteForceTests(ServerCase):
         self.reactor.advance(0.49)
         self.assertEqual(peer.read(), [])
         self.reactor.advance(0.01)
-        self.assertEqual(self.login_error(peer), "token in login doesn't "
-                         "match token from configuration")
+        self.assertEqual(
+            self.login_error(peer),
+            "token in login doesn't match token from configuration",
+        )
         [line] = self.warnings("login refused: wrong token")
-        self.assertIn("failure 1 in a row from 192.0.2.66, answered after "
-                      "0.5s", line)
+        self.assertIn("failure 1 in a row from 192.0.2.66, answered after 0.5s", line)
 
     def test_delays_grow(self):
         """Each further failure from the source waits twice as long."""
@@ -419,7 +422,7 @@ class BruteForceTests(ServerCase):
         self.logged_in(host="192.0.2.67")
         late = self.peer("192.0.2.66")
         late.send(login(timestamp=NOW + 8))
-        self.assertEqual(late.read(), [])       # held: the source is in backoff
+        self.assertEqual(late.read(), [])  # held: the source is in backoff
         self.reactor.advance(8)
         [answer] = late.read()
         self.assertEqual(answer.error, "")
@@ -442,12 +445,10 @@ class BruteForceTests(ServerCase):
             waits = []
             for round_ in range(30):
                 for _ in range(5):
-                    self.peer("192.0.2.66").send(
-                        login(token="guess", user=name))
+                    self.peer("192.0.2.66").send(login(token="guess", user=name))
                 if round_ % 3 == 2:
                     client = self.peer("192.0.2.66")
-                    client.send(login(user="alice",
-                                      timestamp=NOW + 2 * round_))
+                    client.send(login(user="alice", timestamp=NOW + 2 * round_))
                     waited = 0.0
                     while not client.transport.value():
                         self.assertLess(waited, 9)
@@ -496,9 +497,11 @@ class BruteForceTests(ServerCase):
 class FloodTests(ServerCase):
     """Caps on unauthenticated connections."""
 
-    extra = ("max_unauthenticated_per_source = 3\n"
-             "max_unauthenticated_connections = 5\n"
-             "unauthenticated_timeout = 60\n")
+    extra = (
+        "max_unauthenticated_per_source = 3\n"
+        "max_unauthenticated_connections = 5\n"
+        "unauthenticated_timeout = 60\n"
+    )
 
     def test_per_source_cap(self):
         """The 4th pending connection from one address is closed at once;
@@ -520,8 +523,7 @@ class FloodTests(ServerCase):
         newcomer = self.peer("192.0.2.99")
         self.assertFalse(newcomer.transport.disconnecting)
         self.assertTrue(first.transport.disconnecting)
-        self.assertFalse(any(p.transport.disconnecting
-                             for p in [second] + others))
+        self.assertFalse(any(p.transport.disconnecting for p in [second] + others))
         [line] = self.warnings("closing the oldest one from 192.0.2.20")
         self.assertIn("to admit one from 192.0.2.99", line)
         self.settle()
@@ -550,8 +552,7 @@ class FloodTests(ServerCase):
         self.logged_in(host="192.0.2.9")
         works = [self.peer("192.0.2.9") for _ in range(5)]
         flood = [self.peer(f"192.0.2.{50 + i % 2}") for i in range(4)]
-        self.assertEqual([w.transport.disconnecting for w in works],
-                         [False] * 5)
+        self.assertEqual([w.transport.disconnecting for w in works], [False] * 5)
         self.assertTrue(all(p.refused_at_once for p in flood))
 
     def test_refusal_log_rate_limited(self):
@@ -571,10 +572,15 @@ class FloodTests(ServerCase):
     def test_defaults(self):
         """The caps default to 32 per source and 1024 in all."""
         config = parse_server_config("[common]\n")
-        self.assertEqual((config.max_unauthenticated_per_source,
-                          config.max_unauthenticated_connections,
-                          config.max_proxies_per_client,
-                          config.auth_timestamp_skew), (32, 1024, 256, 0))
+        self.assertEqual(
+            (
+                config.max_unauthenticated_per_source,
+                config.max_unauthenticated_connections,
+                config.max_proxies_per_client,
+                config.auth_timestamp_skew,
+            ),
+            (32, 1024, 256, 0),
+        )
 
 
 class ConfigTests(SynchronousTestCase):
@@ -586,27 +592,38 @@ class ConfigTests(SynchronousTestCase):
             "[common]\nbind_addr = 127.0.0.1\nauth_timestamp_skew = 300\n"
             "max_unauthenticated_per_source = 8\n"
             "max_unauthenticated_connections = 0\n"
-            "max_proxies_per_client = 0x10\n")
-        self.assertEqual((config.auth_timestamp_skew,
-                          config.max_unauthenticated_per_source,
-                          config.max_unauthenticated_connections,
-                          config.max_proxies_per_client, config.warnings),
-                         (300, 8, 0, 16, ()))
+            "max_proxies_per_client = 0x10\n"
+        )
+        self.assertEqual(
+            (
+                config.auth_timestamp_skew,
+                config.max_unauthenticated_per_source,
+                config.max_unauthenticated_connections,
+                config.max_proxies_per_client,
+                config.warnings,
+            ),
+            (300, 8, 0, 16, ()),
+        )
 
     def test_negative_refused(self):
         """A negative value is refused, naming the key."""
         for key in ("auth_timestamp_skew", "max_proxies_per_client"):
             with self.assertRaises(ConfigError) as caught:
                 parse_server_config(f"[common]\n{key} = -1\n")
-            self.assertIn(f"[common] {key}: must not be negative",
-                          str(caught.exception))
+            self.assertIn(
+                f"[common] {key}: must not be negative", str(caught.exception)
+            )
 
     def test_client_side_warns(self):
         """In frpc.ini the keys warn as server keys."""
         config = parse_client_config("[common]\nmax_proxies_per_client = 3\n")
-        self.assertEqual(config.warnings, (
-            "frpc.ini [common] max_proxies_per_client: a frps key, not used "
-            "here; ignored",))
+        self.assertEqual(
+            config.warnings,
+            (
+                "frpc.ini [common] max_proxies_per_client: a frps key, not used "
+                "here; ignored",
+            ),
+        )
 
 
 class ThrottleConfigTests(ServerCase):
@@ -614,36 +631,56 @@ class ThrottleConfigTests(ServerCase):
 
     def test_defaults(self):
         config = parse_server_config("[common]\n")
-        self.assertEqual((config.auth_pending_per_source,
-                          config.auth_failures_per_second,
-                          config.work_conn_same_source), (32, 50, True))
-        self.assertEqual((self.server.throttle.max_pending,
-                          self.server.throttle.failure_budget), (32, 50))
+        self.assertEqual(
+            (
+                config.auth_pending_per_source,
+                config.auth_failures_per_second,
+                config.work_conn_same_source,
+            ),
+            (32, 50, True),
+        )
+        self.assertEqual(
+            (self.server.throttle.max_pending, self.server.throttle.failure_budget),
+            (32, 50),
+        )
 
     def test_keys_parse_and_validate(self):
         config = parse_server_config(
             "[common]\nbind_addr = 127.0.0.1\nauth_pending_per_source = 8\n"
-            "auth_failures_per_second = 0\nwork_conn_same_source = false\n")
-        self.assertEqual((config.auth_pending_per_source,
-                          config.auth_failures_per_second,
-                          config.work_conn_same_source, config.warnings),
-                         (8, 0, False, ()))
+            "auth_failures_per_second = 0\nwork_conn_same_source = false\n"
+        )
+        self.assertEqual(
+            (
+                config.auth_pending_per_source,
+                config.auth_failures_per_second,
+                config.work_conn_same_source,
+                config.warnings,
+            ),
+            (8, 0, False, ()),
+        )
         for key in ("auth_pending_per_source", "auth_failures_per_second"):
             with self.assertRaises(ConfigError) as caught:
                 parse_server_config(f"[common]\n{key} = -1\n")
-            self.assertIn(f"[common] {key}: must not be negative",
-                          str(caught.exception))
+            self.assertIn(
+                f"[common] {key}: must not be negative", str(caught.exception)
+            )
         with self.assertRaises(ConfigError) as caught:
             parse_server_config("[common]\nwork_conn_same_source = maybe\n")
         self.assertIn("work_conn_same_source", str(caught.exception))
 
     def test_reload_applies(self):
         """A reload changes the throttle's caps at once."""
-        self.server.apply_config(attrs.evolve(
-            self.server.config, auth_pending_per_source=3,
-            auth_failures_per_second=7))
-        self.assertEqual((self.server.throttle.max_pending,
-                          self.server.throttle.failure_budget), (3, 7))
+        self.server.apply_config(
+            attrs.evolve(
+                self.server.config,
+                auth_pending_per_source=3,
+                auth_failures_per_second=7,
+            )
+        )
+        self.assertEqual(
+            (self.server.throttle.max_pending, self.server.throttle.failure_budget),
+            (3, 7),
+        )
 
 
 class ClientLimitTests(ServerCase):
@@ -652,10 +689,10 @@ class ClientLimitTests(ServerCase):
     extra = "max_proxies_per_client = 2\nmax_pool_count = 5\n"
 
     def new_proxy(self, control, name, port):
-        control.send(messages.NewProxy(proxy_name=name, proxy_type="tcp",
-                                       remote_port=port))
-        [response] = [m for m in control.read()
-                      if isinstance(m, messages.NewProxyResp)]
+        control.send(
+            messages.NewProxy(proxy_name=name, proxy_type="tcp", remote_port=port)
+        )
+        [response] = [m for m in control.read() if isinstance(m, messages.NewProxyResp)]
         return response
 
     def test_proxy_cap(self):
@@ -674,8 +711,7 @@ class ClientLimitTests(ServerCase):
         max_pool_count connections and may park at most
         max_pool_count + 10; extra NewWorkConns are closed."""
         control = self.logged_in(pool_count=1_000_000)
-        asked = [m for m in control.after_login
-                 if isinstance(m, messages.ReqWorkConn)]
+        asked = [m for m in control.after_login if isinstance(m, messages.ReqWorkConn)]
         self.assertEqual(len(asked), 5)
         works = []
         for _ in range(20):
@@ -684,8 +720,9 @@ class ClientLimitTests(ServerCase):
             works.append(work)
         pool = self.server.registry.controls[control.run_id].pool
         self.assertEqual(pool.idle_count, 15)
-        self.assertEqual([w.transport.disconnecting for w in works],
-                         [False] * 15 + [True] * 5)
+        self.assertEqual(
+            [w.transport.disconnecting for w in works], [False] * 15 + [True] * 5
+        )
 
 
 class IsolationTests(ServerCase):
@@ -697,10 +734,8 @@ class IsolationTests(ServerCase):
         alice = self.logged_in(user="alice")
         owner = self.server.registry.controls[alice.run_id]
         mallory = self.peer("203.0.113.7")
-        mallory.send(login(user="mallory", run_id=alice.run_id,
-                           timestamp=NOW + 1))
-        self.assertIn("belongs to a client of another user",
-                      self.login_error(mallory))
+        mallory.send(login(user="mallory", run_id=alice.run_id, timestamp=NOW + 1))
+        self.assertIn("belongs to a client of another user", self.login_error(mallory))
         self.assertIs(self.server.registry.controls[alice.run_id], owner)
         self.assertFalse(owner.closed)
         [line] = self.warnings("belongs to a client of another user")
@@ -732,15 +767,15 @@ class IsolationTests(ServerCase):
         proxy: B's user waits for B's own work connection."""
         a = self.logged_in(host="192.0.2.1")
         b = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)
-        b.send(messages.NewProxy(proxy_name="b-svc", proxy_type="tcp",
-                                 remote_port=27010))
+        b.send(
+            messages.NewProxy(proxy_name="b-svc", proxy_type="tcp", remote_port=27010)
+        )
         b.read()
         a_work = self.peer("192.0.2.1")
         a_work.send(work_conn(a.run_id))
         user = self.user_connects(27010)
         self.assertEqual(a_work.read(), [])
-        self.assertEqual(
-            self.server.registry.controls[a.run_id].pool.idle_count, 1)
+        self.assertEqual(self.server.registry.controls[a.run_id].pool.idle_count, 1)
         self.assertIn("ReqWorkConn", [m.name for m in b.read()])
         b_work = self.peer("192.0.2.2")
         b_work.send(work_conn(b.run_id, timestamp=NOW + 1))
@@ -753,8 +788,9 @@ class IsolationTests(ServerCase):
         """CloseProxy naming another client's proxy leaves it registered
         and listening; the owner can still close it."""
         a = self.logged_in(host="192.0.2.1")
-        a.send(messages.NewProxy(proxy_name="a-svc", proxy_type="tcp",
-                                 remote_port=27020))
+        a.send(
+            messages.NewProxy(proxy_name="a-svc", proxy_type="tcp", remote_port=27020)
+        )
         a.read()
         proxy = self.server.registry.proxies["a-svc"]
         b = self.logged_in(host="192.0.2.2", timestamp=NOW + 1)

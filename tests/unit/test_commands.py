@@ -10,8 +10,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay import FRP_VERSION, __version__
-from labrelay import server_cli
+from labrelay import FRP_VERSION, __version__, server_cli
 from labrelay.client import cli as client_cli
 
 from ..support import paths
@@ -35,12 +34,14 @@ class CommandCase(SynchronousTestCase):
 
 class VersionTests(CommandCase):
     def test_server_version(self):
-        self.assertEqual(self.run_main(server_cli.main, "--version"),
-                         (0, VERSION + "\n", ""))
+        self.assertEqual(
+            self.run_main(server_cli.main, "--version"), (0, VERSION + "\n", "")
+        )
 
     def test_client_version(self):
-        self.assertEqual(self.run_main(client_cli.main, "--version"),
-                         (0, VERSION + "\n", ""))
+        self.assertEqual(
+            self.run_main(client_cli.main, "--version"), (0, VERSION + "\n", "")
+        )
 
 
 class CheckTests(CommandCase):
@@ -49,9 +50,12 @@ class CheckTests(CommandCase):
         code, out, err = self.run_main(server_cli.main, "check", "-c", path)
         self.assertEqual(code, 0)
         self.assertEqual(out, f"{path}: OK (1 warnings)\n")
-        self.assertEqual(err, f"labrelay-server: warning: {path} [common] "
-                              f"bind_prot: unknown key; ignored (did you "
-                              f"mean 'bind_port'?)\n")
+        self.assertEqual(
+            err,
+            f"labrelay-server: warning: {path} [common] "
+            f"bind_prot: unknown key; ignored (did you "
+            f"mean 'bind_port'?)\n",
+        )
 
     def test_server_error(self):
         path = self.write("[common]\nbind_prot = 1\nbind_port = x\n")
@@ -60,19 +64,25 @@ class CheckTests(CommandCase):
         lines = err.splitlines()
         self.assertEqual(len(lines), 2, err)
         self.assertIn("bind_prot: unknown key", lines[0])
-        self.assertTrue(lines[1].startswith(
-            f"labrelay-server: {path}: [common] bind_port: "), lines[1])
+        self.assertTrue(
+            lines[1].startswith(f"labrelay-server: {path}: [common] bind_port: "),
+            lines[1],
+        )
 
     def test_client_ok_counts_proxies(self):
-        path = self.write("[common]\nserver_addr = relay.example\n"
-                          "[ssh]\nlocal_port = 22\nremote_port = 6001\n")
+        path = self.write(
+            "[common]\nserver_addr = relay.example\n"
+            "[ssh]\nlocal_port = 22\nremote_port = 6001\n"
+        )
         code, out, err = self.run_main(client_cli.main, "check", "-c", path)
-        self.assertEqual((code, out, err),
-                         (0, f"{path}: OK (0 warnings, 1 proxies)\n", ""))
+        self.assertEqual(
+            (code, out, err), (0, f"{path}: OK (0 warnings, 1 proxies)\n", "")
+        )
 
     def test_client_missing_file(self):
-        code, out, err = self.run_main(client_cli.main, "check", "-c",
-                                       "/nonexistent/frpc.ini")
+        code, out, err = self.run_main(
+            client_cli.main, "check", "-c", "/nonexistent/frpc.ini"
+        )
         self.assertEqual((code, out), (1, ""))
         self.assertIn("/nonexistent/frpc.ini: cannot read", err)
 
@@ -84,14 +94,17 @@ class ShippedConfigTests(CommandCase):
     """conf/frps.ini and conf/frpc.ini, as the README uses them."""
 
     def env_file(self, **values) -> str:
-        return self.write("# /etc/labrelay/env\n" + "".join(
-            f"{name}='{value}'\n" for name, value in values.items()))
+        return self.write(
+            "# /etc/labrelay/env\n"
+            + "".join(f"{name}='{value}'\n" for name, value in values.items())
+        )
 
     def test_relay_config_is_clean(self):
         """Checked with its variables set: no warnings."""
         self.patch(os, "environ", dict(os.environ, LABRELAY_TOKEN="a" * 32))
         code, out, err = self.run_main(
-            server_cli.main, "check", "-c", os.path.join(CONF, "frps.ini"))
+            server_cli.main, "check", "-c", os.path.join(CONF, "frps.ini")
+        )
         self.assertEqual((code, err), (0, ""))
         self.assertIn("OK (0 warnings)", out)
 
@@ -100,33 +113,45 @@ class ShippedConfigTests(CommandCase):
         and an admin API on loopback with a password."""
         from labrelay.client.cli import environment
         from labrelay.config import load_client_config
-        env = self.env_file(LABRELAY_SERVER="relay.example",
-                            LABRELAY_TOKEN="t" * 32,
-                            LABRELAY_ADMIN_PWD="p" * 32)
+
+        env = self.env_file(
+            LABRELAY_SERVER="relay.example",
+            LABRELAY_TOKEN="t" * 32,
+            LABRELAY_ADMIN_PWD="p" * 32,
+        )
         path = os.path.join(CONF, "frpc.ini")
-        code, out, err = self.run_main(client_cli.main, "--env-file", env,
-                                       "check", "-c", path)
+        code, out, err = self.run_main(
+            client_cli.main, "--env-file", env, "check", "-c", path
+        )
         self.assertEqual((code, err), (0, ""))
         self.assertIn("OK (0 warnings, 3 proxies)", out)
         config = load_client_config(path, environment(env))
-        self.assertEqual((config.admin_addr, config.admin_port,
-                          config.admin_user, config.admin_pwd),
-                         ("127.0.0.1", 7400, "admin", "p" * 32))
+        self.assertEqual(
+            (config.admin_addr, config.admin_port, config.admin_user, config.admin_pwd),
+            ("127.0.0.1", 7400, "admin", "p" * 32),
+        )
 
     def test_client_config_names_a_missing_variable(self):
-        env = self.env_file(LABRELAY_SERVER="relay.example",
-                            LABRELAY_TOKEN="t" * 32)
-        self.patch(os, "environ", {k: v for k, v in os.environ.items()
-                                   if not k.startswith("LABRELAY_")})
+        env = self.env_file(LABRELAY_SERVER="relay.example", LABRELAY_TOKEN="t" * 32)
+        self.patch(
+            os,
+            "environ",
+            {k: v for k, v in os.environ.items() if not k.startswith("LABRELAY_")},
+        )
         code, out, err = self.run_main(
-            client_cli.main, "--env-file", env, "check", "-c",
-            os.path.join(CONF, "frpc.ini"))
+            client_cli.main,
+            "--env-file",
+            env,
+            "check",
+            "-c",
+            os.path.join(CONF, "frpc.ini"),
+        )
         self.assertEqual(code, 1)
-        self.assertIn("environment variable LABRELAY_ADMIN_PWD is not set",
-                      err)
+        self.assertIn("environment variable LABRELAY_ADMIN_PWD is not set", err)
 
     def test_missing_env_file(self):
-        code, _, err = self.run_main(client_cli.main, "--env-file",
-                                     "/nonexistent/env", "status")
+        code, _, err = self.run_main(
+            client_cli.main, "--env-file", "/nonexistent/env", "status"
+        )
         self.assertEqual(code, 1)
         self.assertIn("--env-file /nonexistent/env: No such file", err)

@@ -38,7 +38,7 @@ STREAM_HEADER = bytes.fromhex("ff060000") + b"sNaPpY"
 
 def chunked(data: bytes, cuts) -> list:
     """*data* cut at the given positions."""
-    points = sorted(set(c for c in cuts if 0 <= c <= len(data)))
+    points = sorted({c for c in cuts if 0 <= c <= len(data)})
     pieces, previous = [], 0
     for point in points + [len(data)]:
         pieces.append(data[previous:point])
@@ -64,8 +64,7 @@ def masked_crc(data: bytes) -> bytes:
 
 def uncompressed_chunk(data: bytes) -> bytes:
     """A type-0x01 chunk holding *data*."""
-    return (b"\x01" + (len(data) + 4).to_bytes(3, "little")
-            + masked_crc(data) + data)
+    return b"\x01" + (len(data) + 4).to_bytes(3, "little") + masked_crc(data) + data
 
 
 class PrivilegeKeyTests(SynchronousTestCase):
@@ -73,40 +72,57 @@ class PrivilegeKeyTests(SynchronousTestCase):
 
     def test_protocol_vectors(self):
         """frp's GetAuthKey for token ``12345678`` and for an empty one."""
-        self.assertEqual(privilege_key("12345678", 1700000000),
-                         "3d8aac6cc09d79da303be74c311e5808")
-        self.assertEqual(privilege_key("", 1700000000),
-                         "24920decf83f6960b80f737a28eeafc1")
+        self.assertEqual(
+            privilege_key("12345678", 1700000000), "3d8aac6cc09d79da303be74c311e5808"
+        )
+        self.assertEqual(
+            privilege_key("", 1700000000), "24920decf83f6960b80f737a28eeafc1"
+        )
 
     def test_definition(self):
         """The key is the lowercase hex MD5 of token then decimal timestamp."""
-        self.assertEqual(privilege_key("tök", 0),
-                         hashlib.md5("tök0".encode("utf-8")).hexdigest())
+        self.assertEqual(
+            privilege_key("tök", 0), hashlib.md5("tök0".encode()).hexdigest()
+        )
 
     def test_check_accepts_right_key(self):
         """check_privilege_key accepts the key made from the same inputs."""
-        self.assertTrue(check_privilege_key(
-            "12345678", 1700000000, "3d8aac6cc09d79da303be74c311e5808"))
+        self.assertTrue(
+            check_privilege_key(
+                "12345678", 1700000000, "3d8aac6cc09d79da303be74c311e5808"
+            )
+        )
 
     def test_check_rejects_wrong_keys(self):
         """A key for another token or timestamp, or altered, is rejected."""
         good = privilege_key("12345678", 1700000000)
-        for key in (privilege_key("12345679", 1700000000),
-                    privilege_key("12345678", 1700000001),
-                    good.upper(), good[:-1], good + "0", "", " " + good,
-                    good[:-1] + "\u00e9"):
+        for key in (
+            privilege_key("12345679", 1700000000),
+            privilege_key("12345678", 1700000001),
+            good.upper(),
+            good[:-1],
+            good + "0",
+            "",
+            " " + good,
+            good[:-1] + "\u00e9",
+        ):
             with self.subTest(key):
-                self.assertFalse(
-                    check_privilege_key("12345678", 1700000000, key))
+                self.assertFalse(check_privilege_key("12345678", 1700000000, key))
 
     def test_check_rejects_non_strings(self):
         """Non-string keys (as a hostile JSON body may carry) are rejected."""
         good = privilege_key("12345678", 1700000000)
-        for key in (None, 0, 1700000000, good.encode("ascii"), [good],
-                    {"k": good}, True):
+        for key in (
+            None,
+            0,
+            1700000000,
+            good.encode("ascii"),
+            [good],
+            {"k": good},
+            True,
+        ):
             with self.subTest(key):
-                self.assertFalse(
-                    check_privilege_key("12345678", 1700000000, key))
+                self.assertFalse(check_privilege_key("12345678", 1700000000, key))
 
     def test_check_tolerates_unencodable_text(self):
         """A key holding a lone surrogate is rejected, not an exception."""
@@ -119,25 +135,25 @@ class KeyDerivationTests(SynchronousTestCase):
     def test_protocol_vectors(self):
         """frp's control key (golib ``crypto``, salt "frp") for token
         ``12345678`` and for an empty one."""
-        self.assertEqual(derive_key("12345678").hex(),
-                         "b7eac3f66310824c114f56f8274fdfea")
-        self.assertEqual(derive_key("").hex(),
-                         "cdc9dc4c472c37331281df4c232a8407")
+        self.assertEqual(
+            derive_key("12345678").hex(), "b7eac3f66310824c114f56f8274fdfea"
+        )
+        self.assertEqual(derive_key("").hex(), "cdc9dc4c472c37331281df4c232a8407")
 
     def test_capture_token(self):
         """The vectors' token gives the key frp used in the captures."""
         self.assertEqual(derive_key(VECTOR_TOKEN), VECTOR_KEY)
         for scenario in vectors.SCENARIOS:
             self.assertEqual(
-                vectors.messages_json(scenario)["derived_key_hex"],
-                VECTOR_KEY.hex())
+                vectors.messages_json(scenario)["derived_key_hex"], VECTOR_KEY.hex()
+            )
 
     def test_salt_is_frp_not_crypto(self):
         """The salt is "frp"; golib's default "crypto" gives another key."""
         self.assertNotEqual(
             derive_key(VECTOR_TOKEN),
-            hashlib.pbkdf2_hmac("sha1", VECTOR_TOKEN.encode(), b"crypto",
-                                64, 16))
+            hashlib.pbkdf2_hmac("sha1", VECTOR_TOKEN.encode(), b"crypto", 64, 16),
+        )
 
 
 class DecryptionCheckTests(SynchronousTestCase):
@@ -146,8 +162,7 @@ class DecryptionCheckTests(SynchronousTestCase):
     def all_checks(self):
         found = []
         for scenario in vectors.SCENARIOS:
-            found.extend((scenario, c)
-                         for c in vectors.decryption_checks(scenario))
+            found.extend((scenario, c) for c in vectors.decryption_checks(scenario))
         return found
 
     def test_there_are_eight_checks(self):
@@ -161,8 +176,9 @@ class DecryptionCheckTests(SynchronousTestCase):
                 key = bytes.fromhex(check["key_hex"])
                 self.assertEqual(derive_key(check["token"]), key)
                 decryptor = StreamDecryptor(key)
-                plain = decryptor.decrypt(bytes.fromhex(
-                    check["iv_hex"] + check["ciphertext_hex"]))
+                plain = decryptor.decrypt(
+                    bytes.fromhex(check["iv_hex"] + check["ciphertext_hex"])
+                )
                 self.assertEqual(plain.hex(), check["plaintext_hex"])
 
     def test_encrypt_each_check(self):
@@ -170,28 +186,30 @@ class DecryptionCheckTests(SynchronousTestCase):
         for scenario, check in self.all_checks():
             with self.subTest((scenario, check["iv_hex"])):
                 iv = bytes.fromhex(check["iv_hex"])
-                encryptor = StreamEncryptor(bytes.fromhex(check["key_hex"]),
-                                            iv=iv)
+                encryptor = StreamEncryptor(bytes.fromhex(check["key_hex"]), iv=iv)
                 self.assertEqual(
                     encryptor.encrypt(bytes.fromhex(check["plaintext_hex"])),
-                    iv + bytes.fromhex(check["ciphertext_hex"]))
+                    iv + bytes.fromhex(check["ciphertext_hex"]),
+                )
 
     def test_wrong_salt_gives_garbage(self):
         """Decrypting a check with the "crypto"-salted key gives other bytes."""
         _, check = self.all_checks()[0]
-        wrong = hashlib.pbkdf2_hmac("sha1", check["token"].encode(),
-                                    b"crypto", 64, 16)
-        plain = StreamDecryptor(wrong).decrypt(bytes.fromhex(
-            check["iv_hex"] + check["ciphertext_hex"]))
+        wrong = hashlib.pbkdf2_hmac("sha1", check["token"].encode(), b"crypto", 64, 16)
+        plain = StreamDecryptor(wrong).decrypt(
+            bytes.fromhex(check["iv_hex"] + check["ciphertext_hex"])
+        )
         self.assertNotEqual(plain.hex(), check["plaintext_hex"])
 
     def test_readme_example(self):
         """vectors README §5's worked example decrypts to a ReqWorkConn frame."""
         decryptor = StreamDecryptor(VECTOR_KEY)
         self.assertEqual(
-            decryptor.decrypt(bytes.fromhex(
-                "4459cfe3c6e4736ac60a1d4b229a94bf1bd41ac1685a3051efa02d")),
-            bytes.fromhex("7200000000000000027b7d"))
+            decryptor.decrypt(
+                bytes.fromhex("4459cfe3c6e4736ac60a1d4b229a94bf1bd41ac1685a3051efa02d")
+            ),
+            bytes.fromhex("7200000000000000027b7d"),
+        )
 
 
 class StreamCipherTests(SynchronousTestCase):
@@ -209,8 +227,7 @@ class StreamCipherTests(SynchronousTestCase):
         self.assertEqual(len(first), 16 + 3)
         self.assertEqual(len(second), 4)
         reference = Cipher(algorithms.AES(self.KEY), CFB(self.IV)).encryptor()
-        self.assertEqual(first[16:] + second,
-                         reference.update(b"abcdefg"))
+        self.assertEqual(first[16:] + second, reference.update(b"abcdefg"))
 
     def test_iv_is_lazy(self):
         """Empty writes produce nothing and do not use up the IV."""
@@ -243,7 +260,7 @@ class StreamCipherTests(SynchronousTestCase):
         decryptor = StreamDecryptor(self.KEY)
         out = b""
         for position in range(len(data)):
-            piece = decryptor.decrypt(data[position:position + 1])
+            piece = decryptor.decrypt(data[position : position + 1])
             if position < 16:
                 self.assertEqual(piece, b"")
             out += piece
@@ -251,8 +268,10 @@ class StreamCipherTests(SynchronousTestCase):
         self.assertEqual(decryptor.decrypt(b""), b"")
 
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.binary(max_size=70), max_size=8),
-           st.lists(st.integers(0, 600), max_size=10))
+    @given(
+        st.lists(st.binary(max_size=70), max_size=8),
+        st.lists(st.integers(0, 600), max_size=10),
+    )
     def test_arbitrary_chunking(self, writes, cuts):
         """Ciphertext cut anywhere decrypts to the concatenated writes."""
         encryptor = StreamEncryptor(self.KEY)
@@ -264,8 +283,9 @@ class StreamCipherTests(SynchronousTestCase):
     def test_wrong_key(self):
         """A reader with another key gets other bytes (there is no MAC)."""
         data = StreamEncryptor(self.KEY, iv=self.IV).encrypt(b"secret!!")
-        self.assertNotEqual(StreamDecryptor(derive_key("other")).decrypt(data),
-                            b"secret!!")
+        self.assertNotEqual(
+            StreamDecryptor(derive_key("other")).decrypt(data), b"secret!!"
+        )
 
 
 class SnappyTests(SynchronousTestCase):
@@ -286,16 +306,20 @@ class SnappyTests(SynchronousTestCase):
     def test_round_trip(self):
         """SnappyWriter output decodes with SnappyReader."""
         writer, reader = SnappyWriter(), SnappyReader()
-        wire = writer.compress(vectors.HELLO) + writer.compress(
-            vectors.PATTERN)
-        self.assertEqual(reader.decompress(wire),
-                         vectors.HELLO + vectors.PATTERN)
+        wire = writer.compress(vectors.HELLO) + writer.compress(vectors.PATTERN)
+        self.assertEqual(reader.decompress(wire), vectors.HELLO + vectors.PATTERN)
 
     def test_each_write_is_complete(self):
         """A reader given exactly one write's output returns all of it."""
         writer, reader = SnappyWriter(), SnappyReader()
-        for data in (b"a", vectors.HELLO, vectors.PATTERN, os.urandom(70000),
-                     b"z" * 200000, b"tail"):
+        for data in (
+            b"a",
+            vectors.HELLO,
+            vectors.PATTERN,
+            os.urandom(70000),
+            b"z" * 200000,
+            b"tail",
+        ):
             self.assertEqual(reader.decompress(writer.compress(data)), data)
 
     def test_large_write_split_in_64k_chunks(self):
@@ -306,7 +330,7 @@ class SnappyTests(SynchronousTestCase):
         position, sizes = len(STREAM_HEADER), []
         while position < len(wire):
             kind = wire[position]
-            length = int.from_bytes(wire[position + 1:position + 4], "little")
+            length = int.from_bytes(wire[position + 1 : position + 4], "little")
             self.assertIn(kind, (0x00, 0x01))
             if kind == 0x01:
                 sizes.append(length - 4)
@@ -325,8 +349,10 @@ class SnappyTests(SynchronousTestCase):
         self.assertLess(len(chunk), len(vectors.PATTERN))
 
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.binary(max_size=300), max_size=6),
-           st.lists(st.integers(0, 2000), max_size=10))
+    @given(
+        st.lists(st.binary(max_size=300), max_size=6),
+        st.lists(st.integers(0, 2000), max_size=10),
+    )
     def test_arbitrary_chunking(self, writes, cuts):
         """A snappy stream cut anywhere decodes to the concatenated writes."""
         writer = SnappyWriter()
@@ -344,31 +370,36 @@ class SnappyTests(SynchronousTestCase):
         """A chunk whose checksum does not match is refused."""
         chunk = bytearray(uncompressed_chunk(b"hello"))
         chunk[4] ^= 0x01
-        self.assertRaises(ProtocolError, SnappyReader().decompress,
-                          STREAM_HEADER + bytes(chunk))
+        self.assertRaises(
+            ProtocolError, SnappyReader().decompress, STREAM_HEADER + bytes(chunk)
+        )
 
     def test_corrupted_data(self):
         """Flipping a data byte of a compressed chunk is refused."""
         wire = bytearray(SnappyWriter().compress(vectors.PATTERN))
         wire[-1] ^= 0xFF
-        self.assertRaises(ProtocolError, SnappyReader().decompress,
-                          bytes(wire))
+        self.assertRaises(ProtocolError, SnappyReader().decompress, bytes(wire))
 
     def test_garbage(self):
         """Chunks that are not snappy framing are refused."""
-        for wire in (STREAM_HEADER + b"\x02\x04\x00\x00abcd",  # reserved type
-                     STREAM_HEADER + b"\x00\x08\x00\x00abcdwxyz",  # bad block
-                     STREAM_HEADER + b"\x01\x02\x00\x00ab",  # shorter than CRC
-                     b"\xff\x06\x00\x00sNaPpZ",  # wrong identifier
-                     b"\xff\x05\x00\x00sNaPp"):  # wrong identifier length
+        for wire in (
+            STREAM_HEADER + b"\x02\x04\x00\x00abcd",  # reserved type
+            STREAM_HEADER + b"\x00\x08\x00\x00abcdwxyz",  # bad block
+            STREAM_HEADER + b"\x01\x02\x00\x00ab",  # shorter than CRC
+            b"\xff\x06\x00\x00sNaPpZ",  # wrong identifier
+            b"\xff\x05\x00\x00sNaPp",
+        ):  # wrong identifier length
             with self.subTest(wire):
-                self.assertRaises(ProtocolError, SnappyReader().decompress,
-                                  wire)
+                self.assertRaises(ProtocolError, SnappyReader().decompress, wire)
 
     def test_skippable_and_padding_chunks(self):
         """Skippable (0x80-0xfd) and padding (0xfe) chunks are ignored."""
-        wire = (STREAM_HEADER + b"\x80\x03\x00\x00abc" + b"\xfe\x01\x00\x00\x00"
-                + uncompressed_chunk(b"ok"))
+        wire = (
+            STREAM_HEADER
+            + b"\x80\x03\x00\x00abc"
+            + b"\xfe\x01\x00\x00\x00"
+            + uncompressed_chunk(b"ok")
+        )
         self.assertEqual(SnappyReader().decompress(wire), b"ok")
 
     def test_oversized_complete_chunk_refused(self):
@@ -423,14 +454,14 @@ class PayloadCodecTests(SynchronousTestCase):
         self.assertEqual(SnappyReader().decompress(inner), vectors.HELLO)
 
     @settings(max_examples=200, deadline=None)
-    @given(st.sampled_from([(False, False), (True, False), (False, True),
-                            (True, True)]),
-           st.lists(st.binary(max_size=200), max_size=6),
-           st.lists(st.integers(0, 1500), max_size=10))
+    @given(
+        st.sampled_from([(False, False), (True, False), (False, True), (True, True)]),
+        st.lists(st.binary(max_size=200), max_size=6),
+        st.lists(st.integers(0, 1500), max_size=10),
+    )
     def test_round_trip(self, flags, writes, cuts):
         """Whatever the flags and cuts, a peer codec recovers the writes."""
-        writer, reader = PayloadCodec("tok", *flags), PayloadCodec("tok",
-                                                                   *flags)
+        writer, reader = PayloadCodec("tok", *flags), PayloadCodec("tok", *flags)
         wire = b"".join(writer.encode(w) for w in writes)
         out = b"".join(reader.decode(p) for p in chunked(wire, cuts))
         self.assertEqual(out, b"".join(writes))

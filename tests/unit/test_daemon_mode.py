@@ -13,8 +13,8 @@ class StartupFailureTests(SynchronousTestCase):
         """twistd's daemon parent hears of an Exception only; a foreground
         twistd ends on SystemExit with its text and no traceback."""
         from labrelay.listeners import StartupFailure
+
         failure = StartupFailure("labrelay-server: cannot listen on x:1: y")
         self.assertIsInstance(failure, Exception)
         self.assertIsInstance(failure, SystemExit)
-        self.assertEqual(failure.code,
-                         "labrelay-server: cannot listen on x:1: y")
+        self.assertEqual(failure.code, "labrelay-server: cannot listen on x:1: y")

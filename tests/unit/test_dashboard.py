@@ -44,8 +44,10 @@ class StatsTests(SynchronousTestCase):
             self.clock.advance(86400)
         self.clock.advance(-86400)
         entry = self.stats.get("a")
-        self.assertEqual(entry.last_days(self.stats.today),
-                         ([90, 80, 70, 60, 50, 40, 30], [8, 7, 6, 5, 4, 3, 2]))
+        self.assertEqual(
+            entry.last_days(self.stats.today),
+            ([90, 80, 70, 60, 50, 40, 30], [8, 7, 6, 5, 4, 3, 2]),
+        )
         self.assertEqual((entry.total_in, entry.total_out), (450, 36))
         self.assertEqual(self.stats.today_totals(), (90, 8))
 
@@ -61,8 +63,7 @@ class StatsTests(SynchronousTestCase):
         self.stats.sample()
         history, _ = self.stats.get("a").last_day_history(self.stats.bucket)
         self.assertEqual(len(history), BUCKETS)
-        self.assertEqual((history[-4], history[-1], sum(history)),
-                         (100, 50, 150))
+        self.assertEqual((history[-4], history[-1], sum(history)), (100, 50, 150))
         self.clock.advance(86400 - stats_module.BUCKET_SECONDS)
         history, _ = self.stats.get("a").last_day_history(self.stats.bucket)
         self.assertEqual(sum(history), 50)
@@ -98,16 +99,16 @@ class StatsTests(SynchronousTestCase):
         new.moved = [1, 2]
         self.stats.sample()
         entry = self.stats.get("a")
-        self.assertEqual((entry.total_in, entry.total_out,
-                          entry.current_connections, entry.status),
-                         (16, 12, 1, "online"))
+        self.assertEqual(
+            (entry.total_in, entry.total_out, entry.current_connections, entry.status),
+            (16, 12, 1, "online"),
+        )
         old.active_splices = 0
         old.moved = [20, 10]
         self.stats.sample()
         old.moved = [99, 99]  # no longer read
         self.stats.sample()
-        self.assertEqual((entry.total_in, entry.current_connections),
-                         (21, 0))
+        self.assertEqual((entry.total_in, entry.current_connections), (21, 0))
 
     def test_type_change_starts_afresh(self):
         """A name coming back with another type starts new figures (frp)."""
@@ -177,9 +178,10 @@ class PackagingTests(SynchronousTestCase):
 
     def test_static_files_present(self):
         """index.html, app.js and style.css sit in labrelay/server/static."""
-        self.assertEqual(sorted(n for n in os.listdir(STATIC_DIR)
-                                if not n.startswith(".")),
-                         ["app.js", "index.html", "style.css"])
+        self.assertEqual(
+            sorted(n for n in os.listdir(STATIC_DIR) if not n.startswith(".")),
+            ["app.js", "index.html", "style.css"],
+        )
 
 
 class ConfigTests(SynchronousTestCase):
@@ -191,32 +193,45 @@ class ConfigTests(SynchronousTestCase):
         is a clear error."""
         config = parse_server_config(
             "[common]\ndashboard_port = 7500\n"
-            "dashboard_allowed_hosts = a.example, b.example\n")
-        self.assertEqual(config.dashboard_allowed_hosts,
-                         ("a.example", "b.example"))
+            "dashboard_allowed_hosts = a.example, b.example\n"
+        )
+        self.assertEqual(config.dashboard_allowed_hosts, ("a.example", "b.example"))
         for bad in ("a.example:7500", "http://a.example"):
             with self.assertRaises(ConfigError) as e:
-                parse_server_config("[common]\ndashboard_port = 7500\n"
-                                    f"dashboard_allowed_hosts = {bad}\n")
+                parse_server_config(
+                    "[common]\ndashboard_port = 7500\n"
+                    f"dashboard_allowed_hosts = {bad}\n"
+                )
             self.assertIn("dashboard_allowed_hosts", str(e.exception))
 
     def test_tls_mode_config(self):
         """dashboard_tls_mode needs both files; a bad file is one line at
         start-up."""
         with self.assertRaises(ConfigError) as e:
-            parse_server_config("[common]\ndashboard_port = 7500\n"
-                                "dashboard_tls_mode = true\n"
-                                "dashboard_tls_key_file = k.pem\n")
-        self.assertEqual(str(e.exception), "frps.ini: [common] "
-                         "dashboard_tls_cert_file: required when "
-                         "dashboard_tls_mode is true")
+            parse_server_config(
+                "[common]\ndashboard_port = 7500\n"
+                "dashboard_tls_mode = true\n"
+                "dashboard_tls_key_file = k.pem\n"
+            )
+        self.assertEqual(
+            str(e.exception),
+            "frps.ini: [common] "
+            "dashboard_tls_cert_file: required when "
+            "dashboard_tls_mode is true",
+        )
         config = parse_server_config(
             "[common]\ndashboard_port = 7500\ndashboard_tls_mode = true\n"
             "dashboard_tls_cert_file = /nonexistent/c.pem\n"
-            "dashboard_tls_key_file = /nonexistent/k.pem\n")
+            "dashboard_tls_key_file = /nonexistent/k.pem\n"
+        )
         with self.assertRaises(SystemExit) as e:
-            RelayServer(config, MemoryReactorClock(), server_tls_options(),
-                        listen=LOCAL, dashboard_listen=LOCAL)
+            RelayServer(
+                config,
+                MemoryReactorClock(),
+                server_tls_options(),
+                listen=LOCAL,
+                dashboard_listen=LOCAL,
+            )
         self.assertIn("dashboard_tls_cert_file", str(e.exception))
         self.assertNotIn("\n", str(e.exception))
 
@@ -224,13 +239,22 @@ class ConfigTests(SynchronousTestCase):
         """The dashboard is off by default and listens on 127.0.0.1 (not
         frp's 0.0.0.0); keys that need dashboard_port warn without it."""
         config = parse_server_config("[common]\n")
-        self.assertEqual((config.dashboard_port, config.dashboard_addr,
-                          config.enable_prometheus), (0, "127.0.0.1", False))
-        self.assertIsNone(RelayServer(config, MemoryReactorClock(),
-                                      server_tls_options(),
-                                      listen=LOCAL).dashboard)
+        self.assertEqual(
+            (config.dashboard_port, config.dashboard_addr, config.enable_prometheus),
+            (0, "127.0.0.1", False),
+        )
+        self.assertIsNone(
+            RelayServer(
+                config, MemoryReactorClock(), server_tls_options(), listen=LOCAL
+            ).dashboard
+        )
         config = parse_server_config(
-            "[common]\nbind_addr = 127.0.0.1\nenable_prometheus = true\n")
-        self.assertEqual(config.warnings, (
-            "frps.ini [common] enable_prometheus: has no effect without "
-            "dashboard_port",))
+            "[common]\nbind_addr = 127.0.0.1\nenable_prometheus = true\n"
+        )
+        self.assertEqual(
+            config.warnings,
+            (
+                "frps.ini [common] enable_prometheus: has no effect without "
+                "dashboard_port",
+            ),
+        )

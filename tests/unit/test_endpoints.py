@@ -39,7 +39,9 @@ class DescriptionTests(SynchronousTestCase):
 
     def test_bracketed_ipv6(self) -> None:
         """Brackets around an IPv6 address are tolerated."""
-        self.assertEqual(self.listen(server_endpoint_description("[::1]", 80)), (80, "::1"))
+        self.assertEqual(
+            self.listen(server_endpoint_description("[::1]", 80)), (80, "::1")
+        )
 
     def test_all_interfaces(self) -> None:
         """An empty address listens on all interfaces."""
@@ -52,24 +54,35 @@ class ClientEndpointShapeTests(SynchronousTestCase):
     def test_plain_is_hostname_endpoint(self) -> None:
         """Without TLS the dial is a plain HostnameEndpoint."""
         endpoint = client_endpoint(
-            MemoryReactor(), server_addr="relay.example", server_port=7000,
-            tls_enable=False, send_tls_first_byte=True,
+            MemoryReactor(),
+            server_addr="relay.example",
+            server_port=7000,
+            tls_enable=False,
+            send_tls_first_byte=True,
         )
         self.assertIsInstance(endpoint, HostnameEndpoint)
 
     def test_tls_needs_options(self) -> None:
         """tls_enable without TLS options is a programming error."""
         self.assertRaises(
-            ValueError, client_endpoint, MemoryReactor(), server_addr="relay.example",
-            server_port=7000, tls_enable=True, send_tls_first_byte=False,
+            ValueError,
+            client_endpoint,
+            MemoryReactor(),
+            server_addr="relay.example",
+            server_port=7000,
+            tls_enable=True,
+            send_tls_first_byte=False,
         )
 
     def test_tls_endpoints(self) -> None:
         """With TLS both variants are client endpoints."""
         for first_byte in (False, True):
             endpoint = client_endpoint(
-                MemoryReactor(), server_addr="relay.example", server_port=7000,
-                tls_enable=True, tls_options=client_tls_options("relay.example"),
+                MemoryReactor(),
+                server_addr="relay.example",
+                server_port=7000,
+                tls_enable=True,
+                tls_options=client_tls_options("relay.example"),
                 send_tls_first_byte=first_byte,
             )
             self.assertTrue(IStreamClientEndpoint.providedBy(endpoint))

@@ -51,44 +51,100 @@ def parse_one(type_byte: bytes, body: bytes):
 
 #: One message of every type frp v1 registers, every field set.
 SAMPLES = [
-    m.Login(version="0.70.0", hostname="vm", os="linux", arch="amd64",
-            user="alice", privilege_key="f20bd102fb09a9e23132944437c32bd8",
-            timestamp=1795905300, run_id="2e2cae4720dc7973", client_id="c1",
-            metas={"k": "v"}, client_spec={"type": "ssh-tunnel"},
-            pool_count=3),
+    m.Login(
+        version="0.70.0",
+        hostname="vm",
+        os="linux",
+        arch="amd64",
+        user="alice",
+        privilege_key="f20bd102fb09a9e23132944437c32bd8",
+        timestamp=1795905300,
+        run_id="2e2cae4720dc7973",
+        client_id="c1",
+        metas={"k": "v"},
+        client_spec={"type": "ssh-tunnel"},
+        pool_count=3,
+    ),
     m.LoginResp(version="0.70.0", run_id="2e2cae4720dc7973", error="no"),
-    m.NewProxy(proxy_name="web", proxy_type="http", use_encryption=True,
-               use_compression=True, bandwidth_limit="1MB",
-               bandwidth_limit_mode="server", group="g", group_key="gk",
-               metas={"a": "b"}, annotations={"c": "d"}, remote_port=6000,
-               custom_domains=["a.example", "b.example"], subdomain="s",
-               locations=["/", "/api"], http_user="u", http_pwd="p",
-               host_header_rewrite="h", headers={"X-A": "1"},
-               response_headers={"X-B": "2"}, route_by_http_user="u",
-               sk="secret", allow_users=["*"], multiplexer="httpconnect"),
+    m.NewProxy(
+        proxy_name="web",
+        proxy_type="http",
+        use_encryption=True,
+        use_compression=True,
+        bandwidth_limit="1MB",
+        bandwidth_limit_mode="server",
+        group="g",
+        group_key="gk",
+        metas={"a": "b"},
+        annotations={"c": "d"},
+        remote_port=6000,
+        custom_domains=["a.example", "b.example"],
+        subdomain="s",
+        locations=["/", "/api"],
+        http_user="u",
+        http_pwd="p",
+        host_header_rewrite="h",
+        headers={"X-A": "1"},
+        response_headers={"X-B": "2"},
+        route_by_http_user="u",
+        sk="secret",
+        allow_users=["*"],
+        multiplexer="httpconnect",
+    ),
     m.NewProxyResp(proxy_name="ssh", remote_addr=":27022", error="e"),
     m.CloseProxy(proxy_name="ssh"),
     m.NewWorkConn(run_id="r", privilege_key="k", timestamp=1),
     m.ReqWorkConn(),
-    m.StartWorkConn(proxy_name="ssh", src_addr="127.0.0.1",
-                    dst_addr="127.0.0.1", src_port=51248, dst_port=27022,
-                    error="e"),
-    m.NewVisitorConn(run_id="r", proxy_name="p", sign_key="s",
-                     timestamp=2, use_encryption=True, use_compression=True),
+    m.StartWorkConn(
+        proxy_name="ssh",
+        src_addr="127.0.0.1",
+        dst_addr="127.0.0.1",
+        src_port=51248,
+        dst_port=27022,
+        error="e",
+    ),
+    m.NewVisitorConn(
+        run_id="r",
+        proxy_name="p",
+        sign_key="s",
+        timestamp=2,
+        use_encryption=True,
+        use_compression=True,
+    ),
     m.NewVisitorConnResp(proxy_name="p", error="e"),
     m.Ping(privilege_key="k", timestamp=3),
     m.Pong(error="e"),
-    m.UDPPacket(c="aGVsbG8=", l={"IP": "1.2.3.4", "Port": 53, "Zone": ""},
-                r={"IP": "::1", "Port": 5353, "Zone": ""}),
-    m.NatHoleVisitor(transaction_id="t", proxy_name="p", pre_check=True,
-                     protocol="quic", sign_key="s", timestamp=4,
-                     mapped_addrs=["1.1.1.1:1"], assisted_addrs=["2.2.2.2:2"]),
-    m.NatHoleClient(transaction_id="t", proxy_name="p", sid="s",
-                    mapped_addrs=["1.1.1.1:1"], assisted_addrs=["x"]),
-    m.NatHoleResp(transaction_id="t", sid="s", protocol="kcp",
-                  candidate_addrs=["c"], assisted_addrs=["a"],
-                  detect_behavior={"role": "sender", "mode": 1, "ttl": 7},
-                  error="e"),
+    m.UDPPacket(
+        c="aGVsbG8=",
+        l={"IP": "1.2.3.4", "Port": 53, "Zone": ""},
+        r={"IP": "::1", "Port": 5353, "Zone": ""},
+    ),
+    m.NatHoleVisitor(
+        transaction_id="t",
+        proxy_name="p",
+        pre_check=True,
+        protocol="quic",
+        sign_key="s",
+        timestamp=4,
+        mapped_addrs=["1.1.1.1:1"],
+        assisted_addrs=["2.2.2.2:2"],
+    ),
+    m.NatHoleClient(
+        transaction_id="t",
+        proxy_name="p",
+        sid="s",
+        mapped_addrs=["1.1.1.1:1"],
+        assisted_addrs=["x"],
+    ),
+    m.NatHoleResp(
+        transaction_id="t",
+        sid="s",
+        protocol="kcp",
+        candidate_addrs=["c"],
+        assisted_addrs=["a"],
+        detect_behavior={"role": "sender", "mode": 1, "ttl": 7},
+        error="e",
+    ),
     m.NatHoleSid(transaction_id="t", sid="s", response=True, nonce="n"),
     m.NatHoleReport(sid="s", success=True),
 ]
@@ -100,14 +156,14 @@ class WorkedExampleTests(SynchronousTestCase):
     def test_req_work_conn_bytes(self):
         """ReqWorkConn encodes to exactly 72 00..02 7b 7d."""
         self.assertEqual(
-            encode_message(m.ReqWorkConn()),
-            bytes.fromhex("72" "0000000000000002" "7b7d"))
+            encode_message(m.ReqWorkConn()), bytes.fromhex("7200000000000000027b7d")
+        )
 
     def test_req_work_conn_decodes(self):
         """The worked example's bytes decode to a ReqWorkConn."""
         self.assertEqual(
-            parse_all(bytes.fromhex("7200000000000000027b7d")),
-            [m.ReqWorkConn()])
+            parse_all(bytes.fromhex("7200000000000000027b7d")), [m.ReqWorkConn()]
+        )
 
     def test_empty_messages_are_eleven_bytes(self):
         """Ping and Pong without fields are 11-byte frames with body {}."""
@@ -128,8 +184,7 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_samples_cover_every_type(self):
         """The samples hold one message of each registered type."""
-        self.assertEqual(sorted(s.type_byte for s in SAMPLES),
-                         sorted(m.MESSAGE_TYPES))
+        self.assertEqual(sorted(s.type_byte for s in SAMPLES), sorted(m.MESSAGE_TYPES))
 
     def test_every_type_round_trips(self):
         """Each message type survives encode_message then MessageParser."""
@@ -149,8 +204,7 @@ class RoundTripTests(SynchronousTestCase):
         """The first byte of each encoded frame is the class's type byte."""
         for sample in SAMPLES:
             with self.subTest(sample.name):
-                self.assertEqual(encode_message(sample)[:1],
-                                 type(sample).TYPE_BYTE)
+                self.assertEqual(encode_message(sample)[:1], type(sample).TYPE_BYTE)
 
 
 class SplitAndMergeTests(SynchronousTestCase):
@@ -179,7 +233,7 @@ class SplitAndMergeTests(SynchronousTestCase):
         found = []
         ends = []
         for position in range(len(self.STREAM)):
-            parser.feed(self.STREAM[position:position + 1])
+            parser.feed(self.STREAM[position : position + 1])
             new = list(parser.messages())
             if new:
                 ends.append(position + 1)
@@ -214,13 +268,11 @@ class SplitAndMergeTests(SynchronousTestCase):
         self.assertIsNone(MessageParser().next_message())
 
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.sampled_from(SAMPLES), min_size=1, max_size=8),
-           st.data())
+    @given(st.lists(st.sampled_from(SAMPLES), min_size=1, max_size=8), st.data())
     def test_arbitrary_splits(self, chosen, data):
         """Any sequence of frames cut anywhere decodes to that sequence."""
         stream = b"".join(encode_message(s) for s in chosen)
-        cuts = sorted(data.draw(st.lists(
-            st.integers(0, len(stream)), max_size=12)))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
         parser = MessageParser()
         found = []
         previous = 0
@@ -256,8 +308,7 @@ class TakeRestTests(SynchronousTestCase):
         payload = b"r" + bytes(7) + b"\x02{}" + b"\xff" * 100
         parser = MessageParser()
         parser.feed(head + payload)
-        self.assertEqual(parser.next_message(),
-                         m.StartWorkConn(proxy_name="ssh"))
+        self.assertEqual(parser.next_message(), m.StartWorkConn(proxy_name="ssh"))
         self.assertEqual(parser.take_rest(), payload)
 
     def test_take_rest_of_partial_frame(self):
@@ -291,13 +342,13 @@ class BadFrameTests(SynchronousTestCase):
     def test_negative_length(self):
         """A negative length is refused."""
         self.assertRefused(frame(b"r", b"{}", length=-1), "negative")
-        self.assertRefused(frame(b"r", b"", length=-(2 ** 63)), "negative")
+        self.assertRefused(frame(b"r", b"", length=-(2**63)), "negative")
 
     def test_length_over_limit(self):
         """A length of 10241 is refused before any body byte arrives."""
         self.assertEqual(MAX_BODY_LENGTH, 10240)
         self.assertRefused(frame(b"p", b"", length=10241), "10241")
-        self.assertRefused(frame(b"p", b"", length=2 ** 63 - 1), "limit")
+        self.assertRefused(frame(b"p", b"", length=2**63 - 1), "limit")
 
     def test_length_at_limit(self):
         """A body of exactly 10240 bytes is accepted."""
@@ -305,8 +356,7 @@ class BadFrameTests(SynchronousTestCase):
         self.assertEqual(len(body), 10240)
         parser = MessageParser()
         parser.feed(frame(b"p", body))
-        self.assertEqual(parser.next_message(),
-                         m.NewProxy(proxy_name="x" * 10223))
+        self.assertEqual(parser.next_message(), m.NewProxy(proxy_name="x" * 10223))
 
     def test_custom_limit(self):
         """A parser built with a smaller limit enforces it."""
@@ -322,7 +372,7 @@ class BadFrameTests(SynchronousTestCase):
 
     def test_invalid_json(self):
         """A body that is not JSON is refused."""
-        for body in (b"", b"{", b"{'a':1}", b"{}x", b"{\"a\":}", b"\x00"):
+        for body in (b"", b"{", b"{'a':1}", b"{}x", b'{"a":}', b"\x00"):
             with self.subTest(body):
                 self.assertRefused(frame(b"r", body), "JSON")
 
@@ -341,25 +391,26 @@ class BadFrameTests(SynchronousTestCase):
     def test_wrong_field_types(self):
         """Values of the wrong JSON type are refused, as Go refuses them."""
         cases = [
-            (b"o", {"timestamp": "1700000000"}),    # string for int
-            (b"o", {"timestamp": 1.5}),              # float for int
-            (b"o", {"pool_count": 1.0}),             # float for int
-            (b"o", {"pool_count": True}),            # bool for int
-            (b"o", {"timestamp": 2 ** 63}),          # out of int64
-            (b"o", {"version": 7}),                  # number for string
-            (b"o", {"metas": {"a": 1}}),             # non-string map value
-            (b"o", {"metas": ["a"]}),                # list for map
-            (b"o", {"client_spec": []}),             # list for object
-            (b"p", {"custom_domains": [1, 2]}),      # list of non-strings
-            (b"p", {"custom_domains": "a.example"}), # string for list
-            (b"p", {"use_encryption": "true"}),      # string for bool
-            (b"p", {"use_encryption": 1}),           # number for bool
-            (b"2", {"error": {}}),                   # object for string
+            (b"o", {"timestamp": "1700000000"}),  # string for int
+            (b"o", {"timestamp": 1.5}),  # float for int
+            (b"o", {"pool_count": 1.0}),  # float for int
+            (b"o", {"pool_count": True}),  # bool for int
+            (b"o", {"timestamp": 2**63}),  # out of int64
+            (b"o", {"version": 7}),  # number for string
+            (b"o", {"metas": {"a": 1}}),  # non-string map value
+            (b"o", {"metas": ["a"]}),  # list for map
+            (b"o", {"client_spec": []}),  # list for object
+            (b"p", {"custom_domains": [1, 2]}),  # list of non-strings
+            (b"p", {"custom_domains": "a.example"}),  # string for list
+            (b"p", {"use_encryption": "true"}),  # string for bool
+            (b"p", {"use_encryption": 1}),  # number for bool
+            (b"2", {"error": {}}),  # object for string
         ]
         for type_byte, value in cases:
             with self.subTest(value):
                 self.assertRefused(
-                    frame(type_byte, json.dumps(value).encode()), "field")
+                    frame(type_byte, json.dumps(value).encode()), "field"
+                )
 
     def test_decode_body_directly(self):
         """decode_body refuses a non-object body without a parser."""
@@ -373,18 +424,25 @@ class LenientDecodingTests(SynchronousTestCase):
     def test_unknown_keys_ignored(self):
         """Keys the message does not have are ignored."""
         decoded = parse_one(
-            b"1", b'{"version":"0.47.0","server_udp_port":7001,'
-                  b'"run_id":"ab","extra":{"x":[1,2]}}')
+            b"1",
+            b'{"version":"0.47.0","server_udp_port":7001,'
+            b'"run_id":"ab","extra":{"x":[1,2]}}',
+        )
         self.assertEqual(decoded, m.LoginResp(version="0.47.0", run_id="ab"))
 
     def test_keys_match_case_insensitively(self):
         """Keys match their field whatever their ASCII case."""
         decoded = parse_one(
-            b"p", b'{"PROXY_NAME":"ssh","Proxy_Type":"tcp",'
-                  b'"remote_PORT":22,"Use_Encryption":true}')
-        self.assertEqual(decoded, m.NewProxy(
-            proxy_name="ssh", proxy_type="tcp", remote_port=22,
-            use_encryption=True))
+            b"p",
+            b'{"PROXY_NAME":"ssh","Proxy_Type":"tcp",'
+            b'"remote_PORT":22,"Use_Encryption":true}',
+        )
+        self.assertEqual(
+            decoded,
+            m.NewProxy(
+                proxy_name="ssh", proxy_type="tcp", remote_port=22, use_encryption=True
+            ),
+        )
 
     def test_last_key_wins(self):
         """When two keys fold to one field, the later one wins, as in Go."""
@@ -393,8 +451,7 @@ class LenientDecodingTests(SynchronousTestCase):
 
     def test_null_is_zero(self):
         """A JSON null leaves the field at its zero value."""
-        decoded = parse_one(
-            b"o", b'{"version":null,"timestamp":null,"metas":null}')
+        decoded = parse_one(b"o", b'{"version":null,"timestamp":null,"metas":null}')
         self.assertEqual(decoded, m.Login())
 
     def test_missing_keys_are_zero(self):
@@ -409,8 +466,7 @@ class LenientDecodingTests(SynchronousTestCase):
 
     def test_old_frp_always_sends_every_field(self):
         """A pre-omitempty body with empty values decodes to zero values."""
-        decoded = parse_one(
-            b"1", b'{"version":"0.43.0","run_id":"","error":""}')
+        decoded = parse_one(b"1", b'{"version":"0.43.0","run_id":"","error":""}')
         self.assertEqual(decoded, m.LoginResp(version="0.43.0"))
 
 
@@ -429,11 +485,10 @@ class V2MagicTests(SynchronousTestCase):
         """Each proper prefix of the magic waits for more bytes."""
         parser = MessageParser()
         for position in range(len(V2_MAGIC) - 1):
-            parser.feed(V2_MAGIC[position:position + 1])
+            parser.feed(V2_MAGIC[position : position + 1])
             self.assertIsNone(parser.next_message())
         parser.feed(V2_MAGIC[-1:])
-        self.assertIn("v2", str(self.assertRaises(ProtocolError,
-                                                  parser.next_message)))
+        self.assertIn("v2", str(self.assertRaises(ProtocolError, parser.next_message)))
 
     def test_near_magic_is_unknown_type(self):
         """An F that does not continue as the magic is an unknown type."""
@@ -479,9 +534,13 @@ _frames = st.one_of(
     st.builds(
         lambda t, n, body: t + struct.pack(">q", n) + body,
         st.sampled_from(sorted(m.MESSAGE_TYPES) + [b"F", b"z"]),
-        st.one_of(st.integers(-5, 60), st.integers(10230, 10250),
-                  st.integers(-(2 ** 63), 2 ** 63 - 1)),
-        st.binary(max_size=60)),
+        st.one_of(
+            st.integers(-5, 60),
+            st.integers(10230, 10250),
+            st.integers(-(2**63), 2**63 - 1),
+        ),
+        st.binary(max_size=60),
+    ),
     st.just(V2_MAGIC),
     st.just(b"p" + struct.pack(">q", 10240)),
     st.binary(min_size=4000, max_size=4000),
@@ -496,8 +555,7 @@ class FuzzTests(SynchronousTestCase):
     def test_only_protocol_errors(self, pieces, data):
         """Arbitrary bytes in arbitrary splits raise nothing but ProtocolError."""
         stream = b"".join(pieces)
-        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)),
-                                         max_size=10)))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
         parser = MessageParser()
         previous = 0
         try:
@@ -510,12 +568,20 @@ class FuzzTests(SynchronousTestCase):
             pass
 
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.one_of(
-        st.sampled_from([encode_message(s) for s in SAMPLES]),
-        st.builds(lambda n, fill: b"p" + struct.pack(">q", n) + fill,
-                  st.integers(0, MAX_BODY_LENGTH),
-                  st.binary(max_size=3000)),
-        st.binary(max_size=3000)), max_size=12))
+    @given(
+        st.lists(
+            st.one_of(
+                st.sampled_from([encode_message(s) for s in SAMPLES]),
+                st.builds(
+                    lambda n, fill: b"p" + struct.pack(">q", n) + fill,
+                    st.integers(0, MAX_BODY_LENGTH),
+                    st.binary(max_size=3000),
+                ),
+                st.binary(max_size=3000),
+            ),
+            max_size=12,
+        )
+    )
     def test_undecoded_bytes_bounded(self, chunks):
         """After draining without error, at most one frame (≤ 10249 bytes) is held."""
         parser = MessageParser()
@@ -523,16 +589,16 @@ class FuzzTests(SynchronousTestCase):
             for chunk in chunks:
                 parser.feed(chunk)
                 _drain(parser)
-                self.assertLessEqual(parser.buffered,
-                                     MAX_BODY_LENGTH + HEADER_LENGTH)
+                self.assertLessEqual(parser.buffered, MAX_BODY_LENGTH + HEADER_LENGTH)
         except ProtocolError:
             pass
 
     def test_largest_partial_frame_held(self):
         """A frame one byte short of the maximum is held whole, no more."""
         parser = MessageParser()
-        parser.feed(b"p" + struct.pack(">q", MAX_BODY_LENGTH)
-                    + b" " * (MAX_BODY_LENGTH - 1))
+        parser.feed(
+            b"p" + struct.pack(">q", MAX_BODY_LENGTH) + b" " * (MAX_BODY_LENGTH - 1)
+        )
         self.assertIsNone(parser.next_message())
         self.assertEqual(parser.buffered, MAX_BODY_LENGTH + HEADER_LENGTH - 1)
         parser.feed(b"x")
@@ -545,4 +611,3 @@ class FuzzTests(SynchronousTestCase):
         parser = MessageParser()
         parser.feed(frame(b"u", b'{"l":' + b"[" * 5000 + b"]" * 5000 + b"}"))
         self.assertRaises(ProtocolError, parser.next_message)
-

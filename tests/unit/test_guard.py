@@ -15,16 +15,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.protocol.auth import timestamp_skew_error
-from labrelay.server.guard import (REPEAT_GRACE, RateLimitedLog, ReplayCache,
-                                   SourceGuard)
+from labrelay.server.guard import REPEAT_GRACE, RateLimitedLog, ReplayCache, SourceGuard
 from labrelay.sniff import SniffingFactory
 
 
 class ClockTestCase(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
-        self.addCleanup(
-            lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
 
 
 class AdmissionTests(ClockTestCase):
@@ -40,8 +38,9 @@ class AdmissionTests(ClockTestCase):
         guard = self.guard(max_per_source=2, max_total=100)
         guard.admit("10.0.0.1")
         guard.admit("10.0.0.1")
-        self.assertIn("max_unauthenticated_per_source = 2",
-                      guard.admission_refusal("10.0.0.1"))
+        self.assertIn(
+            "max_unauthenticated_per_source = 2", guard.admission_refusal("10.0.0.1")
+        )
         self.assertIsNone(guard.admission_refusal("10.0.0.2"))
 
     def test_release_frees_a_slot(self):
@@ -53,8 +52,9 @@ class AdmissionTests(ClockTestCase):
         admission.release()
         admission.release()
         self.assertIsNone(guard.admission_refusal("10.0.0.1"))
-        self.assertEqual((guard.unauthenticated,
-                          guard.tracked_unauthenticated_sources), (0, 0))
+        self.assertEqual(
+            (guard.unauthenticated, guard.tracked_unauthenticated_sources), (0, 0)
+        )
 
     def test_total_cap_evicts_oldest_of_biggest_source(self):
         """At the total cap a newcomer is not refused: room is made by
@@ -94,8 +94,9 @@ class AdmissionTests(ClockTestCase):
         for i in range(5000):
             host = f"127.0.0.{10 + i % 40}"
             if guard.unauthenticated >= guard.max_total:
-                most = max(guard.unauthenticated_from(f"127.0.0.{10 + j}")
-                           for j in range(40))
+                most = max(
+                    guard.unauthenticated_from(f"127.0.0.{10 + j}") for j in range(40)
+                )
                 victim = guard.make_room()
                 self.assertEqual(guard.unauthenticated_from(victim) + 1, most)
             self.assertLess(guard.unauthenticated, 100)
@@ -104,8 +105,9 @@ class AdmissionTests(ClockTestCase):
                 admissions[i // 2].release()
         for admission in admissions:
             admission.release()
-        self.assertEqual((guard.unauthenticated,
-                          guard.tracked_unauthenticated_sources), (0, 0))
+        self.assertEqual(
+            (guard.unauthenticated, guard.tracked_unauthenticated_sources), (0, 0)
+        )
 
     def test_refused_when_nothing_is_evictable(self):
         """At the total cap with only protected (live-control) connections
@@ -115,8 +117,7 @@ class AdmissionTests(ClockTestCase):
         guard.admit("10.0.0.1")
         guard.admit("10.0.0.1")
         self.assertIsNone(guard.make_room())
-        self.assertIn("none of them evictable",
-                      guard.admission_refusal("10.0.0.2"))
+        self.assertIn("none of them evictable", guard.admission_refusal("10.0.0.2"))
 
     def test_zero_turns_caps_off(self):
         """Caps of 0 never refuse."""
@@ -159,8 +160,7 @@ class AdmissionTests(ClockTestCase):
         for _ in range(3):
             guard.admit("10.0.0.1")
         self.assertEqual(guard.unauthenticated_from("10.0.0.1"), 3)
-        self.assertIn("has a logged-in client",
-                      guard.admission_refusal("10.0.0.1"))
+        self.assertIn("has a logged-in client", guard.admission_refusal("10.0.0.1"))
 
 
 class DeadlineTests(ClockTestCase):
@@ -258,7 +258,7 @@ class ReplayCacheTests(ClockTestCase):
         self.clock.advance(59)
         self.assertIsNotNone(cache.check(1_700_000_000, "k"))
         self.clock.advance(2)
-        cache.check(0, "other")        # purges what has expired
+        cache.check(0, "other")  # purges what has expired
         self.assertEqual(len(cache), 0)
 
 
@@ -268,8 +268,7 @@ class ReplayKindTests(ClockTestCase):
     def test_work_conn_pair_refused_as_login(self):
         cache = ReplayCache(self.clock)
         cache.remember(1000, "k", "run", "NewWorkConn")
-        self.assertIn("first used by a NewWorkConn",
-                      cache.check(1000, "k", "Login"))
+        self.assertIn("first used by a NewWorkConn", cache.check(1000, "k", "Login"))
 
     def test_login_pair_repeated_by_its_followers(self):
         """frpc's own NewWorkConns and Pings within its Login's second
@@ -295,10 +294,13 @@ class SkewTests(SynchronousTestCase):
 
     def test_behind_and_ahead(self):
         """Beyond the skew the error names the direction and the key."""
-        self.assertIn("61s behind the server's clock (auth_timestamp_skew "
-                      "= 60)", timestamp_skew_error(1000, 1061, 60))
-        self.assertIn("61s ahead of the server's clock",
-                      timestamp_skew_error(1061, 1000, 60))
+        self.assertIn(
+            "61s behind the server's clock (auth_timestamp_skew = 60)",
+            timestamp_skew_error(1000, 1061, 60),
+        )
+        self.assertIn(
+            "61s ahead of the server's clock", timestamp_skew_error(1061, 1000, 60)
+        )
 
 
 class RateLimitedLogTests(ClockTestCase):
@@ -309,8 +311,7 @@ class RateLimitedLogTests(ClockTestCase):
         reports how many; kinds are independent."""
         log = RateLimitedLog(self.clock, interval=10)
         self.assertEqual(log.allow("a"), 0)
-        self.assertEqual([log.allow("a") for _ in range(3)],
-                         [None, None, None])
+        self.assertEqual([log.allow("a") for _ in range(3)], [None, None, None])
         self.assertEqual(log.allow("b"), 0)
         self.clock.advance(10)
         self.assertEqual(log.allow("a"), 3)
@@ -364,9 +365,14 @@ class SniffAdmissionTests(ClockTestCase):
 
     def connect(self, admit):
         inner = _Adopting()
-        factory = SniffingFactory(Factory.forProtocol(lambda: inner), None,
-                                  tls_only=False, clock=self.clock,
-                                  first_byte_timeout=10, admit=admit)
+        factory = SniffingFactory(
+            Factory.forProtocol(lambda: inner),
+            None,
+            tls_only=False,
+            clock=self.clock,
+            first_byte_timeout=10,
+            admit=admit,
+        )
         peer = IPv4Address("TCP", "192.0.2.7", 4321)
         protocol = factory.buildProtocol(peer)
         transport = StringTransport(peerAddress=peer)
@@ -378,7 +384,8 @@ class SniffAdmissionTests(ClockTestCase):
         first-byte timer, and later data builds nothing."""
         asked = []
         protocol, transport, inner = self.connect(
-            lambda addr, ended: asked.append(addr.host))
+            lambda addr, ended: asked.append(addr.host)
+        )
         self.assertEqual(asked, ["192.0.2.7"])
         self.assertTrue(transport.disconnecting)
         protocol.dataReceived(b"o")
@@ -412,10 +419,14 @@ class SniffAdmissionTests(ClockTestCase):
         sniffer asks the frp protocol to explain (it logs) and aborts the
         connection, even mid-handshake; the first-byte timer is gone."""
         inner = _Explaining()
-        factory = SniffingFactory(Factory.forProtocol(lambda: inner), None,
-                                  tls_only=False, clock=self.clock,
-                                  first_byte_timeout=10,
-                                  admit=lambda addr, ended: ticket)
+        factory = SniffingFactory(
+            Factory.forProtocol(lambda: inner),
+            None,
+            tls_only=False,
+            clock=self.clock,
+            first_byte_timeout=10,
+            admit=lambda addr, ended: ticket,
+        )
         ticket = _Ticket()
         protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 1))
         transport = StringTransport()

@@ -13,13 +13,20 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from labrelay.config import parse_server_config
-from labrelay.interfaces import (IAdmission, IAdmissionHolder, ICountedSink,
-                                 IProxy, ISink, IWaitsForWork, IWorkConnPool)
+from labrelay.interfaces import (
+    IAdmission,
+    IAdmissionHolder,
+    ICountedSink,
+    IProxy,
+    ISink,
+    IWaitsForWork,
+    IWorkConnPool,
+)
 from labrelay.protocol import messages
 from labrelay.relay import RelayedProtocol, Splice
+from labrelay.server.bind_port import ServerSession
 from labrelay.server.connection import ServerConnection
 from labrelay.server.guard import SourceGuard
-from labrelay.server.bind_port import ServerSession
 from labrelay.server.tcp_proxy import TcpProxy, UserConnection
 from labrelay.server.vhost import HttpExchange, IdleWork, Vhost
 from labrelay.server.vhost.proxy import _WorkRequest
@@ -27,8 +34,8 @@ from labrelay.server.workpool import WorkConnPool
 from labrelay.tracking import ConnectionSet
 
 CONFIG = parse_server_config(
-    "[common]\nvhost_http_port = 80\nsubdomain_host = web.example.test\n"
-    "token = t\n")
+    "[common]\nvhost_http_port = 80\nsubdomain_host = web.example.test\ntoken = t\n"
+)
 
 
 class _Stub:
@@ -53,8 +60,14 @@ class _Work:
 
 
 def _control(pool_get):
-    return _Stub(login=_Stub(pool_count=1), closed=False,
-                 pool=_Stub(get=pool_get), proxies={}, token="t", run_id="r")
+    return _Stub(
+        login=_Stub(pool_count=1),
+        closed=False,
+        pool=_Stub(get=pool_get),
+        proxies={},
+        token="t",
+        run_id="r",
+    )
 
 
 class SinkTests(SynchronousTestCase):
@@ -62,8 +75,7 @@ class SinkTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        server = _Stub(config=CONFIG, clock=self.clock,
-                       connections=ConnectionSet())
+        server = _Stub(config=CONFIG, clock=self.clock, connections=ConnectionSet())
         self.vhost = Vhost(server)
         self.works = []
 
@@ -71,12 +83,15 @@ class SinkTests(SynchronousTestCase):
             self.works.append(_Work())
             return defer.succeed(self.works[-1])
 
-        self.proxy = self.vhost.create_proxy(_control(get), messages.NewProxy(
-            proxy_name="web", proxy_type="http", subdomain="www"))
+        self.proxy = self.vhost.create_proxy(
+            _control(get),
+            messages.NewProxy(proxy_name="web", proxy_type="http", subdomain="www"),
+        )
         self.proxy.start()
         self.front = self.vhost.factory.buildProtocol(None)
-        self.front.makeConnection(StringTransport(
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 5555)))
+        self.front.makeConnection(
+            StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+        )
 
     def tearDown(self):
         self.proxy.close()
@@ -95,8 +110,7 @@ class SinkTests(SynchronousTestCase):
     def test_exchange_then_idle_work(self):
         """An HTTP exchange is its work connection's counted sink; once it
         ends cleanly the connection's sink is the IdleWork keeping it."""
-        self.front.dataReceived(
-            b"GET / HTTP/1.1\r\nHost: www.web.example.test\r\n\r\n")
+        self.front.dataReceived(b"GET / HTTP/1.1\r\nHost: www.web.example.test\r\n\r\n")
         [work] = self.works
         self.assertIsInstance(work.sink, HttpExchange)
         self.assertTrue(verifyObject(ICountedSink, work.sink))
@@ -110,25 +124,31 @@ class ProxyTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.server = _Stub(config=CONFIG, clock=self.clock,
-                            connections=ConnectionSet())
+        self.server = _Stub(
+            config=CONFIG, clock=self.clock, connections=ConnectionSet()
+        )
         self.control = _control(lambda: defer.Deferred())
 
     def test_tcp(self):
         """A tcp proxy and a user connection of it."""
-        proxy = TcpProxy(self.server, self.control, messages.NewProxy(
-            proxy_name="ssh", proxy_type="tcp", remote_port=6000))
+        proxy = TcpProxy(
+            self.server,
+            self.control,
+            messages.NewProxy(proxy_name="ssh", proxy_type="tcp", remote_port=6000),
+        )
         self.assertTrue(verifyObject(IProxy, proxy))
         user = UserConnection(proxy)
-        user.makeConnection(StringTransport())   # now waits for work
+        user.makeConnection(StringTransport())  # now waits for work
         self.assertTrue(verifyObject(IWaitsForWork, user))
         user.connectionLost(None)
 
     def test_http(self):
         """An http proxy and one request's wait for a work connection."""
         vhost = Vhost(self.server)
-        proxy = vhost.create_proxy(self.control, messages.NewProxy(
-            proxy_name="web", proxy_type="http", subdomain="www"))
+        proxy = vhost.create_proxy(
+            self.control,
+            messages.NewProxy(proxy_name="web", proxy_type="http", subdomain="www"),
+        )
         self.assertTrue(verifyObject(IProxy, proxy))
         request = _WorkRequest("127.0.0.1:5555")
         self.assertTrue(verifyObject(IWaitsForWork, request))
@@ -153,7 +173,10 @@ class AdmissionTests(SynchronousTestCase):
     def test_holders(self):
         """A plain frp connection and a yamux session."""
         server = _Stub(config=CONFIG, clock=Clock())
-        self.assertTrue(verifyObject(IAdmissionHolder,
-                                     ServerConnection(server)))
-        self.assertTrue(verifyObject(IAdmissionHolder, ServerSession(
-            server, is_client=False, clock=server.clock)))
+        self.assertTrue(verifyObject(IAdmissionHolder, ServerConnection(server)))
+        self.assertTrue(
+            verifyObject(
+                IAdmissionHolder,
+                ServerSession(server, is_client=False, clock=server.clock),
+            )
+        )

@@ -39,8 +39,15 @@ from labrelay.protocol.framing import decode_body
 from labrelay.server import service as server_service
 from labrelay.server.service import RelayServer
 
-from ..support.vectors import (HELLO, PATTERN, PLAIN_MUX, PLAIN_NOMUX,
-                               messages_json, read_bytes, stream_chunks)
+from ..support.vectors import (
+    HELLO,
+    PATTERN,
+    PLAIN_MUX,
+    PLAIN_NOMUX,
+    messages_json,
+    read_bytes,
+    stream_chunks,
+)
 
 TOKEN = "labrelay-vector-token"
 KEY = derive_key(TOKEN)
@@ -63,19 +70,19 @@ _YAMUX_HEADER = struct.Struct(">BBHII")
 
 # -- decoding what labrelay wrote -------------------------------------------
 
+
 def split_frames(data: bytes, limit: int = None):
     """
     Cut whole frp v1 frames off *data*: ``([(type_byte, body), ...], rest)``,
     at most *limit* frames.
     """
     frames = []
-    while len(data) >= _FRP_HEADER.size and (limit is None or
-                                             len(frames) < limit):
+    while len(data) >= _FRP_HEADER.size and (limit is None or len(frames) < limit):
         type_byte, length = _FRP_HEADER.unpack_from(data)
         end = _FRP_HEADER.size + length
         if len(data) < end:
             break
-        frames.append((type_byte, data[_FRP_HEADER.size:end]))
+        frames.append((type_byte, data[_FRP_HEADER.size : end]))
         data = data[end:]
     return frames, data
 
@@ -120,13 +127,11 @@ def yamux_frames(data: bytes):
     payload)``; the bytes must end on a frame boundary."""
     frames = []
     while data:
-        version, kind, flags, stream_id, length = \
-            _YAMUX_HEADER.unpack_from(data)
+        version, kind, flags, stream_id, length = _YAMUX_HEADER.unpack_from(data)
         assert version == 0, f"yamux version {version}"
         size = _YAMUX_HEADER.size + (length if kind == DATA else 0)
         assert len(data) >= size, "truncated yamux frame"
-        frames.append((kind, flags, stream_id, length,
-                       data[_YAMUX_HEADER.size:size]))
+        frames.append((kind, flags, stream_id, length, data[_YAMUX_HEADER.size : size]))
         data = data[size:]
     return frames
 
@@ -137,8 +142,8 @@ class YamuxReader:
 
     def __init__(self, transport):
         self._transport = transport
-        self.headers = []   # (type, flags, stream_id, length), all so far
-        self.payload = {}   # stream_id -> bytes, all so far
+        self.headers = []  # (type, flags, stream_id, length), all so far
+        self.payload = {}  # stream_id -> bytes, all so far
 
     def read(self):
         """Take the transport's new bytes; return their frame headers."""
@@ -148,8 +153,7 @@ class YamuxReader:
         for kind, flags, stream_id, length, payload in frames:
             new.append((kind, flags, stream_id, length))
             if kind == DATA:
-                self.payload[stream_id] = \
-                    self.payload.get(stream_id, b"") + payload
+                self.payload[stream_id] = self.payload.get(stream_id, b"") + payload
         self.headers += new
         return new
 
@@ -165,6 +169,7 @@ def decode_payload(data: bytes) -> bytes:
 
 
 # -- captured facts ---------------------------------------------------------
+
 
 def tcp_address(text: str) -> IPv4Address:
     host, port = text.rsplit(":", 1)
@@ -198,8 +203,11 @@ def yamux_frame_end(scenario, direction, stream_id, kind, index=0) -> int:
     """The offset just after the *index*-th frame of *kind* ('Data', or
     'WindowUpdate') on *stream_id* in a session's direction; -1 is the last."""
     session = messages_json(scenario)["connections"][0]
-    frames = [f for f in session["yamux"][f"{direction}_frames"]
-              if f["stream_id"] == stream_id and f["type"] == kind]
+    frames = [
+        f
+        for f in session["yamux"][f"{direction}_frames"]
+        if f["stream_id"] == stream_id and f["type"] == kind
+    ]
     frame = frames[index]
     size = _YAMUX_HEADER.size + (frame["length"] if kind == "Data" else 0)
     return frame["offset"] + size
@@ -210,6 +218,7 @@ def payload_bytes(doc, direction) -> bytes:
 
 
 # -- in-memory connections --------------------------------------------------
+
 
 class Wires:
     """
@@ -238,7 +247,7 @@ class Wires:
                     progress = True
 
     def close_all(self) -> None:
-        for protocol, transport, lost in self._pairs:
+        for _protocol, transport, lost in self._pairs:
             if not lost:
                 transport.loseConnection()
         self.deliver_losses()
@@ -280,6 +289,7 @@ class Replay:
 
 # -- real frpc -> labrelay server ---------------------------------------------
 
+
 class _ServerReplayMixin:
     """A labrelay server configured with a capture's frps.ini."""
 
@@ -290,16 +300,20 @@ class _ServerReplayMixin:
     def setUp(self):
         self.docs = documents_by_role(self.scenario)
         self.index = json.loads(read_bytes(self.scenario, "index.json"))
-        self.run_id = json.loads(captured(
-            self.docs["control"], "s2c", "LoginResp")[0]["raw_json"])["run_id"]
+        self.run_id = json.loads(
+            captured(self.docs["control"], "s2c", "LoginResp")[0]["raw_json"]
+        )["run_id"]
         # frps picked this run_id; the captured NewWorkConns carry it.
         self.patch(server_service, "new_run_id", lambda: self.run_id)
         self.reactor = MemoryReactorClock()
         self.wires = Wires()
         text = read_bytes(self.scenario, "frps.ini").decode("utf-8")
         if not self.vhost:
-            text = "".join(line for line in text.splitlines(True)
-                           if not line.startswith("vhost_http_port"))
+            text = "".join(
+                line
+                for line in text.splitlines(True)
+                if not line.startswith("vhost_http_port")
+            )
         config = parse_server_config(text, source="frps.ini")
         self.server = RelayServer(config, self.reactor, None)
         self.server.startService()
@@ -317,13 +331,15 @@ class _ServerReplayMixin:
         """A connection from frpc accepted on the bind port."""
         protocol = self.bind_factory.buildProtocol(tcp_address(client_peer))
         transport = self.wires.connect(
-            protocol, IPv4Address("TCP", "127.0.0.1", 27000),
-            tcp_address(client_peer))
+            protocol, IPv4Address("TCP", "127.0.0.1", 27000), tcp_address(client_peer)
+        )
         return protocol, transport
 
     def listening_ports(self) -> dict:
-        return {port: (factory, interface)
-                for port, factory, _, interface in self.reactor.tcpServers}
+        return {
+            port: (factory, interface)
+            for port, factory, _, interface in self.reactor.tcpServers
+        }
 
     def user_connects(self, port: int, src_port: int):
         """A user connecting from 127.0.0.1:*src_port* to a proxy's port."""
@@ -331,7 +347,8 @@ class _ServerReplayMixin:
         peer = IPv4Address("TCP", "127.0.0.1", src_port)
         protocol = factory.buildProtocol(peer)
         transport = self.wires.connect(
-            protocol, IPv4Address("TCP", "127.0.0.1", port), peer)
+            protocol, IPv4Address("TCP", "127.0.0.1", port), peer
+        )
         return protocol, transport
 
     def captured_start(self, proxy_name):
@@ -344,19 +361,24 @@ class _ServerReplayMixin:
         expected = ["LoginResp", "ReqWorkConn"] + ["NewProxyResp"] * 3
         self.assertEqual(names(messages), expected + ["Pong"] * with_pong)
         login_resp = messages[0]
-        self.assertEqual((login_resp.version, login_resp.run_id,
-                          login_resp.error), (FRP_VERSION, self.run_id, ""))
+        self.assertEqual(
+            (login_resp.version, login_resp.run_id, login_resp.error),
+            (FRP_VERSION, self.run_id, ""),
+        )
         [captured_resp] = captured(self.docs["control"], "s2c", "LoginResp")
-        self.assertEqual(list(json.loads(frames[0][1])),
-                         list(captured_resp["body"]))
-        responses = {m.proxy_name: (m, body) for m, (_, body)
-                     in zip(messages, frames) if m.name == "NewProxyResp"}
-        wanted = {m["body"]["proxy_name"]: m["raw_json"].encode() for m in
-                  captured(self.docs["control"], "s2c", "NewProxyResp")}
+        self.assertEqual(list(json.loads(frames[0][1])), list(captured_resp["body"]))
+        responses = {
+            m.proxy_name: (m, body)
+            for m, (_, body) in zip(messages, frames)
+            if m.name == "NewProxyResp"
+        }
+        wanted = {
+            m["body"]["proxy_name"]: m["raw_json"].encode()
+            for m in captured(self.docs["control"], "s2c", "NewProxyResp")
+        }
         for name, remote_addr in (("ssh", ":27022"), ("ssh-enc", ":27023")):
             message, body = responses[name]
-            self.assertEqual((message.remote_addr, message.error),
-                             (remote_addr, ""))
+            self.assertEqual((message.remote_addr, message.error), (remote_addr, ""))
             self.assertEqual(body, wanted[name])
         jupyter, body = responses["jupyter"]
         ports = self.listening_ports()
@@ -399,8 +421,9 @@ class RealFrpcToServerTests(_ServerReplayMixin, SynchronousTestCase):
         conn_id, peer = self.connection_id(proxy_name)
         protocol, transport = self.accept(peer)
         replay = Replay(self.scenario, conn_id, "c2s")
-        replay.feed_to(protocol, message_end(self.docs[proxy_name], "c2s",
-                                             "NewWorkConn"))
+        replay.feed_to(
+            protocol, message_end(self.docs[proxy_name], "c2s", "NewWorkConn")
+        )
         return protocol, transport, replay
 
     def start_user(self, proxy_name, port, control_reader, control):
@@ -432,8 +455,9 @@ class RealFrpcToServerTests(_ServerReplayMixin, SynchronousTestCase):
         """The captured ssh work connection joins the pool, gets frps's
         StartWorkConn for a user of port 27022, and relays both ways."""
         reader, control, _ = self.login()
-        work, work_transport, replay, user, user_transport = \
-            self.start_user("ssh", 27022, reader, control)
+        work, work_transport, replay, user, user_transport = self.start_user(
+            "ssh", 27022, reader, control
+        )
         replay.feed_to(work)
         self.assertEqual(user_transport.value(), PAYLOAD)
         user.dataReceived(HELLO)
@@ -444,16 +468,16 @@ class RealFrpcToServerTests(_ServerReplayMixin, SynchronousTestCase):
         """The captured ssh-enc work connection reaches the user decrypted and
         decompressed, and the user's bytes go out as frpc reads them."""
         reader, control, _ = self.login()
-        work, work_transport, replay, user, user_transport = \
-            self.start_user("ssh-enc", 27023, reader, control)
+        work, work_transport, replay, user, user_transport = self.start_user(
+            "ssh-enc", 27023, reader, control
+        )
         replay.feed_to(work)
         self.assertEqual(user_transport.value(), PAYLOAD)
         user.dataReceived(HELLO)
         user.dataReceived(PATTERN)
         wire = work_transport.value()
         self.assertNotIn(HELLO, wire)
-        self.assertTrue(StreamDecryptor(KEY).decrypt(wire).startswith(
-            SNAPPY_STREAM_ID))
+        self.assertTrue(StreamDecryptor(KEY).decrypt(wire).startswith(SNAPPY_STREAM_ID))
         self.assertEqual(decode_payload(wire), PAYLOAD)
 
 
@@ -477,8 +501,9 @@ class RealFrpcToMuxServerTests(_ServerReplayMixin, SynchronousTestCase):
         self.replay = Replay(self.scenario, entry["id"], "c2s")
 
     def feed_to(self, stream_id, kind="Data", index=0):
-        self.replay.feed_to(self.session, yamux_frame_end(
-            self.scenario, "c2s", stream_id, kind, index))
+        self.replay.feed_to(
+            self.session, yamux_frame_end(self.scenario, "c2s", stream_id, kind, index)
+        )
 
     def test_control_stream(self):
         """The session ACKs streams 1 and 3 (with no extra window) and the
@@ -495,15 +520,15 @@ class RealFrpcToMuxServerTests(_ServerReplayMixin, SynchronousTestCase):
         """A user connects once *stream_id*'s NewWorkConn is in."""
         self.feed_to(stream_id)
         self.out.read()
-        self.assertIn((WINDOW_UPDATE, ACK, stream_id, OPEN_DELTA),
-                      self.out.headers)
+        self.assertIn((WINDOW_UPDATE, ACK, stream_id, OPEN_DELTA), self.out.headers)
         self.assertEqual(self.out.take(stream_id), b"")
         raw_start, start = self.captured_start(proxy_name)
         user, user_transport = self.user_connects(port, start["src_port"])
         [(type_byte, body)], rest = split_frames(self.out.take(stream_id), 1)
         self.assertEqual((type_byte, body, rest), (b"s", raw_start, b""))
-        self.assertEqual(names(decoded(control.feed(self.out.take(1)))),
-                         ["ReqWorkConn"])
+        self.assertEqual(
+            names(decoded(control.feed(self.out.take(1)))), ["ReqWorkConn"]
+        )
         return user, user_transport
 
     def test_work_streams(self):
@@ -532,17 +557,18 @@ class RealFrpcToMuxServerTests(_ServerReplayMixin, SynchronousTestCase):
         self.out.read()
         headers = self.out.headers
         for stream_id in (7, 9):
-            self.assertIn((WINDOW_UPDATE, ACK, stream_id, OPEN_DELTA),
-                          headers)
+            self.assertIn((WINDOW_UPDATE, ACK, stream_id, OPEN_DELTA), headers)
         for stream_id in (3, 5):
             self.assertIn((WINDOW_UPDATE, FIN, stream_id, 0), headers)
-        self.assertEqual([h for h in self.out.headers
-                          if h[0] == GO_AWAY or h[1] & RST], [])
+        self.assertEqual(
+            [h for h in self.out.headers if h[0] == GO_AWAY or h[1] & RST], []
+        )
         self.assertTrue(ssh_transport.disconnecting)
         self.assertTrue(enc_transport.disconnecting)
 
 
 # -- labrelay client -> real frps ---------------------------------------------
+
 
 @implementer(IStreamClientEndpoint)
 class RecordingEndpoint:
@@ -572,17 +598,19 @@ class _ClientReplayMixin:
         self.patch(platform, "machine", lambda: "x86_64")
         self.docs = documents_by_role(self.scenario)
         self.index = json.loads(read_bytes(self.scenario, "index.json"))
-        self.run_id = json.loads(captured(
-            self.docs["control"], "s2c", "LoginResp")[0]["raw_json"])["run_id"]
+        self.run_id = json.loads(
+            captured(self.docs["control"], "s2c", "LoginResp")[0]["raw_json"]
+        )["run_id"]
         self.reactor = MemoryReactorClock()
         self.wires = Wires()
         self.endpoint = RecordingEndpoint(self.wires)
         self.locals = []  # (port, protocol, transport) of local services
         config = parse_client_config(
-            read_bytes(self.scenario, "frpc.ini").decode("utf-8"),
-            source="frpc.ini")
-        self.client = RelayClient(config, self.reactor, self.endpoint,
-                                  exit_on_fatal=False)
+            read_bytes(self.scenario, "frpc.ini").decode("utf-8"), source="frpc.ini"
+        )
+        self.client = RelayClient(
+            config, self.reactor, self.endpoint, exit_on_fatal=False
+        )
         self.client.startService()
         self.addCleanup(self._stop)
 
@@ -595,14 +623,13 @@ class _ClientReplayMixin:
 
     def complete_dials(self):
         """Let every new dial to a local service succeed."""
-        for host, port, factory, _, _ in \
-                self.reactor.tcpClients[len(self.locals):]:
+        for host, port, factory, _, _ in self.reactor.tcpClients[len(self.locals) :]:
             self.assertEqual(host, "127.0.0.1")
             address = IPv4Address("TCP", host, port)
             protocol = factory.buildProtocol(address)
             transport = self.wires.connect(
-                protocol, IPv4Address("TCP", "127.0.0.1", 50000 + port),
-                address)
+                protocol, IPv4Address("TCP", "127.0.0.1", 50000 + port), address
+            )
             self.locals.append((port, protocol, transport))
 
     def check_login(self, data):
@@ -621,20 +648,26 @@ class _ClientReplayMixin:
         # dotted numbers of at least 0.18.0.
         self.assertEqual(login["version"], FRP_VERSION)
         self.assertGreaterEqual(
-            tuple(int(part) for part in login["version"].split(".")),
-            (0, 18, 0))
-        self.assertTrue(check_privilege_key(TOKEN, login["timestamp"],
-                                            login["privilege_key"]))
+            tuple(int(part) for part in login["version"].split(".")), (0, 18, 0)
+        )
+        self.assertTrue(
+            check_privilege_key(TOKEN, login["timestamp"], login["privilege_key"])
+        )
 
     def check_control_writes(self, frames, pings):
         """The encrypted part of the control stream: the NewProxys exactly
         as frpc wrote them (in any order), then *pings* Pings."""
         messages = decoded(frames)
         self.assertEqual(names(messages), ["NewProxy"] * 3 + ["Ping"] * pings)
-        written = {m.proxy_name: body for m, (_, body)
-                   in zip(messages, frames) if m.name == "NewProxy"}
-        wanted = {m["body"]["proxy_name"]: m["raw_json"].encode() for m in
-                  captured(self.docs["control"], "c2s", "NewProxy")}
+        written = {
+            m.proxy_name: body
+            for m, (_, body) in zip(messages, frames)
+            if m.name == "NewProxy"
+        }
+        wanted = {
+            m["body"]["proxy_name"]: m["raw_json"].encode()
+            for m in captured(self.docs["control"], "c2s", "NewProxy")
+        }
         self.assertEqual(written, wanted)
         for _, body in frames[3:]:
             self.assertEqual(body, b"{}")
@@ -643,15 +676,15 @@ class _ClientReplayMixin:
         """Every proxy runs at the address frps gave it."""
         for m in captured(self.docs["control"], "s2c", "NewProxyResp"):
             state = self.client.proxies[m["body"]["proxy_name"]]
-            self.assertEqual((state.status, state.remote_addr),
-                             ("running", m["body"]["remote_addr"]))
+            self.assertEqual(
+                (state.status, state.remote_addr), ("running", m["body"]["remote_addr"])
+            )
         self.assertEqual(self.client.run_id, self.run_id)
 
     def check_new_work_conn(self, data, proxy_name):
         [(type_byte, body)], rest = split_frames(data)
         [frp] = captured(self.docs[proxy_name], "c2s", "NewWorkConn")
-        self.assertEqual((type_byte, body, rest),
-                         (b"w", frp["raw_json"].encode(), b""))
+        self.assertEqual((type_byte, body, rest), (b"w", frp["raw_json"].encode(), b""))
 
 
 class ClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
@@ -667,8 +700,7 @@ class ClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         and the control transport."""
         protocol, transport = self.endpoint.connections[0]
         replay = Replay(self.scenario, self.conn_id("control"), "s2c")
-        replay.feed_to(protocol, message_end(self.docs["control"], "s2c",
-                                             "Pong"))
+        replay.feed_to(protocol, message_end(self.docs["control"], "s2c", "Pong"))
         return replay, protocol, transport
 
     def work_connection(self, proxy_name):
@@ -709,8 +741,7 @@ class ClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         """frps's StartWorkConn for ssh makes the client dial 127.0.0.1:27777,
         which gets the user's bytes, and the service's reply goes back."""
         self.logged_in()
-        work_transport, port, local, local_transport = \
-            self.work_connection("ssh")
+        work_transport, port, local, local_transport = self.work_connection("ssh")
         self.assertEqual(port, 27777)
         self.assertEqual(local_transport.value(), PAYLOAD)
         local.dataReceived(HELLO)
@@ -722,19 +753,18 @@ class ClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         encrypted, compressed ssh-enc payload reaches the service in clear
         and the reply goes back as frps reads it."""
         replay, control, _ = self.logged_in()
-        replay.feed_to(control, message_end(self.docs["control"], "s2c",
-                                            "ReqWorkConn", 1))
+        replay.feed_to(
+            control, message_end(self.docs["control"], "s2c", "ReqWorkConn", 1)
+        )
         self.assertEqual(len(self.endpoint.connections), 3)
-        work_transport, port, local, local_transport = \
-            self.work_connection("ssh-enc")
+        work_transport, port, local, local_transport = self.work_connection("ssh-enc")
         self.assertEqual(port, 27777)
         self.assertEqual(local_transport.value(), PAYLOAD)
         local.dataReceived(HELLO)
         local.dataReceived(PATTERN)
         wire = work_transport.value()
         self.assertNotIn(HELLO, wire)
-        self.assertTrue(StreamDecryptor(KEY).decrypt(wire).startswith(
-            SNAPPY_STREAM_ID))
+        self.assertTrue(StreamDecryptor(KEY).decrypt(wire).startswith(SNAPPY_STREAM_ID))
         self.assertEqual(decode_payload(wire), PAYLOAD)
 
     def test_http_work_connection(self):
@@ -742,8 +772,7 @@ class ClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         127.0.0.1:27888 with the rewritten request; the response goes back."""
         self.logged_in()
         doc = self.docs["jupyter"]
-        work_transport, port, local, local_transport = \
-            self.work_connection("jupyter")
+        work_transport, port, local, local_transport = self.work_connection("jupyter")
         self.assertEqual(port, 27888)
         self.assertEqual(local_transport.value(), payload_bytes(doc, "s2c"))
         local.dataReceived(payload_bytes(doc, "c2s"))
@@ -760,12 +789,14 @@ class MuxClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         [(self.session, transport)] = self.endpoint.connections
         self.out = YamuxReader(transport)
         [entry] = self.index["connections"]
-        self.replay = Replay(self.scenario, entry["id"], "s2c",
-                             after_each=self.complete_dials)
+        self.replay = Replay(
+            self.scenario, entry["id"], "s2c", after_each=self.complete_dials
+        )
 
     def feed_to(self, stream_id, kind="Data", index=0):
-        self.replay.feed_to(self.session, yamux_frame_end(
-            self.scenario, "s2c", stream_id, kind, index))
+        self.replay.feed_to(
+            self.session, yamux_frame_end(self.scenario, "s2c", stream_id, kind, index)
+        )
 
     def test_first_bytes(self):
         """The session opens stream 1 (with no extra window), then sends the
@@ -790,9 +821,10 @@ class MuxClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         self.assertLessEqual(pings, 1)
         self.check_control_writes(frames, pings)
         self.check_running()
-        self.assertEqual([h for h in self.out.headers if h[1] & SYN],
-                         [(WINDOW_UPDATE, SYN, 1, OPEN_DELTA),
-                          (WINDOW_UPDATE, SYN, 3, OPEN_DELTA)])
+        self.assertEqual(
+            [h for h in self.out.headers if h[1] & SYN],
+            [(WINDOW_UPDATE, SYN, 1, OPEN_DELTA), (WINDOW_UPDATE, SYN, 3, OPEN_DELTA)],
+        )
         self.check_new_work_conn(self.out.take(3), "ssh")
 
         self.feed_to(3, index=-1)  # StartWorkConn, HELLO, PATTERN
@@ -824,7 +856,9 @@ class MuxClientToRealFrpsTests(_ClientReplayMixin, SynchronousTestCase):
         self.replay.feed_to(self.session)
         self.check_new_work_conn(self.out.take(9), "work")
         self.assertEqual(len(self.locals), 3)
-        self.assertEqual([h[2] for h in self.out.headers if h[1] & SYN],
-                         [1, 3, 5, 7, 9])
-        self.assertEqual([h for h in self.out.headers
-                          if h[0] == GO_AWAY or h[1] & RST], [])
+        self.assertEqual(
+            [h[2] for h in self.out.headers if h[1] & SYN], [1, 3, 5, 7, 9]
+        )
+        self.assertEqual(
+            [h for h in self.out.headers if h[0] == GO_AWAY or h[1] & RST], []
+        )

@@ -9,8 +9,12 @@ from twisted.logger import ILogObserver, Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.config import parse_server_config
-from labrelay.logs import (PruningDailyLogFile, command_line_chose_logging,
-                           install_log_observer, make_log_observer)
+from labrelay.logs import (
+    PruningDailyLogFile,
+    command_line_chose_logging,
+    install_log_observer,
+    make_log_observer,
+)
 
 
 class LogFileTests(SynchronousTestCase):
@@ -19,8 +23,7 @@ class LogFileTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         path = os.path.join(directory, "frps.log")
-        config = parse_server_config(
-            f"[common]\nlog_file = {path}\nlog_level = warn\n")
+        config = parse_server_config(f"[common]\nlog_file = {path}\nlog_level = warn\n")
         observer = make_log_observer(config)
         log = Logger(namespace="labrelay.test", observer=observer)
         log.info("routine {n}", n=1)
@@ -37,8 +40,11 @@ class LogFileTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         now = time.time()
-        ages = {"frps.log.2026_11_20": 8, "frps.log.2026_11_27": 1,
-                "other.log.2026_11_01": 30}
+        ages = {
+            "frps.log.2026_11_20": 8,
+            "frps.log.2026_11_27": 1,
+            "other.log.2026_11_01": 30,
+        }
         for name, days in ages.items():
             path = os.path.join(directory, name)
             with open(path, "w") as f:
@@ -48,8 +54,9 @@ class LogFileTests(SynchronousTestCase):
         self.addCleanup(log_file.close)
         log_file.prune(now=now)
         left = sorted(os.listdir(directory))
-        self.assertEqual(left, ["frps.log", "frps.log.2026_11_27",
-                                "other.log.2026_11_01"])
+        self.assertEqual(
+            left, ["frps.log", "frps.log.2026_11_27", "other.log.2026_11_01"]
+        )
 
     def test_installed_as_twistd_observer(self):
         """The observer becomes the application's ILogObserver component."""
@@ -60,6 +67,7 @@ class LogFileTests(SynchronousTestCase):
 
     def test_command_line_wins(self):
         """twistd --logfile or --syslog keeps twistd's own log destination."""
+
         class Parent(dict):
             pass
 

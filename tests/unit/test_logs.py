@@ -19,12 +19,20 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.config import parse_server_config
-from labrelay.logs import (EscapingObserver, LevelFilteredObserver,
-                           escape_controls, kv, kv_fields, log_observer_for,
-                           make_log_observer, quote, set_log_level)
+from labrelay.logs import (
+    EscapingObserver,
+    LevelFilteredObserver,
+    escape_controls,
+    kv,
+    kv_fields,
+    log_observer_for,
+    make_log_observer,
+    quote,
+    set_log_level,
+)
 from labrelay.protocol import messages
-from labrelay.throttle import PasswordThrottle
 from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
+from labrelay.throttle import PasswordThrottle
 from labrelay.tracking import ConnectionSet
 
 from ..support.harness import LogCapture
@@ -36,8 +44,14 @@ class QuoteTests(SynchronousTestCase):
 
     def test_plain_tokens_are_bare(self):
         """Names, addresses, versions and numbers are written as they are."""
-        for value in ("alice", "127.0.0.1:5555", "[::1]:80", "0.51.3",
-                      "web.example.test,b.example.test", 42):
+        for value in (
+            "alice",
+            "127.0.0.1:5555",
+            "[::1]:80",
+            "0.51.3",
+            "web.example.test,b.example.test",
+            42,
+        ):
             self.assertEqual(quote(value), str(value))
 
     def test_other_values_are_quoted(self):
@@ -55,21 +69,27 @@ class QuoteTests(SynchronousTestCase):
         quoted value."""
         line = kv(user='x" run_id=forged', version="1")
         self.assertEqual(line, 'user="x\\" run_id=forged" version=1')
-        self.assertEqual(fields(line), {"user": 'x\\" run_id=forged',
-                                        "version": "1"})
+        self.assertEqual(fields(line), {"user": 'x\\" run_id=forged', "version": "1"})
 
     def test_kv_fields_keeps_the_values(self):
         """kv_fields gives the structured fields and their text as kv."""
-        self.assertEqual(kv_fields(a=1, b="x y"),
-                         {"a": 1, "b": "x y", "kv": 'a=1 b="x y"'})
+        self.assertEqual(
+            kv_fields(a=1, b="x y"), {"a": 1, "b": "x y", "kv": 'a=1 b="x y"'}
+        )
 
 
 class LevelTests(SynchronousTestCase):
     """The log_level filter, fixed at start and changed at run time."""
 
     def emit(self, observer, level, text):
-        observer({"log_level": level, "log_namespace": "labrelay.test",
-                  "log_format": text, "log_time": 0.0})
+        observer(
+            {
+                "log_level": level,
+                "log_namespace": "labrelay.test",
+                "log_format": text,
+                "log_time": 0.0,
+            }
+        )
 
     def test_config_level(self):
         """make_log_observer passes events at the config's level and up."""
@@ -135,11 +155,15 @@ class AccessLogTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(971186136)  # 10/Oct/2000:13:55:36 UTC
         config = parse_server_config(
-            "[common]\nvhost_http_port = 80\nsubdomain_host = w.test\n")
-        server = _Stub(config=config, clock=self.clock,
-                       connections=ConnectionSet(),
-                       throttle=PasswordThrottle(self.clock),
-                       log_auth_failure=lambda *args: None)
+            "[common]\nvhost_http_port = 80\nsubdomain_host = w.test\n"
+        )
+        server = _Stub(
+            config=config,
+            clock=self.clock,
+            connections=ConnectionSet(),
+            throttle=PasswordThrottle(self.clock),
+            log_auth_failure=lambda *args: None,
+        )
         self.vhost = Vhost(server)
         self.works = []
         self.proxies = []
@@ -148,17 +172,22 @@ class AccessLogTests(SynchronousTestCase):
             self.works.append(_Work())
             return defer.succeed(self.works[-1])
 
-        control = _Stub(login=_Stub(pool_count=1), closed=False,
-                        pool=_Stub(get=get), run_id="r1")
-        for name, extra in (("app", {}),
-                            ("locked", {"http_user": "bob",
-                                        "http_pwd": "pw"})):
-            proxy = self.vhost.create_proxy(control, messages.NewProxy(
-                proxy_name=name, proxy_type="http", subdomain=name, **extra))
+        control = _Stub(
+            login=_Stub(pool_count=1), closed=False, pool=_Stub(get=get), run_id="r1"
+        )
+        for name, extra in (
+            ("app", {}),
+            ("locked", {"http_user": "bob", "http_pwd": "pw"}),
+        ):
+            proxy = self.vhost.create_proxy(
+                control,
+                messages.NewProxy(
+                    proxy_name=name, proxy_type="http", subdomain=name, **extra
+                ),
+            )
             proxy.start()
             self.proxies.append(proxy)
-        self.user = StringTransport(
-            peerAddress=IPv4Address("TCP", "192.0.2.7", 5555))
+        self.user = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 5555))
         self.connection = self.vhost.factory.buildProtocol(None)
         self.connection.makeConnection(self.user)
         self.log = LogCapture(self)
@@ -166,7 +195,7 @@ class AccessLogTests(SynchronousTestCase):
     def tearDown(self):
         self.connection.connectionLost(None)
         for proxy in self.proxies:
-            proxy.close()   # idle work connections kept for reuse
+            proxy.close()  # idle work connections kept for reuse
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def access_lines(self):
@@ -176,8 +205,7 @@ class AccessLogTests(SynchronousTestCase):
         """Times are UTC with English month names; quotes, backslashes and
         non-ASCII bytes are escaped as nginx does."""
         self.assertEqual(clf_time(971186136), "10/Oct/2000:13:55:36 +0000")
-        self.assertEqual(clf_escape(b'a"b\\c \xff\n'),
-                         "a\\x22b\\x5Cc \\xFF\\x0A")
+        self.assertEqual(clf_escape(b'a"b\\c \xff\n'), "a\\x22b\\x5Cc \\xFF\\x0A")
         self.assertEqual(clf_escape(b""), "-")
 
     def test_proxied_request(self):
@@ -185,51 +213,61 @@ class AccessLogTests(SynchronousTestCase):
         user agent, host, proxy and the time it took."""
         self.connection.dataReceived(
             b"GET /x?y=1 HTTP/1.1\r\nHost: app.w.test\r\n"
-            b"Referer: http://r.test/\r\nUser-Agent: ua/2\r\n\r\n")
+            b"Referer: http://r.test/\r\nUser-Agent: ua/2\r\n\r\n"
+        )
         [work] = self.works
         self.clock.advance(0.25)
-        work.sink.forward(work, b"HTTP/1.1 201 Created\r\n"
-                                  b"Content-Length: 5\r\n\r\nhello")
-        self.assertEqual(self.access_lines(), [
-            '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET /x?y=1 '
-            'HTTP/1.1" 201 5 "http://r.test/" "ua/2" host=app.w.test '
-            'proxy=app duration_ms=250'])
+        work.sink.forward(
+            work, b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello"
+        )
+        self.assertEqual(
+            self.access_lines(),
+            [
+                '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET /x?y=1 '
+                'HTTP/1.1" 201 5 "http://r.test/" "ua/2" host=app.w.test '
+                "proxy=app duration_ms=250"
+            ],
+        )
 
     def test_access_namespace_and_level(self):
         """Access lines are info events in the labrelay.access namespace."""
         seen = []
         globalLogPublisher.addObserver(seen.append)
         self.addCleanup(globalLogPublisher.removeObserver, seen.append)
-        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: none.test"
-                                     b"\r\n\r\n")
-        [event] = [e for e in seen if "duration_ms" in e.get("log_format",
-                                                             "")]
-        self.assertEqual((event["log_namespace"], event["log_level"],
-                          event["status"]),
-                         ("labrelay.access", LogLevel.info, 404))
+        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: none.test\r\n\r\n")
+        [event] = [e for e in seen if "duration_ms" in e.get("log_format", "")]
+        self.assertEqual(
+            (event["log_namespace"], event["log_level"], event["status"]),
+            ("labrelay.access", LogLevel.info, 404),
+        )
 
     def test_not_found(self):
         """No route: 404, the page's size, and no proxy."""
-        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: none.test"
-                                     b"\r\n\r\n")
-        self.assertEqual(self.access_lines(), [
-            '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" '
-            f'404 {len(NOT_FOUND_PAGE)} "-" "-" host=none.test proxy=- '
-            'duration_ms=0'])
+        self.connection.dataReceived(b"GET / HTTP/1.1\r\nHost: none.test\r\n\r\n")
+        self.assertEqual(
+            self.access_lines(),
+            [
+                '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" '
+                f'404 {len(NOT_FOUND_PAGE)} "-" "-" host=none.test proxy=- '
+                "duration_ms=0"
+            ],
+        )
 
     def test_unauthorized_names_user_and_proxy(self):
         """Wrong credentials: 401 with the user name sent and the proxy,
         after the password throttle's first delay (0.5 s)."""
         self.connection.dataReceived(
             b"GET / HTTP/1.1\r\nHost: locked.w.test\r\n"
-            b"Authorization: Basic Ym9iOm5vcGU=\r\n\r\n")   # bob:nope
+            b"Authorization: Basic Ym9iOm5vcGU=\r\n\r\n"
+        )  # bob:nope
         self.assertEqual(self.access_lines(), [])
         self.clock.advance(0.5)
         [line] = self.access_lines()
-        self.assertIn(' - bob [', line)
+        self.assertIn(" - bob [", line)
         self.assertIn('" 401 13 ', line)
-        self.assertTrue(line.endswith("host=locked.w.test proxy=locked "
-                                      "duration_ms=500"))
+        self.assertTrue(
+            line.endswith("host=locked.w.test proxy=locked duration_ms=500")
+        )
 
     def test_slow_head_is_408_without_request(self):
         """A head cut short by the head timeout: 408 and ``"-"``."""
@@ -237,12 +275,11 @@ class AccessLogTests(SynchronousTestCase):
         self.clock.advance(self.vhost.head_timeout)
         [line] = self.access_lines()
         self.assertIn('"-" 408 ', line)
-        self.assertIn("host=\"\" proxy=- ", line)
+        self.assertIn('host="" proxy=- ', line)
 
     def test_user_leaves_before_answer(self):
         """A user gone before any response: 499, with the time waited."""
-        self.connection.dataReceived(b"GET /slow HTTP/1.1\r\n"
-                                     b"Host: app.w.test\r\n\r\n")
+        self.connection.dataReceived(b"GET /slow HTTP/1.1\r\nHost: app.w.test\r\n\r\n")
         self.clock.advance(1.5)
         self.connection.connectionLost(None)
         [line] = self.access_lines()
@@ -253,11 +290,15 @@ class AccessLogTests(SynchronousTestCase):
         """A websocket upgrade is logged when it switches: 101."""
         self.connection.dataReceived(
             b"GET /ws HTTP/1.1\r\nHost: app.w.test\r\nUpgrade: websocket"
-            b"\r\nConnection: Upgrade\r\n\r\n")
+            b"\r\nConnection: Upgrade\r\n\r\n"
+        )
         [work] = self.works
-        work.sink.forward(work, b"HTTP/1.1 101 Switching Protocols\r\n"
-                                  b"Upgrade: websocket\r\n"
-                                  b"Connection: Upgrade\r\n\r\n")
+        work.sink.forward(
+            work,
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            b"Upgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n",
+        )
         [line] = self.access_lines()
         self.assertIn('"GET /ws HTTP/1.1" 101 0 ', line)
         self.assertIn("proxy=app ", line)
@@ -267,7 +308,8 @@ class AccessLogTests(SynchronousTestCase):
         headers cannot break the line's quoting."""
         self.connection.dataReceived(
             b'GET /a"b\\c HTTP/1.1\r\nHost: none.test\r\n'
-            b'User-Agent: x" \xc3\xa9\r\n\r\n')
+            b'User-Agent: x" \xc3\xa9\r\n\r\n'
+        )
         [line] = self.access_lines()
         self.assertIn('"GET /a\\x22b\\x5Cc HTTP/1.1" 404 ', line)
         self.assertIn('"x\\x22 \\xC3\\xA9"', line)
@@ -276,8 +318,9 @@ class AccessLogTests(SynchronousTestCase):
     def test_keep_alive_one_line_each(self):
         """Two requests on one connection give two lines, in order."""
         for path in (b"/one", b"/two"):
-            self.connection.dataReceived(b"GET " + path + b" HTTP/1.1\r\n"
-                                         b"Host: none.test\r\n\r\n")
+            self.connection.dataReceived(
+                b"GET " + path + b" HTTP/1.1\r\nHost: none.test\r\n\r\n"
+            )
         lines = self.access_lines()
         self.assertEqual(len(lines), 2)
         self.assertIn('"GET /one ', lines[0])
@@ -286,32 +329,46 @@ class AccessLogTests(SynchronousTestCase):
 
 # -- control characters in text logs -------------------------------------------
 
+
 class EscapeTests(SynchronousTestCase):
     """escape_controls and the escaping text observer, on events."""
 
     def line(self, event):
         out = io.StringIO()
-        EscapingObserver(textFileLogObserver(out))(dict(
-            {"log_time": 0.0, "log_level": LogLevel.info,
-             "log_namespace": "labrelay.test"}, **event))
+        EscapingObserver(textFileLogObserver(out))(
+            dict(
+                {
+                    "log_time": 0.0,
+                    "log_level": LogLevel.info,
+                    "log_namespace": "labrelay.test",
+                },
+                **event,
+            )
+        )
         return out.getvalue()
 
     def test_escape_controls(self):
         """C0, DEL, C1, separators and format characters are escaped;
         printable text (non-ASCII included) is not."""
         self.assertEqual(escape_controls("ok é ✓"), "ok é ✓")
-        self.assertEqual(escape_controls("\t\x00\x7f\x85\x9b\u2028\u202e"),
-                         "\\x09\\x00\\x7f\\x85\\x9b\\u2028\\u202e")
-        self.assertEqual(escape_controls("a\n\x1bb", keep_newlines=True),
-                         "a\n\\x1bb")
+        self.assertEqual(
+            escape_controls("\t\x00\x7f\x85\x9b\u2028\u202e"),
+            "\\x09\\x00\\x7f\\x85\\x9b\\u2028\\u202e",
+        )
+        self.assertEqual(escape_controls("a\n\x1bb", keep_newlines=True), "a\n\\x1bb")
 
     def test_field_escaped_format_kept(self):
         """Fields are escaped, whatever their type or conversion; format
         specs and {name()} calls still work; the format's own text is
         kept."""
-        text = self.line({"log_format": "v={version} r={version!r} "
-                          "n={n:.1f} c={call()}", "version": FORGED,
-                          "n": 2, "call": lambda: b"\x1b"})
+        text = self.line(
+            {
+                "log_format": "v={version} r={version!r} n={n:.1f} c={call()}",
+                "version": FORGED,
+                "n": 2,
+                "call": lambda: b"\x1b",
+            }
+        )
         self.assertEqual(text.count("\n"), 1)
         self.assertIn(f"v={ESCAPED} r='\\n[fake]", text)
         self.assertIn("n=2.0 c=b'\\x1b'", text)
@@ -319,8 +376,9 @@ class EscapeTests(SynchronousTestCase):
     def test_every_kind_of_value(self):
         """An exception or any object whose str() holds controls is
         escaped too, and so is log_system."""
-        text = self.line({"log_format": "{error}", "error":
-                          ValueError(FORGED), "log_system": "a\nb"})
+        text = self.line(
+            {"log_format": "{error}", "error": ValueError(FORGED), "log_system": "a\nb"}
+        )
         self.assertEqual(text.count("\n"), 1)
         self.assertIn(ESCAPED, text)
         self.assertIn("[a\\x0ab]", text)
@@ -332,8 +390,9 @@ class EscapeTests(SynchronousTestCase):
             raise ValueError(FORGED)
         except ValueError:
             failure = Failure()
-        text = self.line({"log_format": "boom {x}", "x": FORGED,
-                          "log_failure": failure})
+        text = self.line(
+            {"log_format": "boom {x}", "x": FORGED, "log_failure": failure}
+        )
         first, *rest = text.split("\n")[:-1]
         self.assertIn(f"boom {ESCAPED}", first)
         self.assertTrue(rest and all(line.startswith("\t") for line in rest))
@@ -349,10 +408,15 @@ class EscapeTests(SynchronousTestCase):
             raise ValueError("x")
         except ValueError:
             failure = Failure()
-        text = self.line({"log_format": "{log_text}", "isError": 1,
-                          "failure": failure, "why": "why" + FORGED,
-                          "log_text": "why" + FORGED + "\n" +
-                          failure.getTraceback()})
+        text = self.line(
+            {
+                "log_format": "{log_text}",
+                "isError": 1,
+                "failure": failure,
+                "why": "why" + FORGED,
+                "log_text": "why" + FORGED + "\n" + failure.getTraceback(),
+            }
+        )
         self.assertIn(f"why{ESCAPED}", text)
         self.assertEqual(text.count("Traceback"), 1)
         assert_one_line_each(self, text)
@@ -360,10 +424,16 @@ class EscapeTests(SynchronousTestCase):
     def test_config_observer_escapes(self):
         """make_log_observer (log_file) writes escaped lines."""
         out = io.StringIO()
-        observer = make_log_observer(parse_server_config("[common]\n"),
-                                     stream=out)
-        observer({"log_format": "{v}", "v": FORGED, "log_time": 0.0,
-                  "log_level": LogLevel.info, "log_namespace": "x"})
+        observer = make_log_observer(parse_server_config("[common]\n"), stream=out)
+        observer(
+            {
+                "log_format": "{v}",
+                "v": FORGED,
+                "log_time": 0.0,
+                "log_level": LogLevel.info,
+                "log_namespace": "x",
+            }
+        )
         self.assertIn(ESCAPED, out.getvalue())
         self.assertEqual(out.getvalue().count("\n"), 1)
 
@@ -375,14 +445,24 @@ class EscapeTests(SynchronousTestCase):
         path = os.path.join(directory, "twistd.log")
 
         class Options:
-            parent = {"logfile": path, "syslog": False, "logger": None,
-                      "nodaemon": True}
+            parent = {
+                "logfile": path,
+                "syslog": False,
+                "logger": None,
+                "nodaemon": True,
+            }
 
-        observer = log_observer_for(Options(), parse_server_config(
-            "[common]\n"))
+        observer = log_observer_for(Options(), parse_server_config("[common]\n"))
         self.assertIsInstance(observer, EscapingObserver)
-        observer({"log_format": "{v}", "v": FORGED, "log_time": 0.0,
-                  "log_level": LogLevel.info, "log_namespace": "x"})
+        observer(
+            {
+                "log_format": "{v}",
+                "v": FORGED,
+                "log_time": 0.0,
+                "log_level": LogLevel.info,
+                "log_namespace": "x",
+            }
+        )
         observer.observer._outFile.close()
         with open(path) as f:
             text = f.read()

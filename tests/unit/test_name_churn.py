@@ -20,8 +20,9 @@ class StatsChurnTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000 * 86400)
         self.limit = 100
-        self.stats = ServerStats(self.clock, day_of=lambda t: int(t // 86400),
-                                 max_tracked=lambda: self.limit)
+        self.stats = ServerStats(
+            self.clock, day_of=lambda t: int(t // 86400), max_tracked=lambda: self.limit
+        )
 
     def churn(self, names, prefix="n"):
         for n in range(names):
@@ -61,8 +62,9 @@ class StatsChurnTests(SynchronousTestCase):
         self.churn(300, prefix="old")
         self.clock.advance(FORGET_OFFLINE_SECONDS + 1)
         self.churn(10, prefix="new")
-        self.assertEqual(sorted(self.stats.proxies),
-                         sorted(f"new{n}" for n in range(10)))
+        self.assertEqual(
+            sorted(self.stats.proxies), sorted(f"new{n}" for n in range(10))
+        )
 
     def test_offline_names_let_go_of_their_proxies(self):
         """An offline name with no connection left keeps no reference to
@@ -70,6 +72,7 @@ class StatsChurnTests(SynchronousTestCase):
         not; one that never carried traffic costs no traffic history."""
         import gc
         import weakref
+
         proxy = StatsProxy("gone")
         self.stats.proxy_online(proxy)
         self.stats.proxy_offline(proxy)

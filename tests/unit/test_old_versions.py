@@ -11,8 +11,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.config import parse_server_config
-from labrelay.mux.frames import (FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE,
-                                 FrameParser, encode_header)
+from labrelay.mux.frames import (
+    FLAG_SYN,
+    TYPE_DATA,
+    TYPE_WINDOW_UPDATE,
+    FrameParser,
+    encode_header,
+)
 from labrelay.mux.session import YamuxSession
 from labrelay.protocol import messages
 from labrelay.protocol.auth import privilege_key
@@ -33,11 +38,11 @@ class OldMessagesTests(SynchronousTestCase):
     """Messages as frp before v0.44 wrote them: every field, empty or not."""
 
     def server(self):
-        config = parse_server_config(
-            f"[common]\ntoken = {TOKEN}\ntcp_mux = false\n")
+        config = parse_server_config(f"[common]\ntoken = {TOKEN}\ntcp_mux = false\n")
         reactor = MemoryReactorClock()
-        server = RelayServer(config, reactor, server_tls_options(),
-                             listen="tcp:0:interface=127.0.0.1")
+        server = RelayServer(
+            config, reactor, server_tls_options(), listen="tcp:0:interface=127.0.0.1"
+        )
         return server
 
     def test_pre_044_login_is_accepted(self):
@@ -47,9 +52,11 @@ class OldMessagesTests(SynchronousTestCase):
         transport = StringTransport()
         connection.makeConnection(transport)
         ts = 1600000000
-        body = ('{"version":"0.33.0","hostname":"","os":"linux","arch":"amd64",'
-                '"user":"","privilege_key":"%s","timestamp":%d,"run_id":"",'
-                '"metas":null,"pool_count":1}' % (privilege_key(TOKEN, ts), ts))
+        body = (
+            '{"version":"0.33.0","hostname":"","os":"linux","arch":"amd64",'
+            '"user":"","privilege_key":"%s","timestamp":%d,"run_id":"",'
+            '"metas":null,"pool_count":1}' % (privilege_key(TOKEN, ts), ts)
+        )
         connection.dataReceived(frame(b"o", body.encode()))
         parser = MessageParser()
         parser.feed(transport.value())
@@ -64,21 +71,32 @@ class OldMessagesTests(SynchronousTestCase):
     def test_old_login_resp_with_server_udp_port(self):
         """LoginResp of frp <= 0.47 (server_udp_port, empty error) decodes."""
         parser = MessageParser()
-        parser.feed(frame(b"1", b'{"version":"0.36.2","run_id":"abc",'
-                                b'"server_udp_port":0,"error":""}'))
+        parser.feed(
+            frame(
+                b"1",
+                b'{"version":"0.36.2","run_id":"abc","server_udp_port":0,"error":""}',
+            )
+        )
         reply = parser.next_message()
-        self.assertEqual((reply.version, reply.run_id, reply.error),
-                         ("0.36.2", "abc", ""))
+        self.assertEqual(
+            (reply.version, reply.run_id, reply.error), ("0.36.2", "abc", "")
+        )
 
     def test_old_start_work_conn_with_every_field(self):
         """A StartWorkConn with empty dst and error fields decodes."""
         parser = MessageParser()
-        parser.feed(frame(b"s", b'{"proxy_name":"ssh","src_addr":"1.2.3.4",'
-                                b'"dst_addr":"","src_port":5555,"dst_port":0,'
-                                b'"error":""}'))
+        parser.feed(
+            frame(
+                b"s",
+                b'{"proxy_name":"ssh","src_addr":"1.2.3.4",'
+                b'"dst_addr":"","src_port":5555,"dst_port":0,'
+                b'"error":""}',
+            )
+        )
         message = parser.next_message()
-        self.assertEqual((message.proxy_name, message.src_port, message.error),
-                         ("ssh", 5555, ""))
+        self.assertEqual(
+            (message.proxy_name, message.src_port, message.error), ("ssh", 5555, "")
+        )
 
 
 class Talker(Protocol):
@@ -94,21 +112,26 @@ class OldYamuxWindowTests(SynchronousTestCase):
     def test_server_respects_256k_window(self):
         """Sending to an old peer stops at 256 KiB until it grants more."""
         clock = Clock()
-        session = YamuxSession(is_client=False, clock=clock,
-                               accept_stream=lambda stream: Talker(),
-                               keepalive_interval=0)
+        session = YamuxSession(
+            is_client=False,
+            clock=clock,
+            accept_stream=lambda stream: Talker(),
+            keepalive_interval=0,
+        )
         transport = StringTransport()
         session.makeConnection(transport)
         session.dataReceived(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
         frames = FrameParser().feed(transport.value())
-        sent = sum(len(f.payload) for f in frames
-                   if f.header.type == TYPE_DATA and f.header.stream_id == 1)
+        sent = sum(
+            len(f.payload)
+            for f in frames
+            if f.header.type == TYPE_DATA and f.header.stream_id == 1
+        )
         self.assertEqual(sent, OLD_WINDOW)
         transport.clear()
         session.dataReceived(encode_header(TYPE_WINDOW_UPDATE, 0, 1, 100000))
         frames = FrameParser().feed(transport.value())
-        more = sum(len(f.payload) for f in frames
-                   if f.header.type == TYPE_DATA)
+        more = sum(len(f.payload) for f in frames if f.header.type == TYPE_DATA)
         self.assertEqual(more, 100000)
         session.close()
         self.assertEqual(clock.getDelayedCalls(), [])

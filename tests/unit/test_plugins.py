@@ -17,11 +17,7 @@ class PluginTests(SynchronousTestCase):
         """getPlugins(IServiceMaker) finds both taps, pointing at the tap
         modules."""
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
-        self.assertEqual(makers["labrelay-server"].module,
-                         "labrelay.server_tap")
-        self.assertEqual(makers["labrelay-client"].module,
-                         "labrelay.client_tap")
-        self.assertEqual(makers["labrelay-server"].description,
-                         SERVER_DESCRIPTION)
-        self.assertEqual(makers["labrelay-client"].description,
-                         CLIENT_DESCRIPTION)
+        self.assertEqual(makers["labrelay-server"].module, "labrelay.server_tap")
+        self.assertEqual(makers["labrelay-client"].module, "labrelay.client_tap")
+        self.assertEqual(makers["labrelay-server"].description, SERVER_DESCRIPTION)
+        self.assertEqual(makers["labrelay-client"].description, CLIENT_DESCRIPTION)

@@ -10,8 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.config import PortSet, parse_port_ranges
 from labrelay.errors import ProxyError
-from labrelay.server.ports import (PORT_CANDIDATES, RESERVATION_SECONDS,
-                                   PortAllocator)
+from labrelay.server.ports import PORT_CANDIDATES, RESERVATION_SECONDS, PortAllocator
 
 
 class FakeListen:
@@ -42,17 +41,16 @@ class PortAllocatorTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000)
         self.allow = PortSet()
-        self.ports = PortAllocator(self.clock, lambda: self.allow,
-                                   sample=first)
-        self.addCleanup(lambda: self.assertEqual(
-            self.clock.getDelayedCalls(), []))
+        self.ports = PortAllocator(self.clock, lambda: self.allow, sample=first)
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
 
     def allocate(self, name, requested=0, listen=None):
         return self.ports.allocate(name, requested, listen or FakeListen())
 
     def refusal(self, name, requested=0, listen=None) -> str:
-        return str(self.assertRaises(ProxyError, self.allocate, name,
-                                     requested, listen))
+        return str(
+            self.assertRaises(ProxyError, self.allocate, name, requested, listen)
+        )
 
     # A requested port.
 
@@ -65,8 +63,7 @@ class PortAllocatorTests(SynchronousTestCase):
     def test_not_a_port(self):
         """A negative port or one above 65535 is refused, named."""
         self.assertEqual(self.refusal("a", -1), "remote_port -1 is not a port")
-        self.assertEqual(self.refusal("a", 65536),
-                         "remote_port 65536 is not a port")
+        self.assertEqual(self.refusal("a", 65536), "remote_port 65536 is not a port")
 
     def test_not_allowed(self):
         """A port outside allow_ports is refused without listening."""
@@ -85,8 +82,10 @@ class PortAllocatorTests(SynchronousTestCase):
     def test_listen_failure_is_the_refusal(self):
         """A requested port the system will not give: listen's error, and
         nothing is taken."""
-        self.assertEqual(self.refusal("a", 6000, FakeListen(busy={6000})),
-                         "port unavailable: 6000 busy")
+        self.assertEqual(
+            self.refusal("a", 6000, FakeListen(busy={6000})),
+            "port unavailable: 6000 busy",
+        )
         self.assertFalse(self.ports.taken(6000))
         self.assertEqual(self.ports.remembered, 0)
 
@@ -139,16 +138,13 @@ class PortAllocatorTests(SynchronousTestCase):
         self.allocate("b", 6001)
         listen = FakeListen(busy=range(6002, 6010))
         self.assertEqual(self.refusal("c", 0, listen), "no available port")
-        self.assertEqual(listen.tried,
-                         list(range(6002, 6002 + PORT_CANDIDATES)))
+        self.assertEqual(listen.tried, list(range(6002, 6002 + PORT_CANDIDATES)))
         self.assertEqual(self.allocate("c", 0), 6002)
 
     def test_random_sample_of_free_ports(self):
         """The candidates are a random sample of the free allowed ports."""
-        ports = PortAllocator(self.clock,
-                              lambda: parse_port_ranges("6000-6099"))
-        chosen = {ports.allocate(f"p{n}", 0, FakeListen())
-                  for n in range(20)}
+        ports = PortAllocator(self.clock, lambda: parse_port_ranges("6000-6099"))
+        chosen = {ports.allocate(f"p{n}", 0, FakeListen()) for n in range(20)}
         self.assertEqual(len(chosen), 20)
         self.assertTrue(chosen <= set(range(6000, 6100)))
 

@@ -29,10 +29,12 @@ from ..support.fuzz.yamux import YamuxSessionTarget
 
 def _property(target: Target, doc: str, examples: int = 250):
     """A test method running *target* on hypothesis inputs."""
+
     @settings(max_examples=examples, deadline=None)
     @given(inputs(target))
     def test(self, sample):
         target.run(*sample)
+
     test.__doc__ = doc
     return test
 
@@ -43,41 +45,70 @@ class DecoderProperties(SynchronousTestCase):
     test_framing = _property(
         TARGETS["framing"],
         "MessageParser raises only ProtocolError and holds less than one "
-        "maximal frame.")
+        "maximal frame.",
+    )
 
     test_messages = _property(
         TARGETS["messages"],
         "A JSON body decodes to a message that re-encodes to itself, or "
-        "raises ProtocolError.")
+        "raises ProtocolError.",
+    )
 
     test_codec = _property(
         TARGETS["codec"],
         "PayloadCodec.decode of any bytes raises only ProtocolError and "
-        "holds at most one snappy chunk.")
+        "holds at most one snappy chunk.",
+    )
 
     test_yamux_frames = _property(
         TARGETS["yamux-frames"],
-        "FrameParser raises only FrameError and holds less than one "
-        "maximal frame.")
+        "FrameParser raises only FrameError and holds less than one maximal frame.",
+    )
 
     test_config = _property(
         TARGETS["config"],
-        "Mutated frps.ini/frpc.ini texts parse or raise a one-line "
-        "ConfigError.",
-        200)
+        "Mutated frps.ini/frpc.ini texts parse or raise a one-line ConfigError.",
+        200,
+    )
 
     @settings(max_examples=200, deadline=None)
-    @given(st.sampled_from(TYPE_BYTES), st.dictionaries(
-        st.sampled_from(["version", "Run_ID", "privilege_key", "timestamp",
-                         "pool_count", "metas", "client_spec", "proxy_name",
-                         "remote_port", "custom_domains", "src_port", "l",
-                         "error", "use_encryption", "x"]),
-        st.recursive(st.none() | st.booleans() | st.integers() |
-                     st.floats(allow_nan=False, allow_infinity=False) |
-                     st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=3) |
-                     st.dictionaries(st.text(max_size=4), inner, max_size=3),
-                     max_leaves=8), max_size=6))
+    @given(
+        st.sampled_from(TYPE_BYTES),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "version",
+                    "Run_ID",
+                    "privilege_key",
+                    "timestamp",
+                    "pool_count",
+                    "metas",
+                    "client_spec",
+                    "proxy_name",
+                    "remote_port",
+                    "custom_domains",
+                    "src_port",
+                    "l",
+                    "error",
+                    "use_encryption",
+                    "x",
+                ]
+            ),
+            st.recursive(
+                st.none()
+                | st.booleans()
+                | st.integers()
+                | st.floats(allow_nan=False, allow_infinity=False)
+                | st.text(max_size=8),
+                lambda inner: (
+                    st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+                ),
+                max_leaves=8,
+            ),
+            max_size=6,
+        ),
+    )
     def test_message_from_json(self, type_byte, value):
         """message_from_json of any JSON object gives a message or raises
         ProtocolError."""
@@ -105,31 +136,36 @@ class ProtocolProperties(SynchronousTestCase):
         YamuxSessionTarget(strict_paused_writes=False),
         "A yamux session never raises, keeps every buffer within a window "
         "and leaves no timer once lost.",
-        200)
+        200,
+    )
 
     test_vhost = _property(
         TARGETS["vhost"],
         "A vhost connection answers well-formed HTTP responses or closes, "
         "holds at most one head and leaves no timer.",
-        200)
+        200,
+    )
 
     test_server_plain = _property(
         TARGETS["server-plain"],
         "Any first bytes on the bind port leave the connection closed or "
         "waiting, with bounded buffers and well-formed replies.",
-        200)
+        200,
+    )
 
     test_control = _property(
         TARGETS["control"],
         "Any plaintext on a logged-in control channel is handled or "
         "refused with a close, with bounded buffers.",
-        200)
+        200,
+    )
 
     test_server_mux = _property(
         TARGETS["server-mux"],
         "Any bytes on a tcp_mux bind-port connection end in a close or a "
         "waiting session, with bounded buffers and no timer left.",
-        150)
+        150,
+    )
 
 
 class RegressionTests(SynchronousTestCase):
@@ -160,7 +196,6 @@ class RegressionTests(SynchronousTestCase):
         target = YamuxSessionTarget(strict_paused_writes=True)
         ping = encode_header(TYPE_PING, FLAG_SYN, 0, 7)
         target.run(b"\x01" + ping * 1000, [])
-
 
     def test_non_finite_number_refused(self):
         """A JSON number beyond float64 is refused, as Go refuses it, rather

@@ -13,17 +13,16 @@ from labrelay.protocol.framing import encode_message
 from labrelay.server.budget import WINDOW, RegistrationBudget
 
 from ..support.fuzz.core import TOKEN
-from ..support.fuzz.server import (ServerWorld, fixed_run_id, login_frame,
-                                   server_output)
+from ..support.fuzz.server import ServerWorld, fixed_run_id, login_frame, server_output
 from ..support.registrations import wide
 
 
 class BudgetTests(SynchronousTestCase):
-
     def test_window(self):
         """The budget allows work until it is spent, then says how long
         to wait for the next window."""
         from twisted.internet.task import Clock
+
         clock = Clock()
         budget = RegistrationBudget(clock, per_window=10, window=0.01)
         self.assertEqual(budget.wait(), 0)
@@ -56,8 +55,11 @@ class HeldMessagesTests(SynchronousTestCase):
         self.connection.dataReceived(self.encryptor.encrypt(data))
 
     def answers(self):
-        return [n for n in server_output(self.wire.value())
-                if n not in ("LoginResp", "ReqWorkConn")]
+        return [
+            n
+            for n in server_output(self.wire.value())
+            if n not in ("LoginResp", "ReqWorkConn")
+        ]
 
     def test_pipelined_large_proxies_wait_their_turn(self):
         """Three 1,000-route proxies and a Ping in one read: one is
@@ -76,9 +78,16 @@ class HeldMessagesTests(SynchronousTestCase):
 
     def test_small_proxies_never_wait(self):
         """200 small proxies in one read are all answered at once."""
-        self.send(*[messages.NewProxy(proxy_name=f"s{n}", proxy_type="http",
-                                      custom_domains=[f"s{n}.example.org"])
-                    for n in range(200)])
+        self.send(
+            *[
+                messages.NewProxy(
+                    proxy_name=f"s{n}",
+                    proxy_type="http",
+                    custom_domains=[f"s{n}.example.org"],
+                )
+                for n in range(200)
+            ]
+        )
         self.assertEqual(self.answers(), ["NewProxyResp"] * 200)
         self.assertEqual(self.wire.producerState, "producing")
         self.world.finish()

@@ -93,8 +93,7 @@ class SpliceTests(SynchronousTestCase):
     def test_codec_applied_per_side(self):
         """b's codec encodes what goes to b and decodes what comes from b."""
         far_end = PayloadCodec("token", True, True)
-        splice = Splice(self.a, self.b,
-                        b_codec=PayloadCodec("token", True, True))
+        splice = Splice(self.a, self.b, b_codec=PayloadCodec("token", True, True))
         splice.start()
         self.a.dataReceived(b"secret data")
         wire = self.b.transport.value()

@@ -11,10 +11,19 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.client.reload import (
-    ProxyDiff, apply, common_changes, diff_proxies, reload_from_file)
+    ProxyDiff,
+    apply,
+    common_changes,
+    diff_proxies,
+    reload_from_file,
+)
 from labrelay.client.service import ProxyState, RelayClient
-from labrelay.config import ConfigError, ProxyConfig, load_client_config, \
-    parse_client_config
+from labrelay.config import (
+    ConfigError,
+    ProxyConfig,
+    load_client_config,
+    parse_client_config,
+)
 from labrelay.protocol import messages
 
 from ..support.config_files import client_text, proxies, rewrite, write
@@ -44,35 +53,46 @@ class DiffTests(SynchronousTestCase):
     def test_classifies_by_name_and_value(self):
         """Missing names are removed, new ones added, equal ones unchanged
         and any differing one changed."""
-        old = {"a": ProxyConfig("a", local_port=1),
-               "b": ProxyConfig("b", local_port=2),
-               "c": ProxyConfig("c", local_port=3)}
-        new = [ProxyConfig("d", local_port=4), ProxyConfig("a", local_port=1),
-               ProxyConfig("c", local_port=3, use_compression=True)]
-        self.assertEqual(diff_proxies(old, new), ProxyDiff(
-            added=("d",), removed=("b",), changed=("c",),
-            unchanged=("a",)))
+        old = {
+            "a": ProxyConfig("a", local_port=1),
+            "b": ProxyConfig("b", local_port=2),
+            "c": ProxyConfig("c", local_port=3),
+        }
+        new = [
+            ProxyConfig("d", local_port=4),
+            ProxyConfig("a", local_port=1),
+            ProxyConfig("c", local_port=3, use_compression=True),
+        ]
+        self.assertEqual(
+            diff_proxies(old, new),
+            ProxyDiff(added=("d",), removed=("b",), changed=("c",), unchanged=("a",)),
+        )
 
     def test_every_field_counts(self):
         """A change in metas alone, or in http headers alone, is a
         change."""
-        for field, value in (("metas", (("k", "v"),)),
-                             ("headers", (("X-A", "1"),)),
-                             ("local_ip", "10.0.0.1"), ("remote_port", 9)):
+        for field, value in (
+            ("metas", (("k", "v"),)),
+            ("headers", (("X-A", "1"),)),
+            ("local_ip", "10.0.0.1"),
+            ("remote_port", 9),
+        ):
             old = ProxyConfig("a", local_port=1)
             new = attrs.evolve(old, **{field: value})
-            self.assertEqual(diff_proxies({"a": old}, [new]).changed, ("a",),
-                             field)
+            self.assertEqual(diff_proxies({"a": old}, [new]).changed, ("a",), field)
 
     def test_common_changes_named(self):
         """Differing [common] keys are named; start, includes and the
         proxies are not [common] changes."""
         old = parse_client_config(client_text(proxies=proxies(("a", 1))))
-        new = parse_client_config(client_text(
-            server_port=7001, proxies=proxies(("a", 1), ("b", 2)),
-            extra="token = other\nstart = a\nmeta_x = 1\n"))
-        self.assertEqual(common_changes(old, new),
-                         ("server_port", "token", "meta_*"))
+        new = parse_client_config(
+            client_text(
+                server_port=7001,
+                proxies=proxies(("a", 1), ("b", 2)),
+                extra="token = other\nstart = a\nmeta_x = 1\n",
+            )
+        )
+        self.assertEqual(common_changes(old, new), ("server_port", "token", "meta_*"))
         self.assertEqual(common_changes(old, old), ())
 
 
@@ -82,16 +102,24 @@ class ApplyTests(SynchronousTestCase):
     def test_removed_changed_added(self):
         """Removed and changed proxies are closed first, then changed and
         new ones are started; unchanged states are the same objects."""
-        old = parse_client_config(client_text(proxies=proxies(
-            ("keep", 1), ("gone", 2), ("change", 3))))
+        old = parse_client_config(
+            client_text(proxies=proxies(("keep", 1), ("gone", 2), ("change", 3)))
+        )
         client = FakeClient(old)
         kept = client.proxies["keep"]
-        new = parse_client_config(client_text(proxies=proxies(
-            ("keep", 1), ("change", 4), ("new", 5))))
+        new = parse_client_config(
+            client_text(proxies=proxies(("keep", 1), ("change", 4), ("new", 5)))
+        )
         result = apply(client, new)
-        self.assertEqual(client.calls, [
-            ("remove", "gone"), ("remove", "change"), ("add", "change"),
-            ("add", "new")])
+        self.assertEqual(
+            client.calls,
+            [
+                ("remove", "gone"),
+                ("remove", "change"),
+                ("add", "change"),
+                ("add", "new"),
+            ],
+        )
         self.assertIs(client.proxies["keep"], kept)
         self.assertEqual(client.proxies["change"].config.local_port, 4)
         self.assertEqual(result.diff.unchanged, ("keep",))
@@ -103,8 +131,9 @@ class ApplyTests(SynchronousTestCase):
         log = LogCapture(self)
         old = parse_client_config(client_text(proxies=proxies(("a", 1))))
         client = FakeClient(old)
-        new = parse_client_config(client_text(
-            proxies=proxies(("a", 1)), extra="pool_count = 5\n"))
+        new = parse_client_config(
+            client_text(proxies=proxies(("a", 1)), extra="pool_count = 5\n")
+        )
         result = apply(client, new)
         self.assertEqual(result.restart_keys, ("pool_count",))
         self.assertEqual(client.config.pool_count, 1)
@@ -113,11 +142,11 @@ class ApplyTests(SynchronousTestCase):
 
     def test_start_list_applied(self):
         """A new start list decides which proxies run after the reload."""
-        old = parse_client_config(client_text(
-            proxies=proxies(("a", 1), ("b", 2))))
+        old = parse_client_config(client_text(proxies=proxies(("a", 1), ("b", 2))))
         client = FakeClient(old)
-        new = parse_client_config(client_text(
-            proxies=proxies(("a", 1), ("b", 2)), extra="start = b\n"))
+        new = parse_client_config(
+            client_text(proxies=proxies(("a", 1), ("b", 2)), extra="start = b\n")
+        )
         self.assertEqual(apply(client, new).restart_keys, ())
         self.assertEqual(client.calls, [("remove", "a")])
 
@@ -127,8 +156,7 @@ class ApplyTests(SynchronousTestCase):
         path = write(self, client_text(proxies=proxies(("a", 1))))
         client = FakeClient(load_client_config(path))
         before = client.config
-        rewrite(path, client_text(proxies="[a]\nlocal_port = x\n[b]\n"
-                                          "local_port = 2\n"))
+        rewrite(path, client_text(proxies="[a]\nlocal_port = x\n[b]\nlocal_port = 2\n"))
         error = self.assertRaises(ConfigError, reload_from_file, client, path)
         self.assertIn("local_port", str(error))
         self.assertEqual((client.calls, client.config), ([], before))
@@ -136,16 +164,19 @@ class ApplyTests(SynchronousTestCase):
     def test_template_and_includes_reread(self):
         """Reload renders the template again and re-reads included
         files."""
-        path = write(self, client_text(
-            proxies="[a]\nlocal_port = {{ .Envs.PORT }}\n",
-            extra="includes = conf.d/*.ini\n"))
+        path = write(
+            self,
+            client_text(
+                proxies="[a]\nlocal_port = {{ .Envs.PORT }}\n",
+                extra="includes = conf.d/*.ini\n",
+            ),
+        )
         conf_d = FilePath(path).sibling("conf.d")
         conf_d.makedirs()
         client = FakeClient(load_client_config(path, environ={"PORT": "1"}))
         conf_d.child("b.ini").setContent(b"[b]\nlocal_port = 2\n")
         result = reload_from_file(client, path, environ={"PORT": "3"})
-        self.assertEqual((result.diff.changed, result.diff.added),
-                         (("a",), ("b",)))
+        self.assertEqual((result.diff.changed, result.diff.added), (("a",), ("b",)))
         self.assertEqual(client.proxies["a"].config.local_port, 3)
 
 
@@ -166,12 +197,11 @@ class RelayClientReloadTests(SynchronousTestCase):
 
     def client(self, text=None, config_path=None):
         self.clock = MemoryReactorClock()
-        config = parse_client_config(text or client_text(
-            proxies=proxies(("a", 1))))
-        client = RelayClient(config, self.clock, object(),
-                             exit_on_fatal=False, config_path=config_path)
-        self.addCleanup(lambda: self.assertEqual(
-            self.clock.getDelayedCalls(), []))
+        config = parse_client_config(text or client_text(proxies=proxies(("a", 1))))
+        client = RelayClient(
+            config, self.clock, object(), exit_on_fatal=False, config_path=config_path
+        )
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
         return client
 
     def test_add_when_logged_in(self):
@@ -180,9 +210,10 @@ class RelayClientReloadTests(SynchronousTestCase):
         client.control = FakeControl()
         client.add_proxy(ProxyConfig("b", local_port=2, remote_port=7))
         [message] = client.control.sent
-        self.assertEqual((type(message), message.proxy_name,
-                          message.remote_port),
-                         (messages.NewProxy, "b", 7))
+        self.assertEqual(
+            (type(message), message.proxy_name, message.remote_port),
+            (messages.NewProxy, "b", 7),
+        )
         self.assertEqual(client.proxies["b"].status, "wait start")
 
     def test_add_when_offline(self):
@@ -192,21 +223,20 @@ class RelayClientReloadTests(SynchronousTestCase):
         control = client.control = FakeControl()
         control.login_ok = False
         client.add_proxy(ProxyConfig("b", local_port=2))
-        self.assertEqual((control.sent, client.proxies["b"].status),
-                         ([], "new"))
+        self.assertEqual((control.sent, client.proxies["b"].status), ([], "new"))
 
     def test_remove_closes_and_cancels_retry(self):
         """Removing a refused proxy sends CloseProxy, cancels its retry
         timer and reports it closed to waiters."""
         client = self.client()
         client.control = FakeControl()
-        client.proxy_response(messages.NewProxyResp(
-            proxy_name="a", error="port already used"))
+        client.proxy_response(
+            messages.NewProxyResp(proxy_name="a", error="port already used")
+        )
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         closed = client.when_proxy_status("a", "closed")
         client.remove_proxy("a")
-        self.assertEqual(client.control.sent,
-                         [messages.CloseProxy(proxy_name="a")])
+        self.assertEqual(client.control.sent, [messages.CloseProxy(proxy_name="a")])
         self.assertNotIn("a", client.proxies)
         self.assertEqual(self.successResultOf(closed).status, "closed")
 
@@ -219,14 +249,21 @@ class RelayClientReloadTests(SynchronousTestCase):
         """reload() re-reads the file: CloseProxy for a removed proxy,
         CloseProxy then NewProxy for a changed one, NewProxy for a new
         one, nothing for an unchanged one."""
-        path = write(self, client_text(proxies=proxies(
-            ("keep", 1), ("gone", 2), ("change", 3))))
+        path = write(
+            self, client_text(proxies=proxies(("keep", 1), ("gone", 2), ("change", 3)))
+        )
         client = self.client(open(path).read(), config_path=path)
         client.control = FakeControl()
-        rewrite(path, client_text(proxies=proxies(
-            ("keep", 1), ("change", 4), ("new", 5))))
+        rewrite(
+            path, client_text(proxies=proxies(("keep", 1), ("change", 4), ("new", 5)))
+        )
         client.reload()
         self.assertEqual(
             [(type(m).__name__, m.proxy_name) for m in client.control.sent],
-            [("CloseProxy", "gone"), ("CloseProxy", "change"),
-             ("NewProxy", "change"), ("NewProxy", "new")])
+            [
+                ("CloseProxy", "gone"),
+                ("CloseProxy", "change"),
+                ("NewProxy", "change"),
+                ("NewProxy", "new"),
+            ],
+        )

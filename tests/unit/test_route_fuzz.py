@@ -14,14 +14,17 @@ from ..support.fuzz.routes import ROUTES
 
 
 class RouteTableProperties(SynchronousTestCase):
-
     @settings(max_examples=300, deadline=None)
-    @given(st.one_of(
-        st.binary(max_size=512),
-        st.builds(lambda seed, rng: mutate(seed, rng, ROUTES.corpus(),
-                                           ROUTES.tokens),
-                  st.sampled_from(ROUTES.corpus()),
-                  st.randoms(use_true_random=False))))
+    @given(
+        st.one_of(
+            st.binary(max_size=512),
+            st.builds(
+                lambda seed, rng: mutate(seed, rng, ROUTES.corpus(), ROUTES.tokens),
+                st.sampled_from(ROUTES.corpus()),
+                st.randoms(use_true_random=False),
+            ),
+        )
+    )
     def test_scripts(self, data):
         """Any script: the table agrees with the naive model line by line
         and keeps its invariants."""

@@ -19,8 +19,7 @@ class SecretsTests(SynchronousTestCase):
         """A key that does not match its certificate is named, not shown."""
         directory = self.mktemp()
         os.makedirs(directory)
-        cert_path, _ = server_certificate(("relay.test",)).write_to(
-            directory, "server")
+        cert_path, _ = server_certificate(("relay.test",)).write_to(directory, "server")
         _, other_key = self_signed_certificate().write_to(directory, "other")
         with open(other_key, "rb") as f:
             key_text = f.read().decode()

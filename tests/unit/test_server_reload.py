@@ -13,8 +13,7 @@ loopback sockets.
 import io
 
 import attrs
-from twisted.logger import (LogLevel, Logger, globalLogPublisher,
-                            textFileLogObserver)
+from twisted.logger import Logger, LogLevel, globalLogPublisher, textFileLogObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.config import ConfigError, ServerConfig, parse_server_config
@@ -26,8 +25,7 @@ from labrelay.server.reload import RELOADABLE, config_changes, merged_config
 from labrelay.server.service import RelayServer
 
 from ..support.config_files import rewrite
-from ..support.memory_server import (BASE, NOW, TOKEN, MemoryServerCase, login,
-                                     work_conn)
+from ..support.memory_server import BASE, NOW, TOKEN, MemoryServerCase, login, work_conn
 
 NEW_TOKEN = "reloaded-token"
 
@@ -47,7 +45,8 @@ class PureTests(SynchronousTestCase):
         new = parse_server_config(
             BASE.replace("7000", "7001") + "max_pool_count = 2\n"
             "subdomain_host = x.test\nlog_level = debug\nfoo = 1\n",
-            source="b.ini")
+            source="b.ini",
+        )
         result = config_changes(old, new)
         self.assertEqual(result.applied, ("max_pool_count", "log_level"))
         self.assertEqual(result.restart_keys, ("bind_port", "subdomain_host"))
@@ -56,19 +55,16 @@ class PureTests(SynchronousTestCase):
         """The merged config has the new reloadable values and the old
         everything else."""
         old = parse_server_config(BASE)
-        new = parse_server_config(BASE.replace("7000", "7001")
-                                  + "max_pool_count = 2\n")
+        new = parse_server_config(BASE.replace("7000", "7001") + "max_pool_count = 2\n")
         merged = merged_config(old, new)
-        self.assertEqual((merged.bind_port, merged.max_pool_count),
-                         (7000, 2))
+        self.assertEqual((merged.bind_port, merged.max_pool_count), (7000, 2))
         self.assertEqual(config_changes(old, merged).restart_keys, ())
 
 
 class TokenTests(MemoryServerCase):
     """A new token is for new logins; clients logged in keep theirs."""
 
-    extra = "authenticate_new_work_conns = true\n" \
-            "authenticate_heartbeats = true\n"
+    extra = "authenticate_new_work_conns = true\nauthenticate_heartbeats = true\n"
 
     def test_new_token(self):
         """After the reload the old token is refused and the new one
@@ -89,8 +85,11 @@ class TokenTests(MemoryServerCase):
         work.send(work_conn(live.run_id, timestamp=NOW + 9))
         self.assertFalse(work.transport.disconnecting)
         self.assertEqual(self.control(live).pool.idle_count, 1)
-        live.send(messages.Ping(timestamp=NOW + 9,
-                                privilege_key=privilege_key(TOKEN, NOW + 9)))
+        live.send(
+            messages.Ping(
+                timestamp=NOW + 9, privilege_key=privilege_key(TOKEN, NOW + 9)
+            )
+        )
         [pong] = [m for m in live.read() if isinstance(m, messages.Pong)]
         self.assertEqual(pong.error, "")
         self.assertIn(live.run_id, self.server.registry.controls)
@@ -121,9 +120,11 @@ class NewLoginSettingsTests(MemoryServerCase):
         """Turning authenticate_* on leaves the live client's unsigned work
         connections and Pings accepted, and holds a new client to it."""
         live = self.logged_in()
-        self.reload("heartbeat_timeout = 90\n"
-                    "authenticate_new_work_conns = true\n"
-                    "authenticate_heartbeats = true\n")
+        self.reload(
+            "heartbeat_timeout = 90\n"
+            "authenticate_new_work_conns = true\n"
+            "authenticate_heartbeats = true\n"
+        )
         unsigned = self.peer()
         unsigned.send(messages.NewWorkConn(run_id=live.run_id))
         self.assertFalse(unsigned.transport.disconnecting)
@@ -161,27 +162,29 @@ class NewLoginSettingsTests(MemoryServerCase):
         timeout, user_conn_timeout and max_pool_count; the live one keeps
         the old ones."""
         live = self.logged_in(pool_count=3)
-        self.assertEqual(sum(isinstance(m, messages.ReqWorkConn)
-                             for m in live.after_login), 3)
-        self.reload("heartbeat_timeout = 20\nuser_conn_timeout = 4\n"
-                    "max_pool_count = 1\n")
-        later = self.logged_in(host="192.0.2.2", timestamp=NOW + 1,
-                               pool_count=3)
-        self.assertEqual(sum(isinstance(m, messages.ReqWorkConn)
-                             for m in later.after_login), 1)
+        self.assertEqual(
+            sum(isinstance(m, messages.ReqWorkConn) for m in live.after_login), 3
+        )
+        self.reload(
+            "heartbeat_timeout = 20\nuser_conn_timeout = 4\nmax_pool_count = 1\n"
+        )
+        later = self.logged_in(host="192.0.2.2", timestamp=NOW + 1, pool_count=3)
+        self.assertEqual(
+            sum(isinstance(m, messages.ReqWorkConn) for m in later.after_login), 1
+        )
         self.assertEqual(self.new_proxy(live, "old", 6001).error, "")
         self.assertEqual(self.new_proxy(later, "new", 6002).error, "")
         old_user = self.user_of(6001)
         new_user = self.user_of(6002)
         self.reactor.advance(4)
-        self.assertTrue(new_user.disconnecting)    # 4 s
-        self.assertFalse(old_user.disconnecting)   # still within 10 s
+        self.assertTrue(new_user.disconnecting)  # 4 s
+        self.assertFalse(old_user.disconnecting)  # still within 10 s
         self.reactor.advance(6)
         self.assertTrue(old_user.disconnecting)
-        self.reactor.advance(10)                   # 20 s: later's heartbeat
+        self.reactor.advance(10)  # 20 s: later's heartbeat
         self.assertNotIn(later.run_id, self.server.registry.controls)
         self.assertIn(live.run_id, self.server.registry.controls)
-        self.reactor.advance(70)                   # 90 s: live's
+        self.reactor.advance(70)  # 90 s: live's
         self.assertNotIn(live.run_id, self.server.registry.controls)
 
 
@@ -196,20 +199,20 @@ class LimitTests(MemoryServerCase):
         peer = self.logged_in()
         self.assertEqual(self.new_proxy(peer, "p1", 6001).error, "")
         self.reload("allow_ports = 6002-6004\n")
-        self.assertEqual(self.new_proxy(peer, "p2", 6005).error,
-                         "port not allowed")
+        self.assertEqual(self.new_proxy(peer, "p2", 6005).error, "port not allowed")
         self.assertIn("p1", self.server.registry.proxies)
         self.assertEqual(self.new_proxy(peer, "p3", 6002).error, "")
         self.reload("allow_ports = 6002-6004\nmax_ports_per_client = 2\n")
-        self.assertEqual(self.new_proxy(peer, "p4", 6003).error,
-                         "exceed the max_ports_per_client")
+        self.assertEqual(
+            self.new_proxy(peer, "p4", 6003).error, "exceed the max_ports_per_client"
+        )
         self.reload("allow_ports = 6002-6004\nmax_proxies_per_client = 2\n")
-        self.assertIn("max_proxies_per_client",
-                      self.new_proxy(peer, "p5", 6003).error)
-        self.reload("allow_ports = 6002-6004\nmax_proxies_per_client = 2\n"
-                    "detailed_errors_to_client = false\n")
-        self.assertEqual(self.new_proxy(peer, "p6", 6003).error,
-                         "new proxy [p6] error")
+        self.assertIn("max_proxies_per_client", self.new_proxy(peer, "p5", 6003).error)
+        self.reload(
+            "allow_ports = 6002-6004\nmax_proxies_per_client = 2\n"
+            "detailed_errors_to_client = false\n"
+        )
+        self.assertEqual(self.new_proxy(peer, "p6", 6003).error, "new proxy [p6] error")
         self.assertEqual(sorted(self.server.registry.proxies), ["p1", "p3"])
 
     def test_unauthenticated_caps(self):
@@ -224,8 +227,9 @@ class LimitTests(MemoryServerCase):
         self.reload("max_unauthenticated_connections = 2\n")
         self.assertFalse(self.peer("192.0.2.11").refused_at_once)
         self.assertTrue(oldest.transport.disconnecting)
-        self.reload("max_unauthenticated_connections = 2\n"
-                    "unauthenticated_timeout = 3\n")
+        self.reload(
+            "max_unauthenticated_connections = 2\nunauthenticated_timeout = 3\n"
+        )
         late = self.peer("192.0.2.12")
         self.reactor.advance(3)
         self.assertTrue(late.transport.disconnecting)
@@ -268,16 +272,21 @@ class RestartKeyTests(MemoryServerCase):
         """A changed bind_port (and subdomain_host) is logged as needing a
         restart; the server keeps its port and value, and reloadable keys
         in the same file still apply."""
-        rewrite(self.path, BASE.replace("7000", "7100")
-                + "subdomain_host = x.test\nmax_pool_count = 2\n")
+        rewrite(
+            self.path,
+            BASE.replace("7000", "7100")
+            + "subdomain_host = x.test\nmax_pool_count = 2\n",
+        )
         result = self.server.reload()
         self.assertEqual(result.restart_keys, ("bind_port", "subdomain_host"))
         self.assertEqual(result.applied, ("max_pool_count",))
         [line] = self.log.lines("needs a restart", min_level=LogLevel.warn)
         self.assertIn("bind_port, subdomain_host", line)
         config = self.server.config
-        self.assertEqual((config.bind_port, config.subdomain_host,
-                          config.max_pool_count), (7000, "", 2))
+        self.assertEqual(
+            (config.bind_port, config.subdomain_host, config.max_pool_count),
+            (7000, "", 2),
+        )
         self.assertEqual([s[0] for s in self.reactor.tcpServers], [7000])
 
     def test_bad_file_changes_nothing(self):
@@ -292,7 +301,8 @@ class RestartKeyTests(MemoryServerCase):
 
     def test_no_file(self):
         """A server built without a config path cannot reload."""
-        server = RelayServer(parse_server_config(BASE), self.reactor, None,
-                             notifier=Notifier(None))
+        server = RelayServer(
+            parse_server_config(BASE), self.reactor, None, notifier=Notifier(None)
+        )
         with self.assertRaises(ConfigError):
             server.reload()

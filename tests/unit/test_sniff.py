@@ -253,7 +253,9 @@ class NoTLSConfiguredTests(SniffTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.factory = SniffingFactory(self.plain, None, tls_only=False, clock=self.clock)
+        self.factory = SniffingFactory(
+            self.plain, None, tls_only=False, clock=self.clock
+        )
 
     def test_tls_refused(self) -> None:
         """A 0x17 first byte is refused."""

@@ -6,14 +6,12 @@ password check, driven by a Clock.
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay.throttle import (FAIL, PASS, REFUSED, PasswordThrottle,
-                                      source_group)
+from labrelay.throttle import FAIL, PASS, REFUSED, PasswordThrottle, source_group
 
 A = "192.0.2.66"
 
 
 class ThrottleCase(SynchronousTestCase):
-
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1_000_000)
@@ -27,8 +25,7 @@ class ThrottleCase(SynchronousTestCase):
     def attempt(self, ok, host=A, who="alice", realm="login"):
         """Start one attempt; a list that receives its Verdict."""
         got = []
-        self.throttle.check(realm, host, who, lambda: ok).addCallback(
-            got.append)
+        self.throttle.check(realm, host, who, lambda: ok).addCallback(got.append)
         return got
 
     def answered_after(self, got, limit=30.0, step=0.01):
@@ -151,9 +148,9 @@ class CapTests(ThrottleCase):
             self.attempt(False)
         checked = []
         got = []
-        self.throttle.check("login", A, "x",
-                            lambda: checked.append(1) or True).addCallback(
-                                got.append)
+        self.throttle.check(
+            "login", A, "x", lambda: checked.append(1) or True
+        ).addCallback(got.append)
         self.assertEqual(self.answered_after(got), 8)
         self.assertEqual(got[0].outcome, REFUSED)
         self.assertEqual(checked, [])
@@ -197,7 +194,7 @@ class BudgetTests(ThrottleCase):
         password is held max_delay; a source that succeeded before is
         not; a second later the budget is met again."""
         self.throttle.failure_budget = 5
-        self.attempt(True, host="198.51.100.1")          # known good
+        self.attempt(True, host="198.51.100.1")  # known good
         for i in range(6):
             self.attempt(False, host=f"192.0.2.{i + 1}")
         got = self.attempt(True, host="203.0.113.9")

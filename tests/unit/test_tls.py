@@ -26,7 +26,6 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from ..support import certs
 from labrelay.tls import (
     TLSConfigError,
     TLSVerificationError,
@@ -34,6 +33,8 @@ from labrelay.tls import (
     describe_tls_error,
     server_tls_options,
 )
+
+from ..support import certs
 
 
 @implementer(IHandshakeListener)
@@ -112,10 +113,16 @@ class TLSTestCase(SynchronousTestCase):
         server_app = server_app or Recorder()
         client_app = Recorder()
         server_tls = TLSMemoryBIOFactory(
-            server_options, False, Factory.forProtocol(lambda: server_app), clock=self.clock
+            server_options,
+            False,
+            Factory.forProtocol(lambda: server_app),
+            clock=self.clock,
         ).buildProtocol(None)
         client_tls = TLSMemoryBIOFactory(
-            client_creator, True, Factory.forProtocol(lambda: client_app), clock=self.clock
+            client_creator,
+            True,
+            Factory.forProtocol(lambda: client_app),
+            clock=self.clock,
         ).buildProtocol(None)
         pump = iosim.connect(
             server_tls,
@@ -170,7 +177,9 @@ class ServerCertificateTests(TLSTestCase):
     def test_configured_self_signed(self) -> None:
         """A configured self-signed certificate passes only a non-verifying client."""
         cert, key = self.write_pair(certs.self_signed_certificate(), "self")
-        self.assert_works(server_tls_options(cert, key), client_tls_options("localhost"))
+        self.assert_works(
+            server_tls_options(cert, key), client_tls_options("localhost")
+        )
         _, client_app = self.assert_fails(
             server_tls_options(cert, key), client_tls_options("localhost", self.ca_file)
         )
@@ -180,14 +189,16 @@ class ServerCertificateTests(TLSTestCase):
         """A CA-signed certificate for the right DNS name is accepted."""
         cert, key = self.server_files(dns_names=["relay.example"])
         self.assert_works(
-            server_tls_options(cert, key), client_tls_options("relay.example", self.ca_file)
+            server_tls_options(cert, key),
+            client_tls_options("relay.example", self.ca_file),
         )
 
     def test_ca_wrong_name(self) -> None:
         """A CA-signed certificate for another name is refused with a clear message."""
         cert, key = self.server_files(dns_names=["relay.example"])
         _, client_app = self.assert_fails(
-            server_tls_options(cert, key), client_tls_options("wrong.example", self.ca_file)
+            server_tls_options(cert, key),
+            client_tls_options("wrong.example", self.ca_file),
         )
         self.assertTrue(client_app.lost.check(TLSVerificationError))
         self.assertEqual(
@@ -199,10 +210,12 @@ class ServerCertificateTests(TLSTestCase):
         """A CA-signed certificate without any subjectAltName is refused for every name."""
         cert, key = self.server_files(dns_names=[])
         _, client_app = self.assert_fails(
-            server_tls_options(cert, key), client_tls_options("anything.example", self.ca_file)
+            server_tls_options(cert, key),
+            client_tls_options("anything.example", self.ca_file),
         )
         self.assertIn(
-            "cannot be checked for 'anything.example'", describe_tls_error(client_app.lost)
+            "cannot be checked for 'anything.example'",
+            describe_tls_error(client_app.lost),
         )
 
     def test_client_certificate_cannot_pose_as_server(self) -> None:
@@ -212,7 +225,8 @@ class ServerCertificateTests(TLSTestCase):
             server_tls_options(cert, key), client_tls_options("localhost", self.ca_file)
         )
         self.assertEqual(
-            describe_tls_error(client_app.lost), "certificate verify failed: invalid purpose"
+            describe_tls_error(client_app.lost),
+            "certificate verify failed: invalid purpose",
         )
 
     def test_ipv4_san(self) -> None:
@@ -246,13 +260,16 @@ class ServerCertificateTests(TLSTestCase):
         client = client_tls_options("localhost", self.ca_file)
         _, client_app = self.assert_fails(options, client)
         self.assertEqual(
-            describe_tls_error(client_app.lost), "certificate verify failed: cert has expired"
+            describe_tls_error(client_app.lost),
+            "certificate verify failed: cert has expired",
         )
 
     def test_expired_without_ca(self) -> None:
         """A non-verifying client accepts even an expired certificate, as frpc does."""
         cert, key = self.write_pair(certs.expired_certificate(), "expired")
-        self.assert_works(server_tls_options(cert, key), client_tls_options("localhost"))
+        self.assert_works(
+            server_tls_options(cert, key), client_tls_options("localhost")
+        )
 
 
 class SNITests(TLSTestCase):
@@ -298,7 +315,9 @@ class MutualTLSTests(TLSTestCase):
         server_app, _ = self.assert_fails(
             self.server, client_tls_options("localhost", cert_file=cert, key_file=key)
         )
-        self.assertEqual(describe_tls_error(server_app.lost), "certificate verify failed")
+        self.assertEqual(
+            describe_tls_error(server_app.lost), "certificate verify failed"
+        )
 
     def test_right_client_certificate(self) -> None:
         """A client certificate signed by the trusted CA is accepted."""
@@ -343,7 +362,10 @@ class ConfigErrorTests(SynchronousTestCase):
         """A missing certificate file is reported as unreadable."""
         missing = os.path.join(self.dir, "nope.crt")
         self.assert_error(
-            lambda: server_tls_options(missing, self.key), "tls_cert_file", missing, "cannot read"
+            lambda: server_tls_options(missing, self.key),
+            "tls_cert_file",
+            missing,
+            "cannot read",
         )
 
     def test_garbage_cert(self) -> None:
@@ -371,7 +393,7 @@ class ConfigErrorTests(SynchronousTestCase):
             lambda: server_tls_options(self.cert, other_key),
             other_key,
             self.cert,
-            "does not match"
+            "does not match",
         )
 
     def test_garbage_ca(self) -> None:
@@ -391,7 +413,9 @@ class ConfigErrorTests(SynchronousTestCase):
         """The client's certificate pair is checked the same way."""
         _, other_key = certs.client_certificate().write_to(self.dir, "other")
         self.assert_error(
-            lambda: client_tls_options("localhost", cert_file=self.cert, key_file=other_key),
+            lambda: client_tls_options(
+                "localhost", cert_file=self.cert, key_file=other_key
+            ),
             "does not match",
         )
 

@@ -21,7 +21,8 @@ from ..support import vectors
 HTTP_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n"
     b"X-Vector: labrelay\r\nConnection: close\r\n\r\n"
-    b"hello from jupyter via labrelay\n")
+    b"hello from jupyter via labrelay\n"
+)
 
 #: The user's request as frps's reverse proxy rewrote it (README §4.3).
 HTTP_REQUEST = (
@@ -29,7 +30,8 @@ HTTP_REQUEST = (
     b"User-Agent: labrelay-vector/1\r\nAccept: */*\r\n"
     b"X-Forwarded-For: 127.0.0.1\r\n"
     b"X-Forwarded-Host: jupyter.web.example.test\r\n"
-    b"X-Forwarded-Proto: http\r\nAccept-Encoding: gzip\r\n\r\n")
+    b"X-Forwarded-Proto: http\r\nAccept-Encoding: gzip\r\n\r\n"
+)
 
 BAD_TOKEN_ERROR = "token in login doesn't match token from configuration"
 
@@ -88,7 +90,7 @@ def decode_work(chunks, codec_for):
 
 def pieces(data: bytes, size: int) -> list:
     """*data* in pieces of *size* bytes."""
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 class _ScenarioMixin:
@@ -101,8 +103,7 @@ class _ScenarioMixin:
         data = raw[direction]
         ways = {"whole": [data], "7-byte pieces": pieces(data, 7)}
         if "id" in document:  # a TCP connection: the relay's real reads
-            chunks = vectors.stream_chunks(self.SCENARIO, document["id"],
-                                           direction)
+            chunks = vectors.stream_chunks(self.SCENARIO, document["id"], direction)
             self.assertEqual(b"".join(chunks), data)
             ways["recorded reads"] = chunks
         return ways
@@ -115,8 +116,8 @@ class _ScenarioMixin:
             self.assertEqual(message.name, entry["name"])
             self.assertEqual(message.to_dict(), entry["body"])
             self.assertEqual(
-                message,
-                m.message_from_json(entry["type"].encode(), entry["body"]))
+                message, m.message_from_json(entry["type"].encode(), entry["body"])
+            )
             frame = encode_message(message)
             self.assertEqual(len(frame), entry["frame_len"])
             self.assertEqual(frame[9:], entry["raw_json"].encode("utf-8"))
@@ -152,16 +153,16 @@ class _ScenarioMixin:
         def codec_for_start(message):
             self.assertIsInstance(message, m.StartWorkConn)
             proxy = proxies[message.proxy_name]
-            return PayloadCodec(data["server_token"], proxy.use_encryption,
-                                proxy.use_compression)
+            return PayloadCodec(
+                data["server_token"], proxy.use_encryption, proxy.use_compression
+            )
 
         for document, raw in documents:
             if document["role"] != "work":
                 continue
             decoded, payloads = {}, {}
             chunks = self.chunkings(document, raw, "s2c")[chunking]
-            decoded["s2c"], payloads["s2c"] = decode_work(
-                chunks, codec_for_start)
+            decoded["s2c"], payloads["s2c"] = decode_work(chunks, codec_for_start)
             # frpc learns the proxy from StartWorkConn, then unwraps its own
             # direction the same way.
             start = decoded["s2c"][0] if decoded["s2c"] else None
@@ -173,8 +174,7 @@ class _ScenarioMixin:
                 return codec_for_start(start)
 
             chunks = self.chunkings(document, raw, "c2s")[chunking]
-            decoded["c2s"], payloads["c2s"] = decode_work(chunks,
-                                                          codec_for_new)
+            decoded["c2s"], payloads["c2s"] = decode_work(chunks, codec_for_new)
             results.append((document, decoded, payloads))
         return results, proxies
 
@@ -184,17 +184,17 @@ class _ScenarioMixin:
         for document, decoded, payloads in results:
             for direction in vectors.DIRECTIONS:
                 expected = document[direction]
-                with self.subTest((document.get("id"),
-                                   document.get("stream_id"), direction)):
-                    self.assertMessagesEqual(decoded[direction],
-                                             expected["messages"])
+                with self.subTest(
+                    (document.get("id"), document.get("stream_id"), direction)
+                ):
+                    self.assertMessagesEqual(decoded[direction], expected["messages"])
                     if "payload" in expected:
                         payload = payloads[direction]
-                        self.assertEqual(len(payload),
-                                         expected["payload"]["length"])
+                        self.assertEqual(len(payload), expected["payload"]["length"])
                         self.assertEqual(
                             hashlib.sha256(payload).hexdigest(),
-                            expected["payload"]["sha256"])
+                            expected["payload"]["sha256"],
+                        )
                     elif payloads[direction] is not None:
                         self.assertEqual(payloads[direction], b"")
 
@@ -212,9 +212,11 @@ class _ScenarioMixin:
         data = vectors.messages_json(self.SCENARIO)
         login = results[0][1]["c2s"][0]
         self.assertIsInstance(login, m.Login)
-        self.assertTrue(check_privilege_key(data["client_token"],
-                                            login.timestamp,
-                                            login.privilege_key))
+        self.assertTrue(
+            check_privilege_key(
+                data["client_token"], login.timestamp, login.privilege_key
+            )
+        )
         self.assertEqual(login.version, "0.70.0")
         self.assertEqual(login.client_spec, {})
         self.assertEqual(login.pool_count, 1)
@@ -227,22 +229,35 @@ class _SuccessfulScenarioMixin(_ScenarioMixin):
         """The server accepts the Login's key with its own token."""
         results, _ = self.decode_scenario()
         login = results[0][1]["c2s"][0]
-        self.assertTrue(check_privilege_key(
-            vectors.messages_json(self.SCENARIO)["server_token"],
-            login.timestamp, login.privilege_key))
+        self.assertTrue(
+            check_privilege_key(
+                vectors.messages_json(self.SCENARIO)["server_token"],
+                login.timestamp,
+                login.privilege_key,
+            )
+        )
 
     def test_proxies_registered(self):
         """The control carries the three NewProxy messages of README §4.2."""
         _, proxies = self.decode_scenario()
-        self.assertEqual(proxies, {
-            "jupyter": m.NewProxy(proxy_name="jupyter", proxy_type="http",
-                                  subdomain="jupyter"),
-            "ssh": m.NewProxy(proxy_name="ssh", proxy_type="tcp",
-                              remote_port=27022),
-            "ssh-enc": m.NewProxy(proxy_name="ssh-enc", proxy_type="tcp",
-                                  use_encryption=True, use_compression=True,
-                                  remote_port=27023),
-        })
+        self.assertEqual(
+            proxies,
+            {
+                "jupyter": m.NewProxy(
+                    proxy_name="jupyter", proxy_type="http", subdomain="jupyter"
+                ),
+                "ssh": m.NewProxy(
+                    proxy_name="ssh", proxy_type="tcp", remote_port=27022
+                ),
+                "ssh-enc": m.NewProxy(
+                    proxy_name="ssh-enc",
+                    proxy_type="tcp",
+                    use_encryption=True,
+                    use_compression=True,
+                    remote_port=27023,
+                ),
+            },
+        )
 
     def test_run_id_carried_by_work_connections(self):
         """Every NewWorkConn carries the run_id of the LoginResp."""
@@ -259,8 +274,7 @@ class _SuccessfulScenarioMixin(_ScenarioMixin):
     def test_req_work_conn_count(self):
         """frps asked for four work connections: one at login, one per user."""
         results, _ = self.decode_scenario()
-        requests = [x for x in results[0][1]["s2c"]
-                    if isinstance(x, m.ReqWorkConn)]
+        requests = [x for x in results[0][1]["s2c"] if isinstance(x, m.ReqWorkConn)]
         self.assertEqual(len(requests), 4)
 
     def payload_of(self, proxy_name, direction):
@@ -275,8 +289,10 @@ class _SuccessfulScenarioMixin(_ScenarioMixin):
         for proxy_name in ("ssh", "ssh-enc"):
             for direction in vectors.DIRECTIONS:
                 with self.subTest((proxy_name, direction)):
-                    self.assertEqual(self.payload_of(proxy_name, direction),
-                                     vectors.HELLO + vectors.PATTERN)
+                    self.assertEqual(
+                        self.payload_of(proxy_name, direction),
+                        vectors.HELLO + vectors.PATTERN,
+                    )
 
     def test_http_payloads(self):
         """The jupyter work connection carries README §4.3's exact texts."""
@@ -317,9 +333,11 @@ class PlainNoMuxTests(_SuccessfulScenarioMixin, SynchronousTestCase):
         parser.feed(first)
         self.assertIsInstance(parser.next_message(), m.LoginResp)
         self.assertEqual(
-            StreamDecryptor(derive_key(vectors.messages_json(
-                self.SCENARIO)["server_token"])).decrypt(parser.take_rest()),
-            encode_message(m.ReqWorkConn()))
+            StreamDecryptor(
+                derive_key(vectors.messages_json(self.SCENARIO)["server_token"])
+            ).decrypt(parser.take_rest()),
+            encode_message(m.ReqWorkConn()),
+        )
 
     def test_decryption_checks_match_files(self):
         """Each decryption check's IV and ciphertext sit at its offsets in the .bin files."""
@@ -330,14 +348,13 @@ class PlainNoMuxTests(_SuccessfulScenarioMixin, SynchronousTestCase):
                 check = connection[direction].get("decryption_check")
                 if check is None:
                     continue
-                wire = vectors.stream_bytes(self.SCENARIO, connection["id"],
-                                            direction)
+                wire = vectors.stream_bytes(self.SCENARIO, connection["id"], direction)
                 iv = bytes.fromhex(check["iv_hex"])
                 ct = bytes.fromhex(check["ciphertext_hex"])
                 at = check["iv_wire_offset"]
-                self.assertEqual(wire[at:at + 16], iv)
+                self.assertEqual(wire[at : at + 16], iv)
                 at = check["ciphertext_wire_offset"]
-                self.assertEqual(wire[at:at + len(ct)], ct)
+                self.assertEqual(wire[at : at + len(ct)], ct)
                 count += 1
         self.assertEqual(count, 4)
 
@@ -352,14 +369,18 @@ class PlainMuxTests(_SuccessfulScenarioMixin, SynchronousTestCase):
         results, _ = self.decode_scenario()
         control = results[0][1]
         self.assertEqual(
-            [x for x in control["c2s"] + control["s2c"]
-             if isinstance(x, (m.Ping, m.Pong))], [])
+            [
+                x
+                for x in control["c2s"] + control["s2c"]
+                if isinstance(x, (m.Ping, m.Pong))
+            ],
+            [],
+        )
 
     def test_control_is_stream_one(self):
         """Stream 1 is the control stream; work streams are 3, 5, 7 and 9."""
         results, _ = self.decode_scenario()
-        self.assertEqual([d["stream_id"] for d, _, _ in results],
-                         [1, 3, 5, 7, 9])
+        self.assertEqual([d["stream_id"] for d, _, _ in results], [1, 3, 5, 7, 9])
         self.assertIsInstance(results[0][1]["c2s"][0], m.Login)
 
 
@@ -378,14 +399,18 @@ class LoginBadTokenTests(_ScenarioMixin, SynchronousTestCase):
         login = results[0][1]["c2s"][0]
         data = vectors.messages_json(self.SCENARIO)
         self.assertNotEqual(data["client_token"], data["server_token"])
-        self.assertFalse(check_privilege_key(
-            data["server_token"], login.timestamp, login.privilege_key))
+        self.assertFalse(
+            check_privilege_key(
+                data["server_token"], login.timestamp, login.privilege_key
+            )
+        )
 
     def test_login_resp_error(self):
         """The plaintext LoginResp carries frps's exact error and no run_id."""
         results, _ = self.decode_scenario()
-        self.assertEqual(results[0][1]["s2c"], [
-            m.LoginResp(version="0.70.0", error=BAD_TOKEN_ERROR)])
+        self.assertEqual(
+            results[0][1]["s2c"], [m.LoginResp(version="0.70.0", error=BAD_TOKEN_ERROR)]
+        )
 
     def test_nothing_after_the_handshake(self):
         """Neither side sent an IV or any byte after Login and LoginResp."""

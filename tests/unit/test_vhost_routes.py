@@ -14,18 +14,25 @@ from labrelay.protocol import messages
 from labrelay.protocol.framing import MAX_BODY_LENGTH, encode_message
 from labrelay.server.vhost.proxy import HttpProxy
 from labrelay.server.vhost.routes import (
-    CONFLICT, MAX_DOMAIN_LENGTH, MAX_LOCATION_LENGTH, RouteConflict,
-    RouteTable, candidate_domains, normalize_domain, request_host)
+    CONFLICT,
+    MAX_DOMAIN_LENGTH,
+    MAX_LOCATION_LENGTH,
+    RouteConflict,
+    RouteTable,
+    candidate_domains,
+    normalize_domain,
+    request_host,
+)
 
 from ..support.fakes import NoScan
 
 
 class HostNameTests(SynchronousTestCase):
-
     def test_request_host_strips_port_case_and_dot(self):
         """A Host value loses its port, its case and one trailing dot."""
-        self.assertEqual(request_host("Jupyter.Web.Example.TEST.:8080"),
-                         "jupyter.web.example.test")
+        self.assertEqual(
+            request_host("Jupyter.Web.Example.TEST.:8080"), "jupyter.web.example.test"
+        )
         self.assertEqual(request_host("example.com"), "example.com")
         self.assertEqual(request_host("example.com.."), "example.com.")
 
@@ -37,21 +44,19 @@ class HostNameTests(SynchronousTestCase):
 
     def test_normalize_domain(self):
         """Registered domains are lower-cased and lose one trailing dot."""
-        self.assertEqual(normalize_domain("Web.Example.COM."),
-                         "web.example.com")
+        self.assertEqual(normalize_domain("Web.Example.COM."), "web.example.com")
         self.assertEqual(normalize_domain("*"), "*")
 
     def test_candidates_never_wildcard_a_tld(self):
         """Wildcard candidates stop at three labels and end with '*'."""
-        self.assertEqual(list(candidate_domains("a.b.example.com")),
-                         ["a.b.example.com", "*.b.example.com",
-                          "*.example.com", "*"])
-        self.assertEqual(list(candidate_domains("example.com")),
-                         ["example.com", "*"])
+        self.assertEqual(
+            list(candidate_domains("a.b.example.com")),
+            ["a.b.example.com", "*.b.example.com", "*.example.com", "*"],
+        )
+        self.assertEqual(list(candidate_domains("example.com")), ["example.com", "*"])
 
 
 class RouteTableTests(SynchronousTestCase):
-
     def setUp(self):
         self.table = RouteTable()
 
@@ -67,10 +72,8 @@ class RouteTableTests(SynchronousTestCase):
     def test_trailing_dot_registration(self):
         """A domain registered with a trailing dot matches hosts without it."""
         self.add("dot", "jupyter.web.example.test.")
-        self.assertEqual(self.table.lookup("jupyter.web.example.test", "/"),
-                         "dot")
-        self.assertEqual(self.table.lookup("jupyter.web.example.test.:99",
-                                           "/"), "dot")
+        self.assertEqual(self.table.lookup("jupyter.web.example.test", "/"), "dot")
+        self.assertEqual(self.table.lookup("jupyter.web.example.test.:99", "/"), "dot")
 
     def test_wildcard_order(self):
         """The most specific wildcard wins; exact beats wildcard; '*' is last."""
@@ -141,22 +144,23 @@ class RouteTableTests(SynchronousTestCase):
         """A conflict on one key registers none of the proxy's keys."""
         self.add("first", "b.example.com")
         with self.assertRaises(RouteConflict):
-            self.table.add([("a.example.com", "", ""),
-                            ("b.example.com", "", "")], "second")
+            self.table.add(
+                [("a.example.com", "", ""), ("b.example.com", "", "")], "second"
+            )
         self.assertIsNone(self.table.lookup("a.example.com", "/"))
         self.assertEqual(len(self.table), 1)
 
     def test_repeated_key_in_one_registration(self):
         """A proxy naming the same key twice is refused."""
         with self.assertRaises(RouteConflict):
-            self.table.add([("a.example.com", "", ""),
-                            ("A.example.com", "", "")], "dup")
+            self.table.add(
+                [("a.example.com", "", ""), ("A.example.com", "", "")], "dup"
+            )
         self.assertEqual(len(self.table), 0)
 
     def test_remove(self):
         """Removing a target frees its keys at once and keeps the others."""
-        self.table.add([("a.example.com", "", ""),
-                        ("a.example.com", "/x", "")], "gone")
+        self.table.add([("a.example.com", "", ""), ("a.example.com", "/x", "")], "gone")
         self.add("kept", "b.example.com")
         self.assertEqual(self.table.remove("gone"), 2)
         self.assertIsNone(self.table.lookup("a.example.com", "/x"))
@@ -177,8 +181,11 @@ class Probes(dict):
 
 def many_keys(domains: int, locations: int, prefix="d"):
     """domains x locations distinct keys."""
-    return [(f"{prefix}{i}.example.com", f"/l{j}", "")
-            for i in range(domains) for j in range(locations)]
+    return [
+        (f"{prefix}{i}.example.com", f"/l{j}", "")
+        for i in range(domains)
+        for j in range(locations)
+    ]
 
 
 class RouteTableCostTests(SynchronousTestCase):
@@ -191,8 +198,10 @@ class RouteTableCostTests(SynchronousTestCase):
         table = RouteTable()
         for n in range(200):
             table.add(many_keys(5, 2, prefix=f"o{n}-"), f"other{n}")
-        table.add([("shared.example.com", "/a", ""),
-                   ("o7-1.example.com", "/mine", "")], "mine")
+        table.add(
+            [("shared.example.com", "/a", ""), ("o7-1.example.com", "/mine", "")],
+            "mine",
+        )
         table.add([("shared.example.com", "/b", "")], "neighbour")
         table._domains = NoScan(table._domains)
         for domain, users in list(dict.items(table._domains)):
@@ -200,8 +209,7 @@ class RouteTableCostTests(SynchronousTestCase):
         self.assertEqual(table.remove("mine"), 2)
         table.add([("new.example.com", "", "")], "late")
         self.assertEqual(len(table), 200 * 10 + 2)
-        self.assertEqual(table.lookup("shared.example.com", "/b"),
-                         "neighbour")
+        self.assertEqual(table.lookup("shared.example.com", "/b"), "neighbour")
         self.assertIsNone(table.lookup("shared.example.com", "/a"))
         self.assertEqual(table.lookup("o7-1.example.com", "/l1"), "other7")
         self.assertIsNone(table.lookup("o7-1.example.com", "/mine"))
@@ -228,8 +236,11 @@ class RouteTableCostTests(SynchronousTestCase):
         one dict probe per distinct registered length (at most the path's
         length), not one per location."""
         table = RouteTable()
-        table.add([("h.example.com", f"/{n:05d}", "") for n in range(5000)]
-                  + [("h.example.com", "", "")], "t")
+        table.add(
+            [("h.example.com", f"/{n:05d}", "") for n in range(5000)]
+            + [("h.example.com", "", "")],
+            "t",
+        )
         locations = table._domains["h.example.com"][""]
         locations.targets = Probes(locations.targets)
         Probes.probes = 0
@@ -256,14 +267,11 @@ class RouteTableCostTests(SynchronousTestCase):
         table = RouteTable()
         long_domain = "a" * (MAX_DOMAIN_LENGTH - 4) + ".com.x"
         with self.assertRaises(ProxyError):
-            table.add([("ok.example.com", "", ""), (long_domain, "", "")],
-                      "t")
+            table.add([("ok.example.com", "", ""), (long_domain, "", "")], "t")
         with self.assertRaises(ProxyError):
-            table.add([("ok.example.com", "/" * (MAX_LOCATION_LENGTH + 1),
-                        "")], "t")
+            table.add([("ok.example.com", "/" * (MAX_LOCATION_LENGTH + 1), "")], "t")
         self.assertEqual(len(table), 0)
-        table.add([("a" * MAX_DOMAIN_LENGTH + ".",
-                    "/" * MAX_LOCATION_LENGTH, "")], "t")
+        table.add([("a" * MAX_DOMAIN_LENGTH + ".", "/" * MAX_LOCATION_LENGTH, "")], "t")
         self.assertEqual(len(table), 1)
 
 
@@ -276,12 +284,9 @@ class RouteLimitTests(SynchronousTestCase):
     """The per-proxy and per-server route caps of an http proxy."""
 
     def proxy(self, extra="", routes=None, **fields):
-        config = parse_server_config(
-            f"[common]\nvhost_http_port = 80\n{extra}")
-        vhost = _Stub(routes=routes if routes is not None else RouteTable(),
-                      port=80)
-        message = messages.NewProxy(proxy_name="p", proxy_type="http",
-                                    **fields)
+        config = parse_server_config(f"[common]\nvhost_http_port = 80\n{extra}")
+        vhost = _Stub(routes=routes if routes is not None else RouteTable(), port=80)
+        message = messages.NewProxy(proxy_name="p", proxy_type="http", **fields)
         return HttpProxy(_Stub(config=config), None, message, vhost)
 
     def assert_refused(self, text, **kw):
@@ -296,25 +301,32 @@ class RouteLimitTests(SynchronousTestCase):
         proxy, 100,000 routes in all."""
         config = parse_server_config("[common]\n")
         self.assertEqual(
-            (config.max_domains_per_proxy, config.max_locations_per_proxy,
-             config.max_routes_per_proxy, config.max_routes_total),
-            (100, 100, 1000, 100000))
+            (
+                config.max_domains_per_proxy,
+                config.max_locations_per_proxy,
+                config.max_routes_per_proxy,
+                config.max_routes_total,
+            ),
+            (100, 100, 1000, 100000),
+        )
 
     def test_caps(self):
         """Too many domains, locations or their product are refused with a
         message naming the key; at the cap they register."""
         domains = [f"d{i}.example.com" for i in range(101)]
         locations = [f"/l{i}" for i in range(101)]
-        self.assert_refused("max_domains_per_proxy (100)",
-                            custom_domains=domains)
-        self.assert_refused("max_locations_per_proxy (100)",
-                            custom_domains=["a.example.com"],
-                            locations=locations)
-        self.assert_refused("1024 routes exceed the max_routes_per_proxy "
-                            "(1000)", custom_domains=domains[:32],
-                            locations=locations[:32])
-        proxy = self.proxy(custom_domains=domains[:10],
-                           locations=locations[:100])
+        self.assert_refused("max_domains_per_proxy (100)", custom_domains=domains)
+        self.assert_refused(
+            "max_locations_per_proxy (100)",
+            custom_domains=["a.example.com"],
+            locations=locations,
+        )
+        self.assert_refused(
+            "1024 routes exceed the max_routes_per_proxy (1000)",
+            custom_domains=domains[:32],
+            locations=locations[:32],
+        )
+        proxy = self.proxy(custom_domains=domains[:10], locations=locations[:100])
         proxy.start()
         self.assertEqual(len(proxy.vhost.routes), 1000)
         proxy.close()
@@ -323,13 +335,19 @@ class RouteLimitTests(SynchronousTestCase):
     def test_total_cap(self):
         """max_routes_total counts every proxy's routes."""
         routes = RouteTable()
-        first = self.proxy("max_routes_total = 5\n", routes,
-                           custom_domains=["a.example.com"],
-                           locations=["/1", "/2", "/3"])
+        first = self.proxy(
+            "max_routes_total = 5\n",
+            routes,
+            custom_domains=["a.example.com"],
+            locations=["/1", "/2", "/3"],
+        )
         first.start()
-        second = self.proxy("max_routes_total = 5\n", routes,
-                            custom_domains=["b.example.com"],
-                            locations=["/1", "/2", "/3"])
+        second = self.proxy(
+            "max_routes_total = 5\n",
+            routes,
+            custom_domains=["b.example.com"],
+            locations=["/1", "/2", "/3"],
+        )
         with self.assertRaises(ProxyError) as caught:
             second.start()
         self.assertIn("max_routes_total (5)", str(caught.exception))
@@ -337,11 +355,13 @@ class RouteLimitTests(SynchronousTestCase):
 
     def test_zero_turns_a_cap_off(self):
         """0 turns the caps off (the table still copes: O(keys))."""
-        proxy = self.proxy("max_domains_per_proxy = 0\n"
-                           "max_locations_per_proxy = 0\n"
-                           "max_routes_per_proxy = 0\n",
-                           custom_domains=[f"d{i}.x" for i in range(150)],
-                           locations=[f"/{i}" for i in range(150)])
+        proxy = self.proxy(
+            "max_domains_per_proxy = 0\n"
+            "max_locations_per_proxy = 0\n"
+            "max_routes_per_proxy = 0\n",
+            custom_domains=[f"d{i}.x" for i in range(150)],
+            locations=[f"/{i}" for i in range(150)],
+        )
         proxy.start()
         self.assertEqual(len(proxy.vhost.routes), 22500)
 
@@ -351,11 +371,13 @@ class RouteLimitTests(SynchronousTestCase):
         built, in milliseconds."""
         domains = [f"{i}.x" for i in range(680)]
         locations = [f"/{i}" for i in range(680)]
-        message = messages.NewProxy(proxy_name="p", proxy_type="http",
-                                    custom_domains=domains,
-                                    locations=locations)
-        self.assertLessEqual(len(encode_message(message)) - 9,
-                             MAX_BODY_LENGTH)
+        message = messages.NewProxy(
+            proxy_name="p",
+            proxy_type="http",
+            custom_domains=domains,
+            locations=locations,
+        )
+        self.assertLessEqual(len(encode_message(message)) - 9, MAX_BODY_LENGTH)
         proxy = self.proxy(custom_domains=domains, locations=locations)
         started = time.monotonic()
         with self.assertRaises(ProxyError):

@@ -19,8 +19,13 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from labrelay.throttle import BASE_DELAY, FAIL, PasswordThrottle
-from labrelay.web import (BasicAuth, Credentials, JsonFormat,
-                          TrackingFactory, answer_when_decided)
+from labrelay.web import (
+    BasicAuth,
+    Credentials,
+    JsonFormat,
+    TrackingFactory,
+    answer_when_decided,
+)
 
 
 class _Request(DummyRequest):
@@ -46,8 +51,7 @@ class CredentialsTests(SynchronousTestCase):
     def test_none_configured(self):
         """Both empty means no authentication; either one set is a pair."""
         self.assertIsNone(Credentials.from_config("", ""))
-        self.assertEqual(Credentials.from_config("", "pw"),
-                         Credentials(b"", b"pw"))
+        self.assertEqual(Credentials.from_config("", "pw"), Credentials(b"", b"pw"))
 
     def test_match(self):
         """Both the user and the password must match."""
@@ -65,12 +69,14 @@ class BasicAuthTests(SynchronousTestCase):
         self.credentials = Credentials.from_config("admin", "s3cret")
         self.refused = []
         self.auth = BasicAuth(
-            self.clock, PasswordThrottle(self.clock), "test",
+            self.clock,
+            PasswordThrottle(self.clock),
+            "test",
             lambda: self.credentials,
             lambda request, verdict: self.refused.append(verdict),
-            missing_delay=0.2)
-        self.addCleanup(lambda: self.assertEqual(
-            self.clock.getDelayedCalls(), []))
+            missing_delay=0.2,
+        )
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
 
     def test_not_required(self):
         """Without credentials configured every request passes at once."""
@@ -92,8 +98,7 @@ class BasicAuthTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(decided), False)
         [verdict] = self.refused
         self.assertEqual((verdict.outcome, verdict.failures), (FAIL, 1))
-        self.assertEqual(
-            self.auth.throttle.failures_from("test", "192.0.2.7"), 1)
+        self.assertEqual(self.auth.throttle.failures_from("test", "192.0.2.7"), 1)
 
     def test_missing_credentials(self):
         """A request without credentials is no guess: reported without a
@@ -104,8 +109,7 @@ class BasicAuthTests(SynchronousTestCase):
         self.assertNoResult(decided)
         self.clock.advance(0.01)
         self.assertIs(self.successResultOf(decided), False)
-        self.assertEqual(
-            self.auth.throttle.failures_from("test", "192.0.2.7"), 0)
+        self.assertEqual(self.auth.throttle.failures_from("test", "192.0.2.7"), 0)
         self.assertEqual(self.auth.pending, set())
 
     def test_missing_gone(self):
@@ -128,8 +132,12 @@ class AnswerWhenDecidedTests(SynchronousTestCase):
     def hold(self, request, decided):
         self.allowed = []
         return answer_when_decided(
-            request, decided, lambda: self.allowed.append(request),
-            Logger(), "answering")
+            request,
+            decided,
+            lambda: self.allowed.append(request),
+            Logger(),
+            "answering",
+        )
 
     def test_passed(self):
         """A pass hands the request to the route."""
@@ -146,7 +154,8 @@ class AnswerWhenDecidedTests(SynchronousTestCase):
         self.assertEqual((request.finished, request.responseCode), (1, 401))
         self.assertEqual(
             request.responseHeaders.getRawHeaders(b"www-authenticate"),
-            [b'Basic realm="Restricted"'])
+            [b'Basic realm="Restricted"'],
+        )
         self.assertEqual(b"".join(request.written), b"Unauthorized\n")
 
     def test_gone(self):
@@ -188,17 +197,18 @@ class JsonFormatTests(SynchronousTestCase):
         self.assertEqual(json.loads(body), {"a": [1, "é"]})
         self.assertEqual(
             request.responseHeaders.getRawHeaders(b"content-type"),
-            [b"application/json; charset=utf-8"])
+            [b"application/json; charset=utf-8"],
+        )
         self.assertEqual(
-            request.responseHeaders.getRawHeaders(b"cache-control"),
-            [b"no-store"])
+            request.responseHeaders.getRawHeaders(b"cache-control"), [b"no-store"]
+        )
 
     def test_other_format(self):
         """Another content type and separators, without no-store (the
         admin API's)."""
         request = _Request()
         body = JsonFormat(b"application/json", (", ", ": "), False).body(
-            request, {"a": 1, "b": 2})
+            request, {"a": 1, "b": 2}
+        )
         self.assertEqual(body, b'{"a": 1, "b": 2}')
-        self.assertIsNone(
-            request.responseHeaders.getRawHeaders(b"cache-control"))
+        self.assertIsNone(request.responseHeaders.getRawHeaders(b"cache-control"))

@@ -20,10 +20,10 @@ class WorkConnPoolTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.requests = []
-        self.pool = WorkConnPool(self.clock, lambda: self.requests.append(1),
-                                 capacity=2, timeout=10)
-        self.addCleanup(lambda: self.assertEqual(
-            self.clock.getDelayedCalls(), []))
+        self.pool = WorkConnPool(
+            self.clock, lambda: self.requests.append(1), capacity=2, timeout=10
+        )
+        self.addCleanup(lambda: self.assertEqual(self.clock.getDelayedCalls(), []))
 
     def test_pooled_connection_is_given_and_replenished(self):
         """A pooled connection is handed out at once and one more is requested."""

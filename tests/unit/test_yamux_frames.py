@@ -116,12 +116,16 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(parser.feed(raw[:5]), [])
         self.assertEqual(parser.feed(raw[5:15]), [])
         self.assertEqual(parser.buffered, 15)
-        self.assertEqual(parser.feed(raw[15:]), [Frame(Header(TYPE_DATA, 0, 1, 10), b"0123456789")])
+        self.assertEqual(
+            parser.feed(raw[15:]), [Frame(Header(TYPE_DATA, 0, 1, 10), b"0123456789")]
+        )
         self.assertEqual(parser.buffered, 0)
 
     def test_byte_at_a_time(self):
         """Feeding one byte at a time gives the same frames as feeding all at once."""
-        raw = frame_bytes(TYPE_DATA, 0, 1, 3, b"abc") + frame_bytes(TYPE_PING, FLAG_SYN, 0, 9)
+        raw = frame_bytes(TYPE_DATA, 0, 1, 3, b"abc") + frame_bytes(
+            TYPE_PING, FLAG_SYN, 0, 9
+        )
         parser = FrameParser()
         frames = []
         for i in range(len(raw)):
@@ -150,7 +154,9 @@ class ParserTests(SynchronousTestCase):
     def test_data_length_limit(self):
         """A Data header over max_data_length is refused before its payload arrives."""
         parser = FrameParser(max_data_length=100)
-        e = self.assertRaises(FrameError, parser.feed, encode_header(TYPE_DATA, 0, 1, 101))
+        e = self.assertRaises(
+            FrameError, parser.feed, encode_header(TYPE_DATA, 0, 1, 101)
+        )
         self.assertIn("101", str(e))
 
     def test_mutable_input_is_copied(self):
@@ -167,7 +173,7 @@ class ParserTests(SynchronousTestCase):
     def test_arbitrary_input(self, data, cuts):
         """Arbitrary bytes in arbitrary splits only ever raise FrameError."""
         parser = FrameParser(max_data_length=1000)
-        points = sorted(set(c for c in cuts if c <= len(data)))
+        points = sorted({c for c in cuts if c <= len(data)})
         start = 0
         try:
             for end in points + [len(data)]:
@@ -212,11 +218,15 @@ class CaptureTests(SynchronousTestCase):
         payloads = {}
         for f in frames:
             if f.header.type == TYPE_DATA:
-                payloads[f.header.stream_id] = payloads.get(f.header.stream_id, b"") + f.payload
+                payloads[f.header.stream_id] = (
+                    payloads.get(f.header.stream_id, b"") + f.payload
+                )
         for stream in self.connection["streams"]:
             path = DATA.preauthChild(stream["demuxed_files"][direction])
             self.assertEqual(
-                payloads.get(stream["stream_id"], b""), path.getContent(), stream["stream_id"]
+                payloads.get(stream["stream_id"], b""),
+                path.getContent(),
+                stream["stream_id"],
             )
 
     def test_client_to_server(self):

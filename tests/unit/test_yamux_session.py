@@ -28,7 +28,12 @@ from labrelay.mux.frames import (
     TYPE_WINDOW_UPDATE,
     Header,
 )
-from labrelay.mux.session import GoAwayReceived, SessionClosed, SessionError, YamuxSession
+from labrelay.mux.session import (
+    GoAwayReceived,
+    SessionClosed,
+    SessionError,
+    YamuxSession,
+)
 
 from ..support import paths
 from ..support.yamux import FakeProducer, Pauser, Recorder, frame, headers
@@ -83,7 +88,9 @@ class _Base(SynchronousTestCase):
             self.accepted.append((stream, p))
             return p
 
-        server = YamuxSession(is_client=False, clock=self.clock, accept_stream=accept, **kwargs)
+        server = YamuxSession(
+            is_client=False, clock=self.clock, accept_stream=accept, **kwargs
+        )
         client = YamuxSession(is_client=True, clock=self.clock, **kwargs)
         pump = iosim.connect(
             server,
@@ -108,7 +115,9 @@ class OpenAcceptTests(_Base):
         session, transport = self.raw_session(is_client=True)
         stream = session.open_stream(Recorder())
         self.assertEqual(stream.stream_id, 1)
-        self.assertEqual(headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)])
+        self.assertEqual(
+            headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)]
+        )
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         session.dataReceived(frame(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 6029312))
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -134,7 +143,9 @@ class OpenAcceptTests(_Base):
         """accept_stream returning None refuses the stream with RST."""
         session, transport = self.raw_session(accept_stream=lambda stream: None)
         session.dataReceived(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
-        self.assertEqual(headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_RST, 1, 0)])
+        self.assertEqual(
+            headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_RST, 1, 0)]
+        )
         self.assertEqual(session.streams_open, 0)
 
     def test_backlog_overflow_is_rst(self):
@@ -152,7 +163,9 @@ class OpenAcceptTests(_Base):
             + frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 3, 0)
             + frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 5, 0)
         )
-        self.assertEqual(headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0)])
+        self.assertEqual(
+            headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0)]
+        )
         self.assertEqual(session.streams_open, 2)
         proto = Recorder()
         pending[0].callback(proto)
@@ -177,7 +190,9 @@ class CloseTests(_Base):
         pump.flush()
         [(server_stream, theirs)] = self.accepted
         self.assertTrue(mine.write_lost)
-        self.assertEqual((theirs.received, theirs.read_lost, theirs.lost), (b"request", True, None))
+        self.assertEqual(
+            (theirs.received, theirs.read_lost, theirs.lost), (b"request", True, None)
+        )
         server_stream.write(b"reply")
         server_stream.loseConnection()
         pump.flush()
@@ -225,7 +240,9 @@ class CloseTests(_Base):
 
     def test_close_timeout_resets(self):
         """A stream whose peer never sends FIN is reset after stream_close_timeout."""
-        client, server, pump = self.pair(server_protocol=HalfCloser, stream_close_timeout=5)
+        client, server, pump = self.pair(
+            server_protocol=HalfCloser, stream_close_timeout=5
+        )
         mine = Recorder()
         client.open_stream(mine).loseConnection()
         pump.flush()
@@ -240,7 +257,9 @@ class CloseTests(_Base):
     def test_unknown_stream_ignored(self):
         """Frames for a stream that does not exist are ignored, Data drained."""
         session, transport = self.raw_session()
-        session.dataReceived(frame(TYPE_DATA, 0, 9, 4, b"junk") + frame(TYPE_WINDOW_UPDATE, 0, 9, 5))
+        session.dataReceived(
+            frame(TYPE_DATA, 0, 9, 4, b"junk") + frame(TYPE_WINDOW_UPDATE, 0, 9, 5)
+        )
         self.assertEqual(transport.value(), b"")
         self.assertFalse(transport.disconnecting)
 
@@ -286,12 +305,16 @@ class FlowControlTests(_Base):
         server_stalled.resumeProducing()
         pump.flush()
         self.assertFalse(producer.paused)
-        self.assertEqual((server_stalled.receive_buffered, stalled.send_buffered), (0, 0))
+        self.assertEqual(
+            (server_stalled.receive_buffered, stalled.send_buffered), (0, 0)
+        )
         self.assertEqual(stalled_sink.received, b"s" * written)
 
     def test_fin_waits_behind_blocked_data(self):
         """loseConnection on a window-blocked stream sends FIN only after the data."""
-        client, server, pump = self.pair(server_protocol=Pauser, max_window=INITIAL_WINDOW)
+        client, server, pump = self.pair(
+            server_protocol=Pauser, max_window=INITIAL_WINDOW
+        )
         mine = Recorder()
         stream = client.open_stream(mine)
         stream.write(b"z" * (INITIAL_WINDOW + 1000))
@@ -383,7 +406,9 @@ class SessionLifecycleTests(_Base):
         """A Ping SYN is answered at once with a Ping ACK carrying the same opaque value."""
         session, transport = self.raw_session()
         session.dataReceived(frame(TYPE_PING, FLAG_SYN, 0, 0xDEADBEEF))
-        self.assertEqual(headers(transport), [Header(TYPE_PING, FLAG_ACK, 0, 0xDEADBEEF)])
+        self.assertEqual(
+            headers(transport), [Header(TYPE_PING, FLAG_ACK, 0, 0xDEADBEEF)]
+        )
 
     def test_keepalive_acked(self):
         """Our Pings go out every keepalive_interval and ACKs keep the session alive."""
@@ -465,7 +490,8 @@ class SessionLifecycleTests(_Base):
         closed = session.when_closed()
         session.dataReceived(frame(TYPE_PING, FLAG_SYN, 0, 5) + b"\x01" + b"\x00" * 11)
         self.assertEqual(
-            headers(transport), [Header(TYPE_PING, FLAG_ACK, 0, 5), Header(TYPE_GO_AWAY, 0, 0, 1)]
+            headers(transport),
+            [Header(TYPE_PING, FLAG_ACK, 0, 5), Header(TYPE_GO_AWAY, 0, 0, 1)],
         )
         self.assertIn("version", str(self.successResultOf(closed)))
         self.assertTrue(transport.disconnecting)
@@ -497,7 +523,9 @@ class SessionLifecycleTests(_Base):
             p.lost.trap(ConnectionLost)
             self.assertEqual(p.lost_count, 1)
         self.assertIsInstance(self.successResultOf(closed), ConnectionDone)
-        self.assertIsInstance(self.successResultOf(server.when_closed()), ConnectionDone)
+        self.assertIsInstance(
+            self.successResultOf(server.when_closed()), ConnectionDone
+        )
 
     def test_close(self):
         """close() ends the streams, loses the transport and fires when_closed with ConnectionDone."""
@@ -505,7 +533,9 @@ class SessionLifecycleTests(_Base):
         proto = Recorder()
         session.open_stream(proto)
         session.close()
-        self.assertIsInstance(self.successResultOf(session.when_closed()), ConnectionDone)
+        self.assertIsInstance(
+            self.successResultOf(session.when_closed()), ConnectionDone
+        )
         self.assertTrue(transport.disconnecting)
         self.assertIsNone(transport.producer)
         proto.lost.trap(ConnectionLost)
@@ -536,7 +566,11 @@ class ReplayTests(_Base):
         self.assertEqual({k: p.received for k, p in accepted.items()}, expected)
         sent = headers(transport)
         acks = [h for h in sent if h.flags & FLAG_ACK]
-        self.assertEqual(acks, [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, i, 0) for i in (1, 3, 5, 7, 9)])
+        self.assertEqual(
+            acks, [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, i, 0) for i in (1, 3, 5, 7, 9)]
+        )
         fins = [h.stream_id for h in sent if h.flags & FLAG_FIN]
-        self.assertEqual(fins, [3, 5, 7])  # frpc half-closed these; our plain Recorders close too
+        self.assertEqual(
+            fins, [3, 5, 7]
+        )  # frpc half-closed these; our plain Recorders close too
         self.assertFalse(transport.disconnecting)

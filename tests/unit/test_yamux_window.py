@@ -10,11 +10,16 @@ from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay.config import ConfigError, parse_client_config, \
-    parse_server_config
+from labrelay.config import ConfigError, parse_client_config, parse_server_config
 from labrelay.mux.budget import FLOOR, BufferBudget
-from labrelay.mux.frames import (FLAG_ACK, FLAG_SYN, INITIAL_WINDOW,
-                                 TYPE_DATA, TYPE_WINDOW_UPDATE, Header)
+from labrelay.mux.frames import (
+    FLAG_ACK,
+    FLAG_SYN,
+    INITIAL_WINDOW,
+    TYPE_DATA,
+    TYPE_WINDOW_UPDATE,
+    Header,
+)
 from labrelay.mux.session import YamuxSession
 
 from ..support.memory_server import MemoryServerCase
@@ -45,37 +50,39 @@ class BudgetWindowTests(SynchronousTestCase):
 
     def test_grows_by_doubling_up_to_the_maximum(self):
         budget = BufferBudget()
-        self.assertEqual(budget.window(INITIAL_WINDOW, 0, MAX_WINDOW, True),
-                         2 * INITIAL_WINDOW)
-        self.assertEqual(budget.window(4 * MIB, 0, MAX_WINDOW, True),
-                         MAX_WINDOW)
-        self.assertEqual(budget.window(MAX_WINDOW, 0, MAX_WINDOW, True),
-                         MAX_WINDOW)
+        self.assertEqual(
+            budget.window(INITIAL_WINDOW, 0, MAX_WINDOW, True), 2 * INITIAL_WINDOW
+        )
+        self.assertEqual(budget.window(4 * MIB, 0, MAX_WINDOW, True), MAX_WINDOW)
+        self.assertEqual(budget.window(MAX_WINDOW, 0, MAX_WINDOW, True), MAX_WINDOW)
 
     def test_no_growth_unless_asked(self):
         budget = BufferBudget()
-        self.assertEqual(budget.window(INITIAL_WINDOW, 0, MAX_WINDOW, False),
-                         INITIAL_WINDOW)
+        self.assertEqual(
+            budget.window(INITIAL_WINDOW, 0, MAX_WINDOW, False), INITIAL_WINDOW
+        )
 
     def test_growth_only_within_the_limit(self):
         budget = BufferBudget(2 * MIB)
         budget.used = 1 * MIB + INITIAL_WINDOW  # ours: INITIAL_WINDOW
         self.assertEqual(
             budget.window(INITIAL_WINDOW, INITIAL_WINDOW, MAX_WINDOW, True),
-            2 * INITIAL_WINDOW)
+            2 * INITIAL_WINDOW,
+        )
         budget.used = 2 * MIB - INITIAL_WINDOW // 2
         self.assertEqual(
             budget.window(INITIAL_WINDOW, INITIAL_WINDOW, MAX_WINDOW, True),
-            INITIAL_WINDOW)
+            INITIAL_WINDOW,
+        )
 
     def test_halves_when_over_never_below_the_floor(self):
         budget = BufferBudget(8 * MIB)
         budget.used = 10 * MIB  # ours: 6 MiB, the others' 4 MiB
-        self.assertEqual(budget.window(MAX_WINDOW, MAX_WINDOW, MAX_WINDOW,
-                                       True), 3 * MIB)
+        self.assertEqual(
+            budget.window(MAX_WINDOW, MAX_WINDOW, MAX_WINDOW, True), 3 * MIB
+        )
         budget.used = 100 * MIB
-        self.assertEqual(budget.window(MAX_WINDOW, MAX_WINDOW, MAX_WINDOW,
-                                       True), FLOOR)
+        self.assertEqual(budget.window(MAX_WINDOW, MAX_WINDOW, MAX_WINDOW, True), FLOOR)
         self.assertEqual(budget.window(FLOOR, FLOOR, MAX_WINDOW, True), FLOOR)
 
 
@@ -84,9 +91,13 @@ class _Sessions(SynchronousTestCase):
         self.clock = Clock()
 
     def raw_session(self, accept, budget=None):
-        session = YamuxSession(is_client=False, clock=self.clock,
-                               accept_stream=accept, keepalive_interval=0,
-                               budget=budget)
+        session = YamuxSession(
+            is_client=False,
+            clock=self.clock,
+            accept_stream=accept,
+            keepalive_interval=0,
+            budget=budget,
+        )
         transport = StringTransport()
         session.makeConnection(transport)
         self.addCleanup(session.close)
@@ -103,14 +114,21 @@ class _Sessions(SynchronousTestCase):
             self.accepted.append((stream, p))
             return p
 
-        server = YamuxSession(is_client=False, clock=self.clock,
-                              accept_stream=accept, keepalive_interval=0,
-                              budget=budget)
-        client = YamuxSession(is_client=True, clock=self.clock,
-                              keepalive_interval=0)
-        pump = iosim.connect(server, iosim.FakeTransport(server, True),
-                             client, iosim.FakeTransport(client, False),
-                             clock=self.clock)
+        server = YamuxSession(
+            is_client=False,
+            clock=self.clock,
+            accept_stream=accept,
+            keepalive_interval=0,
+            budget=budget,
+        )
+        client = YamuxSession(is_client=True, clock=self.clock, keepalive_interval=0)
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, True),
+            client,
+            iosim.FakeTransport(client, False),
+            clock=self.clock,
+        )
         self.addCleanup(pump.flush)
         self.addCleanup(server.close)
         self.addCleanup(client.close)
@@ -150,27 +168,34 @@ class GrantTests(_Sessions):
 
         session, transport = self.raw_session(accept)
         payload = b"x" * (INITIAL_WINDOW - 16 * KIB)
-        session.dataReceived(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
-                             + frame(TYPE_DATA, 0, 1, len(payload), payload))
-        self.assertEqual(headers(transport),
-                         [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 0)])
+        session.dataReceived(
+            frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
+            + frame(TYPE_DATA, 0, 1, len(payload), payload)
+        )
+        self.assertEqual(
+            headers(transport), [Header(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 0)]
+        )
         [stream] = accepted
         self.assertEqual(stream.recv_window, 16 * KIB)
         stream.resumeProducing()
         [update] = headers(transport)
-        self.assertEqual((update.type, update.flags, update.stream_id),
-                         (TYPE_WINDOW_UPDATE, 0, 1))
+        self.assertEqual(
+            (update.type, update.flags, update.stream_id), (TYPE_WINDOW_UPDATE, 0, 1)
+        )
         self.assertGreaterEqual(update.length, len(payload))
 
     def test_credit_for_bytes_passed_on(self):
         """A reading stream grants as soon as half its window is owed."""
         session, transport = self.raw_session(lambda stream: Recorder())
         payload = b"x" * (INITIAL_WINDOW // 2)
-        session.dataReceived(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
-                             + frame(TYPE_DATA, 0, 1, len(payload), payload))
+        session.dataReceived(
+            frame(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
+            + frame(TYPE_DATA, 0, 1, len(payload), payload)
+        )
         self.assertEqual(
             [(h.flags, h.length > 0) for h in headers(transport)],
-            [(FLAG_ACK, False), (0, True)])
+            [(FLAG_ACK, False), (0, True)],
+        )
 
     def test_window_grows_only_as_data_flows(self):
         """A stream that moves data reaches the 6 MiB maximum; one that is
@@ -198,8 +223,7 @@ class ProducerTests(_Sessions):
         paused; resumed by someone else (a splice resumes both sides), it
         is paused again by the next write instead of filling the stream's
         send buffer read after read."""
-        session = YamuxSession(is_client=True, clock=self.clock,
-                               keepalive_interval=0)
+        session = YamuxSession(is_client=True, clock=self.clock, keepalive_interval=0)
         session.makeConnection(StringTransport())
         self.addCleanup(session.close)
         stream = session.open_stream(Recorder())
@@ -224,8 +248,7 @@ class BudgetTests(_Sessions):
         budget = BufferBudget(1 * MIB)
         client, server, pump = self.pair(Pauser, budget)
         stalled = self.stall(client, pump, 8)
-        self.assertEqual([commitment(s) for s in stalled],
-                         [INITIAL_WINDOW] * 8)
+        self.assertEqual([commitment(s) for s in stalled], [INITIAL_WINDOW] * 8)
         self.assertEqual(budget.used, 8 * INITIAL_WINDOW)
 
         client2, server2, pump2 = self.pair(Recorder, budget)
@@ -235,8 +258,7 @@ class BudgetTests(_Sessions):
         largest = self.move(stream, pump2, server_stream, 4 * MIB)
         self.assertEqual(len(sink.received), 4 * MIB)
         self.assertLessEqual(largest, INITIAL_WINDOW)
-        self.assertEqual(budget.used, 8 * INITIAL_WINDOW
-                         + commitment(server_stream))
+        self.assertEqual(budget.used, 8 * INITIAL_WINDOW + commitment(server_stream))
 
     def test_window_shrinks_when_others_need_the_budget(self):
         """A stream grown to 6 MiB falls back when stalled streams take the
@@ -252,8 +274,7 @@ class BudgetTests(_Sessions):
         stream = client.open_stream(Recorder())
         pump.flush()
         [(server_stream, sink)] = self.accepted
-        self.assertEqual(self.move(stream, pump, server_stream, 16 * MIB),
-                         MAX_WINDOW)
+        self.assertEqual(self.move(stream, pump, server_stream, 16 * MIB), MAX_WINDOW)
         stalled = self.stall(client, pump, 12)
         self.move(stream, pump, server_stream, 16 * MIB)
         self.assertLessEqual(commitment(server_stream), 3 * MIB)
@@ -262,8 +283,7 @@ class BudgetTests(_Sessions):
         for s in stalled:
             s.abortConnection()
         pump.flush()
-        self.assertEqual(self.move(stream, pump, server_stream, 16 * MIB),
-                         MAX_WINDOW)
+        self.assertEqual(self.move(stream, pump, server_stream, 16 * MIB), MAX_WINDOW)
         self.assertEqual(len(sink.received), 48 * MIB)
 
     def test_every_end_gives_the_budget_back(self):
@@ -276,8 +296,9 @@ class BudgetTests(_Sessions):
         stalled[0].abortConnection()
         stalled[1].loseConnection()  # drops what it held, keeps crediting
         pump.flush()
-        self.assertEqual(budget.used, 4 * INITIAL_WINDOW + sum(
-            commitment(s) for s in stalled[1:2]))
+        self.assertEqual(
+            budget.used, 4 * INITIAL_WINDOW + sum(commitment(s) for s in stalled[1:2])
+        )
         server.close()
         pump.flush()
         self.assertEqual(budget.used, 0)
@@ -287,16 +308,15 @@ class ConfigTests(SynchronousTestCase):
     """max_buffered_bytes, on both sides."""
 
     def test_defaults_and_values(self):
-        self.assertEqual(parse_server_config("[common]\n").max_buffered_bytes,
-                         16 * MIB)
-        self.assertEqual(parse_client_config("[common]\n").max_buffered_bytes,
-                         16 * MIB)
+        self.assertEqual(parse_server_config("[common]\n").max_buffered_bytes, 16 * MIB)
+        self.assertEqual(parse_client_config("[common]\n").max_buffered_bytes, 16 * MIB)
         # (a relay on loopback: an empty token there is not warned about)
-        for parse, where in ((parse_server_config, "bind_addr = 127.0.0.1\n"),
-                             (parse_client_config, "")):
+        for parse, where in (
+            (parse_server_config, "bind_addr = 127.0.0.1\n"),
+            (parse_client_config, ""),
+        ):
             config = parse(f"[common]\n{where}max_buffered_bytes = 0\n")
-            self.assertEqual((config.max_buffered_bytes, config.warnings),
-                             (0, ()))
+            self.assertEqual((config.max_buffered_bytes, config.warnings), (0, ()))
 
     def test_negative_or_not_a_number_is_refused(self):
         for parse in (parse_server_config, parse_client_config):

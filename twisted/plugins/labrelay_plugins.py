@@ -4,11 +4,15 @@
 from twisted.application.service import ServiceMaker
 
 labrelayServer = ServiceMaker(
-    "labrelay server", "labrelay.server_tap",
+    "labrelay server",
+    "labrelay.server_tap",
     "frp-compatible relay server (frps): public ports for private servers",
-    "labrelay-server")
+    "labrelay-server",
+)
 
 labrelayClient = ServiceMaker(
-    "labrelay client", "labrelay.client_tap",
+    "labrelay client",
+    "labrelay.client_tap",
     "frp-compatible tunnel client (frpc): exposes local services via a relay",
-    "labrelay-client")
+    "labrelay-client",
+)

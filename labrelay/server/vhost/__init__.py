@@ -28,18 +28,32 @@ from .front import MAX_HEAD, VhostConnection
 from .idle import IdleWork
 from .pages import NOT_FOUND_PAGE
 from .port import (
-                   HEAD_TIMEOUT,
-                   IDLE_WORK_TIMEOUT,
-                   LINGER_TIMEOUT,
-                   MAX_IDLE_WORK,
-                   Vhost,
-                   VhostFactory,
+    HEAD_TIMEOUT,
+    IDLE_WORK_TIMEOUT,
+    LINGER_TIMEOUT,
+    MAX_IDLE_WORK,
+    Vhost,
+    VhostFactory,
 )
 from .proxy import HttpProxy
 from .routes import RouteTable
 
-__all__ = ["AccessRecord", "HEAD_TIMEOUT", "HttpExchange", "HttpProxy",
-           "IDLE_WORK_TIMEOUT", "IdleWork", "LINGER_TIMEOUT", "MAX_HEAD",
-           "MAX_IDLE_WORK", "NOT_FOUND_PAGE", "RouteTable", "Vhost",
-           "VhostConnection", "VhostFactory", "WorkLink", "clf_escape",
-           "clf_time"]
+__all__ = [
+    "AccessRecord",
+    "HEAD_TIMEOUT",
+    "HttpExchange",
+    "HttpProxy",
+    "IDLE_WORK_TIMEOUT",
+    "IdleWork",
+    "LINGER_TIMEOUT",
+    "MAX_HEAD",
+    "MAX_IDLE_WORK",
+    "NOT_FOUND_PAGE",
+    "RouteTable",
+    "Vhost",
+    "VhostConnection",
+    "VhostFactory",
+    "WorkLink",
+    "clf_escape",
+    "clf_time",
+]

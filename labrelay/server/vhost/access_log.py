@@ -30,8 +30,20 @@ from .headers import header_value
 #: (a module-level Logger: as a class attribute it would take the class's).
 _access_log = Logger(namespace="labrelay.access")
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-           "Oct", "Nov", "Dec")
+_MONTHS = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 
 
 def clf_escape(value, space: bool = False) -> str:
@@ -44,8 +56,13 @@ def clf_escape(value, space: bool = False) -> str:
         return "-"
     out = []
     for byte in value:
-        if byte == 0x22 or byte == 0x5c or byte < 0x20 or byte > 0x7e \
-                or (space and byte == 0x20):
+        if (
+            byte == 0x22
+            or byte == 0x5C
+            or byte < 0x20
+            or byte > 0x7E
+            or (space and byte == 0x20)
+        ):
             out.append(f"\\x{byte:02X}")
         else:
             out.append(chr(byte))
@@ -55,15 +72,26 @@ def clf_escape(value, space: bool = False) -> str:
 def clf_time(seconds: float) -> str:
     """``10/Oct/2000:13:55:36 +0000`` (UTC; month names not localised)."""
     t = time.gmtime(seconds)
-    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
 
 
 class AccessRecord:
     """What the access-log line of one request says, gathered as it goes."""
 
-    __slots__ = ("started", "request", "referer", "user_agent", "host",
-                 "user", "proxy", "status", "bytes_sent")
+    __slots__ = (
+        "started",
+        "request",
+        "referer",
+        "user_agent",
+        "host",
+        "user",
+        "proxy",
+        "status",
+        "bytes_sent",
+    )
 
     def __init__(self, started: float, request=None):
         self.started = started
@@ -77,8 +105,10 @@ class AccessRecord:
     @classmethod
     def of(cls, started: float, request) -> "AccessRecord":
         """The record of h11 *request*."""
-        record = cls(started, b"%s %s HTTP/%s" % (
-            request.method, request.target, request.http_version))
+        record = cls(
+            started,
+            b"%s %s HTTP/%s" % (request.method, request.target, request.http_version),
+        )
         headers = request.headers.raw_items()
         record.referer = header_value(headers, b"referer") or b""
         record.user_agent = header_value(headers, b"user-agent") or b""
@@ -86,20 +116,24 @@ class AccessRecord:
         return record
 
 
-def write_access_line(record: AccessRecord, client_ip: str,
-                      now: float, status_if_none: int = 0) -> None:
+def write_access_line(
+    record: AccessRecord, client_ip: str, now: float, status_if_none: int = 0
+) -> None:
     """Write *record*'s line (*status_if_none* when no status was sent)."""
     status = record.status or status_if_none
     _access_log.info(
         '{client_ip} - {user} [{received}] "{request}" {status} '
         '{bytes_sent} "{referer}" "{user_agent}" host={host} '
-        'proxy={proxy} duration_ms={duration_ms}',
+        "proxy={proxy} duration_ms={duration_ms}",
         client_ip=client_ip,
         user=clf_escape(record.user, space=True),
-        received=clf_time(record.started), request=record.request,
-        status=status, bytes_sent=record.bytes_sent,
+        received=clf_time(record.started),
+        request=record.request,
+        status=status,
+        bytes_sent=record.bytes_sent,
         referer=clf_escape(record.referer),
         user_agent=clf_escape(record.user_agent),
         host=quote(record.host.decode("latin-1")),
         proxy=quote(record.proxy),
-        duration_ms=round((now - record.started) * 1000))
+        duration_ms=round((now - record.started) * 1000),
+    )

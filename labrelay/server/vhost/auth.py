@@ -41,8 +41,9 @@ class BasicAuthMixin:
         credentials is no guess: answered at once, not counted.
         """
         passed, self._auth_passed = self._auth_passed, None
-        if passed is not None and passed[0] is request \
-                and passed[1] is proxy:   # let through, for this route
+        if (
+            passed is not None and passed[0] is request and passed[1] is proxy
+        ):  # let through, for this route
             return True
         if not (proxy.http_user or proxy.http_pwd):
             return True
@@ -51,22 +52,27 @@ class BasicAuthMixin:
             return False
         verdicts = []
         decided = self.vhost.context.throttle.check(
-            "vhost", self.client_ip, proxy.name,
-            lambda: proxy.check_auth(user, password))
+            "vhost",
+            self.client_ip,
+            proxy.name,
+            lambda: proxy.check_auth(user, password),
+        )
         decided.addCallback(verdicts.append)
-        if verdicts:   # only a pass is decided at once
+        if verdicts:  # only a pass is decided at once
             return True
         held = self._exchange = _AuthHeld()
         self.gate.pause("auth")
-        decided.addCallback(lambda _: self._auth_decided(
-            verdicts[0], held, request, proxy, absolute))
-        decided.addErrback(lambda f: self._log.failure(
-            "vhost: checking credentials", f))
+        decided.addCallback(
+            lambda _: self._auth_decided(verdicts[0], held, request, proxy, absolute)
+        )
+        decided.addErrback(
+            lambda f: self._log.failure("vhost: checking credentials", f)
+        )
         return False
 
     def _auth_decided(self, verdict, held, request, proxy, absolute) -> None:
         if self._exchange is not held or self._closing:
-            return   # the user left meanwhile
+            return  # the user left meanwhile
         self._exchange = None
         self.gate.resume("auth")
         if verdict.outcome == PASS:
@@ -78,13 +84,20 @@ class BasicAuthMixin:
 
     def _auth_refused(self, verdict, proxy, absolute) -> None:
         self.vhost.context.log_auth_failure(
-            self.peer, f"wrong credentials for proxy [{proxy.name}]", verdict)
+            self.peer, f"wrong credentials for proxy [{proxy.name}]", verdict
+        )
         self._unauthorized(absolute)
 
     def _unauthorized(self, absolute) -> None:
         if absolute:
-            self.respond(407, b"Unauthorized\n", extra=[
-                (b"Proxy-Authenticate", b'Basic realm="Restricted"')])
+            self.respond(
+                407,
+                b"Unauthorized\n",
+                extra=[(b"Proxy-Authenticate", b'Basic realm="Restricted"')],
+            )
         else:
-            self.respond(401, b"Unauthorized\n", extra=[
-                (b"WWW-Authenticate", b'Basic realm="Restricted"')])
+            self.respond(
+                401,
+                b"Unauthorized\n",
+                extra=[(b"WWW-Authenticate", b'Basic realm="Restricted"')],
+            )

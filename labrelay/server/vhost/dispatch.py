@@ -34,12 +34,12 @@ class Forward:
     """Forward the request to *proxy* (after its Basic auth)."""
 
     proxy: object
-    target: bytes       # origin-form, normalised: what the backend gets
-    headers: list       # as received (Host from an absolute-form target)
-    host: bytes         # the Host as received (X-Forwarded-Host)
-    user: str           # Basic-auth credentials, "" when none
+    target: bytes  # origin-form, normalised: what the backend gets
+    headers: list  # as received (Host from an absolute-form target)
+    host: bytes  # the Host as received (X-Forwarded-Host)
+    user: str  # Basic-auth credentials, "" when none
     password: str
-    absolute: bool      # an absolute-form target: auth is 407, not 401
+    absolute: bool  # an absolute-form target: auth is 407, not 401
 
 
 @attrs.frozen
@@ -51,8 +51,8 @@ class Answer:
     body: bytes
     content_type: bytes = TEXT
     close: bool = False
-    user: Optional[str] = None   # the Basic-auth user, once read (access log)
-    log: str = ""                # an info line after "{peer}: ", if any
+    user: Optional[str] = None  # the Basic-auth user, once read (access log)
+    log: str = ""  # an info line after "{peer}: ", if any
     log_fields: dict = attrs.field(factory=dict)
 
 
@@ -67,8 +67,9 @@ class Refusal:
     log_fields: dict = attrs.field(factory=dict)
 
 
-def dispatch(request, head: bytes, routes,
-             not_found_page: bytes) -> Union[Forward, Answer, Refusal]:
+def dispatch(
+    request, head: bytes, routes, not_found_page: bytes
+) -> Union[Forward, Answer, Refusal]:
     """
     The decision for *request* (an ``h11.Request``) whose head, as
     received, is *head*, on the route table *routes*; a 404 answers
@@ -76,30 +77,33 @@ def dispatch(request, head: bytes, routes,
     """
     problem = framing_problem(head, request.http_version)
     if problem is not None:
-        return Refusal(400, f"ambiguous request framing: {problem}",
-                       "ambiguous request framing ({problem}); closing",
-                       {"problem": problem})
+        return Refusal(
+            400,
+            f"ambiguous request framing: {problem}",
+            "ambiguous request framing ({problem}); closing",
+            {"problem": problem},
+        )
     headers = request.headers.raw_items()
     target = request.target
     host = header_value(headers, b"host")
-    absolute = target[:7].lower() == b"http://" or \
-        target[:8].lower() == b"https://"
+    absolute = target[:7].lower() == b"http://" or target[:8].lower() == b"https://"
     if absolute:
         host = urlsplit(target).netloc
         # the rest of the target as sent (query and any fragment too)
-        rest = target[target.index(b"//") + 2 + len(host):]
+        rest = target[target.index(b"//") + 2 + len(host) :]
         target = rest if rest.startswith(b"/") else b"/" + rest
-        headers = [(n, host if n.lower() == b"host" else v)
-                   for n, v in headers]
+        headers = [(n, host if n.lower() == b"host" else v) for n, v in headers]
     if not host or not host.strip():
         return Answer(400, b"Bad Request: no Host header\n", close=True)
     try:
         target, path, lenient = route_target(request.method, target)
     except BadRequest as e:
-        return Answer(400, f"Bad Request: {e}\n".encode(),
-                      log="bad request target {target}: {error}",
-                      log_fields={"target": clf_escape(request.target),
-                                  "error": e})
+        return Answer(
+            400,
+            f"Bad Request: {e}\n".encode(),
+            log="bad request target {target}: {error}",
+            log_fields={"target": clf_escape(request.target), "error": e},
+        )
     credentials = None
     if absolute:
         credentials = header_value(headers, b"proxy-authorization")
@@ -110,16 +114,25 @@ def dispatch(request, head: bytes, routes,
     if name.endswith("."):
         # "example.com." is the absolute form of example.com; a second
         # trailing dot makes no host name at all
-        return Answer(400, b"Bad Request: invalid Host (more than one "
-                           b"trailing dot)\n", user=user)
+        return Answer(
+            400, b"Bad Request: invalid Host (more than one trailing dot)\n", user=user
+        )
     proxy = routes.lookup(name, path, user)
     if lenient != path and routes.lookup(name, lenient, user) is not proxy:
-        return Answer(400, b"Bad Request: ambiguous path\n", user=user,
-                      log="path {path} could be read as another route's",
-                      log_fields={"path": clf_escape(target[:200])})
+        return Answer(
+            400,
+            b"Bad Request: ambiguous path\n",
+            user=user,
+            log="path {path} could be read as another route's",
+            log_fields={"path": clf_escape(target[:200])},
+        )
     if proxy is None:
-        return Answer(404, not_found_page, HTML, user=user,
-                      log="no route for {host}{path}",
-                      log_fields={"host": clf_escape(name),
-                                  "path": clf_escape(path[:200])})
+        return Answer(
+            404,
+            not_found_page,
+            HTML,
+            user=user,
+            log="no route for {host}{path}",
+            log_fields={"host": clf_escape(name), "path": clf_escape(path[:200])},
+        )
     return Forward(proxy, target, headers, host, user, password, absolute)

@@ -59,34 +59,36 @@ class HttpExchange:
 
     _log = Logger()
 
-    def __init__(self, proxy, front, request, *, target: bytes,
-                 headers: list, upgrade, client):
+    def __init__(
+        self, proxy, front, request, *, target: bytes, headers: list, upgrade, client
+    ):
         self.proxy = proxy
         self.front = front
         self.method = request.method
         self.target = target
         self.headers = headers
         self.upgrade = upgrade
-        self.client = client           # (ip, port) of the user
+        self.client = client  # (ip, port) of the user
         self.backend = h11.Connection(h11.CLIENT)
         self.work = None
         self.codec = None
-        self.link = None               # the WorkLink in use
+        self.link = None  # the WorkLink in use
         self.stage = Stage.WAITING
         self.response = Response.AWAITED
-        self.request_done = False      # the user's request was read whole
-        self.bytes_a_to_b = 0          # user -> work (wire bytes)
-        self.bytes_b_to_a = 0          # work -> user (wire bytes)
+        self.request_done = False  # the user's request was read whole
+        self.bytes_a_to_b = 0  # user -> work (wire bytes)
+        self.bytes_b_to_a = 0  # work -> user (wire bytes)
         self._work_gate = None
         self._work_state = Work.NONE
         self._head_timer = None
-        self._work_wait = None         # open_work()'s Deferred, until fired
+        self._work_wait = None  # open_work()'s Deferred, until fired
         # A backend that ignores Transfer-Encoding would read a chunked
         # body as further requests, and a response with both framings may
         # have been read otherwise by the backend's own side: after
         # either, the work connection carries nothing more.
-        self._framing_doubt = any(name.lower() == b"transfer-encoding"
-                                  for name, _ in headers)
+        self._framing_doubt = any(
+            name.lower() == b"transfer-encoding" for name, _ in headers
+        )
 
     @property
     def peer(self) -> str:
@@ -127,12 +129,14 @@ class HttpExchange:
         self._work_state = Work.OPEN
         self.proxy.sink_opened(self)
         self._work_gate = ReadGate(work.transport)
-        self.front.transport.registerProducer(self._work_gate.producer(),
-                                              True)
+        self.front.transport.registerProducer(self._work_gate.producer(), True)
         work.transport.registerProducer(self.front.gate.producer(), True)
         try:
-            head = self.backend.send(h11.Request(
-                method=self.method, target=self.target, headers=self.headers))
+            head = self.backend.send(
+                h11.Request(
+                    method=self.method, target=self.target, headers=self.headers
+                )
+            )
         except h11.LocalProtocolError as e:
             self._fail(502, f"cannot forward the request: {e}")
             return
@@ -153,8 +157,7 @@ class HttpExchange:
         self.work.transport.write(data)
 
     def _backend_open(self) -> bool:
-        return (self._work_state in HOLDING
-                and self.backend.our_state is h11.SEND_BODY)
+        return self._work_state in HOLDING and self.backend.our_state is h11.SEND_BODY
 
     # Request events from the front.
 
@@ -168,7 +171,8 @@ class HttpExchange:
             self._to_work(self.backend.send(h11.EndOfMessage()))
         if self.response is Response.AWAITED and not self.ended:
             self._head_timer = self.front.clock.callLater(
-                self.front.vhost.response_timeout, self._head_timed_out)
+                self.front.vhost.response_timeout, self._head_timed_out
+            )
         self._maybe_finish()
 
     # The work connection's side (its sink interface).
@@ -221,10 +225,15 @@ class HttpExchange:
             try:
                 if kind is h11.InformationalResponse:
                     switching = event.status_code == 101
-                    self.front.send(h11.InformationalResponse(
-                        status_code=event.status_code, reason=event.reason,
-                        headers=response_headers(event.headers.raw_items(),
-                                                 switching)))
+                    self.front.send(
+                        h11.InformationalResponse(
+                            status_code=event.status_code,
+                            reason=event.reason,
+                            headers=response_headers(
+                                event.headers.raw_items(), switching
+                            ),
+                        )
+                    )
                     if switching:
                         self._switch()
                         return
@@ -232,11 +241,14 @@ class HttpExchange:
                     self._response_head()
                     if has_both_framings(event.headers.raw_items()):
                         self._framing_doubt = True
-                    switching = self.backend.their_state is \
-                        h11.SWITCHED_PROTOCOL
-                    self.front.send(h11.Response(
-                        status_code=event.status_code, reason=event.reason,
-                        headers=response_headers(event.headers.raw_items())))
+                    switching = self.backend.their_state is h11.SWITCHED_PROTOCOL
+                    self.front.send(
+                        h11.Response(
+                            status_code=event.status_code,
+                            reason=event.reason,
+                            headers=response_headers(event.headers.raw_items()),
+                        )
+                    )
                     if switching:
                         self._switch()
                         return
@@ -250,9 +262,12 @@ class HttpExchange:
                 else:
                     return  # ConnectionClosed after a complete response
             except h11.LocalProtocolError as e:
-                self._log.warn("{peer}: proxy [{name}]: cannot relay the "
-                               "response: {error}", peer=self.peer,
-                               name=self.proxy.name, error=e)
+                self._log.warn(
+                    "{peer}: proxy [{name}]: cannot relay the response: {error}",
+                    peer=self.peer,
+                    name=self.proxy.name,
+                    error=e,
+                )
                 self._abort()
                 return
 
@@ -276,15 +291,22 @@ class HttpExchange:
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        self._fail(504, "no response from the backend within "
-                        f"{self.front.vhost.response_timeout:g}s")
+        self._fail(
+            504,
+            "no response from the backend within "
+            f"{self.front.vhost.response_timeout:g}s",
+        )
 
     def _backend_failed(self, why: str) -> None:
         if self.response is Response.COMPLETE or self.ended:
             return
         if self.response is Response.STREAMING:
-            self._log.warn("{peer}: proxy [{name}]: response cut: {why}",
-                           peer=self.peer, name=self.proxy.name, why=why)
+            self._log.warn(
+                "{peer}: proxy [{name}]: response cut: {why}",
+                peer=self.peer,
+                name=self.proxy.name,
+                why=why,
+            )
             self._abort()
         else:
             self._fail(502, why)
@@ -292,11 +314,15 @@ class HttpExchange:
     def _fail(self, status: int, why: str) -> None:
         if self.ended:
             return
-        self._log.warn("{peer}: proxy [{name}] {method} {target}: {status} "
-                       "({why})", peer=self.peer, name=self.proxy.name,
-                       method=self.method.decode("latin-1"),
-                       target=self.target.decode("latin-1")[:200],
-                       status=status, why=why)
+        self._log.warn(
+            "{peer}: proxy [{name}] {method} {target}: {status} ({why})",
+            peer=self.peer,
+            name=self.proxy.name,
+            method=self.method.decode("latin-1"),
+            target=self.target.decode("latin-1")[:200],
+            status=status,
+            why=why,
+        )
         self._end()
         self._close_work()
         self.front.exchange_failed(self, status)
@@ -310,8 +336,7 @@ class HttpExchange:
         self.front.exchange_broken(self)
 
     def _maybe_finish(self) -> None:
-        if self.ended or not (self.request_done
-                              and self.response is Response.COMPLETE):
+        if self.ended or not (self.request_done and self.response is Response.COMPLETE):
             return
         reusable = self._reusable()
         gate = self._work_gate
@@ -331,12 +356,16 @@ class HttpExchange:
         keep-alive on both sides, no protocol switch, nothing received
         beyond the response."""
         backend = self.backend
-        return (self._work_state is Work.OPEN and not self._framing_doubt
-                and self.work.alive
-                and self.upgrade is None and self.method != b"CONNECT"
-                and backend.our_state is h11.DONE
-                and backend.their_state is h11.DONE
-                and backend.trailing_data == (b"", False))
+        return (
+            self._work_state is Work.OPEN
+            and not self._framing_doubt
+            and self.work.alive
+            and self.upgrade is None
+            and self.method != b"CONNECT"
+            and backend.our_state is h11.DONE
+            and backend.their_state is h11.DONE
+            and backend.trailing_data == (b"", False)
+        )
 
     def _release_work(self) -> None:
         """Hand the work connection back to the proxy's idle list."""
@@ -351,7 +380,7 @@ class HttpExchange:
         self._close_work()
         wait, self._work_wait = self._work_wait, None
         if wait is not None:
-            wait.cancel()   # give up waiting for a work connection
+            wait.cancel()  # give up waiting for a work connection
 
     def _end(self) -> None:
         self.stage = Stage.ENDED

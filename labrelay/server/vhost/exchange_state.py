@@ -36,7 +36,9 @@ class Work(Enum):
 
     NONE = "none"  # no work connection (yet, or ever)
     OPEN = "open"  # held, both ways
-    INPUT_ENDED = "input-ended"  # held; the backend sent EOF, the request may still go out
+    INPUT_ENDED = (
+        "input-ended"  # held; the backend sent EOF, the request may still go out
+    )
     RELEASED = "released"  # back to the proxy, idle for its next request
     HANDED_OVER = "handed-over"  # carried on by a raw Splice after a protocol switch
     CLOSED = "closed"  # closed by the exchange, or lost

@@ -59,8 +59,8 @@ MAX_HEAD = 64 * 1024
 #: ClientHello or other binary junk is refused at its first byte instead
 #: of waiting for a line end that may never come.
 _TOKEN_CHARS = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    b"!#$%&'*+-.^_`|~")
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~"
+)
 
 
 class VhostConnection(BasicAuthMixin, RelayedProtocol):
@@ -71,13 +71,12 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
     def __init__(self, vhost):
         self.vhost = vhost
         self.clock = vhost.clock
-        self.http = h11.Connection(h11.SERVER,
-                                   max_incomplete_event_size=MAX_HEAD)
+        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.peer = "?"
         self.client_ip = "-"
         self.gate = None
         self._exchange = None
-        self._access = None   # the AccessRecord of the current request
+        self._access = None  # the AccessRecord of the current request
         self._method = b""
         self._timer = None
         self._closing = False
@@ -90,7 +89,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         # (line endings, folding, repeated fields) is read from it.
         self._head = bytearray()
         self._head_started = False  # a non-CRLF byte of the head was seen
-        self._auth_passed = None    # (request, proxy) the throttle passed
+        self._auth_passed = None  # (request, proxy) the throttle passed
 
     # Twisted.
 
@@ -112,8 +111,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
                 if start:
                     self._head_started = True
                     if start[0] not in _TOKEN_CHARS:
-                        self._log.info("{peer}: not an HTTP request",
-                                       peer=self.peer)
+                        self._log.info("{peer}: not an HTTP request", peer=self.peer)
                         self._refuse(400, "not an HTTP request")
                         return
             self._head += data
@@ -144,8 +142,9 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         """Write the current request's access-log line (once)."""
         record, self._access = self._access, None
         if record is not None:
-            write_access_line(record, self.client_ip, self.clock.seconds(),
-                              status_if_none)
+            write_access_line(
+                record, self.client_ip, self.clock.seconds(), status_if_none
+            )
 
     # Timers.
 
@@ -163,9 +162,11 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._timer = None
         partial, _ = self.http.trailing_data
         if partial and self.http.their_state is h11.IDLE:
-            self._log.info("{peer}: no complete request head within "
-                           "{seconds}s; closing", peer=self.peer,
-                           seconds=self.vhost.head_timeout)
+            self._log.info(
+                "{peer}: no complete request head within {seconds}s; closing",
+                peer=self.peer,
+                seconds=self.vhost.head_timeout,
+            )
             self._refuse(408, "request head too slow")
         else:
             self._close()
@@ -224,8 +225,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         if exchange is not None:
             exchange.front_lost()
         if self._eof:
-            self._log.info("{peer}: request cut short; closing",
-                           peer=self.peer)
+            self._log.info("{peer}: request cut short; closing", peer=self.peer)
             self._close()
             return
         status = error.error_status_hint or 400
@@ -233,8 +233,12 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             # h11's hint for a Transfer-Encoding other than chunked: the
             # body length is unknown, a 400 (RFC 9112 §6.1)
             status = 400
-        self._log.info("{peer}: bad request ({status}): {error}",
-                       peer=self.peer, status=status, error=error)
+        self._log.info(
+            "{peer}: bad request ({status}): {error}",
+            peer=self.peer,
+            status=status,
+            error=error,
+        )
         if self.http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._refuse(status, str(error) or HTTPStatus(status).phrase)
         else:
@@ -244,27 +248,31 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._method = request.method
         self._access = AccessRecord.of(self.clock.seconds(), request)
         head, self._head = self._head, bytearray()
-        del head[len(head) - len(self.http.trailing_data[0]):]
+        del head[len(head) - len(self.http.trailing_data[0]) :]
         if len(head) > MAX_HEAD:
-            self._log.info("{peer}: request head over {size} bytes",
-                           peer=self.peer, size=MAX_HEAD)
+            self._log.info(
+                "{peer}: request head over {size} bytes", peer=self.peer, size=MAX_HEAD
+            )
             self._refuse(431, "request head too large")
             return
-        decision = dispatch(request, bytes(head), self.vhost.routes,
-                            self.vhost.not_found_page)
+        decision = dispatch(
+            request, bytes(head), self.vhost.routes, self.vhost.not_found_page
+        )
         if isinstance(decision, Forward):
             self._forward(request, decision)
             return
         if decision.log:
-            self._log.info("{peer}: " + decision.log, peer=self.peer,
-                           **decision.log_fields)
+            self._log.info(
+                "{peer}: " + decision.log, peer=self.peer, **decision.log_fields
+            )
         if isinstance(decision, Refusal):
             self._refuse(decision.status, decision.text)
             return
         if decision.user is not None:
             self._access.user = decision.user
-        self.respond(decision.status, decision.body, decision.content_type,
-                     close=decision.close)
+        self.respond(
+            decision.status, decision.body, decision.content_type, close=decision.close
+        )
 
     def _forward(self, request, decision) -> None:
         """Start the exchange of a routed request, once its Basic auth
@@ -272,19 +280,30 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         proxy = decision.proxy
         self._access.user = decision.user
         self._access.proxy = proxy.name
-        if not self._authorized(request, proxy, decision.user,
-                                decision.password, decision.absolute):
+        if not self._authorized(
+            request, proxy, decision.user, decision.password, decision.absolute
+        ):
             return
         headers = decision.headers
         upgrade = upgrade_type(headers)
         ip, port = host_port(self.transport.getPeer())
         exchange = HttpExchange(
-            proxy, self, request, target=decision.target, upgrade=upgrade,
-            client=(ip, port), headers=rewrite_request_headers(
-                headers, client_ip=ip, original_host=decision.host,
+            proxy,
+            self,
+            request,
+            target=decision.target,
+            upgrade=upgrade,
+            client=(ip, port),
+            headers=rewrite_request_headers(
+                headers,
+                client_ip=ip,
+                original_host=decision.host,
                 host_rewrite=proxy.host_header_rewrite,
-                set_headers=proxy.set_headers, upgrade=upgrade,
-                framing=body_framing(headers)))
+                set_headers=proxy.set_headers,
+                upgrade=upgrade,
+                framing=body_framing(headers),
+            ),
+        )
         self._exchange = exchange
         exchange.start()
 
@@ -316,19 +335,30 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
 
-    def respond(self, status: int, body: bytes = b"", content_type=TEXT,
-                extra=(), close: bool = False) -> None:
+    def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type=TEXT,
+        extra=(),
+        close: bool = False,
+    ) -> None:
         """A complete response from the relay itself; the connection stays
         open only if the request was read to its end."""
         self._discard_buffered_body()
         if self.http.their_state not in (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL):
             close = True
-        headers = [(b"Content-Type", content_type),
-                   (b"Content-Length", b"%d" % len(body))] + list(extra)
+        headers = [
+            (b"Content-Type", content_type),
+            (b"Content-Length", b"%d" % len(body)),
+        ] + list(extra)
         if close:
             headers.append((b"Connection", b"close"))
-        self.send(h11.Response(status_code=status, headers=headers,
-                               reason=HTTPStatus(status).phrase))
+        self.send(
+            h11.Response(
+                status_code=status, headers=headers, reason=HTTPStatus(status).phrase
+            )
+        )
         if body and self._method != b"HEAD":
             self.send(h11.Data(data=body))
         self.send(h11.EndOfMessage())
@@ -337,7 +367,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
     def _refuse(self, status: int, text: str) -> None:
         """Answer a request h11 could not accept, then close."""
         body = text.encode("utf-8", "replace") + b"\n"
-        if self._access is None:   # no request line parsed
+        if self._access is None:  # no request line parsed
             self._access = AccessRecord(self.clock.seconds())
         self._access.status = status
         self._access.bytes_sent = len(body)
@@ -357,7 +387,10 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             self.gate.resume("pipelined")
             self.pump()
         elif http.our_state is h11.MUST_CLOSE or http.their_state in (
-                h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+            h11.MUST_CLOSE,
+            h11.CLOSED,
+            h11.ERROR,
+        ):
             self._close()
 
     def _close(self) -> None:
@@ -374,8 +407,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             self.transport.loseConnection()
             return
         self.transport.loseWriteConnection()
-        self._start_timer(self.vhost.linger_timeout,
-                          self.transport.abortConnection)
+        self._start_timer(self.vhost.linger_timeout, self.transport.abortConnection)
 
     # Called by the exchange.
 
@@ -410,10 +442,13 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._log_access()
         user_trailing, _ = self.http.trailing_data
         proxy = exchange.proxy
-        splice = Splice(self, exchange.work, b_codec=exchange.codec,
-                        on_close=proxy.sink_closed,
-                        description=f"proxy [{proxy.name}] {self.peer} "
-                                    f"(switched protocols)")
+        splice = Splice(
+            self,
+            exchange.work,
+            b_codec=exchange.codec,
+            on_close=proxy.sink_closed,
+            description=f"proxy [{proxy.name}] {self.peer} (switched protocols)",
+        )
         proxy.sink_replaced(exchange, splice)
         if backend_trailing:
             self.transport.write(backend_trailing)

@@ -17,18 +17,28 @@ import base64
 import binascii
 
 #: Headers that concern one hop only (Go's ReverseProxy list).
-HOP_BY_HOP = frozenset([
-    b"connection", b"proxy-connection", b"keep-alive", b"proxy-authenticate",
-    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
-    b"upgrade"])
+HOP_BY_HOP = frozenset(
+    [
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ]
+)
 
 #: Body framing headers: never forwarded as received; each hop gets the
 #: framing h11 read (:func:`body_framing`), and h11 frames the body anew.
 FRAMING = frozenset([b"content-length", b"transfer-encoding"])
 
 #: Request headers the relay sets itself (any value from the user is replaced).
-_FORWARDING = frozenset([b"x-forwarded-for", b"x-forwarded-host",
-                         b"x-forwarded-proto", b"x-real-ip"])
+_FORWARDING = frozenset(
+    [b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"]
+)
 
 
 def connection_tokens(headers) -> set:
@@ -118,9 +128,16 @@ def _hop_filtered(headers, framing=()):
     yield from pending
 
 
-def rewrite_request_headers(headers, *, client_ip: str, original_host: bytes,
-                            host_rewrite: str = "", set_headers=(),
-                            upgrade=None, framing=()) -> list:
+def rewrite_request_headers(
+    headers,
+    *,
+    client_ip: str,
+    original_host: bytes,
+    host_rewrite: str = "",
+    set_headers=(),
+    upgrade=None,
+    framing=(),
+) -> list:
     """
     The headers frps sends on the work connection for a request with
     *headers* (h11 raw items): hop-by-hop headers removed (Upgrade kept as
@@ -145,10 +162,12 @@ def rewrite_request_headers(headers, *, client_ip: str, original_host: bytes,
     if upgrade is not None:
         out += [(b"Connection", b"Upgrade"), (b"Upgrade", upgrade)]
     ip = client_ip.encode("ascii", "replace")
-    out += [(b"X-Forwarded-For", b", ".join(prior + [ip])),
-            (b"X-Forwarded-Host", original_host),
-            (b"X-Forwarded-Proto", b"http"),
-            (b"X-Real-IP", ip)]
+    out += [
+        (b"X-Forwarded-For", b", ".join(prior + [ip])),
+        (b"X-Forwarded-Host", original_host),
+        (b"X-Forwarded-Proto", b"http"),
+        (b"X-Real-IP", ip),
+    ]
     for key, value in set_headers:
         raw = key.encode("utf-8")
         lower = raw.lower()

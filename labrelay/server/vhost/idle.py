@@ -51,9 +51,12 @@ class IdleWork:
         self._stop()
         self.proxy.forget_idle(self)
         work = self.link.work
-        self._log.debug("proxy [{name}]: closing idle work connection "
-                        "{peer}: {why}", name=self.proxy.name,
-                        peer=getattr(work, "peer", "?"), why=why)
+        self._log.debug(
+            "proxy [{name}]: closing idle work connection {peer}: {why}",
+            name=self.proxy.name,
+            peer=getattr(work, "peer", "?"),
+            why=why,
+        )
         if work.alive:
             work.transport.loseConnection()
 

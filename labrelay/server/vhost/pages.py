@@ -11,10 +11,10 @@ TEXT = b"text/plain; charset=utf-8"
 HTML = b"text/html; charset=utf-8"
 
 #: The 504 and 502 texts of an exchange that got no response.
-GATEWAY_TIMEOUT = (b"Gateway Timeout: the service behind this address did "
-                   b"not answer in time\n")
-BAD_GATEWAY = (b"Bad Gateway: the service behind this address is not "
-               b"reachable\n")
+GATEWAY_TIMEOUT = (
+    b"Gateway Timeout: the service behind this address did not answer in time\n"
+)
+BAD_GATEWAY = b"Bad Gateway: the service behind this address is not reachable\n"
 
 #: labrelay's page for a host (or path) that no proxy serves.
 NOT_FOUND_PAGE = b"""<!DOCTYPE html>
@@ -47,15 +47,21 @@ def load_not_found_page(path: str, log=None) -> bytes:
             return f.read()
     except OSError as e:
         if log is not None:
-            log.warn("custom_404_page {path!r} cannot be read ({error}); "
-                     "using the built-in page", path=path, error=e.strerror)
+            log.warn(
+                "custom_404_page {path!r} cannot be read ({error}); "
+                "using the built-in page",
+                path=path,
+                error=e.strerror,
+            )
         return NOT_FOUND_PAGE
 
 
 def refusal(status: int, body: bytes) -> bytes:
     """A complete ``Connection: close`` text response with *body*, as bytes
     (for a request h11 could not accept)."""
-    return (b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n" % (
-                status, HTTPStatus(status).phrase.encode(), TEXT, len(body))
-            + body)
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n"
+        % (status, HTTPStatus(status).phrase.encode(), TEXT, len(body))
+        + body
+    )

@@ -38,18 +38,24 @@ def write_buffered(transport) -> int:
     """
     if transport is None:
         return 0
-    if hasattr(transport, "send_buffered"):   # a yamux stream
+    if hasattr(transport, "send_buffered"):  # a yamux stream
         session = getattr(transport, "_session", None)
-        return (transport.send_buffered + transport.receive_buffered
-                + write_buffered(getattr(session, "transport", None)))
+        return (
+            transport.send_buffered
+            + transport.receive_buffered
+            + write_buffered(getattr(session, "transport", None))
+        )
     if isinstance(transport, TLSMemoryBIOProtocol):
         held = sum(len(b) for b in getattr(transport, "_appSendBuffer", ()))
         return held + write_buffered(transport.transport)
     data = getattr(transport, "dataBuffer", None)
     if data is None:
         return 0
-    return (len(data) - getattr(transport, "offset", 0)
-            + getattr(transport, "_tempDataLen", 0))
+    return (
+        len(data)
+        - getattr(transport, "offset", 0)
+        + getattr(transport, "_tempDataLen", 0)
+    )
 
 
 class Vhost:
@@ -75,8 +81,7 @@ class Vhost:
         self.linger_timeout = LINGER_TIMEOUT
         self.max_idle_work = MAX_IDLE_WORK
         self.idle_work_timeout = IDLE_WORK_TIMEOUT
-        self.not_found_page = load_not_found_page(config.custom_404_page,
-                                                  self._log)
+        self.not_found_page = load_not_found_page(config.custom_404_page, self._log)
         self.connections = set()
         self.factory = VhostFactory(self)
 
@@ -89,7 +94,7 @@ class Vhost:
 
 
 class VhostFactory(Factory):
-    noisy = False   # no "Starting factory <... at 0x...>" lines
+    noisy = False  # no "Starting factory <... at 0x...>" lines
 
     def __init__(self, vhost):
         self.vhost = vhost

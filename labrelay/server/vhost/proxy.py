@@ -60,7 +60,7 @@ class HttpProxy(ProxyBase):
         self.domains = []
         self.locations = list(message.locations or []) or [""]
         self.closed = False
-        self._idle = []   # IdleWork, most recently used last
+        self._idle = []  # IdleWork, most recently used last
 
     def _wanted_domains(self) -> list:
         """Domains from custom_domains and subdomain, validated as frps."""
@@ -71,22 +71,30 @@ class HttpProxy(ProxyBase):
             domain = normalize_domain(domain)
             if not domain:
                 continue
-            if subdomain_host and domain.count(".") > \
-                    subdomain_host.count(".") and subdomain_host in domain:
-                raise ProxyError(f"custom domain [{domain}] should not belong "
-                                 f"to subdomain host [{subdomain_host}]")
+            if (
+                subdomain_host
+                and domain.count(".") > subdomain_host.count(".")
+                and subdomain_host in domain
+            ):
+                raise ProxyError(
+                    f"custom domain [{domain}] should not belong "
+                    f"to subdomain host [{subdomain_host}]"
+                )
             domains.append(domain)
         subdomain = message.subdomain.strip()
         if subdomain:
             if not subdomain_host:
-                raise ProxyError("subdomain is not supported because this "
-                                 "feature is not enabled in remote frps")
+                raise ProxyError(
+                    "subdomain is not supported because this "
+                    "feature is not enabled in remote frps"
+                )
             if "." in subdomain or "*" in subdomain:
                 raise ProxyError("'.' and '*' are not supported in subdomain")
             domains.append(normalize_domain(f"{subdomain}.{subdomain_host}"))
         if not domains:
-            raise ProxyError("custom_domains and subdomain should set at least "
-                             "one of them")
+            raise ProxyError(
+                "custom_domains and subdomain should set at least one of them"
+            )
         return domains
 
     def _check_route_limits(self, domains: list) -> None:
@@ -97,30 +105,42 @@ class HttpProxy(ProxyBase):
         config = self.context.config
         routes = len(domains) * len(self.locations)
         for count, limit, what in (
-                (len(domains), config.max_domains_per_proxy,
-                 "max_domains_per_proxy"),
-                (len(self.locations), config.max_locations_per_proxy,
-                 "max_locations_per_proxy"),
-                (routes, config.max_routes_per_proxy, "max_routes_per_proxy")):
+            (len(domains), config.max_domains_per_proxy, "max_domains_per_proxy"),
+            (
+                len(self.locations),
+                config.max_locations_per_proxy,
+                "max_locations_per_proxy",
+            ),
+            (routes, config.max_routes_per_proxy, "max_routes_per_proxy"),
+        ):
             if 0 < limit < count:
-                raise ProxyError(f"{count} {what.split('_')[1]} exceed the "
-                                 f"{what} ({limit}) of this server")
+                raise ProxyError(
+                    f"{count} {what.split('_')[1]} exceed the "
+                    f"{what} ({limit}) of this server"
+                )
         limit = config.max_routes_total
         if 0 < limit < len(self.vhost.routes) + routes:
-            raise ProxyError(f"the server holds its max_routes_total "
-                             f"({limit}) of vhost routes")
+            raise ProxyError(
+                f"the server holds its max_routes_total ({limit}) of vhost routes"
+            )
 
     def start(self) -> str:
         domains = self._wanted_domains()
         self._check_route_limits(domains)
         self.vhost.routes.add(
-            [(domain, location, self.route_by_http_user)
-             for domain in domains for location in self.locations], self)
+            [
+                (domain, location, self.route_by_http_user)
+                for domain in domains
+                for location in self.locations
+            ],
+            self,
+        )
         self.domains = domains
         self.routes = len(domains) * len(self.locations)
         port = self.vhost.port
-        return ",".join(domain if port == 80 else f"{domain}:{port}"
-                        for domain in domains)
+        return ",".join(
+            domain if port == 80 else f"{domain}:{port}" for domain in domains
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -148,8 +168,9 @@ class HttpProxy(ProxyBase):
         if self.closed or len(self._idle) >= self.vhost.max_idle_work:
             work.transport.loseConnection()
             return
-        self._idle.append(IdleWork(self, link, self.vhost.clock,
-                                   self.vhost.idle_work_timeout))
+        self._idle.append(
+            IdleWork(self, link, self.vhost.clock, self.vhost.idle_work_timeout)
+        )
 
     def forget_idle(self, idle) -> None:
         if idle in self._idle:
@@ -163,9 +184,9 @@ class HttpProxy(ProxyBase):
         """Whether basic-auth credentials pass this proxy's http_user/pwd."""
         if not (self.http_user or self.http_pwd):
             return True
-        return (hmac.compare_digest(user.encode(), self.http_user.encode())
-                and hmac.compare_digest(password.encode(),
-                                        self.http_pwd.encode()))
+        return hmac.compare_digest(
+            user.encode(), self.http_user.encode()
+        ) and hmac.compare_digest(password.encode(), self.http_pwd.encode())
 
     def open_work(self, peer: str, src: tuple):
         """
@@ -180,8 +201,12 @@ class HttpProxy(ProxyBase):
         if link is not None:
             return succeed(link)
         request = _WorkRequest(peer)
-        self.get_work_connection(request, lambda work: request.deferred.callback(
-            start_work_link(self, work, src=src)))
+        self.get_work_connection(
+            request,
+            lambda work: request.deferred.callback(
+                start_work_link(self, work, src=src)
+            ),
+        )
         return request.deferred
 
     def user_refused(self, request, error) -> None:

@@ -44,8 +44,9 @@ from typing import Optional
 #: Header names (lower case) that frame a message body.
 FRAMING_NAMES = (b"content-length", b"transfer-encoding")
 
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                        b"0123456789-._~")
+_UNRESERVED = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
 
@@ -99,9 +100,8 @@ def _unescape_unreserved(path: bytes) -> bytes:
             out.append(c)
             i += 1
             continue
-        digits = path[i + 1:i + 3]
-        if len(digits) != 2 or digits[0] not in _HEX or \
-                digits[1] not in _HEX:
+        digits = path[i + 1 : i + 3]
+        if len(digits) != 2 or digits[0] not in _HEX or digits[1] not in _HEX:
             raise BadRequest("malformed percent-encoding in the path")
         byte = int(digits, 16)
         if byte in _UNRESERVED:
@@ -161,8 +161,7 @@ def lenient_reading(path: bytes) -> bytes:
     (``%2F`` too), ``\\`` as ``/``, ``;parameters`` dropped from each
     segment, then dot and empty segments resolved again."""
     decoded = _decode(path, keep_slash=False).replace(b"\\", b"/")
-    return _resolve(segment.split(b";", 1)[0]
-                    for segment in decoded.split(b"/")[1:])
+    return _resolve(segment.split(b";", 1)[0] for segment in decoded.split(b"/")[1:])
 
 
 def _text(path: bytes) -> str:
@@ -184,5 +183,8 @@ def route_target(method: bytes, target: bytes):
         return target, _text(target), _text(target)
     raw, question, query = target.partition(b"?")
     path = normalise_path(raw)
-    return (path + question + query, _text(_decode(path, keep_slash=True)),
-            _text(lenient_reading(path)))
+    return (
+        path + question + query,
+        _text(_decode(path, keep_slash=True)),
+        _text(lenient_reading(path)),
+    )

@@ -118,7 +118,7 @@ class _Locations:
         """*locations* (at least one, distinct) all map to *target*."""
         self.targets = dict.fromkeys(locations, target)
         self._count = Counter(map(len, locations))  # length -> locations
-        self._lengths = sorted(self._count)         # distinct, ascending
+        self._lengths = sorted(self._count)  # distinct, ascending
 
     def add(self, locations: list, target) -> None:
         """Map each of *locations* (none of them present) to *target*."""
@@ -175,9 +175,11 @@ class RouteTable:
     def keys_of(self, target) -> list:
         """The ``(domain, location, user)`` keys of *target* (domains
         normalized)."""
-        return [(domain, location, user)
-                for domain, user, locations in self._keys.get(target, ())
-                for location in locations]
+        return [
+            (domain, location, user)
+            for domain, user, locations in self._keys.get(target, ())
+            for location in locations
+        ]
 
     def add(self, keys: Iterable[tuple], target) -> None:
         """
@@ -193,12 +195,14 @@ class RouteTable:
             name = domains.get(domain)
             if name is None:
                 if len(domain) > MAX_DOMAIN_LENGTH + 1:  # one trailing dot
-                    raise ProxyError(f"domain is longer than "
-                                     f"{MAX_DOMAIN_LENGTH} characters")
+                    raise ProxyError(
+                        f"domain is longer than {MAX_DOMAIN_LENGTH} characters"
+                    )
                 name = domains[domain] = normalize_domain(domain)
             if len(location) > MAX_LOCATION_LENGTH:
-                raise ProxyError(f"location is longer than "
-                                 f"{MAX_LOCATION_LENGTH} characters")
+                raise ProxyError(
+                    f"location is longer than {MAX_LOCATION_LENGTH} characters"
+                )
             group = groups.get((name, user))
             if group is None:
                 group = groups[(name, user)] = []
@@ -212,10 +216,10 @@ class RouteTable:
                         raise RouteConflict(domain, location, user)
                     seen.add(location)
             existing = self._locations(domain, user)
-            if existing is not None and not distinct.isdisjoint(
-                    existing.targets):
-                raise RouteConflict(domain, min(distinct.intersection(
-                    existing.targets)), user)
+            if existing is not None and not distinct.isdisjoint(existing.targets):
+                raise RouteConflict(
+                    domain, min(distinct.intersection(existing.targets)), user
+                )
         added = 0
         for (domain, user), locations in groups.items():
             users = self._domains.setdefault(domain, {})
@@ -226,8 +230,8 @@ class RouteTable:
                 table.add(locations, target)
             added += len(locations)
         self._keys.setdefault(target, []).extend(
-            (domain, user, locations)
-            for (domain, user), locations in groups.items())
+            (domain, user, locations) for (domain, user), locations in groups.items()
+        )
         self._size += added
 
     def remove(self, target) -> int:

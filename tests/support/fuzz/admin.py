@@ -34,15 +34,12 @@ TOKEN = "fuzz-admin-token"
 #: An environment variable the config file names in a template.
 SECRET_VARIABLE = "LABRELAY_FUZZ_ADMIN_SECRET"
 SECRET = "fuzz-env-secret-value"
-CREDENTIALS = "Basic " + base64.b64encode(
-    f"{USER}:{PASSWORD}".encode()).decode()
+CREDENTIALS = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 _STATUS = re.compile(rb"(?:\A|\n)HTTP/1\.[01] ([1-5][0-9][0-9]) ")
-_LOCAL_HOST = re.compile(r"(localhost\.?|127\.0\.0\.1|\[::1\]):7400\Z",
-                         re.IGNORECASE)
+_LOCAL_HOST = re.compile(r"(localhost\.?|127\.0\.0\.1|\[::1\]):7400\Z", re.IGNORECASE)
 
 
-def _request(method, path, host=f"127.0.0.1:{PORT}", body=b"", auth=False,
-             extra=b""):
+def _request(method, path, host=f"127.0.0.1:{PORT}", body=b"", auth=False, extra=b""):
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n".encode()
     if auth:
         head += f"Authorization: {CREDENTIALS}\r\n".encode()
@@ -57,17 +54,23 @@ _REQUESTS = (
     _request("POST", "/api/reload", auth=True),
     _request("GET", "/api/reload", auth=True),
     _request("GET", "/api/config", auth=True, host=f"[::1]:{PORT}"),
-    _request("PUT", "/api/config", body=b"[common]\nserver_port = 7001\n"
-             b"[p]\nlocal_port = 22\n", auth=True),
+    _request(
+        "PUT",
+        "/api/config",
+        body=b"[common]\nserver_port = 7001\n[p]\nlocal_port = 22\n",
+        auth=True,
+    ),
     _request("POST", "/api/stop", auth=True),
     _request("POST", "/api/stop", host=f"rebind.example:{PORT}", auth=True),
-    _request("POST", "/api/stop", auth=True,
-             extra=b"Origin: http://evil.example\r\n"),
-    _request("POST", "/api/reload", auth=True,
-             extra=b"Sec-Fetch-Site: cross-site\r\n"),
-    _request("PUT", "/api/config", body=b"user = {{ .Envs.%s }}\n"
-             % SECRET_VARIABLE.encode(), auth=True,
-             extra=b"Origin: http://127.0.0.1:7400\r\n"),
+    _request("POST", "/api/stop", auth=True, extra=b"Origin: http://evil.example\r\n"),
+    _request("POST", "/api/reload", auth=True, extra=b"Sec-Fetch-Site: cross-site\r\n"),
+    _request(
+        "PUT",
+        "/api/config",
+        body=b"user = {{ .Envs.%s }}\n" % SECRET_VARIABLE.encode(),
+        auth=True,
+        extra=b"Origin: http://127.0.0.1:7400\r\n",
+    ),
 )
 
 
@@ -102,27 +105,30 @@ class _Policed(AdminResource):
             return None if value is None else value.decode("latin-1")
 
         host = header(b"host") or ""
-        bound(_LOCAL_HOST.match(host) is not None,
-              f"state changed for Host {host!r}")
+        bound(_LOCAL_HOST.match(host) is not None, f"state changed for Host {host!r}")
         origin = header(b"origin")
-        bound(origin is None or origin.lower() == "http://" + host.lower(),
-              f"state changed for Origin {origin!r}")
+        bound(
+            origin is None or origin.lower() == "http://" + host.lower(),
+            f"state changed for Origin {origin!r}",
+        )
         site = header(b"sec-fetch-site")
-        bound(site is None or site.lower() in ("same-origin", "none"),
-              f"state changed for Sec-Fetch-Site {site!r}")
-        bound(request.method in methods,
-              f"state changed by {request.method!r}")
+        bound(
+            site is None or site.lower() in ("same-origin", "none"),
+            f"state changed for Sec-Fetch-Site {site!r}",
+        )
+        bound(request.method in methods, f"state changed by {request.method!r}")
         config = self.client.config
         if config.admin_user or config.admin_pwd:
             # as twisted.web decodes them (it skips non-base64 bytes)
-            bound((request.getUser(), request.getPassword()) ==
-                  (USER.encode(), PASSWORD.encode()),
-                  "state changed without the credentials")
+            bound(
+                (request.getUser(), request.getPassword())
+                == (USER.encode(), PASSWORD.encode()),
+                "state changed without the credentials",
+            )
 
     def _reload(self, request):
         config = self.client.config
-        self._check(request, (b"POST", b"GET") if config.admin_pwd
-                    else (b"POST",))
+        self._check(request, (b"POST", b"GET") if config.admin_pwd else (b"POST",))
         return super()._reload(request)
 
     def _put_config(self, request):
@@ -147,14 +153,33 @@ class AdminTarget(Target):
     """
 
     name = "admin"
-    tokens = (b"\r\n", b"\r\n\r\n", b"Host: ", b"localhost:7400",
-              b"127.0.0.1:7400", b"[::1]:7400", b"Origin: ",
-              b"http://127.0.0.1:7400", b"Sec-Fetch-Site: ", b"same-origin",
-              b"cross-site", b"Authorization: " + CREDENTIALS.encode(),
-              b"POST ", b"PUT ", b"GET ", b"/api/reload", b"/api/stop",
-              b"/api/config", b"Content-Length: ",
-              b"Transfer-Encoding: chunked\r\n", b"{{ .Envs.",
-              SECRET_VARIABLE.encode(), b" }}", b"HTTP/1.1", b"HTTP/1.0")
+    tokens = (
+        b"\r\n",
+        b"\r\n\r\n",
+        b"Host: ",
+        b"localhost:7400",
+        b"127.0.0.1:7400",
+        b"[::1]:7400",
+        b"Origin: ",
+        b"http://127.0.0.1:7400",
+        b"Sec-Fetch-Site: ",
+        b"same-origin",
+        b"cross-site",
+        b"Authorization: " + CREDENTIALS.encode(),
+        b"POST ",
+        b"PUT ",
+        b"GET ",
+        b"/api/reload",
+        b"/api/stop",
+        b"/api/config",
+        b"Content-Length: ",
+        b"Transfer-Encoding: chunked\r\n",
+        b"{{ .Envs.",
+        SECRET_VARIABLE.encode(),
+        b" }}",
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+    )
 
     def __init__(self):
         self._directory = None
@@ -174,20 +199,24 @@ class AdminTarget(Target):
     def run(self, data, cuts):
         os.environ[SECRET_VARIABLE] = SECRET
         with_auth = len(data) % 2 == 0
-        text = (f"[common]\nserver_addr = 127.0.0.1\ntoken = {TOKEN}\n"
-                f"user = {{{{ .Envs.{SECRET_VARIABLE} }}}}\n"
-                f"admin_port = {PORT}\n" +
-                (f"admin_user = {USER}\nadmin_pwd = {PASSWORD}\n"
-                 if with_auth else "") + "[ssh]\nlocal_port = 22\n")
-        config = parse_client_config(text.replace(
-            f"{{{{ .Envs.{SECRET_VARIABLE} }}}}", "x"))
+        text = (
+            f"[common]\nserver_addr = 127.0.0.1\ntoken = {TOKEN}\n"
+            f"user = {{{{ .Envs.{SECRET_VARIABLE} }}}}\n"
+            f"admin_port = {PORT}\n"
+            + (f"admin_user = {USER}\nadmin_pwd = {PASSWORD}\n" if with_auth else "")
+            + "[ssh]\nlocal_port = 22\n"
+        )
+        config = parse_client_config(
+            text.replace(f"{{{{ .Envs.{SECRET_VARIABLE} }}}}", "x")
+        )
         client = _Client(config, self._file(text))
         clock = Clock()
         resource = _Policed(client, clock)
         site = QuietSite(resource, reactor=clock)
         wire = StringTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", PORT),
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+        )
         channel = site.buildProtocol(wire.getPeer())
         channel.makeConnection(wire)
         for piece in chunked(data, cuts):
@@ -202,14 +231,15 @@ class AdminTarget(Target):
         channel.connectionLost(Failure(ConnectionDone()))
         resource.close()
         clock.advance(60 * 60 * 13)
-        bound(clock.getDelayedCalls() == [],
-              f"delayed calls left: {clock.getDelayedCalls()}")
+        bound(
+            clock.getDelayedCalls() == [],
+            f"delayed calls left: {clock.getDelayedCalls()}",
+        )
         for secret in (SECRET.encode(), TOKEN.encode(), PASSWORD.encode()):
             bound(secret not in output, f"an answer carried {secret!r}")
         shown = ",".join(sorted({s.decode() for s in _STATUS.findall(output)}))
         changes = ",".join(sorted(set(client.changes))) or "no change"
-        return (f"{shown or 'no response'}; {changes}; "
-                f"{'closed' if closed else 'open'}")
+        return f"{shown or 'no response'}; {changes}; {'closed' if closed else 'open'}"
 
 
 #: The admin API target (``tests.unit.test_admin_fuzz`` runs it too).

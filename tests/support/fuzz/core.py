@@ -69,9 +69,23 @@ def label(error: BaseException) -> str:
 # -- mutation ----------------------------------------------------------------
 
 _INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x0A, 0x0D, 0x20, 0x22, 0x3A, 0x7B)
-_INTEGERS = (0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x10000, 0x7FFFFFFF,
-             0xFFFFFFFF, 2 ** 63 - 1, 2 ** 64 - 1, MAX_BODY_LENGTH,
-             MAX_BODY_LENGTH + 1, INITIAL_WINDOW, INITIAL_WINDOW + 1)
+_INTEGERS = (
+    0,
+    1,
+    0x7F,
+    0xFF,
+    0x7FFF,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0xFFFFFFFF,
+    2**63 - 1,
+    2**64 - 1,
+    MAX_BODY_LENGTH,
+    MAX_BODY_LENGTH + 1,
+    INITIAL_WINDOW,
+    INITIAL_WINDOW + 1,
+)
 
 
 def _random_bytes(rng, n: int) -> bytes:
@@ -98,23 +112,23 @@ def mutate(data: bytes, rng, corpus, tokens=()) -> bytes:
             del out[pos:end]
         elif op == 4 and out:
             start = rng.randrange(len(out))
-            piece = out[start:start + 1 + rng.randrange(256)]
+            piece = out[start : start + 1 + rng.randrange(256)]
             out[pos:pos] = piece
         elif op == 5 and out:
             start = rng.randrange(len(out))
-            piece = bytes(out[start:start + 1 + rng.randrange(48)])
+            piece = bytes(out[start : start + 1 + rng.randrange(48)])
             count = 2 + rng.randrange(1000)
             out[pos:pos] = piece * min(count, MAX_INPUT // len(piece))
         elif op == 6 and corpus:
             other = rng.choice(corpus)
-            out = out[:pos] + other[rng.randrange(len(other) + 1):]
+            out = out[:pos] + other[rng.randrange(len(other) + 1) :]
         elif op == 7:
             del out[pos:]
         elif op == 8 and out:
             width = rng.choice((1, 2, 4, 8))
             value = rng.choice(_INTEGERS) & ((1 << (8 * width)) - 1)
             at = rng.randrange(len(out))
-            out[at:at + width] = value.to_bytes(width, "big")
+            out[at : at + width] = value.to_bytes(width, "big")
         elif op == 9 and tokens:
             # a dictionary token, now and then repeated (floods)
             count = 1 if rng.randrange(4) else 1 + rng.randrange(500)
@@ -124,6 +138,7 @@ def mutate(data: bytes, rng, corpus, tokens=()) -> bytes:
 
 
 # -- memory transports -------------------------------------------------------
+
 
 class Wire(StringTransport):
     """
@@ -137,7 +152,8 @@ class Wire(StringTransport):
         super().__init__(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
             peerAddress=IPv4Address("TCP", "203.0.113.7", port),
-            lenient=True)
+            lenient=True,
+        )
         self.aborted = False
         self.write_closed = False
         self.lost = False
@@ -158,8 +174,11 @@ class Wire(StringTransport):
         self.written += n
         if self.written_while_paused is not None:
             self.written_while_paused += n
-        elif self._pause_after is not None and self.written > self._pause_after \
-                and self.producer is not None:
+        elif (
+            self._pause_after is not None
+            and self.written > self._pause_after
+            and self.producer is not None
+        ):
             self.written_while_paused = 0
             self.producer.pauseProducing()
 
@@ -175,8 +194,11 @@ class Wire(StringTransport):
         """Whether a reactor would still deliver the peer's bytes: not after
         an abort or a full close (``loseConnection`` stops reading), nor
         while the protocol paused this transport."""
-        return not self.aborted and not self.disconnecting and \
-            self.producerState != "paused"
+        return (
+            not self.aborted
+            and not self.disconnecting
+            and self.producerState != "paused"
+        )
 
 
 def lose(protocol, wire: Wire) -> None:
@@ -187,6 +209,7 @@ def lose(protocol, wire: Wire) -> None:
 
 
 # -- the targets -------------------------------------------------------------
+
 
 class Target:
     """One decoder under test: a name, a corpus, tokens and a driver."""
@@ -220,7 +243,8 @@ def inputs(target: Target, max_random: int = 2000):
     corpus = corpus_of(target)
     mutated = st.builds(
         lambda seed, rng: mutate(seed, rng, corpus, target.tokens),
-        st.sampled_from(corpus), st.randoms(use_true_random=False))
-    data = st.one_of(st.binary(max_size=max_random), st.sampled_from(corpus),
-                     mutated)
+        st.sampled_from(corpus),
+        st.randoms(use_true_random=False),
+    )
+    data = st.one_of(st.binary(max_size=max_random), st.sampled_from(corpus), mutated)
     return st.tuples(data, st.lists(st.integers(0, MAX_INPUT), max_size=8))

@@ -40,9 +40,14 @@ def captured_messages():
                 side = node.get(direction)
                 if isinstance(side, dict) and "messages" in side:
                     for m in side["messages"]:
-                        found.append((direction, m["type"].encode(),
-                                      m["raw_json"].encode("utf-8"),
-                                      bool(m.get("encrypted"))))
+                        found.append(
+                            (
+                                direction,
+                                m["type"].encode(),
+                                m["raw_json"].encode("utf-8"),
+                                bool(m.get("encrypted")),
+                            )
+                        )
             for value in node.values():
                 if isinstance(value, (dict, list)):
                     walk(value)
@@ -56,8 +61,11 @@ def captured_messages():
 
 
 def _captured_run_ids() -> set:
-    return {m[2].split(b'"run_id":"')[1][:16] for m in captured_messages()
-            if b'"run_id":"' in m[2]}
+    return {
+        m[2].split(b'"run_id":"')[1][:16]
+        for m in captured_messages()
+        if b'"run_id":"' in m[2]
+    }
 
 
 def with_run_id(data: bytes) -> bytes:
@@ -69,8 +77,9 @@ def with_run_id(data: bytes) -> bytes:
 
 def client_streams(scenario: str) -> list:
     index = vectors.messages_json(scenario)
-    return [vectors.stream_bytes(scenario, c["id"], "c2s")
-            for c in index["connections"]]
+    return [
+        vectors.stream_bytes(scenario, c["id"], "c2s") for c in index["connections"]
+    ]
 
 
 class FramingTarget(Target):
@@ -81,9 +90,15 @@ class FramingTarget(Target):
 
     def corpus(self):
         frames = [frame(t, body) for _, t, body, _ in captured_messages()]
-        return frames + [b"".join(frames[:6]), V2_MAGIC] + [
-            s for sc in (vectors.PLAIN_NOMUX, vectors.LOGIN_BAD_TOKEN)
-            for s in client_streams(sc)]
+        return (
+            frames
+            + [b"".join(frames[:6]), V2_MAGIC]
+            + [
+                s
+                for sc in (vectors.PLAIN_NOMUX, vectors.LOGIN_BAD_TOKEN)
+                for s in client_streams(sc)
+            ]
+        )
 
     def run(self, data, cuts):
         parser = MessageParser()
@@ -92,8 +107,10 @@ class FramingTarget(Target):
             for piece in chunked(data, cuts):
                 parser.feed(piece)
                 names.update(m.name for m in parser.messages())
-                bound(parser.buffered < HEADER_LENGTH + MAX_BODY_LENGTH,
-                      f"parser holds {parser.buffered} undecoded bytes")
+                bound(
+                    parser.buffered < HEADER_LENGTH + MAX_BODY_LENGTH,
+                    f"parser holds {parser.buffered} undecoded bytes",
+                )
         except ProtocolError as e:
             return label(e)
         return "ok: " + ",".join(sorted(names))
@@ -104,12 +121,23 @@ class MessagesTarget(Target):
     rest is the JSON body; a decoded message re-encodes to itself."""
 
     name = "messages"
-    tokens = (b"null", b"true", b"1e400", b"-1", b"[]", b"{}", b'"\\ud800"',
-              b'"Version":', b'"client_spec":', b"9223372036854775808")
+    tokens = (
+        b"null",
+        b"true",
+        b"1e400",
+        b"-1",
+        b"[]",
+        b"{}",
+        b'"\\ud800"',
+        b'"Version":',
+        b'"client_spec":',
+        b"9223372036854775808",
+    )
 
     def corpus(self):
-        return [bytes([TYPE_BYTES.index(t)]) + body
-                for _, t, body, _ in captured_messages()]
+        return [
+            bytes([TYPE_BYTES.index(t)]) + body for _, t, body, _ in captured_messages()
+        ]
 
     def run(self, data, cuts):
         if not data:
@@ -127,7 +155,8 @@ class MessagesTarget(Target):
             again = decode_body(type_byte, wire[HEADER_LENGTH:])
         except ProtocolError as e:
             raise AssertionError(
-                f"{message!r} re-encodes to {wire!r}, which fails: {e}")
+                f"{message!r} re-encodes to {wire!r}, which fails: {e}"
+            )
         if again != message:
             raise AssertionError(f"{message!r} re-decodes as {again!r}")
         return f"{message.name}: round trip"
@@ -144,8 +173,9 @@ class CodecTarget(Target):
         out = []
         for flags in range(4):
             writer = PayloadCodec(TOKEN, bool(flags & 1), bool(flags & 2))
-            wire = b"".join(writer.encode(w) for w in (
-                vectors.HELLO, vectors.PATTERN, b"x" * 70000))
+            wire = b"".join(
+                writer.encode(w) for w in (vectors.HELLO, vectors.PATTERN, b"x" * 70000)
+            )
             out += [bytes([flags]) + wire[:3000], bytes([flags]) + wire]
         return out
 
@@ -161,11 +191,15 @@ class CodecTarget(Target):
                 total_out += len(codec.decode(piece))
                 reader = codec._reader
                 held = reader._decompressor.remains if reader else None
-                bound(held is None or len(held) <= MAX_CHUNK + 10,
-                      f"snappy reader holds {len(held or b'')} bytes")
+                bound(
+                    held is None or len(held) <= MAX_CHUNK + 10,
+                    f"snappy reader holds {len(held or b'')} bytes",
+                )
                 # snappy expands at most ~21x; one chunk yields <= 64 KiB
-                bound(total_out <= 24 * total_in + 65536,
-                      f"{total_in} bytes in decoded to {total_out} out")
+                bound(
+                    total_out <= 24 * total_in + 65536,
+                    f"{total_in} bytes in decoded to {total_out} out",
+                )
         except ProtocolError as e:
             return f"flags={data[0] & 3} {label(e)}"
         if not compressed:
@@ -178,9 +212,25 @@ class ConfigTarget(Target):
     """parse_server_config and parse_client_config: only ConfigError."""
 
     name = "config"
-    tokens = (b"\n[common]\n", b"\n[x]\n", b" = ", b"{{ .Envs.X }}", b"{{",
-              b'"""', b"\\\n", b"range:", b"-", b",", b"type = http\n",
-              b"remote_port = ", b"true", b"0x1f", b"\n#", b"[", b"]")
+    tokens = (
+        b"\n[common]\n",
+        b"\n[x]\n",
+        b" = ",
+        b"{{ .Envs.X }}",
+        b"{{",
+        b'"""',
+        b"\\\n",
+        b"range:",
+        b"-",
+        b",",
+        b"type = http\n",
+        b"remote_port = ",
+        b"true",
+        b"0x1f",
+        b"\n#",
+        b"[",
+        b"]",
+    )
 
     def __init__(self):
         self._base = None
@@ -198,8 +248,10 @@ class ConfigTarget(Target):
         if self._base is None:
             self._base = tempfile.mkdtemp(prefix="labrelay-fuzz-config-")
         outcomes = []
-        for parse, kwargs in ((parse_server_config, {}),
-                              (parse_client_config, {"base_dir": self._base})):
+        for parse, kwargs in (
+            (parse_server_config, {}),
+            (parse_client_config, {"base_dir": self._base}),
+        ):
             try:
                 parse(text, environ={"X": "1"}, **kwargs)
                 outcomes.append("ok")

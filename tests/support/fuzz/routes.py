@@ -17,10 +17,15 @@ same keys refused (a conflict or a too-long string), the same size.
 """
 
 from labrelay.errors import ProxyError
-from labrelay.server.vhost.routes import (MAX_DOMAIN_LENGTH,
-                                          MAX_LOCATION_LENGTH, RouteConflict,
-                                          RouteTable, candidate_domains,
-                                          normalize_domain, request_host)
+from labrelay.server.vhost.routes import (
+    MAX_DOMAIN_LENGTH,
+    MAX_LOCATION_LENGTH,
+    RouteConflict,
+    RouteTable,
+    candidate_domains,
+    normalize_domain,
+    request_host,
+)
 
 from .core import Target, bound
 
@@ -41,9 +46,10 @@ class NaiveRoutes:
 
     def add(self, keys, target):
         """A too-long string refuses the lot, before any conflict."""
-        if any(len(domain) > MAX_DOMAIN_LENGTH + 1
-               or len(location) > MAX_LOCATION_LENGTH
-               for domain, location, _ in keys):
+        if any(
+            len(domain) > MAX_DOMAIN_LENGTH + 1 or len(location) > MAX_LOCATION_LENGTH
+            for domain, location, _ in keys
+        ):
             return "too long"
         wanted = []
         for domain, location, user in keys:
@@ -63,9 +69,11 @@ class NaiveRoutes:
         host = request_host(host)
         for domain in candidate_domains(host):
             for who in ([user] if user else []) + [""]:
-                matches = [r for r in self.routes
-                           if r[0] == domain and r[2] == who
-                           and path.startswith(r[1])]
+                matches = [
+                    r
+                    for r in self.routes
+                    if r[0] == domain and r[2] == who and path.startswith(r[1])
+                ]
                 if matches:
                     return max(matches, key=lambda r: len(r[1]))[3]
         return None
@@ -80,17 +88,20 @@ def check_invariants(table: RouteTable) -> None:
         for user, locations in users.items():
             bound(bool(locations.targets), f"empty table {domain!r} {user!r}")
             lengths = sorted({len(loc) for loc in locations.targets})
-            bound(locations._lengths == lengths,
-                  f"lengths {locations._lengths} != {lengths}")
+            bound(
+                locations._lengths == lengths,
+                f"lengths {locations._lengths} != {lengths}",
+            )
             counts = {}
             for loc in locations.targets:
                 counts[len(loc)] = counts.get(len(loc), 0) + 1
             bound(dict(+locations._count) == counts, "length counts")
             total += len(locations.targets)
-    indexed = sum(len(locs) for groups in table._keys.values()
-                  for _, _, locs in groups)
-    bound(total == indexed == len(table),
-          f"routes {total}, indexed {indexed}, len {len(table)}")
+    indexed = sum(len(locs) for groups in table._keys.values() for _, _, locs in groups)
+    bound(
+        total == indexed == len(table),
+        f"routes {total}, indexed {indexed}, len {len(table)}",
+    )
 
 
 def _fields(line: str, n: int) -> list:
@@ -102,9 +113,25 @@ class RouteTableTarget(Target):
     """Scripts of add/remove/lookup on a RouteTable and the naive model."""
 
     name = "routes"
-    tokens = (b"\na ", b"\nr ", b"\nl ", b"*.", b"*", b"/", b".example.com",
-              b",", b" ", b"A", b".", b"..", b"//", b":80", b"[::1]",
-              b"x" * 300, b"/" * 600)
+    tokens = (
+        b"\na ",
+        b"\nr ",
+        b"\nl ",
+        b"*.",
+        b"*",
+        b"/",
+        b".example.com",
+        b",",
+        b" ",
+        b"A",
+        b".",
+        b"..",
+        b"//",
+        b":80",
+        b"[::1]",
+        b"x" * 300,
+        b"/" * 600,
+    )
 
     def corpus(self):
         return [
@@ -126,8 +153,11 @@ class RouteTableTarget(Target):
             op, rest = line[:1], line[2:]
             if op == "a":
                 target, domains, locations, user = _fields(rest, 4)
-                keys = [(d, loc, user) for d in domains.split(",")
-                        for loc in locations.split(",")][:MAX_KEYS]
+                keys = [
+                    (d, loc, user)
+                    for d in domains.split(",")
+                    for loc in locations.split(",")
+                ][:MAX_KEYS]
                 if len(model.routes) + len(keys) > MAX_ROUTES:
                     continue
                 try:
@@ -148,11 +178,13 @@ class RouteTableTarget(Target):
             else:
                 continue
             if got != want:
-                raise AssertionError(f"{line!r}: table {got!r}, model "
-                                     f"{want!r}")
+                raise AssertionError(f"{line!r}: table {got!r}, model {want!r}")
             check_invariants(table)
-            outcomes.append(f"{op}:{'-' if got is None else got}"
-                            if op != "l" else f"l:{got is not None}")
+            outcomes.append(
+                f"{op}:{'-' if got is None else got}"
+                if op != "l"
+                else f"l:{got is not None}"
+            )
         bound(len(table) == len(model.routes), "sizes differ")
         return ",".join(sorted(set(outcomes))) or "empty"
 

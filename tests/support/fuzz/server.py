@@ -36,11 +36,14 @@ from .yamux import YAMUX_TOKENS, yamux_corpus
 
 # -- the server's bind port --------------------------------------------------
 
+
 def _server_config(mux: bool):
     return parse_server_config(
         f"[common]\nbind_port = 7000\ntoken = {TOKEN}\n"
         f"tcp_mux = {str(mux).lower()}\nvhost_http_port = 8080\n"
-        "subdomain_host = web.example.test\n", source="frps.ini")
+        "subdomain_host = web.example.test\n",
+        source="frps.ini",
+    )
 
 
 _CONFIGS = {}
@@ -49,9 +52,15 @@ _CONFIGS = {}
 def login_frame(run_id: str = RUN_ID) -> bytes:
     """A Login with a valid privilege key for :data:`TOKEN`."""
     now = int(time.time())
-    return encode_message(messages.Login(
-        version=FRP_VERSION, privilege_key=privilege_key(TOKEN, now),
-        timestamp=now, run_id=run_id, pool_count=1))
+    return encode_message(
+        messages.Login(
+            version=FRP_VERSION,
+            privilege_key=privilege_key(TOKEN, now),
+            timestamp=now,
+            run_id=run_id,
+            pool_count=1,
+        )
+    )
 
 
 class ServerWorld:
@@ -81,10 +90,14 @@ class ServerWorld:
             lose(protocol, wire)
         stopped = []
         self.server.stopService().addBoth(stopped.append)
-        bound(stopped == [None] or stopped and not isinstance(
-            stopped[0], Failure), f"stopService: {stopped}")
-        bound(self.reactor.getDelayedCalls() == [],
-              f"delayed calls left: {self.reactor.getDelayedCalls()}")
+        bound(
+            stopped == [None] or stopped and not isinstance(stopped[0], Failure),
+            f"stopService: {stopped}",
+        )
+        bound(
+            self.reactor.getDelayedCalls() == [],
+            f"delayed calls left: {self.reactor.getDelayedCalls()}",
+        )
 
 
 @contextlib.contextmanager
@@ -118,22 +131,30 @@ class ConnectionBounds:
             return
         if connection.work_owner is not None:
             held = connection._early_size
-            bound(held <= MAX_EARLY_WORK_BYTES + piece,
-                  f"work connection holds {held} early bytes")
+            bound(
+                held <= MAX_EARLY_WORK_BYTES + piece,
+                f"work connection holds {held} early bytes",
+            )
             return
         held = connection._parser.buffered
         # a refused first message may be answered later: input is ignored
         stopped = wire.disconnecting or getattr(connection, "_ignoring", False)
         if not stopped:
-            bound(held < HEADER_LENGTH + MAX_BODY_LENGTH,
-                  f"connection parser holds {held} undecoded bytes")
+            bound(
+                held < HEADER_LENGTH + MAX_BODY_LENGTH,
+                f"connection parser holds {held} undecoded bytes",
+            )
         elif self._at_close is None:
             self._at_close = held
-            bound(held < HEADER_LENGTH + MAX_BODY_LENGTH + piece,
-                  f"closing connection holds {held} undecoded bytes")
+            bound(
+                held < HEADER_LENGTH + MAX_BODY_LENGTH + piece,
+                f"closing connection holds {held} undecoded bytes",
+            )
         else:
-            bound(held <= self._at_close,
-                  f"stopped connection keeps buffering input: {held} bytes")
+            bound(
+                held <= self._at_close,
+                f"stopped connection keeps buffering input: {held} bytes",
+            )
 
 
 def server_output(raw: bytes) -> list:
@@ -141,15 +162,18 @@ def server_output(raw: bytes) -> list:
     (decrypting after a LoginResp); raises unless they are well-formed."""
     if raw[:1] == b"\x00":  # the tcp_mux mismatch answer: yamux frames
         frames = FrameParser().feed(raw)
-        bound(sum(HEADER_SIZE + len(f.payload) for f in frames) == len(raw),
-              f"a cut yamux refusal: {raw!r}")
+        bound(
+            sum(HEADER_SIZE + len(f.payload) for f in frames) == len(raw),
+            f"a cut yamux refusal: {raw!r}",
+        )
         return ["yamux refusal"]
     parser = MessageParser()
     parser.feed(raw)
     names = []
     for message in parser.messages():
-        names.append(message.name + ("(error)" if getattr(
-            message, "error", "") else ""))
+        names.append(
+            message.name + ("(error)" if getattr(message, "error", "") else "")
+        )
         if isinstance(message, messages.LoginResp) and not message.error:
             rest = parser.take_rest()
             parser.feed(StreamDecryptor(derive_key(TOKEN)).decrypt(rest))
@@ -157,8 +181,7 @@ def server_output(raw: bytes) -> list:
 
 
 def _state(wire: Wire) -> str:
-    return "aborted" if wire.aborted else \
-        "closed" if wire.disconnecting else "open"
+    return "aborted" if wire.aborted else "closed" if wire.disconnecting else "open"
 
 
 class ServerPlainTarget(Target):
@@ -171,13 +194,21 @@ class ServerPlainTarget(Target):
     """
 
     name = "server-plain"
-    tokens = (login_frame(), V2_MAGIC, b"\x16\x03\x01", b"\x00\x00\x00\x01",
-              frame(b"v", b'{"proxy_name":"x"}'), frame(b"h", b"{}"))
+    tokens = (
+        login_frame(),
+        V2_MAGIC,
+        b"\x16\x03\x01",
+        b"\x00\x00\x00\x01",
+        frame(b"v", b'{"proxy_name":"x"}'),
+        frame(b"h", b"{}"),
+    )
 
     def corpus(self):
-        streams = [with_run_id(s) for sc in
-                   (vectors.PLAIN_NOMUX, vectors.LOGIN_BAD_TOKEN)
-                   for s in client_streams(sc)]
+        streams = [
+            with_run_id(s)
+            for sc in (vectors.PLAIN_NOMUX, vectors.LOGIN_BAD_TOKEN)
+            for s in client_streams(sc)
+        ]
         return streams + [login_frame(), frame(b"v", b'{"proxy_name":"x"}')]
 
     def run(self, data, cuts):
@@ -206,13 +237,16 @@ class ControlTarget(Target):
 
     name = "control"
     tokens = tuple(frame(t, b"{}") for t in TYPE_BYTES) + (
-        frame(b"p", b'{"proxy_name":"a","proxy_type":"http",'
-                     b'"subdomain":"a"}'),
-        frame(b"p", b'{"proxy_name":"t","remote_port":65536}'))
+        frame(b"p", b'{"proxy_name":"a","proxy_type":"http","subdomain":"a"}'),
+        frame(b"p", b'{"proxy_name":"t","remote_port":65536}'),
+    )
 
     def corpus(self):
-        plain = [frame(t, body) for d, t, body, enc in captured_messages()
-                 if d == "c2s" and enc]
+        plain = [
+            frame(t, body)
+            for d, t, body, enc in captured_messages()
+            if d == "c2s" and enc
+        ]
         return plain + [b"".join(plain)]
 
     def run(self, data, cuts):
@@ -256,18 +290,25 @@ class ServerMuxTarget(Target):
                 session.dataReceived(piece)
                 world.reactor.advance(1)
                 window = session._max_window
-                bound(session._parser.buffered < HEADER_SIZE + window,
-                      f"session parser holds {session._parser.buffered}")
+                bound(
+                    session._parser.buffered < HEADER_SIZE + window,
+                    f"session parser holds {session._parser.buffered}",
+                )
                 for stream in list(session._streams.values()):
-                    bound(stream.receive_buffered <= window,
-                          f"stream {stream.stream_id} holds "
-                          f"{stream.receive_buffered} received bytes")
-                    if isinstance(stream.protocol, ServerConnection) and \
-                            stream.protocol.work_owner is None:
+                    bound(
+                        stream.receive_buffered <= window,
+                        f"stream {stream.stream_id} holds "
+                        f"{stream.receive_buffered} received bytes",
+                    )
+                    if (
+                        isinstance(stream.protocol, ServerConnection)
+                        and stream.protocol.work_owner is None
+                    ):
                         held = stream.protocol._parser.buffered
-                        bound(held < HEADER_LENGTH + MAX_BODY_LENGTH,
-                              f"stream {stream.stream_id} holds {held} "
-                              f"undecoded bytes")
+                        bound(
+                            held < HEADER_LENGTH + MAX_BODY_LENGTH,
+                            f"stream {stream.stream_id} holds {held} undecoded bytes",
+                        )
             state = f"{_state(wire)}, {min(session.streams_open, 3)} streams"
             if closed:
                 state += "; " + label(closed[0])

@@ -10,7 +10,20 @@ from .server import ControlTarget, ServerMuxTarget, ServerPlainTarget
 from .vhost import VhostTarget
 from .yamux import YamuxFramesTarget, YamuxSessionTarget
 
-TARGETS = {t.name: t for t in (
-    FramingTarget(), MessagesTarget(), ControlTarget(), CodecTarget(),
-    YamuxFramesTarget(), YamuxSessionTarget(), ConfigTarget(), VhostTarget(),
-    ServerPlainTarget(), ServerMuxTarget(), ADMIN, ROUTES)}
+TARGETS = {
+    t.name: t
+    for t in (
+        FramingTarget(),
+        MessagesTarget(),
+        ControlTarget(),
+        CodecTarget(),
+        YamuxFramesTarget(),
+        YamuxSessionTarget(),
+        ConfigTarget(),
+        VhostTarget(),
+        ServerPlainTarget(),
+        ServerMuxTarget(),
+        ADMIN,
+        ROUTES,
+    )
+}

@@ -22,6 +22,7 @@ from .core import Target, Wire, bound, chunked, lose
 
 # -- the HTTP vhost ----------------------------------------------------------
 
+
 class _Stub:
     def __init__(self, **kw):
         self.__dict__.update(kw)
@@ -60,7 +61,7 @@ def parse_responses(data: bytes, closed: bool) -> list:
         end = data.find(b"\r\n\r\n")
         if end == -1:
             raise AssertionError(f"response head cut: {data[:80]!r}")
-        head, data = data[:end], data[end + 4:]
+        head, data = data[:end], data[end + 4 :]
         lengths = re.findall(rb"\r\ncontent-length: *([0-9]+)", head.lower())
         if len(lengths) != 1:
             raise AssertionError(f"no single Content-Length in {head!r}")
@@ -85,8 +86,7 @@ _REQUESTS = (
     b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     b"GET http://secret.example.test/ HTTP/1.1\r\nHost: x\r\n"
     b"Proxy-Authorization: Basic dTpw\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: secret.example.test\r\n"
-    b"Authorization: Basic dTpw\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: secret.example.test\r\nAuthorization: Basic dTpw\r\n\r\n",
     b"GET /ws HTTP/1.1\r\nHost: jupyter.web.example.test\r\nConnection: Upgrade\r\n"
     b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
@@ -103,26 +103,45 @@ class VhostTarget(Target):
     """
 
     name = "vhost"
-    tokens = (b"\r\n", b"\r\n\r\n", b"Host: ", b"Content-Length: ",
-              b"Transfer-Encoding: chunked\r\n", b"Connection: close\r\n",
-              b"Upgrade: websocket\r\n", b"Expect: 100-continue\r\n",
-              b"HTTP/1.1", b" ", b":", b"GET ", b"CONNECT ", b"0\r\n\r\n")
+    tokens = (
+        b"\r\n",
+        b"\r\n\r\n",
+        b"Host: ",
+        b"Content-Length: ",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Connection: close\r\n",
+        b"Upgrade: websocket\r\n",
+        b"Expect: 100-continue\r\n",
+        b"HTTP/1.1",
+        b" ",
+        b":",
+        b"GET ",
+        b"CONNECT ",
+        b"0\r\n\r\n",
+    )
 
     def corpus(self):
-        captured = json.loads(vectors.read_bytes(
-            vectors.PLAIN_NOMUX, "user_side.json"))["user_connections"]
-        return list(_REQUESTS) + [b"".join(_REQUESTS[:3]),
-                                  captured["jupyter"]["request"].encode()]
+        captured = json.loads(
+            vectors.read_bytes(vectors.PLAIN_NOMUX, "user_side.json")
+        )["user_connections"]
+        return list(_REQUESTS) + [
+            b"".join(_REQUESTS[:3]),
+            captured["jupyter"]["request"].encode(),
+        ]
 
     def _world(self):
         clock = Clock()
         config = parse_server_config(
             "[common]\nvhost_http_port = 80\n"
-            "subdomain_host = web.example.test\ntoken = t\n")
-        server = _Stub(config=config, clock=clock,
-                       connections=ConnectionSet(),
-                       throttle=PasswordThrottle(clock),
-                       log_auth_failure=lambda *args: None)
+            "subdomain_host = web.example.test\ntoken = t\n"
+        )
+        server = _Stub(
+            config=config,
+            clock=clock,
+            connections=ConnectionSet(),
+            throttle=PasswordThrottle(clock),
+            log_auth_failure=lambda *args: None,
+        )
         vhost = Vhost(server)
         works = []
 
@@ -130,14 +149,19 @@ class VhostTarget(Target):
             works.append(FakeWork())
             return defer.succeed(works[-1])
 
-        control = _Stub(login=_Stub(pool_count=1), closed=False,
-                        pool=_Stub(get=get))
-        for fields in ({"proxy_name": "jupyter", "subdomain": "jupyter"},
-                       {"proxy_name": "secret", "http_user": "u",
-                        "http_pwd": "p",
-                        "custom_domains": ["secret.example.test"]}):
-            vhost.create_proxy(control, messages.NewProxy(
-                proxy_type="http", **fields)).start()
+        control = _Stub(login=_Stub(pool_count=1), closed=False, pool=_Stub(get=get))
+        for fields in (
+            {"proxy_name": "jupyter", "subdomain": "jupyter"},
+            {
+                "proxy_name": "secret",
+                "http_user": "u",
+                "http_pwd": "p",
+                "custom_domains": ["secret.example.test"],
+            },
+        ):
+            vhost.create_proxy(
+                control, messages.NewProxy(proxy_type="http", **fields)
+            ).start()
         return clock, vhost, works
 
     def _serve(self, works):
@@ -146,8 +170,11 @@ class VhostTarget(Target):
         for work in works:
             if work.sink is None:
                 continue
-            if not work.answered and work.transport.value() \
-                    and not work.transport.disconnecting:
+            if (
+                not work.answered
+                and work.transport.value()
+                and not work.transport.disconnecting
+            ):
                 work.answered = True
                 work.sink.forward(work, FakeWork.RESPONSE)
             if work.transport.disconnecting and not work.transport.lost:
@@ -165,8 +192,10 @@ class VhostTarget(Target):
                 break
             connection.dataReceived(piece)
             held = len(connection.http.trailing_data[0])
-            bound(held <= MAX_HEAD + len(piece),
-                  f"vhost connection holds {held} bytes of request")
+            bound(
+                held <= MAX_HEAD + len(piece),
+                f"vhost connection holds {held} bytes of request",
+            )
         self._serve(works)
         if user.reading and len(data) % 2:
             connection.readConnectionLost()  # the user shuts its write half
@@ -177,8 +206,10 @@ class VhostTarget(Target):
         statuses = parse_responses(user.value(), closed)
         lose(connection, user)
         self._serve(works)
-        bound(clock.getDelayedCalls() == [],
-              f"delayed calls left: {clock.getDelayedCalls()}")
+        bound(
+            clock.getDelayedCalls() == [],
+            f"delayed calls left: {clock.getDelayedCalls()}",
+        )
         bound(not vhost.connections, "a closed connection is still tracked")
         shown = ",".join(str(s) for s in sorted(set(statuses)))
         return f"{shown or 'no response'}; {'closed' if closed else 'open'}"

@@ -38,22 +38,33 @@ PAUSED_WRITE_ALLOWANCE = 4096
 def yamux_corpus(direction: str) -> list:
     capture = vectors.stream_bytes(vectors.PLAIN_MUX, "conn-01", direction)
     login = encode_message(messages.Login(version=FRP_VERSION))
-    handmade = b"".join([
-        encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0),
-        encode_header(TYPE_DATA, 0, 1, len(login)), login,
-        encode_header(TYPE_PING, FLAG_SYN, 0, 7),
-        encode_header(TYPE_DATA, FLAG_FIN, 1, 0),
-        encode_header(TYPE_GO_AWAY, 0, 0, 0)])
+    handmade = b"".join(
+        [
+            encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0),
+            encode_header(TYPE_DATA, 0, 1, len(login)),
+            login,
+            encode_header(TYPE_PING, FLAG_SYN, 0, 7),
+            encode_header(TYPE_DATA, FLAG_FIN, 1, 0),
+            encode_header(TYPE_GO_AWAY, 0, 0, 0),
+        ]
+    )
     return [capture, capture[:600], handmade]
 
 
-YAMUX_TOKENS = tuple(encode_header(t, f, s, n) for t, f, s, n in (
-    (TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), (TYPE_WINDOW_UPDATE, FLAG_SYN, 3,
-                                           0xFFFFFFFF),
-    (TYPE_DATA, 0, 1, 8), (TYPE_DATA, FLAG_FIN, 1, 0), (TYPE_PING, FLAG_SYN,
-                                                        0, 1),
-    (TYPE_PING, FLAG_ACK, 0, 1), (TYPE_GO_AWAY, 0, 0, 1),
-    (TYPE_WINDOW_UPDATE, 0x8, 1, 0), (TYPE_DATA, 0, 2, INITIAL_WINDOW + 1)))
+YAMUX_TOKENS = tuple(
+    encode_header(t, f, s, n)
+    for t, f, s, n in (
+        (TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0),
+        (TYPE_WINDOW_UPDATE, FLAG_SYN, 3, 0xFFFFFFFF),
+        (TYPE_DATA, 0, 1, 8),
+        (TYPE_DATA, FLAG_FIN, 1, 0),
+        (TYPE_PING, FLAG_SYN, 0, 1),
+        (TYPE_PING, FLAG_ACK, 0, 1),
+        (TYPE_GO_AWAY, 0, 0, 1),
+        (TYPE_WINDOW_UPDATE, 0x8, 1, 0),
+        (TYPE_DATA, 0, 2, INITIAL_WINDOW + 1),
+    )
+)
 
 
 class YamuxFramesTarget(Target):
@@ -71,8 +82,10 @@ class YamuxFramesTarget(Target):
         try:
             for piece in chunked(data, cuts):
                 count += len(parser.feed(piece))
-                bound(parser.buffered < HEADER_SIZE + INITIAL_WINDOW,
-                      f"frame parser holds {parser.buffered} bytes")
+                bound(
+                    parser.buffered < HEADER_SIZE + INITIAL_WINDOW,
+                    f"frame parser holds {parser.buffered} bytes",
+                )
         except FrameError as e:
             return label(e)
         return "ok, partial frame" if parser.buffered else "ok"
@@ -104,17 +117,20 @@ class YamuxSessionTarget(Target):
         self.strict_paused_writes = strict_paused_writes
 
     def corpus(self):
-        return [bytes([mode]) + c for c in yamux_corpus("c2s")
-                for mode in (0, 1)]
+        return [bytes([mode]) + c for c in yamux_corpus("c2s") for mode in (0, 1)]
 
     def run(self, data, cuts):
         if not data:
             return "empty"
         window = INITIAL_WINDOW
         clock = Clock()
-        session = YamuxSession(is_client=False, clock=clock,
-                               accept_stream=lambda stream: Echo(),
-                               max_window=window, accept_backlog=8)
+        session = YamuxSession(
+            is_client=False,
+            clock=clock,
+            accept_stream=lambda stream: Echo(),
+            max_window=window,
+            accept_backlog=8,
+        )
         wire = Wire(pause_after=256 if data[0] & 1 else None)
         session.makeConnection(wire)
         closed = []
@@ -125,23 +141,33 @@ class YamuxSessionTarget(Target):
             session.dataReceived(piece)
             clock.advance(3)
             held = session._parser.buffered
-            bound(held < HEADER_SIZE + window,
-                  f"session parser holds {held} bytes")
+            bound(held < HEADER_SIZE + window, f"session parser holds {held} bytes")
             for stream in list(session._streams.values()):
-                bound(stream.receive_buffered <= window,
-                      f"stream {stream.stream_id} holds "
-                      f"{stream.receive_buffered} received bytes")
-                bound(stream.send_buffered <= window,
-                      f"stream {stream.stream_id} holds "
-                      f"{stream.send_buffered} bytes to send")
+                bound(
+                    stream.receive_buffered <= window,
+                    f"stream {stream.stream_id} holds "
+                    f"{stream.receive_buffered} received bytes",
+                )
+                bound(
+                    stream.send_buffered <= window,
+                    f"stream {stream.stream_id} holds "
+                    f"{stream.send_buffered} bytes to send",
+                )
             paused = wire.written_while_paused
-            bound(not self.strict_paused_writes or paused is None
-                  or paused <= PAUSED_WRITE_ALLOWANCE,
-                  f"session wrote {paused} bytes to a transport whose "
-                  f"peer does not read")
-        state = ("closed: " + label(closed[0])) if closed else \
-            f"open, {min(session.streams_open, 3)}+ streams"
+            bound(
+                not self.strict_paused_writes
+                or paused is None
+                or paused <= PAUSED_WRITE_ALLOWANCE,
+                f"session wrote {paused} bytes to a transport whose peer does not read",
+            )
+        state = (
+            ("closed: " + label(closed[0]))
+            if closed
+            else f"open, {min(session.streams_open, 3)}+ streams"
+        )
         session.connectionLost(Failure(ConnectionDone()))
-        bound(clock.getDelayedCalls() == [],
-              f"delayed calls left: {clock.getDelayedCalls()}")
+        bound(
+            clock.getDelayedCalls() == [],
+            f"delayed calls left: {clock.getDelayedCalls()}",
+        )
         return state
