@@ -35,6 +35,7 @@ from labrelay.server.vhost import NOT_FOUND_PAGE, Vhost, clf_escape, clf_time
 from labrelay.throttle import PasswordThrottle
 from labrelay.tracking import ConnectionSet
 
+from ..support.fakes import FakeWork, Stub
 from ..support.harness import LogCapture
 from ..support.log_lines import ESCAPED, FORGED, assert_one_line_each, fields
 
@@ -127,27 +128,6 @@ class LevelTests(SynchronousTestCase):
         self.assertFalse(set_log_level(None, "debug"))
 
 
-class _Stub:
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-
-class _Work:
-    """A pooled work connection on a StringTransport."""
-
-    def __init__(self):
-        self.transport = StringTransport()
-        self.sent = []
-        self.alive = True
-        self.sink = None
-
-    def send(self, message):
-        self.sent.append(message)
-
-    def take_early_data(self):
-        return b""
-
-
 class AccessLogTests(SynchronousTestCase):
     """The access-log line of each way a vhost request can end, exactly."""
 
@@ -157,7 +137,7 @@ class AccessLogTests(SynchronousTestCase):
         config = parse_server_config(
             "[common]\nvhost_http_port = 80\nsubdomain_host = w.test\n"
         )
-        server = _Stub(
+        server = Stub(
             config=config,
             clock=self.clock,
             connections=ConnectionSet(),
@@ -169,11 +149,11 @@ class AccessLogTests(SynchronousTestCase):
         self.proxies = []
 
         def get():
-            self.works.append(_Work())
+            self.works.append(FakeWork())
             return defer.succeed(self.works[-1])
 
-        control = _Stub(
-            login=_Stub(pool_count=1), closed=False, pool=_Stub(get=get), run_id="r1"
+        control = Stub(
+            login=Stub(pool_count=1), closed=False, pool=Stub(get=get), run_id="r1"
         )
         for name, extra in (
             ("app", {}),
