@@ -234,11 +234,23 @@ def answer_when_decided(
     return NOT_DONE_YET
 
 
+#: Seconds an idle HTTP connection to the dashboard or admin API is kept
+#: (twisted.web's own default is 12 hours).
+IDLE_TIMEOUT = 120
+#: Open connections to one such API, in all and from one address.
+MAX_CONNECTIONS = 256
+MAX_CONNECTIONS_PER_SOURCE = 32
+
+
 class QuietSite(Site):
     """A ``Site`` that writes no access log: a page polling every few
-    seconds would fill it (the API logs what matters itself)."""
+    seconds would fill it (the API logs what matters itself).  An idle
+    connection is closed after :data:`IDLE_TIMEOUT`."""
 
     noisy = False
+
+    def __init__(self, resource, *args, timeout=IDLE_TIMEOUT, **kwargs):
+        super().__init__(resource, *args, timeout=timeout, **kwargs)
 
     def log(self, request):
         """Requests are not logged."""
@@ -249,18 +261,46 @@ class TrackingFactory(WrappingFactory):
     Keeps the open connections of the wrapped factory (a :class:`QuietSite`)
     in :attr:`connections`, so that stopping the API can close them all.
 
+    A connection beyond *max_connections* in all, or beyond
+    *max_per_source* from one address, is refused at accept (closed
+    before any byte is read), so no peer can hold the API's sockets.
+
     :param name: what the log calls it (``admin API starting on 7400``).
     """
 
     noisy = False
 
-    def __init__(self, factory, name: str):
+    def __init__(
+        self,
+        factory,
+        name: str,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_source: int = MAX_CONNECTIONS_PER_SOURCE,
+    ):
         super().__init__(factory)
         self.connections = ConnectionSet()
         self._name = name
+        self._max_connections = max_connections
+        self._max_per_source = max_per_source
+        self._accepted = 0
+        self._per_source = {}  # host -> open connections
 
     def logPrefix(self):
         return self._name
+
+    def buildProtocol(self, addr):
+        source = getattr(addr, "host", "")
+        if (
+            self._accepted >= self._max_connections
+            or self._per_source.get(source, 0) >= self._max_per_source
+        ):
+            return None
+        wrapper = super().buildProtocol(addr)
+        if wrapper is not None:
+            wrapper.api_source = source
+            self._accepted += 1
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+        return wrapper
 
     def registerProtocol(self, p):
         super().registerProtocol(p)
@@ -269,12 +309,23 @@ class TrackingFactory(WrappingFactory):
     def unregisterProtocol(self, p):
         super().unregisterProtocol(p)
         self.connections.remove(p)
+        source = getattr(p, "api_source", None)
+        if source is not None:
+            self._accepted -= 1
+            left = self._per_source[source] - 1
+            if left:
+                self._per_source[source] = left
+            else:
+                del self._per_source[source]
 
 
 __all__ = [
     "BasicAuth",
     "Credentials",
+    "IDLE_TIMEOUT",
     "JsonFormat",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_SOURCE",
     "QuietSite",
     "Reply",
     "TrackingFactory",
