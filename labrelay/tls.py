@@ -320,7 +320,10 @@ class _ClientTLS:
                 ) from None
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
-        connection = self._options.clientConnectionForTLS(tlsProtocol)
+        # What CertificateOptions.clientConnectionForTLS does since Twisted
+        # 26 (no ALPN is configured here); Twisted 25.5, the last release
+        # for Python 3.9 (PyPy 7.3), has only getContext().
+        connection = SSL.Connection(self._options.getContext(), None)
         if self._sni is not None:
             connection.set_tlsext_host_name(self._sni)
         if self._verify:
