@@ -35,6 +35,12 @@ MiB = 1 << 20
 TOKEN = "bench-token"
 
 
+#: ``python -c`` program that runs twistd (no ``twistd`` script needed)
+TWISTD_MAIN = (
+    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+)
+
+
 class Skip(Exception):
     """The path cannot be measured here; the message says why."""
 
@@ -140,18 +146,18 @@ class Labrelay(Path):
         self.tcp_mux, self.crypt, self.tls = tcp_mux, crypt, tls
 
     def twistd(self):
+        """The command that starts twistd: under ``--python PATH`` when it
+        was given, else this interpreter's twistd."""
+        python = getattr(self.ctx, "python", None)
+        if python:
+            return [python, "-c", TWISTD_MAIN]
         exe = os.path.join(os.path.dirname(sys.executable), "twistd")
         if os.access(exe, os.X_OK):
             return [exe]
         found = shutil.which("twistd")
         if found:
             return [found]
-        return [
-            sys.executable,
-            "-c",
-            "import sys; from twisted.scripts.twistd import run; "
-            "sys.argv[0] = 'twistd'; run()",
-        ]
+        return [sys.executable, "-c", TWISTD_MAIN]
 
     def start(self):
         tag = self.label.replace(" ", "_").replace(",", "").replace("+", "")
@@ -379,6 +385,51 @@ class SshForward(Path):
         self.cpu_roots = [daemon.pid, client.pid]
 
 
+# -- the relay's interpreter -----------------------------------------------------
+
+
+def add_python_option(ap):
+    ap.add_argument(
+        "--python",
+        metavar="PATH",
+        default=None,
+        help="interpreter of the labrelay-server and labrelay-client "
+        "processes, e.g. a PyPy venv's bin/pypy3 with labrelay's "
+        "dependencies installed (default: the one running the bench)",
+    )
+
+
+def relay_python(args):
+    """The ``--python`` interpreter as an absolute path (None without the
+    option); one that does not run twistd's imports stops the run."""
+    if not args.python:
+        return None
+    exe = shutil.which(args.python) or args.python
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        raise SystemExit(f"--python {args.python}: not an executable file")
+    return os.path.abspath(exe)
+
+
+def relay_python_line(python):
+    """'relay processes: <implementation> <version>, twisted <version>'."""
+    if not python:
+        return "relay processes: this interpreter"
+    probe = (
+        "import platform, twisted; print(platform.python_implementation(), "
+        "platform.python_version(), 'twisted', twisted.__version__)"
+    )
+    try:
+        out = subprocess.run(
+            [python, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SystemExit(f"--python {python}: {e}")
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+        raise SystemExit(f"--python {python}: cannot import twisted: {tail}")
+    return f"relay processes: {python} ({out.stdout.strip()})"
+
+
 # -- frp binaries ----------------------------------------------------------------
 
 
@@ -458,6 +509,12 @@ def _measure(path, args, payload, phase):
         phase[0] = "echo check"
     # a few echoes through the path first: the tunnel really works
     _load.ping_pong(port, 10, warmup=0, time_cap=10.0)
+    if args.warm_up and path.cpu_roots:
+        # unmeasured traffic of every kind first, for a JIT (PyPy's)
+        phase[0] = "warm-up"
+        _load.bulk_upload(port, 64 * MiB, payload, timeout=60.0)
+        _load.ping_pong(port, 2000, warmup=0, time_cap=10.0)
+        _load.conn_rate(port, 1.0)
 
     phase[0] = "bulk"
     # a short transfer sizes the real one so that it fits in the time cap
@@ -787,9 +844,18 @@ def main():
         help="idle time after 'start proxy success' before the "
         "relay's resident memory is read (default 3)",
     )
+    ap.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="pass 64 MiB, 2000 ping-pongs and 1 s of new connections "
+        "through each relay unmeasured, after its idle RSS reading and "
+        "before its measurements (for PyPy's JIT)",
+    )
+    add_python_option(ap)
     add_frp_options(ap)
     args = ap.parse_args()
     args.tree = os.path.abspath(args.tree)
+    args.python = relay_python(args)
     args.rtt_cpu = None if args.no_pin else max(os.sched_getaffinity(0))
     if args.mib is None:
         args.mib = 64 if args.quick else 512
@@ -801,11 +867,13 @@ def main():
         (75.0 if args.quick else 290.0)
         + (4 if frp else 0) * (6.0 if args.quick else 30.0)
         + relays * args.idle_secs
+        + (relays * 8.0 if args.warm_up else 0.0)
     )
     hard = budget + 40.0  # whole run, SIGALRM
 
     ctx = start_run(args.tree, hard, "labrelay-bench-")
     ctx.frp = frp
+    ctx.python = args.python
     t_start = time.monotonic()
     other_load = _load.OtherLoad()
     rows, notes = [], []
@@ -813,6 +881,7 @@ def main():
     try:
         for line in versions(args.tree):
             print(line, flush=True)
+        print(relay_python_line(args.python), flush=True)
         print(frp_version(frp) if frp else frp_note, flush=True)
         print(
             f"bulk {args.bulk_reps} x {args.mib} MiB per path "

@@ -405,9 +405,11 @@ def main():
         default=REPO,
         help="labrelay source tree to run (default: this repository's working tree)",
     )
+    tunnel_bench.add_python_option(ap)
     tunnel_bench.add_frp_options(ap)
     args = ap.parse_args()
     args.tree = os.path.abspath(args.tree)
+    args.python = tunnel_bench.relay_python(args)
     if args.secs is None:
         args.secs = 2.0 if args.quick else 6.0
     args.conn_list = [int(c) for c in args.conns.split(",") if c.strip()]
@@ -429,6 +431,7 @@ def main():
     ctx = tunnel_bench.start_run(args.tree, hard, "labrelay-vhost-bench-")
     ctx.wrk = wrk
     ctx.frp = frp
+    ctx.python = args.python
     t_start = time.monotonic()
     other_load = _load.OtherLoad()
     rows, notes = [], []
@@ -440,6 +443,7 @@ def main():
             if line.startswith("others:"):
                 continue
             print(line, flush=True)
+        print(tunnel_bench.relay_python_line(args.python), flush=True)
         print(tunnel_bench.frp_version(frp) if frp else frp_note, flush=True)
         wrk_v = subprocess.run(
             [wrk, "-v"], capture_output=True, text=True, timeout=10
