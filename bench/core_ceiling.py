@@ -44,6 +44,16 @@ TOKEN = tunnel_bench.TOKEN
 SUBDOMAIN_HOST = "bench.test"
 
 
+def cpu_idle_seconds(cpu):
+    """Idle + iowait seconds of one CPU since boot (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == f"cpu{cpu}":
+                return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+    raise SystemExit(f"cpu{cpu} not in /proc/stat")
+
+
 def pinned(cpus):
     """A ``preexec_fn`` that pins the child to ``cpus``."""
     return lambda: os.sched_setaffinity(0, cpus)
@@ -222,8 +232,10 @@ class Setup:
 
 
 def measure(setup, label, parallel, run):
-    """Run ``run()`` (-> (units, unit name)) and read the CPU time of the
-    server, of the clients and of everything else in the meantime."""
+    """Run ``run()`` (-> (units, unit name, note)) and read the CPU time of
+    the server, of the clients, of everything else, and the idle time of
+    the server's CPU in the meantime."""
+    i0 = cpu_idle_seconds(setup.server_cpu)
     s0 = _load.cpu_seconds([setup.server.pid])
     c0 = _load.cpu_seconds([c.pid for c in setup.clients])
     b0 = _load.busy_seconds()
@@ -233,6 +245,7 @@ def measure(setup, label, parallel, run):
     server = _load.cpu_seconds([setup.server.pid]) - s0
     clients = _load.cpu_seconds([c.pid for c in setup.clients]) - c0
     busy = _load.busy_seconds() - b0
+    idle = cpu_idle_seconds(setup.server_cpu) - i0
     rate = units / wall
     return {
         "label": label,
@@ -242,6 +255,7 @@ def measure(setup, label, parallel, run):
         "server": server / wall,
         "clients": clients / wall,
         "rest": max(0.0, busy - server - clients) / wall,
+        "idle": idle / wall,
         "per_unit": server / units if units else float("nan"),
         "ceiling": units / server if server else float("nan"),
         "extra": extra,
@@ -294,6 +308,7 @@ def fmt(rows):
         "server CPU",
         "clients CPU",
         "other CPU",
+        "server's CPU idle",
         "server CPU per unit",
         "at 100 % of one CPU",
         "note",
@@ -312,6 +327,7 @@ def fmt(rows):
                 f"{r['server'] * 100:.0f} %",
                 f"{r['clients'] * 100:.0f} %",
                 f"{r['rest'] * 100:.0f} %",
+                f"{r['idle'] * 100:.0f} %",
                 per_s,
                 f"{r['ceiling']:.0f} {r['unit']}/s",
                 r["extra"],
@@ -365,11 +381,12 @@ def main():
     server_cpus, load_cpus = {server_cpu}, cpus - {server_cpu}
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    other = _load.OtherLoad()
     os.sched_setaffinity(0, load_cpus)
 
     tmp = tempfile.mkdtemp(prefix="labrelay-ceiling-")
     setup = Setup(args, tmp)
-    other = _load.OtherLoad()
+    setup.server_cpu = server_cpu
     rows = []
     try:
         for line in tunnel_bench.versions(args.tree):
@@ -428,13 +445,18 @@ def main():
     finally:
         _load.stop_processes(list(reversed(setup.started)))
         shutil.rmtree(tmp, ignore_errors=True)
+        os.sched_setaffinity(0, cpus)  # for the report's CPU count
     print()
     for line in fmt(rows):
         print(line)
     print()
     print(
-        "server CPU: CPU-s of labrelay-server per wall second (1.00 = one CPU "
-        "busy); 'at 100 % of one CPU' = units / server CPU-s"
+        "server CPU: CPU-s of labrelay-server per wall second (100 % = one CPU "
+        "busy); clients CPU: the client processes; other CPU: the rest of "
+        "the machine's busy time (load generators, backends, wrk, kernel, "
+        "other work on the machine); server's CPU idle: idle time of the "
+        "server's CPU (near 0: the server had its CPU to itself and used it "
+        "all, or shared it); at 100 % of one CPU = units / server CPU-s"
     )
     print(other.report())
     return 0
