@@ -512,9 +512,11 @@ def _measure(path, args, payload, phase):
     if args.warm_up and path.cpu_roots:
         # unmeasured traffic of every kind first, for a JIT (PyPy's)
         phase[0] = "warm-up"
-        _load.bulk_upload(port, 64 * MiB, payload, timeout=60.0)
-        _load.ping_pong(port, 2000, warmup=0, time_cap=10.0)
-        _load.conn_rate(port, 1.0)
+        end = time.monotonic() + args.warm_up
+        while time.monotonic() < end:
+            _load.bulk_upload(port, 16 * MiB, payload, timeout=60.0)
+        _load.ping_pong(port, 10**6, warmup=0, time_cap=args.warm_up)
+        _load.conn_rate(port, args.warm_up)
 
     phase[0] = "bulk"
     # a short transfer sizes the real one so that it fits in the time cap
@@ -846,10 +848,12 @@ def main():
     )
     ap.add_argument(
         "--warm-up",
-        action="store_true",
-        help="pass 64 MiB, 2000 ping-pongs and 1 s of new connections "
-        "through each relay unmeasured, after its idle RSS reading and "
-        "before its measurements (for PyPy's JIT)",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="S seconds each of bulk, ping-pongs and new connections "
+        "through each relay, unmeasured, after its idle RSS reading and "
+        "before its measurements (for PyPy's JIT; default 0)",
     )
     add_python_option(ap)
     add_frp_options(ap)
@@ -867,7 +871,7 @@ def main():
         (75.0 if args.quick else 290.0)
         + (4 if frp else 0) * (6.0 if args.quick else 30.0)
         + relays * args.idle_secs
-        + (relays * 8.0 if args.warm_up else 0.0)
+        + relays * 3.5 * args.warm_up
     )
     hard = budget + 40.0  # whole run, SIGALRM
 
