@@ -3,7 +3,11 @@
 Endpoints built from configuration: the client's dial to the server and the
 server's listen descriptions.
 
-* :func:`client_endpoint`: frpc's connection to frps -- a :class:`HostnameEndpoint`
+* :func:`tcp_client_endpoint`: a TCP dial to a host and port; an IP address is
+  dialled directly, only a name goes through :class:`HostnameEndpoint`'s
+  resolver (a thread hop per dial, which costs a tenth of a no-mux work
+  connection's set-up).
+* :func:`client_endpoint`: frpc's connection to frps -- a :func:`tcp_client_endpoint`
   (optionally bound to ``connect_server_local_ip``), wrapped in TLS when
   ``tls_enable``, with frp's custom first byte ``0x17`` written on the raw
   connection just before the ClientHello when
@@ -26,9 +30,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
     quoteStringArgument,
 )
 from twisted.internet.interfaces import (
@@ -86,6 +93,33 @@ class _TLSEndpoint:
         )
 
 
+def tcp_client_endpoint(
+    reactor: object,
+    host: str,
+    port: int,
+    timeout: float,
+    bind_address: Optional[tuple[str, int]] = None,
+) -> IStreamClientEndpoint:
+    """
+    A TCP dial to *host*: an IPv4 or IPv6 address directly, a name through
+    :class:`HostnameEndpoint` (resolution in a thread, then happy eyeballs).
+
+    :param timeout: seconds to connect.
+    :param bind_address: ``(ip, port)`` to bind the socket to first.
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(
+            reactor, host, port, timeout=timeout, bindAddress=bind_address
+        )
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(
+            reactor, host, port, timeout=timeout, bindAddress=bind_address
+        )
+    return HostnameEndpoint(
+        reactor, host, port, timeout=timeout, bindAddress=bind_address
+    )
+
+
 def client_endpoint(
     reactor: object,
     *,
@@ -113,12 +147,12 @@ def client_endpoint(
     """
     if server_addr.startswith("[") and server_addr.endswith("]"):
         server_addr = server_addr[1:-1]
-    tcp = HostnameEndpoint(
+    tcp = tcp_client_endpoint(
         reactor,
         server_addr,
         server_port,
         timeout=dial_timeout,
-        bindAddress=(local_ip, 0) if local_ip else None,
+        bind_address=(local_ip, 0) if local_ip else None,
     )
     if not tls_enable:
         return tcp

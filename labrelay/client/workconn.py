@@ -9,15 +9,10 @@ bytes that came right behind StartWorkConn are kept and relayed first.
 
 import time
 
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from ..endpoints import tcp_client_endpoint
 from ..errors import ProtocolError
 from ..peers import describe, set_keepalive
 from ..protocol import messages
@@ -32,15 +27,10 @@ LOCAL_DIAL_TIMEOUT = 10
 
 def local_endpoint(reactor, host: str, port: int):
     """
-    The endpoint to a proxy's local service: an IP address is dialled
-    directly; only a name goes through HostnameEndpoint's resolver (which
-    costs a thread hop per dial).
+    The endpoint to a proxy's local service (see
+    :func:`~labrelay.endpoints.tcp_client_endpoint`).
     """
-    if isIPAddress(host):
-        return TCP4ClientEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
-    if isIPv6Address(host):
-        return TCP6ClientEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
-    return HostnameEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
+    return tcp_client_endpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
 
 
 def quiet_factory(build):
