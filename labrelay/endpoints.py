@@ -47,7 +47,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
-from labrelay.tls import TLS_HEAD_BYTE, TLSFactory, TLSTransport
+from labrelay.tls import TLS_HEAD_BYTE
+from labrelay.tls_transport import TLSFactory, TLSTransport
 
 
 class _HeadByteTLSProtocol(TLSTransport):
@@ -68,7 +69,7 @@ class _HeadByteTLSFactory(TLSFactory):
 class _TLSEndpoint:
     """
     Like ``wrapClientTLS(options, endpoint)``, with labrelay's TLS transport
-    (see :class:`~labrelay.tls.TLSTransport`); with ``head_byte``, each connection
+    (see :class:`~labrelay.tls_transport.TLSTransport`); with ``head_byte``, each connection
     sends :data:`TLS_HEAD_BYTE` on the raw stream before the TLS handshake.
     """
 
