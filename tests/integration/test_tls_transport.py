@@ -6,6 +6,7 @@ at once, large writes leave in few sends, and every byte arrives in order.
 from __future__ import annotations
 
 import os
+import select
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -69,14 +70,16 @@ class TLSTransportTests(TestCase):
     async def test_small_write_leaves_at_once(self) -> None:
         """
         A small write is encrypted and handed to the socket before the call
-        returns: nothing waits in the TCP transport's buffer for a later
-        reactor turn, and the peer receives it.
+        returns: with the reactor held (this test does not yield to it), the
+        server's socket becomes readable, and the peer receives the bytes.
         """
         server_app, client_app, client_tls = await self.connect()
-        tcp = client_tls.transport
+        server_socket = server_app.transport.transport.socket
+        readable, _, _ = select.select([server_socket], [], [], 0)
+        self.assertEqual(readable, [])
         client_app.transport.write(b"ping")
-        self.assertEqual(tcp._tempDataLen, 0)
-        self.assertEqual(len(tcp.dataBuffer) - tcp.offset, 0)
+        readable, _, _ = select.select([server_socket], [], [], 5)
+        self.assertEqual(readable, [server_socket])
         server_app.expected = 4
         self.assertEqual(await within(server_app.arrived), b"ping")
 
