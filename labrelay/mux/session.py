@@ -221,13 +221,18 @@ class YamuxSession(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        outlet = self._outlet
+        outlet.gather()
         try:
-            frames = self._parser.feed(data)
-        except FrameError as e:
-            self._handle_frames(e.frames)
-            self._protocol_error(str(e))
-            return
-        self._handle_frames(frames)
+            try:
+                frames = self._parser.feed(data)
+            except FrameError as e:
+                self._handle_frames(e.frames)
+                self._protocol_error(str(e))
+                return
+            self._handle_frames(frames)
+        finally:
+            outlet.release()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._registered = False
@@ -446,6 +451,8 @@ class YamuxSession(Protocol):
             if call.active():
                 call.cancel()
         self._open_timers.clear()
+        if not abort and not transport_gone:
+            self._outlet.flush()
         self._outlet.close()
         transport = self.transport
         if transport is not None and not transport_gone:
