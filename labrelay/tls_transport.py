@@ -9,9 +9,10 @@ records to the TCP transport, which sends them one turn later still.  On a
 relay every hop pays that twice: the round trip through a TLS link took
 75-80 µs longer than through a plain one.  :class:`TLSTransport` instead
 
-* encrypts each write at once, the whole write before it reads the records
-  back, so that a large write still leaves in a few large sends rather than
-  one per 16 KiB record;
+* encrypts each write at once, in one call to OpenSSL however long it is
+  (OpenSSL cuts it into 16 KiB records), and reads the records back only
+  after the whole write, so that a large write leaves in one large send
+  rather than one per record;
 * hands the records to :func:`~labrelay.writethrough.write_now`, straight to
   the socket when it is idle;
 * lets go of its producer when TLS ends (see :meth:`_tlsShutdownFinished`).
@@ -28,9 +29,6 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from .writethrough import write_now
-
-#: application bytes per TLS record (the protocol's maximum)
-RECORD_SIZE = 2**14
 
 #: bytes read back from the memory BIO per call
 BIO_READ_SIZE = 2**16
@@ -53,13 +51,16 @@ class TLSTransport(TLSMemoryBIOProtocol):
         tls = self._tlsConnection
         done = 0
         total = len(data)
+        view = memoryview(data)  # slices without copies
         try:
             while done < total:
-                done += tls.send(data[done : done + RECORD_SIZE])
+                # OpenSSL cuts one call into records itself, and the memory
+                # BIO takes them all: usually one call per write
+                done += tls.send(view[done:] if done else data)
         except WantReadError:
             # a renegotiation or key update waits for the peer; Twisted
             # writes these bytes once it has read what it needs
-            self._bufferedWrite(data[done:])
+            self._bufferedWrite(bytes(view[done:]))
         except Error:
             failure = Failure()
             self._flushSendBIO()  # an alert OpenSSL may have written
