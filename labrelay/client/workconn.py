@@ -14,12 +14,14 @@ from twisted.logger import Logger
 
 from ..endpoints import tcp_client_endpoint
 from ..errors import ProtocolError
+from ..kernel_splice import make_splice
 from ..peers import describe, set_keepalive
 from ..protocol import messages
 from ..protocol.auth import privilege_key
 from ..protocol.codec import PayloadCodec
 from ..protocol.framing import MessageParser, encode_message
-from ..relay import RelayedProtocol, Splice, set_no_delay
+from ..relay import RelayedProtocol, set_no_delay
+from ..writethrough import write_now
 
 #: Seconds to connect to a local service.
 LOCAL_DIAL_TIMEOUT = 10
@@ -81,7 +83,7 @@ class ClientWorkConnection(RelayedProtocol):
                 privilege_key=privilege_key(config.token, now),
                 timestamp=now,
             )
-        self.transport.write(encode_message(message))
+        write_now(self.transport, encode_message(message))
 
     def connection_ended(self, reason):
         self.client.connections.remove(self)
@@ -138,7 +140,7 @@ class ClientWorkConnection(RelayedProtocol):
                     proxy.use_encryption,
                     proxy.use_compression,
                 )
-            splice = Splice(
+            splice = make_splice(
                 self,
                 local,
                 a_codec=codec,
