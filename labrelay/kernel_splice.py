@@ -35,6 +35,7 @@ How the switch is made safe:
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 
@@ -53,6 +54,14 @@ PIPE_SIZE = 1 << 20
 
 #: idle pipes kept for the next borrower
 POOL_SIZE = 16
+
+#: pipes lent out at once in the whole process: beyond it a direction
+#: reads 64 KiB at a time into memory instead (so at most
+#: PIPE_SIZE * MAX_LENT bytes of pipe buffers, whatever peers do)
+MAX_LENT = 256
+
+#: bytes read into memory per turn when no pipe can be had
+MEMORY_READ = 1 << 16
 
 #: splice() calls in one direction per reactor event (each moves up to
 #: PIPE_SIZE bytes), so that one busy connection does not starve the others
@@ -107,32 +116,56 @@ def make_splice(a, b, *, a_codec=None, b_codec=None, on_close=None, description=
 
 
 class PipePool:
-    """Pipes of :data:`PIPE_SIZE` bytes, kept for reuse while idle."""
+    """
+    Pipes of :data:`PIPE_SIZE` bytes, lent while bytes are in flight and
+    kept for reuse while idle (up to *size*); at most *limit* are lent at
+    once.
+    """
 
-    def __init__(self, size: int = POOL_SIZE):
+    def __init__(self, size: int = POOL_SIZE, limit: int = MAX_LENT):
         self._idle = []
         self._size = size
+        self.limit = limit
+        self.lent = 0
 
     def take(self):
-        """A ``(read_fd, write_fd)`` pair; raises OSError when none can be made."""
+        """
+        A ``(read_fd, write_fd)`` pair, or None when *limit* pipes are lent
+        or no pipe can be made (out of descriptors).
+        """
+        if self.lent >= self.limit:
+            return None
         if self._idle:
-            return self._idle.pop()
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            import fcntl
-
-            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass  # over the user's pipe budget: a smaller pipe still works
-        return r, w
+            pipe = self._idle.pop()
+        else:
+            try:
+                pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                return None
+            try:
+                fcntl.fcntl(pipe[1], fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                pass  # over the user's pipe budget: a smaller pipe still works
+        self.lent += 1
+        return pipe
 
     def give_back(self, pipe) -> None:
         """An empty pipe, for the next borrower (closed when the pool is full)."""
+        self.lent -= 1
         if len(self._idle) < self._size:
             self._idle.append(pipe)
         else:
-            for fd in pipe:
-                os.close(fd)
+            self._close(pipe)
+
+    def discard(self, pipe) -> None:
+        """A pipe that may still hold bytes: closed."""
+        self.lent -= 1
+        self._close(pipe)
+
+    @staticmethod
+    def _close(pipe) -> None:
+        for fd in pipe:
+            os.close(fd)
 
 
 _pipes = PipePool()
@@ -287,16 +320,13 @@ class KernelSplice:
         there is nothing to read now."""
         src_fd = d.src.fd
         if d.pipe is None:
-            try:
-                d.pipe = _pipes.take()
-            except OSError:
-                d.pipe = None
+            d.pipe = _pipes.take()
         try:
             if d.pipe is not None:
                 moved = os.splice(src_fd, d.pipe[1], PIPE_SIZE, flags=_FLAGS)
                 d.in_pipe += moved
             else:
-                data = os.read(src_fd, 1 << 16)
+                data = os.read(src_fd, MEMORY_READ)
                 d.pending = data
                 moved = len(data)
         except OSError as e:
@@ -372,8 +402,7 @@ class KernelSplice:
         for d in (self._a_to_b, self._b_to_a):
             self._stop_watching(d)
             if d.pipe is not None:
-                for fd in d.pipe:
-                    os.close(fd)
+                _pipes.discard(d.pipe)
                 d.pipe = None
         for end in self._ends:
             transport = end.transport

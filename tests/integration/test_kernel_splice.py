@@ -176,6 +176,19 @@ class KernelSpliceTests(TestCase):
         self.assertEqual(splice.bytes_a_to_b, len(payload))
         self.assertEqual(splice.bytes_b_to_a, len(payload))
 
+    async def test_without_pipes_bytes_go_through_memory(self):
+        """
+        With every pipe lent out (the process-wide bound), a direction reads
+        64 KiB at a time into memory instead: still every byte, in order.
+        """
+        self.patch(kernel_splice._pipes, "limit", 0)
+        relay, user = await self.relay_to(Echo)
+        payload = os.urandom(4 << 20)
+        user.transport.write(payload)
+        self.assertEqual(await within(user.wait_for(len(payload)), 60), payload)
+        self.assertIsInstance(relay.splices[0], KernelSplice)
+        self.assertEqual(kernel_splice._pipes.lent, 0)
+
     async def test_many_small_exchanges(self):
         """300 request/answer turns of 1 to 3000 bytes: none is held back."""
         relay, user = await self.relay_to(Echo)
@@ -205,6 +218,7 @@ class KernelSpliceTests(TestCase):
         self.assertEqual(answer, f"{len(head) + len(body)} {expected}".encode())
         await within(user.closed)
         await within(wait_until(lambda: len(relay.closed) == 1))
+        self.assertEqual(kernel_splice._pipes.lent, 0)
 
     async def test_reset_closes_both_and_leaks_nothing(self):
         """A backend that resets: the user is closed, both relay protocols
@@ -215,6 +229,7 @@ class KernelSpliceTests(TestCase):
         await within(user.closed)
         await within(wait_until(lambda: len(relay.closed) == 1))
         self.assertEqual(len(relay.closed), 1)
+        self.assertEqual(kernel_splice._pipes.lent, 0)
         # the pool may keep idle pipes; nothing else may stay open
         pooled = 2 * len(kernel_splice._pipes._idle)
         await within(wait_until(lambda: open_fds() <= fds_before + pooled + 1))
