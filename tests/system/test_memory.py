@@ -22,8 +22,10 @@ from twisted.trial.unittest import TestCase
 from ..support.harness import async_test, echo_server
 from ..support.processes import (
     ClientProcess,
+    child_env,
     client_ini,
     free_port,
+    run,
     server_ini,
     spawn,
     write_config,
@@ -70,8 +72,6 @@ NEVER = ["hypothesis", "twisted.conch", "twisted.trial.unittest"]
 def probed_twistd(testcase, command, config_path):
     """Spawn ``twistd -n COMMAND -c CONFIG`` under :data:`PROBED_TWISTD`;
     returns the process and the file its module list goes to."""
-    from ..support.processes import child_env
-
     modules_file = os.path.join(os.path.dirname(config_path), "modules.txt")
     process = spawn(
         testcase,
@@ -180,3 +180,28 @@ class IdleModulesTests(TestCase):
             self.assertTrue(loaded(server_modules, name), f"server: no {name}")
         for name in CLIENT_OPTIONAL:
             self.assertTrue(loaded(client_modules, name), f"client: no {name}")
+
+
+class DropinTests(TestCase):
+    """twistd imports every dropin on each start (and for ``--help``)."""
+
+    timeout = 60
+
+    @async_test
+    async def test_dropin_imports_no_labrelay_module(self):
+        """Importing labrelay's twistd dropin, as twistd does, loads no
+        labrelay module: the taps are imported only when their command
+        runs."""
+        process = await run(
+            self,
+            "dropin import",
+            [
+                sys.executable,
+                "-c",
+                "import sys, twisted.plugins.labrelay_plugins\n"
+                "print(' '.join(m for m in sorted(sys.modules)"
+                " if m.split('.')[0] == 'labrelay') or 'none')",
+            ],
+        )
+        self.assertEqual(process.exit_code, 0, process.tail())
+        self.assertEqual(process.output.split(), ["none"])
