@@ -334,6 +334,7 @@ def fmt_table(rows):
             "logged in",
             "login s",
             "logins/s",
+            "CPU ms/login",
             "RSS MiB",
             "KiB/client",
             "idle CPU %",
@@ -353,6 +354,7 @@ def fmt_table(rows):
                 f"{r['ok']:,}" + (f" ({r['failed']} failed)" if r["failed"] else ""),
                 f"{r['login_secs']:.1f}",
                 f"{r['ok'] / r['login_secs']:.0f}" if r["login_secs"] else "-",
+                f"{r['login_cpu'] * 1000.0 / r['ok']:.2f}" if r["ok"] else "-",
                 f"{r['rss']:.1f}",
                 f"{per_client:.1f}",
                 f"{r['idle_cpu']:.1f}",
@@ -522,8 +524,7 @@ def main():
             continue
         extra = (
             f"{r['label']} N={r['n']:,}: RSS {r['rss0']:.1f} MiB before the logins, "
-            f"{r['rss_idle']:.1f} after the idle period; relay CPU "
-            f"{r['login_cpu']:.1f} s for the logins; {r['pongs']:,} Pongs, "
+            f"{r['rss_idle']:.1f} after the idle period; {r['pongs']:,} Pongs, "
             f"{r['echoed']:,} bytes echoed; load generators {r['gen_rss']:.0f} MiB, "
             f"{r['gen_cpu']:.1f} % CPU at idle"
         )
