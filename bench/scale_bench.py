@@ -92,9 +92,11 @@ class Relay(tunnel_bench.Path):
         raise NotImplementedError
 
 
-class LabrelayRelay(Relay, tunnel_bench.Labrelay):
+class LabrelayRelay(Relay):
+    twistd = tunnel_bench.Labrelay.twistd
+
     def __init__(self, ctx, args):
-        tunnel_bench.Path.__init__(self, ctx)
+        super().__init__(ctx)
         self.label = "labrelay"
         self.args = args
 
@@ -186,15 +188,19 @@ class Workers:
             ]
             if not args.tls:
                 argv.append("--no-tls")
-            p = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=open(os.path.join(ctx.tmp, f"clients-{first}.log"), "wb"),
-                env=ctx.env,
-                cwd=REPO,
-                start_new_session=True,
-            )
+            log = open(os.path.join(ctx.tmp, f"clients-{first}.log"), "wb")
+            try:
+                p = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=ctx.env,
+                    cwd=REPO,
+                    start_new_session=True,
+                )
+            finally:
+                log.close()
             self.procs.append(p)
             ctx.started.append(p)
             path.procs.append(p)
