@@ -5,7 +5,7 @@ per-instance cost is kept small (bench/scale_bench.py measures it with
 10,000 clients): the session's state lives in slots, a server session
 sets every attribute in ``__init__`` (an attribute added later gives the
 instance a dict of its own, 1.3 KiB), and a stream's buffers are lists
-(an empty deque costs 760 bytes).
+(an empty deque costs 760 bytes), as are a work-connection pool's.
 """
 
 from twisted.internet.task import Clock
@@ -20,6 +20,7 @@ from labrelay.protocol.auth import privilege_key
 from labrelay.protocol.framing import encode_message
 from labrelay.server.bind_port import ServerSession
 from labrelay.server.service import RelayServer
+from labrelay.server.workpool import WorkConnPool
 from labrelay.tls import server_tls_options
 
 
@@ -37,6 +38,11 @@ class SessionFootprintTests(SynchronousTestCase):
         self.assertEqual(type(stream._in), list)
         self.assertEqual(type(stream._out._chunks), list)
         session.close()
+
+    def test_work_pool_queues_are_lists(self):
+        """A client's work-connection pool starts with two empty lists."""
+        pool = WorkConnPool(Clock(), lambda: None, capacity=11, timeout=10)
+        self.assertEqual((type(pool._idle), type(pool._waiters)), (list, list))
 
     def test_server_session_sets_its_attributes_at_init(self):
         """Logging in over a server session adds no attribute to it."""
