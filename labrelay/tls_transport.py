@@ -15,6 +15,9 @@ relay every hop pays that twice: the round trip through a TLS link took
   rather than one per record;
 * hands the records to :func:`~labrelay.writethrough.write_now`, straight to
   the socket when it is idle;
+* hands what one read from the socket decrypts to (several records) to the
+  protocol in one call, not one call per 16 KiB record: the yamux session
+  parses once, and a stream's bytes leave for the local service in one send;
 * lets go of its producer when TLS ends (see :meth:`_tlsShutdownFinished`).
 
 This reaches into two methods Twisted keeps private (``_write``,
@@ -24,7 +27,8 @@ this module and pinned by its tests.
 
 from __future__ import annotations
 
-from OpenSSL.SSL import Error, WantReadError
+from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
@@ -32,6 +36,10 @@ from .writethrough import write_now
 
 #: bytes read back from the memory BIO per call
 BIO_READ_SIZE = 2**16
+
+#: application bytes asked of OpenSSL per call (it answers one record,
+#: at most 16 KiB, at a time)
+RECV_SIZE = 2**15
 
 
 class TLSTransport(TLSMemoryBIOProtocol):
@@ -80,6 +88,33 @@ class TLSTransport(TLSMemoryBIOProtocol):
             write_now(
                 self.transport, chunks[0] if len(chunks) == 1 else b"".join(chunks)
             )
+
+    def _flushReceiveBIO(self) -> None:
+        tls = self._tlsConnection
+        chunks = []
+        while not self._lostTLSConnection:
+            try:
+                chunks.append(tls.recv(RECV_SIZE))
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                # the peer's close_notify: what came before it first
+                self._deliver(chunks)
+                chunks = []
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except Error:
+                failure = Failure()
+                self._deliver(chunks)
+                chunks = []
+                self._tlsShutdownFinished(failure)
+        self._deliver(chunks)
+        self._flushSendBIO()
+
+    def _deliver(self, chunks) -> None:
+        if chunks and not self._aborted:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            ProtocolWrapper.dataReceived(self, data)
 
     def _tlsShutdownFinished(self, reason):
         if getattr(self, "_producer", None) is not None:

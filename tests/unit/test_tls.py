@@ -473,3 +473,32 @@ class DescribeTests(SynchronousTestCase):
     def test_other_exception(self) -> None:
         """Anything else is described by its text."""
         self.assertEqual(describe_tls_error(ValueError("boom")), "boom")
+
+
+class ReceivePathTests(TLSTestCase):
+    """What one read decrypts to reaches the protocol in one call."""
+
+    def test_records_of_one_read_arrive_together(self) -> None:
+        """
+        100 KiB is 7 TLS records; the server reads them in one go and its
+        protocol gets one dataReceived, not one per record; a close_notify
+        behind them is handled after they were delivered.
+        """
+        calls = []
+
+        class Counting(Recorder):
+            def dataReceived(self, data: bytes) -> None:
+                calls.append(len(data))
+                super().dataReceived(data)
+
+        server_app, client_app, pump, _ = self.connect(
+            server_tls_options(), client_tls_options("localhost"), Counting()
+        )
+        pump.flush()
+        payload = os.urandom(100 * 1024)
+        client_app.transport.write(payload)
+        client_app.transport.loseConnection()
+        pump.flush()
+        self.assertEqual(calls, [len(payload)])
+        self.assertEqual(server_app.data, payload)
+        self.assertTrue(server_app.lost.check(ConnectionDone))
