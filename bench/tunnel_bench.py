@@ -308,6 +308,31 @@ class Socat(Path):
         self.cpu_roots = [p.pid]
 
 
+class TwistedFloor(Path):
+    """Two chained minimal Twisted forwarders (bench/_floor.py): labrelay's
+    tunnel shape with none of its protocol, the floor for a Twisted relay."""
+
+    label = "twisted floor (2 hops)"
+
+    def start(self):
+        middle, self.port = _load.free_port(), _load.free_port()
+        script = os.path.join(HERE, "_floor.py")
+        roots = []
+        for name, listen, target in (
+            ("floor-inner.log", middle, self.ctx.backend_port),
+            ("floor-outer.log", self.port, middle),
+        ):
+            p = self.spawn([sys.executable, script, str(listen), str(target)], name)
+            self.wait_for(
+                "forwarder listening",
+                lambda port=listen: _load.port_open(port),
+                p,
+                name,
+            )
+            roots.append(p.pid)
+        self.cpu_roots = roots
+
+
 class SshForward(Path):
     label = "ssh -N -L"
 
@@ -933,7 +958,12 @@ def main():
         if not args.no_tls_rows:
             pair("mux, no tls", tls=False)
             pair("no-mux, no tls", tcp_mux=False, tls=False)
-        paths += [Socat(ctx), SshForward(ctx), Direct(ctx, "direct (again)")]
+        paths += [
+            TwistedFloor(ctx),
+            Socat(ctx),
+            SshForward(ctx),
+            Direct(ctx, "direct (again)"),
+        ]
         for path in paths:
             left = budget - (time.monotonic() - t_start)
             if left < (12 if args.quick else 30):

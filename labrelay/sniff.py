@@ -62,9 +62,9 @@ from zope.interface import alsoProvides, implementer
 from labrelay.tls import (
     TLS_HANDSHAKE_BYTE,
     TLS_HEAD_BYTE,
-    TLSFactory,
     describe_tls_error,
 )
+from labrelay.tls_transport import TLSFactory
 
 
 def peer_text(transport: Any) -> str:

@@ -52,7 +52,6 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.logger import Logger
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -399,28 +398,3 @@ def describe_tls_error(reason: Union[Failure, BaseException]) -> str:
     if isinstance(error, SSL.Error):
         return _openssl_reasons(error)
     return str(error) or error.__class__.__name__
-
-
-class TLSTransport(BufferingTLSTransport):
-    """
-    Twisted's TLS transport, letting go of its producer once TLS has ended.
-
-    When the peer ends TLS while a relay has registered a paused producer on
-    this transport, Twisted's own shutdown asks the TCP transport to close,
-    and a TCP transport with a paused producer resumes the producer instead
-    of closing: the connection would never end.  Nothing can be produced
-    into a finished TLS stream, so the producer is dropped first.
-    """
-
-    def _tlsShutdownFinished(self, reason):
-        if getattr(self, "_producer", None) is not None:
-            self._producer = None
-            self._producerPaused = False
-            self.transport.unregisterProducer()
-        super()._tlsShutdownFinished(reason)
-
-
-class TLSFactory(TLSMemoryBIOFactory):
-    """``TLSMemoryBIOFactory`` building :class:`TLSTransport` connections."""
-
-    protocol = TLSTransport

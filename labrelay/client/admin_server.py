@@ -25,8 +25,6 @@ from twisted.logger import Logger
 
 from ..endpoints import server_endpoint_description
 from ..listeners import StartupListener
-from ..web import QuietSite, TrackingFactory
-from .admin import AdminResource
 
 
 def admin_description(addr: str, port: int) -> str:
@@ -70,6 +68,10 @@ class AdminServer:
     _log = Logger()
 
     def __init__(self, client, reactor, description: str):
+        # twisted.web and the API's resources: only in a client that serves it
+        from ..web import QuietSite, TrackingFactory
+        from .admin import AdminResource
+
         warning = exposure_warning(client.config)
         if warning is not None:
             self._log.critical("{exposure}", exposure=warning)

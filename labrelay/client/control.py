@@ -23,6 +23,7 @@ from ..protocol.crypto import StreamDecryptor, StreamEncryptor, derive_key
 from ..protocol.framing import MessageParser, encode_message
 from ..relay import set_no_delay
 from ..tls import TLSVerificationError, describe_tls_error
+from ..writethrough import write_now
 
 #: Seconds to wait for LoginResp (frp: 10 s).
 LOGIN_RESPONSE_TIMEOUT = 10
@@ -154,7 +155,7 @@ class ClientControl(Protocol):
         data = encode_message(message)
         if self._encryptor is not None:
             data = self._encryptor.encrypt(data)
-        self.transport.write(data)
+        write_now(self.transport, data)
 
     def send(self, message) -> None:
         if not self._gone:

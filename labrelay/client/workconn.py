@@ -9,22 +9,19 @@ bytes that came right behind StartWorkConn are kept and relayed first.
 
 import time
 
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from ..endpoints import tcp_client_endpoint
 from ..errors import ProtocolError
+from ..kernel_splice import make_splice
 from ..peers import describe, set_keepalive
 from ..protocol import messages
 from ..protocol.auth import privilege_key
 from ..protocol.codec import PayloadCodec
 from ..protocol.framing import MessageParser, encode_message
-from ..relay import RelayedProtocol, Splice, set_no_delay
+from ..relay import RelayedProtocol, set_no_delay
+from ..writethrough import write_now
 
 #: Seconds to connect to a local service.
 LOCAL_DIAL_TIMEOUT = 10
@@ -32,15 +29,10 @@ LOCAL_DIAL_TIMEOUT = 10
 
 def local_endpoint(reactor, host: str, port: int):
     """
-    The endpoint to a proxy's local service: an IP address is dialled
-    directly; only a name goes through HostnameEndpoint's resolver (which
-    costs a thread hop per dial).
+    The endpoint to a proxy's local service (see
+    :func:`~labrelay.endpoints.tcp_client_endpoint`).
     """
-    if isIPAddress(host):
-        return TCP4ClientEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
-    if isIPv6Address(host):
-        return TCP6ClientEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
-    return HostnameEndpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
+    return tcp_client_endpoint(reactor, host, port, timeout=LOCAL_DIAL_TIMEOUT)
 
 
 def quiet_factory(build):
@@ -91,7 +83,7 @@ class ClientWorkConnection(RelayedProtocol):
                 privilege_key=privilege_key(config.token, now),
                 timestamp=now,
             )
-        self.transport.write(encode_message(message))
+        write_now(self.transport, encode_message(message))
 
     def connection_ended(self, reason):
         self.client.connections.remove(self)
@@ -148,7 +140,7 @@ class ClientWorkConnection(RelayedProtocol):
                     proxy.use_encryption,
                     proxy.use_compression,
                 )
-            splice = Splice(
+            splice = make_splice(
                 self,
                 local,
                 a_codec=codec,

@@ -2,9 +2,13 @@
 """
 The bytes a yamux stream's protocol wrote and the stream has not sent yet
 (the peer's window is exhausted, or the session's transport is full).
-"""
 
-from collections import deque
+The chunks are a list, not a deque: every stream of every session has a
+send buffer, almost always empty, and an empty deque costs 760 bytes
+against a list's 56 (10,000 clients hold 20,000 streams).  Taking from
+the front of a list moves the pointers behind it, a few at most outside
+a window-blocked bulk transfer.
+"""
 
 
 class SendBuffer:
@@ -19,7 +23,7 @@ class SendBuffer:
     __slots__ = ("_chunks", "_offset", "size")
 
     def __init__(self):
-        self._chunks = deque()
+        self._chunks = []
         self._offset = 0  # bytes of the first chunk already taken
         self.size = 0
 
@@ -38,7 +42,7 @@ class SendBuffer:
             available = len(head) - start
             if available <= n:
                 parts.append(head if start == 0 else memoryview(head)[start:])
-                chunks.popleft()
+                del chunks[0]
                 self._offset = 0
                 n -= available
             else:

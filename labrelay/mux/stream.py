@@ -36,8 +36,6 @@ and the close timeout send RST so that the peer never waits forever.
 ``connectionLost`` is called exactly once and synchronously.
 """
 
-from collections import deque
-
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IConsumer,
@@ -93,7 +91,7 @@ class YamuxStream(SocketlessTransport):
         self._session = session
         self._outlet = session._outlet
         self._out = SendBuffer()
-        self._in = deque()
+        self._in = []  # payloads not yet delivered (a list: see sendbuffer)
         self._in_size = 0
         self._reading_paused = False  # the protocol side paused us
         self._delivering = False  # inside _deliver (no re-entry)
@@ -321,7 +319,7 @@ class YamuxStream(SocketlessTransport):
         self._delivering = True
         try:
             while self._in and not self._reading_paused and not self._finished:
-                chunk = self._in.popleft()
+                chunk = self._in.pop(0)
                 self._in_size -= len(chunk)
                 if not self._call(self.protocol.dataReceived, chunk):
                     return

@@ -6,7 +6,6 @@ Writing: application bytes -> snappy frames -> AES-128-CFB -> wire.
 Reading: the reverse.  Both ends wrap only after the StartWorkConn frame.
 """
 
-from .compression import SnappyReader, SnappyWriter
 from .crypto import StreamDecryptor, StreamEncryptor, derive_key
 
 
@@ -17,8 +16,13 @@ class PayloadCodec:
         key = derive_key(token) if use_encryption else None
         self._encryptor = StreamEncryptor(key) if key else None
         self._decryptor = StreamDecryptor(key) if key else None
-        self._writer = SnappyWriter() if use_compression else None
-        self._reader = SnappyReader() if use_compression else None
+        self._writer = self._reader = None
+        if use_compression:
+            # python-snappy (cramjam): loaded by the first proxy that uses it
+            from .compression import SnappyReader, SnappyWriter
+
+            self._writer = SnappyWriter()
+            self._reader = SnappyReader()
 
     @property
     def is_identity(self) -> bool:

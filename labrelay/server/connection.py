@@ -37,6 +37,7 @@ from ..protocol import messages
 from ..protocol.crypto import StreamDecryptor, StreamEncryptor
 from ..protocol.framing import MessageParser, encode_message
 from ..relay import RelayedProtocol, set_no_delay
+from ..writethrough import write_now
 from .auth import SESSION_CAP
 from .control import ControlSession
 from .mismatch import SERVER_MUX_OFF, opened_yamux_stream, yamux_refusal
@@ -204,7 +205,7 @@ class ServerConnection(RelayedProtocol):
         data = encode_message(message)
         if self._encryptor is not None:
             data = self._encryptor.encrypt(data)
-        self.transport.write(data)
+        write_now(self.transport, data)
 
     def start_encryption(self, key: bytes) -> None:
         """From now on both directions are AES-CFB (after LoginResp)."""

@@ -15,20 +15,21 @@ from zope.interface import implementer
 
 from ..errors import NoWorkConnection
 from ..interfaces import IProxy, IWaitsForWork
+from ..kernel_splice import make_splice
 from ..peers import host_port
-from ..relay import Splice
 from .worklink import start_work_link
 
 
-def join_user_to_work(proxy, user, work, *, dst=("", 0)) -> Splice:
+def join_user_to_work(proxy, user, work, *, dst=("", 0)):
     """
     Start *work* for *user* (a RelayedProtocol, :func:`start_work_link`)
-    and splice the two.  Shared by every proxy type that relays raw bytes.
+    and splice the two (:func:`~labrelay.kernel_splice.make_splice`: in
+    the kernel when both are plain TCP and nothing changes the bytes).  Shared by every proxy type that relays raw bytes.
     """
     link = start_work_link(
         proxy, work, src=host_port(user.transport.getPeer()), dst=dst
     )
-    splice = Splice(
+    splice = make_splice(
         user,
         work,
         b_codec=link.codec,

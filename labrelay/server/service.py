@@ -41,7 +41,6 @@ from .refusals import RefusalLog
 from .reload import reload_from_file
 from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
-from .vhost import Vhost
 
 __all__ = ["RelayServer", "new_run_id"]
 
@@ -204,6 +203,8 @@ class RelayServer(ProgramService):
     def _start_vhost(self, description) -> None:
         """The HTTP vhost and its listener, a start-up listener like the
         bind port (a bind failure fails start-up)."""
+        from .vhost import Vhost  # h11 and the vhost: only when it is on
+
         config = self.config
         self.vhost = Vhost(self.context)
         description = description or server_endpoint_description(

@@ -515,6 +515,7 @@ class SessionFlood:
         self.failed = 0
         self.stopped = False
         self._calls = set()
+        self._dialing = set()
 
     def _connect(self, source):
         self.connections += 1
@@ -525,14 +526,17 @@ class SessionFlood:
         factory = Factory.forProtocol(lambda: session)
         factory.noisy = False
         d = endpoint.connect(factory)
+        self._dialing.add(d)
 
         def connected(_):
+            self._dialing.discard(d)
             if self.stopped:
                 session.transport.abortConnection()
             else:
                 self.live.add(session)
 
         def failed(_):
+            self._dialing.discard(d)
             self.failed += 1
 
         return d.addCallbacks(connected, failed)
@@ -574,6 +578,8 @@ class SessionFlood:
         for call in self._calls:
             if call.active():
                 call.cancel()
+        for dialing in list(self._dialing):
+            dialing.cancel()  # a reconnect still connecting (a loaded machine)
         live = list(self.live)
         for session in live:
             session.transport.abortConnection()

@@ -19,7 +19,9 @@ import time
 import uuid
 
 from twisted.internet import defer, error, reactor
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -70,6 +72,25 @@ class JupyterProcess(ProcessProtocol):
         """The login token from the URL Jupyter printed."""
         match = re.search(r"\?token=([0-9a-f]+)", "".join(self.output))
         return match.group(1) if match else ""
+
+    async def listening(self) -> int:
+        """
+        The port, once it accepts connections: Jupyter Server logs its
+        "is running at" URL before its socket listens, so the line alone
+        lets a request in too early.
+        """
+        port = await self.running
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=1)
+        while True:
+            try:
+                connection = await endpoint.connect(Factory.forProtocol(Protocol))
+            except error.ConnectError:
+                if self.ended.called:
+                    raise
+                await deferLater(reactor, 0.05)
+                continue
+            connection.transport.abortConnection()
+            return port
 
     def processEnded(self, reason):
         if not self.running.called:
@@ -218,7 +239,7 @@ class JupyterThroughVhostTests(TestCase):
         ]
         transport = reactor.spawnProcess(process, sys.executable, args, env=env)
         self.addCleanup(lambda: defer.ensureDeferred(stop_jupyter(process, transport)))
-        return await within(process.running, JUPYTER_START)
+        return await within(defer.ensureDeferred(process.listening()), JUPYTER_START)
 
     @async_test
     async def test_kernel_through_vhost(self):
@@ -323,7 +344,9 @@ class JupyterLabAsReadmeTests(TestCase):
             process, sys.executable, args, env=env, path=root
         )
         self.addCleanup(lambda: defer.ensureDeferred(stop_jupyter(process, transport)))
-        process.port = await within(process.running, JUPYTER_START)
+        process.port = await within(
+            defer.ensureDeferred(process.listening()), JUPYTER_START
+        )
         return process
 
     async def relay_to(self, port, **options):

@@ -6,9 +6,14 @@ listen addresses are described and what client endpoints are made of.
 
 from __future__ import annotations
 
-from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    serverFromString,
+)
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -51,8 +56,8 @@ class DescriptionTests(SynchronousTestCase):
 class ClientEndpointShapeTests(SynchronousTestCase):
     """client_endpoint picks the right endpoint for the configuration."""
 
-    def test_plain_is_hostname_endpoint(self) -> None:
-        """Without TLS the dial is a plain HostnameEndpoint."""
+    def test_plain_name_is_hostname_endpoint(self) -> None:
+        """Without TLS, a server name is dialled through HostnameEndpoint."""
         endpoint = client_endpoint(
             MemoryReactor(),
             server_addr="relay.example",
@@ -61,6 +66,42 @@ class ClientEndpointShapeTests(SynchronousTestCase):
             send_tls_first_byte=True,
         )
         self.assertIsInstance(endpoint, HostnameEndpoint)
+
+    def test_ip_literal_is_dialled_directly(self) -> None:
+        """
+        An IP address skips the resolver (a thread hop per dial): IPv4 and
+        IPv6, bracketed or not, with connect_server_local_ip bound.
+        """
+        for addr, kind, host in [
+            ("127.0.0.1", TCP4ClientEndpoint, "127.0.0.1"),
+            ("::1", TCP6ClientEndpoint, "::1"),
+            ("[::1]", TCP6ClientEndpoint, "::1"),
+        ]:
+            endpoint = client_endpoint(
+                MemoryReactor(),
+                server_addr=addr,
+                server_port=7000,
+                local_ip="127.0.0.2" if kind is TCP4ClientEndpoint else "",
+                tls_enable=False,
+                send_tls_first_byte=True,
+            )
+            self.assertIsInstance(endpoint, kind)
+            self.assertEqual(endpoint._host, host)
+            self.assertEqual(endpoint._port, 7000)
+        reactor = MemoryReactor()
+        client_endpoint(
+            reactor,
+            server_addr="127.0.0.1",
+            server_port=7000,
+            local_ip="127.0.0.2",
+            dial_timeout=3,
+            tls_enable=False,
+            send_tls_first_byte=True,
+        ).connect(Factory.forProtocol(Protocol))
+        host, port, _, timeout, bind = reactor.tcpClients[0]
+        self.assertEqual(
+            (host, port, timeout, bind), ("127.0.0.1", 7000, 3, ("127.0.0.2", 0))
+        )
 
     def test_tls_needs_options(self) -> None:
         """tls_enable without TLS options is a programming error."""

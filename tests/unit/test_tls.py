@@ -17,11 +17,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
-from twisted.protocols.tls import (
-    BufferingTLSTransport,
-    TLSMemoryBIOFactory,
-    TLSMemoryBIOProtocol,
-)
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -33,6 +29,7 @@ from labrelay.tls import (
     describe_tls_error,
     server_tls_options,
 )
+from labrelay.tls_transport import TLSFactory, TLSTransport
 
 from ..support import certs
 
@@ -109,16 +106,19 @@ class TLSTestCase(SynchronousTestCase):
         return self.write_pair(certs.server_certificate(**kwargs), "server")
 
     def connect(self, server_options, client_creator, server_app=None):
-        """Handshake in memory; return (server_app, client_app, pump, server_tls)."""
+        """
+        Handshake in memory over labrelay's TLS transport; return
+        (server_app, client_app, pump, server_tls).
+        """
         server_app = server_app or Recorder()
         client_app = Recorder()
-        server_tls = TLSMemoryBIOFactory(
+        server_tls = TLSFactory(
             server_options,
             False,
             Factory.forProtocol(lambda: server_app),
             clock=self.clock,
         ).buildProtocol(None)
-        client_tls = TLSMemoryBIOFactory(
+        client_tls = TLSFactory(
             client_creator,
             True,
             Factory.forProtocol(lambda: client_app),
@@ -441,10 +441,10 @@ class CloseSemanticsTests(TLSTestCase):
     """What TLSMemoryBIOProtocol does with close_notify and half-close."""
 
     def test_no_loseWriteConnection_of_its_own(self) -> None:
-        """TLSMemoryBIOProtocol has no loseWriteConnection; the name reaches the raw socket."""
-        for cls in BufferingTLSTransport.__mro__:
+        """labrelay's TLS transport has no loseWriteConnection; the name reaches the raw socket."""
+        for cls in TLSTransport.__mro__:
             self.assertNotIn("loseWriteConnection", vars(cls), cls)
-        self.assertTrue(issubclass(BufferingTLSTransport, TLSMemoryBIOProtocol))
+        self.assertTrue(issubclass(TLSTransport, TLSMemoryBIOProtocol))
 
     def test_close_notify_is_a_full_close(self) -> None:
         """A peer's close_notify reaches a half-closeable protocol as connectionLost only."""
@@ -473,3 +473,32 @@ class DescribeTests(SynchronousTestCase):
     def test_other_exception(self) -> None:
         """Anything else is described by its text."""
         self.assertEqual(describe_tls_error(ValueError("boom")), "boom")
+
+
+class ReceivePathTests(TLSTestCase):
+    """What one read decrypts to reaches the protocol in one call."""
+
+    def test_records_of_one_read_arrive_together(self) -> None:
+        """
+        100 KiB is 7 TLS records; the server reads them in one go and its
+        protocol gets one dataReceived, not one per record; a close_notify
+        behind them is handled after they were delivered.
+        """
+        calls = []
+
+        class Counting(Recorder):
+            def dataReceived(self, data: bytes) -> None:
+                calls.append(len(data))
+                super().dataReceived(data)
+
+        server_app, client_app, pump, _ = self.connect(
+            server_tls_options(), client_tls_options("localhost"), Counting()
+        )
+        pump.flush()
+        payload = os.urandom(100 * 1024)
+        client_app.transport.write(payload)
+        client_app.transport.loseConnection()
+        pump.flush()
+        self.assertEqual(calls, [len(payload)])
+        self.assertEqual(server_app.data, payload)
+        self.assertTrue(server_app.lost.check(ConnectionDone))
