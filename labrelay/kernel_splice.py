@@ -52,6 +52,10 @@ from .relay import Splice, set_no_delay
 #: third of the throughput)
 PIPE_SIZE = 1 << 20
 
+#: fcntl's command that sizes a pipe (Linux); Python's fcntl names it
+#: since 3.10, and PyPy's (Python 3.9) does not
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
 #: idle pipes kept for the next borrower
 POOL_SIZE = 16
 
@@ -143,7 +147,7 @@ class PipePool:
             except OSError:
                 return None
             try:
-                fcntl.fcntl(pipe[1], fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+                fcntl.fcntl(pipe[1], F_SETPIPE_SZ, PIPE_SIZE)
             except OSError:
                 pass  # over the user's pipe budget: a smaller pipe still works
         self.lent += 1
