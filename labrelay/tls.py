@@ -186,6 +186,22 @@ def _self_signed_identity() -> dict[str, Any]:
     return dict(privateKey=key, certificate=cert)
 
 
+#: OpenSSL's SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a write that OpenSSL could
+#: not finish (it waits for the peer) may be retried from another buffer, as
+#: :mod:`labrelay.tls_transport` does.  pyOpenSSL sets it on every context
+#: since 25.2; Python 3.9 (PyPy) stops at pyOpenSSL 25.1, where without it
+#: a no-mux TLS tunnel lost its last bytes (tests.integration.test_tls_tunnel).
+_ACCEPT_MOVING_WRITE_BUFFER = 0x2
+
+
+def _certificate_options(**kwargs: Any) -> CertificateOptions:
+    """``CertificateOptions(**kwargs)`` whose context accepts a write
+    retried from another buffer."""
+    options = CertificateOptions(**kwargs)
+    options.getContext().set_mode(_ACCEPT_MOVING_WRITE_BUFFER)
+    return options
+
+
 # -- server ----------------------------------------------------------------
 
 
@@ -213,7 +229,7 @@ def server_tls_options(
         verify = dict(
             verify=True, caCerts=_load_ca(trusted_ca_file), requireCertificate=True
         )
-    return CertificateOptions(raiseMinimumTo=_MINIMUM_VERSION, **identity, **verify)
+    return _certificate_options(raiseMinimumTo=_MINIMUM_VERSION, **identity, **verify)
 
 
 # -- client ----------------------------------------------------------------
@@ -359,7 +375,7 @@ def client_tls_options(
     if identity is not None:
         extra.update(identity)
     if not trusted_ca_file:
-        return _ClientTLS(server_name, CertificateOptions(**extra), verify=False)
+        return _ClientTLS(server_name, _certificate_options(**extra), verify=False)
     if not server_name:
         raise TLSConfigError(
             "tls_server_name: a server name (or server_addr) is needed to verify "
@@ -369,7 +385,7 @@ def client_tls_options(
         [Certificate(c) for c in _load_ca(trusted_ca_file)]
     )
     return _ClientTLS(
-        server_name, CertificateOptions(trustRoot=roots, **extra), verify=True
+        server_name, _certificate_options(trustRoot=roots, **extra), verify=True
     )
 
 
