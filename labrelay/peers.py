@@ -1,9 +1,6 @@
 """
-Small helpers for naming connections in log lines and frp messages, and
-for the sockets under them.
+Small helpers for naming connections in log lines and frp messages.
 """
-
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 
 def host_port(address):
@@ -71,17 +68,3 @@ def set_keepalive(transport, seconds: int) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), seconds)
     except OSError:
         pass
-
-
-#: bytes a relayed TCP socket reads at once (Twisted's default is 64 KiB):
-#: larger reads make fewer, larger frames and sends on every hop after
-READ_SIZE = 1 << 18
-
-
-def set_read_size(transport) -> None:
-    """Let a relayed TCP transport (or the one under a TLS transport) read
-    :data:`READ_SIZE` bytes at once."""
-    if isinstance(transport, TLSMemoryBIOProtocol):
-        transport = transport.transport
-    if isinstance(getattr(type(transport), "bufferSize", None), int):
-        transport.bufferSize = READ_SIZE

@@ -32,7 +32,6 @@ from zope.interface import implementer
 
 from .errors import ProtocolError
 from .interfaces import ICountedSink
-from .peers import set_read_size
 from .writethrough import write_now
 
 
@@ -50,6 +49,20 @@ def unregister_producer(transport) -> None:
         transport.unregisterProducer()
     except RuntimeError:
         pass
+
+
+#: bytes a relayed TCP socket reads at once (Twisted's default is 64 KiB):
+#: larger reads make fewer, larger frames and sends on every hop after
+READ_SIZE = 1 << 18
+
+
+def set_read_size(transport) -> None:
+    """Let a relayed TCP transport (or the one under a TLS transport) read
+    :data:`READ_SIZE` bytes at once."""
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport = transport.transport
+    if isinstance(getattr(type(transport), "bufferSize", None), int):
+        transport.bufferSize = READ_SIZE
 
 
 def set_no_delay(transport) -> None:

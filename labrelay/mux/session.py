@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..peers import describe, set_read_size
+from ..peers import describe
 from .budget import BufferBudget
 from .errors import GoAwayReceived, SessionClosed, SessionError, StreamsExhausted
 from .frames import (
@@ -240,7 +240,6 @@ class YamuxSession(Protocol):
 
     def connectionMade(self) -> None:
         self._outlet.transport = self.transport
-        set_read_size(self.transport)  # fewer, larger reads of many frames
         self.transport.registerProducer(self, True)
         self._registered = True
         if not self._closed:

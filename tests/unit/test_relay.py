@@ -6,9 +6,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from labrelay.peers import READ_SIZE
 from labrelay.protocol.codec import PayloadCodec
-from labrelay.relay import RelayedProtocol, Splice, supports_half_close
+from labrelay.relay import READ_SIZE, RelayedProtocol, Splice, supports_half_close
 
 
 class HalfCloseTransport(StringTransport):
