@@ -25,8 +25,14 @@ HEAD_TIMEOUT = 30
 LINGER_TIMEOUT = 5
 
 #: Idle work connections each http proxy keeps for its next requests, and
-#: the seconds one may stay idle (as frp: Go's reverse proxy transport).
-MAX_IDLE_WORK = 5
+#: the seconds one may stay idle (frp's Go transport: 60 s).  Go keeps 5 but
+#: its goroutines free connections one by one, each often to a request
+#: already waiting; here one read of a mux session can end many exchanges
+#: at once, and with 5 kept about a quarter of the requests of 8 busy users
+#: opened a new work and backend connection (bench/vhost_bench.py).  64
+#: covers the concurrency of a busy site; idle ones still close after
+#: IDLE_WORK_TIMEOUT.
+MAX_IDLE_WORK = 64
 IDLE_WORK_TIMEOUT = 60
 
 
