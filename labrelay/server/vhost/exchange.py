@@ -106,9 +106,12 @@ class HttpExchange:
     # Life.
 
     def start(self) -> None:
-        self.front.gate.pause("work")
         wait = self._work_wait = self.proxy.open_work(self.peer, self.client)
         wait.addCallbacks(self._use, self._no_work)
+        if self._work_wait is not None:
+            # waiting for the client's pool: the user's reads stop meanwhile
+            # (an idle work connection fires at once, and reads go on)
+            self.front.gate.pause("work")
 
     def _no_work(self, failure) -> None:
         """open_work() failed (none in time) or was cancelled (user left)."""
