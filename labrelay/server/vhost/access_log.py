@@ -24,7 +24,6 @@ import time
 from twisted.logger import Logger
 
 from ...logs import quote
-from .headers import header_value
 
 #: The access log's own namespace, so it can be filtered or routed apart
 #: (a module-level Logger: as a class attribute it would take the class's).
@@ -125,10 +124,14 @@ class AccessRecord:
             started,
             b"%s %s HTTP/%s" % (request.method, request.target, request.http_version),
         )
-        headers = request.headers.raw_items()
-        record.referer = header_value(headers, b"referer") or b""
-        record.user_agent = header_value(headers, b"user-agent") or b""
-        record.host = header_value(headers, b"host") or b""
+        # one pass over the (lower-cased) headers, the first of each kept
+        for name, value in reversed(request.headers):
+            if name == b"referer":
+                record.referer = value
+            elif name == b"user-agent":
+                record.user_agent = value
+            elif name == b"host":
+                record.host = value
         return record
 
 

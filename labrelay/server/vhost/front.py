@@ -193,6 +193,8 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             exchange = self._exchange
             if exchange is not None and not exchange.accepts_body:
                 return
+            # a nested pump() asked for what this next_event() gives
+            self._pump_again = False
             try:
                 event = self.http.next_event()
             except h11.RemoteProtocolError as e:
@@ -215,10 +217,23 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
                     exchange.request_end()
                 elif self.http.our_state in (h11.DONE, h11.MUST_CLOSE):
                     self._after_response()
+                if not self._nothing_more_yet():
+                    continue
+                return
             elif kind is h11.ConnectionClosed:
                 if self._exchange is None:
                     self._close()
                 return
+
+    def _nothing_more_yet(self) -> bool:
+        """Whether h11 has no event for us until more bytes come: the
+        request is read whole and nothing follows it yet (next_event()
+        would say NEED_DATA)."""
+        http = self.http
+        if http.their_state is not h11.DONE:
+            return False
+        pipelined, closed = http.trailing_data
+        return not (pipelined or closed)
 
     def _bad_request(self, error) -> None:
         exchange, self._exchange = self._exchange, None
@@ -385,7 +400,8 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             self._head_started = bool(pipelined.lstrip(b"\r\n"))
             self._start_timer(self.vhost.head_timeout, self._head_timed_out)
             self.gate.resume("pipelined")
-            self.pump()
+            if pipelined or http.trailing_data[1]:
+                self.pump()  # else h11 has nothing until bytes come
         elif http.our_state is h11.MUST_CLOSE or http.their_state in (
             h11.MUST_CLOSE,
             h11.CLOSED,
