@@ -29,6 +29,7 @@ from zope.interface import implementer
 from ...errors import ProtocolError
 from ...interfaces import ICountedSink
 from ...relay import unregister_producer
+from ...writethrough import write_now
 from ..proxy_base import ReadGate
 from ..worklink import WorkLink
 from .exchange_state import HOLDING, Response, Stage, Work
@@ -160,7 +161,7 @@ class HttpExchange:
         if self.codec is not None:
             data = self.codec.encode(data)
         self.bytes_a_to_b += len(data)
-        self.work.transport.write(data)
+        write_now(self.work.transport, data)
 
     def _backend_open(self) -> bool:
         return self._work_state in HOLDING and self.backend.our_state is h11.SEND_BODY
@@ -219,6 +220,17 @@ class HttpExchange:
             self._backend_failed(why)
 
     def _pump_backend(self) -> None:
+        """Relay the response events h11 can give now; what they send to
+        the user goes out in one write."""
+        front = self.front
+        held = front.hold_writes()
+        try:
+            self._relay_response_events()
+        finally:
+            if held:
+                front.flush_writes()
+
+    def _relay_response_events(self) -> None:
         while not self.ended:
             try:
                 event = self.backend.next_event()

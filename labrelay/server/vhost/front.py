@@ -43,6 +43,7 @@ from twisted.logger import Logger
 
 from ...peers import describe, host_port
 from ...relay import RelayedProtocol, Splice, set_no_delay, supports_half_close
+from ...writethrough import write_now
 from ..proxy_base import ReadGate
 from .access_log import AccessRecord, write_access_line
 from .auth import BasicAuthMixin
@@ -90,6 +91,9 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._head = bytearray()
         self._head_started = False  # a non-CRLF byte of the head was seen
         self._auth_passed = None  # (request, proxy) the throttle passed
+        # While an exchange relays a batch of response events, their bytes
+        # are held here and written together (hold_writes/flush_writes).
+        self._held = None
 
     # Twisted.
 
@@ -324,11 +328,33 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
 
     # Writing responses.
 
+    def hold_writes(self) -> bool:
+        """Hold what is sent to the user until :meth:`flush_writes` (the
+        events of one read of the backend go out in one write); False if
+        writes are held already (the outer holder flushes)."""
+        if self._held is not None:
+            return False
+        self._held = []
+        return True
+
+    def flush_writes(self) -> None:
+        """Write what :meth:`hold_writes` held, to the socket at once when
+        its buffer is empty (no wait for the next reactor turn)."""
+        held, self._held = self._held, None
+        if held:
+            write_now(self.transport, b"".join(held))
+
+    def _write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            write_now(self.transport, data)
+
     def send(self, event) -> None:
         """Send one h11 event to the user."""
         data = self.http.send(event)
         if data:
-            self.transport.write(data)
+            self._write(data)
         record = self._access
         if record is not None:
             kind = type(event)
@@ -387,7 +413,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._access.status = status
         self._access.bytes_sent = len(body)
         self._log_access()
-        self.transport.write(refusal(status, body))
+        self._write(refusal(status, body))
         self._close()
 
     def _after_response(self) -> None:
@@ -414,6 +440,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         and is read (and ignored) until it closes or the linger bound."""
         if self._closing:
             return
+        self.flush_writes()  # what was sent goes before the FIN
         self._closing = True
         self._cancel_timer()
         self.gate.resume("pipelined")
@@ -447,6 +474,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         if exchange is self._exchange:
             self._exchange = None
             self._log_access()
+            self.flush_writes()
             self._closing = True
             self._cancel_timer()
             self.transport.loseConnection()
@@ -456,6 +484,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._exchange = None
         self._cancel_timer()
         self._log_access()
+        self.flush_writes()  # the 101 goes before the spliced bytes
         user_trailing, _ = self.http.trailing_data
         proxy = exchange.proxy
         splice = Splice(
