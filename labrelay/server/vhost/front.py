@@ -80,6 +80,9 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._access = None  # the AccessRecord of the current request
         self._method = b""
         self._timer = None
+        # Whether the head timer counts: not while a request is in flight
+        # (the timer is left to run out then, see _arm_head_timer).
+        self._awaiting_head = False
         self._closing = False
         self._eof = False
         self._pumping = False
@@ -104,7 +107,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self.gate = ReadGate(self.transport)
         self.vhost.connections.add(self)
         self.vhost.context.connections.add(self)
-        self._start_timer(self.vhost.head_timeout, self._head_timed_out)
+        self._arm_head_timer()
 
     def data_before_splice(self, data):
         if self._closing:
@@ -156,6 +159,18 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._cancel_timer()
         self._timer = self.clock.callLater(seconds, call)
 
+    def _arm_head_timer(self) -> None:
+        """The next request head is due within :attr:`Vhost.head_timeout`.
+        A keep-alive connection moves one timer on (a reset to a later
+        time costs no heap work) instead of a cancel and a new call per
+        request."""
+        self._awaiting_head = True
+        timer = self._timer
+        if timer is not None and timer.active() and timer.func == self._head_timed_out:
+            timer.reset(self.vhost.head_timeout)
+        else:
+            self._start_timer(self.vhost.head_timeout, self._head_timed_out)
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             if self._timer.active():
@@ -164,6 +179,8 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
 
     def _head_timed_out(self) -> None:
         self._timer = None
+        if not self._awaiting_head:
+            return  # a request is in flight; armed again after its response
         partial, _ = self.http.trailing_data
         if partial and self.http.their_state is h11.IDLE:
             self._log.info(
@@ -211,7 +228,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
                 return
             kind = type(event)
             if kind is h11.Request:
-                self._cancel_timer()
+                self._awaiting_head = False  # the head timer stops counting
                 self._on_request(event)
             elif kind is h11.Data:
                 if exchange is not None:
@@ -424,7 +441,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             pipelined = http.trailing_data[0]
             self._head = bytearray(pipelined)
             self._head_started = bool(pipelined.lstrip(b"\r\n"))
-            self._start_timer(self.vhost.head_timeout, self._head_timed_out)
+            self._arm_head_timer()
             self.gate.resume("pipelined")
             if pipelined or http.trailing_data[1]:
                 self.pump()  # else h11 has nothing until bytes come
