@@ -29,7 +29,6 @@ from zope.interface import implementer
 from ...errors import ProtocolError
 from ...interfaces import ICountedSink
 from ...relay import unregister_producer
-from ...writethrough import write_now
 from ..proxy_base import ReadGate
 from ..worklink import WorkLink
 from .exchange_state import HOLDING, Response, Stage, Work
@@ -161,7 +160,7 @@ class HttpExchange:
         if self.codec is not None:
             data = self.codec.encode(data)
         self.bytes_a_to_b += len(data)
-        write_now(self.work.transport, data)
+        self.work.transport.write(data)
 
     def _backend_open(self) -> bool:
         return self._work_state in HOLDING and self.backend.our_state is h11.SEND_BODY
@@ -221,14 +220,14 @@ class HttpExchange:
 
     def _pump_backend(self) -> None:
         """Relay the response events h11 can give now; what they send to
-        the user goes out in one write."""
+        the user goes out in one write, at once if it ends the response."""
         front = self.front
         held = front.hold_writes()
         try:
             self._relay_response_events()
         finally:
             if held:
-                front.flush_writes()
+                front.flush_writes(at_once=self.response is Response.COMPLETE)
 
     def _relay_response_events(self) -> None:
         while not self.ended:

@@ -354,18 +354,24 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._held = []
         return True
 
-    def flush_writes(self) -> None:
-        """Write what :meth:`hold_writes` held, to the socket at once when
-        its buffer is empty (no wait for the next reactor turn)."""
+    def flush_writes(self, at_once: bool = True) -> None:
+        """Write what :meth:`hold_writes` held; *at_once*: to the socket
+        now when its buffer is empty (no wait for the next reactor turn),
+        else queued, to go out with what follows in this reactor turn (a
+        streamed body arrives in many small pieces per turn)."""
         held, self._held = self._held, None
         if held:
-            write_now(self.transport, b"".join(held))
+            data = b"".join(held)
+            if at_once:
+                write_now(self.transport, data)
+            else:
+                self.transport.write(data)
 
     def _write(self, data: bytes) -> None:
         if self._held is not None:
             self._held.append(data)
         else:
-            write_now(self.transport, data)
+            self.transport.write(data)
 
     def send(self, event) -> None:
         """Send one h11 event to the user."""
