@@ -19,7 +19,9 @@ import time
 import uuid
 
 from twisted.internet import defer, error, reactor
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -80,6 +82,22 @@ class JupyterProcess(ProcessProtocol):
                 )
             )
         self.ended.callback(None)
+
+
+async def accepting(port: int) -> None:
+    """Return once 127.0.0.1:*port* accepts connections: Jupyter prints
+    its URL before its IO loop binds the port (jupyter_server schedules
+    ``_bind_http_server`` on the loop), so a fast first request can find
+    nothing listening yet."""
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    while True:
+        try:
+            probe = await endpoint.connect(Factory.forProtocol(Protocol))
+        except error.ConnectionRefusedError:
+            await deferLater(reactor, 0.05)
+            continue
+        probe.transport.loseConnection()
+        return
 
 
 def jupyter_home(testcase):
@@ -218,7 +236,9 @@ class JupyterThroughVhostTests(TestCase):
         ]
         transport = reactor.spawnProcess(process, sys.executable, args, env=env)
         self.addCleanup(lambda: defer.ensureDeferred(stop_jupyter(process, transport)))
-        return await within(process.running, JUPYTER_START)
+        port = await within(process.running, JUPYTER_START)
+        await within(defer.ensureDeferred(accepting(port)), JUPYTER_START)
+        return port
 
     @async_test
     async def test_kernel_through_vhost(self):
@@ -324,6 +344,7 @@ class JupyterLabAsReadmeTests(TestCase):
         )
         self.addCleanup(lambda: defer.ensureDeferred(stop_jupyter(process, transport)))
         process.port = await within(process.running, JUPYTER_START)
+        await within(defer.ensureDeferred(accepting(process.port)), JUPYTER_START)
         return process
 
     async def relay_to(self, port, **options):
