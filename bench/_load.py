@@ -265,6 +265,25 @@ def conn_rate(port, duration, max_conns=50000):
     return done, time.perf_counter() - t0, errors
 
 
+def hold_connections(port, count, timeout=10.0):
+    """Open *count* connections and echo one byte through each, so that
+    every one is set up end to end; returns the open sockets (the caller
+    closes them)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = _connect(port, timeout=timeout)
+            socks.append(s)
+            s.sendall(b"E")
+            if _recv_exact(s, 1) != b"E":
+                raise BenchError("bad echo on a held connection")
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
 def percentile(values, p):
     if not values:
         return float("nan")

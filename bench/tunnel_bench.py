@@ -531,6 +531,18 @@ def _measure(path, args, payload, phase):
         phase[0] = "idle RSS"
         time.sleep(args.idle_secs)
         row["rss"] = [k / 1024.0 for k in _load.rss_kib(path.cpu_roots)]
+        if args.held:
+            # what each open, idle connection costs the relay processes
+            phase[0] = "held connections"
+            before = sum(_load.rss_kib(path.cpu_roots))
+            held = _load.hold_connections(port, args.held)
+            try:
+                time.sleep(1.0)  # let freed buffers settle before reading
+                after = sum(_load.rss_kib(path.cpu_roots))
+            finally:
+                for s in held:
+                    s.close()
+            row["held_kib"] = (after - before) / args.held
         phase[0] = "echo check"
     # a few echoes through the path first: the tunnel really works
     _load.ping_pong(port, 10, warmup=0, time_cap=10.0)
@@ -667,6 +679,7 @@ def fmt_table(rows, direct, args):
         "x direct",
         "relay CPU-s/GB",
         "idle RSS MiB",
+        "KiB/held conn",
     ]
     if args.download:
         head.insert(4, "down MiB/s")
@@ -690,6 +703,7 @@ def fmt_table(rows, direct, args):
             f"{r['conns'] / direct['conns']:.3f}",
             f"{r['cpu_per_gb']:.2f}" if "cpu_per_gb" in r else "-",
             fmt_rss(r["rss"]) if "rss" in r else "-",
+            f"{r['held_kib']:.1f}" if "held_kib" in r else "-",
         ]
         if args.download:
             cells.insert(4, f"{r['down_mibs']:.0f}")
@@ -740,6 +754,7 @@ def fmt_ratios(rows):
             "conn/s",
             "CPU-s/GB",
             "idle RSS",
+            "KiB/held",
         ]
     ]
     for suffix, lab, frp in found:
@@ -755,6 +770,7 @@ def fmt_ratios(rows):
                     sum(lab["rss"]) if "rss" in lab else None,
                     sum(frp["rss"]) if "rss" in frp else None,
                 ),
+                ratio(lab.get("held_kib"), frp.get("held_kib")),
             ]
         )
     return align(table, left_columns=1)
@@ -867,6 +883,13 @@ def main():
         help="measure RTT without pinning the processes to one CPU (noisier)",
     )
     ap.add_argument(
+        "--held",
+        type=int,
+        default=200,
+        help="connections held open through each relay to read the memory "
+        "each costs (default 200; 0 leaves it out)",
+    )
+    ap.add_argument(
         "--idle-secs",
         type=float,
         default=3.0,
@@ -897,7 +920,7 @@ def main():
     budget = (
         (75.0 if args.quick else 290.0)
         + (4 if frp else 0) * (6.0 if args.quick else 30.0)
-        + relays * args.idle_secs
+        + relays * (args.idle_secs + (3.0 if args.held else 0.0))
         + relays * 3.5 * args.warm_up
     )
     hard = budget + 40.0  # whole run, SIGALRM
@@ -1057,11 +1080,17 @@ def main():
         "traffic (socat, ssh: the listener/sshd and ssh with their "
         "children)"
     )
+    if args.held:
+        notes.append(
+            f"KiB/held conn: growth of the relay processes' RSS with "
+            f"{args.held} connections open and idle (one echoed byte each), "
+            "per connection"
+        )
     if ratios:
         notes.append(
             "labrelay / frp: above 1 is better for labrelay in "
-            "MiB/s and conn/s, below 1 is better in RTT, CPU-s/GB "
-            "and idle RSS"
+            "MiB/s and conn/s, below 1 is better in RTT, CPU-s/GB, "
+            "idle RSS and KiB/held"
         )
     for n in notes:
         print(n)

@@ -11,7 +11,10 @@ on, off, and on without TLS: requests/s, p50/p99 latency and the relay's
 CPU per request for each response size and connection count.  With frp's
 binaries (--frps/--frpc, or on $PATH), real frps/frpc rows with the same
 proxy (vhostHTTPPort, ``type = "http"``) sit next to labrelay's and a second
-table gives the labrelay / frp ratios.  See bench/README.rst.
+table gives the labrelay / frp ratios.  With ``--before DIR`` each labrelay
+row is preceded by a ``before`` row running the labrelay source tree DIR
+(e.g. ``git archive main | tar -x -C DIR``), and a third table gives the
+labrelay / before ratios of the same run.  See bench/README.rst.
 """
 
 import argparse
@@ -52,11 +55,20 @@ class Direct(tunnel_bench.Path):
 
 class VhostLabrelay(tunnel_bench.Labrelay):
     """labrelay-server with vhost_http_port, labrelay-client with one
-    ``type = http`` proxy (subdomain ``web``) to the backend."""
+    ``type = http`` proxy (subdomain ``web``) to the backend; *tree*: the
+    labrelay source tree to run (default: the run's)."""
 
-    def __init__(self, ctx, label, tcp_mux=True, tls=True, pool_count=None):
+    def __init__(self, ctx, label, tcp_mux=True, tls=True, pool_count=None, tree=None):
         super().__init__(ctx, label, tcp_mux=tcp_mux, tls=tls)
         self.pool_count = pool_count
+        self.run_in = {}
+        if tree is not None:
+            env = dict(ctx.env)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [tree]
+                + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            )
+            self.run_in = {"cwd": tree, "env": env}
 
     def start(self):
         tag = re.sub(r"[^A-Za-z0-9]+", "_", self.label).strip("_")
@@ -88,7 +100,9 @@ class VhostLabrelay(tunnel_bench.Labrelay):
             )
         slog, clog = f"{tag}-server.log", f"{tag}-client.log"
         server = self.spawn(
-            self.twistd() + ["-n", "--pidfile=", "labrelay-server", "-c", frps], slog
+            self.twistd() + ["-n", "--pidfile=", "labrelay-server", "-c", frps],
+            slog,
+            **self.run_in,
         )
         self.wait_for(
             "server listening",
@@ -97,7 +111,9 @@ class VhostLabrelay(tunnel_bench.Labrelay):
             slog,
         )
         client = self.spawn(
-            self.twistd() + ["-n", "--pidfile=", "labrelay-client", "-c", frpc], clog
+            self.twistd() + ["-n", "--pidfile=", "labrelay-client", "-c", frpc],
+            clog,
+            **self.run_in,
         )
         self.wait_for(
             "'start proxy success'",
@@ -356,6 +372,41 @@ def fmt_ratios(rows):
     return tunnel_bench.align(table, left_columns=2)
 
 
+def fmt_before_ratios(rows):
+    """The 'labrelay / before' table (``--before``): per 'labrelay X' row
+    and its 'before X' row, per response size and connection count."""
+    measured = {r["label"]: r for r in rows if "skip" not in r}
+    table = [["labrelay / before", "resp", "conns", "req/s", "p99", "CPU us/req"]]
+    for row in rows:
+        label = row["label"]
+        if not label.startswith("labrelay ") or label not in measured:
+            continue
+        suffix = label[len("labrelay ") :]
+        before = measured.get("before " + suffix)
+        if before is None:
+            continue
+        theirs = {
+            (size, conns): r for size, conns, r in before["cells"] if "fail" not in r
+        }
+        for size, conns, r in row["cells"]:
+            b = theirs.get((size, conns))
+            if "fail" in r or b is None:
+                continue
+            table.append(
+                [
+                    suffix,
+                    size,
+                    str(conns),
+                    tunnel_bench.ratio(r["rps"], b["rps"]),
+                    tunnel_bench.ratio(r["p99"], b["p99"]),
+                    tunnel_bench.ratio(r.get("cpu_us_req"), b.get("cpu_us_req")),
+                ]
+            )
+    if len(table) == 1:
+        return []
+    return tunnel_bench.align(table, left_columns=2)
+
+
 # -- main ------------------------------------------------------------------------
 
 Interrupted = tunnel_bench.Interrupted
@@ -405,18 +456,28 @@ def main():
         default=REPO,
         help="labrelay source tree to run (default: this repository's working tree)",
     )
+    ap.add_argument(
+        "--before",
+        default=None,
+        metavar="DIR",
+        help="also run the labrelay source tree DIR ('before' rows, next to "
+        "each labrelay row, and a labrelay / before table)",
+    )
     tunnel_bench.add_python_option(ap)
     tunnel_bench.add_frp_options(ap)
     args = ap.parse_args()
     args.tree = os.path.abspath(args.tree)
     args.python = tunnel_bench.relay_python(args)
+    if args.before:
+        args.before = os.path.abspath(args.before)
     if args.secs is None:
         args.secs = 2.0 if args.quick else 6.0
     args.conn_list = [int(c) for c in args.conns.split(",") if c.strip()]
     warm = 1.0
     frp, frp_note = tunnel_bench.find_frp(args)
     per_path = len(SIZES) * (warm + len(args.conn_list) * (args.secs + 0.3))
-    n_paths = 1 + (2 if frp else 1) * (2 if args.no_tls_row else 3)
+    per_pair = 1 + (1 if frp else 0) + (1 if args.before else 0)
+    n_paths = 1 + per_pair * (2 if args.no_tls_row else 3)
     budget = max(
         55.0 if args.quick else 170.0,  # whole run, soft
         n_paths * (per_path + 4.0) + 10.0,
@@ -445,6 +506,8 @@ def main():
             print(line, flush=True)
         print(tunnel_bench.relay_python_line(args.python), flush=True)
         print(tunnel_bench.frp_version(frp) if frp else frp_note, flush=True)
+        if args.before:
+            print(f"before rows: labrelay from {args.before}", flush=True)
         wrk_v = subprocess.run(
             [wrk, "-v"], capture_output=True, text=True, timeout=10
         ).stdout.splitlines()
@@ -483,6 +546,16 @@ def main():
 
         def pair(suffix, **kw):
             # frp's row right after labrelay's: same drift, easy to compare
+            if args.before:
+                paths.append(
+                    VhostLabrelay(
+                        ctx,
+                        "before " + suffix,
+                        pool_count=args.pool_count,
+                        tree=args.before,
+                        **kw,
+                    )
+                )
             paths.append(
                 VhostLabrelay(
                     ctx, "labrelay " + suffix, pool_count=args.pool_count, **kw
@@ -565,6 +638,11 @@ def main():
         print(line)
     if ratios:
         print()
+    ratios = fmt_before_ratios(rows)
+    for line in ratios:
+        print(line)
+    if ratios:
+        print()
     for row in rows:
         for size, conns, r in row.get("cells", ()):
             if r.get("errors"):
@@ -598,8 +676,9 @@ def main():
         )
     notes.append(
         "backend conn/req: new backend connections per request "
-        "served; labrelay keeps up to 5 idle work connections per "
-        "proxy for reuse, any other request costs a new work "
+        "served; labrelay keeps up to 64 idle work connections per "
+        "proxy for reuse (5 for 60 s, the others for 1 s), any other "
+        "request costs a new work "
         "connection (a yamux stream with mux, a TCP connection "
         "with TLS handshake without)"
     )

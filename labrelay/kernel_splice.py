@@ -206,6 +206,20 @@ class _End:
     def fileno(self) -> int:
         return self.fd
 
+    def watch_reads(self, on: bool) -> None:
+        """Have the reactor call :meth:`doRead` (or stop)."""
+        if on != self.reading:
+            self.reading = on
+            reactor = self.splice._reactor
+            (reactor.addReader if on else reactor.removeReader)(self)
+
+    def watch_writes(self, on: bool) -> None:
+        """Have the reactor call :meth:`doWrite` (or stop)."""
+        if on != self.writing:
+            self.writing = on
+            reactor = self.splice._reactor
+            (reactor.addWriter if on else reactor.removeWriter)(self)
+
     def logPrefix(self) -> str:
         return "KernelSplice"
 
@@ -348,22 +362,8 @@ class KernelSplice:
     def _want(self, d: _Direction, write: bool) -> None:
         """Wait for the destination to take more (*write*) or for the
         source to have more."""
-        reactor = self._reactor
-        src, dst = d.src, d.dst
-        if write:
-            if src.reading:
-                src.reading = False
-                reactor.removeReader(src)
-            if not dst.writing:
-                dst.writing = True
-                reactor.addWriter(dst)
-        else:
-            if dst.writing:
-                dst.writing = False
-                reactor.removeWriter(dst)
-            if not src.reading:
-                src.reading = True
-                reactor.addReader(src)
+        d.src.watch_reads(not write)
+        d.dst.watch_writes(write)
 
     def _end_direction(self, d: _Direction) -> None:
         """The source ended and everything reached the destination: pass the
@@ -380,13 +380,8 @@ class KernelSplice:
             self._hand_back(None)
 
     def _stop_watching(self, d: _Direction) -> None:
-        reactor = self._reactor
-        if d.src.reading:
-            d.src.reading = False
-            reactor.removeReader(d.src)
-        if d.dst.writing:
-            d.dst.writing = False
-            reactor.removeWriter(d.dst)
+        d.src.watch_reads(False)
+        d.dst.watch_writes(False)
 
     def _fail(self, reason: Failure) -> None:
         if not self._handed_back:

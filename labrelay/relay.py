@@ -51,20 +51,6 @@ def unregister_producer(transport) -> None:
         pass
 
 
-#: bytes a relayed TCP socket reads at once (Twisted's default is 64 KiB):
-#: larger reads make fewer, larger frames and sends on every hop after
-READ_SIZE = 1 << 18
-
-
-def set_read_size(transport) -> None:
-    """Let a relayed TCP transport (or the one under a TLS transport) read
-    :data:`READ_SIZE` bytes at once."""
-    if isinstance(transport, TLSMemoryBIOProtocol):
-        transport = transport.transport
-    if isinstance(getattr(type(transport), "bufferSize", None), int):
-        transport.bufferSize = READ_SIZE
-
-
 def set_no_delay(transport) -> None:
     """Turn Nagle off where the transport allows it (small frames must not wait)."""
     setter = getattr(transport, "setTcpNoDelay", None)
@@ -183,7 +169,6 @@ class Splice:
         a.sink = b.sink = self
         for side in (self._a, self._b):
             set_no_delay(side.protocol.transport)
-            set_read_size(side.protocol.transport)
         a.transport.registerProducer(b.transport, True)
         b.transport.registerProducer(a.transport, True)
         if a_pending:

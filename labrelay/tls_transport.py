@@ -81,9 +81,12 @@ class TLSTransport(TLSMemoryBIOProtocol):
         chunks = []
         while True:
             try:
-                chunks.append(tls.bio_read(BIO_READ_SIZE))
+                chunk = tls.bio_read(BIO_READ_SIZE)
             except WantReadError:
                 break
+            chunks.append(chunk)
+            if len(chunk) < BIO_READ_SIZE:
+                break  # the BIO is empty: no call that only raises WantRead
         if chunks:
             write_now(
                 self.transport, chunks[0] if len(chunks) == 1 else b"".join(chunks)

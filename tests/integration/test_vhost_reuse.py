@@ -12,6 +12,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
+from labrelay.server.vhost import IDLE_WORK_KEPT, MAX_IDLE_WORK, SURPLUS_IDLE_TIMEOUT
+
 from ..support.harness import async_test, listen, within
 from ..support.vhost import (
     SUBDOMAIN_HOST,
@@ -250,8 +252,10 @@ class ReuseMixin:
 
     @async_test
     async def test_at_most_five_kept(self):
-        """Concurrent requests each take a work connection; five are kept."""
+        """Concurrent requests each take a work connection; no more than
+        the vhost's max_idle_work (here five) are kept, the others close."""
         backend = await self.setup(Backend(delay=0.3))
+        self.relay.vhost.max_idle_work = 5
         users = [await http_user(self, self.relay.http_port) for _ in range(7)]
         replies = await defer.gatherResults(
             [u.request(HOST, f"/{i}") for i, u in enumerate(users)]
@@ -264,6 +268,40 @@ class ReuseMixin:
         reply = await users[0].request(HOST, "/again")
         self.assertEqual(reply.status, 200)
         self.assertEqual(backend.accepted, 7)
+
+    @async_test
+    async def test_busy_proxy_keeps_its_concurrency(self):
+        """By default a proxy keeps as many idle work connections as it had
+        concurrent requests (up to MAX_IDLE_WORK): eight users in parallel,
+        twice, use eight backend connections in all."""
+        self.assertEqual(MAX_IDLE_WORK, 64)
+        backend = await self.setup(Backend(delay=0.2))
+        users = [await http_user(self, self.relay.http_port) for _ in range(8)]
+        for round_ in range(2):
+            replies = await defer.gatherResults(
+                [u.request(HOST, f"/{round_}/{i}") for i, u in enumerate(users)]
+            )
+            self.assertEqual([r.status for r in replies], [200] * 8)
+            self.assertEqual(self.proxy.idle_work_count, 8)
+        self.assertEqual(backend.accepted, 8)
+
+    @async_test
+    async def test_surplus_idle_closes_early(self):
+        """Beyond idle_work_kept, idle work connections close after
+        surplus_idle_timeout; the kept ones stay."""
+        self.assertEqual((IDLE_WORK_KEPT, SURPLUS_IDLE_TIMEOUT), (5, 1))
+        backend = await self.setup(Backend(delay=0.2))
+        self.relay.vhost.idle_work_kept = 2
+        self.relay.vhost.surplus_idle_timeout = 0.3
+        users = [await http_user(self, self.relay.http_port) for _ in range(4)]
+        replies = await defer.gatherResults(
+            [u.request(HOST, f"/{i}") for i, u in enumerate(users)]
+        )
+        self.assertEqual([r.status for r in replies], [200] * 4)
+        self.assertEqual(self.proxy.idle_work_count, 4)
+        await until(lambda: self.proxy.idle_work_count == 2, what="surplus expiry")
+        await backend.closed_count(2)
+        self.assertEqual(backend.open, 2)
 
     @async_test
     async def test_client_gone_drops_idle(self):

@@ -7,7 +7,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from labrelay.protocol.codec import PayloadCodec
-from labrelay.relay import READ_SIZE, RelayedProtocol, Splice, supports_half_close
+from labrelay.relay import RelayedProtocol, Splice, supports_half_close
 
 
 class HalfCloseTransport(StringTransport):
@@ -47,22 +47,6 @@ class SpliceTests(SynchronousTestCase):
         self.assertIs(self.b.transport.producer, self.a.transport)
         self.assertTrue(self.a.transport.streaming)
         self.assertEqual(self.a.transport.producerState, "producing")
-
-    def test_relayed_sockets_read_large_chunks(self):
-        """Both sides of a splice read READ_SIZE bytes at once where the
-        transport has a read size (a TCP socket), so each hop after moves
-        fewer, larger pieces."""
-
-        class Sized(HalfCloseTransport):
-            bufferSize = 65536
-
-        self.a = connected(Sized)
-        self.b = connected(Sized)
-        self.splice = Splice(self.a, self.b)
-        self.splice.start()
-        self.assertEqual(self.a.transport.bufferSize, READ_SIZE)
-        self.assertEqual(self.b.transport.bufferSize, READ_SIZE)
-        self.assertGreater(READ_SIZE, 65536)
 
     def test_backpressure_pauses_the_source(self):
         """When b cannot take more, a stops being read, and resumes later."""

@@ -29,9 +29,11 @@ from .idle import IdleWork
 from .pages import NOT_FOUND_PAGE
 from .port import (
     HEAD_TIMEOUT,
+    IDLE_WORK_KEPT,
     IDLE_WORK_TIMEOUT,
     LINGER_TIMEOUT,
     MAX_IDLE_WORK,
+    SURPLUS_IDLE_TIMEOUT,
     Vhost,
     VhostFactory,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "HEAD_TIMEOUT",
     "HttpExchange",
     "HttpProxy",
+    "IDLE_WORK_KEPT",
     "IDLE_WORK_TIMEOUT",
     "IdleWork",
     "LINGER_TIMEOUT",
@@ -50,6 +53,7 @@ __all__ = [
     "MAX_IDLE_WORK",
     "NOT_FOUND_PAGE",
     "RouteTable",
+    "SURPLUS_IDLE_TIMEOUT",
     "Vhost",
     "VhostConnection",
     "VhostFactory",

@@ -36,6 +36,9 @@ from .headers import has_both_framings, response_headers
 
 __all__ = ["HttpExchange", "WorkLink", "WorkUnavailable"]
 
+#: The end of a message (h11 events are immutable: one serves every send).
+_END = h11.EndOfMessage()
+
 
 class WorkUnavailable(Exception):
     """No work connection for a request: *error* says why, *status* is
@@ -106,9 +109,12 @@ class HttpExchange:
     # Life.
 
     def start(self) -> None:
-        self.front.gate.pause("work")
         wait = self._work_wait = self.proxy.open_work(self.peer, self.client)
         wait.addCallbacks(self._use, self._no_work)
+        if self._work_wait is not None:
+            # waiting for the client's pool: the user's reads stop meanwhile
+            # (an idle work connection fires at once, and reads go on)
+            self.front.gate.pause("work")
 
     def _no_work(self, failure) -> None:
         """open_work() failed (none in time) or was cancelled (user left)."""
@@ -168,7 +174,7 @@ class HttpExchange:
     def request_end(self) -> None:
         self.request_done = True
         if self._backend_open():
-            self._to_work(self.backend.send(h11.EndOfMessage()))
+            self._to_work(self.backend.send(_END))
         if self.response is Response.AWAITED and not self.ended:
             self._head_timer = self.front.clock.callLater(
                 self.front.vhost.response_timeout, self._head_timed_out
@@ -213,6 +219,17 @@ class HttpExchange:
             self._backend_failed(why)
 
     def _pump_backend(self) -> None:
+        """Relay the response events h11 can give now; what they send to
+        the user goes out in one write, at once if it ends the response."""
+        front = self.front
+        held = front.hold_writes()
+        try:
+            self._relay_response_events()
+        finally:
+            if held:
+                front.flush_writes(at_once=self.response is Response.COMPLETE)
+
+    def _relay_response_events(self) -> None:
         while not self.ended:
             try:
                 event = self.backend.next_event()
@@ -239,23 +256,29 @@ class HttpExchange:
                         return
                 elif kind is h11.Response:
                     self._response_head()
-                    if has_both_framings(event.headers.raw_items()):
+                    received = event.headers.raw_items()
+                    if has_both_framings(received):
                         self._framing_doubt = True
                     switching = self.backend.their_state is h11.SWITCHED_PROTOCOL
+                    headers = response_headers(received)
+                    if headers == received:
+                        # nothing to rewrite: h11 takes the headers it
+                        # parsed as they are, without validating them again
+                        headers = event.headers
                     self.front.send(
                         h11.Response(
                             status_code=event.status_code,
                             reason=event.reason,
-                            headers=response_headers(event.headers.raw_items()),
+                            headers=headers,
                         )
                     )
                     if switching:
                         self._switch()
                         return
                 elif kind is h11.Data:
-                    self.front.send(h11.Data(data=event.data))
+                    self.front.send(event)  # h11 frames it anew for the user
                 elif kind is h11.EndOfMessage:
-                    self.front.send(h11.EndOfMessage())
+                    self.front.send(_END)  # trailers are not forwarded
                     self.response = Response.COMPLETE
                     self._maybe_finish()
                     return

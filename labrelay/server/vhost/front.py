@@ -43,6 +43,7 @@ from twisted.logger import Logger
 
 from ...peers import describe, host_port
 from ...relay import RelayedProtocol, Splice, set_no_delay, supports_half_close
+from ...writethrough import write_now
 from ..proxy_base import ReadGate
 from .access_log import AccessRecord, write_access_line
 from .auth import BasicAuthMixin
@@ -79,6 +80,9 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._access = None  # the AccessRecord of the current request
         self._method = b""
         self._timer = None
+        # Whether the head timer counts: not while a request is in flight
+        # (the timer is left to run out then, see _arm_head_timer).
+        self._awaiting_head = False
         self._closing = False
         self._eof = False
         self._pumping = False
@@ -90,6 +94,9 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._head = bytearray()
         self._head_started = False  # a non-CRLF byte of the head was seen
         self._auth_passed = None  # (request, proxy) the throttle passed
+        # While an exchange relays a batch of response events, their bytes
+        # are held here and written together (hold_writes/flush_writes).
+        self._held = None
 
     # Twisted.
 
@@ -100,7 +107,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self.gate = ReadGate(self.transport)
         self.vhost.connections.add(self)
         self.vhost.context.connections.add(self)
-        self._start_timer(self.vhost.head_timeout, self._head_timed_out)
+        self._arm_head_timer()
 
     def data_before_splice(self, data):
         if self._closing:
@@ -152,6 +159,18 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._cancel_timer()
         self._timer = self.clock.callLater(seconds, call)
 
+    def _arm_head_timer(self) -> None:
+        """The next request head is due within :attr:`Vhost.head_timeout`.
+        A keep-alive connection moves one timer on (a reset to a later
+        time costs no heap work) instead of a cancel and a new call per
+        request."""
+        self._awaiting_head = True
+        timer = self._timer
+        if timer is not None and timer.active() and timer.func == self._head_timed_out:
+            timer.reset(self.vhost.head_timeout)
+        else:
+            self._start_timer(self.vhost.head_timeout, self._head_timed_out)
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             if self._timer.active():
@@ -160,6 +179,8 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
 
     def _head_timed_out(self) -> None:
         self._timer = None
+        if not self._awaiting_head:
+            return  # a request is in flight; armed again after its response
         partial, _ = self.http.trailing_data
         if partial and self.http.their_state is h11.IDLE:
             self._log.info(
@@ -193,6 +214,8 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             exchange = self._exchange
             if exchange is not None and not exchange.accepts_body:
                 return
+            # a nested pump() asked for what this next_event() gives
+            self._pump_again = False
             try:
                 event = self.http.next_event()
             except h11.RemoteProtocolError as e:
@@ -205,7 +228,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
                 return
             kind = type(event)
             if kind is h11.Request:
-                self._cancel_timer()
+                self._awaiting_head = False  # the head timer stops counting
                 self._on_request(event)
             elif kind is h11.Data:
                 if exchange is not None:
@@ -215,10 +238,23 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
                     exchange.request_end()
                 elif self.http.our_state in (h11.DONE, h11.MUST_CLOSE):
                     self._after_response()
+                if not self._nothing_more_yet():
+                    continue
+                return
             elif kind is h11.ConnectionClosed:
                 if self._exchange is None:
                     self._close()
                 return
+
+    def _nothing_more_yet(self) -> bool:
+        """Whether h11 has no event for us until more bytes come: the
+        request is read whole and nothing follows it yet (next_event()
+        would say NEED_DATA)."""
+        http = self.http
+        if http.their_state is not h11.DONE:
+            return False
+        pipelined, closed = http.trailing_data
+        return not (pipelined or closed)
 
     def _bad_request(self, error) -> None:
         exchange, self._exchange = self._exchange, None
@@ -309,11 +345,39 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
 
     # Writing responses.
 
+    def hold_writes(self) -> bool:
+        """Hold what is sent to the user until :meth:`flush_writes` (the
+        events of one read of the backend go out in one write); False if
+        writes are held already (the outer holder flushes)."""
+        if self._held is not None:
+            return False
+        self._held = []
+        return True
+
+    def flush_writes(self, at_once: bool = True) -> None:
+        """Write what :meth:`hold_writes` held; *at_once*: to the socket
+        now when its buffer is empty (no wait for the next reactor turn),
+        else queued, to go out with what follows in this reactor turn (a
+        streamed body arrives in many small pieces per turn)."""
+        held, self._held = self._held, None
+        if held:
+            data = b"".join(held)
+            if at_once:
+                write_now(self.transport, data)
+            else:
+                self.transport.write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self.transport.write(data)
+
     def send(self, event) -> None:
         """Send one h11 event to the user."""
         data = self.http.send(event)
         if data:
-            self.transport.write(data)
+            self._write(data)
         record = self._access
         if record is not None:
             kind = type(event)
@@ -372,7 +436,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._access.status = status
         self._access.bytes_sent = len(body)
         self._log_access()
-        self.transport.write(refusal(status, body))
+        self._write(refusal(status, body))
         self._close()
 
     def _after_response(self) -> None:
@@ -383,9 +447,10 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
             pipelined = http.trailing_data[0]
             self._head = bytearray(pipelined)
             self._head_started = bool(pipelined.lstrip(b"\r\n"))
-            self._start_timer(self.vhost.head_timeout, self._head_timed_out)
+            self._arm_head_timer()
             self.gate.resume("pipelined")
-            self.pump()
+            if pipelined or http.trailing_data[1]:
+                self.pump()  # else h11 has nothing until bytes come
         elif http.our_state is h11.MUST_CLOSE or http.their_state in (
             h11.MUST_CLOSE,
             h11.CLOSED,
@@ -398,6 +463,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         and is read (and ignored) until it closes or the linger bound."""
         if self._closing:
             return
+        self.flush_writes()  # what was sent goes before the FIN
         self._closing = True
         self._cancel_timer()
         self.gate.resume("pipelined")
@@ -431,6 +497,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         if exchange is self._exchange:
             self._exchange = None
             self._log_access()
+            self.flush_writes()
             self._closing = True
             self._cancel_timer()
             self.transport.loseConnection()
@@ -440,6 +507,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._exchange = None
         self._cancel_timer()
         self._log_access()
+        self.flush_writes()  # the 101 goes before the spliced bytes
         user_trailing, _ = self.http.trailing_data
         proxy = exchange.proxy
         splice = Splice(

@@ -5,8 +5,10 @@ Work connections kept idle between HTTP requests (:class:`IdleWork`).
 A work connection whose exchange ended cleanly is kept by its proxy and
 carries that proxy's next request, as frp's reverse proxy keeps upstream
 keep-alive connections: at most :attr:`Vhost.max_idle_work` per proxy, each
-closed after :attr:`Vhost.idle_work_timeout` seconds idle, when its peer
-closes it or sends anything while idle, and when the proxy closes.  The
+closed after :attr:`Vhost.idle_work_timeout` seconds idle (beyond the
+first :attr:`Vhost.idle_work_kept`, after
+:attr:`Vhost.surplus_idle_timeout`), when its peer closes it or sends
+anything while idle, and when the proxy closes.  The
 connection keeps its payload codec (the cipher and compression streams
 continue), and StartWorkConn is sent only on its first use.
 """

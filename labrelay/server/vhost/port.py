@@ -25,9 +25,21 @@ HEAD_TIMEOUT = 30
 LINGER_TIMEOUT = 5
 
 #: Idle work connections each http proxy keeps for its next requests, and
-#: the seconds one may stay idle (as frp: Go's reverse proxy transport).
-MAX_IDLE_WORK = 5
+#: the seconds one may stay idle (frp's Go transport: 60 s).  Go keeps 5 but
+#: its goroutines free connections one by one, each often to a request
+#: already waiting; here one read of a mux session can end many exchanges
+#: at once, and with 5 kept about a quarter of the requests of 8 busy users
+#: opened a new work and backend connection (bench/vhost_bench.py).  So up
+#: to 64 are kept, the concurrency of a busy site, but only the first
+#: IDLE_WORK_KEPT of them for IDLE_WORK_TIMEOUT: the others close after
+#: SURPLUS_IDLE_TIMEOUT unless a request takes them, since every idle
+#: stream of a yamux session is one more producer its client pauses and
+#: resumes whenever the session's buffer fills (after a burst of 64 users,
+#: 64 idle streams more than doubled the client's CPU per 1 MiB response).
+MAX_IDLE_WORK = 64
+IDLE_WORK_KEPT = 5
 IDLE_WORK_TIMEOUT = 60
+SURPLUS_IDLE_TIMEOUT = 1
 
 
 def write_buffered(transport) -> int:
@@ -80,7 +92,9 @@ class Vhost:
         self.head_timeout = HEAD_TIMEOUT
         self.linger_timeout = LINGER_TIMEOUT
         self.max_idle_work = MAX_IDLE_WORK
+        self.idle_work_kept = IDLE_WORK_KEPT
         self.idle_work_timeout = IDLE_WORK_TIMEOUT
+        self.surplus_idle_timeout = SURPLUS_IDLE_TIMEOUT
         self.not_found_page = load_not_found_page(config.custom_404_page, self._log)
         self.connections = set()
         self.factory = VhostFactory(self)

@@ -10,7 +10,9 @@ pool).
 Work connections that carried a complete exchange are kept idle here
 (:class:`~labrelay.server.vhost.idle.IdleWork`) for the proxy's next
 requests: at most :attr:`Vhost.max_idle_work` per proxy, most recently
-used first, all closed when the proxy closes.
+used first, all closed when the proxy closes; beyond the first
+:attr:`Vhost.idle_work_kept` they stay idle only
+:attr:`Vhost.surplus_idle_timeout` seconds.
 """
 
 import hmac
@@ -168,9 +170,11 @@ class HttpProxy(ProxyBase):
         if self.closed or len(self._idle) >= self.vhost.max_idle_work:
             work.transport.loseConnection()
             return
-        self._idle.append(
-            IdleWork(self, link, self.vhost.clock, self.vhost.idle_work_timeout)
-        )
+        vhost = self.vhost
+        timeout = vhost.idle_work_timeout
+        if len(self._idle) >= vhost.idle_work_kept:
+            timeout = min(timeout, vhost.surplus_idle_timeout)  # a burst's
+        self._idle.append(IdleWork(self, link, vhost.clock, timeout))
 
     def forget_idle(self, idle) -> None:
         if idle in self._idle:

@@ -48,6 +48,9 @@ _UNRESERVED = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
+#: What makes a path's normal form or lenient reading differ from it:
+#: encodings, empty and dot segments, backslashes, segment parameters.
+_NOT_PLAIN = (b"%", b"//", b"/.", b"\\", b";")
 
 
 class BadRequest(ValueError):
@@ -61,6 +64,14 @@ def framing_problem(head: bytes, http_version: bytes) -> Optional[str]:
     """
     if b"\n" in head.replace(b"\r\n", b""):
         return "bare LF line ending"
+    lower = head.lower()
+    if (
+        b"content" not in lower
+        and b"transfer" not in lower
+        and b"\r\n " not in head
+        and b"\r\n\t" not in head
+    ):
+        return None  # no folding, no header named like a framing header
     lengths = []
     encodings = 0
     for line in head.split(b"\r\n")[1:]:
@@ -182,6 +193,11 @@ def route_target(method: bytes, target: bytes):
     if method == b"CONNECT" or (target == b"*" and method == b"OPTIONS"):
         return target, _text(target), _text(target)
     raw, question, query = target.partition(b"?")
+    if raw[:1] == b"/" and not any(mark in raw for mark in _NOT_PLAIN):
+        # nothing to decode, resolve or read otherwise: the path is its
+        # own normal form and lenient reading
+        text = _text(raw)
+        return target, text, text
     path = normalise_path(raw)
     return (
         path + question + query,
