@@ -12,7 +12,8 @@ The package is layered, each module owning one step:
   tables of frp keys labrelay does not implement);
 * :mod:`.values`: typed values from written ones, shared ``[common]``
   reading and checks;
-* :mod:`.server` and :mod:`.client`: the models and their parsers;
+* :mod:`.server` and :mod:`.client`: the models and their parsers, with
+  frpc's proxy sections in :mod:`.proxy`;
 * :mod:`.errors`: :class:`ConfigError` and the warning collector.
 
 A second syntax (TOML, YAML) would add a reader beside :mod:`.ini` that
@@ -23,17 +24,19 @@ from .client import (
     CLIENT_KEYS,
     CLIENT_OWN_KEYS,
     CLIENT_RELOADABLE,
-    HTTP_PROXY_KEYS,
-    OTHER_PROXY_KEYS,
-    PROXY_KEYS,
-    TCP_PROXY_KEYS,
     ClientConfig,
-    ProxyConfig,
     load_client_config,
     parse_client_config,
 )
 from .errors import ConfigError
 from .ini import PortSet, parse_port_ranges
+from .proxy import (
+    HTTP_PROXY_KEYS,
+    OTHER_PROXY_KEYS,
+    PROXY_KEYS,
+    TCP_PROXY_KEYS,
+    ProxyConfig,
+)
 from .schema import (
     CLIENT_NOT_YET,
     CLIENT_NOT_YET_PREFIXES,

@@ -5,8 +5,9 @@ A yamux session (frp's ``tcp_mux``) as a Twisted protocol.
 :class:`YamuxSession` sits on one TCP (or TLS) connection, parses frames with
 :class:`~labrelay.mux.frames.FrameParser` and dispatches them to its
 :class:`~labrelay.mux.stream.YamuxStream` objects.  It owns what is
-per-session: stream ids and the open/accept handshake, the accept backlog,
-GoAway, the stream-open timeout and the teardown that ends every stream;
+per-session: stream ids, GoAway and the teardown that ends every stream;
+the open/accept handshake of its streams (the accept backlog, the
+stream-open timeout) is :class:`~labrelay.mux.handshake.Handshakes`, and
 its keepalive Pings are a :class:`~labrelay.mux.keepalive.Keepalive`.  It
 behaves like hashicorp/yamux v0.1.1 as frp configures it (the
 ``yamux.Config`` frp builds; the frames are those of hashicorp/yamux's
@@ -49,6 +50,7 @@ from .frames import (
     FrameError,
     FrameParser,
 )
+from .handshake import Handshakes
 from .keepalive import Keepalive
 from .outlet import FrameOutlet
 from .stream import YamuxStream
@@ -105,18 +107,14 @@ class YamuxSession(Protocol):
     __slots__ = (
         "is_client",
         "_clock",
-        "_accept_stream",
         "_max_window",
         "_keepalive",
-        "_accept_backlog",
-        "_stream_open_timeout",
         "_stream_close_timeout",
         "_budget",
         "_parser",
         "_streams",
         "_next_id",
-        "_open_timers",
-        "_pending_accepts",
+        "_handshakes",
         "_outlet",
         "_registered",
         "_closed",
@@ -146,7 +144,6 @@ class YamuxSession(Protocol):
             )
         self.is_client = is_client
         self._clock = clock
-        self._accept_stream = accept_stream
         self._max_window = max_window
         self._keepalive = Keepalive(
             clock,
@@ -155,15 +152,14 @@ class YamuxSession(Protocol):
             self._send_ping,
             self._ping_timed_out,
         )
-        self._accept_backlog = accept_backlog
-        self._stream_open_timeout = stream_open_timeout
         self._stream_close_timeout = stream_close_timeout
         self._budget = budget if budget is not None else BufferBudget()
         self._parser = FrameParser(max_data_length=max_window)
         self._streams = {}
         self._next_id = 1 if is_client else 2
-        self._open_timers = {}
-        self._pending_accepts = 0
+        self._handshakes = Handshakes(
+            self, clock, accept_stream, accept_backlog, stream_open_timeout
+        )
         self._outlet = FrameOutlet(on_flood=self._flooded)
         self._registered = False
         self._closed = False
@@ -198,10 +194,7 @@ class YamuxSession(Protocol):
         stream = YamuxStream(self, stream_id, self._max_window)
         self._streams[stream_id] = stream
         stream._grant(FLAG_SYN)
-        if self._stream_open_timeout > 0:
-            self._open_timers[stream_id] = self._clock.callLater(
-                self._stream_open_timeout, self._open_timed_out, stream_id
-            )
+        self._handshakes.opened(stream_id)
         stream._attach(protocol)
         return stream
 
@@ -306,7 +299,7 @@ class YamuxSession(Protocol):
                 raise _Violation(
                     f"peer opened stream {stream_id}, an id of our own parity"
                 )
-            stream = self._incoming(header)
+            stream = self._handshakes.incoming(header)
             if stream is None:
                 return
         elif stream is None:
@@ -315,9 +308,7 @@ class YamuxSession(Protocol):
             stream._on_reset()
             return
         if header.flags & FLAG_ACK:
-            call = self._open_timers.pop(stream_id, None)
-            if call is not None:
-                call.cancel()
+            self._handshakes.acknowledged(stream_id)
         if header.type == TYPE_WINDOW_UPDATE:
             if header.length and not header.flags & FLAG_SYN:
                 stream._on_window_update(header.length)
@@ -330,67 +321,6 @@ class YamuxSession(Protocol):
             stream._on_data(payload)
         if header.flags & FLAG_FIN:
             stream._on_remote_fin()
-
-    def _incoming(self, header):
-        """A SYN for a new stream: refuse it (RST, returns None) or start accepting it."""
-        stream_id = header.stream_id
-        if self._local_go_away or self._accept_stream is None:
-            self._send_rst(stream_id)
-            return None
-        if self._pending_accepts >= self._accept_backlog:
-            self._log.warn(
-                "yamux accept backlog of {backlog} full; refusing stream {stream_id}",
-                backlog=self._accept_backlog,
-                stream_id=stream_id,
-            )
-            self._send_rst(stream_id)
-            return None
-        stream = YamuxStream(self, stream_id, self._max_window)
-        if header.type == TYPE_WINDOW_UPDATE:
-            stream.send_window += header.length
-        self._streams[stream_id] = stream
-        try:
-            result = self._accept_stream(stream)
-        except Exception:
-            self._log.failure(
-                "accept_stream raised for yamux stream {stream_id}", stream_id=stream_id
-            )
-            result = None
-        if isinstance(result, Deferred):
-            stream._await_accept()
-            self._pending_accepts += 1
-            result.addCallbacks(
-                lambda protocol: self._accepted_later(stream, protocol),
-                lambda failure: self._accept_failed(stream, failure),
-            )
-        elif result is None:
-            stream._reset(Failure(ConnectionDone("stream refused")))
-            return None
-        else:
-            self._accept(stream, result)
-        return stream
-
-    def _accepted_later(self, stream, protocol) -> None:
-        if stream._end_accept():
-            self._pending_accepts -= 1
-        if stream._finished:
-            return  # reset or session gone meanwhile: the protocol is never connected
-        if protocol is None:
-            stream._reset(Failure(ConnectionDone("stream refused")))
-        else:
-            self._accept(stream, protocol)
-
-    def _accept_failed(self, stream, failure: Failure) -> None:
-        self._log.failure(
-            "accepting yamux stream {stream_id} failed",
-            failure,
-            stream_id=stream.stream_id,
-        )
-        self._accepted_later(stream, None)
-
-    def _accept(self, stream, protocol) -> None:
-        stream._grant(FLAG_ACK)
-        stream._attach(protocol)
 
     def _on_ping(self, header) -> None:
         if header.flags & FLAG_SYN:
@@ -439,15 +369,6 @@ class YamuxSession(Protocol):
         )
         self._shutdown(SessionError("keepalive timeout"), abort=True)
 
-    def _open_timed_out(self, stream_id: int) -> None:
-        del self._open_timers[stream_id]
-        self._log.error(
-            "yamux stream {stream_id} not acknowledged within {timeout}s; closing the session",
-            stream_id=stream_id,
-            timeout=self._stream_open_timeout,
-        )
-        self._shutdown(SessionError(f"stream {stream_id} open timeout"), abort=True)
-
     # Called by streams
 
     def _send_rst(self, stream_id: int) -> None:
@@ -457,11 +378,7 @@ class YamuxSession(Protocol):
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
         self._outlet.forget(stream)
-        call = self._open_timers.pop(stream.stream_id, None)
-        if call is not None:
-            call.cancel()
-        if stream._end_accept():
-            self._pending_accepts -= 1
+        self._handshakes.stream_finished(stream)
 
     # Teardown
 
@@ -474,10 +391,7 @@ class YamuxSession(Protocol):
         self._closed = True
         self._close_reason = reason
         self._keepalive.stop()
-        for call in self._open_timers.values():
-            if call.active():
-                call.cancel()
-        self._open_timers.clear()
+        self._handshakes.stop()
         if not abort and not transport_gone:
             self._outlet.flush()
         self._outlet.close()

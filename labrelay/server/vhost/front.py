@@ -29,8 +29,9 @@ end with a lingering close (FIN, then input is discarded until the peer
 closes or :attr:`Vhost.linger_timeout`), so the peer reads the answer
 instead of a reset.
 
-Each request gets one access-log line
-(:mod:`~labrelay.server.vhost.access_log`); Basic auth goes through the
+What goes back to the user (h11 events, batched writes, the vhost's own
+answers) and each request's one access-log line are written by
+:mod:`~labrelay.server.vhost.responses`; Basic auth goes through the
 server's password throttle (:mod:`~labrelay.server.vhost.auth`); the
 pages the vhost answers by itself are in
 :mod:`~labrelay.server.vhost.pages`.
@@ -43,14 +44,14 @@ from twisted.logger import Logger
 
 from ...peers import describe, host_port
 from ...relay import RelayedProtocol, Splice, set_no_delay, supports_half_close
-from ...writethrough import write_now
 from ..proxy_base import ReadGate
-from .access_log import AccessRecord, write_access_line
+from .access_log import AccessRecord
 from .auth import BasicAuthMixin
 from .dispatch import Forward, Refusal, dispatch
 from .exchange import HttpExchange
 from .headers import body_framing, rewrite_request_headers, upgrade_type
-from .pages import BAD_GATEWAY, GATEWAY_TIMEOUT, TEXT, refusal
+from .pages import BAD_GATEWAY, GATEWAY_TIMEOUT
+from .responses import ResponseMixin
 
 #: Largest request head (request line + headers), as Go's default 1 MiB is
 #: far more than any browser sends; beyond it: 431.
@@ -64,7 +65,7 @@ _TOKEN_CHARS = frozenset(
 )
 
 
-class VhostConnection(BasicAuthMixin, RelayedProtocol):
+class VhostConnection(BasicAuthMixin, ResponseMixin, RelayedProtocol):
     """One user connection on the vhost port (see the module docstring)."""
 
     _log = Logger()
@@ -142,16 +143,6 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         if exchange is not None:
             exchange.front_lost()
         self._log_access(499)
-
-    # The access log.
-
-    def _log_access(self, status_if_none: int = 0) -> None:
-        """Write the current request's access-log line (once)."""
-        record, self._access = self._access, None
-        if record is not None:
-            write_access_line(
-                record, self.client_ip, self.clock.seconds(), status_if_none
-            )
 
     # Timers.
 
@@ -343,101 +334,7 @@ class VhostConnection(BasicAuthMixin, RelayedProtocol):
         self._exchange = exchange
         exchange.start()
 
-    # Writing responses.
-
-    def hold_writes(self) -> bool:
-        """Hold what is sent to the user until :meth:`flush_writes` (the
-        events of one read of the backend go out in one write); False if
-        writes are held already (the outer holder flushes)."""
-        if self._held is not None:
-            return False
-        self._held = []
-        return True
-
-    def flush_writes(self, at_once: bool = True) -> None:
-        """Write what :meth:`hold_writes` held; *at_once*: to the socket
-        now when its buffer is empty (no wait for the next reactor turn),
-        else queued, to go out with what follows in this reactor turn (a
-        streamed body arrives in many small pieces per turn)."""
-        held, self._held = self._held, None
-        if held:
-            data = b"".join(held)
-            if at_once:
-                write_now(self.transport, data)
-            else:
-                self.transport.write(data)
-
-    def _write(self, data: bytes) -> None:
-        if self._held is not None:
-            self._held.append(data)
-        else:
-            self.transport.write(data)
-
-    def send(self, event) -> None:
-        """Send one h11 event to the user."""
-        data = self.http.send(event)
-        if data:
-            self._write(data)
-        record = self._access
-        if record is not None:
-            kind = type(event)
-            if kind is h11.Data:
-                record.bytes_sent += len(event.data)
-            elif kind is h11.Response or kind is h11.InformationalResponse:
-                record.status = event.status_code
-            elif kind is h11.EndOfMessage:
-                self._log_access()
-
-    def _discard_buffered_body(self) -> None:
-        """Consume request body events already received (no exchange wants
-        them), so a complete request keeps its connection alive."""
-        while self.http.their_state is h11.SEND_BODY:
-            try:
-                event = self.http.next_event()
-            except h11.RemoteProtocolError:
-                return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-
-    def respond(
-        self,
-        status: int,
-        body: bytes = b"",
-        content_type=TEXT,
-        extra=(),
-        close: bool = False,
-    ) -> None:
-        """A complete response from the relay itself; the connection stays
-        open only if the request was read to its end."""
-        self._discard_buffered_body()
-        if self.http.their_state not in (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL):
-            close = True
-        headers = [
-            (b"Content-Type", content_type),
-            (b"Content-Length", b"%d" % len(body)),
-        ] + list(extra)
-        if close:
-            headers.append((b"Connection", b"close"))
-        self.send(
-            h11.Response(
-                status_code=status, headers=headers, reason=HTTPStatus(status).phrase
-            )
-        )
-        if body and self._method != b"HEAD":
-            self.send(h11.Data(data=body))
-        self.send(h11.EndOfMessage())
-        self._after_response()
-
-    def _refuse(self, status: int, text: str) -> None:
-        """Answer a request h11 could not accept, then close."""
-        body = text.encode("utf-8", "replace") + b"\n"
-        if self._access is None:  # no request line parsed
-            self._access = AccessRecord(self.clock.seconds())
-        self._access.status = status
-        self._access.bytes_sent = len(body)
-        self._log_access()
-        self._write(refusal(status, body))
-        self._close()
+    # After a response.
 
     def _after_response(self) -> None:
         """Our response is complete: next request, or close."""
