@@ -39,7 +39,6 @@ import fcntl
 import os
 import socket
 
-from twisted.internet import tcp
 from twisted.internet.error import ConnectionAborted
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,6 +46,7 @@ from zope.interface import implementer
 
 from .interfaces import ICountedSink
 from .relay import Splice, set_no_delay
+from .writethrough import socket_is_idle
 
 #: bytes a pipe holds (F_SETPIPE_SZ; the default of 64 KiB costs about a
 #: third of the throughput)
@@ -73,7 +73,6 @@ ROUNDS = 4
 
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
-_TCP_TYPES = (tcp.Server, tcp.Client)
 
 
 def enabled() -> bool:
@@ -82,17 +81,9 @@ def enabled() -> bool:
 
 
 def can_take_over(transport) -> bool:
-    """Whether *transport* is a plain TCP socket Twisted holds nothing for."""
-    return (
-        type(transport) in _TCP_TYPES
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnecting
-        and not transport._writeDisconnected
-        and not transport._tempDataLen
-        and len(transport.dataBuffer) == transport.offset
-        and transport.producer is None
-    )
+    """Whether *transport* is a plain TCP socket Twisted holds nothing for
+    and that no producer is registered on."""
+    return socket_is_idle(transport) and transport.producer is None
 
 
 def make_splice(a, b, *, a_codec=None, b_codec=None, on_close=None, description=""):

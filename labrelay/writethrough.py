@@ -8,7 +8,7 @@ When nothing is queued, :func:`write_now` hands the bytes straight to the
 socket and queues only what the kernel did not take; everything else
 (TLS, yamux streams, a transport with queued bytes, a closing one) goes
 through the ordinary ``write``.  This reads Twisted's buffer attributes,
-so it is confined to this one function and checked by its tests.
+so it is confined to :func:`socket_is_idle` and checked by its tests.
 """
 
 import errno
@@ -19,9 +19,13 @@ _TCP_TYPES = (tcp.Server, tcp.Client)
 _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ENOBUFS)
 
 
-def write_now(transport, data: bytes) -> None:
-    """Write *data* to *transport*, to the socket at once when possible."""
-    if (
+def socket_is_idle(transport) -> bool:
+    """
+    Whether *transport* is an open plain TCP transport holding no bytes
+    to send: its socket may be written to directly (here, and by
+    :mod:`labrelay.kernel_splice` when it takes a socket over).
+    """
+    return (
         type(transport) in _TCP_TYPES
         and transport.connected
         and not transport.disconnecting
@@ -29,7 +33,12 @@ def write_now(transport, data: bytes) -> None:
         and not transport._writeDisconnecting
         and not transport._tempDataLen
         and len(transport.dataBuffer) == transport.offset
-    ):
+    )
+
+
+def write_now(transport, data: bytes) -> None:
+    """Write *data* to *transport*, to the socket at once when possible."""
+    if socket_is_idle(transport):
         try:
             sent = transport.socket.send(data)
         except OSError as e:
