@@ -283,24 +283,34 @@ VISITOR_V1_KEYS = _keys(
 )
 
 #: The options of frp's client plugins (``[proxies.plugin]``,
-#: ``[visitors.plugin]``), with the value type of each.  labrelay runs no
+#: ``[visitors.plugin]``): option -> (INI key, v1 type).  labrelay runs no
 #: plugin yet: a proxy with one is skipped with a warning.
 PLUGIN_V1_OPTIONS = {
-    "unixPath": "str",
-    "httpUser": "str",
-    "httpPassword": "str",
-    "username": "str",
-    "password": "str",
-    "localPath": "str",
-    "stripPrefix": "str",
-    "localAddr": "str",
-    "crtPath": "str",
-    "keyPath": "str",
-    "hostHeaderRewrite": "str",
-    "requestHeaders.set": "map",
-    "enableHTTP2": "bool",
-    "destinationIP": "str",
+    "unixPath": ("plugin_unix_path", "str"),
+    "httpUser": ("plugin_http_user", "str"),
+    "httpPassword": ("plugin_http_passwd", "str"),
+    "username": ("plugin_user", "str"),
+    "password": ("plugin_passwd", "str"),
+    "localPath": ("plugin_local_path", "str"),
+    "stripPrefix": ("plugin_strip_prefix", "str"),
+    "localAddr": ("plugin_local_addr", "str"),
+    "crtPath": ("plugin_crt_path", "str"),
+    "keyPath": ("plugin_key_path", "str"),
+    "hostHeaderRewrite": ("plugin_host_header_rewrite", "str"),
+    "requestHeaders.set": ("plugin_header_", "map"),
+    "enableHTTP2": ("plugin_enable_http2", "bool"),
+    "destinationIP": ("plugin_destination_ip", "str"),
 }
+
+#: [[proxies]] keys with the plugin options as ``plugin.<option>``
+PROXY_V1_KEYS_WITH_PLUGINS = PROXY_V1_KEYS + tuple(
+    V1Key(f"plugin.{option}", ini, kind)
+    for option, (ini, kind) in PLUGIN_V1_OPTIONS.items()
+)
+VISITOR_V1_KEYS_WITH_PLUGINS = VISITOR_V1_KEYS + tuple(
+    V1Key(f"plugin.{option}", None, kind)
+    for option, (ini, kind) in PLUGIN_V1_OPTIONS.items()
+)
 
 #: The keys of one ``[[httpPlugins]]`` entry of frps (server plugins);
 #: ``tls_verify`` is v0.52's spelling of ``tlsVerify``.
