@@ -210,10 +210,12 @@ class FileReader:
     def warn(self, place: Place, what: str) -> None:
         self.warnings.add(self.source, str(place), None, what)
 
-    def unknown(self, place: Place, name: str, known, what: str = "unknown key"):
+    def unknown(
+        self, place: Place, name: str, known, what: str = "unknown key", value=None
+    ):
         """A key frp's schema does not have there: an error in strict
         mode, else a warning."""
-        what += _did_you_mean(name, known)
+        what += _did_you_mean(name, known, value)
         if self.strict:
             raise self.fail(place, what)
         self.warn(place, f"{what}; ignored")
@@ -265,7 +267,7 @@ class FileReader:
             elif dotted in elsewhere:
                 self.unknown(place, dotted, table, elsewhere[dotted])
             else:
-                self.unknown(place, dotted, table)
+                self.unknown(place, dotted, table, value=value)
         return found
 
     def check_type(self, key: V1Key, value, place: Place) -> None:
@@ -505,11 +507,31 @@ class FileReader:
             )
 
 
-def _did_you_mean(name: str, known) -> str:
-    """`` (did you mean 'bindPort'?)`` for a near miss, else ""."""
+def _did_you_mean(name: str, known, value=None) -> str:
+    """
+    `` (did you mean 'bindPort'?)`` for a near miss, else "".  For an
+    unknown table (*value* a dict), a known key that ends with one of its
+    dotted keys (``tls.force``: ``transport.tls.force``) is suggested.
+    """
     lowered = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.7)
-    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+    if close:
+        return f" (did you mean {lowered[close[0]]!r}?)"
+    for leaf in _leaves(name, value) if isinstance(value, dict) else ():
+        ending = "." + leaf.lower()
+        for low, key in lowered.items():
+            if low.endswith(ending):
+                return f" (did you mean {key!r} for {leaf!r}?)"
+    return ""
+
+
+def _leaves(prefix: str, table: dict) -> list[str]:
+    """The dotted keys of the values in a nested *table*, *prefix* first."""
+    leaves = []
+    for name, value in table.items():
+        dotted = f"{prefix}.{name}"
+        leaves += _leaves(dotted, value) if isinstance(value, dict) else [dotted]
+    return leaves
 
 
 def parse_server_v1(
