@@ -180,10 +180,12 @@ def client_from_document(
     metas,
     source: str,
     warnings: Warnings,
+    other_names=(),
 ) -> ClientConfig:
     """The :class:`ClientConfig` of checked [common] *values* and the
-    proxy sections of *doc*."""
-    proxies = read_proxies(doc, values, source, warnings)
+    proxy sections of *doc*; *other_names* (visitors kept outside *doc*)
+    may be named by ``start`` too."""
+    proxies = read_proxies(doc, values, source, warnings, other_names)
     return ClientConfig(
         **values,
         metas=metas,

@@ -445,7 +445,8 @@ class FileReader:
             here = self.place((kind, index, "type"), f"{place.label} type")
             raise self.fail(
                 here,
-                f"unknown {kind[:-1]} type {ptype!r}; frp has {', '.join(types)}",
+                f"unknown {kind.rstrip('s').replace('proxie', 'proxy')} type "
+                f"{ptype!r}; frp has {', '.join(types)}",
             )
         return name, ptype
 
@@ -596,7 +597,9 @@ def parse_client_v1(
                     _include(
                         file, doc, visitors, start, environ, strict, warnings, naming
                     )
-            return client_from_document(doc, values, metas, source, warnings)
+            return client_from_document(
+                doc, values, metas, source, warnings, other_names=visitors
+            )
     except ConfigError as e:
         raise naming.error(e) from None
 
