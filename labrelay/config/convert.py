@@ -352,21 +352,18 @@ def _client_sections(doc: IniDocument, converter: _Converter):
 
 def _inherited(doc: IniDocument, name: str) -> dict:
     """A section's entries with those of its dotted parents it does not
-    set (go-ini's parent sections)."""
-    chain = []
-    cut = name
-    while True:
-        section = doc.sections.get(cut)
-        if section is not None:
-            chain.append(section.entries)
-        dot = cut.rfind(".")
-        if dot < 0:
-            break
-        cut = cut[:dot]
+    set (go-ini's parent sections; ``meta_*`` and ``header_*`` pairs are
+    read from the section itself only)."""
+    own = doc.sections[name].entries
     entries: dict = {}
-    for own in reversed(chain):
-        entries.update(own)
-    return entries
+    cut = name
+    while "." in cut:
+        cut = cut[: cut.rfind(".")]
+        parent = doc.sections.get(cut)
+        for key, entry in parent.entries.items() if parent else ():
+            if not key.startswith(("meta_", "header_")):
+                entries.setdefault(key, entry)
+    return {**entries, **own}
 
 
 def _range_views(doc, name, entries, generated, converter: _Converter):
