@@ -30,7 +30,7 @@ from labrelay.config.v1keys import (
     camel_case,
     v1_kind,
 )
-from labrelay.config.v1text import config_format
+from labrelay.config.v1text import config_format, tomllib
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "frp-v1")
 ENV = {"TOKEN": "0123456789abcdef0123", "PORT": "7100"}
@@ -299,8 +299,6 @@ localPort = 23
 
 class SameInEveryFormatTests(unittest.TestCase):
     def _formats(self, toml_text):
-        import tomllib
-
         data = tomllib.loads(toml_text)
         return {
             "toml": toml_text,
@@ -689,12 +687,13 @@ class ProblemTests(unittest.TestCase):
             "not allowed here",
             "frps.yaml",
         )
-        self.assertError(
-            server,
-            '{\n  "bindPort": 7000,\n}\n',
-            "frps.json: line 3, column 1: JSON syntax error: Expecting property "
-            "name enclosed in double quotes",
-            "frps.json",
+        # the parser's own words differ between CPython and PyPy
+        e = self.assertRaises(
+            ConfigError, server, '{\n  "bindPort": 7000,\n}\n', "frps.json"
+        )
+        self.assertTrue(
+            str(e).startswith("frps.json: line 3, column 1: JSON syntax error: "),
+            str(e),
         )
         self.assertError(
             server,
