@@ -7,6 +7,7 @@ and labrelay's own keys.
 
 import json
 import os
+import re
 import textwrap
 
 import attrs
@@ -191,6 +192,66 @@ class ReferenceFileTests(unittest.TestCase):
         self.assertEqual((c.admin_port, c.pool_count, c.user), (7400, 5, "your_name"))
         self.assertEqual(c.metas, (("var1", "abc"), ("var2", "123")))
 
+    def test_commented_out_keys(self):
+        """The keys frp's v0.70 examples show commented out are recognised
+        too: with every such line that is valid TOML uncommented (the
+        first of each key), both files load in strict mode."""
+        path = os.path.join(DATA, "frps_full_example-v0.70.0.toml")
+        with open(path) as f:
+            s = server(_uncommented(f.read()))
+        self.assertEqual(
+            [
+                w
+                for w in s.warnings
+                if "not supported by labrelay yet; ignored" in w
+                and "httpPlugins" not in w
+            ],
+            [
+                f"frps.toml: {key} (line {line}): not supported by labrelay yet; ignored"
+                for key, line in (
+                    ("auth.tokenSource.type", 110),
+                    ("auth.tokenSource.file.path", 111),
+                    ("sshTunnelGateway.bindPort", 154),
+                    ("sshTunnelGateway.privateKeyFile", 155),
+                    ("sshTunnelGateway.authorizedKeysFile", 157),
+                    ("kcpBindPort", 11),
+                    ("quicBindPort", 15),
+                    ("vhostHTTPSPort", 53),
+                    ("tcpmuxHTTPConnectPort", 62),
+                )
+            ],
+        )
+        self.assertTrue(s.dashboard_tls_mode)
+        path = os.path.join(DATA, "frpc_full_example-v0.70.0.toml")
+        with open(path) as f:
+            text = _uncommented(f.read())
+        # frp itself refuses the includes of a directory that is not there
+        text = text.replace('includes = ["./confd/*.ini"]', "")
+        c = client(text)
+        self.assertEqual(
+            [w for w in c.warnings if "proxies[" not in w],
+            [
+                f"frpc.toml: {key} (line {line}): not supported by labrelay yet; ignored"
+                for key, line in (
+                    ("clientID", 4),
+                    ("auth.tokenSource.type", 39),
+                    ("auth.tokenSource.file.path", 40),
+                    ("auth.oidc.trustedCaFile", 63),
+                    ("auth.oidc.insecureSkipVerify", 67),
+                    ("auth.oidc.proxyURL", 72),
+                    ("featureGates", 168),
+                    ("virtualNet.address", 172),
+                    ("auth.oidc.additionalEndpointParams.audience", 57),
+                    ("auth.oidc.additionalEndpointParams.var1", 58),
+                    ("webServer.assetsDir", 80),
+                    ("transport.proxyURL", 116),
+                    ("dnsServer", 146),
+                )
+            ],
+        )
+        # start = ["ssh", "dns"] is among them
+        self.assertEqual([p.name for p in c.proxies], ["your_name.ssh"])
+
     def test_frpc_v0_52(self):
         """v0.52's example (conf/frpc.toml then) loads: its keys are a
         subset of today's."""
@@ -237,6 +298,33 @@ class ReferenceFileTests(unittest.TestCase):
             f"'transport.tls.force' for 'tls.force'?); ignored",
             s.warnings,
         )
+
+
+_COMMENTED_KEY = re.compile(r"^#\s?([A-Za-z][\w.]*\s*=\s*.+)$")
+
+
+def _uncommented(text):
+    """*text* with each commented-out ``key = value`` line that is valid
+    TOML on its own uncommented, unless its table already sets the key."""
+    lines, seen, table = [], set(), ""
+    for line in text.split("\n"):
+        if line.startswith("["):
+            table = line
+        commented = _COMMENTED_KEY.match(line)
+        if commented:
+            candidate = commented.group(1)
+            key = (table, candidate.split("=")[0].strip())
+            try:
+                tomllib.loads(candidate)
+            except tomllib.TOMLDecodeError:
+                candidate = None
+            if candidate is not None and key not in seen:
+                seen.add(key)
+                line = candidate
+        elif "=" in line and not line.startswith("#"):
+            seen.add((table, line.split("=")[0].strip()))
+        lines.append(line)
+    return "\n".join(lines)
 
 
 SERVER_TOML = """\
