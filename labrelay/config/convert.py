@@ -24,6 +24,7 @@ import os
 import re
 from typing import Optional
 
+import attrs
 import tomli_w
 import yaml
 
@@ -56,7 +57,8 @@ V1_FORMATS = ("toml", "yaml", "json")
 
 _ACTION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 _MARK = "@@labrelay-{kind}-{index}@@"
-_MARK_PATTERN = re.compile(r"@@labrelay-(tpl|raw)-(\d+)@@")
+_RAW_MARK = re.compile(r"[\"']@@labrelay-raw-(\d+)@@[\"']")
+_TEMPLATE_MARK = re.compile(r"@@labrelay-tpl-(\d+)@@")
 
 
 class _Templates:
@@ -82,21 +84,10 @@ class _Templates:
         return _MARK.format(kind="raw", index=len(self.raw) - 1)
 
     def restore(self, text: str) -> str:
-        def unquoted(match) -> str:
-            return self.restore(self.raw[int(match.group(2))])
-
-        for quote in ('"', "'"):
-            text = re.sub(
-                f"{quote}(@@labrelay-raw-(\\d+)@@){quote}",
-                lambda m: self.restore(self.raw[int(m.group(2))]),
-                text,
-            )
-        return _MARK_PATTERN.sub(
-            lambda m: (
-                self.actions[int(m.group(2))] if m.group(1) == "tpl" else unquoted(m)
-            ),
-            text,
-        )
+        """*text* (as dumped) with the marks replaced by what they stand
+        for: a raw value without the quotes the writer put around it."""
+        text = _RAW_MARK.sub(lambda m: self.raw[int(m.group(1))], text)
+        return _TEMPLATE_MARK.sub(lambda m: self.actions[int(m.group(1))], text)
 
 
 class _Converter:
@@ -368,8 +359,6 @@ def _inherited(doc: IniDocument, name: str) -> dict:
 
 def _range_views(doc, name, entries, generated, converter: _Converter):
     """One (name, entries) per port of a ``range:`` section."""
-    import attrs
-
     ports = []
     for key in ("local_port", "remote_port"):
         entry = entries.get(key)

@@ -67,6 +67,7 @@ def _keys(*rows) -> tuple[V1Key, ...]:
 
 _AUTH_COMMON = (
     ("auth.method", "authentication_method", "str"),
+    # the scopes stand for two INI keys, both named in AUTH_SCOPES
     ("auth.additionalScopes", "authenticate_heartbeats", "scopes"),
     ("auth.token", "token", "str"),
     ("auth.tokenSource.type", None, "str"),

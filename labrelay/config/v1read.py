@@ -17,6 +17,7 @@ syntax, lines) is :mod:`.v1text`'s.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from typing import Optional
 
@@ -573,8 +574,6 @@ def parse_client_v1(
     *base_dir*, by default the directory of *source*) add their
     [[proxies]] and [[visitors]], each file read in its own format.
     """
-    import os
-
     keys = client_v1_keys()
     naming = Naming(keys, PROXY_V1_KEYS_WITH_PLUGINS)
     warnings = Warnings(render=naming.render)
