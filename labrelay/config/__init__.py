@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_config -*-
 """
-labrelay's configuration: frp legacy INI files (frps.ini, frpc.ini) turned
-into frozen attrs values, with frp's defaults.
+labrelay's configuration: frp's config files, the legacy INI (frps.ini,
+frpc.ini) and the v1 format (frps.toml, frpc.toml, and YAML and JSON; frp
+>= 0.52), turned into frozen attrs values, with frp's defaults.
 
 The package is layered, each module owning one step:
 
@@ -14,10 +15,16 @@ The package is layered, each module owning one step:
   reading and checks;
 * :mod:`.server` and :mod:`.client`: the models and their parsers, with
   frpc's proxy sections in :mod:`.proxy`;
-* :mod:`.errors`: :class:`ConfigError` and the warning collector.
+* :mod:`.errors`: :class:`ConfigError` and the warning collector;
+* :mod:`.v1keys`: which v1 key is which INI key (one table);
+* :mod:`.v1text`: the v1 formats' text (which format a file is in,
+  templates, parsing, the line of a key);
+* :mod:`.v1read`: a v1 document written as INI entries, so that the INI
+  layer's checks and defaults apply, and its messages named in v1 words;
+* :mod:`.convert`: INI text converted to a v1 file.
 
-A second syntax (TOML, YAML) would add a reader beside :mod:`.ini` that
-feeds the same models.  This module only re-exports the public names.
+The parsers pick the format by the file's extension (:func:`config_format`).
+This module only re-exports the public names.
 """
 
 from .client import (
@@ -28,6 +35,7 @@ from .client import (
     load_client_config,
     parse_client_config,
 )
+from .convert import convert_client_config, convert_server_config
 from .errors import ConfigError
 from .ini import PortSet, parse_port_ranges
 from .proxy import (
@@ -56,9 +64,14 @@ from .server import (
     load_server_config,
     parse_server_config,
 )
+from .v1text import FORMATS, config_format
 
 __all__ = [
     "ConfigError",
+    "FORMATS",
+    "config_format",
+    "convert_server_config",
+    "convert_client_config",
     "PortSet",
     "parse_port_ranges",
     "ServerConfig",

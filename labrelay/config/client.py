@@ -33,6 +33,7 @@ from .schema import (
     setting,
 )
 from .server import SERVER_KEYS, SERVER_OWN_KEYS
+from .v1text import config_format
 from .values import (
     CommonKeys,
     check_common,
@@ -90,6 +91,12 @@ class ClientConfig:
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()
 
+    @property
+    def format(self) -> str:
+        """The format the settings were read from: ``ini``, ``toml``,
+        ``yaml`` or ``json`` (chosen by :attr:`source`'s extension)."""
+        return config_format(self.source)
+
 
 #: frpc.ini [common] keys labrelay implements (plus the meta_* prefix).
 CLIENT_KEYS = key_table(ClientConfig)
@@ -114,11 +121,24 @@ def parse_client_config(
     source: str = "frpc.ini",
     environ: Optional[Mapping[str, str]] = None,
     base_dir: Optional[str] = None,
+    *,
+    strict: bool = True,
 ) -> ClientConfig:
     """
-    Parse frpc.ini text into a :class:`ClientConfig`.  Relative ``includes``
-    are resolved against ``base_dir`` (default: the directory of ``source``).
+    Parse frpc config text into a :class:`ClientConfig`, in the format
+    *source*'s extension says (:func:`~.v1text.config_format`).  Relative
+    ``includes`` are resolved against ``base_dir`` (default: the directory
+    of ``source``).
+
+    :param strict: in frp's v1 formats, a key frp does not know is an error
+        (a warning when false), as frp's ``--strict_config``; INI files are
+        not affected.
     """
+    fmt = config_format(source)
+    if fmt != "ini":
+        from .v1read import parse_client_v1
+
+        return parse_client_v1(text, source, environ, base_dir, fmt=fmt, strict=strict)
     warnings = Warnings()
     with warnings.kept_on_error():
         return _parse_client(text, source, environ, base_dir, warnings)
@@ -128,7 +148,19 @@ def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
     doc = IniDocument()
     document(text, source, environ, doc)
     common = common_section(doc, source)
-    values, metas = read_common(common, _COMMON_KEYS, warnings)
+    values, metas = read_client_common(common, source, warnings)
+    if base_dir is None:
+        base_dir = os.path.dirname(source) or os.curdir
+    for pattern in values.get("includes", ()):
+        _include(doc, pattern, base_dir, source, environ, warnings)
+    warn_outside_sections(doc, warnings)
+    return client_from_document(doc, values, metas, source, warnings)
+
+
+def read_client_common(section, source: str, warnings: Warnings):
+    """Typed and checked values of frpc [common] (as INI keys), and its
+    meta_* pairs."""
+    values, metas = read_common(section, _COMMON_KEYS, warnings)
     check_common(values, source)
     for key in CLIENT_OWN_KEYS:
         if values.get(key, 0) < 0:
@@ -139,12 +171,21 @@ def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
                 f"must not be negative (0 turns it off), not {values[key]}",
             )
     _check_client(values, source, warnings)
-    if base_dir is None:
-        base_dir = os.path.dirname(source) or os.curdir
-    for pattern in values.get("includes", ()):
-        _include(doc, pattern, base_dir, source, environ, warnings)
-    warn_outside_sections(doc, warnings)
-    proxies = read_proxies(doc, values, source, warnings)
+    return values, metas
+
+
+def client_from_document(
+    doc: IniDocument,
+    values: dict,
+    metas,
+    source: str,
+    warnings: Warnings,
+    other_names=(),
+) -> ClientConfig:
+    """The :class:`ClientConfig` of checked [common] *values* and the
+    proxy sections of *doc*; *other_names* (visitors kept outside *doc*)
+    may be named by ``start`` too."""
+    proxies = read_proxies(doc, values, source, warnings, other_names)
     return ClientConfig(
         **values,
         metas=metas,
@@ -155,12 +196,13 @@ def _parse_client(text, source, environ, base_dir, warnings) -> ClientConfig:
 
 
 def load_client_config(
-    path, environ: Optional[Mapping[str, str]] = None
+    path, environ: Optional[Mapping[str, str]] = None, *, strict: bool = True
 ) -> ClientConfig:
-    """Read and parse an frpc.ini file (and the files it includes)."""
+    """Read and parse an frpc config file (frpc.ini, frpc.toml, ...) and
+    the files it includes."""
     source, text = read_file(path)
     return parse_client_config(
-        text, source, environ, os.path.dirname(source) or os.curdir
+        text, source, environ, os.path.dirname(source) or os.curdir, strict=strict
     )
 
 
@@ -217,6 +259,19 @@ def _include(
     warnings: Warnings,
 ) -> None:
     """Append the files matching one ``includes`` entry to ``doc``."""
+    for file in included_files(pattern, base_dir, source, warnings):
+        file, text = read_file(file)
+        if "common" in document(text, file, environ, doc):
+            warnings.add(
+                file, "common", None, "[common] of an included file is ignored"
+            )
+
+
+def included_files(
+    pattern: str, base_dir: str, source: str, warnings: Warnings
+) -> list[str]:
+    """The files one ``includes`` entry names, sorted (a relative pattern
+    is relative to *base_dir*); a warning when there is none."""
     path = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)
     directory, glob = os.path.split(path)
     directory = os.path.abspath(directory or os.curdir)
@@ -244,9 +299,4 @@ def _include(
     ]
     if not matched:
         warnings.add(source, "common", "includes", f"{pattern!r} matches no file")
-    for file in matched:
-        file, text = read_file(file)
-        if "common" in document(text, file, environ, doc):
-            warnings.add(
-                file, "common", None, "[common] of an included file is ignored"
-            )
+    return matched

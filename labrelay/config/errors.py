@@ -9,7 +9,7 @@ one-line warnings of a config labrelay accepts).
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Callable, Optional
 
 
 class IniError(ValueError):
@@ -21,9 +21,13 @@ class ConfigError(Exception):
     A config labrelay refuses; str() is one line naming file/section/key.
 
     :ivar warnings: the warnings found before the error, to show first.
+    :ivar parts: ``(source, section, key, what)`` of an error made by
+        :func:`fail`, so that a reader of another syntax can name the place
+        in its own words; None for the others.
     """
 
     warnings: tuple[str, ...] = ()
+    parts: Optional[tuple[str, Optional[str], Optional[str], str]] = None
 
 
 def fail(
@@ -32,21 +36,36 @@ def fail(
     """The :class:`ConfigError` for *what* is wrong at *section*/*key*."""
     where = "" if section is None else f"[{section}] "
     where += "" if key is None else f"{key}: "
-    return ConfigError(f"{source}: {where}{what}")
+    error = ConfigError(f"{source}: {where}{what}")
+    error.parts = (source, section, key, what)
+    return error
+
+
+#: How a warning is written from its parts: (source, section, key, what).
+Render = Callable[[str, str, Optional[str], str], str]
+
+
+def render_ini_warning(source: str, section: str, key: Optional[str], what: str) -> str:
+    """A warning as the INI files name places: ``frpc.ini [ssh] type: ...``."""
+    if key is not None:
+        return f"{source} [{section}] {key}: {what}"
+    return f"{source} [{section}]: {what}"
 
 
 class Warnings:
-    """Collects one-line warnings, each once, in order."""
+    """
+    Collects one-line warnings, each once, in order.
 
-    def __init__(self) -> None:
+    :param render: writes a warning from its parts; by default as the INI
+        files name places (:func:`render_ini_warning`).
+    """
+
+    def __init__(self, render: Optional[Render] = None) -> None:
         self.items: list[str] = []
+        self.render = render or render_ini_warning
 
     def add(self, source: str, section: str, key: Optional[str], what: str) -> None:
-        text = (
-            f"{source} [{section}] {key}: {what}"
-            if key is not None
-            else f"{source} [{section}]: {what}"
-        )
+        text = self.render(source, section, key, what)
         if text not in self.items:
             self.items.append(text)
 

@@ -69,14 +69,19 @@ OTHER_PROXY_KEYS = OTHER_TYPE_PROXY_KEYS | set(TCP_PROXY_KEYS) | set(HTTP_PROXY_
 
 
 def read_proxies(
-    doc: IniDocument, common: dict, source: str, warnings: Warnings
+    doc: IniDocument,
+    common: dict,
+    source: str,
+    warnings: Warnings,
+    other_names=(),
 ) -> tuple[ProxyConfig, ...]:
     """Every started tcp/http proxy in file order (ranges expanded in
-    place)."""
+    place); ``start`` may also name *other_names* (visitors read
+    elsewhere)."""
     start = common.get("start", ())
     user = common.get("user", "")
     proxies = []
-    loaded = set()
+    loaded = set(other_names)
     generated = set()
     for name, section in list(doc.sections.items()):
         if name in (DEFAULT_SECTION, "common"):

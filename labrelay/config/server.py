@@ -30,6 +30,7 @@ from .schema import (
     reloadable_keys,
     setting,
 )
+from .v1text import config_format
 from .values import (
     CommonKeys,
     check_common,
@@ -139,6 +140,12 @@ class ServerConfig:
     source: str = "frps.ini"
     warnings: tuple[str, ...] = ()
 
+    @property
+    def format(self) -> str:
+        """The format the settings were read from: ``ini``, ``toml``,
+        ``yaml`` or ``json`` (chosen by :attr:`source`'s extension)."""
+        return config_format(self.source)
+
 
 #: frps.ini [common] keys labrelay implements -> value kind.
 SERVER_KEYS = key_table(ServerConfig)
@@ -149,9 +156,25 @@ SERVER_RELOADABLE = reloadable_keys(ServerConfig)
 
 
 def parse_server_config(
-    text: str, source: str = "frps.ini", environ: Optional[Mapping[str, str]] = None
+    text: str,
+    source: str = "frps.ini",
+    environ: Optional[Mapping[str, str]] = None,
+    *,
+    strict: bool = True,
 ) -> ServerConfig:
-    """Parse frps.ini text into a :class:`ServerConfig`."""
+    """
+    Parse frps config text into a :class:`ServerConfig`, in the format
+    *source*'s extension says (:func:`~.v1text.config_format`).
+
+    :param strict: in frp's v1 formats, a key frp does not know is an error
+        (a warning when false), as frp's ``--strict_config``; INI files are
+        not affected.
+    """
+    fmt = config_format(source)
+    if fmt != "ini":
+        from .v1read import parse_server_v1
+
+        return parse_server_v1(text, source, environ, fmt=fmt, strict=strict)
     warnings = Warnings()
     with warnings.kept_on_error():
         return _parse_server(text, source, environ, warnings)
@@ -186,6 +209,18 @@ def _parse_server(text, source, environ, warnings) -> ServerConfig:
                 None,
                 "server plugins are not supported by labrelay yet; section ignored",
             )
+    return server_from_values(values, source, warnings)
+
+
+def read_server_common(section, warnings: Warnings) -> dict:
+    """Typed values of a ``[common]`` section of frps keys."""
+    values, _ = read_common(section, _common_keys(), warnings)
+    return values
+
+
+def server_from_values(values: dict, source: str, warnings: Warnings) -> ServerConfig:
+    """Check the typed values of frps [common] (as INI keys), fill in
+    frp's dependent defaults and make the :class:`ServerConfig`."""
     check_common(values, source)
     _check_dashboard(values, source, warnings)
     for key, kind in SERVER_OWN_KEYS.items():
@@ -296,8 +331,8 @@ def _check_dashboard(values: dict, source: str, warnings: Warnings) -> None:
 
 
 def load_server_config(
-    path, environ: Optional[Mapping[str, str]] = None
+    path, environ: Optional[Mapping[str, str]] = None, *, strict: bool = True
 ) -> ServerConfig:
-    """Read and parse an frps.ini file."""
+    """Read and parse an frps config file (frps.ini, frps.toml, ...)."""
     source, text = read_file(path)
-    return parse_server_config(text, source, environ)
+    return parse_server_config(text, source, environ, strict=strict)
