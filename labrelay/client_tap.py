@@ -69,7 +69,9 @@ class Options(usage.Options):
                 )
             except TLSConfigError as e:
                 raise refuse_config(
-                    PROGRAM, f"{config.source}: {tls_section(config)} {e}", config.warnings
+                    PROGRAM,
+                    f"{config.source}: {tls_section(config)} {e}",
+                    config.warnings,
                 ) from None
 
 

@@ -7,7 +7,7 @@ The admin address, port and credentials are read from the same config
 file the client runs with (``-c``: frpc.ini, or frp's v1 frpc.toml,
 .yaml, .json).  The client itself runs under twistd (``twistd
 labrelay-client -c frpc.ini``); this command only talks to it, or
-``check``\s, ``verify``\s or ``convert``\s a config file
+checks, verifies or converts a config file
 (:mod:`labrelay.config_check`).
 
 ``reload`` sends ``POST /api/reload`` (falling back to frpc's ``GET`` when

@@ -30,8 +30,7 @@ CLIENT_CLI = [sys.executable, "-m", "labrelay.client.cli"]
 
 def server_toml(port: int, extra: str = "") -> str:
     return (
-        f'bindAddr = "127.0.0.1"\nbindPort = {port}\n'
-        f'auth.token = "{TOKEN}"\n' + extra
+        f'bindAddr = "127.0.0.1"\nbindPort = {port}\nauth.token = "{TOKEN}"\n' + extra
     )
 
 
@@ -43,16 +42,12 @@ class VerifyTests(TestCase):
 
     async def verify(self, cli, name, text, *options):
         path = write_config(self, name, text)
-        process = await run(
-            self, "verify", cli + ["verify", "-c", path, *options]
-        )
+        process = await run(self, "verify", cli + ["verify", "-c", path, *options])
         return path, process
 
     @async_test
     async def test_server_toml_ok(self):
-        path, process = await self.verify(
-            SERVER_CLI, "frps.toml", server_toml(7000)
-        )
+        path, process = await self.verify(SERVER_CLI, "frps.toml", server_toml(7000))
         self.assertEqual(process.exit_code, 0, process.tail())
         self.assertIn(
             f"labrelay-server: the configuration file {path} syntax is ok",
