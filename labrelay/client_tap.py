@@ -1,8 +1,8 @@
 """
 ``twistd labrelay-client``: command-line options and service construction.
 
-The INI file is loaded and validated in ``postOptions``, before twistd
-daemonizes, so a bad config is one clear line and a non-zero exit.
+The config file (INI, or frp's v1 TOML, YAML or JSON) is loaded and
+validated in ``postOptions``, before twistd daemonizes, so a bad config is one clear line and a non-zero exit.
 """
 
 import os
@@ -11,7 +11,8 @@ from twisted.python import usage
 
 from . import VERSION_TEXT
 from .config import ConfigError, load_client_config
-from .startup import prepare_service, refuse_config
+from .config.ini import parse_go_bool
+from .startup import prepare_service, refuse_config, tls_section
 from .tls import TLSConfigError, client_tls_options
 
 PROGRAM = "labrelay-client"
@@ -20,10 +21,24 @@ PROGRAM = "labrelay-client"
 class Options(usage.Options):
     synopsis = "[-c frpc.ini]"
     longdesc = (
-        "Run the labrelay tunnel client, configured by an frp-style frpc.ini file."
+        "Run the labrelay tunnel client, configured by an frp-style frpc.ini "
+        "(or frpc.toml) file."
     )
     optParameters = [
-        ["config", "c", "frpc.ini", "path of the frpc.ini configuration file"],
+        [
+            "config",
+            "c",
+            "frpc.ini",
+            "path of the configuration file: frpc.ini, or frp's v1 "
+            "frpc.toml, .yaml, .yml or .json",
+        ],
+        [
+            "strict_config",
+            None,
+            "true",
+            "for v1 files, a key frp does not know is an error "
+            "(false: a warning), as frp's --strict_config",
+        ],
     ]
 
     def opt_version(self):
@@ -33,7 +48,13 @@ class Options(usage.Options):
 
     def postOptions(self):
         try:
-            self.client_config = load_client_config(self["config"])
+            self["strict"] = parse_go_bool(self["strict_config"])
+        except ValueError as e:
+            raise usage.UsageError(f"--strict_config: {e}") from None
+        try:
+            self.client_config = load_client_config(
+                self["config"], strict=self["strict"]
+            )
         except ConfigError as e:
             raise refuse_config(PROGRAM, e, e.warnings) from None
         config = self.client_config
@@ -48,7 +69,9 @@ class Options(usage.Options):
                 )
             except TLSConfigError as e:
                 raise refuse_config(
-                    PROGRAM, f"{config.source}: [common] {e}", config.warnings
+                    PROGRAM,
+                    f"{config.source}: {tls_section(config)} {e}",
+                    config.warnings,
                 ) from None
 
 
@@ -78,4 +101,5 @@ def makeService(options, reactor=None):
     service = RelayClient(
         config, reactor, endpoint, config_path=os.path.abspath(options["config"])
     )
+    service.strict_config = options["strict"]
     return prepare_service(options, service, config)

@@ -1,9 +1,87 @@
 """
-``labrelay-server check`` and ``labrelay-client check``: load a config file
-as the program would and say what it would say, without running anything.
+The config-file commands both console programs share: ``check``,
+``verify`` (frp's ``frpc verify`` / ``frps verify``) and ``convert``
+(an frps.ini / frpc.ini written again in frp's v1 format), and the
+``--strict_config`` switch they and twistd take.
+
+Each loads a file as the program would and says what it would say,
+without running anything.  Exit status: 0 when the file would start the
+program, 1 otherwise, with the warnings first and then the error on
+stderr.
 """
 
+from __future__ import annotations
+
+import argparse
+
 from .config import ConfigError
+from .config.ini import parse_go_bool
+from .config.values import read_file
+
+#: The v1 formats ``convert`` writes.
+CONVERT_FORMATS = ("toml", "yaml", "json")
+
+
+def strict_flag(text: str) -> bool:
+    """``--strict_config``'s value, as Go's flag package reads a boolean."""
+    try:
+        return parse_go_bool(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_config_commands(commands, config_help: str, default_path: str) -> None:
+    """The ``check``, ``verify`` and ``convert`` subcommands on *commands*
+    (an argparse subparsers object)."""
+    for name, what in (
+        (
+            "check",
+            "check the config file without running anything: its warnings, "
+            "or its error",
+        ),
+        (
+            "verify",
+            "verify the config file as frp's 'verify' does: 'syntax is ok', "
+            "or every problem with file and line",
+        ),
+    ):
+        command = commands.add_parser(name, help=what, description=what)
+        command.add_argument(
+            "-c",
+            "--config",
+            default=default_path,
+            help=f"{config_help} (default: {default_path})",
+        )
+        add_strict_option(command)
+    what = (
+        "write an frp INI file again in frp's v1 format (TOML by default) "
+        "on standard output; {{ .Envs.X }} templates are kept"
+    )
+    convert = commands.add_parser("convert", help=what, description=what)
+    convert.add_argument("ini_file", help="the INI file to convert")
+    convert.add_argument(
+        "--format",
+        choices=CONVERT_FORMATS,
+        default="toml",
+        help="the v1 format to write (default: toml)",
+    )
+
+
+def add_strict_option(command) -> None:
+    """``--strict_config[=false]``: frp's switch for v1 files (a key frp
+    does not know is an error, not a warning); true by default, as in frp."""
+    command.add_argument(
+        "--strict_config",
+        "--strict-config",
+        dest="strict",
+        metavar="BOOL",
+        nargs="?",
+        const=True,
+        default=True,
+        type=strict_flag,
+        help="for TOML/YAML/JSON files, a key frp does not know is an "
+        "error (default: true; --strict_config=false makes it a warning)",
+    )
 
 
 def check_config(program: str, load, path: str, out, err) -> int:
@@ -12,13 +90,47 @@ def check_config(program: str, load, path: str, out, err) -> int:
     try:
         config = load(path)
     except ConfigError as e:
-        for warning in e.warnings:
-            print(f"{program}: warning: {warning}", file=err)
-        print(f"{program}: {e}", file=err)
+        _refused(program, e, err)
         return 1
-    for warning in config.warnings:
-        print(f"{program}: warning: {warning}", file=err)
+    _warn(program, config.warnings, err)
     proxies = getattr(config, "proxies", None)
     what = f", {len(proxies)} proxies" if proxies is not None else ""
     print(f"{config.source}: OK ({len(config.warnings)} warnings{what})", file=out)
     return 0
+
+
+def verify_config(program: str, load, path: str, out, err) -> int:
+    """``verify``, worded as frp's: ``the configuration file PATH syntax is
+    ok`` on stdout (after any warnings on stderr), or the warnings and the
+    error on stderr and 1."""
+    try:
+        config = load(path)
+    except ConfigError as e:
+        _refused(program, e, err)
+        return 1
+    _warn(program, config.warnings, err)
+    print(f"{program}: the configuration file {path} syntax is ok", file=out)
+    return 0
+
+
+def convert_config(program: str, convert, path: str, fmt: str, out, err) -> int:
+    """``convert``: *path* (INI) converted by *convert* to *fmt*, on
+    *out*; 1 with the error on *err* when the INI file is refused."""
+    try:
+        source, text = read_file(path)
+        converted = convert(text, source, fmt=fmt)
+    except ConfigError as e:
+        _refused(program, e, err)
+        return 1
+    out.write(converted if converted.endswith("\n") else converted + "\n")
+    return 0
+
+
+def _warn(program: str, warnings, err) -> None:
+    for warning in warnings:
+        print(f"{program}: warning: {warning}", file=err)
+
+
+def _refused(program: str, error: ConfigError, err) -> None:
+    _warn(program, error.warnings, err)
+    print(f"{program}: {error}", file=err)

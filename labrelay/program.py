@@ -29,6 +29,10 @@ class ProgramService(service.MultiService):
     #: set by the tap: twistd's log observer built from the config
     log_observer = None
 
+    #: whether a reload reads a v1 file in frp's strict mode (an unknown
+    #: key is an error); twistd's --strict_config sets it
+    strict_config = True
+
     def __init__(self, config, reactor, config_path=None, notifier=None):
         super().__init__()
         self.config = config

@@ -43,6 +43,14 @@ def refuse_config(program: str, error, warnings=(), stream=None) -> SystemExit:
     return SystemExit(f"{program}: {error}")
 
 
+def tls_section(config) -> str:
+    """Where a config's TLS keys are written, in its file's format: for
+    messages about them."""
+    if getattr(config, "format", "ini") == "ini":
+        return "[common]"
+    return "transport.tls:"
+
+
 def daemonising(options) -> bool:
     """Whether twistd will daemonise (no ``-n``/``--nodaemon``)."""
     twistd = getattr(options, "parent", None)

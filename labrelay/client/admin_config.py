@@ -9,6 +9,9 @@ without ``token`` lines and with the other secrets (:data:`SECRET_KEYS`)
 shown as :data:`REDACTED`; ``PUT`` writes the body back, keeping the
 file's ``token`` line and the redacted secrets, for the next reload to
 apply.  A reload re-reads the file (:mod:`labrelay.client.reload`).
+A file in frp's v1 format (TOML, YAML, JSON) is shown and stored by
+:mod:`labrelay.client.v1_redaction` instead, with its secrets redacted
+the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import re
 
 from twisted.logger import Logger
 
-from ..config import ConfigError
+from ..config import ConfigError, config_format
 from ..web import Reply
+from . import v1_redaction
 
 #: Keys whose values ``GET /api/config`` does not show (``token`` lines are
 #: left out altogether, as frpc does).
@@ -128,7 +132,11 @@ def show_config(client) -> bytes:
     """``GET /api/config``: *client*'s file for display."""
     # As stored: rendering {{ .Envs.X }} here would hand the
     # environment (a token kept out of the file) to the caller.
-    return config_for_display(_read(_config_path(client))).encode("utf-8")
+    path = _config_path(client)
+    fmt = config_format(path)
+    if fmt == "ini":
+        return config_for_display(_read(path)).encode("utf-8")
+    return v1_redaction.redact(_read(path), fmt)[0].encode("utf-8")
 
 
 def store_config(client, body: bytes) -> bytes:
@@ -141,7 +149,14 @@ def store_config(client, body: bytes) -> bytes:
     except UnicodeDecodeError:
         raise Reply(400, "body is not UTF-8 text") from None
     path = _config_path(client)
-    content = config_to_store(text, _read(path))
+    fmt = config_format(path)
+    if fmt == "ini":
+        content = config_to_store(text, _read(path))
+    else:
+        try:
+            content = v1_redaction.restore(text, _read(path), fmt)
+        except v1_redaction.RedactionError as e:
+            raise Reply(400, str(e)) from None
     try:
         with open(path, "w", encoding="utf-8") as f:
             f.write(content)

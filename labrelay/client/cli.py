@@ -3,9 +3,12 @@
 The ``labrelay-client`` console command: ``reload``, ``status`` and ``stop``
 of a running client, through its admin API (as ``frpc reload|status|stop``).
 
-The admin address, port and credentials are read from the same frpc.ini
-the client runs with (``-c``).  The client itself runs under twistd
-(``twistd labrelay-client -c frpc.ini``); this command only talks to it.
+The admin address, port and credentials are read from the same config
+file the client runs with (``-c``: frpc.ini, or frp's v1 frpc.toml,
+.yaml, .json).  The client itself runs under twistd (``twistd
+labrelay-client -c frpc.ini``); this command only talks to it, or
+checks, verifies or converts a config file
+(:mod:`labrelay.config_check`).
 
 ``reload`` sends ``POST /api/reload`` (falling back to frpc's ``GET`` when
 the API answers 405, as frpc's own does), ``stop`` sends ``POST /api/stop``.
@@ -24,8 +27,13 @@ import urllib.error
 import urllib.request
 
 from .. import VERSION_TEXT
-from ..config import ConfigError, load_client_config
-from ..config_check import check_config
+from ..config import ConfigError, convert_client_config, load_client_config
+from ..config_check import (
+    add_config_commands,
+    check_config,
+    convert_config,
+    verify_config,
+)
 from ..logs import escape_controls
 
 #: Seconds to wait for the admin API.
@@ -162,6 +170,25 @@ def environment(env_file) -> dict:
     return environ
 
 
+def _no_admin_api(config, command: str) -> str:
+    """Why *command* cannot run: *config* has no admin API (in the
+    words of the file's format)."""
+    if getattr(config, "format", "ini") == "ini":
+        what = (
+            "admin_port is not set; set admin_port (and admin_addr, "
+            "admin_user, admin_pwd as needed) in [common]"
+        )
+    else:
+        what = (
+            "webServer.port is not set; set webServer.port (and "
+            "webServer.addr, webServer.user, webServer.password as needed)"
+        )
+    return (
+        f"{config.source}: {what} and restart the client to use "
+        f"'labrelay-client {command}'"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labrelay-client",
@@ -183,19 +210,16 @@ def _parser() -> argparse.ArgumentParser:
         ("reload", "apply the config file's proxy sections again (no restart)"),
         ("status", "show the status of every proxy"),
         ("stop", "stop the client"),
-        (
-            "check",
-            "check the config file without running "
-            "anything: its warnings, or its error",
-        ),
     ):
         command = commands.add_parser(name, help=what, description=what)
         command.add_argument(
             "-c",
             "--config",
             default="./frpc.ini",
-            help="the client's frpc.ini (default: ./frpc.ini)",
+            help="the client's config file, for its admin API address "
+            "(default: ./frpc.ini)",
         )
+    add_config_commands(commands, "the client's config file", "./frpc.ini")
     return parser
 
 
@@ -215,20 +239,27 @@ def main(argv=None, out=None, err=None) -> int:
         )
         return 1
 
-    def load(path):
-        return load_client_config(path, environ)
+    if args.command == "convert":
+        return convert_config(
+            "labrelay-client",
+            convert_client_config,
+            args.ini_file,
+            args.format,
+            out,
+            err,
+        )
+    strict = getattr(args, "strict", True)
 
-    if args.command == "check":
-        return check_config("labrelay-client", load, args.config, out, err)
+    def load(path):
+        return load_client_config(path, environ, strict=strict)
+
+    if args.command in ("check", "verify"):
+        run = verify_config if args.command == "verify" else check_config
+        return run("labrelay-client", load, args.config, out, err)
     try:
         config = load(args.config)
         if config.admin_port <= 0:
-            raise CommandError(
-                f"{config.source}: admin_port is not set; set admin_port "
-                f"(and admin_addr, admin_user, admin_pwd as needed) in "
-                f"[common] and restart the client to use "
-                f"'labrelay-client {args.command}'"
-            )
+            raise CommandError(_no_admin_api(config, args.command))
         _COMMANDS[args.command](config, out)
     except (ConfigError, CommandError) as e:
         print(f"labrelay-client {args.command}: {e}", file=err)

@@ -146,7 +146,8 @@ def reload_from_file(client, path, environ=None) -> ReloadResult:
     Read *path* again and :func:`apply` it to *client*.  Raises
     :class:`labrelay.config.ConfigError` (nothing changed) for a bad file.
     """
-    return apply(client, load_client_config(path, environ))
+    strict = getattr(client, "strict_config", True)
+    return apply(client, load_client_config(path, environ, strict=strict))
 
 
 def _names(names: tuple[str, ...]) -> str:

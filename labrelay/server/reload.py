@@ -121,7 +121,8 @@ def reload_from_file(server, path, environ=None) -> ReloadResult:
     Read *path* again and :func:`apply` it to *server*.  Raises
     :class:`labrelay.config.ConfigError` (nothing changed) for a bad file.
     """
-    return apply(server, load_server_config(path, environ))
+    strict = getattr(server, "strict_config", True)
+    return apply(server, load_server_config(path, environ, strict=strict))
 
 
 __all__ = [

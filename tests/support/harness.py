@@ -21,6 +21,8 @@ from labrelay.config import load_client_config, parse_client_config, parse_serve
 from labrelay.server.service import RelayServer
 from labrelay.tls import client_tls_options, server_tls_options
 
+from .formats import in_format
+
 TOKEN = "harness-token"
 
 
@@ -177,6 +179,7 @@ class Client:
         mux=True,
         tls=False,
         token=TOKEN,
+        fmt="ini",
     ):
         text = (
             "[common]\nserver_addr = 127.0.0.1\n"
@@ -184,7 +187,8 @@ class Client:
             f"tcp_mux = {str(mux).lower()}\n"
             f"tls_enable = {str(tls).lower()}\n" + extra + "\n" + proxies
         )
-        self.config = parse_client_config(text, source="frpc.ini")
+        text, source = in_format(text, "frpc.ini", fmt)
+        self.config = parse_client_config(text, source=source)
         tls_options = None
         if self.config.tls_enable:
             tls_options = client_tls_options(

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from . import paths
+from .formats import in_format
 
 #: The repository root: put first on PYTHONPATH so that twistd finds the
 #: working tree's labrelay package and twisted/plugins dropin.
@@ -364,11 +365,14 @@ class ServerProcess:
         return self.process.pid
 
 
-async def start_server(testcase, mux=None, port=None, extra="", name="labrelay-server"):
+async def start_server(
+    testcase, mux=None, port=None, extra="", name="labrelay-server", fmt="ini"
+):
     """Start a server on *port* (default: a free one); wait until it
-    listens."""
+    listens.  *fmt*: the config file's format (see :func:`in_format`)."""
     port = port or free_port()
-    path = write_config(testcase, "frps.ini", server_ini(port, mux=mux, extra=extra))
+    text, filename = in_format(server_ini(port, mux=mux, extra=extra), "frps.ini", fmt)
+    path = write_config(testcase, filename, text)
     process = twistd(testcase, "labrelay-server", path, name=name)
     await process.wait_for(rf"starting on {port}$")
     return ServerProcess(process, port, path)
@@ -405,11 +409,14 @@ def start_client(
     token=TOKEN,
     extra="",
     name="labrelay-client",
+    fmt="ini",
 ):
-    """Spawn a client; wait with :meth:`ClientProcess.proxy_port`."""
-    path = write_config(
-        testcase,
-        "frpc.ini",
+    """Spawn a client; wait with :meth:`ClientProcess.proxy_port`.
+    *fmt*: the config file's format (see :func:`in_format`)."""
+    text, filename = in_format(
         client_ini(server_port, proxies, mux=mux, token=token, extra=extra),
+        "frpc.ini",
+        fmt,
     )
+    path = write_config(testcase, filename, text)
     return ClientProcess(twistd(testcase, "labrelay-client", path, name=name), path)

@@ -16,6 +16,7 @@ from labrelay.config import parse_server_config
 from labrelay.server.service import RelayServer
 from labrelay.tls import server_tls_options
 
+from .formats import in_format
 from .harness import TOKEN, Client, connect_protocol, within
 
 SUBDOMAIN_HOST = "web.example.test"
@@ -24,14 +25,22 @@ SUBDOMAIN_HOST = "web.example.test"
 class VhostRelay:
     """A labrelay server with an HTTP vhost, both on port 0."""
 
-    def __init__(self, testcase, extra="", mux=True, subdomain_host=SUBDOMAIN_HOST):
+    def __init__(
+        self,
+        testcase,
+        extra="",
+        mux=True,
+        subdomain_host=SUBDOMAIN_HOST,
+        fmt="ini",
+    ):
         text = (
             "[common]\nbind_addr = 127.0.0.1\nbind_port = 7000\n"
             f"token = {TOKEN}\ntcp_mux = {str(mux).lower()}\n"
             "vhost_http_port = 8080\n"
             f"subdomain_host = {subdomain_host}\n" + extra
         )
-        self.config = parse_server_config(text, source="frps.ini")
+        text, source = in_format(text, "frps.ini", fmt)
+        self.config = parse_server_config(text, source=source)
         self.server = RelayServer(
             self.config,
             reactor,
@@ -72,10 +81,13 @@ def http_proxy(name, local_port, **options):
     return "\n".join(lines) + "\n"
 
 
-async def start_client(testcase, relay, proxies, names, extra="", mux=True, tls=False):
-    """A client with *proxies*; waits until every one of *names* runs."""
+async def start_client(
+    testcase, relay, proxies, names, extra="", mux=True, tls=False, fmt="ini"
+):
+    """A client with *proxies*; waits until every one of *names* runs.
+    *fmt*: the format of its config (:func:`.formats.in_format`)."""
     client = await Client(
-        testcase, relay.port, proxies, extra, mux=mux, tls=tls
+        testcase, relay.port, proxies, extra, mux=mux, tls=tls, fmt=fmt
     ).start()
     for name in names:
         await within(client.client.when_proxy_status(name, "running"))

@@ -209,6 +209,9 @@ async def stop_jupyter(process, transport):
 
 
 class JupyterThroughVhostTests(TestCase):
+    #: the format of the relay's and the client's configs
+    #: (tests.support.formats.in_format)
+    config_format = "ini"
     timeout = 240
 
     def setUp(self):
@@ -247,12 +250,17 @@ class JupyterThroughVhostTests(TestCase):
         1+1 evaluates to 2."""
         token = secrets.token_hex(16)
         jupyter_port = await self.start_jupyter(token)
-        relay = await VhostRelay(self).start()
+        relay = await VhostRelay(self, fmt=self.config_format).start()
         await start_client(
             self,
             relay,
             http_proxy("jupyter", jupyter_port, subdomain="jupyter"),
             ["jupyter"],
+            fmt=self.config_format,
+        )
+        self.assertEqual(
+            (relay.config.format, relay.config.source),
+            (self.config_format, f"frps.{self.config_format}"),
         )
         auth = [("Authorization", f"token {token}")]
         user = await http_user(self, relay.http_port)
@@ -285,6 +293,13 @@ class JupyterThroughVhostTests(TestCase):
         self.assertEqual(reply.status, 204, reply.body)
         reply = await user.request(HOST, "/api/kernels", headers=auth)
         self.assertEqual(reply.json(), [])
+
+
+class JupyterThroughVhostTomlTests(JupyterThroughVhostTests):
+    """The same, with the relay's frps.ini and the client's frpc.ini
+    converted to frp's v1 TOML."""
+
+    config_format = "toml"
 
 
 README = paths.REPO_ROOT.child("README.rst")

@@ -38,6 +38,8 @@ class SshMixin:
     """OpenSSH through labrelay; ``mux`` None leaves tcp_mux at its default."""
 
     mux = None
+    #: the format of both config files (tests.support.processes.in_format)
+    config_format = "ini"
     timeout = 120
 
     def setUp(self):
@@ -147,7 +149,7 @@ class SshMixin:
         """sshd behind *clients* labrelay clients of one labrelay server;
         returns the remote ports, one per client."""
         sshd_port = await self.start_sshd()
-        server = await start_server(self, mux=self.mux)
+        server = await start_server(self, mux=self.mux, fmt=self.config_format)
         ports = []
         for i in range(clients):
             name = f"ssh{i}"
@@ -158,6 +160,7 @@ class SshMixin:
                 [(name, sshd_port, remote)],
                 mux=self.mux,
                 name=f"labrelay-client-{i}",
+                fmt=self.config_format,
             )
             self.assertEqual(await client.proxy_port(name), remote)
             await server.process.wait_for(
@@ -219,3 +222,10 @@ class SshNoMuxTests(SshMixin, TestCase):
     """tcp_mux = false on both sides."""
 
     mux = False
+
+
+class SshTomlTests(SshMixin, TestCase):
+    """The same frps.ini and frpc.ini converted to frp's v1 frps.toml and
+    frpc.toml (``labrelay-server convert``, ``labrelay-client convert``)."""
+
+    config_format = "toml"

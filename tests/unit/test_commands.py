@@ -155,3 +155,107 @@ class ShippedConfigTests(CommandCase):
         )
         self.assertEqual(code, 1)
         self.assertIn("--env-file /nonexistent/env: No such file", err)
+
+
+class ShippedTomlConfigTests(CommandCase):
+    """conf/frps.toml and conf/frpc.toml, the README's v1 files: the same
+    relay and client as the INI files beside them."""
+
+    ENV = {
+        "LABRELAY_TOKEN": "a" * 32,
+        "LABRELAY_SERVER": "relay.example",
+        "LABRELAY_ADMIN_PWD": "p" * 32,
+    }
+
+    def same(self, load, name):
+        import attrs
+
+        ini = load(os.path.join(CONF, name + ".ini"), self.ENV)
+        toml = load(os.path.join(CONF, name + ".toml"), self.ENV)
+        self.assertEqual((ini.format, toml.format), ("ini", "toml"))
+        self.assertEqual(toml.warnings, ())
+        neutral = dict(source="", format="", warnings=())
+        self.assertEqual(attrs.evolve(ini, **neutral), attrs.evolve(toml, **neutral))
+
+    def test_server(self):
+        from labrelay.config import load_server_config
+
+        self.same(load_server_config, "frps")
+
+    def test_client(self):
+        from labrelay.config import load_client_config
+
+        self.same(load_client_config, "frpc")
+
+
+class VerifyTests(CommandCase):
+    """``verify``, worded as frp's ``frpc verify`` / ``frps verify``."""
+
+    def write_as(self, name, text):
+        path = os.path.join(os.path.dirname(self.write("")), name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_ok(self):
+        path = self.write_as("frps.toml", 'bindAddr = "127.0.0.1"\nbindPort = 7000\n')
+        code, out, err = self.run_main(server_cli.main, "verify", "-c", path)
+        self.assertEqual(
+            (code, out, err),
+            (0, f"labrelay-server: the configuration file {path} syntax is ok\n", ""),
+        )
+
+    def test_ini_too(self):
+        path = self.write("[common]\nserver_addr = relay.example\n")
+        code, out, _ = self.run_main(client_cli.main, "verify", "-c", path)
+        self.assertEqual(code, 0)
+        self.assertIn("syntax is ok", out)
+
+    def test_error_after_warnings(self):
+        path = self.write_as(
+            "frpc.toml", 'serverAddr = "relay.example"\nserverPort = "seven"\n'
+        )
+        code, out, err = self.run_main(client_cli.main, "verify", "-c", path)
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn(path, err)
+        self.assertIn("serverPort", err)
+
+    def test_strict_config_switch(self):
+        path = self.write_as("frps.toml", "bindPort = 7000\nbindPrt = 1\n")
+        code, _, err = self.run_main(server_cli.main, "verify", "-c", path)
+        self.assertEqual(code, 1, err)
+        self.assertIn("bindPort", err)
+        for off in ("--strict_config=false", "--strict-config=0"):
+            code, out, err = self.run_main(server_cli.main, "verify", "-c", path, off)
+            self.assertEqual(code, 0, err)
+            self.assertIn("warning", err)
+            self.assertIn("bindPrt", err)
+
+    def test_bad_strict_value(self):
+        code, _, err = self.run_main(server_cli.main, "verify", "--strict_config=maybe")
+        self.assertEqual(code, 1)
+        self.assertIn("--strict_config", err)
+
+
+class ConvertTests(CommandCase):
+    def test_convert_ini_to_each_format(self):
+        path = self.write(
+            "[common]\nserver_addr = relay.example\n"
+            "[ssh]\nlocal_port = 22\nremote_port = 6001\n"
+        )
+        for fmt, marker in (
+            ("toml", "[[proxies]]"),
+            ("yaml", "proxies:"),
+            ("json", '"proxies"'),
+        ):
+            code, out, err = self.run_main(
+                client_cli.main, "convert", path, "--format", fmt
+            )
+            self.assertEqual((code, err), (0, ""), fmt)
+            self.assertIn(marker, out)
+            self.assertIn("relay.example", out)
+
+    def test_missing_file(self):
+        code, out, err = self.run_main(server_cli.main, "convert", "/nonexistent/x.ini")
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("/nonexistent/x.ini: cannot read", err)
