@@ -13,10 +13,15 @@ stderr.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 from .config import ConfigError
 from .config.ini import parse_go_bool
 from .config.values import read_file
+
+_TEMPLATE = re.compile(r"\{\{.*?\}\}", re.S)
+_ENV_NAME = re.compile(r"\.Envs\.([^\W\d]\w*)")
 
 #: The v1 formats ``convert`` writes.
 CONVERT_FORMATS = ("toml", "yaml", "json")
@@ -113,17 +118,57 @@ def verify_config(program: str, load, path: str, out, err) -> int:
     return 0
 
 
-def convert_config(program: str, convert, path: str, fmt: str, out, err) -> int:
-    """``convert``: *path* (INI) converted by *convert* to *fmt*, on
-    *out*; 1 with the error on *err* when the INI file is refused."""
+def convert_config(
+    program: str, load, convert, path: str, fmt: str, out, err, environ=None
+) -> int:
+    """
+    ``convert``: *path* (INI) loaded with ``load(path, environ)`` as the
+    program would (so a file it would refuse is refused here, with the
+    same message), then converted by *convert* to *fmt*, on *out*.  A
+    ``{{ .Envs.X }}`` variable that *environ* (default: the process's)
+    does not set stands in as a long placeholder for the check: the
+    converted file keeps the template, so its value is not needed.  The
+    warnings go to *err*, and so does a note when the result holds
+    labrelay's own keys (frp reads those only with
+    ``--strict_config=false``).
+    """
+    environ = dict(os.environ if environ is None else environ)
     try:
         source, text = read_file(path)
+        for name in _ENV_NAME.findall(text):
+            environ.setdefault(name, f"unset-variable-{name}-" + "x" * 16)
+        config = load(path, environ)
         converted = convert(text, source, fmt=fmt)
     except ConfigError as e:
         _refused(program, e, err)
         return 1
+    _warn(program, config.warnings, err)
+    if _has_own_keys(converted, fmt):
+        print(
+            f"{program}: note: {path} sets labrelay's own keys; they are "
+            f"written in the 'labrelay' table, which frp reads only with "
+            f"--strict_config=false",
+            file=err,
+        )
     out.write(converted if converted.endswith("\n") else converted + "\n")
     return 0
+
+
+def _has_own_keys(converted: str, fmt: str) -> bool:
+    """Whether a converted file has a top-level ``labrelay`` table."""
+    if fmt == "json":
+        import json
+
+        return "labrelay" in json.loads(converted)
+    if fmt == "yaml":
+        import yaml
+
+        return "labrelay" in (yaml.safe_load(converted) or {})
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    return "labrelay" in tomllib.loads(_TEMPLATE.sub("0", converted))
 
 
 def _warn(program: str, warnings, err) -> None:

@@ -47,7 +47,13 @@ def main(argv=None, out=None, err=None) -> int:
         return 0 if e.code in (0, None) else 1
     if args.command == "convert":
         return convert_config(
-            PROGRAM, convert_server_config, args.ini_file, args.format, out, err
+            PROGRAM,
+            load_server_config,
+            convert_server_config,
+            args.ini_file,
+            args.format,
+            out,
+            err,
         )
 
     def load(path):

@@ -242,11 +242,13 @@ def main(argv=None, out=None, err=None) -> int:
     if args.command == "convert":
         return convert_config(
             "labrelay-client",
+            load_client_config,
             convert_client_config,
             args.ini_file,
             args.format,
             out,
             err,
+            environ,
         )
     strict = getattr(args, "strict", True)
 

@@ -7,8 +7,8 @@ config file written in frp's v1 format (TOML, YAML or JSON).
 secret key (:data:`SECRET_KEYS`, at any depth: ``auth.token``,
 ``webServer.password``, a proxy's ``httpPassword``, ``secretKey``,
 ``loadBalancer.groupKey``, a plugin's ``password``) written as
-``"<redacted>"``; ``PUT /api/config`` puts the stored values back, in the
-order they were redacted, so that no secret has to travel.  The file is
+``"<redacted>"``; ``PUT /api/config`` puts the stored value of the same
+key back for each, so that no secret has to travel.  The file is
 parsed (by the format's own library) only to learn which values are
 secrets; the text itself is kept as written, comments and
 ``{{ .Envs.X }}`` templates included.
@@ -136,32 +136,60 @@ def _redact_lines(text: str) -> tuple[str, list[str]]:
 def restore(body: str, original: str, fmt: str) -> str:
     """
     A PUT *body* with each ``"<redacted>"`` given back the stored value it
-    stands for (the *original* file's secrets, in the order ``GET``
-    showed them).  A body with no redacted value is taken as written.
-    Raises :class:`RedactionError` when the count differs (a secret was
-    added or removed while redacted: it cannot be told which is which).
+    stands for: the *original* file's secret under the same key name,
+    counted in order (the second redacted ``password`` of the body gets
+    the file's second ``password``).  Values written in full are taken
+    as written.  Raises :class:`RedactionError` for a redacted value the
+    file has no secret for (it cannot be told which secret was meant).
     """
-    quoted = re.compile(rf"([\"']){re.escape(REDACTED)}\1")
-    holes = len(quoted.findall(body))
-    if not holes:
-        return body
-    written = _as_written(original, fmt)
-    if holes != len(written):
-        raise RedactionError(
-            f"the body has {holes} redacted values where the file has "
-            f"{len(written)} secrets; keep each {REDACTED!r} where GET "
-            f"/api/config showed it, or write the secrets in full"
-        )
-    stored = iter(written)
-    return quoted.sub(lambda match: next(stored), body)
+    stored: dict = {}
+    for key, written in _as_written(original, fmt):
+        stored.setdefault(key, []).append(written)
+    seen: dict = {}
+
+    def put_back(match: re.Match) -> str:
+        key = _key_before(body, match.start())
+        index = seen[key] = seen.get(key, -1) + 1
+        values = stored.get(key, [])
+        if index >= len(values):
+            raise RedactionError(
+                f"the body has {index + 1} redacted {key!r} values where the "
+                f"file has {len(values)}; keep each {REDACTED!r} where GET "
+                f"/api/config showed it, or write the secret in full"
+            )
+        return values[index]
+
+    return _REDACTED_VALUE.sub(put_back, body)
 
 
-def _as_written(original: str, fmt: str) -> list[str]:
-    """The original's secrets as written (quotes included), in order."""
+_REDACTED_VALUE = re.compile(rf"([\"']){re.escape(REDACTED)}\1")
+_KEY_AT_END = re.compile(r"([\w-]+)[\"']?\s*[:=]\s*$")
+
+
+def _key_before(text: str, position: int) -> str:
+    """The key name written just before *position* on its line ("" if
+    none is found)."""
+    line_start = text.rfind("\n", 0, position) + 1
+    match = _KEY_AT_END.search(text, line_start, position)
+    return match.group(1) if match else ""
+
+
+def _as_written(original: str, fmt: str) -> list:
+    """The original's secrets as ``(key name, value as written)``, quotes
+    included, in order."""
     found: set = set()
     document = _document(original, fmt)
     if document is None:
-        return [m.group("value") for m in _SECRET_LINE.finditer(original)]
-    _secrets(document, found)
-    pattern = _pattern(found)
-    return [m.group(0) for m in pattern.finditer(original)] if pattern else []
+        matches = [
+            (m.start("value"), m.group("value"))
+            for m in _SECRET_LINE.finditer(original)
+        ]
+    else:
+        _secrets(document, found)
+        pattern = _pattern(found)
+        matches = (
+            [(m.start(), m.group(0)) for m in pattern.finditer(original)]
+            if pattern
+            else []
+        )
+    return [(_key_before(original, start), written) for start, written in matches]

@@ -207,9 +207,30 @@ def _read(text: str, source: str, templates: _Templates, doc=None) -> IniDocumen
     return doc
 
 
+#: What each entry of these arrays is written as in TOML: a ``[[name]]``
+#: table, as frp's documentation writes them, whatever its length.
+_TABLE_ARRAYS = ("proxies", "visitors", "httpPlugins")
+
+
+def _dump_toml(data: dict) -> str:
+    """*data* as TOML, with each entry of :data:`_TABLE_ARRAYS` as its own
+    ``[[name]]`` table (tomli-w writes short ones inline)."""
+    rest = {k: v for k, v in data.items() if k not in _TABLE_ARRAYS}
+    chunks = [tomli_w.dumps(rest)] if rest else []
+    for name in _TABLE_ARRAYS:
+        for entry in data.get(name, ()):
+            # One table under a name of ours, whose headers then become
+            # the array's: "[t]" -> "[[proxies]]", "[t.x]" -> "[proxies.x]".
+            text = tomli_w.dumps({"t": entry})
+            text = re.sub(r"^\[t\]$", f"[[{name}]]", text, count=1, flags=re.M)
+            text = re.sub(r"^(\[\[?)t\.", rf"\g<1>{name}.", text, flags=re.M)
+            chunks.append(text)
+    return "\n".join(chunk.rstrip("\n") + "\n" for chunk in chunks)
+
+
 def _dump(data: dict, fmt: str, templates: _Templates) -> str:
     if fmt == "toml":
-        text = tomli_w.dumps(data)
+        text = _dump_toml(data)
     elif fmt == "yaml":
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     elif fmt == "json":

@@ -27,6 +27,7 @@ from labrelay.client_tap import build_endpoint
 from labrelay.config import parse_client_config
 
 from ..support.config_files import client_text, proxies, rewrite, write
+from ..support.formats import in_format
 from ..support.harness import (
     Relay,
     async_test,
@@ -205,6 +206,69 @@ class AdminAPITests(TestCase):
         await running_port(client, "more")  # logged in with the kept token
         code, _, body = await request(self.port, "GET", "/api/config")
         self.assertNotIn(b"token", body)
+
+    @async_test
+    async def test_toml_config_round_trip(self):
+        """A client started from frpc.toml: GET /api/config shows the TOML
+        with its token redacted, PUT of an edited body puts the token
+        back, and a reload reads the TOML and applies the new proxy."""
+        self.relay = await Relay(self).start()
+        self.backend = echo_server(self)
+        text, name = in_format(
+            client_text(
+                self.relay.port,
+                proxies(("echo", self.backend)),
+                "admin_user = admin\nadmin_pwd = adm1n-pw\n",
+            ),
+            "frpc.ini",
+            "toml",
+        )
+        self.path = write(self, text, name=name)
+        client = file_client(self, self.path, admin=True)
+        self.assertEqual(client.config.format, "toml")
+        self.port = await admin_port(client)
+        await running_port(client, "echo")
+        auth = dict(user="admin", password="adm1n-pw")
+        code, _, body = await request(self.port, "GET", "/api/config", **auth)
+        self.assertEqual(code, 200)
+        shown = body.decode()
+        self.assertNotIn("harness-token", shown)
+        self.assertNotIn("adm1n-pw", shown)
+        self.assertIn('token = "<redacted>"', shown)
+        self.assertIn(f"serverPort = {self.relay.port}", shown)
+        edited = shown + (
+            f'\n[[proxies]]\nname = "more"\ntype = "tcp"\nlocalPort = {self.backend}\n'
+        )
+        code, _, _ = await request(
+            self.port, "PUT", "/api/config", body=edited.encode(), **auth
+        )
+        self.assertEqual(code, 200)
+        stored = FilePath(self.path).getContent().decode()
+        self.assertIn('token = "harness-token"', stored)
+        self.assertIn('password = "adm1n-pw"', stored)
+        self.assertNotIn("<redacted>", stored)
+        code, _, _ = await request(self.port, "POST", "/api/reload", **auth)
+        self.assertEqual(code, 200)
+        await running_port(client, "more")  # logged in with the kept token
+        # one secret written anew while the others stay redacted
+        code, _, body = await request(
+            self.port,
+            "PUT",
+            "/api/config",
+            body=shown.replace('"<redacted>"', '"x"', 1).encode(),
+            **auth,
+        )
+        self.assertEqual(code, 200)  # a secret written in full is taken
+        code, _, body = await request(
+            self.port,
+            "PUT",
+            "/api/config",
+            body=(shown + 'x.password = "<redacted>"\n').encode(),
+            **auth,
+        )
+        # a redacted value the file has no secret for: 400
+        self.assertEqual(code, 400, body)
+        self.assertIn(b"redacted 'password' values", body)
 
     @async_test
     async def test_config_template_not_rendered(self):

@@ -120,9 +120,19 @@ class RestoreTests(SynchronousTestCase):
         body = TOML.replace("web-pw", "new-pw")
         self.assertEqual(restore(body, TOML, "toml"), body)
 
-    def test_count_mismatch_refused(self):
+    def test_one_secret_rewritten_others_kept(self):
+        """A body that writes one secret anew and keeps the others
+        redacted: each redacted value is matched by its key name."""
+        shown, _ = redact(TOML, "toml")
+        body = shown.replace('httpPassword = "<redacted>"', 'httpPassword = "new"')
+        self.assertEqual(restore(body, TOML, "toml"), TOML.replace('"web-pw"', '"new"'))
+
+    def test_extra_redacted_value_refused(self):
         shown, _ = redact(TOML, "toml")
         body = shown + '\n[[proxies]]\nname = "b"\nhttpPassword = "<redacted>"\n'
         with self.assertRaises(RedactionError) as caught:
             restore(body, TOML, "toml")
-        self.assertIn("4 redacted values where the file has 3", str(caught.exception))
+        self.assertIn(
+            "2 redacted 'httpPassword' values where the file has 1",
+            str(caught.exception),
+        )
