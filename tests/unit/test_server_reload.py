@@ -306,3 +306,44 @@ class RestartKeyTests(MemoryServerCase):
         )
         with self.assertRaises(ConfigError):
             server.reload()
+
+
+class TomlFileTests(MemoryServerCase):
+    """A relay started from frps.toml reloads it as TOML, in frp's strict
+    mode unless twistd was given ``--strict_config=false``."""
+
+    def setUp(self):
+        super().setUp()
+        from ..support.formats import in_format
+
+        text, name = in_format(BASE, "frps.ini", "toml")
+        self.path = self.path[: -len("frps.ini")] + name
+        rewrite(self.path, text)
+        self.server.config_path = self.path
+        self.toml = text
+
+    def test_reload_applies_toml(self):
+        self.assertIn("[transport]\n", self.toml)
+        rewrite(
+            self.path,
+            self.toml.replace("[transport]\n", "[transport]\nmaxPoolCount = 3\n"),
+        )
+        result = self.server.reload()
+        self.assertEqual(result.applied, ("max_pool_count",))
+        self.assertEqual(
+            (self.server.config.max_pool_count, self.server.config.format), (3, "toml")
+        )
+
+    def test_unknown_key_strict_then_not(self):
+        rewrite(self.path, "maxPoolCont = 3\n" + self.toml)
+        before = self.server.config
+        with self.assertRaises(ConfigError) as caught:
+            self.server.reload()
+        self.assertIn("maxPoolCont", str(caught.exception))
+        self.assertIs(self.server.config, before)
+        self.server.strict_config = False
+        self.server.reload()
+        self.assertTrue(
+            any("maxPoolCont" in w for w in self.server.config.warnings),
+            self.server.config.warnings,
+        )
