@@ -114,17 +114,13 @@ class UdpWorkLink:
         self.work.sink = self
         self.work.transport.registerProducer(self, True)
         self._ping.start(PING_SECONDS, now=False)
-        self._log.info(
-            "[{name}] udp work connection started", name=self.proxy.name
-        )
+        self._log.info("[{name}] udp work connection started", name=self.proxy.name)
         host, port = self.proxy.local_ip, self.proxy.local_port
         try:
             ipaddress.ip_address(host)
         except ValueError:
             d = self.reactor.resolve(host)
-            d.addCallbacks(
-                lambda ip: self._set_target(ip, port), self._unresolved
-            )
+            d.addCallbacks(lambda ip: self._set_target(ip, port), self._unresolved)
         else:
             self._set_target(host, port)
         if pending:
@@ -234,9 +230,7 @@ class UdpWorkLink:
             return None
         if self._paused:
             peer.port.stopReading()
-        peer.idle_call = self.clock.callLater(
-            PEER_IDLE_SECONDS, self._peer_idle, peer
-        )
+        peer.idle_call = self.clock.callLater(PEER_IDLE_SECONDS, self._peer_idle, peer)
         self.peers[address] = peer
         return peer
 
