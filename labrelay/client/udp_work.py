@@ -38,6 +38,7 @@ from ..protocol.codec import PayloadCodec
 from ..protocol.framing import encode_message
 from ..relay import unregister_producer
 from ..udp_packets import DropLog, UdpFrameReader, datagram_of, encode_packet
+from ..udp_port import listen_udp
 from ..writethrough import write_now
 
 #: Seconds between two Pings on the udp work connection (frpc: 30).
@@ -219,8 +220,12 @@ class UdpWorkLink:
         interface = "::" if ":" in host else "0.0.0.0"
         peer = LocalPeerSocket(self, address)
         try:
-            peer.port = self.reactor.listenUDP(
-                0, peer, interface=interface, maxPacketSize=max(self.packet_size, 1)
+            peer.port = listen_udp(
+                self.reactor,
+                0,
+                peer,
+                interface=interface,
+                maxPacketSize=max(self.packet_size, 1),
             )
             peer.transport.connect(host, port)
         except Exception as e:

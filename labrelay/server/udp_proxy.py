@@ -55,6 +55,7 @@ from ..udp_packets import (
     encode_packet,
     peer_key,
 )
+from ..udp_port import listen_udp
 from ..writethrough import write_now
 from .proxy_base import ProxyBase
 from .worklink import start_work_link
@@ -217,7 +218,8 @@ class UdpProxy(ProxyBase):
 
     def _listen(self, port: int) -> int:
         try:
-            self._port = self.context.reactor.listenUDP(
+            self._port = listen_udp(
+                self.context.reactor,
                 port,
                 UserDatagrams(self),
                 interface=self.context.config.proxy_bind_addr,
