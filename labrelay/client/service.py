@@ -105,6 +105,7 @@ class RelayClient(ProgramService):
         self._login_failures = 0
         self.connections = ConnectionSet()  # work and local connections
         self._dialing = set()  # work connections being dialled (no mux)
+        self.udp_links = {}  # udp proxy name -> its UdpWorkLink
         if config.tcp_mux:
             factory = Factory.forProtocol(self._new_session)
         else:

@@ -1,7 +1,8 @@
 """
 The client's work connections: each announces itself with NewWorkConn,
 waits (possibly a long time, in the server's pool) for StartWorkConn, then
-dials the proxy's local service and is spliced to it.
+dials the proxy's local service and is spliced to it (a udp proxy's
+carries datagrams instead: :mod:`~labrelay.client.udp_work`).
 
 While the local dial is in progress the work connection is paused, and
 bytes that came right behind StartWorkConn are kept and relayed first.
@@ -22,6 +23,7 @@ from ..protocol.codec import PayloadCodec
 from ..protocol.framing import MessageParser, encode_message
 from ..relay import RelayedProtocol, set_no_delay
 from ..writethrough import write_now
+from .udp_work import UdpWorkLink
 
 #: Seconds to connect to a local service.
 LOCAL_DIAL_TIMEOUT = 10
@@ -126,6 +128,10 @@ class ClientWorkConnection(RelayedProtocol):
                 name=message.proxy_name,
             )
             self.transport.loseConnection()
+            return
+        if proxy.type == "udp":
+            pending, self._pending = self._pending, b""
+            UdpWorkLink(self.client, proxy, self).start(pending)
             return
         self.transport.pauseProducing()
         endpoint = local_endpoint(self.client.reactor, proxy.local_ip, proxy.local_port)

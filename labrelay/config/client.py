@@ -73,6 +73,7 @@ class ClientConfig:
     tls_trusted_ca_file: str = setting("")
     tls_server_name: str = setting("")
     disable_custom_tls_first_byte: bool = setting(True)
+    udp_packet_size: int = setting(1500)
     start: tuple[str, ...] = setting((), reloadable=True)
     includes: tuple[str, ...] = setting((), reloadable=True)
     log_file: str = setting("console")

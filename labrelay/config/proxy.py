@@ -43,7 +43,7 @@ class ProxyConfig:
     type: str = setting("tcp")
     local_ip: str = setting("127.0.0.1")
     local_port: int = setting(0, "port")
-    remote_port: int = setting(0, "port", proxy_types=("tcp",))
+    remote_port: int = setting(0, "port", proxy_types=("tcp", "udp"))
     use_encryption: bool = setting(False)
     use_compression: bool = setting(False)
     custom_domains: tuple[str, ...] = setting((), proxy_types=("http",))

@@ -131,7 +131,6 @@ SERVER_NOT_YET = {
     "oidc_audience": "str",
     "oidc_skip_expiry_check": "bool",
     "oidc_skip_issuer_check": "bool",
-    "udp_packet_size": "int",
     "pprof_enable": "bool",
     "nat_hole_analysis_data_reserve_hours": "int",
 }
@@ -150,7 +149,6 @@ CLIENT_NOT_YET = {
     "quic_keepalive_period": "int",
     "quic_max_idle_timeout": "int",
     "quic_max_incoming_streams": "int",
-    "udp_packet_size": "int",
     "assets_dir": "str",
     "pprof_enable": "bool",
 }
@@ -179,7 +177,6 @@ NOT_YET_DEFAULTS = {
     "quic_keepalive_period": 10,
     "quic_max_idle_timeout": 30,
     "quic_max_incoming_streams": 100000,
-    "udp_packet_size": 1500,
     "nat_hole_analysis_data_reserve_hours": 168,
     "nat_hole_stun_server": "stun.easyvoip.com:3478",
     "bandwidth_limit_mode": "client",
@@ -218,8 +215,8 @@ OTHER_TYPE_PROXY_KEYS = frozenset(
     }
 )
 
-SUPPORTED_PROXY_TYPES = ("tcp", "http")
-NOT_YET_PROXY_TYPES = ("udp", "https", "stcp", "sudp", "xtcp", "tcpmux")
+SUPPORTED_PROXY_TYPES = ("tcp", "http", "udp")
+NOT_YET_PROXY_TYPES = ("https", "stcp", "sudp", "xtcp", "tcpmux")
 NOT_YET_PROTOCOLS = ("kcp", "quic", "websocket", "wss")
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 #: Most proxies one range: section may generate.

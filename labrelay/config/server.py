@@ -62,6 +62,7 @@ class ServerConfig:
     allow_ports: PortSet = setting(PortSet(), reloadable=True)
     max_pool_count: int = setting(5, reloadable=True)
     max_ports_per_client: int = setting(0, reloadable=True)
+    udp_packet_size: int = setting(1500)
     tls_only: bool = setting(False)
     tls_cert_file: str = setting("")
     tls_key_file: str = setting("")

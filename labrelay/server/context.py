@@ -25,6 +25,8 @@ class ServerContext:
     :ivar registry: clients and proxies
         (:class:`~labrelay.server.stats.StatsRegistry`).
     :ivar ports: the :class:`~labrelay.server.ports.PortAllocator`.
+    :ivar udp_ports: the udp proxies' own
+        :class:`~labrelay.server.ports.PortAllocator` (None: ``ports``).
     :ivar stats: the :class:`~labrelay.server.stats.ServerStats`.
     :ivar guard: the :class:`~labrelay.server.guard.SourceGuard`.
     :ivar authenticator: the :class:`~labrelay.server.auth.Authenticator`.
@@ -60,6 +62,7 @@ class ServerContext:
     sessions: set
     first_message_timeout: Callable[[], float]
     create_proxy: Callable[[Any, Any], Any]
+    udp_ports: Any = None
 
     @property
     def config(self):

@@ -69,7 +69,7 @@ def shortened(items, shown: int = LOGGED_DOMAINS) -> str:
 def proxy_target(proxy) -> dict:
     """The log field naming where *proxy* is published: ``remote_port``
     (tcp) or ``domains`` (http)."""
-    if proxy.type == "tcp":
+    if proxy.type in ("tcp", "udp"):
         return {"remote_port": getattr(proxy, "remote_port", 0)}
     return {"domains": shortened(getattr(proxy, "domains", ()))}
 

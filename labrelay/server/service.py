@@ -41,6 +41,7 @@ from .refusals import RefusalLog
 from .reload import reload_from_file
 from .stats import ServerStats, StatsRegistry
 from .tcp_proxy import TcpProxy
+from .udp_proxy import UdpProxy
 
 __all__ = ["RelayServer", "new_run_id"]
 
@@ -154,6 +155,9 @@ class RelayServer(ProgramService):
         self.ports = PortAllocator(
             reactor, lambda: self.config.allow_ports, max_remembered=tracked
         )
+        self.udp_ports = PortAllocator(
+            reactor, lambda: self.config.allow_ports, max_remembered=tracked
+        )
         self.registration_budget = RegistrationBudget(reactor)
         self.connections = ConnectionSet()  # frp and user connections
         self.sessions = set()  # yamux sessions (tcp_mux)
@@ -187,6 +191,7 @@ class RelayServer(ProgramService):
             get_config=live_config,
             registry=self.registry,
             ports=self.ports,
+            udp_ports=self.udp_ports,
             stats=self.stats,
             guard=self.guard,
             authenticator=self.authenticator,
@@ -370,6 +375,8 @@ class RelayServer(ProgramService):
         kind = message.proxy_type or "tcp"
         if kind == "tcp":
             return TcpProxy(self.context, control, message)
+        if kind == "udp":
+            return UdpProxy(self.context, control, message)
         if kind == "http":
             if self.vhost is None:
                 raise ProxyError("type [http] needs vhost_http_port set on the server")

@@ -95,7 +95,9 @@ class TcpProxy(ProxyBase):
 
     def start(self) -> str:
         limit = self.context.config.max_ports_per_client
-        tcp_count = sum(1 for p in self.control.proxies.values() if p.type == "tcp")
+        tcp_count = sum(
+            1 for p in self.control.proxies.values() if p.type in ("tcp", "udp")
+        )
         if limit > 0 and tcp_count >= limit:
             raise ProxyError("exceed the max_ports_per_client")
         self.remote_port = self.context.ports.allocate(

@@ -989,8 +989,8 @@ class ProxyTests(SynchronousTestCase, ErrorAssertions):
             )
 
     def test_unsupported_types_skipped(self):
-        """udp/https/stcp/sudp/xtcp/tcpmux warn once and are left out."""
-        for ptype in ("udp", "https", "stcp", "sudp", "xtcp", "tcpmux"):
+        """https/stcp/sudp/xtcp/tcpmux warn once and are left out."""
+        for ptype in ("https", "stcp", "sudp", "xtcp", "tcpmux"):
             c = client(f"[common]\n[p]\ntype = {ptype}\nsk = x\n")
             self.assertEqual(c.proxies, ())
             self.assertEqual(
@@ -1393,14 +1393,14 @@ class WarningTests(SynchronousTestCase):
     def test_not_yet_keys_set_still_warn(self):
         s = server(
             "[common]\nbind_addr = 127.0.0.1\npprof_enable = true\n"
-            "udp_packet_size = 9000\n"
+            "kcp_bind_port = 7001\n"
         )
         self.assertEqual(
             s.warnings,
             (
                 "frps.ini [common] pprof_enable: not supported by labrelay yet; "
                 "ignored",
-                "frps.ini [common] udp_packet_size: not supported by labrelay "
+                "frps.ini [common] kcp_bind_port: not supported by labrelay "
                 "yet; ignored",
             ),
         )

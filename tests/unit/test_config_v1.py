@@ -141,8 +141,6 @@ class ReferenceFileTests(unittest.TestCase):
                 "labrelay yet; ignored",
                 'proxies[0] "ssh" healthCheck.maxFailed (line 210): not '
                 "supported by labrelay yet; ignored",
-                'proxies[2] "dns" (line 230): proxy type udp is not supported '
-                "by labrelay yet; skipped",
                 'proxies[3] "web01" healthCheck.type (line 257): not supported '
                 "by labrelay yet; ignored",
                 'proxies[3] "web01" healthCheck.path (line 260): not supported '
@@ -181,9 +179,14 @@ class ReferenceFileTests(unittest.TestCase):
         )
         self.assertEqual(
             [p.name for p in c.proxies],
-            ["your_name.ssh", "your_name.ssh_random", "your_name.web01"],
+            [
+                "your_name.ssh",
+                "your_name.ssh_random",
+                "your_name.dns",
+                "your_name.web01",
+            ],
         )
-        ssh, _, web = c.proxies
+        ssh, _, _dns, web = c.proxies
         self.assertEqual((ssh.local_port, ssh.remote_port), (22, 6001))
         self.assertEqual(ssh.metas, (("var1", "abc"), ("var2", "123")))
         self.assertEqual(web.http_pwd, "admin")
@@ -250,7 +253,9 @@ class ReferenceFileTests(unittest.TestCase):
             ],
         )
         # start = ["ssh", "dns"] is among them
-        self.assertEqual([p.name for p in c.proxies], ["your_name.ssh"])
+        self.assertEqual(
+            [p.name for p in c.proxies], ["your_name.ssh", "your_name.dns"]
+        )
 
     def test_frpc_v0_52(self):
         """v0.52's example (conf/frpc.toml then) loads: its keys are a
@@ -259,10 +264,15 @@ class ReferenceFileTests(unittest.TestCase):
         c = load_client_config(path)
         self.assertEqual(
             [p.name for p in c.proxies],
-            ["your_name.ssh", "your_name.ssh_random", "your_name.web01"],
+            [
+                "your_name.ssh",
+                "your_name.ssh_random",
+                "your_name.dns",
+                "your_name.web01",
+            ],
         )
         self.assertFalse([w for w in c.warnings if "unknown" in w])
-        self.assertEqual(len(c.warnings), 22)
+        self.assertEqual(len(c.warnings), 21)  # the udp proxy now loads
         self.assertEqual(
             [w for w in c.warnings if "visitors[" in w],
             [
@@ -836,14 +846,14 @@ class ProblemTests(unittest.TestCase):
             "webServer.pprofEnable = false\n"
         )
         self.assertEqual(c.warnings, ())
-        c = client('transport.wireProtocol = "v2"\nudpPacketSize = 1400\n')
+        c = client('transport.wireProtocol = "v2"\nwebServer.pprofEnable = true\n')
         self.assertEqual(
             c.warnings,
             (
                 "frpc.toml: transport.wireProtocol (line 1): not supported by "
                 "labrelay yet; ignored",
-                "frpc.toml: udpPacketSize (line 2): not supported by labrelay "
-                "yet; ignored",
+                "frpc.toml: webServer.pprofEnable (line 2): not supported by "
+                "labrelay yet; ignored",
             ),
         )
 
