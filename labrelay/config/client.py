@@ -24,6 +24,7 @@ import attrs
 from .errors import Warnings, fail
 from .ini import IniDocument
 from .proxy import Pairs, ProxyConfig, read_proxies
+from .visitor import VisitorConfig, read_visitors
 from .schema import (
     CLIENT_NOT_YET,
     CLIENT_NOT_YET_PREFIXES,
@@ -88,6 +89,7 @@ class ClientConfig:
     #: labrelay's own (CLIENT_OWN_KEYS): as the server's max_buffered_bytes
     max_buffered_bytes: int = setting(16 * 1024 * 1024, own=True)
     proxies: tuple[ProxyConfig, ...] = ()
+    visitors: tuple[VisitorConfig, ...] = ()
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()
 
@@ -190,6 +192,7 @@ def client_from_document(
         **values,
         metas=metas,
         proxies=proxies,
+        visitors=read_visitors(doc, values, warnings),
         source=source,
         warnings=tuple(warnings.items),
     )

@@ -218,8 +218,8 @@ OTHER_TYPE_PROXY_KEYS = frozenset(
     }
 )
 
-SUPPORTED_PROXY_TYPES = ("tcp", "http")
-NOT_YET_PROXY_TYPES = ("udp", "https", "stcp", "sudp", "xtcp", "tcpmux")
+SUPPORTED_PROXY_TYPES = ("tcp", "http", "stcp")
+NOT_YET_PROXY_TYPES = ("udp", "https", "sudp", "xtcp", "tcpmux")
 NOT_YET_PROTOCOLS = ("kcp", "quic", "websocket", "wss")
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 #: Most proxies one range: section may generate.

@@ -6,7 +6,8 @@ NewVisitorConn, asking to reach an stcp proxy
 
 The checks, in frp's order, each with frp's error text: the visitor's
 ``run_id`` names a live client (its login's ``user`` is the visitor's
-user; labrelay requires it, frp before v0.50 sent none), the proxy exists
+user; labrelay requires it, frp before v0.50 sent none; refused at once),
+the proxy exists
 and is secret, ``sign_key`` is ``md5_hex(sk + decimal(timestamp))``,
 the visitor's user is in the proxy's ``allow_users``.  labrelay also
 refuses a timestamp further than ``auth_timestamp_skew`` from its clock
@@ -101,6 +102,11 @@ class VisitorAdmission:
         connection, message = self.connection, self.message
         connection.ignore_input()  # until decided
         registry = self.context.registry
+        control = registry.controls.get(message.run_id) if message.run_id else None
+        if control is None or control.closed:
+            # no secret to guess here (a run_id is 64 random bits): at once
+            self._refuse(check_visitor(registry, message, 0, 0))
+            return
 
         def verify() -> bool:
             proxy = registry.proxies.get(message.proxy_name)
