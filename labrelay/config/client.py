@@ -24,7 +24,6 @@ import attrs
 from .errors import Warnings, fail
 from .ini import IniDocument
 from .proxy import Pairs, ProxyConfig, read_proxies
-from .visitor import VisitorConfig, read_visitors
 from .schema import (
     CLIENT_NOT_YET,
     CLIENT_NOT_YET_PREFIXES,
@@ -44,6 +43,7 @@ from .values import (
     read_file,
     warn_outside_sections,
 )
+from .visitor import VisitorConfig, read_visitors
 
 
 @attrs.frozen

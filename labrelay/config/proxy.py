@@ -270,7 +270,9 @@ def _proxy(
     if stcp:
         sk = get("sk", default="")
         if not sk:
-            raise fail(origin, label, "sk", "required: the secret key of the stcp proxy")
+            raise fail(
+                origin, label, "sk", "required: the secret key of the stcp proxy"
+            )
         allow_users = get("allow_users", "list", ())
         return ProxyConfig(sk=sk, allow_users=tuple(allow_users), **fields)
     if not http:

@@ -33,7 +33,6 @@ from .client import (
 from .errors import ConfigError, Warnings
 from .ini import Entry, IniDocument, Section
 from .schema import SUPPORTED_PROXY_TYPES
-from .visitor import SUPPORTED_VISITOR_TYPES
 from .server import (
     SERVER_OWN_KEYS,
     ServerConfig,
@@ -57,6 +56,7 @@ from .v1keys import (
 )
 from .v1text import KeyPath, V1Text, config_format, parse_v1_text, type_name
 from .values import read_file
+from .visitor import SUPPORTED_VISITOR_TYPES
 
 NOT_YET = "not supported by labrelay yet; ignored"
 
@@ -500,7 +500,9 @@ class FileReader:
                 p: f"not a key of {vtype} visitors" for p in table if p not in own
             }
             label = f'visitors[{index}] "{name}" '
-            found = self.walk(item, own, ("visitors", index), label, elsewhere=elsewhere)
+            found = self.walk(
+                item, own, ("visitors", index), label, elsewhere=elsewhere
+            )
             if name in seen:
                 raise self.fail(place, f"visitor name {name!r} is duplicated")
             seen.add(name)

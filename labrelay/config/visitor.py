@@ -122,4 +122,3 @@ def _visitor(doc, name: str, section, warnings: Warnings):
         use_encryption=get("use_encryption", "bool", False),
         use_compression=get("use_compression", "bool", False),
     )
-
