@@ -11,8 +11,10 @@ import os
 
 from twisted.trial.unittest import TestCase
 
+from labrelay.client.admin import status_document
 from labrelay.server.visitor import SUMMARY
 
+from ..support.dashboard import DashboardRelay, close_user, push
 from ..support.harness import (
     Client,
     LogCapture,
@@ -23,6 +25,7 @@ from ..support.harness import (
     within,
 )
 from ..support.processes import free_port
+from ..support.web import Http
 
 
 def stcp_proxy(name, local_port, sk, **extra):
@@ -151,3 +154,49 @@ class StcpMuxTests(StcpMixin, TestCase):
 
 class StcpNoMuxTests(StcpMixin, TestCase):
     mux = False
+
+
+class StcpStatusTests(TestCase):
+    """The dashboard, Prometheus and the client's admin status list stcp
+    proxies by their type, without their secret key."""
+
+    timeout = 60
+
+    @async_test
+    async def test_listed_by_type(self):
+        relay = await DashboardRelay(self, "enable_prometheus = true\n").start()
+        backend = echo_server(self)
+        owner = await Client(
+            self, relay.port, stcp_proxy("ssh", backend, "s3cret-dash")
+        ).start()
+        await within(owner.client.when_proxy_status("ssh", "running"))
+        bind_port = free_port()
+        visitor = await Client(
+            self, relay.port, stcp_visitor("v", "ssh", "s3cret-dash", bind_port)
+        ).start()
+        await within(visitor.client.first_login)
+        user = await push(self, bind_port, 1000)
+        http = Http(self)
+        (entry,) = (await http.json(relay.url("/api/proxy/stcp")))["proxies"]
+        self.assertEqual(
+            (
+                entry["name"],
+                entry["conf"]["type"],
+                entry["status"],
+                entry["today_traffic_in"],
+                entry["cur_conns"],
+            ),
+            ("ssh", "stcp", "online", 1000, 1),
+        )
+        info = await http.json(relay.url("/api/serverinfo"))
+        self.assertEqual(info["proxy_type_count"].get("stcp"), 1)
+        code, _, body = await http.get(relay.url("/api/proxy/stcp"))
+        self.assertNotIn(b"s3cret-dash", body)
+        _, _, metrics = await http.get(relay.url("/metrics"))
+        self.assertIn(b'frp_server_proxy_counts{type="stcp"} 1.0', metrics)
+        status = status_document(owner.client)
+        self.assertEqual(
+            [(e["name"], e["status"], e["remote_addr"]) for e in status["stcp"]],
+            [("ssh", "running", "")],
+        )
+        await close_user(user, relay)
