@@ -18,6 +18,8 @@ With ``admin_port`` set the client also serves its admin API
 it, is :mod:`labrelay.client.admin_server`), and
 :meth:`RelayClient.reload` (the API's ``/api/reload``, and SIGHUP) applies
 the config file's proxy sections again (:mod:`labrelay.client.reload`).
+Visitor sections (stcp) listen from the start
+(:mod:`labrelay.client.visitor`); a reload leaves them as they are.
 
 Under systemd (``Type=notify``) the client reports READY after its first
 successful login, RELOADING/READY around a SIGHUP reload, and STOPPING
@@ -44,6 +46,7 @@ from .admin_server import AdminListeners
 from .control import ClientControl
 from .link import ControlMuxSession
 from .reload import reload_from_file
+from .visitor import Visitor
 from .workconn import ClientWorkConnection, quiet_factory
 
 #: Seconds before a proxy the server refused is registered again (frp: 30).
@@ -95,6 +98,7 @@ class RelayClient(ProgramService):
         self._session = None
         self.buffer_budget = BufferBudget(config.max_buffered_bytes)
         self.proxies = {p.name: ProxyState(p) for p in config.proxies}
+        self.visitors = [Visitor(self, v) for v in config.visitors]
         self.logins = 0
         self._status_waiters = []  # (name, statuses, Deferred)
         self.login_errors = []
@@ -164,6 +168,8 @@ class RelayClient(ProgramService):
         first = self._link.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_login_failed)
         self.reload_on_sighup()
+        for visitor in self.visitors:
+            visitor.start()
 
     def stopService(self):
         self.begin_stopping()
@@ -174,6 +180,8 @@ class RelayClient(ProgramService):
             state.retry_call = None
         for dialling in list(self._dialing):
             dialling.cancel()
+        for visitor in self.visitors:
+            visitor.stop()
         d = super().stopService()
         # ClientService ends the link with transport.loseConnection(), but a
         # TLS transport does not start its shutdown while a producer is
@@ -298,7 +306,7 @@ class RelayClient(ProgramService):
             count=len(self.proxies),
             names=", ".join(self.proxies) or "none",
         )
-        if first and not self.proxies:
+        if first and not self.proxies and not self.visitors:
             self._log.warn("no proxies configured")
         for state in self.proxies.values():
             self._register(state)
@@ -392,6 +400,8 @@ class RelayClient(ProgramService):
                 host_header_rewrite=p.host_header_rewrite,
                 headers=dict(p.headers) or None,
                 route_by_http_user=p.route_by_http_user,
+                sk=p.sk,
+                allow_users=list(p.allow_users) or None,
             )
         )
 
@@ -427,14 +437,26 @@ class RelayClient(ProgramService):
     # Work connections.
 
     def open_work_connection(self) -> None:
-        protocol = ClientWorkConnection(self)
+        self.open_frp_connection(ClientWorkConnection(self), "work connection")
+
+    def open_frp_connection(self, protocol, what: str, on_failure=None) -> None:
+        """Open a new connection to the server for *protocol* (a work or
+        visitor connection): a yamux stream under tcp_mux, else a new
+        connection through the server endpoint; *on_failure* is called if
+        it cannot be opened."""
         if not self.running:
+            if on_failure is not None:
+                on_failure()
             return
         if self._session is not None:
             try:
                 self._session.open_stream(protocol)
             except Exception as e:
-                self._log.warn("cannot open a work stream: {error}", error=e)
+                self._log.warn(
+                    "cannot open a {what} stream: {error}", what=what, error=e
+                )
+                if on_failure is not None:
+                    on_failure()
             return
         d = self._endpoint.connect(quiet_factory(lambda: protocol))
         # A dial still in progress when the service stops is cancelled there.
@@ -445,9 +467,12 @@ class RelayClient(ProgramService):
             return result
 
         def failed(failure):
+            if on_failure is not None:
+                on_failure()
             if not failure.check(CancelledError, ConnectingCancelledError):
                 self._log.warn(
-                    "cannot open a work connection: {error}",
+                    "cannot open a {what}: {error}",
+                    what=what,
                     error=failure.getErrorMessage(),
                 )
 

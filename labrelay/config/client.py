@@ -43,6 +43,7 @@ from .values import (
     read_file,
     warn_outside_sections,
 )
+from .visitor import VisitorConfig, read_visitors
 
 
 @attrs.frozen
@@ -89,6 +90,7 @@ class ClientConfig:
     #: labrelay's own (CLIENT_OWN_KEYS): as the server's max_buffered_bytes
     max_buffered_bytes: int = setting(16 * 1024 * 1024, own=True)
     proxies: tuple[ProxyConfig, ...] = ()
+    visitors: tuple[VisitorConfig, ...] = ()
     source: str = "frpc.ini"
     warnings: tuple[str, ...] = ()
 
@@ -191,6 +193,7 @@ def client_from_document(
         **values,
         metas=metas,
         proxies=proxies,
+        visitors=read_visitors(doc, values, warnings),
         source=source,
         warnings=tuple(warnings.items),
     )

@@ -28,13 +28,14 @@ from .schema import (
     setting,
 )
 from .values import at_default, convert, did_you_mean
+from .visitor import SUPPORTED_VISITOR_TYPES
 
 Pairs = tuple[tuple[str, str], ...]
 
 
 @attrs.frozen
 class ProxyConfig:
-    """One tcp or http proxy of frpc.ini."""
+    """One tcp, http or stcp proxy of frpc.ini."""
 
     name: str
     section: str = attrs.field(
@@ -53,6 +54,8 @@ class ProxyConfig:
     http_pwd: str = setting("", proxy_types=("http",))
     host_header_rewrite: str = setting("", proxy_types=("http",))
     route_by_http_user: str = setting("", proxy_types=("http",))
+    sk: str = setting("", proxy_types=("stcp",))
+    allow_users: tuple[str, ...] = setting((), proxy_types=("stcp",))
     headers: Pairs = ()
     metas: Pairs = ()
 
@@ -63,9 +66,15 @@ PROXY_KEYS = {**key_table(ProxyConfig, proxy_type=""), "role": "str"}
 TCP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="tcp")
 #: http proxy keys labrelay implements (plus header_*).
 HTTP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="http")
+STCP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="stcp")
 #: frp keys of other proxy types and of visitors: ignored where they do not
 #: apply, as frp ignores them.
-OTHER_PROXY_KEYS = OTHER_TYPE_PROXY_KEYS | set(TCP_PROXY_KEYS) | set(HTTP_PROXY_KEYS)
+OTHER_PROXY_KEYS = (
+    OTHER_TYPE_PROXY_KEYS
+    | set(TCP_PROXY_KEYS)
+    | set(HTTP_PROXY_KEYS)
+    | set(STCP_PROXY_KEYS)
+)
 
 
 def read_proxies(
@@ -172,12 +181,15 @@ def _proxy(
 
     role = get("role", default="server")
     if role == "visitor":
-        warnings.add(
-            origin,
-            label,
-            None,
-            "visitor sections are not supported by labrelay yet; section skipped",
-        )
+        vtype = get("type", default="")
+        if vtype not in SUPPORTED_VISITOR_TYPES:  # stcp: read_visitors
+            warnings.add(
+                origin,
+                label,
+                None,
+                f"visitor type {vtype or '(none)'} is not supported by labrelay "
+                "yet; section skipped",
+            )
         return None
     if role != "server":
         raise fail(
@@ -201,7 +213,9 @@ def _proxy(
     if ptype not in SUPPORTED_PROXY_TYPES:
         raise fail(origin, label, "type", f"unknown proxy type {ptype!r}")
     http = ptype == "http"
-    keys = {**PROXY_KEYS, **(HTTP_PROXY_KEYS if http else TCP_PROXY_KEYS)}
+    stcp = ptype == "stcp"
+    own_keys = HTTP_PROXY_KEYS if http else STCP_PROXY_KEYS if stcp else TCP_PROXY_KEYS
+    keys = {**PROXY_KEYS, **own_keys}
     prefixes = ("meta_", "header_") if http else ("meta_",)
     pairs: dict[str, list] = {prefix: [] for prefix in prefixes}
     for key, entry in entries.items():
@@ -253,6 +267,14 @@ def _proxy(
         use_compression=get("use_compression", "bool", False),
         metas=tuple(pairs["meta_"]),
     )
+    if stcp:
+        sk = get("sk", default="")
+        if not sk:
+            raise fail(
+                origin, label, "sk", "required: the secret key of the stcp proxy"
+            )
+        allow_users = get("allow_users", "list", ())
+        return ProxyConfig(sk=sk, allow_users=tuple(allow_users), **fields)
     if not http:
         return ProxyConfig(remote_port=get("remote_port", "port", 0), **fields)
     for key, kind in HTTP_PROXY_KEYS.items():

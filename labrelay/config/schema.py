@@ -215,8 +215,8 @@ OTHER_TYPE_PROXY_KEYS = frozenset(
     }
 )
 
-SUPPORTED_PROXY_TYPES = ("tcp", "http", "udp")
-NOT_YET_PROXY_TYPES = ("https", "stcp", "sudp", "xtcp", "tcpmux")
+SUPPORTED_PROXY_TYPES = ("tcp", "http", "udp", "stcp")
+NOT_YET_PROXY_TYPES = ("https", "sudp", "xtcp", "tcpmux")
 NOT_YET_PROTOCOLS = ("kcp", "quic", "websocket", "wss")
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 #: Most proxies one range: section may generate.

@@ -260,11 +260,11 @@ PROXY_V1_KEYS = _keys(
     V1Key("natTraversal.disableAssistedAddrs", None, "bool", types=("xtcp",)),
 )
 
-#: one entry of [[visitors]] (labrelay has no visitors yet: they are only
-#: recognised, so that a misspelt key is still reported)
+#: one entry of [[visitors]] (labrelay runs stcp visitors; the keys of the
+#: others are recognised, so that a misspelt key is still reported)
 VISITOR_V1_KEYS = _keys(
     ("name", None, "str"),
-    ("type", None, "str"),
+    ("type", "type", "str"),
     ("enabled", None, "bool", True),
     ("transport.useEncryption", "use_encryption", "bool"),
     ("transport.useCompression", "use_compression", "bool"),

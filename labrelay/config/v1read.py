@@ -56,6 +56,7 @@ from .v1keys import (
 )
 from .v1text import KeyPath, V1Text, config_format, parse_v1_text, type_name
 from .values import read_file
+from .visitor import SUPPORTED_VISITOR_TYPES
 
 NOT_YET = "not supported by labrelay yet; ignored"
 
@@ -483,8 +484,10 @@ class FileReader:
             section.entries["type"] = Entry(ptype, self.source, place.line or 0)
             doc.sections[name] = section
 
-    def visitors(self, seen: set, start: tuple[str, ...]) -> None:
-        """[[visitors]] entries are checked, and skipped with a warning."""
+    def visitors(self, seen: set, start: tuple[str, ...], doc: IniDocument) -> None:
+        """[[visitors]] entries are checked; stcp visitors become visitor
+        sections of *doc* (``role = visitor``), the others are skipped with
+        a warning."""
         table = keys_by_path(VISITOR_V1_KEYS_WITH_PLUGINS)
         for index, item, place in self.items("visitors"):
             name, vtype = self._name_and_type(
@@ -497,15 +500,36 @@ class FileReader:
                 p: f"not a key of {vtype} visitors" for p in table if p not in own
             }
             label = f'visitors[{index}] "{name}" '
-            self.walk(item, own, ("visitors", index), label, elsewhere=elsewhere)
+            found = self.walk(
+                item, own, ("visitors", index), label, elsewhere=elsewhere
+            )
             if name in seen:
                 raise self.fail(place, f"visitor name {name!r} is duplicated")
             seen.add(name)
             if item.get("enabled") is False or (start and name not in start):
                 continue
+            plugin = (item.get("plugin") or {}).get("type")
+            if vtype in SUPPORTED_VISITOR_TYPES and not plugin:
+                if name in doc.sections:
+                    raise self.fail(
+                        place, f"visitor name {name!r} is also a proxy's name"
+                    )
+                section = Section(name, self.source, place.line or 0)
+                self.naming.sections[(self.source, name)] = Place(
+                    label.strip(), place.line
+                )
+                section.entries = self.entries(found, name)
+                line = place.line or 0
+                section.entries["role"] = Entry("visitor", self.source, line)
+                section.entries["type"] = Entry(vtype, self.source, line)
+                doc.sections[name] = section
+                continue
             self.warn(
                 Place(label.strip(), place.line),
-                "visitors are not supported by labrelay yet; skipped",
+                f"{vtype} visitors are not supported by labrelay yet; skipped"
+                if not plugin
+                else f"visitor plugin {plugin} is not supported by labrelay yet; "
+                "skipped",
             )
 
 
@@ -588,7 +612,7 @@ def parse_client_v1(
             doc = FlatDocument()
             visitors: set = set()
             reader.proxies(doc)
-            reader.visitors(visitors, start)
+            reader.visitors(visitors, start, doc)
             if base_dir is None:
                 base_dir = os.path.dirname(source) or os.curdir
             for pattern in values.get("includes", ()):
@@ -633,4 +657,4 @@ def _include(file, doc, visitors, start, environ, strict, warnings, naming) -> N
                 "only proxies and visitors are read from an included file; ignored",
             )
     reader.proxies(doc)
-    reader.visitors(visitors, start)
+    reader.visitors(visitors, start, doc)

@@ -4,7 +4,9 @@ stream when tcp_mux is on.
 
 The first message decides what it is: ``Login`` makes it the control
 connection of a new :class:`~labrelay.server.control.ControlSession`,
-``NewWorkConn`` makes it a work connection waiting in its client's pool.
+``NewWorkConn`` makes it a work connection waiting in its client's pool,
+``NewVisitorConn`` a visitor connection of an stcp proxy
+(:mod:`labrelay.server.visitor`).
 Whether either is allowed is the
 :class:`~labrelay.server.auth.Authenticator`'s verdict; this protocol acts
 on it (answers a refusal, replaces a control with the same run_id), and
@@ -41,6 +43,8 @@ from ..writethrough import write_now
 from .auth import SESSION_CAP
 from .control import ControlSession
 from .mismatch import SERVER_MUX_OFF, opened_yamux_stream, yamux_refusal
+from .proxy_base import WaitsForWork
+from .visitor import VisitorAdmission
 
 #: Seconds a new connection (or yamux session) has to send its first message
 #: (frp: 10 s); this bound also covers a TLS handshake.
@@ -52,7 +56,7 @@ MAX_EARLY_WORK_BYTES = 256 * 1024
 
 
 @implementer(IAdmissionHolder)
-class ServerConnection(RelayedProtocol):
+class ServerConnection(WaitsForWork, RelayedProtocol):
     _log = Logger()
 
     def __init__(self, context, admission=None, session=None):
@@ -65,6 +69,8 @@ class ServerConnection(RelayedProtocol):
         self.source = ""  # the peer's address, without the port
         self.control = None  # ControlSession, when this is a control
         self.work_owner = None  # ControlSession, when this is a work connection
+        self.visiting = None  # the StcpProxy of an admitted visitor connection
+        self._visitor_end = None
         self._parser = MessageParser()
         self._encryptor = None
         self._decryptor = None
@@ -152,7 +158,7 @@ class ServerConnection(RelayedProtocol):
             # refused (a visitor, a tcp_mux mismatch) or lost: over TLS the
             # peer's bytes keep coming after our close, and are dropped
             return
-        if self.work_owner is not None:
+        if self.work_owner is not None or self.visiting is not None:
             self._keep_early(data)
             return
         if self._decryptor is not None:
@@ -198,6 +204,10 @@ class ServerConnection(RelayedProtocol):
             self.control.connection_lost(reason)
         elif self.work_owner is not None and self.sink is None:
             self.work_owner.pool.discard(self)
+        if self.visiting is not None:
+            self.stop_waiting()
+            if self._visitor_end is not None:
+                self._visitor_end()
 
     # Sending.
 
@@ -250,7 +260,7 @@ class ServerConnection(RelayedProtocol):
     _FIRST_MESSAGE_HANDLERS = {
         messages.Login: "_on_login",
         messages.NewWorkConn: "_on_new_work_conn",
-        messages.NewVisitorConn: "_refuse_visitor",
+        messages.NewVisitorConn: "_on_new_visitor_conn",
     }
 
     def _on_login(self, login) -> None:
@@ -295,21 +305,27 @@ class ServerConnection(RelayedProtocol):
         self.authenticated()
         self.context.registry.controls[verdict.run_id].accept_work_conn(self)
 
-    def _refuse_visitor(self, message) -> None:
-        self.send(
-            messages.NewVisitorConnResp(
-                proxy_name=message.proxy_name,
-                error="visitor connections (stcp/sudp/xtcp) are not "
-                "supported by labrelay yet",
-            )
-        )
-        self._log.warn(
-            "{peer}: refused a visitor connection for {name}: not supported yet",
-            peer=self.peer,
-            name=message.proxy_name,
-        )
-        self.transport.loseConnection()
-        self._gone = True
+    def _on_new_visitor_conn(self, message) -> None:
+        VisitorAdmission(self.context, self, message).start()
+
+    def become_visitor(self, proxy) -> None:
+        """Admitted as a visitor connection of *proxy* (an StcpProxy): what
+        follows is payload, kept until the splice starts."""
+        self.resume_input()
+        self.authenticated()
+        self.visiting = proxy
+        self.transport.pauseProducing()
+        rest = self._parser.take_rest()
+        if rest:
+            self._keep_early(rest)
+
+    def on_visitor_end(self, callback) -> None:
+        """Call *callback* once this visitor connection has ended."""
+        self._visitor_end = callback
+
+    @property
+    def ended(self) -> bool:
+        return self._gone
 
     # Work connection life.
 

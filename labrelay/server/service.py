@@ -40,6 +40,7 @@ from .ports import PortAllocator
 from .refusals import RefusalLog
 from .reload import reload_from_file
 from .stats import ServerStats, StatsRegistry
+from .stcp_proxy import StcpProxy
 from .tcp_proxy import TcpProxy
 from .udp_proxy import UdpProxy
 
@@ -381,4 +382,6 @@ class RelayServer(ProgramService):
             if self.vhost is None:
                 raise ProxyError("type [http] needs vhost_http_port set on the server")
             return self.vhost.create_proxy(control, message)
+        if kind == "stcp":
+            return StcpProxy(self.context, control, message)
         raise ProxyError(f"proxy type [{kind}] is not supported by labrelay yet")

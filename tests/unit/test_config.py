@@ -815,7 +815,7 @@ class ClientTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual([w for w in c.warnings if "unknown" in w], [])
         fields = {f.name for f in attrs.fields(ClientConfig)}
         self.assertEqual(
-            fields - {"metas", "proxies", "source", "warnings"},
+            fields - {"metas", "proxies", "visitors", "source", "warnings"},
             set(config.CLIENT_KEYS) | set(config.CLIENT_OWN_KEYS),
         )
 
@@ -989,8 +989,8 @@ class ProxyTests(SynchronousTestCase, ErrorAssertions):
             )
 
     def test_unsupported_types_skipped(self):
-        """https/stcp/sudp/xtcp/tcpmux warn once and are left out."""
-        for ptype in ("https", "stcp", "sudp", "xtcp", "tcpmux"):
+        """https/sudp/xtcp/tcpmux warn once and are left out."""
+        for ptype in ("https", "sudp", "xtcp", "tcpmux"):
             c = client(f"[common]\n[p]\ntype = {ptype}\nsk = x\n")
             self.assertEqual(c.proxies, ())
             self.assertEqual(
@@ -1008,17 +1008,19 @@ class ProxyTests(SynchronousTestCase, ErrorAssertions):
         )
 
     def test_visitors_and_roles(self):
-        """Visitor sections are skipped with one warning; bad roles refused."""
+        """Visitor sections of types labrelay does not run are skipped with
+        one warning; bad roles refused."""
         c = client(
-            "[common]\n[v]\nrole = visitor\ntype = stcp\n"
+            "[common]\n[v]\nrole = visitor\ntype = xtcp\n"
             "server_name = s\nbind_port = 9000\n"
         )
         self.assertEqual(
-            (c.proxies, c.warnings),
+            (c.proxies, c.visitors, c.warnings),
             (
                 (),
+                (),
                 (
-                    "frpc.ini [v]: visitor sections are not supported by labrelay "
+                    "frpc.ini [v]: visitor type xtcp is not supported by labrelay "
                     "yet; section skipped",
                 ),
             ),

@@ -125,12 +125,10 @@ class ReferenceFileTests(unittest.TestCase):
                 "supported by labrelay yet; ignored",
                 'proxies[3] "web01" healthCheck.httpHeaders (line 265): not '
                 "supported by labrelay yet; ignored",
-                'visitors[0] "secret_tcp_visitor" (line 423): visitors are not '
+                'visitors[1] "p2p_tcp_visitor" (line 435): xtcp visitors are not '
                 "supported by labrelay yet; skipped",
-                'visitors[1] "p2p_tcp_visitor" (line 435): visitors are not '
-                "supported by labrelay yet; skipped",
-                'visitors[2] "vnet-visitor" (line 461): visitors are not '
-                "supported by labrelay yet; skipped",
+                'visitors[2] "vnet-visitor" (line 461): visitor plugin virtual_net '
+                "is not supported by labrelay yet; skipped",
                 'proxies[0] "ssh" transport.bandwidthLimit (line 191): not '
                 "supported by labrelay yet; ignored",
                 'proxies[0] "ssh" loadBalancer.group (line 201): not supported '
@@ -169,11 +167,9 @@ class ReferenceFileTests(unittest.TestCase):
                 "is not supported by labrelay yet; skipped",
                 'proxies[14] "plugin_tls2raw" (line 374): plugin tls2raw is not '
                 "supported by labrelay yet; skipped",
-                'proxies[15] "secret_tcp" (line 384): proxy type stcp is not '
-                "supported by labrelay yet; skipped",
                 'proxies[16] "p2p_tcp" (line 397): proxy type xtcp is not '
                 "supported by labrelay yet; skipped",
-                'proxies[17] "vnet-server" (line 415): proxy type stcp is not '
+                'proxies[17] "vnet-server" (line 415): plugin virtual_net is not '
                 "supported by labrelay yet; skipped",
             ],
         )
@@ -184,9 +180,17 @@ class ReferenceFileTests(unittest.TestCase):
                 "your_name.ssh_random",
                 "your_name.dns",
                 "your_name.web01",
+                "your_name.secret_tcp",
             ],
         )
-        ssh, _, _dns, web = c.proxies
+        ssh, _, _dns, web, secret = c.proxies
+        self.assertEqual((secret.sk, secret.allow_users), ("abcdefg", ("*",)))
+        (visitor,) = c.visitors
+        self.assertEqual(
+            (visitor.name, visitor.server_name, visitor.sk, visitor.bind_port),
+            ("secret_tcp_visitor", "secret_tcp", "abcdefg", 9000),
+        )
+        self.assertEqual(visitor.target(c.user), "your_name.secret_tcp")
         self.assertEqual((ssh.local_port, ssh.remote_port), (22, 6001))
         self.assertEqual(ssh.metas, (("var1", "abc"), ("var2", "123")))
         self.assertEqual(web.http_pwd, "admin")
@@ -269,19 +273,19 @@ class ReferenceFileTests(unittest.TestCase):
                 "your_name.ssh_random",
                 "your_name.dns",
                 "your_name.web01",
+                "your_name.secret_tcp",
             ],
         )
         self.assertFalse([w for w in c.warnings if "unknown" in w])
-        self.assertEqual(len(c.warnings), 21)  # the udp proxy now loads
+        self.assertEqual(len(c.warnings), 19)  # the udp and stcp proxies now load
         self.assertEqual(
             [w for w in c.warnings if "visitors[" in w],
             [
-                f'{path}: visitors[0] "secret_tcp_visitor" (line 331): visitors '
-                "are not supported by labrelay yet; skipped",
-                f'{path}: visitors[1] "p2p_tcp_visitor" (line 343): visitors '
+                f'{path}: visitors[1] "p2p_tcp_visitor" (line 343): xtcp visitors '
                 "are not supported by labrelay yet; skipped",
             ],
         )
+        self.assertEqual([v.name for v in c.visitors], ["secret_tcp_visitor"])
 
     def test_frps_v0_52_syntax_error(self):
         """v0.52's frps example has ``log.level = info`` unquoted: frp
@@ -958,18 +962,18 @@ class ClientFileTests(unittest.TestCase):
             enabled = false
             [[visitors]]
             name = "v"
-            type = "stcp"
+            type = "xtcp"
             serverName = "a"
             [[visitors]]
             name = "w"
-            type = "stcp"
+            type = "xtcp"
             """)
         self.assertEqual([p.name for p in c.proxies], ["a"])
         self.assertEqual(
             c.warnings,
             (
-                'frpc.toml: visitors[0] "v" (line 15): visitors are not supported '
-                "by labrelay yet; skipped",
+                'frpc.toml: visitors[0] "v" (line 15): xtcp visitors are not '
+                "supported by labrelay yet; skipped",
                 "frpc.toml: start (line 1): no proxy named 'ghost'",
             ),
         )
