@@ -391,6 +391,7 @@ class RelayClient(ProgramService):
                 host_header_rewrite=p.host_header_rewrite,
                 headers=dict(p.headers) or None,
                 route_by_http_user=p.route_by_http_user,
+                multiplexer=p.multiplexer,
             )
         )
 
