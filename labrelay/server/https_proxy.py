@@ -10,7 +10,7 @@ Routing is the HTTP vhost's (exact name, wildcards, the catch-all ``*``;
 :mod:`~labrelay.server.vhost.routes`) on a route table of its own, with
 the same domain rules and limits.  A hello that names no proxy (or no
 name at all) is answered with a TLS ``unrecognized_name`` alert and the
-connection closed; frp closes it too.  The hello is read within
+connection closed (frp closes it after its TLS stack's own alert).  The hello is read within
 :data:`~labrelay.server.preface.PREFACE_TIMEOUT` seconds and is at most
 :data:`~labrelay.server.https_sni.MAX_HELLO` bytes
 (:mod:`~labrelay.server.preface` has the other bounds).
@@ -49,7 +49,9 @@ class HttpsVhost(NamedPort):
         if hello is None:
             return None
         if not hello.server_name:
-            raise PrefaceError("ClientHello without a server name")
+            raise PrefaceError(
+                "ClientHello without a server name", UNRECOGNIZED_NAME_ALERT
+            )
         return Preface(host=hello.server_name, replay=data)
 
     def not_found(self, user, preface) -> bytes:
