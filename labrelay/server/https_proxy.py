@@ -10,7 +10,7 @@ Routing is the HTTP vhost's (exact name, wildcards, the catch-all ``*``;
 :mod:`~labrelay.server.vhost.routes`) on a route table of its own, with
 the same domain rules and limits.  A hello that names no proxy (or no
 name at all) is answered with a TLS ``unrecognized_name`` alert and the
-connection closed (frp closes it after its TLS stack's own alert).  The hello is read within
+connection closed, as frps does.  The hello is read within
 :data:`~labrelay.server.preface.PREFACE_TIMEOUT` seconds and is at most
 :data:`~labrelay.server.https_sni.MAX_HELLO` bytes
 (:mod:`~labrelay.server.preface` has the other bounds).
@@ -21,9 +21,9 @@ from typing import Optional
 from .https_sni import MAX_HELLO, HelloError, read_server_name
 from .preface import NamedPort, NamedRouteProxy, Preface, PrefaceError
 
-#: A fatal TLS alert ``unrecognized_name`` (112), in a TLS 1.0 record as
-#: servers send before a version is agreed.
-UNRECOGNIZED_NAME_ALERT = bytes([21, 3, 1, 0, 2, 2, 112])
+#: A fatal TLS alert ``unrecognized_name`` (112), byte for byte what frps
+#: 0.70 sends for a name it has no proxy for (a TLS 1.2 record).
+UNRECOGNIZED_NAME_ALERT = bytes([21, 3, 3, 0, 2, 2, 112])
 
 #: Record headers a hello may be split into, besides the hello itself.
 _RECORD_OVERHEAD = 5 * 8

@@ -13,6 +13,7 @@ import os
 
 from twisted.trial.unittest import TestCase
 
+from labrelay.server.https_proxy import UNRECOGNIZED_NAME_ALERT
 from labrelay.server.tcpmux import CONNECT_OK
 from tests.integration.test_https_vhost import curl
 from tests.integration.test_tcpmux import connect, until
@@ -21,6 +22,7 @@ from tests.support.named_ports import (
     SUBDOMAIN_HOST,
     NamedRelay,
     ca_file,
+    client_hello,
     named_proxy,
     raw_user,
     tls_backend,
@@ -59,6 +61,9 @@ class _Checks:
     async def check_paths(self, https_port, tcpmux_port):
         code, out, err = await curl(self, TB_HOST, https_port, ca_file(self))
         self.assertEqual((code, out), (0, b"tensorboard\n"), err)
+        unknown = await raw_user(self, https_port)
+        unknown.transport.write(client_hello("nobody.example.test"))
+        self.assertEqual(await within(unknown.closed), UNRECOGNIZED_NAME_ALERT)
         user = await raw_user(self, tcpmux_port)
         # frps drops bytes sent along with the CONNECT head (its bufio
         # reader keeps them), so the client waits for the answer first,
