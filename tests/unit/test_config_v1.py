@@ -186,7 +186,9 @@ class ReferenceFileTests(unittest.TestCase):
                 "your_name.tcpmuxhttpconnect",
             ],
         )
-        ssh, _, web = c.proxies
+        ssh, _, web, web02, tcpmux = c.proxies
+        self.assertEqual((web02.type, tcpmux.type), ("https", "tcpmux"))
+        self.assertEqual(tcpmux.multiplexer, "httpconnect")
         self.assertEqual((ssh.local_port, ssh.remote_port), (22, 6001))
         self.assertEqual(ssh.metas, (("var1", "abc"), ("var2", "123")))
         self.assertEqual(web.http_pwd, "admin")
