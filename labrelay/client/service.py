@@ -402,6 +402,7 @@ class RelayClient(ProgramService):
                 route_by_http_user=p.route_by_http_user,
                 sk=p.sk,
                 allow_users=list(p.allow_users) or None,
+                multiplexer=p.multiplexer,
             )
         )
 

@@ -32,10 +32,15 @@ from .visitor import SUPPORTED_VISITOR_TYPES
 
 Pairs = tuple[tuple[str, str], ...]
 
+#: proxy types routed by name (custom_domains, subdomain)
+_NAMED = ("http", "https", "tcpmux")
+#: the multiplexers of tcpmux proxies (frp has one)
+TCPMUX_MULTIPLEXERS = ("httpconnect",)
+
 
 @attrs.frozen
 class ProxyConfig:
-    """One tcp, http or stcp proxy of frpc.ini."""
+    """One proxy section of frpc.ini."""
 
     name: str
     section: str = attrs.field(
@@ -47,13 +52,14 @@ class ProxyConfig:
     remote_port: int = setting(0, "port", proxy_types=("tcp", "udp"))
     use_encryption: bool = setting(False)
     use_compression: bool = setting(False)
-    custom_domains: tuple[str, ...] = setting((), proxy_types=("http",))
-    subdomain: str = setting("", proxy_types=("http",))
+    custom_domains: tuple[str, ...] = setting((), proxy_types=_NAMED)
+    subdomain: str = setting("", proxy_types=_NAMED)
     locations: tuple[str, ...] = setting((), proxy_types=("http",))
-    http_user: str = setting("", proxy_types=("http",))
-    http_pwd: str = setting("", proxy_types=("http",))
+    http_user: str = setting("", proxy_types=("http", "tcpmux"))
+    http_pwd: str = setting("", proxy_types=("http", "tcpmux"))
     host_header_rewrite: str = setting("", proxy_types=("http",))
-    route_by_http_user: str = setting("", proxy_types=("http",))
+    route_by_http_user: str = setting("", proxy_types=("http", "tcpmux"))
+    multiplexer: str = setting("", proxy_types=("tcpmux",))
     sk: str = setting("", proxy_types=("stcp",))
     allow_users: tuple[str, ...] = setting((), proxy_types=("stcp",))
     headers: Pairs = ()
@@ -66,15 +72,13 @@ PROXY_KEYS = {**key_table(ProxyConfig, proxy_type=""), "role": "str"}
 TCP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="tcp")
 #: http proxy keys labrelay implements (plus header_*).
 HTTP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="http")
-STCP_PROXY_KEYS = key_table(ProxyConfig, proxy_type="stcp")
+#: the keys of each proxy type besides PROXY_KEYS
+TYPE_PROXY_KEYS = {
+    kind: key_table(ProxyConfig, proxy_type=kind) for kind in SUPPORTED_PROXY_TYPES
+}
 #: frp keys of other proxy types and of visitors: ignored where they do not
 #: apply, as frp ignores them.
-OTHER_PROXY_KEYS = (
-    OTHER_TYPE_PROXY_KEYS
-    | set(TCP_PROXY_KEYS)
-    | set(HTTP_PROXY_KEYS)
-    | set(STCP_PROXY_KEYS)
-)
+OTHER_PROXY_KEYS = OTHER_TYPE_PROXY_KEYS.union(*TYPE_PROXY_KEYS.values())
 
 
 def read_proxies(
@@ -84,7 +88,7 @@ def read_proxies(
     warnings: Warnings,
     other_names=(),
 ) -> tuple[ProxyConfig, ...]:
-    """Every started tcp/http proxy in file order (ranges expanded in
+    """Every started proxy in file order (ranges expanded in
     place); ``start`` may also name *other_names* (visitors read
     elsewhere)."""
     start = common.get("start", ())
@@ -214,8 +218,7 @@ def _proxy(
         raise fail(origin, label, "type", f"unknown proxy type {ptype!r}")
     http = ptype == "http"
     stcp = ptype == "stcp"
-    own_keys = HTTP_PROXY_KEYS if http else STCP_PROXY_KEYS if stcp else TCP_PROXY_KEYS
-    keys = {**PROXY_KEYS, **own_keys}
+    keys = {**PROXY_KEYS, **TYPE_PROXY_KEYS[ptype]}
     prefixes = ("meta_", "header_") if http else ("meta_",)
     pairs: dict[str, list] = {prefix: [] for prefix in prefixes}
     for key, entry in entries.items():
@@ -275,9 +278,9 @@ def _proxy(
             )
         allow_users = get("allow_users", "list", ())
         return ProxyConfig(sk=sk, allow_users=tuple(allow_users), **fields)
-    if not http:
+    if ptype in ("tcp", "udp"):
         return ProxyConfig(remote_port=get("remote_port", "port", 0), **fields)
-    for key, kind in HTTP_PROXY_KEYS.items():
+    for key, kind in TYPE_PROXY_KEYS[ptype].items():
         value = get(key, kind)
         if value is not None:
             fields[key] = value
@@ -287,10 +290,19 @@ def _proxy(
             origin,
             label,
             "custom_domains",
-            "an http proxy needs custom_domains or subdomain",
+            f"{'a' if ptype == 'tcpmux' else 'an'} {ptype} proxy needs "
+            "custom_domains or subdomain",
+        )
+    if ptype == "tcpmux" and fields.get("multiplexer") not in TCPMUX_MULTIPLEXERS:
+        raise fail(
+            origin,
+            label,
+            "multiplexer",
+            f"must be one of {', '.join(TCPMUX_MULTIPLEXERS)}, "
+            f"not {fields.get('multiplexer', '')!r}",
         )
     if "." in subdomain or "*" in subdomain:
         raise fail(
             origin, label, "subdomain", f"{subdomain!r} must not contain '.' or '*'"
         )
-    return ProxyConfig(headers=tuple(pairs["header_"]), **fields)
+    return ProxyConfig(headers=tuple(pairs.get("header_", ())), **fields)

@@ -124,9 +124,6 @@ SERVER_NOT_YET = {
     "quic_keepalive_period": "int",
     "quic_max_idle_timeout": "int",
     "quic_max_incoming_streams": "int",
-    "vhost_https_port": "int",
-    "tcpmux_httpconnect_port": "int",
-    "tcpmux_passthrough": "bool",
     "oidc_issuer": "str",
     "oidc_audience": "str",
     "oidc_skip_expiry_check": "bool",
@@ -199,7 +196,6 @@ OLD_KEYS = {
 #: keys): ignored where they do not apply, as frp ignores them.
 OTHER_TYPE_PROXY_KEYS = frozenset(
     {
-        "multiplexer",
         "sk",
         "allow_users",
         "server_name",
@@ -215,8 +211,8 @@ OTHER_TYPE_PROXY_KEYS = frozenset(
     }
 )
 
-SUPPORTED_PROXY_TYPES = ("tcp", "http", "udp", "stcp")
-NOT_YET_PROXY_TYPES = ("https", "sudp", "xtcp", "tcpmux")
+SUPPORTED_PROXY_TYPES = ("tcp", "http", "udp", "stcp", "https", "tcpmux")
+NOT_YET_PROXY_TYPES = ("sudp", "xtcp")
 NOT_YET_PROTOCOLS = ("kcp", "quic", "websocket", "wss")
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 #: Most proxies one range: section may generate.

@@ -93,6 +93,10 @@ class RelayServer(ProgramService):
         (tests listen on port 0).
     :param vhost_listen: likewise for proxy_bind_addr/vhost_http_port; the
         HTTP vhost runs when vhost_http_port > 0 or this is given.
+    :param https_listen: likewise for vhost_https_port (the HTTPS vhost,
+        :mod:`labrelay.server.https_proxy`).
+    :param tcpmux_listen: likewise for tcpmux_httpconnect_port
+        (:mod:`labrelay.server.tcpmux`).
     :param dashboard_listen: likewise for dashboard_addr/dashboard_port;
         the dashboard runs when dashboard_port > 0 or this is given.
     :param config_path: the config file that :meth:`reload` (and SIGHUP)
@@ -112,6 +116,8 @@ class RelayServer(ProgramService):
         vhost_listen=None,
         dashboard_listen=None,
         config_path=None,
+        https_listen=None,
+        tcpmux_listen=None,
         notifier=None,
     ):
         super().__init__(config, reactor, config_path, notifier)
@@ -137,6 +143,19 @@ class RelayServer(ProgramService):
         self._vhost_listener = None
         if config.vhost_http_port > 0 or vhost_listen:
             self._start_vhost(vhost_listen)
+        self._named_ports = {}  # proxy type -> (NamedPort, its listener)
+        if config.vhost_https_port > 0 or https_listen:
+            from .https_proxy import HttpsVhost
+
+            self._start_named_port(
+                "https", HttpsVhost(self.context), https_listen, "vhost https port"
+            )
+        if config.tcpmux_httpconnect_port > 0 or tcpmux_listen:
+            from .tcpmux import TcpMuxPort
+
+            self._start_named_port(
+                "tcpmux", TcpMuxPort(self.context), tcpmux_listen, "tcpmux port"
+            )
         self.dashboard = None
         if config.dashboard_port > 0 or dashboard_listen:
             from .dashboard import DashboardService  # twisted.web: only if on
@@ -223,6 +242,30 @@ class RelayServer(ProgramService):
         listener.setServiceParent(self)
         self._vhost_listener = listener
 
+    def _start_named_port(self, kind, port, description, name) -> None:
+        """A port routing by name (HTTPS vhost, tcpmux) and its start-up
+        listener."""
+        description = description or server_endpoint_description(
+            self.config.proxy_bind_addr, port.port
+        )
+        listener = _VhostListener(
+            self.reactor, description, port.factory, program="labrelay-server"
+        )
+        listener.vhost = port
+        listener.setServiceParent(self)
+        listener.port_name = name
+        self._named_ports[kind] = (port, listener)
+
+    def named_port(self, kind):
+        """The HTTPS vhost (``"https"``) or the tcpmux port (``"tcpmux"``),
+        or None when it is off."""
+        entry = self._named_ports.get(kind)
+        return entry[0] if entry else None
+
+    def when_named_port_listening(self, kind):
+        """A Deferred firing with that port's IListeningPort."""
+        return self._named_ports[kind][1].when_listening()
+
     def startService(self):
         # Before READY can go out: systemd may send SIGHUP right after it.
         self.reload_on_sighup()
@@ -230,6 +273,8 @@ class RelayServer(ProgramService):
         listeners = [("bind port", self.when_listening())]
         if self._vhost_listener is not None:
             listeners.append(("vhost port", self.when_vhost_listening()))
+        for _, listener in self._named_ports.values():
+            listeners.append((listener.port_name, listener.when_listening()))
         if self.dashboard is not None:
             listeners.append(("dashboard", self.when_dashboard_listening()))
         names = [name for name, _ in listeners]
@@ -384,4 +429,14 @@ class RelayServer(ProgramService):
             return self.vhost.create_proxy(control, message)
         if kind == "stcp":
             return StcpProxy(self.context, control, message)
+        if kind in ("https", "tcpmux"):
+            port = self.named_port(kind)
+            if port is None:
+                raise ProxyError(
+                    "type [https] not supported when vhost https port is not set"
+                    if kind == "https"
+                    else "tcpmux with multiplexer httpconnect not supported "
+                    "because this feature is not enabled in server"
+                )
+            return port.create_proxy(control, message)
         raise ProxyError(f"proxy type [{kind}] is not supported by labrelay yet")

@@ -488,20 +488,18 @@ class ServerTests(SynchronousTestCase, ErrorAssertions):
     def test_not_yet_keys(self):
         """Each recognised-but-unimplemented key warns once, by name."""
         s = server(
-            "[common]\nbind_addr = 127.0.0.1\nvhost_https_port = 443\n"
-            "vhost_https_port = 8443\nkcp_bind_port = 7000\n"
+            "[common]\nbind_addr = 127.0.0.1\nkcp_bind_port = 7000\n"
+            "kcp_bind_port = 7001\n"
         )
         self.assertEqual(
             s.warnings,
             (
-                "frps.ini [common] vhost_https_port: not supported by labrelay "
-                "yet; ignored",
                 "frps.ini [common] kcp_bind_port: not supported by labrelay yet; "
                 "ignored",
             ),
         )
         self.assert_error(
-            server, "[common]\nvhost_https_port = x\n", "[common] vhost_https_port: "
+            server, "[common]\nkcp_bind_port = x\n", "[common] kcp_bind_port: "
         )
 
     def test_unknown_and_client_keys(self):
@@ -989,8 +987,8 @@ class ProxyTests(SynchronousTestCase, ErrorAssertions):
             )
 
     def test_unsupported_types_skipped(self):
-        """https/sudp/xtcp/tcpmux warn once and are left out."""
-        for ptype in ("https", "sudp", "xtcp", "tcpmux"):
+        """sudp/xtcp warn once and are left out."""
+        for ptype in ("sudp", "xtcp"):
             c = client(f"[common]\n[p]\ntype = {ptype}\nsk = x\n")
             self.assertEqual(c.proxies, ())
             self.assertEqual(

@@ -93,7 +93,6 @@ class ReferenceFileTests(unittest.TestCase):
                 'httpPlugins[1] "port-manager" (line 165): server plugins are '
                 "not supported by labrelay yet; ignored",
                 "kcpBindPort (line 11): not supported by labrelay yet; ignored",
-                "vhostHTTPSPort (line 53): not supported by labrelay yet; ignored",
                 "auth.token (line 106): only 8 characters on a public bindAddr; "
                 "use at least 16 random ones (openssl rand -hex 16)",
             ],
@@ -145,10 +144,8 @@ class ReferenceFileTests(unittest.TestCase):
                 "by labrelay yet; ignored",
                 'proxies[3] "web01" healthCheck.maxFailed (line 262): not '
                 "supported by labrelay yet; ignored",
-                'proxies[4] "web02" (line 269): proxy type https is not '
-                "supported by labrelay yet; skipped",
-                'proxies[5] "tcpmuxhttpconnect" (line 282): proxy type tcpmux '
-                "is not supported by labrelay yet; skipped",
+                'proxies[4] "web02" transport.proxyProtocolVersion (line 280): '
+                "not supported by labrelay yet; ignored",
                 'proxies[6] "plugin_unix_domain_socket" (line 291): plugin '
                 "unix_domain_socket is not supported by labrelay yet; skipped",
                 'proxies[7] "plugin_http_proxy" (line 301): plugin http_proxy '
@@ -157,9 +154,9 @@ class ReferenceFileTests(unittest.TestCase):
                 "supported by labrelay yet; skipped",
                 'proxies[9] "plugin_static_file" (line 319): plugin static_file '
                 "is not supported by labrelay yet; skipped",
-                'proxies[10] "plugin_https2http" (line 330): proxy type https '
+                'proxies[10] "plugin_https2http" (line 330): plugin https2http '
                 "is not supported by labrelay yet; skipped",
-                'proxies[11] "plugin_https2https" (line 342): proxy type https '
+                'proxies[11] "plugin_https2https" (line 342): plugin https2https '
                 "is not supported by labrelay yet; skipped",
                 'proxies[12] "plugin_http2https" (line 354): plugin http2https '
                 "is not supported by labrelay yet; skipped",
@@ -180,10 +177,14 @@ class ReferenceFileTests(unittest.TestCase):
                 "your_name.ssh_random",
                 "your_name.dns",
                 "your_name.web01",
+                "your_name.web02",
+                "your_name.tcpmuxhttpconnect",
                 "your_name.secret_tcp",
             ],
         )
-        ssh, _, _dns, web, secret = c.proxies
+        ssh, _, _dns, web, web02, tcpmux, secret = c.proxies
+        self.assertEqual((web02.type, tcpmux.type), ("https", "tcpmux"))
+        self.assertEqual(tcpmux.multiplexer, "httpconnect")
         self.assertEqual((secret.sk, secret.allow_users), ("abcdefg", ("*",)))
         (visitor,) = c.visitors
         self.assertEqual(
@@ -223,8 +224,6 @@ class ReferenceFileTests(unittest.TestCase):
                     ("sshTunnelGateway.authorizedKeysFile", 157),
                     ("kcpBindPort", 11),
                     ("quicBindPort", 15),
-                    ("vhostHTTPSPort", 53),
-                    ("tcpmuxHTTPConnectPort", 62),
                 )
             ],
         )
@@ -273,11 +272,13 @@ class ReferenceFileTests(unittest.TestCase):
                 "your_name.ssh_random",
                 "your_name.dns",
                 "your_name.web01",
+                "your_name.web02",
+                "your_name.tcpmuxhttpconnect",
                 "your_name.secret_tcp",
             ],
         )
         self.assertFalse([w for w in c.warnings if "unknown" in w])
-        self.assertEqual(len(c.warnings), 19)  # the udp and stcp proxies now load
+        self.assertEqual(len(c.warnings), 18)  # udp, stcp, https, tcpmux load
         self.assertEqual(
             [w for w in c.warnings if "visitors[" in w],
             [

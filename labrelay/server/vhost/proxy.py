@@ -20,12 +20,11 @@ import hmac
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from ...errors import ProxyError
+from .. import domains as named_domains  # a module: it imports vhost.routes
 from ..proxy_base import ProxyBase, WaitsForWork
 from ..worklink import start_work_link
 from .exchange import WorkUnavailable
 from .idle import IdleWork
-from .routes import normalize_domain
 
 
 class _WorkRequest(WaitsForWork):
@@ -66,65 +65,16 @@ class HttpProxy(ProxyBase):
 
     def _wanted_domains(self) -> list:
         """Domains from custom_domains and subdomain, validated as frps."""
-        message = self.message
-        subdomain_host = normalize_domain(self.context.config.subdomain_host)
-        domains = []
-        for domain in message.custom_domains or []:
-            domain = normalize_domain(domain)
-            if not domain:
-                continue
-            if (
-                subdomain_host
-                and domain.count(".") > subdomain_host.count(".")
-                and subdomain_host in domain
-            ):
-                raise ProxyError(
-                    f"custom domain [{domain}] should not belong "
-                    f"to subdomain host [{subdomain_host}]"
-                )
-            domains.append(domain)
-        subdomain = message.subdomain.strip()
-        if subdomain:
-            if not subdomain_host:
-                raise ProxyError(
-                    "subdomain is not supported because this "
-                    "feature is not enabled in remote frps"
-                )
-            if "." in subdomain or "*" in subdomain:
-                raise ProxyError("'.' and '*' are not supported in subdomain")
-            domains.append(normalize_domain(f"{subdomain}.{subdomain_host}"))
-        if not domains:
-            raise ProxyError(
-                "custom_domains and subdomain should set at least one of them"
-            )
-        return domains
+        return named_domains.wanted_domains(
+            self.message, self.context.config.subdomain_host
+        )
 
     def _check_route_limits(self, domains: list) -> None:
-        """Refuse a proxy with more keys than the server allows, before a
-        single route is built: one NewProxy must stay cheap to register
-        (``max_domains_per_proxy``, ``max_locations_per_proxy``,
-        ``max_routes_per_proxy``, ``max_routes_total``; 0 turns one off)."""
-        config = self.context.config
-        routes = len(domains) * len(self.locations)
-        for count, limit, what in (
-            (len(domains), config.max_domains_per_proxy, "max_domains_per_proxy"),
-            (
-                len(self.locations),
-                config.max_locations_per_proxy,
-                "max_locations_per_proxy",
-            ),
-            (routes, config.max_routes_per_proxy, "max_routes_per_proxy"),
-        ):
-            if 0 < limit < count:
-                raise ProxyError(
-                    f"{count} {what.split('_')[1]} exceed the "
-                    f"{what} ({limit}) of this server"
-                )
-        limit = config.max_routes_total
-        if 0 < limit < len(self.vhost.routes) + routes:
-            raise ProxyError(
-                f"the server holds its max_routes_total ({limit}) of vhost routes"
-            )
+        """Refuse a proxy with more route keys than the server allows
+        (:func:`~labrelay.server.domains.check_route_limits`)."""
+        named_domains.check_route_limits(
+            self.context.config, domains, len(self.locations), len(self.vhost.routes)
+        )
 
     def start(self) -> str:
         domains = self._wanted_domains()
