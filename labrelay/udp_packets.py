@@ -99,6 +99,10 @@ def datagram_of(packet) -> tuple:
     try:
         # Go's decoder skips line breaks inside base64
         text = packet.c.replace("\r", "").replace("\n", "")
+        # Go's StdEncoding wants whole 4-character groups and at most two
+        # '=' at the end; binascii's checks of that differ between Pythons
+        if len(text) % 4 or len(text) - len(text.rstrip("=")) > 2:
+            raise ValueError("not whole base64 groups")
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("UDPPacket content is not base64") from None
