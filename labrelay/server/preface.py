@@ -38,11 +38,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ..logs import kv_fields
 from ..peers import describe, host_port
 from ..relay import RelayedProtocol, set_no_delay
 from . import domains as named_domains
-from .proxy_base import ProxyBase, WaitsForWork, join_user_to_work
+from .proxy_base import (
+    ProxyBase,
+    WaitsForWork,
+    join_user_to_work,
+    user_close_fields,
+)
 from .vhost.routes import RouteTable
 
 #: Seconds a connection has to send its preface (frp: 30 s for the whole
@@ -308,15 +312,9 @@ class PrefaceConnection(WaitsForWork, RelayedProtocol):
         if proxy is None:
             return
         proxy.connections.discard(self)
-        splice = self.sink
         self._log.info(
             "user connection close {kv}",
-            **kv_fields(
-                proxy=proxy.name,
-                run_id=proxy.control.run_id,
-                user_addr=self.peer,
-                bytes_in=splice.bytes_a_to_b if splice is not None else 0,
-                bytes_out=splice.bytes_b_to_a if splice is not None else 0,
-                duration_ms=round((self.port.clock.seconds() - self._started) * 1000),
+            **user_close_fields(
+                proxy, self.peer, self.sink, self.port.clock.seconds() - self._started
             ),
         )

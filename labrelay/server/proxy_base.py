@@ -16,6 +16,7 @@ from zope.interface import implementer
 from ..errors import NoWorkConnection
 from ..interfaces import IProxy, IWaitsForWork
 from ..kernel_splice import make_splice
+from ..logs import kv_fields
 from ..peers import host_port
 from .worklink import start_work_link
 
@@ -39,6 +40,20 @@ def join_user_to_work(proxy, user, work, *, dst=("", 0)):
     proxy.sink_opened(splice)
     splice.start(a_pending=user.take_early_data(), b_pending=work.take_early_data())
     return splice
+
+
+def user_close_fields(proxy, peer: str, splice, seconds: float) -> dict:
+    """The ``key=value`` fields of the "user connection close" line of a
+    raw-bytes user of *proxy* (tcp, https, tcpmux): who, the bytes each way
+    as *splice* carried them (none if it never started) and *seconds*."""
+    return kv_fields(
+        proxy=proxy.name,
+        run_id=proxy.control.run_id,
+        user_addr=peer,
+        bytes_in=splice.bytes_a_to_b if splice is not None else 0,
+        bytes_out=splice.bytes_b_to_a if splice is not None else 0,
+        duration_ms=round(seconds * 1000),
+    )
 
 
 @implementer(IWaitsForWork)

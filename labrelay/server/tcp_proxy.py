@@ -19,13 +19,17 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..errors import ProxyError
-from ..logs import kv_fields
 from ..peers import describe, host_port
 from ..relay import RelayedProtocol, set_no_delay
 
 # ProxyBase and join_user_to_work live in proxy_base (shared with http);
 # they are re-exported here for existing imports.
-from .proxy_base import ProxyBase, WaitsForWork, join_user_to_work
+from .proxy_base import (
+    ProxyBase,
+    WaitsForWork,
+    join_user_to_work,
+    user_close_fields,
+)
 
 __all__ = ["ProxyBase", "TcpProxy", "UserConnection", "join_user_to_work"]
 
@@ -54,19 +58,14 @@ class UserConnection(WaitsForWork, RelayedProtocol):
         self.proxy.connections.discard(self)
         self.proxy.context.connections.remove(self)
         self.stop_waiting()
-        splice = self.sink
         proxy = self.proxy
         self._log.info(
             "user connection close {kv}",
-            **kv_fields(
-                proxy=proxy.name,
-                run_id=proxy.control.run_id,
-                user_addr=self.peer,
-                bytes_in=splice.bytes_a_to_b if splice is not None else 0,
-                bytes_out=splice.bytes_b_to_a if splice is not None else 0,
-                duration_ms=round(
-                    (proxy.context.clock.seconds() - self._started) * 1000
-                ),
+            **user_close_fields(
+                proxy,
+                self.peer,
+                self.sink,
+                proxy.context.clock.seconds() - self._started,
             ),
         )
 
